@@ -1,0 +1,63 @@
+# salesml — two commands for a new user: `make demo` and `make test`.
+# Everything is installed from the lock file into .venv; nothing needs to be installed by hand
+# beyond Python >= 3.11 and make.
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+DEMO_DIR ?= .salesml/demo-data
+DEMO_DEALS ?= 5000
+DATA ?=
+FORMAT ?= canonical
+MAPPING ?=
+
+.PHONY: setup demo test lint typecheck imports bench clean help
+
+help:
+	@echo "make demo   - set up, then run the main job end to end on synthetic history"
+	@echo "make test   - set up, then run every check and test"
+	@echo "make bench  - benchmarks against a peer measured in the same run"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	@if [ -n "$(DATA)" ]; then \
+		$(BIN)/salesml import "$(DATA)" --format $(FORMAT) $(if $(MAPPING),--mapping "$(MAPPING)",); \
+	else \
+		$(BIN)/salesml synth --deals $(DEMO_DEALS) --seed 7 --out $(DEMO_DIR) && \
+		$(BIN)/salesml import $(DEMO_DIR) --format canonical; \
+	fi
+	$(BIN)/salesml kpis --by team --period quarter
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+imports: setup
+	$(BIN)/lint-imports
+
+test: setup lint typecheck imports
+	$(BIN)/pytest -n 2
+
+bench: setup
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .salesml .mypy_cache .ruff_cache .pytest_cache

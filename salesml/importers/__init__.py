@@ -1,0 +1,46 @@
+"""Importers: each turns one kind of CRM export into canonical tables for the shared pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from salesml.errors import ConfigError
+from salesml.importers.base import ImportBatch
+from salesml.importers.pipeline import ImportSummary, TableCounts, run_import
+
+FORMATS = ("canonical", "maven", "salesforce", "hubspot", "mapping")
+
+
+def read_export(path: Path, fmt: str, mapping: Path | None = None) -> ImportBatch:
+    """Read an export of format ``fmt`` (one of ``FORMATS``) into an ``ImportBatch``."""
+    readers: dict[str, Callable[[Path], ImportBatch]] = {}
+    from salesml.importers.canonical import read_canonical
+    from salesml.importers.maven import read_maven
+
+    readers["canonical"] = read_canonical
+    readers["maven"] = read_maven
+    try:
+        from salesml.importers.hubspot import read_hubspot
+        from salesml.importers.salesforce import read_salesforce
+
+        readers["salesforce"] = read_salesforce
+        readers["hubspot"] = read_hubspot
+    except ImportError:  # pragma: no cover - during development only
+        pass
+    if fmt == "mapping":
+        if mapping is None:
+            raise ConfigError(
+                "--format mapping needs --mapping FILE (a YAML mapping; see docs/mapping.md)"
+            )
+        from salesml.importers.mapping import read_mapped
+
+        return read_mapped(path, mapping)
+    if mapping is not None:
+        raise ConfigError(f"--mapping only applies to --format mapping, not {fmt}")
+    if fmt not in readers:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return readers[fmt](path)
+
+
+__all__ = ["FORMATS", "ImportBatch", "ImportSummary", "TableCounts", "read_export", "run_import"]

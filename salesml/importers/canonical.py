@@ -1,0 +1,90 @@
+"""The canonical format: a folder of CSV or Parquet files named after the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from salesml.errors import ImportFailedError
+from salesml.importers.base import (
+    SOURCE_ROW,
+    TABULAR_SUFFIXES,
+    ImportBatch,
+    SourceTable,
+    read_tabular,
+    snake_case,
+    with_source_rows,
+)
+from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
+
+
+def read_canonical(path: Path) -> ImportBatch:
+    """Read ``deals.csv`` / ``deals.parquet`` and any other canonical tables in ``path``.
+
+    Files whose names start with ``_`` or ``.`` are skipped (the synthetic generator keeps its
+    ground truth in ``_truth/``); other unknown files are reported as warnings. Extra columns
+    on deals become custom attributes; extra columns elsewhere are reported and ignored.
+    """
+    if path.is_file():
+        if path.stem.lower().removesuffix(".csv") == "deals":
+            files = {"deals": path}
+            folder = path.parent
+        else:
+            raise ImportFailedError(
+                f"{path} is a file; --format canonical takes a folder of files named after the "
+                f"tables ({', '.join(TABLES)}), or a single deals.csv/deals.parquet"
+            )
+    elif path.is_dir():
+        folder = path
+        files = {}
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith(("_", ".")):
+                continue
+            stem = entry.name.lower()
+            for suffix in TABULAR_SUFFIXES:
+                stem = stem.removesuffix(suffix)
+            if entry.is_file() and stem in TABLES and entry.name.lower().endswith(TABULAR_SUFFIXES):
+                if stem in files:
+                    raise ImportFailedError(
+                        f"{folder} has two files for {stem} ({files[stem].name} and "
+                        f"{entry.name}); keep one"
+                    )
+                files[stem] = entry
+        if "deals" not in files:
+            raise ImportFailedError(
+                f"no deals file in {folder}; a canonical export needs deals.csv or "
+                f"deals.parquet (every other table is optional: {', '.join(TABLES)})"
+            )
+    else:
+        raise ImportFailedError(f"{path} does not exist; check the path")
+
+    warnings: list[str] = []
+    if path.is_dir():
+        known = {f.name for f in files.values()}
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith(("_", ".")) or entry.name in known:
+                continue
+            warnings.append(
+                f"ignored {entry.name}: not a canonical table name "
+                f"(expected files named {', '.join(TABLES)})"
+            )
+    sources: list[SourceTable] = []
+    for table, file in files.items():
+        data = with_source_rows(read_tabular(file))
+        schema = TABLES[table]
+        extras = [c for c in data.column_names if c not in schema.column_names and c != SOURCE_ROW]
+        attributes = {}
+        if schema.allows_attributes:
+            renames = {}
+            for c in extras:
+                name = snake_case(c.removeprefix(ATTRIBUTE_PREFIX))
+                renames[c] = ATTRIBUTE_PREFIX + name
+                attributes[ATTRIBUTE_PREFIX + name] = None
+            data = data.rename_columns([renames.get(c, c) for c in data.column_names])
+        elif extras:
+            warnings.append(
+                f"{file.name}: ignored column(s) {', '.join(extras)} (not part of {table}; only "
+                "deals keep extra columns, as custom attributes)"
+            )
+            data = data.drop_columns(extras)
+        sources.append(SourceTable(table, data, str(file), attributes=attributes))  # type: ignore[arg-type]
+    return ImportBatch("canonical", str(path), sources, warnings)

@@ -1,0 +1,301 @@
+"""The shared import pipeline: validate → reconcile → upsert in one transaction → summary.
+
+Every input row ends up counted exactly once: ``imported`` (new key), ``updated`` (known key,
+different content), ``unchanged`` (known key, same content, or an exact duplicate within the
+export) or ``rejected`` (written to the rejects file with file, line, field and reason).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from salesml.errors import ImportFailedError
+from salesml.importers.base import SOURCE_ROW, ImportBatch, SourceTable, require_columns
+from salesml.importers.validate import StagedTable, stage_sources
+from salesml.schemas import ATTRIBUTE_PREFIX, DUCKDB_TYPES, IMPORT_ORDER, TABLES, TableSchema
+from salesml.warehouse import attribute_columns, connect, quote
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TableCounts:
+    """Per-table outcome; ``input == imported + updated + unchanged + rejected``."""
+
+    input: int = 0
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, as printed by ``salesml import`` (``--json``: ``to_json()``)."""
+
+    import_id: str
+    format: str
+    source: str
+    tables: dict[str, TableCounts]
+    rejects_file: str | None = None
+    placeholder_reps: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: asdict(c) for name, c in self.tables.items()}
+        out.update(
+            import_id=self.import_id,
+            format=self.format,
+            source=self.source,
+            rejects_file=self.rejects_file,
+            placeholder_reps=self.placeholder_reps,
+            warnings=self.warnings,
+        )
+        return out
+
+
+def run_import(
+    batch: ImportBatch,
+    warehouse_path: Path,
+    rejects_dir: Path,
+    progress: Progress | None = None,
+) -> ImportSummary:
+    """Validate and upsert ``batch`` into the warehouse; all or nothing on failure."""
+    say = progress or (lambda _msg: None)
+    by_table: dict[str, list[SourceTable]] = {}
+    for source in batch.tables:
+        if source.table not in TABLES:
+            raise ImportFailedError(f"internal: importer produced unknown table {source.table!r}")
+        schema = TABLES[source.table]
+        require_columns(
+            source.source_file,
+            source.data,
+            list(schema.required_columns),
+            source.hints.get("_missing", ""),
+        )
+        by_table.setdefault(source.table, []).append(source)
+    if "deals" not in by_table:
+        raise ImportFailedError(
+            f"{batch.source} has no deals; the deals table is the one table every import needs"
+        )
+    import_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    summary = ImportSummary(import_id, batch.format, batch.source, {}, warnings=batch.warnings)
+    con = connect(warehouse_path)
+    try:
+        staged: dict[str, StagedTable] = {}
+        for name in IMPORT_ORDER:
+            if name not in by_table:
+                continue
+            say(f"validating {name}")
+            known = {
+                k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in attribute_columns(con, name).items()
+            }
+            staged[name] = stage_sources(con, TABLES[name], by_table[name], known)
+            if name == "deals":
+                _reconcile_products(con, summary)
+        for name in ("stage_history", "activities", "leads"):
+            if name in staged:
+                _reject_unknown_deals(con, TABLES[name])
+        say("writing to the warehouse")
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name, st in staged.items():
+                _add_attribute_columns(con, TABLES[name], st)
+                summary.tables[name] = _upsert(con, TABLES[name], st)
+            summary.placeholder_reps = _placeholder_reps(con, summary)
+            summary.rejects_file = _write_rejects(con, rejects_dir, import_id)
+            con.execute(
+                "INSERT INTO _imports VALUES (?, ?, ?, ?, ?)",
+                [
+                    import_id,
+                    datetime.now(UTC).replace(tzinfo=None),
+                    batch.format,
+                    batch.source,
+                    json.dumps(summary.to_json()),
+                ],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    except duckdb.Error as exc:
+        raise ImportFailedError(
+            f"import of {batch.source} failed and nothing was written: {exc}"
+        ) from exc
+    finally:
+        con.close()
+    return summary
+
+
+def _reconcile_products(con: duckdb.DuckDBPyConnection, summary: ImportSummary) -> None:
+    """Map product-name variants ("GTXPro") onto the catalogue's spelling ("GTX Pro")."""
+    catalogue = "SELECT product FROM products"
+    if _exists(con, "valid_products"):
+        catalogue += " UNION SELECT product FROM valid_products"
+    norm = "regexp_replace(lower({}), '[^a-z0-9]', '', 'g')"
+    rows = con.execute(
+        f"WITH cat AS ({catalogue}), variants AS (SELECT DISTINCT d.product AS variant, "
+        f"c.product AS canonical FROM valid_deals d JOIN cat c ON {norm.format('d.product')} = "
+        f"{norm.format('c.product')} WHERE d.product <> c.product) "
+        "SELECT variant, any_value(canonical), count(DISTINCT canonical) FROM variants "
+        "GROUP BY variant"
+    ).fetchall()
+    for variant, canonical, n in rows:
+        if int(n) > 1:
+            continue
+        hits = con.execute(
+            "UPDATE valid_deals SET product = ? WHERE product = ?", [canonical, variant]
+        ).fetchone()
+        count = int(hits[0]) if hits else 0
+        summary.warnings.append(
+            f"product {variant!r} on {count} deal(s) read as {canonical!r} (the catalogue's name)"
+        )
+
+
+def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def _reject_unknown_deals(con: duckdb.DuckDBPyConnection, table: TableSchema) -> None:
+    """Child rows must point at a deal in this import or already in the warehouse."""
+    valid = f"valid_{table.name}"
+    nullable = table.name == "leads"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _orphans AS SELECT * FROM {valid} v WHERE "
+        f"{'v.deal_id IS NOT NULL AND ' if nullable else ''}"
+        "NOT EXISTS (SELECT 1 FROM valid_deals d WHERE d.deal_id = v.deal_id) AND "
+        "NOT EXISTS (SELECT 1 FROM deals d WHERE d.deal_id = v.deal_id)"
+    )
+    con.execute(
+        f"INSERT INTO _rejects SELECT '{table.name}', _source_file, {SOURCE_ROW}, 'deal_id', "
+        "deal_id, 'deal_id ' || quote(deal_id) || ' is not in deals (neither in this import "
+        "nor in the warehouse); import that deal too or correct the id', "
+        "to_json(o) FROM _orphans o"
+    )
+    keys = " AND ".join(f"v.{quote(k)} = o.{quote(k)}" for k in table.key)
+    con.execute(f"DELETE FROM {valid} v USING _orphans o WHERE {keys}")
+    con.execute("DROP TABLE _orphans")
+
+
+def _add_attribute_columns(
+    con: duckdb.DuckDBPyConnection, table: TableSchema, staged: StagedTable
+) -> None:
+    existing = attribute_columns(con, table.name)
+    added = False
+    for name, kind in sorted(staged.attributes.items()):
+        column = ATTRIBUTE_PREFIX + name
+        if column in existing:
+            continue
+        sql_type = DUCKDB_TYPES["float"] if kind == "numeric" else DUCKDB_TYPES["str"]
+        con.execute(f"ALTER TABLE {table.name} ADD COLUMN {quote(column)} {sql_type}")
+        con.execute("INSERT INTO _attributes VALUES (?, ?, ?, ?)", [table.name, name, kind, column])
+        added = True
+    if added:
+        # The row hash covers every column, so existing rows get it recomputed once.
+        cols = [*table.column_names, *attribute_columns(con, table.name)]
+        con.execute(
+            f"UPDATE {table.name} SET _row_hash = hash({', '.join(quote(c) for c in cols)})"
+        )
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, table: TableSchema, staged: StagedTable) -> TableCounts:
+    name, valid = table.name, staged.valid_name
+    cols = [*table.column_names, *attribute_columns(con, name)]
+    have = {r[0] for r in con.execute(f"DESCRIBE {valid}").fetchall()}
+    exprs = [quote(c) if c in have else f"NULL AS {quote(c)}" for c in cols]
+    # Recompute the hash over the warehouse's full column list (attributes may differ).
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT {', '.join(exprs)}, "
+        f"hash({', '.join(quote(c) for c in cols)}) AS _row_hash FROM "
+        f"(SELECT {', '.join(exprs)} FROM {valid})"
+    )
+    join = " AND ".join(f"i.{quote(k)} = t.{quote(k)}" for k in table.key)
+    placeholder = "coalesce(t.is_placeholder, FALSE)" if name == "reps" else "FALSE"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _diff AS SELECT i.*, CASE "
+        f"WHEN t._row_hash IS NULL OR {placeholder} THEN 'imported' "
+        "WHEN t._row_hash <> i._row_hash THEN 'updated' ELSE 'unchanged' END AS _outcome "
+        f"FROM _incoming i LEFT JOIN {name} t ON {join}"
+    )
+    counts = dict(con.execute("SELECT _outcome, count(*) FROM _diff GROUP BY 1").fetchall())
+    t_keys = " AND ".join(f"{name}.{quote(k)} = d.{quote(k)}" for k in table.key)
+    con.execute(
+        f"DELETE FROM {name} USING (SELECT * FROM _diff WHERE _outcome <> 'unchanged') d "
+        f"WHERE {t_keys}"
+    )
+    con.execute(
+        f"INSERT INTO {name} BY NAME SELECT * EXCLUDE (_outcome) FROM _diff "
+        "WHERE _outcome <> 'unchanged'"
+    )
+    rejected = con.execute(
+        "SELECT count(DISTINCT (file, row)) FROM _rejects WHERE table_name = ?", [name]
+    ).fetchone()
+    result = TableCounts(
+        input=staged.input_rows,
+        imported=int(counts.get("imported", 0)),
+        updated=int(counts.get("updated", 0)),
+        unchanged=int(counts.get("unchanged", 0)) + staged.duplicate_rows,
+        rejected=int(rejected[0]) if rejected else 0,
+    )
+    for tmp in ("_incoming", "_diff", valid):
+        con.execute(f"DROP TABLE IF EXISTS {tmp}")
+    total = result.imported + result.updated + result.unchanged + result.rejected
+    if total != result.input:
+        raise ImportFailedError(
+            f"internal: {name} counts do not add up ({total} accounted for, {result.input} "
+            "read); nothing was written. Please report this with the export's shape."
+        )
+    return result
+
+
+def _placeholder_reps(con: duckdb.DuckDBPyConnection, summary: ImportSummary) -> int:
+    """Owners missing from reps get a placeholder rep, so their deals are never lost."""
+    rows = con.execute(
+        "SELECT owner_id, any_value(team), any_value(region), count(*) FROM deals d "
+        "WHERE owner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM reps r WHERE r.owner_id = "
+        "d.owner_id) GROUP BY owner_id ORDER BY owner_id"
+    ).fetchall()
+    if not rows:
+        return 0
+    con.executemany(
+        "INSERT INTO reps (owner_id, name, team, region, is_placeholder, _row_hash) "
+        "VALUES (?, ?, ?, ?, TRUE, 0)",
+        [[r[0], f"Unknown rep {r[0]}", r[1], r[2]] for r in rows],
+    )
+    n_deals = sum(int(r[3]) for r in rows)
+    shown = ", ".join(str(r[0]) for r in rows[:5]) + (" …" if len(rows) > 5 else "")
+    summary.warnings.append(
+        f"{n_deals} deal(s) are owned by {len(rows)} owner_id(s) not in reps ({shown}); the "
+        "deals were kept with placeholder reps — import the reps table to fill in their "
+        "names and teams"
+    )
+    return len(rows)
+
+
+def _write_rejects(con: duckdb.DuckDBPyConnection, rejects_dir: Path, import_id: str) -> str | None:
+    rows = con.execute(
+        "SELECT table_name, file, row, field, value, reason, record FROM _rejects "
+        "ORDER BY table_name, file, row, field"
+    ).fetchall()
+    con.execute("DELETE FROM _rejects")
+    if not rows:
+        return None
+    rejects_dir.mkdir(parents=True, exist_ok=True)
+    path = rejects_dir / f"{import_id}.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["table", "file", "row", "field", "value", "reason", "record"])
+        writer.writerows(rows)
+    return str(path)

@@ -1,0 +1,104 @@
+"""The embedded warehouse: one DuckDB file per workspace, one table per canonical table.
+
+Rows are upserted by key. Every row carries ``_row_hash`` (a hash of its canonical values and
+attributes), so a re-import can tell new, changed and unchanged rows apart and an identical
+export changes nothing. Custom deal attributes live in ``attr_<name>`` columns whose kind is
+recorded in ``_attributes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from salesml.errors import WarehouseError
+from salesml.schemas import ATTRIBUTE_PREFIX, TABLES, TableSchema
+
+AttributeKind = str  # "numeric" | "categorical"
+
+
+def quote(name: str) -> str:
+    """Quote an identifier for DuckDB."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def create_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every canonical table (and the bookkeeping tables) if missing."""
+    for table in TABLES.values():
+        cols = ", ".join(f"{quote(c.name)} {c.duckdb_type}" for c in table.columns)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, _row_hash UBIGINT)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _attributes (table_name VARCHAR, name VARCHAR, "
+        "kind VARCHAR, source_column VARCHAR)"
+    )
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS _imports (import_id VARCHAR, started_at TIMESTAMP, "
+        "format VARCHAR, source VARCHAR, summary JSON)"
+    )
+
+
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open (and, unless read-only, create) the warehouse at ``path``."""
+    if read_only and not path.exists():
+        raise WarehouseError(
+            f"no warehouse at {path}; import an export first: salesml import PATH --format ..."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        raise WarehouseError(
+            f"cannot open the warehouse at {path}: {exc}. Is another salesml process using it?"
+        ) from exc
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        create_schema(con)
+    return con
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Access to one workspace's warehouse file."""
+
+    path: Path
+
+    @contextmanager
+    def connection(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connect(self.path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def read(self, table: str) -> pd.DataFrame:
+        """The whole table as a DataFrame, without bookkeeping columns."""
+        if table not in TABLES:
+            raise WarehouseError(f"unknown table {table!r}; tables are {', '.join(TABLES)}")
+        with self.connection(read_only=True) as con:
+            df = con.execute(f"SELECT * EXCLUDE (_row_hash) FROM {table}").df()
+        return df
+
+    def counts(self) -> dict[str, int]:
+        with self.connection(read_only=True) as con:
+            return {
+                t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0])  # type: ignore[index]
+                for t in TABLES
+            }
+
+
+def attribute_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    """``{column: kind}`` of the custom attributes a table has in the warehouse."""
+    rows = con.execute(
+        "SELECT name, kind FROM _attributes WHERE table_name = ? ORDER BY name", [table]
+    ).fetchall()
+    return {ATTRIBUTE_PREFIX + str(name): str(kind) for name, kind in rows}
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: TableSchema) -> list[str]:
+    """Canonical columns followed by the table's attribute columns, in warehouse order."""
+    return list(table.column_names) + list(attribute_columns(con, table.name))
