@@ -1,0 +1,88 @@
+"""The Maven CRM export imports without loss and matches the facts in shared/data/README.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from salesml.importers import ImportSummary, read_export, run_import
+from salesml.warehouse import connect
+
+MAVEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "maven-crm"
+pytestmark = pytest.mark.skipif(not MAVEN.exists(), reason="shared/data/maven-crm not present")
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ImportSummary]:
+    home = tmp_path_factory.mktemp("maven")
+    summary = run_import(read_export(MAVEN, "maven"), home / "w.duckdb", home / "rejects")
+    return home / "w.duckdb", summary
+
+
+def test_every_row_is_imported(imported: tuple[Path, ImportSummary]) -> None:
+    _, summary = imported
+    assert summary.tables["deals"].input == 8800
+    assert summary.tables["deals"].imported == 8800
+    assert summary.tables["accounts"].imported == 85
+    assert summary.tables["products"].imported == 7
+    assert summary.tables["reps"].imported == 35
+    assert summary.rejects_file is None
+
+
+def test_status_counts_and_amounts_match_the_facts(imported: tuple[Path, ImportSummary]) -> None:
+    con = connect(imported[0])
+    counts = dict(con.execute("SELECT status, count(*) FROM deals GROUP BY 1").fetchall())
+    assert counts == {"won": 4238, "lost": 2473, "open": 2089}
+    stages = dict(con.execute(
+        "SELECT stage, count(*) FROM deals WHERE status = 'open' GROUP BY 1"
+    ).fetchall())
+    assert stages == {"Engaging": 1589, "Prospecting": 500}
+    revenue, aov = con.execute(
+        "SELECT sum(amount), avg(amount) FROM deals WHERE status = 'won'"
+    ).fetchone() or (None, None)
+    assert revenue == 10_005_534
+    assert round(aov, 2) == 2360.91
+    # Lost close_value 0 is not an amount; open deals have none.
+    assert con.execute(
+        "SELECT count(amount) FROM deals WHERE status <> 'won'"
+    ).fetchone() == (0,)
+
+
+def test_median_won_cycle_is_57_days(imported: tuple[Path, ImportSummary]) -> None:
+    con = connect(imported[0])
+    median = con.execute(
+        "SELECT median(date_diff('day', created_at::DATE, closed_at::DATE)) FROM deals "
+        "WHERE status = 'won'"
+    ).fetchone()
+    assert median == (57,)
+
+
+def test_dirt_is_cleaned(imported: tuple[Path, ImportSummary]) -> None:
+    con = connect(imported[0])
+    products = {r[0] for r in con.execute("SELECT DISTINCT product FROM deals").fetchall()}
+    assert "GTXPro" not in products
+    assert "GTX Pro" in products
+    assert products <= {r[0] for r in con.execute("SELECT product FROM products").fetchall()}
+    industries = {r[0] for r in con.execute("SELECT industry FROM accounts").fetchall()}
+    assert "technology" in industries
+    assert "technolgy" not in industries
+    assert con.execute(
+        "SELECT count(*) FROM deals WHERE account_id IS NULL"
+    ).fetchone() == (1425,)
+    assert con.execute("SELECT count(*) FROM deals WHERE team IS NULL").fetchone() == (0,)
+
+
+def test_prospecting_deals_without_engage_date_are_kept_and_flagged(
+    imported: tuple[Path, ImportSummary],
+) -> None:
+    _, summary = imported
+    assert any("500 open opportunities have no engage_date" in w for w in summary.warnings)
+    assert any("'GTXPro'" in w for w in summary.warnings)
+
+
+def test_reimport_is_a_no_op(imported: tuple[Path, ImportSummary]) -> None:
+    path, _ = imported
+    again = run_import(read_export(MAVEN, "maven"), path, path.parent / "rejects")
+    for name, c in again.tables.items():
+        assert c.unchanged == c.input, name
