@@ -61,7 +61,7 @@ class TableSchema:
     derived_key: bool = False
     # Extra source columns are kept as custom attributes (``attr_<name>``) on this table.
     allows_attributes: bool = False
-    # Columns that must name a row of another table: (column, table, table_column, nullable).
+    # Columns that must name a row of another table: (column, table, table_column).
     references: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
 
     @property
@@ -382,3 +382,74 @@ IMPORT_ORDER: tuple[str, ...] = (
 )
 
 NPS_MAX_SCORE = 10
+
+
+def render_data_model_markdown() -> str:
+    """``docs/data-model.md``, generated from the declarations above (a test keeps it current)."""
+    lines = [
+        "# The canonical data model",
+        "",
+        "Every importer produces exactly these tables (generated from `salesml/schemas.py`; "
+        "do not edit by hand — run `python -m salesml.schemas > docs/data-model.md`).",
+        "",
+        "Conventions: timestamps are UTC without a zone; `date` columns are calendar dates; "
+        "money is a plain number in the row's currency; ids are text. **Required** columns "
+        "must be present in an export; columns marked *not null* must be filled on every row. "
+        "Every input row is either imported or written to the rejects file with its file, "
+        "line, field and reason. Only `deals` is required; every other table is optional.",
+        "",
+    ]
+    for table in TABLES.values():
+        lines += [f"## {table.name}", "", table.description, ""]
+        key = ", ".join(table.key)
+        lines.append(f"Key: `{key}`" + (" (derived from the row when missing)."
+                                        if table.derived_key else "."))
+        if table.references:
+            refs = "; ".join(f"`{c}` → `{t}.{tc}`" for c, t, tc in table.references)
+            lines.append(f"References: {refs} (rows pointing nowhere are rejected).")
+        if table.allows_attributes:
+            lines.append(
+                "Extra columns are kept as custom attributes `attr_<snake_case_name>`, numeric "
+                "or categorical (inferred, or declared in a mapping)."
+            )
+        lines += ["", "| column | type | rules | meaning |", "|---|---|---|---|"]
+        for c in table.columns:
+            rules = []
+            if c.required:
+                rules.append("required")
+            if not c.nullable:
+                rules.append("not null")
+            if c.minimum is not None:
+                rules.append(f"≥ {c.minimum:g}")
+            if c.choices:
+                rules.append("one of " + ", ".join(c.choices))
+            lines.append(f"| `{c.name}` | {c.kind} | {'; '.join(rules)} | {c.description} |")
+        example = " | ".join("" if c.example is None else str(c.example) for c in table.columns)
+        lines += [
+            "",
+            "Example row:",
+            "",
+            "| " + " | ".join(table.column_names) + " |",
+            "|" + "---|" * len(table.columns),
+            f"| {example} |",
+            "",
+        ]
+    lines += [
+        "## Rules across tables",
+        "",
+        "- A closed deal (won / lost) has `closed_at`, an open one does not; `closed_at` is "
+        "never before `created_at`.",
+        "- A deal whose `owner_id` is not in `reps` is kept; a placeholder rep "
+        "(`is_placeholder = true`) is created and the import prints a warning.",
+        "- Product names on deals are reconciled with `products` when they differ only in "
+        "case, spaces or punctuation (\"GTXPro\" → \"GTX Pro\").",
+        "- Two rows with the same key and different content are both rejected; exact "
+        "duplicates count as unchanged.",
+        "- Re-importing the same export changes nothing (upsert by key).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(render_data_model_markdown(), end="")
