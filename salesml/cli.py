@@ -29,7 +29,7 @@ app = typer.Typer(
 P = ParamSpec("P")
 R = TypeVar("R")
 err = Console(stderr=True)
-out = Console()
+console = Console()
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -121,13 +121,144 @@ def import_cmd(
         table.add_row(
             name, *(f"{v:,}" for v in (c.input, c.imported, c.updated, c.unchanged, c.rejected))
         )
-    out.print(table)
+    console.print(table)
     for warning in summary.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if summary.rejects_file:
-        out.print(f"rejected rows and reasons: {summary.rejects_file}")
-    out.print(f"warehouse: {settings.warehouse_path}")
+        console.print(f"rejected rows and reasons: {summary.rejects_file}")
+    console.print(f"warehouse: {settings.warehouse_path}")
 
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+class SynthFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+@app.command()
+@handle_errors
+def synth(
+    out: Annotated[Path, typer.Option(help="Folder to write the canonical tables to.")],
+    deals: Annotated[int, typer.Option(min=1, help="Number of deals to generate.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same history).")] = 7,
+    end_date: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last day of the history (default: today)."),
+    ] = None,
+    fmt: Annotated[SynthFormat, typer.Option("--format", help="File format.")] = (
+        SynthFormat.parquet
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Generate realistic synthetic CRM history with planted, documented effects."""
+    from rich.progress import Progress
+
+    from salesml.synth import generate
+
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task("generating", total=1.0)
+
+        def progress(step: str, fraction: float) -> None:
+            bar.update(task, completed=fraction, description=step)
+
+        summary = generate(
+            deals,
+            seed,
+            out,
+            end_date=end_date.date() if end_date else None,
+            fmt=fmt.value,
+            progress=progress,
+        )
+    rows = {name: int(n) for name, n in summary.rows.items()}
+    if as_json:
+        print_json({"out_dir": str(out), "rows": rows})
+        return
+    table = Table(title=f"synthetic history in {out}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, n in rows.items():
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    console.print(f"ground truth: {out / '_truth'} (see docs/synthetic.md)")
+
+
+class GroupBy(StrEnum):
+    rep = "rep"
+    team = "team"
+    region = "region"
+    product = "product"
+    segment = "segment"
+
+
+class Period(StrEnum):
+    month = "month"
+    quarter = "quarter"
+    year = "year"
+
+
+@app.command()
+@handle_errors
+def kpis(
+    by: Annotated[GroupBy | None, typer.Option(help="Group the KPIs.")] = None,
+    period: Annotated[Period, typer.Option(help="Period for growth and trends.")] = (
+        Period.quarter
+    ),
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Compute as of this date (default: latest data)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the documented JSON.")] = False,
+) -> None:
+    """Sales KPIs: revenue and growth, win rate, AOV, cycle length, CAC, NPS, pipeline."""
+    from salesml.kpis import compute_kpis
+    from salesml.warehouse import connect
+
+    settings = Settings()
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        result = compute_kpis(con, by=by.value if by else None, period=period.value, as_of=as_of)
+    finally:
+        con.close()
+    if as_json:
+        print_json(result)
+        return
+    _print_kpis(result)
+
+
+def _money(v: object) -> str:
+    return "—" if v is None else f"{float(v):,.0f}"  # type: ignore[arg-type]
+
+
+def _pct(v: object) -> str:
+    return "—" if v is None else f"{100 * float(v):.1f}%"  # type: ignore[arg-type]
+
+
+def _num(v: object) -> str:
+    return "—" if v is None else f"{float(v):,.1f}"  # type: ignore[arg-type]
+
+
+def _print_kpis(result: dict[str, Any]) -> None:
+    table = Table(title=f"KPIs as of {result['as_of']} ({result.get('currency', '')})")
+    columns = [
+        ("revenue", "revenue", _money),
+        ("growth", "revenue_growth", _pct),
+        ("YoY", "revenue_growth_yoy", _pct),
+        ("win rate", "win_rate", _pct),
+        ("AOV", "average_order_value", _money),
+        ("cycle (med)", "median_cycle_days", _num),
+        ("CAC", "cac", _money),
+        ("NPS", "nps", _num),
+        ("open pipeline", "open_pipeline", _money),
+        ("coverage", "pipeline_coverage", _num),
+    ]
+    table.add_column(result.get("by") or "")
+    for label, _, _ in columns:
+        table.add_column(label, justify="right")
+    blocks = [("overall", result["overall"])]
+    blocks += [(str(g["group"]), g) for g in result.get("groups", [])]
+    for name, block in blocks:
+        table.add_row(name, *(f(block.get(key)) for _, key, f in columns))
+    console.print(table)

@@ -12,12 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from salesml.errors import WarehouseError
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES, TableSchema
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 AttributeKind = str  # "numeric" | "categorical"
 

@@ -8,11 +8,13 @@ guarantees.
 
 from __future__ import annotations
 
+import gzip
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -21,7 +23,82 @@ from salesml.errors import ImportFailedError, MissingColumnsError, WrongFileErro
 
 SOURCE_ROW = "_source_row"
 AttributeKind = Literal["numeric", "categorical"]
-TABULAR_SUFFIXES = (".csv", ".parquet", ".csv.gz")
+TABULAR_SUFFIXES = (".csv", ".parquet", ".csv.gz", ".txt")
+
+
+@dataclass(frozen=True)
+class ParquetFile:
+    """A Parquet source read lazily by DuckDB (large exports never pass through Python).
+
+    ``renames`` maps source column → name in the source table; unlisted columns are dropped.
+    ``_source_row`` is the 1-based row number in the file.
+    """
+
+    path: Path
+    renames: dict[str, str]
+    schema: pa.Schema
+    num_rows: int
+
+    @classmethod
+    def open(cls, path: Path) -> ParquetFile:
+        try:
+            meta = pq.read_metadata(path)
+            schema = pq.read_schema(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise WrongFileError(str(path), "a Parquet file", f"({exc})") from exc
+        names = [n for n in schema.names if n != SOURCE_ROW]
+        return cls(path, {n: n for n in names}, schema, meta.num_rows)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [*self.renames.values(), SOURCE_ROW]
+
+    def field_type(self, name: str) -> pa.DataType:
+        source = next(s for s, t in self.renames.items() if t == name)
+        return self.schema.field(source).type
+
+    def with_renames(self, renames: dict[str, str]) -> ParquetFile:
+        """Rename columns (old → new); unnamed columns keep their names."""
+        return ParquetFile(
+            self.path,
+            {s: renames.get(t, t) for s, t in self.renames.items()},
+            self.schema,
+            self.num_rows,
+        )
+
+    def without(self, columns: list[str]) -> ParquetFile:
+        return ParquetFile(
+            self.path,
+            {s: t for s, t in self.renames.items() if t not in columns},
+            self.schema,
+            self.num_rows,
+        )
+
+    def sql(self) -> str:
+        path = str(self.path).replace("'", "''")
+        cols = ", ".join(
+            '"' + s.replace('"', '""') + '" AS "' + t.replace('"', '""') + '"'
+            for s, t in self.renames.items()
+        )
+        return (
+            f"(SELECT {cols}, file_row_number + 1 AS {SOURCE_ROW} "
+            f"FROM read_parquet('{path}', file_row_number = true))"
+        )
+
+
+SourceData: TypeAlias = pa.Table | ParquetFile
+
+
+def column_names(data: SourceData) -> list[str]:
+    """Column names of a source, Arrow table or Parquet file alike."""
+    return list(data.column_names)
+
+
+def column_type(data: SourceData, name: str) -> pa.DataType:
+    """Arrow type of a source column."""
+    if isinstance(data, ParquetFile):
+        return data.field_type(name)
+    return data.schema.field(name).type
 
 
 @dataclass
@@ -31,7 +108,8 @@ class SourceTable:
     Attributes:
         table: canonical table name.
         data: canonical columns (a subset, raw strings or typed), optional attribute columns,
-            and ``_source_row`` (the line in the source file, header = line 1).
+            and ``_source_row`` (the line in the source file, header = line 1), which must be
+            unique within the source (rejects are counted per file and row).
         source_file: path shown in messages and the rejects file.
         date_formats: strptime formats per column, tried in order (default: ISO 8601).
         attributes: custom attribute columns in ``data`` → kind (``None`` = infer).
@@ -39,7 +117,7 @@ class SourceTable:
     """
 
     table: str
-    data: pa.Table
+    data: SourceData
     source_file: str
     date_formats: dict[str, list[str]] = field(default_factory=dict)
     attributes: dict[str, AttributeKind | None] = field(default_factory=dict)
@@ -87,9 +165,22 @@ def read_tabular(path: Path) -> pa.Table:
     raise WrongFileError(str(path), "a .csv or .parquet file", "rename or convert the file")
 
 
+def sniff_delimiter(path: Path) -> str:
+    """The header's most frequent of ``, ; TAB |`` (European exports often use ``;``)."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
+            header = fh.readline()
+    except OSError:
+        return ","
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
 def _read_csv_as_text(path: Path) -> pa.Table:
     read_options = pacsv.ReadOptions(block_size=64 << 20)
-    parse_options = pacsv.ParseOptions(newlines_in_values=True)
+    parse_options = pacsv.ParseOptions(delimiter=sniff_delimiter(path), newlines_in_values=True)
     try:
         header = pacsv.open_csv(
             path,
@@ -129,15 +220,16 @@ def _read_csv_as_text(path: Path) -> pa.Table:
 
 def with_source_rows(data: pa.Table, header_lines: int = 1) -> pa.Table:
     """Append ``_source_row``: the 1-based line of each row in its file (header = line 1)."""
-    rows = pa.array(range(header_lines + 1, header_lines + 1 + data.num_rows), pa.int64())
+    rows = pa.array(np.arange(header_lines + 1, header_lines + 1 + data.num_rows, dtype=np.int64))
     return data.append_column(SOURCE_ROW, rows)
 
 
-def require_columns(path: str, data: pa.Table, required: list[str], hint: str = "") -> None:
+def require_columns(path: str, data: SourceData, required: list[str], hint: str = "") -> None:
     """Raise ``MissingColumnsError`` naming what is missing and what the file has."""
-    missing = [c for c in required if c not in data.column_names]
+    names = column_names(data)
+    missing = [c for c in required if c not in names]
     if missing:
-        raise MissingColumnsError(path, missing, data.column_names, hint)
+        raise MissingColumnsError(path, missing, [n for n in names if n != SOURCE_ROW], hint)
 
 
 def select_renamed(data: pa.Table, renames: dict[str, str]) -> pa.Table:

@@ -8,8 +8,12 @@ from salesml.errors import ImportFailedError
 from salesml.importers.base import (
     SOURCE_ROW,
     TABULAR_SUFFIXES,
+    AttributeKind,
     ImportBatch,
+    ParquetFile,
+    SourceData,
     SourceTable,
+    column_names,
     read_tabular,
     snake_case,
     with_source_rows,
@@ -69,22 +73,34 @@ def read_canonical(path: Path) -> ImportBatch:
             )
     sources: list[SourceTable] = []
     for table, file in files.items():
-        data = with_source_rows(read_tabular(file))
+        data: SourceData
+        if file.name.lower().endswith(".parquet"):
+            data = ParquetFile.open(file)
+        else:
+            data = with_source_rows(read_tabular(file))
         schema = TABLES[table]
-        extras = [c for c in data.column_names if c not in schema.column_names and c != SOURCE_ROW]
-        attributes = {}
+        extras = [c for c in column_names(data) if c not in schema.column_names and c != SOURCE_ROW]
+        attributes: dict[str, AttributeKind | None] = {}
         if schema.allows_attributes:
             renames = {}
             for c in extras:
-                name = snake_case(c.removeprefix(ATTRIBUTE_PREFIX))
-                renames[c] = ATTRIBUTE_PREFIX + name
-                attributes[ATTRIBUTE_PREFIX + name] = None
-            data = data.rename_columns([renames.get(c, c) for c in data.column_names])
+                name = ATTRIBUTE_PREFIX + snake_case(c.removeprefix(ATTRIBUTE_PREFIX))
+                renames[c] = name
+                attributes[name] = None
+            data = _rename(data, renames)
         elif extras:
             warnings.append(
                 f"{file.name}: ignored column(s) {', '.join(extras)} (not part of {table}; only "
                 "deals keep extra columns, as custom attributes)"
             )
-            data = data.drop_columns(extras)
-        sources.append(SourceTable(table, data, str(file), attributes=attributes))  # type: ignore[arg-type]
+            data = (
+                data.without(extras) if isinstance(data, ParquetFile) else data.drop_columns(extras)
+            )
+        sources.append(SourceTable(table, data, str(file), attributes=attributes))
     return ImportBatch("canonical", str(path), sources, warnings)
+
+
+def _rename(data: SourceData, renames: dict[str, str]) -> SourceData:
+    if isinstance(data, ParquetFile):
+        return data.with_renames(renames)
+    return data.rename_columns([renames.get(c, c) for c in data.column_names])

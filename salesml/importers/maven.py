@@ -61,15 +61,21 @@ def read_maven(path: Path) -> ImportBatch:
     pipeline = with_source_rows(read_tabular(pipeline_file))
     require_columns(str(pipeline_file), pipeline, PIPELINE_COLUMNS, HINT)
     warnings: list[str] = []
-    sources = [_deals(pipeline, str(pipeline_file), warnings)]
-
+    deals = _deals(pipeline, warnings)
+    sources: list[SourceTable] = []
     teams = _team_lookup(folder, sources, warnings)
     if teams is not None:
-        deals = sources[0].data
         idx = pc.index_in(deals.column("owner_id"), teams.column("owner_id"))
         for col in ("team", "region"):
             deals = deals.append_column(col, pc.take(teams.column(col), idx))
-        sources[0].data = deals
+    sources.append(
+        SourceTable(
+            "deals",
+            deals,
+            str(pipeline_file),
+            hints={"status": "Maven stages are Won, Lost, Engaging and Prospecting"},
+        )
+    )
 
     accounts_file = find_table_file(folder, "accounts")
     if accounts_file is not None:
@@ -118,7 +124,7 @@ def read_maven(path: Path) -> ImportBatch:
     return ImportBatch("maven", str(folder), sources, warnings)
 
 
-def _deals(pipeline: pa.Table, file: str, warnings: list[str]) -> SourceTable:
+def _deals(pipeline: pa.Table, warnings: list[str]) -> pa.Table:
     stage_raw = pc.utf8_trim_whitespace(pipeline.column("deal_stage"))
     stage_key = pc.utf8_lower(stage_raw)
     status = pc.fill_null(
@@ -159,12 +165,7 @@ def _deals(pipeline: pa.Table, file: str, warnings: list[str]) -> SourceTable:
             "_source_row": pipeline.column("_source_row"),
         }
     )
-    return SourceTable(
-        "deals",
-        deals,
-        file,
-        hints={"status": "Maven stages are Won, Lost, Engaging and Prospecting"},
-    )
+    return deals
 
 
 def _team_lookup(folder: Path, sources: list[SourceTable], warnings: list[str]) -> pa.Table | None:

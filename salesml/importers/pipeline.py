@@ -19,12 +19,13 @@ from typing import Any
 import duckdb
 
 from salesml.errors import ImportFailedError
-from salesml.importers.base import SOURCE_ROW, ImportBatch, SourceTable, require_columns
+from salesml.importers.base import ImportBatch, SourceTable, require_columns
 from salesml.importers.validate import StagedTable, stage_sources
 from salesml.schemas import ATTRIBUTE_PREFIX, DUCKDB_TYPES, IMPORT_ORDER, TABLES, TableSchema
 from salesml.warehouse import attribute_columns, connect, quote
 
 Progress = Callable[[str], None]
+IMPORT_MEMORY_LIMIT = "2GB"
 
 
 @dataclass
@@ -90,6 +91,10 @@ def run_import(
     import_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = ImportSummary(import_id, batch.format, batch.source, {}, warnings=batch.warnings)
     con = connect(warehouse_path)
+    # Row order never matters here (rows carry their source line), and a bounded memory
+    # budget lets DuckDB spill instead of growing with the export.
+    con.execute("SET preserve_insertion_order = false")
+    con.execute(f"SET memory_limit = '{IMPORT_MEMORY_LIMIT}'")
     try:
         staged: dict[str, StagedTable] = {}
         for name in IMPORT_ORDER:
@@ -102,9 +107,10 @@ def run_import(
             staged[name] = stage_sources(con, TABLES[name], by_table[name], known)
             if name == "deals":
                 _reconcile_products(con, summary)
-        for name in ("stage_history", "activities", "leads"):
-            if name in staged:
-                _reject_unknown_deals(con, TABLES[name])
+                con.execute(
+                    "CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM "
+                    "valid_deals UNION SELECT deal_id FROM deals"
+                )
         say("writing to the warehouse")
         con.execute("BEGIN TRANSACTION")
         try:
@@ -168,27 +174,6 @@ def _exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(row and row[0])
 
 
-def _reject_unknown_deals(con: duckdb.DuckDBPyConnection, table: TableSchema) -> None:
-    """Child rows must point at a deal in this import or already in the warehouse."""
-    valid = f"valid_{table.name}"
-    nullable = table.name == "leads"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _orphans AS SELECT * FROM {valid} v WHERE "
-        f"{'v.deal_id IS NOT NULL AND ' if nullable else ''}"
-        "NOT EXISTS (SELECT 1 FROM valid_deals d WHERE d.deal_id = v.deal_id) AND "
-        "NOT EXISTS (SELECT 1 FROM deals d WHERE d.deal_id = v.deal_id)"
-    )
-    con.execute(
-        f"INSERT INTO _rejects SELECT '{table.name}', _source_file, {SOURCE_ROW}, 'deal_id', "
-        "deal_id, 'deal_id ' || quote(deal_id) || ' is not in deals (neither in this import "
-        "nor in the warehouse); import that deal too or correct the id', "
-        "to_json(o) FROM _orphans o"
-    )
-    keys = " AND ".join(f"v.{quote(k)} = o.{quote(k)}" for k in table.key)
-    con.execute(f"DELETE FROM {valid} v USING _orphans o WHERE {keys}")
-    con.execute("DROP TABLE _orphans")
-
-
 def _add_attribute_columns(
     con: duckdb.DuckDBPyConnection, table: TableSchema, staged: StagedTable
 ) -> None:
@@ -215,30 +200,35 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: TableSchema, staged: StagedTa
     cols = [*table.column_names, *attribute_columns(con, name)]
     have = {r[0] for r in con.execute(f"DESCRIBE {valid}").fetchall()}
     exprs = [quote(c) if c in have else f"NULL AS {quote(c)}" for c in cols]
-    # Recompute the hash over the warehouse's full column list (attributes may differ).
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _incoming AS SELECT {', '.join(exprs)}, "
-        f"hash({', '.join(quote(c) for c in cols)}) AS _row_hash FROM "
-        f"(SELECT {', '.join(exprs)} FROM {valid})"
+    # The hash covers the warehouse's full column list (attributes may differ per export).
+    incoming = (
+        f"(SELECT *, hash({', '.join(quote(c) for c in cols)}) AS _row_hash FROM "
+        f"(SELECT {', '.join(exprs)} FROM {valid}))"
     )
-    join = " AND ".join(f"i.{quote(k)} = t.{quote(k)}" for k in table.key)
-    placeholder = "coalesce(t.is_placeholder, FALSE)" if name == "reps" else "FALSE"
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _diff AS SELECT i.*, CASE "
-        f"WHEN t._row_hash IS NULL OR {placeholder} THEN 'imported' "
-        "WHEN t._row_hash <> i._row_hash THEN 'updated' ELSE 'unchanged' END AS _outcome "
-        f"FROM _incoming i LEFT JOIN {name} t ON {join}"
-    )
-    counts = dict(con.execute("SELECT _outcome, count(*) FROM _diff GROUP BY 1").fetchall())
-    t_keys = " AND ".join(f"{name}.{quote(k)} = d.{quote(k)}" for k in table.key)
-    con.execute(
-        f"DELETE FROM {name} USING (SELECT * FROM _diff WHERE _outcome <> 'unchanged') d "
-        f"WHERE {t_keys}"
-    )
-    con.execute(
-        f"INSERT INTO {name} BY NAME SELECT * EXCLUDE (_outcome) FROM _diff "
-        "WHERE _outcome <> 'unchanged'"
-    )
+    keys = ", ".join(quote(k) for k in table.key)
+    existing = con.execute(f"SELECT count(*) FROM {name}").fetchone()
+    if not existing or not existing[0]:
+        inserted = con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM {incoming}").fetchone()
+        counts = {"imported": int(inserted[0]) if inserted else 0}
+    else:
+        join = " AND ".join(f"i.{quote(k)} = t.{quote(k)}" for k in table.key)
+        placeholder = "coalesce(t.is_placeholder, FALSE)" if name == "reps" else "FALSE"
+        i_keys = ", ".join("i." + quote(k) for k in table.key)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _diff AS SELECT {i_keys}, "
+            f"CASE WHEN t._row_hash IS NULL OR {placeholder} THEN 'imported' "
+            "WHEN t._row_hash <> i._row_hash THEN 'updated' ELSE 'unchanged' END AS _outcome "
+            f"FROM {incoming} i LEFT JOIN {name} t ON {join}"
+        )
+        counts = dict(con.execute("SELECT _outcome, count(*) FROM _diff GROUP BY 1").fetchall())
+        con.execute("DELETE FROM _diff WHERE _outcome = 'unchanged'")
+        t_keys = " AND ".join(f"{name}.{quote(k)} = d.{quote(k)}" for k in table.key)
+        con.execute(f"DELETE FROM {name} USING _diff d WHERE {t_keys}")
+        con.execute(
+            f"INSERT INTO {name} BY NAME SELECT i.* FROM {incoming} i "
+            f"SEMI JOIN _diff USING ({keys})"
+        )
+        con.execute("DROP TABLE _diff")
     rejected = con.execute(
         "SELECT count(DISTINCT (file, row)) FROM _rejects WHERE table_name = ?", [name]
     ).fetchone()
@@ -249,8 +239,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: TableSchema, staged: StagedTa
         unchanged=int(counts.get("unchanged", 0)) + staged.duplicate_rows,
         rejected=int(rejected[0]) if rejected else 0,
     )
-    for tmp in ("_incoming", "_diff", valid):
-        con.execute(f"DROP TABLE IF EXISTS {tmp}")
+    con.execute(f"DROP TABLE IF EXISTS {valid}")
     total = result.imported + result.updated + result.unchanged + result.rejected
     if total != result.input:
         raise ImportFailedError(

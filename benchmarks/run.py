@@ -1,0 +1,163 @@
+"""``make bench``: every benchmark against its target and a peer measured in the same run.
+
+Each measurement runs in a fresh subprocess (``python -m benchmarks.steps ...``), so wall time
+and peak memory (max RSS from ``wait4``) belong to that step alone. Machines here are shared and
+noisy: figures are medians over ``--repeat`` runs and ratios are peer / ours.
+
+Usage: ``python -m benchmarks.run [--scale 1000000] [--repeat 1] [--only NAME]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+GB = 1024**3
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    peak_bytes: int
+
+
+@dataclass
+class Result:
+    name: str
+    target_seconds: float | None
+    target_peak_gb: float | None
+    ours: Measurement
+    peer: Measurement | None
+    peer_name: str
+
+    @property
+    def ratio(self) -> float | None:
+        return self.peer.seconds / self.ours.seconds if self.peer else None
+
+    @property
+    def ok(self) -> bool:
+        time_ok = self.target_seconds is None or self.ours.seconds <= self.target_seconds
+        mem_ok = self.target_peak_gb is None or self.ours.peak_bytes <= self.target_peak_gb * GB
+        return time_ok and mem_ok
+
+
+def measure(args: list[str], repeat: int, setup: list[str] | None = None) -> Measurement:
+    """Median wall time (of the step's work, start-up excluded) and max peak RSS."""
+    times, peaks = [], []
+    for _ in range(repeat):
+        if setup:
+            subprocess.run([sys.executable, "-m", "benchmarks.steps", *setup], check=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.steps", *args], stdout=subprocess.PIPE, text=True
+        )
+        assert proc.stdout is not None
+        output = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"benchmark step failed: {' '.join(args)}")
+        times.append(float(json.loads(output.strip().splitlines()[-1])["seconds"]))
+        peaks.append(usage.ru_maxrss * 1024)  # KiB on Linux
+    return Measurement(statistics.median(times), max(peaks))
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
+    return f"{platform.machine()}, {cpus} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def fmt_seconds(m: Measurement | None) -> str:
+    return "—" if m is None else f"{m.seconds:,.2f} s"
+
+
+def fmt_mem(m: Measurement | None) -> str:
+    return "—" if m is None else f"{m.peak_bytes / GB:.2f} GB"
+
+
+def render(results: list[Result], scale: int) -> str:
+    lines = [
+        f"salesml benchmarks — {scale:,} deals — {machine()}",
+        "",
+        "| benchmark | ours | target | peak mem (target) | peer | peer time | peer mem | "
+        "ratio peer/ours | ok |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        target = "—" if r.target_seconds is None else f"≤ {r.target_seconds:g} s"
+        mem_t = "" if r.target_peak_gb is None else f" (≤ {r.target_peak_gb:g} GB)"
+        ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
+        lines.append(
+            f"| {r.name} | {fmt_seconds(r.ours)} | {target} | {fmt_mem(r.ours)}{mem_t} | "
+            f"{r.peer_name} | {fmt_seconds(r.peer)} | {fmt_mem(r.peer)} | {ratio} | "
+            f"{'yes' if r.ok else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=int, default=1_000_000, help="deals to generate")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per heavy step (median)")
+    parser.add_argument("--kpi-repeat", type=int, default=3, help="runs per KPI step")
+    parser.add_argument("--only", action="append", default=None, help="benchmark name prefix")
+    parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
+    ns = parser.parse_args(argv)
+    work = ns.keep or Path(tempfile.mkdtemp(prefix="salesml-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    scale, results = ns.scale, []
+    data, data_peer = work / "data", work / "data-peer"
+    wh, wh_peer = work / "warehouse.duckdb", work / "warehouse-peer.duckdb"
+
+    def wanted(name: str) -> bool:
+        return ns.only is None or any(name.startswith(o) for o in ns.only)
+
+    try:
+        ours = measure(["generate", str(scale), str(data)], ns.repeat)
+        peer = measure(["generate-pandas", str(scale), str(data_peer)], ns.repeat)
+        results.append(Result("generate (synth)", 60, 4, ours, peer, "pandas writer"))
+        if wanted("import"):
+            clean = ["rm", str(wh)]
+            ours = measure(["import", str(data), str(wh)], ns.repeat, setup=clean)
+            peer = measure(
+                ["import-pandas", str(data), str(wh_peer)], ns.repeat, setup=["rm", str(wh_peer)]
+            )
+            results.append(Result("import (canonical)", 90, 4, ours, peer, "pandas import"))
+        if wanted("kpis"):
+            if not wh.exists():
+                measure(["import", str(data), str(wh)], 1)
+            ours = measure(["kpis", str(wh)], ns.kpi_repeat)
+            peer = measure(["kpis-pandas", str(wh)], ns.kpi_repeat)
+            results.append(Result("kpis (by team, quarter)", 5, 4, ours, peer, "pandas KPIs"))
+    finally:
+        if ns.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    table = render(results, scale)
+    print(table)
+    out = Path("bench-results")
+    out.mkdir(exist_ok=True)
+    (out / "latest.md").write_text(table + "\n", encoding="utf-8")
+    (out / "latest.json").write_text(
+        json.dumps(
+            {
+                "scale": scale,
+                "machine": machine(),
+                "results": [asdict(r) | {"ratio": r.ratio, "ok": r.ok} for r in results],
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    return 0 if all(r.ok for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
