@@ -261,4 +261,5 @@ def _print_kpis(result: dict[str, Any]) -> None:
     blocks += [(str(g["group"]), g) for g in result.get("groups", [])]
     for name, block in blocks:
         table.add_row(name, *(f(block.get(key)) for _, key, f in columns))
-    console.print(table)
+    # Eleven columns do not fit 80 characters; a wide table beats truncated figures.
+    Console(width=max(console.width, 150)).print(table)

@@ -1,0 +1,89 @@
+"""The CLI: --help everywhere, --json output, one-line reasons and non-zero exits on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from salesml.cli import app
+
+MAVEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "maven-crm"
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path / "home"))
+    return CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["import"], ["synth"], ["kpis"]])
+def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output
+
+
+def test_import_json_summary_counts_add_up(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["import", str(MAVEN), "--format", "maven", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    for table in ("deals", "reps", "accounts", "products"):
+        counts = summary[table]
+        assert set(counts) >= {"imported", "updated", "unchanged", "rejected"}
+        assert sum(counts[k] for k in ("imported", "updated", "unchanged", "rejected")) == (
+            counts["input"]
+        )
+    assert summary["deals"]["imported"] == 8800
+
+
+def test_missing_path_fails_with_one_line_reason(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["import", str(tmp_path / "nope"), "--format", "canonical"])
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1
+    assert "does not exist" in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_wrong_format_for_the_files_says_what_was_expected(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    result = runner.invoke(app, ["import", str(MAVEN), "--format", "salesforce"])
+    assert result.exit_code == 1
+    assert "Opportunity" in result.stderr
+
+
+def test_mapping_format_without_mapping_file_is_refused(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["import", str(MAVEN), "--format", "mapping"])
+    assert result.exit_code == 1
+    assert "--mapping" in result.stderr
+
+
+def test_kpis_without_a_warehouse_says_to_import_first(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["kpis", "--json"])
+    assert result.exit_code == 1
+    assert "salesml import" in result.stderr
+
+
+def test_synth_import_kpis_end_to_end(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "synth"
+    result = runner.invoke(app, ["synth", "--deals", "400", "--seed", "3", "--out", str(out),
+                                 "--end-date", "2026-06-30", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"]["deals"] == 400
+    result = runner.invoke(app, ["import", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["deals"]["imported"] == 400
+    result = runner.invoke(app, ["kpis", "--by", "team", "--period", "quarter", "--json"])
+    assert result.exit_code == 0, result.output
+    kpis = json.loads(result.stdout)
+    for name in ("revenue", "revenue_growth", "win_rate", "average_order_value",
+                 "median_cycle_days", "cac", "nps", "open_pipeline", "pipeline_coverage"):
+        assert name in kpis["overall"]
+    assert kpis["groups"]
+    result = runner.invoke(app, ["kpis", "--by", "team"])
+    assert result.exit_code == 0, result.output
+    assert "win rate" in result.stdout
