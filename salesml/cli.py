@@ -174,7 +174,7 @@ def synth(
         )
     rows = {name: int(n) for name, n in summary.rows.items()}
     if as_json:
-        print_json({"out_dir": str(out), "rows": rows})
+        print_json(summary.to_dict())
         return
     table = Table(title=f"synthetic history in {out}")
     table.add_column("table")

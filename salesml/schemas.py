@@ -402,8 +402,10 @@ def render_data_model_markdown() -> str:
     for table in TABLES.values():
         lines += [f"## {table.name}", "", table.description, ""]
         key = ", ".join(table.key)
-        lines.append(f"Key: `{key}`" + (" (derived from the row when missing)."
-                                        if table.derived_key else "."))
+        lines.append(
+            f"Key: `{key}`"
+            + (" (derived from the row when missing)." if table.derived_key else ".")
+        )
         if table.references:
             refs = "; ".join(f"`{c}` → `{t}.{tc}`" for c, t, tc in table.references)
             lines.append(f"References: {refs} (rows pointing nowhere are rejected).")
@@ -442,7 +444,7 @@ def render_data_model_markdown() -> str:
         "- A deal whose `owner_id` is not in `reps` is kept; a placeholder rep "
         "(`is_placeholder = true`) is created and the import prints a warning.",
         "- Product names on deals are reconciled with `products` when they differ only in "
-        "case, spaces or punctuation (\"GTXPro\" → \"GTX Pro\").",
+        'case, spaces or punctuation ("GTXPro" → "GTX Pro").',
         "- Two rows with the same key and different content are both rejected; exact "
         "duplicates count as unchanged.",
         "- Re-importing the same export changes nothing (upsert by key).",
