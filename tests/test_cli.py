@@ -87,3 +87,15 @@ def test_synth_import_kpis_end_to_end(runner: CliRunner, tmp_path: Path) -> None
     result = runner.invoke(app, ["kpis", "--by", "team"])
     assert result.exit_code == 0, result.output
     assert "win rate" in result.stdout
+
+
+def test_bad_settings_fail_with_a_one_line_reason(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "a-file"
+    home.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("SALESML_HOME", str(home))
+    result = runner.invoke(app, ["kpis"])
+    assert result.exit_code == 1
+    assert "invalid setting" in result.stderr
+    assert "point it at a folder" in result.stderr

@@ -17,7 +17,7 @@ DEALS_HEADER = (
 GOOD_DEALS = [
     "D1,2025-01-05,won,2025-02-10,1000,USD,R1,Negotiation,Pro,BigCo,10",
     "D2,2025-01-07T09:30:00Z,lost,2025-03-01,,USD,R1,Proposal,Basic,none,3",
-    "D3,2025-02-01,open,,\"2,500.00\",USD,R2,Discovery,Pro,,7",
+    'D3,2025-02-01,open,,"2,500.00",USD,R2,Discovery,Pro,,7',
     "D4,2025-02-03,open,,,USD,R9,Qualification,Basic,Upstart,",
 ]
 
@@ -30,12 +30,21 @@ def write(path: Path, header: str, rows: list[str]) -> Path:
 def make_export(folder: Path, deals: list[str] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     write(folder / "deals.csv", DEALS_HEADER, deals if deals is not None else GOOD_DEALS)
-    write(folder / "reps.csv", "owner_id,name,team,region,hired_at",
-          ["R1,Ann Lee,East,NA,2022-01-01", "R2,Bo Chen,West,NA,2023-06-15"])
-    write(folder / "activities.csv", "deal_id,occurred_at,type,owner_id",
-          ["D1,2025-01-10,call,R1", "D1,2025-01-20,meeting,R1", "D3,2025-02-05,email,R2"])
-    write(folder / "stage_history.csv", "deal_id,stage,changed_at,amount",
-          ["D1,Qualification,2025-01-05,900", "D1,Negotiation,2025-02-01,1000"])
+    write(
+        folder / "reps.csv",
+        "owner_id,name,team,region,hired_at",
+        ["R1,Ann Lee,East,NA,2022-01-01", "R2,Bo Chen,West,NA,2023-06-15"],
+    )
+    write(
+        folder / "activities.csv",
+        "deal_id,occurred_at,type,owner_id",
+        ["D1,2025-01-10,call,R1", "D1,2025-01-20,meeting,R1", "D3,2025-02-05,email,R2"],
+    )
+    write(
+        folder / "stage_history.csv",
+        "deal_id,stage,changed_at,amount",
+        ["D1,Qualification,2025-01-05,900", "D1,Negotiation,2025-02-01,1000"],
+    )
     return folder
 
 
@@ -86,8 +95,11 @@ def test_reimporting_the_same_export_changes_nothing(tmp_path: Path) -> None:
 
 def test_changed_rows_are_updated_and_new_rows_imported(tmp_path: Path) -> None:
     do_import(make_export(tmp_path / "x"), tmp_path)
-    changed = [*GOOD_DEALS[:3], GOOD_DEALS[3].replace("open,,", "won,2025-03-01,500"),
-               "D5,2025-03-01,open,,100,USD,R2,Discovery,Pro,none,1"]
+    changed = [
+        *GOOD_DEALS[:3],
+        GOOD_DEALS[3].replace("open,,", "won,2025-03-01,500"),
+        "D5,2025-03-01,open,,100,USD,R2,Discovery,Pro,none,1",
+    ]
     summary = do_import(make_export(tmp_path / "y", changed), tmp_path)
     deals = summary.tables["deals"]
     assert (deals.imported, deals.updated, deals.unchanged) == (1, 1, 3)
@@ -98,9 +110,9 @@ def test_owner_missing_from_reps_gets_a_placeholder_and_a_warning(tmp_path: Path
     assert summary.placeholder_reps == 1
     assert any("R9" in w and "placeholder" in w for w in summary.warnings)
     con = connect(tmp_path / "w.duckdb")
-    assert con.execute(
-        "SELECT is_placeholder FROM reps WHERE owner_id = 'R9'"
-    ).fetchone() == (True,)
+    assert con.execute("SELECT is_placeholder FROM reps WHERE owner_id = 'R9'").fetchone() == (
+        True,
+    )
 
 
 @pytest.mark.parametrize(
@@ -160,8 +172,11 @@ def test_exact_duplicate_rows_count_as_unchanged(tmp_path: Path) -> None:
 
 def test_activity_for_unknown_deal_is_rejected(tmp_path: Path) -> None:
     src = make_export(tmp_path / "x")
-    write(src / "activities.csv", "deal_id,occurred_at,type", ["D1,2025-01-10,call",
-                                                               "NOPE,2025-01-10,call"])
+    write(
+        src / "activities.csv",
+        "deal_id,occurred_at,type",
+        ["D1,2025-01-10,call", "NOPE,2025-01-10,call"],
+    )
     summary = do_import(src, tmp_path)
     assert summary.tables["activities"].rejected == 1
     [reject] = rejects(summary)
@@ -226,3 +241,36 @@ def test_parquet_and_csv_give_the_same_warehouse(tmp_path: Path) -> None:
     a = connect(tmp_path / "a" / "w.duckdb").execute(q).df()
     b = connect(tmp_path / "b" / "w.duckdb").execute(q).df()
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_an_error_while_writing_rolls_everything_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import salesml.importers.pipeline as pipeline
+
+    do_import(make_export(tmp_path / "x"), tmp_path)
+    changed = [GOOD_DEALS[0].replace("1000", "7"), *GOOD_DEALS[1:]]
+
+    def explode(*_args: object) -> int:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "_placeholder_reps", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        do_import(make_export(tmp_path / "y", changed), tmp_path)
+    con = connect(tmp_path / "w.duckdb")
+    assert con.execute("SELECT amount FROM deals WHERE deal_id = 'D1'").fetchone() == (1000.0,)
+    assert con.execute("SELECT count(*) FROM _imports").fetchone() == (1,)
+
+
+def test_settings_refuse_a_home_that_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from salesml.settings import Settings
+
+    home = tmp_path / "file"
+    home.write_text("x", encoding="utf-8")
+    monkeypatch.setenv("SALESML_HOME", str(home))
+    with pytest.raises(ValidationError, match="point it at a folder"):
+        Settings()
