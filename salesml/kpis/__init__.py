@@ -8,12 +8,13 @@ data, so an old export reads as it did on its last day.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import Any, get_args
 
 import duckdb
 
 from salesml.errors import ConfigError, WarehouseError
+from salesml.kpis import _funnel, _marketing
 from salesml.kpis import _queries as q
 from salesml.kpis._assemble import Facts, block, period_grid
 from salesml.kpis._queries import GroupBy, PeriodUnit
@@ -29,7 +30,10 @@ class NoDealsError(WarehouseError):
     """There are no deals to compute KPIs from (empty warehouse, or as_of before them all)."""
 
 
-def _naive_utc(moment: datetime) -> datetime:
+def _naive_utc(moment: datetime | date) -> datetime:
+    """as_of as the warehouse stores time: naive UTC (a bare date means its midnight)."""
+    if not isinstance(moment, datetime):
+        return datetime.combine(moment, time())
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
@@ -49,9 +53,9 @@ def compute_kpis(
         by: also break every figure down by ``rep``, ``team``, ``region``, ``product`` or
             ``segment``; ``None`` gives the overall block only.
         period: granularity of the ``periods`` rows and of the growth figures.
-        as_of: the moment the KPIs are computed at (naive = UTC). Deals created after it are
-            ignored and deals closed after it count as open. Default: the latest
-            ``created_at`` / ``closed_at`` in the deals table.
+        as_of: the moment the KPIs are computed at (naive = UTC; a bare ``date`` means its
+            midnight). Deals created after it are ignored and deals closed after it count as
+            open. Default: the latest ``created_at`` / ``closed_at`` in the deals table.
 
     Returns:
         ``{"as_of", "period", "by", "currency", "warnings", "overall", "groups"}``; see
@@ -78,13 +82,19 @@ def _compute(
     unit: PeriodUnit,
     as_of: datetime | None,
 ) -> dict[str, Any]:
-    n_all, latest = q.deal_bounds(cur)
+    tables = q.present_tables(cur)
+    n_all, latest = q.deal_bounds(cur, tables)
     if n_all == 0 or latest is None:
         raise NoDealsError(
             "no deals in the warehouse; import an export first: salesml import PATH --format ..."
         )
     moment = latest if as_of is None else _naive_utc(as_of)
-    n_deals, n_undated, first = q.load_deals(cur, by, unit, moment)
+    n_deals, n_undated, first = q.load_deals(cur, tables, by, unit, moment)
+    if (n_deals == 0 or first is None) and n_undated:
+        raise NoDealsError(
+            f"all {n_undated} deals created on or before as_of {moment.isoformat()} are "
+            "won/lost without closed_at; fill closed_at in the export and re-import"
+        )
     if n_deals == 0 or first is None:
         raise NoDealsError(
             f"no deals created on or before as_of {moment.isoformat()} (the warehouse has "
@@ -105,7 +115,7 @@ def _compute(
             f"conversion and reported as {currency}: convert them to one currency on import"
         )
 
-    other_start = q.first_activity_period(cur, unit, moment)
+    other_start = _marketing.first_activity_period(cur, tables, unit, moment)
     start = first if other_start is None else min(first, other_start)
     new, new_by_channel = q.new_customers(cur, by, unit)
     facts = Facts(
@@ -114,16 +124,16 @@ def _compute(
         closed=q.closed_figures(cur, by, unit),
         new_customers=new,
         new_customers_by_channel=new_by_channel,
-        spend=q.marketing_spend(cur, unit, moment),
-        nps=q.nps(cur, by, unit, moment),
-        pipeline=q.open_pipeline(cur, by),
-        leads=q.lead_conversion(cur, by, moment),
+        spend=_marketing.marketing_spend(cur, tables, unit, moment),
+        nps=_marketing.nps(cur, tables, by, unit, moment),
+        pipeline=q.open_pipeline(cur, tables, by),
+        leads=_marketing.lead_conversion(cur, tables, by, moment),
         leads_by_group=by in ("rep", "team", "region"),
-        funnel=q.funnel(cur, by, moment),
+        funnel=_funnel.funnel(cur, tables, by, moment),
     )
     result_groups: list[dict[str, Any]] = []
     if by is not None:
-        for g, label in q.groups(cur, by):
+        for g, label in q.groups(cur, tables, by):
             head: dict[str, Any] = {"group": g}
             if by == "rep":
                 head["label"] = label

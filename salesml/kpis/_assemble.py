@@ -5,6 +5,7 @@ Everything here works on a few hundred numbers per group (one row per period), n
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -161,7 +162,7 @@ def block(facts: Facts, g: str | None) -> dict[str, Any]:
 
     stages = facts.funnel.stages
     funnel = []
-    for from_stage, to_stage in zip(stages, stages[1:], strict=False):
+    for from_stage, to_stage in itertools.pairwise(stages):
         entered, advanced = facts.funnel.counts.get((g, from_stage), (0, 0))
         funnel.append(
             {
@@ -190,9 +191,7 @@ def block(facts: Facts, g: str | None) -> dict[str, Any]:
         "open_pipeline": money(pipeline),
         "open_pipeline_deals": n_deals,
         "open_pipeline_estimated": money(estimated),
-        "pipeline_coverage": rate(
-            ratio(pipeline, sum(recent) / len(recent) if recent else None)
-        ),
+        "pipeline_coverage": rate(ratio(pipeline, sum(recent) / len(recent) if recent else None)),
         "lead_conversion": leads,
         "funnel": funnel,
         "periods": periods,
