@@ -55,7 +55,11 @@ def measure(args: list[str], repeat: int, setup: list[str] | None = None) -> Mea
     times, peaks = [], []
     for _ in range(repeat):
         if setup:
-            subprocess.run([sys.executable, "-m", "benchmarks.steps", *setup], check=True)
+            subprocess.run(
+                [sys.executable, "-m", "benchmarks.steps", *setup],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.steps", *args], stdout=subprocess.PIPE, text=True
         )

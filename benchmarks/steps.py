@@ -31,14 +31,16 @@ def generate_pandas(n: int, out: Path) -> None:
     gen = importlib.import_module("salesml.synth.generate")  # the module, not the function
 
     def pandas_writer(table: pa.Table, path: Path, fmt: str) -> None:
-        frame = pd.DataFrame({
-            name: (
-                column.to_pandas().astype(object)
-                if pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)
-                else column.to_pandas()
-            )
-            for name, column in zip(table.column_names, table.columns, strict=True)
-        })
+        frame = pd.DataFrame(
+            {
+                name: (
+                    column.to_pandas().astype(object)
+                    if pa.types.is_dictionary(column.type) or pa.types.is_string(column.type)
+                    else column.to_pandas()
+                )
+                for name, column in zip(table.column_names, table.columns, strict=True)
+            }
+        )
         frame.to_parquet(path, index=False)
 
     gen.write_table = pandas_writer

@@ -33,8 +33,9 @@ def test_import_json_summary_counts_add_up(runner: CliRunner) -> None:
     for table in ("deals", "reps", "accounts", "products"):
         counts = summary[table]
         assert set(counts) >= {"imported", "updated", "unchanged", "rejected"}
-        assert sum(counts[k] for k in ("imported", "updated", "unchanged", "rejected")) == (
-            counts["input"]
+        assert (
+            sum(counts[k] for k in ("imported", "updated", "unchanged", "rejected"))
+            == (counts["input"])
         )
     assert summary["deals"]["imported"] == 8800
 
@@ -70,8 +71,21 @@ def test_kpis_without_a_warehouse_says_to_import_first(runner: CliRunner) -> Non
 
 def test_synth_import_kpis_end_to_end(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "synth"
-    result = runner.invoke(app, ["synth", "--deals", "400", "--seed", "3", "--out", str(out),
-                                 "--end-date", "2026-06-30", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--deals",
+            "400",
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--end-date",
+            "2026-06-30",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["rows"]["deals"] == 400
     result = runner.invoke(app, ["import", str(out), "--json"])
@@ -80,8 +94,17 @@ def test_synth_import_kpis_end_to_end(runner: CliRunner, tmp_path: Path) -> None
     result = runner.invoke(app, ["kpis", "--by", "team", "--period", "quarter", "--json"])
     assert result.exit_code == 0, result.output
     kpis = json.loads(result.stdout)
-    for name in ("revenue", "revenue_growth", "win_rate", "average_order_value",
-                 "median_cycle_days", "cac", "nps", "open_pipeline", "pipeline_coverage"):
+    for name in (
+        "revenue",
+        "revenue_growth",
+        "win_rate",
+        "average_order_value",
+        "median_cycle_days",
+        "cac",
+        "nps",
+        "open_pipeline",
+        "pipeline_coverage",
+    ):
         assert name in kpis["overall"]
     assert kpis["groups"]
     result = runner.invoke(app, ["kpis", "--by", "team"])

@@ -246,7 +246,7 @@ def test_parquet_and_csv_give_the_same_warehouse(tmp_path: Path) -> None:
 def test_an_error_while_writing_rolls_everything_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import salesml.importers.pipeline as pipeline
+    from salesml.importers import pipeline
 
     do_import(make_export(tmp_path / "x"), tmp_path)
     changed = [GOOD_DEALS[0].replace("1000", "7"), *GOOD_DEALS[1:]]

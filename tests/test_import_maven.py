@@ -34,9 +34,9 @@ def test_status_counts_and_amounts_match_the_facts(imported: tuple[Path, ImportS
     con = connect(imported[0])
     counts = dict(con.execute("SELECT status, count(*) FROM deals GROUP BY 1").fetchall())
     assert counts == {"won": 4238, "lost": 2473, "open": 2089}
-    stages = dict(con.execute(
-        "SELECT stage, count(*) FROM deals WHERE status = 'open' GROUP BY 1"
-    ).fetchall())
+    stages = dict(
+        con.execute("SELECT stage, count(*) FROM deals WHERE status = 'open' GROUP BY 1").fetchall()
+    )
     assert stages == {"Engaging": 1589, "Prospecting": 500}
     revenue, aov = con.execute(
         "SELECT sum(amount), avg(amount) FROM deals WHERE status = 'won'"
@@ -44,9 +44,7 @@ def test_status_counts_and_amounts_match_the_facts(imported: tuple[Path, ImportS
     assert revenue == 10_005_534
     assert round(aov, 2) == 2360.91
     # Lost close_value 0 is not an amount; open deals have none.
-    assert con.execute(
-        "SELECT count(amount) FROM deals WHERE status <> 'won'"
-    ).fetchone() == (0,)
+    assert con.execute("SELECT count(amount) FROM deals WHERE status <> 'won'").fetchone() == (0,)
 
 
 def test_median_won_cycle_is_57_days(imported: tuple[Path, ImportSummary]) -> None:
@@ -67,9 +65,7 @@ def test_dirt_is_cleaned(imported: tuple[Path, ImportSummary]) -> None:
     industries = {r[0] for r in con.execute("SELECT industry FROM accounts").fetchall()}
     assert "technology" in industries
     assert "technolgy" not in industries
-    assert con.execute(
-        "SELECT count(*) FROM deals WHERE account_id IS NULL"
-    ).fetchone() == (1425,)
+    assert con.execute("SELECT count(*) FROM deals WHERE account_id IS NULL").fetchone() == (1425,)
     assert con.execute("SELECT count(*) FROM deals WHERE team IS NULL").fetchone() == (0,)
 
 
