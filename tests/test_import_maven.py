@@ -82,3 +82,21 @@ def test_reimport_is_a_no_op(imported: tuple[Path, ImportSummary]) -> None:
     again = run_import(read_export(MAVEN, "maven"), path, path.parent / "rejects")
     for name, c in again.tables.items():
         assert c.unchanged == c.input, name
+
+
+def test_kpi_engine_on_the_imported_export_matches_the_facts(
+    imported: tuple[Path, ImportSummary],
+) -> None:
+    from salesml.kpis import compute_kpis
+
+    con = connect(imported[0])
+    overall = compute_kpis(con, by="team", period="quarter")["overall"]
+    assert overall["deals_won"] == 4238
+    assert overall["deals_lost"] == 2473
+    assert overall["win_rate"] == 0.6315
+    assert overall["revenue"] == 10_005_534
+    assert overall["average_order_value"] == 2360.91
+    assert overall["median_cycle_days"] == 57
+    # Open deals carry no amount: the pipeline is valued at list price, and says so.
+    assert overall["open_pipeline_deals"] == 2089
+    assert overall["open_pipeline"] == overall["open_pipeline_estimated"] > 0
