@@ -56,8 +56,10 @@ imports: setup
 test: setup lint typecheck imports
 	$(BIN)/pytest -n 2
 
+SCALE ?= 1000000
+
 bench: setup
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --scale $(SCALE)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .salesml .mypy_cache .ruff_cache .pytest_cache
