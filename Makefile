@@ -10,6 +10,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Cache bytecode: without it every command re-compiles pandas, scikit-learn and MLflow.
+unexport PYTHONDONTWRITEBYTECODE
 
 DEMO_DIR ?= .salesml/demo-data
 DEMO_DEALS ?= 5000

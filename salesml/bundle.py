@@ -1,0 +1,140 @@
+"""The win-model bundle: everything that turns a deal's features into a calibrated score.
+
+One folder, no pickles: ``bundle.json`` (feature spec version, feature list with kinds,
+category vocabularies, calibrator parameters, metadata) and ``win_model.txt`` (LightGBM's native
+text format). ``WinBundle.load(path).predict(features)`` gives identical results before and after
+a save/load round trip; the MLflow pyfunc (``salesml.bundle_model``) wraps exactly this object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from salesml.calibration import Calibrator, calibrator_from_params
+from salesml.errors import SalesmlError
+
+BUNDLE_FORMAT = 1
+BUNDLE_JSON = "bundle.json"
+BOOSTER_TXT = "win_model.txt"
+
+
+class BundleError(SalesmlError):
+    """A bundle cannot be loaded or does not fit the data it is given."""
+
+
+@dataclass
+class WinBundle:
+    """A trained win model: booster + calibrator + the feature contract it was trained on.
+
+    Attributes:
+        features: feature names in model order.
+        kinds: feature name → "numeric" | "categorical".
+        vocabularies: categorical feature → categories in training order.
+        calibrator: maps the booster's raw score to a probability.
+        booster: the LightGBM model; ``None`` for a constant (base-rate) model.
+        base_rate: the training win rate (the constant model's answer).
+        metadata: spec version, data window, metrics, flags (e.g. little signal).
+    """
+
+    features: list[str]
+    kinds: Mapping[str, str]
+    vocabularies: dict[str, list[str]]
+    calibrator: Calibrator
+    booster: lgb.Booster | None
+    base_rate: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec_version(self) -> str:
+        return str(self.metadata.get("feature_spec_version", ""))
+
+    def matrix(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model's input: columns in order, categoricals on the training vocabulary."""
+        missing = [f for f in self.features if f not in features.columns]
+        if missing:
+            raise BundleError(
+                f"features {', '.join(missing)} are missing; the bundle expects the feature spec "
+                f"version {self.spec_version!r} — rebuild features with the same salesml version"
+            )
+        out = pd.DataFrame(index=features.index)
+        for name in self.features:
+            column = features[name]
+            if self.kinds[name] == "categorical":
+                text = column.astype(str).where(column.notna(), None)
+                out[name] = pd.Categorical(text, categories=self.vocabularies[name])
+            else:
+                out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        return out
+
+    def raw_score(self, features: pd.DataFrame) -> np.ndarray:
+        """The booster's log-odds margin (0 for a constant model)."""
+        if self.booster is None:
+            return np.zeros(len(features))
+        return np.asarray(
+            self.booster.predict(self.matrix(features), raw_score=True), dtype=np.float64
+        )
+
+    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
+        """``win_probability`` (calibrated) and ``score`` (1–99) per row of ``features``."""
+        if self.booster is None:
+            probability = np.full(len(features), self.base_rate)
+        else:
+            probability = self.calibrator.predict(self.raw_score(features))
+        return pd.DataFrame(
+            {"win_probability": probability, "score": to_score(probability)},
+            index=features.index,
+        )
+
+    def save(self, path: Path) -> Path:
+        """Write ``bundle.json`` and ``win_model.txt`` into ``path`` (created if missing)."""
+        path.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "format": BUNDLE_FORMAT,
+            "features": self.features,
+            "kinds": dict(self.kinds),
+            "vocabularies": self.vocabularies,
+            "calibrator": self.calibrator.to_params(),
+            "base_rate": self.base_rate,
+            "has_booster": self.booster is not None,
+            "metadata": self.metadata,
+        }
+        (path / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        if self.booster is not None:
+            self.booster.save_model(str(path / BOOSTER_TXT))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> WinBundle:
+        """Read a bundle written by ``save``."""
+        doc_path = path / BUNDLE_JSON
+        if not doc_path.exists():
+            raise BundleError(f"{path} holds no win-model bundle ({BUNDLE_JSON} is missing)")
+        doc = json.loads(doc_path.read_text(encoding="utf-8"))
+        if doc.get("format") != BUNDLE_FORMAT:
+            raise BundleError(
+                f"{path} is bundle format {doc.get('format')}, this salesml reads {BUNDLE_FORMAT}"
+            )
+        booster = lgb.Booster(model_file=str(path / BOOSTER_TXT)) if doc["has_booster"] else None
+        return cls(
+            features=list(doc["features"]),
+            kinds=dict(doc["kinds"]),
+            vocabularies={k: list(v) for k, v in doc["vocabularies"].items()},
+            calibrator=calibrator_from_params(doc["calibrator"]),
+            booster=booster,
+            base_rate=float(doc["base_rate"]),
+            metadata=dict(doc["metadata"]),
+        )
+
+
+def to_score(probability: np.ndarray) -> np.ndarray:
+    """Probabilities as the 1–99 score a CRM shows (rounded percent, clipped)."""
+    scores: np.ndarray = np.clip(np.rint(np.asarray(probability) * 100), 1, 99).astype(np.int64)
+    return scores

@@ -1,0 +1,39 @@
+"""The MLflow pyfunc for the win-model bundle (models-from-code: this file *is* the model).
+
+MLflow stores this file with the bundle folder as an artifact and executes it on load, so no
+Python object is ever pickled. ``predict`` takes a DataFrame of features (as built by
+``features.build.build_features``) and returns ``win_probability`` and ``score``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from mlflow.models import set_model
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
+
+from salesml.bundle import WinBundle
+
+BUNDLE_ARTIFACT = "bundle"
+
+
+class WinBundleModel(PythonModel):
+    """Loads the bundle folder once; predicts with exactly ``WinBundle.predict``."""
+
+    bundle: WinBundle
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self.bundle = WinBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
+
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        return self.bundle.predict(model_input)
+
+
+set_model(WinBundleModel())

@@ -1,0 +1,79 @@
+"""Where MLflow lives for a workspace, and loading registered bundles (shared by training and
+serving).
+
+The default store is ``./mlruns`` (a SQLite file plus an artifact folder), overridden by
+MLflow's own ``MLFLOW_TRACKING_URI``. The registry holds the win model under
+``WIN_MODEL_NAME`` with aliases ``champion`` and ``challenger``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from salesml.bundle import WinBundle
+from salesml.errors import SalesmlError
+
+WIN_MODEL_NAME = "salesml-win"
+WIN_EXPERIMENT = "salesml-win"
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+class NoModelError(SalesmlError):
+    """No registered model to score with."""
+
+
+def tracking_uri() -> str:
+    """MLflow's own variable if set, else a SQLite store in ./mlruns."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = Path("mlruns").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Artifact location for new experiments in the default store."""
+    return str(Path("mlruns", "artifacts").resolve())
+
+
+def configure() -> Any:
+    """Point MLflow at the workspace store; returns an ``MlflowClient``."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered win-model bundle and where it came from."""
+
+    bundle: WinBundle
+    version: str
+    alias: str
+
+
+def load_win_bundle(alias: str = CHAMPION) -> LoadedModel:
+    """Load the bundle behind ``salesml-win@alias`` from the registry."""
+    from mlflow.exceptions import MlflowException
+
+    client = configure()
+    try:
+        version = client.get_model_version_by_alias(WIN_MODEL_NAME, alias)
+    except MlflowException as exc:
+        raise NoModelError(
+            f"no {WIN_MODEL_NAME}@{alias} in the registry at {tracking_uri()}; "
+            "train one first: salesml train"
+        ) from exc
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(f"models:/{WIN_MODEL_NAME}/{version.version}")
+    bundle = WinBundle.load(Path(local) / "artifacts" / "bundle")
+    return LoadedModel(bundle, str(version.version), alias)
