@@ -77,6 +77,24 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+COMMAND_GROUP = "salesml.commands"
+
+
+def load_plugins() -> None:
+    """Add the commands other packages register (training: train; serving: score, …).
+
+    The core never imports ``training`` or ``serving`` (DESIGN.md's import rules): they declare
+    ``register(app)`` functions as entry points in the ``salesml.commands`` group instead.
+    """
+    from importlib.metadata import entry_points
+
+    if getattr(app, "_salesml_plugins_loaded", False):
+        return
+    for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        entry.load()(app)
+    app._salesml_plugins_loaded = True  # type: ignore[attr-defined]
+
+
 @app.callback()
 def _root() -> None:
     """Win scores, close timing, revenue forecasts, drivers and actions from your CRM history.
@@ -136,6 +154,9 @@ def import_cmd(
 
 
 def main() -> None:  # pragma: no cover
+    # Before LightGBM loads OpenMP: spinning threads crawl on a busy machine (see Makefile).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    load_plugins()
     app()
 
 

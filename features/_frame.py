@@ -1,0 +1,184 @@
+"""Compute every feature for many (deal, as-of date) pairs at once, as one DataFrame."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features._context import (
+    SIZE_BANDS,
+    Deals,
+    account_features,
+    account_profile,
+    product_features,
+    rep_features,
+)
+from features._events import (
+    MICROS_PER_DAY,
+    NAT,
+    EventIndex,
+    FloatArray,
+    IntArray,
+    codes,
+    days_between,
+    micros,
+    take_at,
+)
+from features._stages import stage_features, stage_vocabulary
+from features.history import History
+from features.spec import FIXED_FEATURES, MISSING, Feature
+from salesml.schemas import ATTRIBUTE_PREFIX
+
+INFO_COLUMNS = ("owner_id", "account_id", "team", "stage")
+# Categorical features copied from a deals column (known from the deal's creation).
+STATIC_COLUMNS = {
+    "product": "product",
+    "lead_source": "lead_source",
+    "deal_type": "deal_type",
+    "sales_team": "team",
+    "region": "region",
+}
+ACTIVITY_WINDOWS = (7, 30, 60, 90)
+
+
+class UnknownFeatureError(ValueError):
+    """A feature list names a feature this version cannot compute."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(
+            f"unknown feature(s) {', '.join(names)}: the list was made by another feature spec "
+            "version; retrain the model with this version"
+        )
+
+
+def vocabularies(history: History, spec: Sequence[Feature]) -> dict[str, list[str]]:
+    """The category vocabulary of each categorical feature: every value the history holds,
+    sorted, then ``"missing"``. It depends on the history only, never on as_of."""
+    sources: dict[str, pd.Series] = {
+        "current_stage": history.stage_history["stage"],
+        "account_industry": history.accounts["industry"],
+    }
+    for name, column in STATIC_COLUMNS.items():
+        sources[name] = history.deals[column]
+    out = {}
+    for f in spec:
+        if f.kind != "categorical":
+            continue
+        if f.name == "account_size_band":
+            values = list(SIZE_BANDS)
+        elif f.name == "current_stage":
+            values = stage_vocabulary(history.stage_history)
+        else:
+            source = sources.get(f.name, history.deals.get(f.name))
+            found = [] if source is None else list(source.dropna().astype(str).unique())
+            values = sorted(str(v) for v in found if str(v) != MISSING)
+        out[f.name] = [*values, MISSING]
+    return out
+
+
+def feature_frame(
+    history: History,
+    deals: Deals,
+    dates: IntArray,
+    q_deal: IntArray,
+    q_date: IntArray,
+    spec: Sequence[Feature],
+) -> pd.DataFrame:
+    """INFO_COLUMNS then the features of ``spec``, one row per (q_deal, dates[q_date]) pair.
+
+    The pairs must include every deal open at each date: a rep's open pipeline counts them.
+    """
+    fixed = {f.name for f in FIXED_FEATURES}
+    unknown = [
+        f.name for f in spec if f.name not in fixed and not f.name.startswith(ATTRIBUTE_PREFIX)
+    ]
+    if unknown:
+        raise UnknownFeatureError(unknown)
+    q_time = dates[q_date]
+    st = stage_features(history.stage_history, deals.index, q_deal, q_date, dates)
+    numeric: dict[str, FloatArray] = {
+        "age_days": days_between(q_time, deals.created[q_deal]),
+        "days_in_stage": st.days_in_stage,
+        "stage_regressions": st.stage_regressions,
+        "days_to_expected_close": days_between(st.expected_close, q_time),
+        "close_date_pushes": st.close_date_pushes,
+        "push_days_total": st.push_days_total,
+        "amount": st.amount,
+        "amount_changes": st.amount_changes,
+    }
+    numeric |= _activity_features(history.activities, deals.index, q_deal, q_time)
+    numeric |= product_features(history.products, deals, q_deal, q_time, st.amount)
+    numeric |= rep_features(history.reps, deals, q_deal, q_time, q_date, st.amount)
+    numeric |= account_features(deals, q_deal, q_time)
+    profile = account_profile(history.accounts, deals)
+    numeric["account_employees"] = profile["account_employees"][q_deal]
+    # Static categoricals: one value per deal, coded once, then repeated per as_of date.
+    per_deal: dict[str, pd.Series | np.ndarray] = {
+        name: history.deals[column] for name, column in STATIC_COLUMNS.items()
+    }
+    per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
+    vocab = vocabularies(history, spec)
+    stages = vocab.get("current_stage", [*stage_vocabulary(history.stage_history), MISSING])
+    columns: dict[str, Any] = {
+        c: history.deals[c].take(q_deal).reset_index(drop=True) for c in INFO_COLUMNS[:3]
+    }
+    columns["stage"] = pd.Series(_categorical(st.stage, stages), dtype="str")
+    for f in spec:
+        if f.kind == "numeric":
+            values = numeric.get(f.name)
+            if values is None:
+                raw_values = pd.to_numeric(_attribute(history.deals, f.name), errors="coerce")
+                values = raw_values.to_numpy(dtype=np.float64)[q_deal]
+            columns[f.name] = np.asarray(values, dtype=np.float64)
+        elif f.name == "current_stage":
+            columns[f.name] = _categorical(
+                np.where(st.stage >= 0, st.stage, len(stages) - 1), stages
+            )
+        else:
+            raw = per_deal[f.name] if f.name in per_deal else _attribute(history.deals, f.name)
+            known = vocab[f.name]
+            code = codes(pd.Series(raw, dtype=object).astype("str"), pd.Index(known[:-1]))
+            code = np.where(code >= 0, code, len(known) - 1)
+            columns[f.name] = _categorical(code[q_deal], known)
+    return pd.DataFrame(columns)
+
+
+def _categorical(code: IntArray, categories: list[str]) -> pd.Categorical[str]:
+    """Codes into ``categories`` (-1: NaN) as a pandas Categorical."""
+    return pd.Categorical.from_codes(np.asarray(code, dtype=np.int64), pd.Index(categories))
+
+
+def _attribute(deals: pd.DataFrame, name: str) -> pd.Series:
+    """A custom attribute column (all null when the history lacks it)."""
+    if name not in deals.columns:
+        return pd.Series(np.full(len(deals), np.nan))
+    return deals[name]
+
+
+def _activity_features(
+    activities: pd.DataFrame, deal_index: pd.Index, q_deal: IntArray, q_time: IntArray
+) -> dict[str, FloatArray]:
+    """Activity counts in trailing windows ``(as_of - w, as_of]``, recency and trend."""
+    deal = codes(activities["deal_id"], deal_index)
+    queried = np.zeros(len(deal_index) + 1, dtype=bool)  # last slot: deal -1
+    queried[q_deal] = True
+    # Only the queried deals' activities matter (scoring asks for the few open deals).
+    ev = EventIndex(
+        np.where(queried[deal], deal, -1), micros(activities["occurred_at"]), len(deal_index)
+    )
+    total = ev.count_upto(q_deal, q_time)
+    within = {
+        w: total - ev.count_upto(q_deal, q_time - w * MICROS_PER_DAY) for w in ACTIVITY_WINDOWS
+    }
+    last_time = take_at(ev.time, ev.last_upto(q_deal, q_time), NAT)
+    return {
+        "activities_7d": within[7].astype(np.float64),
+        "activities_30d": within[30].astype(np.float64),
+        "activities_90d": within[90].astype(np.float64),
+        "activities_total": total.astype(np.float64),
+        "days_since_last_activity": days_between(q_time, last_time),
+        "engagement_trend": (2 * within[30] - within[60]).astype(np.float64),
+    }

@@ -1,0 +1,173 @@
+"""Deal features read from the stage history as of a date: stage, amount, close date, pushes.
+
+The stage history is the only source of a deal's time-varying fields. Rows are ordered by
+(deal, changed_at, stage name); with ties in ``changed_at`` the stage name decides, so "the last
+row at or before as_of" is always one well-defined row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features._events import (
+    MICROS_PER_DAY,
+    NAT,
+    BoolArray,
+    EventIndex,
+    FloatArray,
+    IntArray,
+    codes,
+    days_between,
+    micros,
+    prefix_sum,
+    take_at,
+)
+
+
+@dataclass(frozen=True)
+class StageFeatures:
+    """Stage-history features, one value per (deal, as_of) query."""
+
+    stage: IntArray  # code into ``vocabulary``; -1 when the deal has no row yet
+    days_in_stage: FloatArray
+    stage_regressions: FloatArray
+    close_date_pushes: FloatArray
+    push_days_total: FloatArray
+    amount: FloatArray
+    amount_changes: FloatArray
+    expected_close: IntArray  # microseconds, NAT when unknown
+
+
+def stage_vocabulary(stage_history: pd.DataFrame) -> list[str]:
+    """Every stage name in the history, sorted."""
+    return sorted(str(s) for s in stage_history["stage"].dropna().unique())
+
+
+def stage_features(
+    stage_history: pd.DataFrame,
+    deal_index: pd.Index,
+    q_deal: IntArray,
+    q_date: IntArray,
+    dates: IntArray,
+) -> StageFeatures:
+    """Stage features for each query: deal position ``q_deal`` as of ``dates[q_date]``."""
+    vocabulary = stage_vocabulary(stage_history)
+    stage_code = codes(stage_history["stage"], pd.Index(vocabulary))
+    ev = EventIndex(
+        codes(stage_history["deal_id"], deal_index),
+        micros(stage_history["changed_at"]),
+        len(deal_index),
+        tiebreak=stage_code,
+    )
+    stage = stage_code[ev.order]
+    amount = stage_history["amount"].to_numpy(dtype=np.float64)[ev.order]
+    ecd = micros(stage_history["expected_close_date"])[ev.order]
+    same = np.r_[False, ev.group[1:] == ev.group[:-1]]
+    prev = np.r_[-1, stage[:-1]]
+    # When the current run of equal stages began: a row starts a run unless it repeats the
+    # previous row's stage (a push or an amount change).
+    starts_run = ~same | (stage != prev)
+    run_start = ev.time[np.maximum.accumulate(np.where(starts_run, np.arange(len(ev)), 0))]
+    prev_ecd = np.r_[NAT, ecd[:-1]]
+    pushed = same & (ecd != NAT) & (prev_ecd != NAT) & (ecd > prev_ecd)
+    push_days = np.where(pushed, (ecd - np.where(pushed, prev_ecd, 0)) / MICROS_PER_DAY, 0.0)
+    prev_amount = np.r_[np.nan, amount[:-1]]
+    both_missing = np.isnan(amount) & np.isnan(prev_amount)
+    amount_changed = same & ~both_missing & ~(amount == prev_amount)
+
+    t = dates[q_date]
+    start, end = ev.start(q_deal), ev.end_upto(q_deal, t)
+    last = np.where(end > start, end - 1, -1)
+    has = last >= 0
+    regressions = _regressions(ev, stage, same, prev, len(vocabulary), dates, q_date, start, end)
+
+    def since_start(flags: FloatArray) -> FloatArray:
+        cum = prefix_sum(flags)
+        return np.where(has, cum[end] - cum[start], np.nan)
+
+    return StageFeatures(
+        stage=take_at(stage, last, -1),
+        days_in_stage=days_between(t, take_at(run_start, last, NAT)),
+        stage_regressions=np.where(has, regressions, np.nan),
+        close_date_pushes=since_start(pushed.astype(np.float64)),
+        push_days_total=since_start(push_days),
+        amount=take_at(amount, last, np.nan),
+        amount_changes=since_start(amount_changed.astype(np.float64)),
+        expected_close=take_at(ecd, last, NAT),
+    )
+
+
+def stage_positions(ev: EventIndex, stage: IntArray, n_stages: int, dates: IntArray) -> FloatArray:
+    """Order of the stages as known at each date: ``positions[d, s]`` (NaN: not seen yet).
+
+    A stage's first entry in a deal has a rank: how many distinct stages the deal had entered
+    before it. Stages are ordered by the median of those ranks over first entries stamped at or
+    before the date, then by their mean, then by name. A rank is fixed when the stage is
+    entered, so the order at a date depends on no later event.
+    """
+    positions = np.full((len(dates), n_stages), np.nan)
+    if len(ev) == 0:
+        return positions
+    _, first = np.unique(ev.group * n_stages + stage, return_index=True)
+    first = np.sort(first)  # first entries in (deal, time) order
+    fe_deal = ev.group[first]
+    rank = np.arange(len(first)) - np.searchsorted(fe_deal, fe_deal, side="left")
+    n_ranks = int(rank.max()) + 1
+    cells = EventIndex(stage[first] * n_ranks + rank, ev.time[first], n_stages * n_ranks)
+    grid = np.arange(n_stages * n_ranks, dtype=np.int64)
+    counts = cells.count_upto(np.tile(grid, len(dates)), np.repeat(dates, len(grid))).reshape(
+        len(dates), n_stages, n_ranks
+    )
+    cum = np.cumsum(counts, axis=2)
+    n = cum[:, :, -1]
+
+    def order_statistic(k: IntArray) -> FloatArray:
+        return np.asarray((cum < (k + 1)[:, :, None]).sum(axis=2), dtype=np.float64)
+
+    median = (order_statistic((n - 1) // 2) + order_statistic(n // 2)) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (counts * np.arange(n_ranks)).sum(axis=2) / n
+    d_idx, s_idx = np.nonzero(n > 0)
+    order = np.lexsort([s_idx, mean[d_idx, s_idx], median[d_idx, s_idx], d_idx])
+    d_sorted = d_idx[order]
+    pos = np.arange(len(order)) - np.searchsorted(d_sorted, d_sorted, side="left")
+    positions[d_sorted, s_idx[order]] = pos
+    return positions
+
+
+def _regressions(
+    ev: EventIndex,
+    stage: IntArray,
+    same: BoolArray,
+    prev: IntArray,
+    n_stages: int,
+    dates: IntArray,
+    q_date: IntArray,
+    start: IntArray,
+    end: IntArray,
+) -> FloatArray:
+    """Moves back to an earlier stage, under the stage order known at each query's date.
+
+    The order changes rarely (as the first deals come in), so the rows are flagged once per
+    distinct order, not once per date.
+    """
+    out = np.zeros(len(q_date))
+    if len(ev) == 0 or n_stages == 0:
+        return out
+    positions = stage_positions(ev, stage, n_stages, dates)
+    filled = np.nan_to_num(positions, nan=-1.0)
+    orders, which = np.unique(filled, axis=0, return_inverse=True)
+    which = which.ravel()
+    moved = same & (stage != prev)
+    q_order = which[q_date]
+    for o in np.unique(q_order):
+        pos = orders[o]
+        here, before = pos[stage], pos[np.maximum(prev, 0)]
+        back = moved & (here >= 0) & (before >= 0) & (here < before)
+        cum = prefix_sum(back.astype(np.float64))
+        rows = q_order == o
+        out[rows] = cum[end[rows]] - cum[start[rows]]
+    return out

@@ -1,0 +1,113 @@
+"""Champion / challenger promotion, the MLflow round trip and the train → score CLI."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.build import build_features
+from features.history import History, load_history
+from salesml.cli import app
+from salesml.importers import read_export, run_import
+from salesml.synth import generate
+from salesml.warehouse import connect
+from training.tracking import decide, plain_dtypes
+from training.win import WinTrainingResult, train_win_model
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("registry")
+    generate(3000, 5, root / "data", end_date=date(2026, 3, 31))
+    home = root / "home"
+    run_import(read_export(root / "data", "canonical"), home / "warehouse.duckdb", home / "rejects")
+    return root
+
+
+@pytest.fixture(scope="module")
+def history(workspace: Path) -> History:
+    con = connect(workspace / "home" / "warehouse.duckdb", read_only=True)
+    try:
+        return load_history(con)
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def result(history: History) -> WinTrainingResult:
+    return train_win_model(history)
+
+
+def test_first_model_becomes_champion(result: WinTrainingResult) -> None:
+    alias, reason, _ = decide(result, None)
+    assert (alias, reason) == ("champion", "no champion yet")
+
+
+def test_a_model_that_beats_the_champion_replaces_it(result: WinTrainingResult) -> None:
+    constant = replace(result.bundle, booster=None)  # predicts the base rate
+    alias, reason, theirs = decide(result, constant)
+    assert alias == "champion"
+    assert reason.startswith("beats the champion")
+    assert theirs is not None
+
+
+def test_a_model_no_better_than_the_champion_stays_challenger(result: WinTrainingResult) -> None:
+    alias, reason, _ = decide(result, result.bundle)
+    assert alias == "challenger"
+    assert reason.startswith("does not beat the champion")
+
+
+def test_train_registers_and_score_uses_the_champion(
+    workspace: Path, history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SALESML_HOME", str(workspace / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace / 'mlflow.db'}")
+    monkeypatch.chdir(workspace)
+    runner = CliRunner()
+    first = runner.invoke(app, ["train", "--json"])
+    assert first.exit_code == 0, first.output
+    win = json.loads(first.stdout)["win_model"]
+    assert win["alias"] == "champion"
+    assert set(win["holdout"]) == {"auc", "pr_auc", "brier", "log_loss", "ece"}
+    assert set(win["baselines"]) >= {"base_rate", "rep_win_rate", "logistic_regression"}
+    second = runner.invoke(app, ["train", "--json"])
+    assert second.exit_code == 0, second.output
+    again = json.loads(second.stdout)["win_model"]
+    assert again["alias"] == "challenger"  # identical data and seed: not better
+    assert int(again["version"]) == int(win["version"]) + 1
+
+    out = workspace / "scores.csv"
+    scored = runner.invoke(app, ["score", "--all", "--out", str(out), "--json"])
+    assert scored.exit_code == 0, scored.output
+    rows = pd.read_csv(out)
+    assert list(rows.columns) == [
+        "deal_id",
+        "owner_id",
+        "team",
+        "win_probability",
+        "score",
+        "model_version",
+        "as_of",
+    ]
+    open_now = history.deals[history.deals["status"] == "open"]
+    assert len(rows) == len(open_now)
+    assert rows["score"].between(1, 99).all()
+    assert (rows["model_version"].astype(str) == win["version"]).all()
+
+    # The registered pyfunc predicts exactly like the bundle it wraps.
+    import mlflow
+
+    from salesml.tracking import load_win_bundle
+
+    loaded = load_win_bundle("champion")
+    pyfunc = mlflow.pyfunc.load_model("models:/salesml-win@champion")
+    features = build_features(history, history.exported_at)
+    direct = loaded.bundle.predict(features)
+    through_mlflow = pyfunc.predict(plain_dtypes(features[loaded.bundle.features]))
+    pd.testing.assert_frame_equal(direct, through_mlflow, check_names=False)

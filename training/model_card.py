@@ -1,0 +1,97 @@
+"""The model card: a markdown page a revenue-ops analyst can read to decide whether to trust it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from training.win import WinTrainingResult
+
+METRIC_NAMES = ("auc", "pr_auc", "brier", "log_loss", "ece")
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    def cell(value: object) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(False)]
+    return "\n".join(lines)
+
+
+def render_model_card(result: WinTrainingResult, version: str, decision: str) -> str:
+    """Markdown: data window, holdout metrics against baselines, calibration, known limits."""
+    bundle = result.bundle
+    window = result.split.window()
+    rows = [("**model**", result.holdout_metrics)]
+    rows += [(name, m) for name, m in result.baseline_metrics.items()]
+    lines = [
+        f"# Win-probability model, version {version}",
+        "",
+        f"Registry decision: {decision}",
+        "",
+        "## Data",
+        "",
+        f"- trained on history up to {bundle.metadata.get('trained_to')}, feature spec "
+        f"{bundle.spec_version}",
+        f"- train snapshots: {window['train']} ({len(result.split.train):,} rows)",
+        f"- validation (early stopping, calibration): {window['validation']} "
+        f"({len(result.split.validation):,} rows)",
+        f"- holdout (never seen in training): {window['holdout']} "
+        f"({len(result.split.holdout):,} rows); snapshots from the last "
+        f"{window['maturity_days']} days are left out so their outcomes have had time to show",
+        "",
+        "## Holdout metrics against baselines",
+        "",
+        "| model | " + " | ".join(METRIC_NAMES) + " |",
+        "|---|" + "---|" * len(METRIC_NAMES),
+    ]
+    for name, metrics in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in METRIC_NAMES) + " |")
+    beats = result.beats_baselines
+    lines += [
+        "",
+        "Lower is better for brier, log_loss and ece; higher for auc and pr_auc. The model "
+        + (
+            "beats every baseline on log loss and Brier."
+            if all(beats.values())
+            else "does not beat: " + ", ".join(n for n, b in beats.items() if not b) + "."
+        ),
+        "",
+        "## Calibration",
+        "",
+        f"Calibrator: **{bundle.calibrator.name}**, chosen by cross-validated log loss on the "
+        "validation period among:",
+        "",
+        _markdown_table(result.calibrator_table),
+        "",
+        "The reliability plot (reliability.png) compares predicted and observed win rates on "
+        "the holdout.",
+        "",
+        "## Known limits",
+        "",
+    ]
+    if result.little_signal:
+        booster = result.booster_holdout_metrics
+        lines.append(
+            "- **Little signal.** The features carry too little information about winning: the "
+            "calibrated LightGBM model did not beat the base rate on validation (its holdout AUC "
+            f"was {_fmt(booster.get('auc'))}). This model therefore predicts the base rate "
+            f"({bundle.base_rate:.1%}) for every deal — an honest answer, not a ranking. Add "
+            "stage history and activities to the export to give it something to learn from."
+        )
+    lines += [
+        "- Probabilities are calibrated on the period just before the holdout; if win rates "
+        "drift, retrain (the champion is only replaced by a model that beats it on the same "
+        "holdout).",
+        "- Outcomes of recent snapshots are known only for deals that closed quickly; the "
+        "holdout stops before the most recent weeks to limit that bias.",
+        "- Deal amount, stage and expected close date are read from stage history as of each "
+        "date; exports without stage history leave them unknown rather than leak the outcome.",
+    ]
+    for name, why in result.excluded.items():
+        lines.append(f"- Custom attribute `{name}` was left out: {why}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,182 @@
+"""Log a training run to MLflow, register the bundle, and decide champion or challenger.
+
+A new model becomes ``champion`` only if it beats the current champion on the same holdout
+(lower log loss; Brier breaks ties); otherwise it is registered as ``challenger``. Both
+decisions are logged with their reason (run tags, model-version tags, the model card).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from salesml.bundle import WinBundle
+from salesml.metrics import binary_metrics, plot_reliability
+from salesml.tracking import (
+    CHALLENGER,
+    CHAMPION,
+    WIN_EXPERIMENT,
+    WIN_MODEL_NAME,
+    NoModelError,
+    artifact_root,
+    configure,
+    load_win_bundle,
+)
+from training.model_card import render_model_card
+from training.win import WinTrainingResult
+
+
+def bundle_model_code() -> Path:
+    """The models-from-code file MLflow stores (found, not imported: importing runs it)."""
+    spec = importlib.util.find_spec("salesml.bundle_model")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the registry now says about the new model."""
+
+    version: str
+    alias: str
+    reason: str
+    run_id: str
+    champion_metrics: dict[str, float | None] | None
+
+
+def decide(
+    result: WinTrainingResult, champion: WinBundle | None
+) -> tuple[str, str, dict[str, float | None] | None]:
+    """(alias, reason, champion's holdout metrics) for a new model."""
+    if champion is None:
+        return CHAMPION, "no champion yet", None
+    holdout = result.split.holdout
+    try:
+        theirs = champion.predict(holdout)["win_probability"].to_numpy()
+    except Exception as exc:  # a champion on another feature spec cannot be scored here
+        return CHAMPION, f"the champion cannot score this holdout ({exc}); replaced", None
+    y = holdout["label_won"].to_numpy(dtype=float)
+    their = binary_metrics(y, theirs)
+    mine = result.holdout_metrics
+    ours = (_num(mine["log_loss"]), _num(mine["brier"]))
+    them = (_num(their["log_loss"]), _num(their["brier"]))
+    verdict = (
+        f"log loss {ours[0]:.5f} vs champion {them[0]:.5f}, Brier {ours[1]:.5f} vs {them[1]:.5f} "
+        "on the same holdout"
+    )
+    if ours < them:
+        return CHAMPION, f"beats the champion: {verdict}", their
+    return CHALLENGER, f"does not beat the champion: {verdict}", their
+
+
+def _num(value: float | None) -> float:
+    return np.inf if value is None else float(value)
+
+
+def log_and_register(result: WinTrainingResult, as_of: str | None) -> Registration:
+    """Log params, metrics, plots and the model card; register the bundle; set the alias."""
+    import mlflow
+
+    client = configure()
+    if mlflow.get_experiment_by_name(WIN_EXPERIMENT) is None:
+        mlflow.create_experiment(WIN_EXPERIMENT, artifact_location=artifact_root())
+    mlflow.set_experiment(WIN_EXPERIMENT)
+    try:
+        champion: WinBundle | None = load_win_bundle(CHAMPION).bundle
+    except NoModelError:
+        champion = None
+    alias, reason, champion_metrics = decide(result, champion)
+    bundle = result.bundle
+    with (
+        mlflow.start_run(run_name=f"win-{bundle.metadata.get('trained_to')}") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        work = Path(tmp)
+        mlflow.log_params(_params(result, as_of))
+        mlflow.log_metrics(_metrics(result))
+        mlflow.set_tags(
+            {
+                "promotion": alias,
+                "promotion_reason": reason,
+                "little_signal": str(result.little_signal),
+            }
+        )
+        plot = plot_reliability(
+            result.reliability, work / "reliability.png", "Holdout reliability: model vs baselines"
+        )
+        mlflow.log_artifact(str(plot))
+        result.calibrator_table.to_csv(work / "calibrators.csv", index=False)
+        mlflow.log_artifact(str(work / "calibrators.csv"))
+        bundle_dir = bundle.save(work / "bundle")
+        info = mlflow.pyfunc.log_model(
+            name="win_model",
+            python_model=str(bundle_model_code()),
+            artifacts={"bundle": str(bundle_dir)},
+            registered_model_name=WIN_MODEL_NAME,
+            input_example=plain_dtypes(result.split.holdout[bundle.features].head(5)),
+        )
+        version = str(info.registered_model_version)
+        card = render_model_card(result, version, f"{alias} — {reason}")
+        (work / "model_card.md").write_text(card, encoding="utf-8")
+        mlflow.log_artifact(str(work / "model_card.md"))
+        client.set_registered_model_alias(WIN_MODEL_NAME, alias, version)
+        client.set_model_version_tag(WIN_MODEL_NAME, version, "promotion_reason", reason)
+        client.set_model_version_tag(
+            WIN_MODEL_NAME, version, "holdout", json.dumps(result.holdout_metrics)
+        )
+        client.update_model_version(WIN_MODEL_NAME, version, description=card)
+        return Registration(version, alias, reason, run.info.run_id, champion_metrics)
+
+
+def plain_dtypes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text for categoricals, float64 for numbers: what MLflow's signature (and a JSON client)
+    can express — it has no categorical type, and integers cannot be missing."""
+    return frame.astype(
+        {
+            c: "object"
+            if isinstance(frame[c].dtype, pd.CategoricalDtype)
+            or not pd.api.types.is_numeric_dtype(frame[c])
+            else "float64"
+            for c in frame.columns
+        }
+    )
+
+
+def _params(result: WinTrainingResult, as_of: str | None) -> dict[str, Any]:
+    window = result.split.window()
+    meta = result.bundle.metadata
+    return {
+        **{f"lgb_{k}": v for k, v in result.params.items()},
+        "best_iteration": meta.get("best_iteration"),
+        "calibrator": meta.get("calibrator"),
+        "feature_spec_version": meta.get("feature_spec_version"),
+        "as_of": as_of or "latest",
+        "trained_to": meta.get("trained_to"),
+        "window_train": window["train"],
+        "window_validation": window["validation"],
+        "window_holdout": window["holdout"],
+        "maturity_days": window["maturity_days"],
+        "n_features": len(result.bundle.features),
+        "rows_train": len(result.split.train),
+        "rows_validation": len(result.split.validation),
+        "rows_holdout": len(result.split.holdout),
+    }
+
+
+def _metrics(result: WinTrainingResult) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for key, value in result.holdout_metrics.items():
+        if value is not None:
+            out[f"holdout_{key}"] = float(value)
+    for name, metrics in result.baseline_metrics.items():
+        for key, value in metrics.items():
+            if value is not None:
+                out[f"baseline_{name}_{key}"] = float(value)
+    return out
