@@ -47,6 +47,11 @@ demo: setup
 		$(BIN)/salesml import $(DEMO_DIR) --format canonical; \
 	fi
 	$(BIN)/salesml kpis --by team --period quarter
+	$(BIN)/salesml train
+	$(BIN)/salesml score --all --out .salesml/scores.csv
+	@echo
+	@echo "KPIs:   $(BIN)/salesml kpis --by rep --json"
+	@echo "Scores: .salesml/scores.csv   Model card and runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///$$(pwd)/mlruns/mlflow.db"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from salesml.cli import console, err, handle_errors, print_json
 from salesml.settings import Settings
@@ -29,6 +30,8 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train the win-probability model, evaluate it against baselines, register it in MLflow."""
+    import logging
+
     import pandas as pd
 
     from features.history import load_history
@@ -37,6 +40,8 @@ def train(
     from training.tracking import log_and_register
     from training.win import train_win_model
 
+    # MLflow narrates every step on stderr; the summary below is what a user needs.
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
     settings = Settings()
     with err.status("loading history…") as status:
         con = connect(settings.warehouse_path, read_only=True)
@@ -78,6 +83,13 @@ def train(
             "[yellow]little signal:[/] the model predicts the base rate; see the model card",
             highlight=False,
         )
+    table = Table(title="holdout metrics (lower is better for brier, log_loss, ece)")
+    columns = ("auc", "pr_auc", "brier", "log_loss", "ece")
+    table.add_column("")
+    for column in columns:
+        table.add_column(column, justify="right")
     for name, metrics in [("model", win["holdout"]), *win["baselines"].items()]:
-        figures = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if v is not None)
-        console.print(f"  {name:<20} {figures}", highlight=False)
+        table.add_row(
+            name, *("—" if metrics.get(c) is None else f"{metrics[c]:.4f}" for c in columns)
+        )
+    console.print(table)
