@@ -18,11 +18,11 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from features.build import build_snapshots
+from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import FEATURE_SPEC_VERSION, Feature, excluded_attributes, feature_spec
 from salesml.bundle import WinBundle
-from salesml.calibration import Calibrator, select_calibrator
+from salesml.calibration import IdentityCalibrator, select_calibrator
 from salesml.metrics import binary_metrics, reliability_curve
 from training.baselines import fit_baselines
 from training.data import TemporalSplit, temporal_split
@@ -89,24 +89,17 @@ def lgb_params(n_rows: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def weekly_dates(history: History) -> list[pd.Timestamp]:
-    """Weekly snapshot dates (Mondays) from the first deal to the export."""
-    from features.build import weekly_as_of_dates
-
-    return weekly_as_of_dates(history)
-
-
 def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
     """Train, calibrate and evaluate on ``history`` (already cut at the training date)."""
     spec = feature_spec(history)
     names = [f.name for f in spec]
     kinds: dict[str, str] = {f.name: f.kind for f in spec}
-    snapshots = build_snapshots(history, weekly_dates(history))
+    snapshots = build_snapshots(history, weekly_as_of_dates(history))
     split = temporal_split(snapshots, history)
     vocab = _vocabularies(split.train, spec)
     params = lgb_params(len(split.train), seed)
     params["monotone_constraints"] = [MONOTONE.get(name, 0) for name in names]
-    bundle_stub = WinBundle(names, kinds, vocab, _identity(), None, 0.0)
+    bundle_stub = WinBundle(names, kinds, vocab, IdentityCalibrator(), None, 0.0)
     x_train, x_val = bundle_stub.matrix(split.train), bundle_stub.matrix(split.validation)
     y_train = split.train["label_won"].to_numpy(dtype=float)
     y_val = split.validation["label_won"].to_numpy(dtype=float)
@@ -187,12 +180,6 @@ def _vocabularies(train: pd.DataFrame, spec: list[Feature]) -> dict[str, list[st
             values = train[f.name].dropna().astype(str)
             vocab[f.name] = sorted(values.unique().tolist())
     return vocab
-
-
-def _identity() -> Calibrator:
-    from salesml.calibration import IdentityCalibrator
-
-    return IdentityCalibrator()
 
 
 def _log_loss_constant(y: np.ndarray, rate: float) -> float:
