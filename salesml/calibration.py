@@ -12,6 +12,7 @@ Every calibrator is non-decreasing in the score: a higher score never gets a low
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Protocol, Self
 
@@ -158,7 +159,7 @@ def _fit_nonnegative(
     return coef, float(np.log(target.mean() / (1 - target.mean())))
 
 
-class _Base:
+class _Base(ABC):
     """Shared plumbing: input checks, the clip, the not-fitted error, plain parameters.
 
     Learned attributes are floats (``_scalars``) or float arrays (``_arrays``); their
@@ -185,8 +186,9 @@ class _Base:
         self._check_fitted()
         return np.clip(self._probability(_as_scores(scores)), EPS, 1 - EPS)
 
+    @abstractmethod
     def _probability(self, s: FloatArray) -> FloatArray:
-        raise NotImplementedError
+        """Uncalibrated-to-calibrated map of each concrete calibrator."""
 
     def _params_consistent(self) -> bool:
         return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from collections.abc import Iterator
@@ -18,9 +17,9 @@ from typer.testing import CliRunner
 
 from salesml.cli import app
 from salesml.errors import ImportFailedError, MissingColumnsError, WrongFileError
-from salesml.importers import ImportSummary, run_import
 from salesml.importers.hubspot import read_hubspot
 from salesml.warehouse import connect
+from tests.importing import Imported, import_twice
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hubspot"
 UI_EXPORT = FIXTURES / "ui"
@@ -28,30 +27,9 @@ UI_FILE = UI_EXPORT / "hubspot-crm-exports-all-deals-2024-06-03.csv"
 API_FILE = FIXTURES / "api_deals.csv"
 
 
-@dataclass
-class Imported:
-    first: ImportSummary
-    second: ImportSummary
-    con: duckdb.DuckDBPyConnection
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, params or []).fetchall()
-
-    def rejects(self) -> list[dict[str, str]]:
-        assert self.first.rejects_file is not None
-        with Path(self.first.rejects_file).open(encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-
-
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
-    home = tmp_path_factory.mktemp("hubspot")
-    warehouse = home / "w.duckdb"
-    first = run_import(read_hubspot(UI_EXPORT), warehouse, home / "rejects")
-    second = run_import(read_hubspot(UI_EXPORT), warehouse, home / "rejects")
-    con = connect(warehouse)
-    yield Imported(first, second, con)
-    con.close()
+    yield from import_twice(lambda: read_hubspot(UI_EXPORT), tmp_path_factory.mktemp("hubspot"))
 
 
 @dataclass

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from salesml.errors import MappingError, MissingColumnsError, WrongFileError
-from salesml.importers import ImportSummary, run_import
 from salesml.importers.mapping import load_mapping, read_mapped
-from salesml.warehouse import connect
+from tests.importing import Imported, import_twice
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mapping"
 EXAMPLE = FIXTURES / "example"
@@ -27,30 +22,8 @@ CRM = FIXTURES / "crm"
 DOCS = Path(__file__).parents[1] / "docs" / "mapping.md"
 
 
-@dataclass
-class Imported:
-    first: ImportSummary
-    second: ImportSummary
-    con: duckdb.DuckDBPyConnection
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, params or []).fetchall()
-
-    def rejects(self) -> dict[tuple[str, str, str], str]:
-        assert self.first.rejects_file is not None
-        with Path(self.first.rejects_file).open(encoding="utf-8") as fh:
-            return {(r["table"], r["row"], r["field"]): r["reason"] for r in csv.DictReader(fh)}
-
-
 def _import(home: Path, export: Path, mapping: Path, twice: bool = False) -> Iterator[Imported]:
-    warehouse = home / "w.duckdb"
-    first = run_import(read_mapped(export, mapping), warehouse, home / "rejects")
-    second = first
-    if twice:
-        second = run_import(read_mapped(export, mapping), warehouse, home / "rejects")
-    con = connect(warehouse)
-    yield Imported(first, second, con)
-    con.close()
+    yield from import_twice(lambda: read_mapped(export, mapping), home, twice)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +82,7 @@ def test_worked_example_imports_as_documented(example: Imported) -> None:
     ]
     kinds = dict(example.query("SELECT name, kind FROM _attributes"))
     assert kinds == {"region": "categorical", "seats": "numeric"}
-    reasons = example.rejects()
+    reasons = example.reasons()
     assert "from column 'value'" in reasons[("deals", "8", "amount")]
     assert "'2024-04-31'" in reasons[("deals", "9", "created_at")]
 
@@ -140,7 +113,7 @@ def test_orders_become_won_deals_closed_when_placed(shopify: Imported) -> None:
 
 
 def test_bad_orders_are_rejected_naming_the_column(shopify: Imported) -> None:
-    reasons = shopify.rejects()
+    reasons = shopify.reasons()
     assert "from column 'Created at'" in reasons[("deals", "7", "created_at")]
     assert "from column 'Total'" in reasons[("deals", "10", "amount")]
     assert "different data (lines 16, 27)" in reasons[("deals", "16", "deal_id")]
@@ -206,7 +179,7 @@ def test_crm_stage_history_comes_from_wide_columns(crm: Imported) -> None:
 
 
 def test_crm_rejects_name_the_source_column(crm: Imported) -> None:
-    reasons = crm.rejects()
+    reasons = crm.reasons()
     status = reasons[("deals", "31", "status")]
     assert "'Pending review'" in status and "from column 'Status'" in status
     assert "from column 'Value'" in reasons[("deals", "29", "amount")]

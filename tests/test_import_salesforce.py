@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
 
-import duckdb
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
 from salesml.errors import MissingColumnsError, WrongFileError
-from salesml.importers import ImportSummary, run_import
 from salesml.importers.salesforce import read_salesforce
-from salesml.warehouse import connect
+from tests.importing import Imported, import_twice
 
 EXPORT = Path(__file__).parent / "fixtures" / "salesforce"
 
@@ -28,30 +23,9 @@ def sfid(prefix: str, n: int) -> str:
     return f"{prefix}5g00000{n:05d}AAA"
 
 
-@dataclass
-class Imported:
-    first: ImportSummary
-    second: ImportSummary
-    con: duckdb.DuckDBPyConnection
-
-    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.con.execute(sql, params or []).fetchall()
-
-    def rejects(self) -> list[dict[str, str]]:
-        assert self.first.rejects_file is not None
-        with Path(self.first.rejects_file).open(encoding="utf-8") as fh:
-            return list(csv.DictReader(fh))
-
-
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
-    home = tmp_path_factory.mktemp("salesforce")
-    warehouse = home / "w.duckdb"
-    first = run_import(read_salesforce(EXPORT), warehouse, home / "rejects")
-    second = run_import(read_salesforce(EXPORT), warehouse, home / "rejects")
-    con = connect(warehouse)
-    yield Imported(first, second, con)
-    con.close()
+    yield from import_twice(lambda: read_salesforce(EXPORT), tmp_path_factory.mktemp("salesforce"))
 
 
 def test_every_row_is_counted_once(imported: Imported) -> None:
