@@ -89,7 +89,7 @@ def fmt_mem(m: Measurement | None) -> str:
 
 def render(results: list[Result], scale: int) -> str:
     lines = [
-        f"salesml benchmarks — {scale:,} deals — {machine()}",
+        f"salesml benchmarks — data steps at {scale:,} deals — {machine()}",
         "",
         "| benchmark | ours | target | peak mem (target) | peer | peer time | peer mem | "
         "ratio peer/ours | ok |",
@@ -107,12 +107,59 @@ def render(results: list[Result], scale: int) -> str:
     return "\n".join(lines)
 
 
+def ml_benchmarks(work: Path, ns: argparse.Namespace) -> list[Result]:
+    """Snapshots, training (with registry) and scoring, against pandas / scikit-learn."""
+    snap, train, store = work / "ml-snapshots", work / "ml-train", work / "ml-store"
+    store.mkdir(parents=True, exist_ok=True)
+    measure(["ml-data", str(ns.snapshot_deals), str(snap)], 1)
+    measure(["ml-data", str(ns.train_deals), str(train)], 1)
+    snap_wh, train_wh = str(snap / "warehouse.duckdb"), str(train / "warehouse.duckdb")
+    out = []
+    ours = measure(["snapshots", snap_wh], ns.repeat)
+    peer = measure(["snapshots-pandas", snap_wh], ns.repeat)
+    out.append(
+        Result(
+            f"snapshots ({ns.snapshot_deals:,} deals, weekly)",
+            120,
+            4,
+            ours,
+            peer,
+            "pandas per-date loop",
+        )
+    )
+    ours = measure(["train", train_wh, str(store)], ns.repeat)
+    peer = measure(["train-sklearn", train_wh], ns.repeat)
+    out.append(
+        Result(
+            f"train win model ({ns.train_deals:,} deals, + registry)",
+            180,
+            4,
+            ours,
+            peer,
+            "pandas + sklearn HGB",
+        )
+    )
+    ours = measure(["score", snap_wh, str(store)], ns.repeat)
+    peer = measure(["score-sklearn", snap_wh, train_wh], ns.repeat)
+    out.append(
+        Result("score every (deal, week) snapshot", 60, 4, ours, peer, "pandas + sklearn HGB")
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=int, default=1_000_000, help="deals to generate")
     parser.add_argument("--repeat", type=int, default=1, help="runs per heavy step (median)")
     parser.add_argument("--kpi-repeat", type=int, default=3, help="runs per KPI step")
     parser.add_argument("--only", action="append", default=None, help="benchmark name prefix")
+    parser.add_argument(
+        "--snapshot-deals",
+        type=int,
+        default=130_000,
+        help="deals whose weekly snapshots make about 1M rows",
+    )
+    parser.add_argument("--train-deals", type=int, default=100_000, help="deals to train on")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
     ns = parser.parse_args(argv)
     work = ns.keep or Path(tempfile.mkdtemp(prefix="salesml-bench-"))
@@ -125,9 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         return ns.only is None or any(name.startswith(o) for o in ns.only)
 
     try:
-        ours = measure(["generate", str(scale), str(data)], ns.repeat)
-        peer = measure(["generate-pandas", str(scale), str(data_peer)], ns.repeat)
-        results.append(Result("generate (synth)", 60, 4, ours, peer, "pandas writer"))
+        if wanted("generate") or wanted("import") or wanted("kpis"):
+            ours = measure(["generate", str(scale), str(data)], ns.repeat)
+            if wanted("generate"):
+                peer = measure(["generate-pandas", str(scale), str(data_peer)], ns.repeat)
+                results.append(Result("generate (synth)", 60, 4, ours, peer, "pandas writer"))
         if wanted("import"):
             clean = ["rm", str(wh)]
             ours = measure(["import", str(data), str(wh)], ns.repeat, setup=clean)
@@ -141,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             ours = measure(["kpis", str(wh)], ns.kpi_repeat)
             peer = measure(["kpis-pandas", str(wh)], ns.kpi_repeat)
             results.append(Result("kpis (by team, quarter)", 5, 4, ours, peer, "pandas KPIs"))
+        if wanted("snapshots") or wanted("train") or wanted("score"):
+            results += ml_benchmarks(work, ns)
     finally:
         if ns.keep is None:
             shutil.rmtree(work, ignore_errors=True)
