@@ -16,7 +16,6 @@ unexport PYTHONDONTWRITEBYTECODE
 # one-second fit into a minute. Passive waiting costs nothing when the machine is idle.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-DEMO_DIR ?= .salesml/demo-data
 DEMO_DEALS ?= 5000
 DATA ?=
 FORMAT ?= canonical
@@ -39,19 +38,31 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.installed
 
+# Each dataset gets its own workspace and MLflow store, so the synthetic demo and your own
+# export never mix (and their models never compete for the same champion alias).
+ifdef DATA
+WORKSPACE := .salesml/$(notdir $(abspath $(DATA)))
+else
+WORKSPACE := .salesml/demo
+endif
+
+demo: export SALESML_HOME = $(WORKSPACE)
+demo: export MLFLOW_TRACKING_URI = sqlite:///$(abspath $(WORKSPACE))/mlflow.db
 demo: setup
 	@if [ -n "$(DATA)" ]; then \
 		$(BIN)/salesml import "$(DATA)" --format $(FORMAT) $(if $(MAPPING),--mapping "$(MAPPING)",); \
 	else \
-		$(BIN)/salesml synth --deals $(DEMO_DEALS) --seed 7 --out $(DEMO_DIR) && \
-		$(BIN)/salesml import $(DEMO_DIR) --format canonical; \
+		$(BIN)/salesml synth --deals $(DEMO_DEALS) --seed 7 --out $(WORKSPACE)/synthetic && \
+		$(BIN)/salesml import $(WORKSPACE)/synthetic --format canonical; \
 	fi
 	$(BIN)/salesml kpis --by team --period quarter
 	$(BIN)/salesml train
-	$(BIN)/salesml score --all --out .salesml/scores.csv
+	$(BIN)/salesml score --all --out $(WORKSPACE)/scores.csv
 	@echo
-	@echo "KPIs:   $(BIN)/salesml kpis --by rep --json"
-	@echo "Scores: .salesml/scores.csv   Model card and runs: $(BIN)/mlflow ui --backend-store-uri sqlite:///$$(pwd)/mlruns/mlflow.db"
+	@echo "Workspace: $(WORKSPACE) (warehouse, rejects, scores). Use it with SALESML_HOME=$(WORKSPACE)."
+	@echo "KPIs:      SALESML_HOME=$(WORKSPACE) $(BIN)/salesml kpis --by rep --json"
+	@echo "Scores:    $(WORKSPACE)/scores.csv"
+	@echo "MLflow UI: $(BIN)/mlflow ui --backend-store-uri $$MLFLOW_TRACKING_URI  (runs, model cards, registry)"
 
 lint: setup
 	$(BIN)/ruff check .
