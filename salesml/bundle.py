@@ -68,8 +68,7 @@ class WinBundle:
         for name in self.features:
             column = features[name]
             if self.kinds[name] == "categorical":
-                text = column.astype(str).where(column.notna(), None)
-                out[name] = pd.Categorical(text, categories=self.vocabularies[name])
+                out[name] = _on_vocabulary(column, self.vocabularies[name])
             else:
                 out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
         return out
@@ -132,6 +131,22 @@ class WinBundle:
             base_rate=float(doc["base_rate"]),
             metadata=dict(doc["metadata"]),
         )
+
+
+def _on_vocabulary(column: pd.Series, vocabulary: list[str]) -> pd.Categorical[Any]:
+    """``column`` as a categorical on the training vocabulary (unseen values become missing).
+
+    Categorical input is re-coded through its (few) categories instead of row by row.
+    """
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        lookup = pd.Index(vocabulary).get_indexer(column.cat.categories.astype(str))
+        codes = column.cat.codes.to_numpy()
+        mapped = np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1).astype(np.int64)
+        categories = pd.Index(vocabulary, dtype=object)
+        recoded: pd.Categorical[Any] = pd.Categorical.from_codes(mapped, categories=categories)
+        return recoded
+    text = column.astype(str).where(column.notna(), None)
+    return pd.Categorical(text, categories=vocabulary)
 
 
 def to_score(probability: np.ndarray) -> np.ndarray:
