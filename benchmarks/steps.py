@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from features.history import History
+
 END_DATE = date(2026, 11, 1)  # fixed, so every run generates the same history
 
 
@@ -43,7 +45,7 @@ def generate_pandas(n: int, out: Path) -> None:
         )
         frame.to_parquet(path, index=False)
 
-    gen.write_table = pandas_writer
+    gen.__dict__["write_table"] = pandas_writer  # the peer swaps only the writer
     gen.generate(n, seed=1, out_dir=out, end_date=END_DATE)
 
 
@@ -84,7 +86,7 @@ def ml_data(n: int, out: Path) -> None:
     run_import(read_export(out / "data", "canonical"), out / "warehouse.duckdb", out / "rejects")
 
 
-def _history(warehouse: Path) -> object:
+def _history(warehouse: Path) -> History:
     from features.history import load_history
     from salesml.warehouse import connect
 
@@ -99,7 +101,7 @@ def snapshots_ours(warehouse: Path) -> None:
     from features.build import build_snapshots, weekly_as_of_dates
 
     history = _history(warehouse)
-    rows = build_snapshots(history, weekly_as_of_dates(history))  # type: ignore[arg-type]
+    rows = build_snapshots(history, weekly_as_of_dates(history))
     print(f"snapshot rows: {len(rows)}", file=sys.stderr)
 
 
@@ -108,7 +110,7 @@ def snapshots_pandas(warehouse: Path) -> None:
     from features.build import weekly_as_of_dates
 
     history = _history(warehouse)
-    rows = pandas_snapshots(history, weekly_as_of_dates(history))  # type: ignore[arg-type]
+    rows = pandas_snapshots(history, weekly_as_of_dates(history))
     print(f"snapshot rows: {len(rows)}", file=sys.stderr)
 
 
@@ -120,7 +122,7 @@ def train_ours(warehouse: Path, store: Path) -> None:
     from training.tracking import log_and_register
     from training.win import train_win_model
 
-    result = train_win_model(_history(warehouse))  # type: ignore[arg-type]
+    result = train_win_model(_history(warehouse))
     reg = log_and_register(result, None)
     print(f"win model v{reg.version}: {result.holdout_metrics}", file=sys.stderr)
 
@@ -130,7 +132,7 @@ def train_sklearn(warehouse: Path) -> None:
     from features.build import weekly_as_of_dates
 
     history = _history(warehouse)
-    rows = pandas_snapshots(history, weekly_as_of_dates(history))  # type: ignore[arg-type]
+    rows = pandas_snapshots(history, weekly_as_of_dates(history))
     result = sklearn_pipeline(rows)
     print(f"sklearn: auc {result['auc']:.4f} brier {result['brier']:.4f}", file=sys.stderr)
 
@@ -147,7 +149,7 @@ def score_ours(warehouse: Path, store: Path) -> float:
     model = load_win_bundle("champion")
     history = _history(warehouse)
     start = time.perf_counter()
-    rows = build_snapshots(history, weekly_as_of_dates(history))  # type: ignore[arg-type]
+    rows = build_snapshots(history, weekly_as_of_dates(history))
     scores = model.bundle.predict(rows)
     print(f"scored rows: {len(scores)}", file=sys.stderr)
     return time.perf_counter() - start
@@ -159,10 +161,10 @@ def score_sklearn(warehouse: Path, train_warehouse: Path) -> float:
     from features.build import weekly_as_of_dates
 
     trained = _history(train_warehouse)
-    fitted = sklearn_pipeline(pandas_snapshots(trained, weekly_as_of_dates(trained)))  # type: ignore[arg-type]
+    fitted = sklearn_pipeline(pandas_snapshots(trained, weekly_as_of_dates(trained)))
     history = _history(warehouse)
     start = time.perf_counter()
-    rows = pandas_snapshots(history, weekly_as_of_dates(history))  # type: ignore[arg-type]
+    rows = pandas_snapshots(history, weekly_as_of_dates(history))
     p = sklearn_predict(fitted, rows)
     print(f"scored rows: {len(p)}", file=sys.stderr)
     return time.perf_counter() - start
@@ -193,7 +195,7 @@ def _run(argv: list[str]) -> float | None:
     elif step == "score-sklearn":
         return score_sklearn(Path(args[0]), Path(args[1]))
     else:
-        return _run_data_step(step, args)
+        _run_data_step(step, args)
     return None
 
 

@@ -14,30 +14,26 @@ FORMATS = ("canonical", "maven", "salesforce", "hubspot", "mapping")
 
 def read_export(path: Path, fmt: str, mapping: Path | None = None) -> ImportBatch:
     """Read an export of format ``fmt`` (one of ``FORMATS``) into an ``ImportBatch``."""
-    readers: dict[str, Callable[[Path], ImportBatch]] = {}
     from salesml.importers.canonical import read_canonical
+    from salesml.importers.hubspot import read_hubspot
+    from salesml.importers.mapping import read_mapped
     from salesml.importers.maven import read_maven
+    from salesml.importers.salesforce import read_salesforce
 
-    readers["canonical"] = read_canonical
-    readers["maven"] = read_maven
-    try:
-        from salesml.importers.hubspot import read_hubspot
-        from salesml.importers.salesforce import read_salesforce
-
-        readers["salesforce"] = read_salesforce
-        readers["hubspot"] = read_hubspot
-    except ImportError:  # pragma: no cover - during development only
-        pass
     if fmt == "mapping":
         if mapping is None:
             raise ConfigError(
                 "--format mapping needs --mapping FILE (a YAML mapping; see docs/mapping.md)"
             )
-        from salesml.importers.mapping import read_mapped
-
         return read_mapped(path, mapping)
     if mapping is not None:
         raise ConfigError(f"--mapping only applies to --format mapping, not {fmt}")
+    readers: dict[str, Callable[[Path], ImportBatch]] = {
+        "canonical": read_canonical,
+        "maven": read_maven,
+        "salesforce": read_salesforce,
+        "hubspot": read_hubspot,
+    }
     if fmt not in readers:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     return readers[fmt](path)
