@@ -10,30 +10,16 @@ from features.build import build_features
 from features.history import History
 from salesml.errors import ConfigError
 from salesml.tracking import LoadedModel
+from serving.scoring import SCORE_COLUMNS, score_features
 
-SCORE_COLUMNS = [
-    "deal_id",
-    "owner_id",
-    "team",
-    "win_probability",
-    "score",
-    "model_version",
-    "as_of",
-]
+__all__ = ["SCORE_COLUMNS", "score_open_deals", "write_scores"]
 
 
 def score_open_deals(history: History, model: LoadedModel, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One row per deal open at ``as_of``: probability, 1–99 score, model version, as_of."""
+    """One score row per deal open at ``as_of`` (see ``serving.scoring``), sorted by deal_id."""
     features = build_features(history, as_of)
-    predicted = model.bundle.predict(features)
-    rows = pd.DataFrame({"deal_id": features.index.astype(str)})
-    for column in ("owner_id", "team"):
-        rows[column] = features[column].astype("object").to_numpy() if column in features else None
-    rows["win_probability"] = predicted["win_probability"].to_numpy()
-    rows["score"] = predicted["score"].to_numpy()
-    rows["model_version"] = model.version
-    rows["as_of"] = as_of
-    return rows[SCORE_COLUMNS].sort_values("deal_id", ignore_index=True)
+    rows = score_features(features, model, as_of)
+    return rows.sort_values("deal_id", ignore_index=True)
 
 
 def write_scores(rows: pd.DataFrame, out: Path) -> Path:
