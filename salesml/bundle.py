@@ -24,6 +24,7 @@ from salesml.errors import SalesmlError
 BUNDLE_FORMAT = 1
 BUNDLE_JSON = "bundle.json"
 BOOSTER_TXT = "win_model.txt"
+TIMING_DIR = "timing"
 
 
 class BundleError(SalesmlError):
@@ -51,6 +52,8 @@ class WinBundle:
     booster: lgb.Booster | None
     base_rate: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The close-timing model (salesml.timing.TimingBundle), saved in the ``timing/`` subfolder.
+    timing: Any = None
 
     @property
     def spec_version(self) -> str:
@@ -108,6 +111,8 @@ class WinBundle:
         (path / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
         if self.booster is not None:
             self.booster.save_model(str(path / BOOSTER_TXT))
+        if self.timing is not None:
+            self.timing.save(path / TIMING_DIR)
         return path
 
     @classmethod
@@ -130,6 +135,7 @@ class WinBundle:
             booster=booster,
             base_rate=float(doc["base_rate"]),
             metadata=dict(doc["metadata"]),
+            timing=_load_timing(path / TIMING_DIR),
         )
 
 
@@ -147,6 +153,15 @@ def _on_vocabulary(column: pd.Series, vocabulary: list[str]) -> pd.Categorical[A
         return recoded
     text = column.astype(str).where(column.notna(), None)
     return pd.Categorical(text, categories=vocabulary)
+
+
+def _load_timing(path: Path) -> Any:
+    """The timing model saved next to the win model, if there is one."""
+    if not path.exists():
+        return None
+    from salesml.timing import TimingBundle  # imports this module: load it late
+
+    return TimingBundle.load(path)
 
 
 def to_score(probability: np.ndarray) -> np.ndarray:

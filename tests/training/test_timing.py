@@ -1,0 +1,147 @@
+"""The close-timing model: censoring-aware, conformal intervals that hold, and a clean bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_snapshots, weekly_as_of_dates
+from features.history import History
+from features.spec import feature_spec
+from salesml.bundle import WinBundle
+from salesml.calibration import IdentityCalibrator
+from salesml.timing import TimingBundle
+from tests.training.test_win_model import synthetic_history
+from training.data import truncate_history
+from training.timing import (
+    TimingTrainingResult,
+    bin_rows,
+    closed_only_baseline,
+    fit_timing,
+    relabel,
+    train_timing_model,
+)
+
+
+@pytest.fixture(scope="module")
+def history_and_truth(tmp_path_factory: pytest.TempPathFactory) -> tuple[History, pd.DataFrame]:
+    return synthetic_history(tmp_path_factory.mktemp("timing"), 8000, seed=11)
+
+
+@pytest.fixture(scope="module")
+def trained(history_and_truth: tuple[History, pd.DataFrame]) -> TimingTrainingResult:
+    return train_timing_model(history_and_truth[0])
+
+
+def _truth_rows(
+    history: History, truth: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> pd.DataFrame:
+    """Snapshots in [start, end) of deals that were eventually won, with their true days to
+    close — known from the generator's truth even for deals still open at the export."""
+    dates = list(pd.date_range(start, end, freq="7D", inclusive="left"))
+    snaps = build_snapshots(history, dates).merge(
+        truth[["deal_id", "eventual_status", "eventual_closed_at"]], on="deal_id"
+    )
+    won = snaps[snaps["eventual_status"] == "won"].reset_index(drop=True)
+    won["true_days"] = (won["eventual_closed_at"] - won["as_of"]) / pd.Timedelta(days=1)
+    return won
+
+
+def test_interval_covers_nominal_share_of_won_deals_on_the_holdout(
+    trained: TimingTrainingResult, history_and_truth: tuple[History, pd.DataFrame]
+) -> None:
+    history, truth = history_and_truth
+    rows = _truth_rows(history, truth, trained.holdout_start, trained.holdout_end)
+    bundle = trained.holdout_bundle
+    hazards = bundle.hazards(rows, rows["as_of"])
+    low, high = bundle.quantile_days(hazards, 0.1), bundle.quantile_days(hazards, 0.9)
+    actual = rows["true_days"].to_numpy()
+    coverage = float(np.mean((actual >= low) & (actual <= high)))
+    # ±3 points at 20k deals (make bench / the closing note); 8k deals leave more noise.
+    assert abs(coverage - 0.8) <= 0.05, coverage
+    # The censoring-corrected estimate the product reports agrees with the truth.
+    reported = trained.holdout_metrics["coverage_80"]
+    assert reported is not None and abs(reported - coverage) <= 0.04
+
+
+def test_censoring_aware_model_is_less_biased_on_long_cycles_than_closed_only(
+    history_and_truth: tuple[History, pd.DataFrame],
+) -> None:
+    """A short history (the first 15 months) censors most long cycles: a model learnt from
+    closed deals only underestimates them; the hazard model, which keeps open deals as
+    censored, does not (checked against the generator's truth)."""
+    full, truth = history_and_truth
+    cutoff = (full.deals["created_at"].min() + pd.Timedelta(days=450)).normalize()
+    short = truncate_history(full, cutoff)
+    spec = feature_spec(short)
+    snapshots = relabel(build_snapshots(short, weekly_as_of_dates(short)), cutoff)
+    bundle, _ = fit_timing(snapshots, spec, seed=0)
+    baseline = closed_only_baseline(snapshots, spec, seed=0)
+    rows = _truth_rows(full, truth, cutoff, cutoff + pd.Timedelta(days=56))
+    actual = rows["true_days"].to_numpy()
+    long = actual >= np.quantile(actual, 0.75)
+    ours = bundle.quantile_days(bundle.hazards(rows, rows["as_of"]), 0.5)
+    naive = baseline(rows)
+    ours_error = float(np.mean(ours[long] - actual[long]))
+    naive_error = float(np.mean(naive[long] - actual[long]))
+    assert naive_error < 0  # closed-only training is biased toward short cycles
+    assert abs(ours_error) <= 0.7 * abs(naive_error), (ours_error, naive_error)
+
+
+def test_holdout_metrics_beat_baselines_on_long_cycles(trained: TimingTrainingResult) -> None:
+    ours = trained.holdout_metrics["mean_error_days_long"]
+    naive = trained.baseline_metrics["closed_only"]["mean_error_days_long"]
+    assert ours is not None and naive is not None
+    assert abs(ours) < abs(naive)
+
+
+def test_bins_keep_only_fully_observed_at_risk_periods() -> None:
+    frame = pd.DataFrame(
+        {
+            "deal_id": ["a", "b", "c"],
+            "as_of": pd.to_datetime(["2026-01-05"] * 3),
+            "outcome": ["won", "lost", "open"],
+            "days_to_close": [20.0, 3.0, np.nan],
+            "days_observed": [100.0, 100.0, 50.0],
+            "age_days": [1.0, 1.0, 1.0],
+            "days_to_expected_close": [10.0, 10.0, 10.0],
+        }
+    )
+    rows, label, weight = bin_rows(frame)
+    by_deal = rows.assign(label=label).groupby("deal_id")
+    # a: at risk in [0,7), [7,14), [14,30) — won in the third bin; nothing after.
+    assert by_deal.get_group("a")["bin_start"].tolist() == [0, 7, 14]
+    assert by_deal.get_group("a")["label"].tolist() == [0, 0, 1]
+    # b: lost in the first bin.
+    assert by_deal.get_group("b")["label"].tolist() == [2]
+    # c: open, observed 50 days: bins ending by day 50 only, all "still open".
+    assert by_deal.get_group("c")["bin_start"].tolist() == [0, 7, 14, 30]
+    assert set(by_deal.get_group("c")["label"]) == {0}
+    assert np.all(weight == 1.0)
+
+
+def test_predictions_are_consistent_and_survive_a_round_trip(
+    trained: TimingTrainingResult, history_and_truth: tuple[History, pd.DataFrame], tmp_path: Path
+) -> None:
+    history = history_and_truth[0]
+    from features.build import build_features
+
+    features = build_features(history, history.exported_at)
+    p = np.full(len(features), 0.6)
+    amount = features["amount"].to_numpy(dtype=float)
+    first = trained.bundle.predict(features, history.exported_at, p, amount)
+    assert (first["p_close_30d"] <= first["p_close_60d"] + 1e-12).all()
+    assert (first["p_close_60d"] <= first["p_close_90d"] + 1e-12).all()
+    assert (first["p_close_90d"] <= 0.6 + 1e-12).all()
+    assert (first["p_close_this_month"] <= first["p_close_this_quarter"] + 1e-12).all()
+    assert (first["days_to_close_low"] <= first["days_to_close_high"]).all()
+    assert (first["expected_close_date"] >= history.exported_at.normalize()).all()
+    win = WinBundle(["amount"], {"amount": "numeric"}, {}, IdentityCalibrator(), None, 0.6)
+    win.timing = trained.bundle
+    loaded = WinBundle.load(win.save(tmp_path / "bundle")).timing
+    assert isinstance(loaded, TimingBundle)
+    second = loaded.predict(features, history.exported_at, p, amount)
+    pd.testing.assert_frame_equal(first, second)
