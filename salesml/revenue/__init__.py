@@ -1,0 +1,1 @@
+"""Revenue forecasts: the pipeline component, the blend and the forecast bundle."""

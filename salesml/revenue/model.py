@@ -1,0 +1,256 @@
+"""The revenue-forecast bundle: per-segment series models, blend weights, interval widths.
+
+``ForecastBundle.forecast`` turns the two components into the rows managers read:
+
+- **series** (``salesml.forecast``): tuned Prophet per segment (a flagged baseline where
+  Prophet cannot be fitted), for the full periods after training;
+- **pipeline** (``salesml.revenue.pipeline``): open deals × win probability × timing × amount;
+- **blend**: ``forecast = w_pipeline[h] × pipeline + w_series[h] × series`` for the h-th period
+  ahead, with non-negative weights learned on rolling-origin backtests;
+- **intervals**: the blend's log error ``log((actual + c) / (forecast + c))`` on the same
+  backtests gives the 80 % and 95 % bounds (per freq, separately for the total and for
+  segments, widening with the horizon);
+- **current period**: revenue already won in it is known; only the rest is forecast (the
+  series' share of the period still to come, the pipeline from as_of to the period's end);
+- **coherence**: per dimension, segment forecasts are reconciled so they add up to the total
+  to the cent (``salesml.forecast.reconcile``).
+
+No pickles: ``forecast.json`` holds everything, Prophet models as Prophet JSON inside each
+series model's JSON document.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from salesml.errors import ConfigError, SalesmlError
+from salesml.forecast.periods import check_freq, period_range, period_start, periods_ahead
+from salesml.forecast.prophet_model import SeriesModel
+from salesml.forecast.reconcile import reconcile, to_cents
+from salesml.revenue.pipeline import DIMENSIONS, PipelineForecast
+
+FORECAST_FORMAT = 1
+FORECAST_JSON = "forecast.json"
+OUTPUT_COLUMNS = (
+    "period_start",
+    "segment",
+    "forecast",
+    "lower_80",
+    "upper_80",
+    "lower_95",
+    "upper_95",
+)
+LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975}
+
+
+class ForecastBundleError(SalesmlError):
+    """A forecast bundle cannot be loaded or cannot answer the question asked."""
+
+
+def key(dimension: str, segment: str) -> str:
+    return f"{dimension}|{segment}"
+
+
+@dataclass
+class FreqModel:
+    """Everything for one period length (week, month or quarter)."""
+
+    freq: str
+    series: dict[str, SeriesModel]  # key(dimension, segment) → model
+    weights: list[list[float]]  # per step ahead: [w_pipeline, w_series]
+    # level → log-error quantile, per group ("total" / "segment") and step ahead
+    log_errors: dict[str, list[dict[str, float]]]
+    offset: dict[str, float]  # group → c in log((actual + c) / (forecast + c))
+
+    def weights_at(self, step: int) -> tuple[float, float]:
+        w = self.weights[min(step, len(self.weights) - 1)] if self.weights else [0.0, 1.0]
+        return float(w[0]), float(w[1])
+
+    def errors_at(self, group: str, step: int) -> dict[str, float]:
+        table = self.log_errors.get(group) or self.log_errors.get("total") or []
+        if not table:
+            return dict.fromkeys(LEVELS, 0.0)
+        return table[min(step, len(table) - 1)]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "freq": self.freq,
+            "series": {k: json.loads(m.to_json()) for k, m in self.series.items()},
+            "weights": self.weights,
+            "log_errors": self.log_errors,
+            "offset": self.offset,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> FreqModel:
+        return cls(
+            freq=doc["freq"],
+            series={k: SeriesModel.from_json(json.dumps(v)) for k, v in doc["series"].items()},
+            weights=[[float(x) for x in w] for w in doc["weights"]],
+            log_errors={
+                g: [{k: float(v) for k, v in row.items()} for row in rows]
+                for g, rows in doc["log_errors"].items()
+            },
+            offset={g: float(v) for g, v in doc["offset"].items()},
+        )
+
+
+@dataclass
+class ForecastBundle:
+    """Revenue forecast models for every period length, plus what the pipeline needs."""
+
+    freqs: dict[str, FreqModel]
+    list_prices: dict[str, float] = field(default_factory=dict)
+    fallback_amount: float = 0.0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def model(self, freq: str) -> FreqModel:
+        freq = check_freq(freq)
+        if freq not in self.freqs:
+            raise ForecastBundleError(
+                f"the forecast bundle has no {freq!r} model (it has "
+                f"{', '.join(sorted(self.freqs))}); retrain with salesml train"
+            )
+        return self.freqs[freq]
+
+    def segments(self, freq: str, dimension: str) -> list[str]:
+        prefix = f"{dimension}|"
+        return sorted(k[len(prefix) :] for k in self.model(freq).series if k.startswith(prefix))
+
+    def forecast(
+        self,
+        freq: str,
+        horizon: int,
+        as_of: pd.Timestamp,
+        pipeline: PipelineForecast,
+        won_so_far: dict[str, float],
+        by: str | None = None,
+    ) -> pd.DataFrame:
+        """Rows of ``OUTPUT_COLUMNS`` for the ``horizon`` periods from the one holding as_of.
+
+        Args:
+            pipeline: the pipeline component for exactly those periods (from as_of on).
+            won_so_far: revenue already won in the current period before as_of, per
+                ``key(dimension, segment)`` (missing keys count 0).
+            by: None for the total only; "team", "region" or "product" for the total and
+                that dimension's segments, reconciled to the total.
+        """
+        if horizon < 1:
+            raise ConfigError("--horizon must be at least 1")
+        if by is not None and by not in DIMENSIONS:
+            raise ConfigError(f"--by must be one of {', '.join(DIMENSIONS)}, got {by!r}")
+        fm = self.model(freq)
+        first = period_start(as_of, freq)
+        periods = period_range(first, horizon, freq)
+        total = self._one(fm, "total", "total", periods, as_of, pipeline, won_so_far)
+        if by is None:
+            return total[list(OUTPUT_COLUMNS)]
+        parts = [
+            self._one(fm, by, segment, periods, as_of, pipeline, won_so_far)
+            for segment in self.segments(freq, by)
+        ]
+        if not parts:
+            return total[list(OUTPUT_COLUMNS)]
+        segments = reconcile(total, pd.concat(parts, ignore_index=True))
+        out = pd.concat([total, segments[list(OUTPUT_COLUMNS)]], ignore_index=True)
+        return out[list(OUTPUT_COLUMNS)]
+
+    def _one(
+        self,
+        fm: FreqModel,
+        dimension: str,
+        segment: str,
+        periods: pd.DatetimeIndex,
+        as_of: pd.Timestamp,
+        pipeline: PipelineForecast,
+        won_so_far: dict[str, float],
+    ) -> pd.DataFrame:
+        model = fm.series.get(key(dimension, segment))
+        series = series_values(model, periods) if model is not None else np.zeros(len(periods))
+        pipe_rows = pipeline.lookup(dimension, segment)
+        pipe = (
+            pipe_rows.set_index("period_start")["expected"]
+            .reindex(periods, fill_value=0.0)
+            .to_numpy(dtype=float)
+        )
+        # The current period: what is already won is known; forecast only the rest of it.
+        ends = period_range(periods[0], 2, fm.freq)
+        remaining = float(np.clip((ends[1] - as_of) / (ends[1] - ends[0]), 0.0, 1.0))
+        known = np.zeros(len(periods))
+        known[0] = float(won_so_far.get(key(dimension, segment), 0.0))
+        series = series.copy()
+        series[0] *= remaining
+        group = "total" if dimension == "total" else "segment"
+        c = fm.offset.get(group, 0.0)
+        rows: dict[str, Any] = {"period_start": periods, "segment": segment}
+        point = np.zeros(len(periods))
+        bounds = {name: np.zeros(len(periods)) for name in LEVELS}
+        for step in range(len(periods)):
+            w_pipe, w_series = fm.weights_at(step)
+            uncertain = max(w_pipe * pipe[step] + w_series * series[step], 0.0)
+            point[step] = known[step] + uncertain
+            errors = fm.errors_at(group, step)
+            for name in LEVELS:
+                bound = (uncertain + c) * np.exp(errors.get(name, 0.0)) - c
+                bounds[name][step] = known[step] + max(bound, 0.0)
+        rows["forecast"] = to_cents(point) / 100.0
+        for name in LEVELS:
+            rows[name] = to_cents(bounds[name]) / 100.0
+        frame = pd.DataFrame(rows)
+        frame["lower_80"] = np.minimum(frame["lower_80"], frame["forecast"])
+        frame["lower_95"] = np.minimum(frame["lower_95"], frame["lower_80"])
+        frame["upper_80"] = np.maximum(frame["upper_80"], frame["forecast"])
+        frame["upper_95"] = np.maximum(frame["upper_95"], frame["upper_80"])
+        return frame
+
+    # --- persistence ----------------------------------------------------------------------
+
+    def save(self, path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "format": FORECAST_FORMAT,
+            "freqs": {f: m.to_doc() for f, m in self.freqs.items()},
+            "list_prices": self.list_prices,
+            "fallback_amount": self.fallback_amount,
+            "metadata": self.metadata,
+        }
+        (path / FORECAST_JSON).write_text(json.dumps(doc, default=str), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ForecastBundle:
+        doc_path = path / FORECAST_JSON
+        if not doc_path.exists():
+            raise ForecastBundleError(f"{path} holds no forecast bundle ({FORECAST_JSON})")
+        doc = json.loads(doc_path.read_text(encoding="utf-8"))
+        if doc.get("format") != FORECAST_FORMAT:
+            raise ForecastBundleError(
+                f"{path} is forecast format {doc.get('format')}, this salesml reads "
+                f"{FORECAST_FORMAT}"
+            )
+        return cls(
+            freqs={f: FreqModel.from_doc(m) for f, m in doc["freqs"].items()},
+            list_prices={k: float(v) for k, v in doc["list_prices"].items()},
+            fallback_amount=float(doc["fallback_amount"]),
+            metadata=dict(doc["metadata"]),
+        )
+
+
+def series_values(model: SeriesModel, periods: pd.DatetimeIndex) -> np.ndarray:
+    """The series model's point forecast for ``periods`` (which follow its last period).
+
+    Periods before the model's first forecast period (as_of long after training) are read
+    from the nearest forecast; that only happens when serving a stale bundle."""
+    if len(periods) == 0:
+        return np.zeros(0)
+    first_future = model.future_periods(1)[0]
+    h = max(1, periods_ahead(first_future, periods[-1], model.freq) + 1)
+    result = model.predict(h)
+    values = pd.Series(result.forecast, index=result.period_start)
+    return np.maximum(values.reindex(periods).bfill().ffill().fillna(0.0).to_numpy(), 0.0)
