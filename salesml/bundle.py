@@ -54,6 +54,10 @@ class WinBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
     # The close-timing model (salesml.timing.TimingBundle), saved in the ``timing/`` subfolder.
     timing: Any = None
+    # Won-deal statistics, feature concepts and action thresholds fitted at training time
+    # (salesml.explain.stats.fit_explainer, salesml.actions.fit_action_stats).
+    explainer: dict[str, Any] = field(default_factory=dict)
+    _ensemble: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def spec_version(self) -> str:
@@ -76,6 +80,30 @@ class WinBundle:
                 out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
         return out
 
+    def model_matrix(self, features: pd.DataFrame) -> np.ndarray:
+        """``matrix`` as LightGBM sees it: float64, category codes, NaN for missing."""
+        frame = self.matrix(features)
+        out = np.empty((len(frame), len(self.features)), dtype=np.float64)
+        for i, name in enumerate(self.features):
+            column = frame[name]
+            if self.kinds[name] == "categorical":
+                codes = column.cat.codes.to_numpy().astype(np.float64)
+                codes[codes < 0] = np.nan
+                out[:, i] = codes
+            else:
+                out[:, i] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return out
+
+    def tree_ensemble(self) -> Any:
+        """The booster flattened for ``salesml.explain.treeshap`` (built once, then cached)."""
+        if self._ensemble is None:
+            from salesml.explain.treeshap import from_booster
+
+            if self.booster is None:
+                raise BundleError("a constant (base-rate) bundle has no trees to explain")
+            self._ensemble = from_booster(self.booster)
+        return self._ensemble
+
     def raw_score(self, features: pd.DataFrame) -> np.ndarray:
         """The booster's log-odds margin (0 for a constant model)."""
         if self.booster is None:
@@ -84,16 +112,29 @@ class WinBundle:
             self.booster.predict(self.matrix(features), raw_score=True), dtype=np.float64
         )
 
-    def predict(self, features: pd.DataFrame) -> pd.DataFrame:
-        """``win_probability`` (calibrated) and ``score`` (1–99) per row of ``features``."""
+    def predict(
+        self, features: pd.DataFrame, explain: bool = False, top: int | None = 5
+    ) -> pd.DataFrame:
+        """``win_probability`` (calibrated) and ``score`` (1–99) per row of ``features``.
+
+        With ``explain=True`` also ``drivers`` and ``actions`` (JSON text per deal, see
+        ``docs/drivers.md`` and ``docs/actions.md``; ``top`` drivers, ``None`` for all) and
+        ``drivers_base`` (probability points: base + the contributions of every concept = 100 ×
+        ``win_probability``).
+        """
         if self.booster is None:
             probability = np.full(len(features), self.base_rate)
         else:
             probability = self.calibrator.predict(self.raw_score(features))
-        return pd.DataFrame(
+        out = pd.DataFrame(
             {"win_probability": probability, "score": to_score(probability)},
             index=features.index,
         )
+        if explain:
+            from salesml.explain.api import explain_columns
+
+            out = out.join(explain_columns(self, features, top=top))
+        return out
 
     def save(self, path: Path) -> Path:
         """Write ``bundle.json`` and ``win_model.txt`` into ``path`` (created if missing)."""
@@ -107,6 +148,7 @@ class WinBundle:
             "base_rate": self.base_rate,
             "has_booster": self.booster is not None,
             "metadata": self.metadata,
+            "explainer": self.explainer,
         }
         (path / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
         if self.booster is not None:
@@ -136,6 +178,7 @@ class WinBundle:
             base_rate=float(doc["base_rate"]),
             metadata=dict(doc["metadata"]),
             timing=_load_timing(path / TIMING_DIR),
+            explainer=dict(doc.get("explainer", {})),
         )
 
 
@@ -152,7 +195,7 @@ def _on_vocabulary(column: pd.Series, vocabulary: list[str]) -> pd.Categorical[A
         recoded: pd.Categorical[Any] = pd.Categorical.from_codes(mapped, categories=categories)
         return recoded
     text = column.astype(str).where(column.notna(), None)
-    return pd.Categorical(text, categories=vocabulary)
+    return pd.Categorical(text.where(text.isin(vocabulary), None), categories=vocabulary)
 
 
 def _load_timing(path: Path) -> Any:

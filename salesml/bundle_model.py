@@ -2,7 +2,9 @@
 
 MLflow stores this file with the bundle folder as an artifact and executes it on load, so no
 Python object is ever pickled. ``predict`` takes a DataFrame of features (as built by
-``features.build.build_features``) and returns ``win_probability`` and ``score``.
+``features.build.build_features``) and returns ``win_probability`` and ``score``; with the
+params ``{"explain": true, "top": 5}`` also ``drivers``, ``actions`` and ``drivers_base``, exactly
+as ``WinBundle.predict(features, explain=True)`` (``top <= 0``: every driver).
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ class WinBundleModel(PythonModel):
         model_input: pd.DataFrame,
         params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
-        return self.bundle.predict(model_input)
+        options = params or {}
+        top = options.get("top", 5)
+        return self.bundle.predict(
+            model_input,
+            explain=bool(options.get("explain", False)),
+            top=None if top is None or int(top) <= 0 else int(top),
+        )
 
 
 set_model(WinBundleModel())

@@ -139,29 +139,27 @@ class TimingBundle:
         """Conformalised ``level`` quantile of days to close given won, per deal."""
         grid, cdf = self.conditional_cdf(hazards)
         target = float(self.conformal_level(level))
-        out = np.empty(len(cdf))
-        for i in range(len(cdf)):
-            out[i] = _inverse_cdf(grid, cdf[i], target)
-        return out
+        return _inverse_cdf_rows(grid, cdf, target)
 
     def pit(self, hazards: np.ndarray, days: np.ndarray) -> np.ndarray:
         """The model's conditional CDF evaluated at actual days to close (PIT values)."""
         grid, cdf = self.conditional_cdf(hazards)
-        return np.asarray([np.interp(d, grid, c) for d, c in zip(days, cdf, strict=True)])
+        return _cdf_at(grid, cdf, np.asarray(days, dtype=float))
 
     def won_by(self, hazards: np.ndarray, days: np.ndarray) -> np.ndarray:
         """Conditional probability of having closed won by ``days`` (per deal), given won."""
         grid, cdf = self.conditional_cdf(hazards)
-        days = np.broadcast_to(np.asarray(days, dtype=float), (len(cdf),))
-        return np.asarray([np.interp(d, grid, c) for d, c in zip(days, cdf, strict=True)])
+        return _cdf_at(grid, cdf, np.broadcast_to(np.asarray(days, dtype=float), (len(cdf),)))
 
     def won_between(self, hazards: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
         """(n, periods): conditional probability of closing won in [start, end) days, given won."""
         grid, cdf = self.conditional_cdf(hazards)
-        out = np.empty((len(cdf), len(starts)))
-        for i in range(len(cdf)):
-            at = np.interp(np.concatenate([starts, ends]), grid, cdf[i])
-            out[i] = at[len(starts) :] - at[: len(starts)]
+        n = len(cdf)
+        out = np.empty((n, len(starts)))
+        for k, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
+            at_hi = _cdf_at(grid, cdf, np.full(n, float(hi)))
+            at_lo = _cdf_at(grid, cdf, np.full(n, float(lo)))
+            out[:, k] = at_hi - at_lo
         return np.clip(out, 0.0, 1.0)
 
     def predict(
@@ -295,13 +293,25 @@ def _quarter_ends_between(start_at: pd.DatetimeIndex, width: np.ndarray) -> np.n
     return np.asarray(end_q - start_q, dtype=float)
 
 
-def _inverse_cdf(grid: np.ndarray, cdf: np.ndarray, level: float) -> float:
-    """Smallest day at which the piecewise-linear CDF reaches ``level``."""
-    index = int(np.searchsorted(cdf, level, side="left"))
-    if index <= 0:
-        return float(grid[0])
-    if index >= len(grid):
-        return float(grid[-1])
-    lo, hi = cdf[index - 1], cdf[index]
-    frac = 0.0 if hi <= lo else (level - lo) / (hi - lo)
-    return float(grid[index - 1] + frac * (grid[index] - grid[index - 1]))
+def _cdf_at(grid: np.ndarray, cdf: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Each row's piecewise-linear CDF (on the shared ``grid``) at its own ``days``."""
+    x = np.clip(days, grid[0], grid[-1])
+    j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
+    rows = np.arange(len(cdf))
+    lo, hi = cdf[rows, j], cdf[rows, j + 1]
+    frac = (x - grid[j]) / (grid[j + 1] - grid[j])
+    return np.asarray(lo + frac * (hi - lo))
+
+
+def _inverse_cdf_rows(grid: np.ndarray, cdf: np.ndarray, level: float) -> np.ndarray:
+    """Per row, the smallest day at which its piecewise-linear CDF reaches ``level``."""
+    if len(cdf) == 0:
+        return np.zeros(0)
+    index = (cdf < level).sum(axis=1)  # first grid point with cdf >= level (cdf is monotone)
+    j = np.clip(index, 1, len(grid) - 1)
+    rows = np.arange(len(cdf))
+    lo, hi = cdf[rows, j - 1], cdf[rows, j]
+    frac = np.where(hi > lo, (level - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    days = grid[j - 1] + frac * (grid[j] - grid[j - 1])
+    days = np.where(index <= 0, grid[0], days)
+    return np.asarray(np.where(index >= len(grid), grid[-1], days))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.build import INFO_COLUMNS
 from salesml.bundle import WinBundle
 from salesml.metrics import binary_metrics, plot_reliability
 from salesml.tracking import (
@@ -114,13 +115,16 @@ def log_and_register(result: WinTrainingResult, as_of: str | None) -> Registrati
         mlflow.log_artifact(str(plot))
         result.calibrator_table.to_csv(work / "calibrators.csv", index=False)
         mlflow.log_artifact(str(work / "calibrators.csv"))
+        log_global_drivers(bundle, work)
         bundle_dir = bundle.save(work / "bundle")
+        example = plain_dtypes(result.split.holdout[[*INFO, *bundle.features]].head(5))
         info = mlflow.pyfunc.log_model(
             name="win_model",
             python_model=str(bundle_model_code()),
             artifacts={"bundle": str(bundle_dir)},
             registered_model_name=WIN_MODEL_NAME,
-            input_example=plain_dtypes(result.split.holdout[bundle.features].head(5)),
+            signature=_signature(bundle, example),
+            input_example=example,
         )
         version = str(info.registered_model_version)
         card = render_model_card(result, version, f"{alias} — {reason}")
@@ -133,6 +137,81 @@ def log_and_register(result: WinTrainingResult, as_of: str | None) -> Registrati
         )
         client.update_model_version(WIN_MODEL_NAME, version, description=card)
         return Registration(version, alias, reason, run.info.run_id, champion_metrics)
+
+
+GLOBAL_DRIVERS = "global_drivers.json"
+# Not features, but the owner, team and stage let actions use the rep's and stage's thresholds;
+# optional in the pyfunc's input schema.
+INFO = tuple(c for c in INFO_COLUMNS if c != "account_id")
+
+
+def _signature(bundle: WinBundle, example: pd.DataFrame) -> Any:
+    """Input schema from the example; params ``explain`` and ``top`` so the API can ask for
+    drivers and actions through the pyfunc."""
+    from mlflow.models import infer_signature
+    from mlflow.types.schema import ColSpec, Schema
+
+    params = {"explain": False, "top": 5}
+    signature = infer_signature(example, bundle.predict(example), params=params)
+    inputs: list[Any] = [
+        ColSpec(c.type, c.name, required=c.name not in INFO) for c in signature.inputs.inputs
+    ]
+    signature.inputs = Schema(inputs)
+    return signature
+
+
+def log_global_drivers(bundle: WinBundle, work: Path) -> None:
+    """The global driver importance (holdout, probability points) as an artifact and metrics,
+    so two runs can be compared (``compare_last_runs``)."""
+    import mlflow
+
+    doc = bundle.explainer.get("global")
+    if not doc:
+        return
+    path = work / GLOBAL_DRIVERS
+    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    mlflow.log_artifact(str(path))
+    ranked = sorted(doc["concepts"].items(), key=lambda kv: -kv[1])
+    mlflow.log_params({f"driver_rank_{i}": name for i, (name, _) in enumerate(ranked[:5], 1)})
+    mlflow.log_metrics(
+        {f"driver_points_{_metric_name(name)}": float(v) for name, v in doc["concepts"].items()}
+    )
+
+
+def _metric_name(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in name.lower())
+
+
+def compare_last_runs(level: str = "concepts") -> pd.DataFrame:
+    """How the global drivers changed between the last two training runs (newest first).
+
+    Reads ``global_drivers.json`` of the two latest runs of the win experiment that logged it;
+    returns ``salesml.explain.compare_importance`` of (older, newer).
+    """
+    import mlflow
+
+    from salesml.explain import compare_importance
+
+    client = configure()
+    experiment = mlflow.get_experiment_by_name(WIN_EXPERIMENT)
+    if experiment is None:
+        raise NoModelError("no training runs yet; train one first: salesml train")
+    runs = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=50
+    )
+    docs: list[dict[str, Any]] = []
+    for run in runs:
+        names = {a.path for a in client.list_artifacts(run.info.run_id)}
+        if GLOBAL_DRIVERS in names:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path=GLOBAL_DRIVERS
+            )
+            docs.append(json.loads(Path(local).read_text(encoding="utf-8")))
+        if len(docs) == 2:
+            break
+    if len(docs) < 2:
+        raise NoModelError("fewer than two training runs logged global drivers; train again")
+    return compare_importance(docs[1][level], docs[0][level])
 
 
 def plain_dtypes(frame: pd.DataFrame) -> pd.DataFrame:

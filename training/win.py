@@ -21,8 +21,10 @@ import pandas as pd
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import FEATURE_SPEC_VERSION, Feature, excluded_attributes, feature_spec
+from salesml.actions import fit_action_stats
 from salesml.bundle import WinBundle
 from salesml.calibration import IdentityCalibrator, select_calibrator
+from salesml.explain import contributions, fit_explainer, global_drivers, importance
 from salesml.metrics import binary_metrics, reliability_curve
 from training.baselines import fit_baselines
 from training.data import TemporalSplit, temporal_split
@@ -37,6 +39,8 @@ MONOTONE = {
 }
 # Validation log loss must improve on the base rate by this fraction to count as signal.
 SIGNAL_MARGIN = 0.005
+# Rows of the holdout on which the global driver importance is measured (logged to MLflow).
+IMPORTANCE_ROWS = 20_000
 
 
 @dataclass
@@ -126,12 +130,25 @@ def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
         "trained_to": f"{history.exported_at:%Y-%m-%d}",
         "data_window": split.window(),
     }
-    full = WinBundle(names, kinds, vocab, calibrator, booster, base_rate, dict(metadata))
+    explainer = fit_explainer_stats(pd.concat([split.train, split.validation]), spec)
+    full = WinBundle(
+        names, kinds, vocab, calibrator, booster, base_rate, dict(metadata), explainer=explainer
+    )
     bundle = (
         full
         if not little_signal
-        else WinBundle(names, kinds, vocab, calibrator, None, base_rate, dict(metadata))
+        else WinBundle(
+            names, kinds, vocab, calibrator, None, base_rate, dict(metadata), explainer=explainer
+        )
     )
+    if bundle.booster is not None and len(split.holdout):
+        sample = split.holdout.sample(min(len(split.holdout), IMPORTANCE_ROWS), random_state=seed)
+        c = contributions(bundle, sample)
+        bundle.explainer["global"] = {
+            "concepts": importance(global_drivers(bundle, sample, contribution=c)),
+            "features": importance(global_drivers(bundle, sample, level="feature", contribution=c)),
+            "rows": len(sample),
+        }
     return _evaluate(bundle, full, split, names, kinds, table, params, little_signal, history)
 
 
@@ -171,6 +188,18 @@ def _evaluate(
         excluded=excluded_attributes(history),
         holdout_predictions=holdout,
     )
+
+
+def fit_explainer_stats(frame: pd.DataFrame, spec: list[Feature]) -> dict[str, Any]:
+    """Won-deal statistics and action thresholds from labelled training snapshots."""
+    meta = {
+        f.name: {"concept": f.concept, "actionable": f.actionable, "description": f.description}
+        for f in spec
+    }
+    kinds = {f.name: f.kind for f in spec}
+    explainer = fit_explainer(frame, [f.name for f in spec], kinds, meta)
+    explainer["actions"] = fit_action_stats(frame)
+    return explainer
 
 
 def _vocabularies(train: pd.DataFrame, spec: list[Feature]) -> dict[str, list[str]]:

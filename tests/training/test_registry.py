@@ -70,13 +70,13 @@ def test_train_registers_and_score_uses_the_champion(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workspace / 'mlflow.db'}")
     monkeypatch.chdir(workspace)
     runner = CliRunner()
-    first = runner.invoke(app, ["train", "--json"])
+    first = runner.invoke(app, ["train", "--models", "win", "--json"])
     assert first.exit_code == 0, first.output
     win = json.loads(first.stdout)["win_model"]
     assert win["alias"] == "champion"
     assert set(win["holdout"]) == {"auc", "pr_auc", "brier", "log_loss", "ece"}
     assert set(win["baselines"]) >= {"base_rate", "rep_win_rate", "logistic_regression"}
-    second = runner.invoke(app, ["train", "--json"])
+    second = runner.invoke(app, ["train", "--models", "win", "--json"])
     assert second.exit_code == 0, second.output
     again = json.loads(second.stdout)["win_model"]
     assert again["alias"] == "challenger"  # identical data and seed: not better
@@ -94,6 +94,9 @@ def test_train_registers_and_score_uses_the_champion(
         "score",
         "model_version",
         "as_of",
+        "drivers",
+        "actions",
+        "drivers_base",
     ]
     open_now = history.deals[history.deals["status"] == "open"]
     assert len(rows) == len(open_now)
@@ -111,3 +114,27 @@ def test_train_registers_and_score_uses_the_champion(
     direct = loaded.bundle.predict(features)
     through_mlflow = pyfunc.predict(plain_dtypes(features[loaded.bundle.features]))
     pd.testing.assert_frame_equal(direct, through_mlflow, check_names=False)
+
+    # ... and so do the drivers and actions the API will serve.
+    info = ["owner_id", "team", "stage"]
+    explained = pyfunc.predict(
+        plain_dtypes(features[[*info, *loaded.bundle.features]]),
+        params={"explain": True, "top": 5},
+    )
+    direct_explained = loaded.bundle.predict(features, explain=True)
+    pd.testing.assert_frame_equal(
+        direct_explained.reset_index(drop=True), explained.reset_index(drop=True)
+    )
+    first_deal = str(features.index[0])
+    shown = runner.invoke(app, ["explain", first_deal, "--json"])
+    assert shown.exit_code == 0, shown.output
+    doc = json.loads(shown.stdout)
+    assert doc["win_probability"] == pytest.approx(direct["win_probability"].iloc[0])
+    assert doc["drivers"] == json.loads(direct_explained["drivers"].iloc[0])
+    assert doc["actions"] == json.loads(direct_explained["actions"].iloc[0])
+    text = runner.invoke(app, ["explain", first_deal])
+    assert text.exit_code == 0 and "Drivers" in text.stdout
+    unknown = runner.invoke(app, ["explain", "NO-SUCH-DEAL"])
+    assert unknown.exit_code != 0
+    assert "unknown deal id 'NO-SUCH-DEAL'" in unknown.output
+    assert "Traceback" not in unknown.output

@@ -1,0 +1,441 @@
+"""Evaluate the action catalogue for deals; estimate the effect of actionable ones by what-if.
+
+A what-if copies the deal's features, changes only the rule's actionable features to a target
+(e.g. "an activity logged today"), re-scores with the same bundle and reports the change in win
+probability and in expected revenue (``p' × amount' − p × amount``; ``Δp × amount`` when the
+amount is unchanged). It is a model estimate, not a promise: the model learned associations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from salesml.actions.catalogue import BY_ID, RULES, Rule
+from salesml.errors import SalesmlError
+
+if TYPE_CHECKING:
+    from salesml.bundle import WinBundle
+
+FloatArray = npt.NDArray[np.float64]
+BASIS = "model estimate (what-if re-score), not a promise"
+ACTIVITY = (
+    "activities_7d",
+    "activities_30d",
+    "activities_90d",
+    "activities_total",
+    "engagement_trend",
+)
+
+
+class ActionError(SalesmlError):
+    """A rule tried to change a feature that no one can change."""
+
+
+def _col(features: pd.DataFrame, name: str) -> FloatArray:
+    if name not in features:
+        return np.full(len(features), np.nan)
+    return pd.to_numeric(features[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _text(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
+    if name not in features:
+        return np.full(len(features), None, dtype=object)
+    s = features[name].astype("object")
+    return s.where(s.notna(), None).to_numpy()
+
+
+def _stage_stat(bundle: WinBundle, stages: npt.NDArray[Any], feature: str, key: str) -> FloatArray:
+    ex = bundle.explainer
+    overall = ex.get("won", {}).get(feature, {}).get(key, np.nan)
+    by_stage = ex.get("won_by_stage", {})
+    return np.array(
+        [by_stage.get(s, {}).get(feature, {}).get(key, overall) if s else overall for s in stages],
+        dtype=float,
+    )
+
+
+def _fmt(v: float, digits: int = 0) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def _money(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+class _Context:
+    def __init__(self, bundle: WinBundle, features: pd.DataFrame, probability: FloatArray):
+        self.bundle = bundle
+        self.features = features
+        self.p = probability
+        self.ex = bundle.explainer
+        self.won = self.ex.get("won", {})
+        self.acts = self.ex.get("actions", {})
+        stage = _text(features, "current_stage")
+        info = _text(features, "stage")
+        unknown = pd.isna(stage) | (stage == "missing")
+        self.stage = np.where(unknown, info, stage)
+        self.amount = _col(features, "amount")
+        meta = self.ex.get("features", {})
+        self.actionable = {n for n, m in meta.items() if m.get("actionable")}
+
+    def won_stat(self, feature: str, key: str) -> float:
+        return float(self.won.get(feature, {}).get(key, np.nan))
+
+
+Changes = dict[str, npt.NDArray[Any]]
+Firing = tuple[npt.NDArray[np.bool_], list[str], list[str], Changes | None]
+
+
+def _activity_changes(c: _Context, rows: npt.NDArray[np.bool_], added: FloatArray) -> Changes:
+    out: Changes = {"days_since_last_activity": np.zeros(int(rows.sum()))}
+    for name in ACTIVITY:
+        out[name] = np.nan_to_num(_col(c.features, name)[rows]) + added[rows]
+    return out
+
+
+def _stalled(c: _Context) -> Firing:
+    days = _col(c.features, "days_in_stage")
+    p75 = _stage_stat(c.bundle, c.stage, "days_in_stage", "p75")
+    order = list(c.ex.get("stage_order", []))
+    nxt = np.array(
+        [
+            order[order.index(s) + 1] if s in order and order.index(s) + 1 < len(order) else None
+            for s in c.stage
+        ],
+        dtype=object,
+    )
+    vocab = set(c.bundle.vocabularies.get("current_stage", []))
+    rows = (days > p75) & np.array([n is not None and n in vocab for n in nxt])
+    actions = [BY_ID["stalled_in_stage"].action.format(next_stage=n) for n in nxt[rows]]
+    reasons = [
+        f"{_fmt(d)} days in {s} (won deals: 75 % moved on within {_fmt(q)} days)"
+        for d, s, q in zip(days[rows], c.stage[rows], p75[rows], strict=True)
+    ]
+    changes: Changes = {
+        "current_stage": nxt[rows],
+        "days_in_stage": np.zeros(int(rows.sum())),
+    }
+    return rows, actions, reasons, changes
+
+
+def _no_recent_activity(c: _Context) -> Firing:
+    since = _col(c.features, "days_since_last_activity")
+    p75 = c.won_stat("days_since_last_activity", "p75")
+    median = c.won_stat("days_since_last_activity", "median")
+    rows = np.isnan(since) | (since > p75)
+    reasons = [
+        "No activity logged yet"
+        if math.isnan(s)
+        else f"No activity for {_fmt(s)} days (won deals: median {_fmt(median)}, 75 % within "
+        f"{_fmt(p75)})"
+        for s in since[rows]
+    ]
+    added = np.ones(len(since))
+    action = BY_ID["no_recent_activity"].action
+    return rows, [action] * int(rows.sum()), reasons, _activity_changes(c, rows, added)
+
+
+def _few_activities(c: _Context) -> Firing:
+    total = np.nan_to_num(_col(c.features, "activities_total"))
+    p25 = _stage_stat(c.bundle, c.stage, "activities_total", "p25")
+    median = _stage_stat(c.bundle, c.stage, "activities_total", "median")
+    rows = total < p25
+    gap = np.maximum(np.ceil(median - total), 1.0)
+    actions = [
+        BY_ID["few_activities_for_stage"].action.format(gap=_fmt(g), typical=f"median {_fmt(m)}")
+        for g, m in zip(gap[rows], median[rows], strict=True)
+    ]
+    reasons = [
+        f"{_fmt(t)} activities so far (won deals in {s}: median {_fmt(m)}, p25 {_fmt(q)})"
+        for t, s, m, q in zip(total[rows], c.stage[rows], median[rows], p25[rows], strict=True)
+    ]
+    return rows, actions, reasons, _activity_changes(c, rows, gap)
+
+
+def _engagement_fading(c: _Context) -> Firing:
+    trend = _col(c.features, "engagement_trend")
+    recent = np.nan_to_num(_col(c.features, "activities_30d"))
+    p25 = c.won_stat("activities_30d", "p25")
+    median = c.won_stat("activities_30d", "median")
+    rows = (trend < 0) & (recent < p25)
+    gap = np.maximum(np.ceil(median - recent), 1.0)
+    reasons = [
+        f"{_fmt(a)} activities in the last 30 days, {_fmt(t)} against the 30 days before "
+        f"(won deals: median {_fmt(median)} in 30 days)"
+        for a, t in zip(recent[rows], trend[rows], strict=True)
+    ]
+    action = BY_ID["engagement_fading"].action
+    return rows, [action] * int(rows.sum()), reasons, _activity_changes(c, rows, gap)
+
+
+def _close_date(c: _Context, rule: str) -> Firing:
+    days = _col(c.features, "days_to_expected_close")
+    target = _stage_stat(c.bundle, c.stage, "days_to_expected_close", "median")
+    target = np.where(np.isnan(target) | (target < 1), 14.0, target)
+    if rule == "close_date_overdue":
+        rows = days < 0
+        reasons = [f"Expected close date passed {_fmt(-d)} days ago" for d in days[rows]]
+    else:
+        rows = np.isnan(days) & (c.stage != None)  # noqa: E711 (elementwise)
+        reasons = ["No expected close date"] * int(rows.sum())
+    actions = [BY_ID[rule].action] * int(rows.sum())
+    return rows, actions, reasons, {"days_to_expected_close": target[rows]}
+
+
+def _pushed(c: _Context) -> Firing:
+    pushes = _col(c.features, "close_date_pushes")
+    limit = max(2.0, np.nan_to_num(c.won_stat("close_date_pushes", "p90"), nan=2.0))
+    rows = pushes >= limit
+    reasons = [
+        f"Close date pushed {_fmt(n)} times (won deals: 90 % at most {_fmt(limit)})"
+        for n in pushes[rows]
+    ]
+    return rows, [BY_ID["close_date_pushed_repeatedly"].action] * int(rows.sum()), reasons, None
+
+
+def _scaled(c: _Context, rows: npt.NDArray[np.bool_], target: FloatArray) -> Changes:
+    factor = target[rows] / c.amount[rows]
+    out: Changes = {"amount": target[rows]}
+    for name in ("amount_vs_product_typical", "amount_vs_list_price"):
+        out[name] = _col(c.features, name)[rows] * factor
+    return out
+
+
+def _amount_above_rep(c: _Context) -> Firing:
+    typical_by_rep = c.acts.get("rep_won_amount", {})
+    owners = _text(c.features, "owner_id")
+    typical = np.array([typical_by_rep.get(str(o), np.nan) for o in owners], dtype=float)
+    rows = c.amount > 2 * typical
+    actions = [
+        BY_ID["amount_above_rep_typical"].action.format(typical=_money(t)) for t in typical[rows]
+    ]
+    reasons = [
+        f"Amount {_money(a)} is {a / t:.1f}× the owner's median won deal ({_money(t)})"
+        for a, t in zip(c.amount[rows], typical[rows], strict=True)
+    ]
+    return rows, actions, reasons, _scaled(c, rows, typical)
+
+
+def _price_above_list(c: _Context) -> Firing:
+    ratio = _col(c.features, "amount_vs_list_price")
+    median = c.won_stat("amount_vs_list_price", "median")
+    p90 = c.won_stat("amount_vs_list_price", "p90")
+    rows = (ratio > p90) & (c.amount > 0)
+    target = c.amount * median / ratio
+    actions = [BY_ID["price_above_list"].action.format(typical=f"{median:.2f}×")] * int(rows.sum())
+    reasons = [
+        f"Amount is {r:.2f}× list price (won deals: median {median:.2f}×, 90 % below {p90:.2f}×)"
+        for r in ratio[rows]
+    ]
+    return rows, actions, reasons, _scaled(c, rows, target)
+
+
+def _regression(c: _Context) -> Firing:
+    n = _col(c.features, "stage_regressions")
+    rows = n >= 1
+    reasons = [f"Moved back to an earlier stage {_fmt(k)} time(s)" for k in n[rows]]
+    return rows, [BY_ID["stage_regression"].action] * int(rows.sum()), reasons, None
+
+
+def _missing_amount(c: _Context) -> Firing:
+    rows = np.isnan(c.amount) & ("amount" in c.features)
+    return (
+        rows,
+        [BY_ID["missing_amount"].action] * int(rows.sum()),
+        ["No amount recorded"] * int(rows.sum()),
+        None,
+    )
+
+
+def _overloaded(c: _Context) -> Firing:
+    load = _col(c.features, "rep_open_deals")
+    teams = _text(c.features, "team")
+    cap = c.acts.get("capacity", {})
+    high = np.array([cap.get(str(t), {}).get("high", np.nan) for t in teams], dtype=float)
+    median = np.array([cap.get(str(t), {}).get("median", np.nan) for t in teams], dtype=float)
+    rows = load > high
+    actions = [
+        BY_ID["rep_overloaded"].action.format(value=_fmt(v), typical=_fmt(m))
+        for v, m in zip(load[rows], median[rows], strict=True)
+    ]
+    reasons = [
+        f"Owner has {_fmt(v)} open deals; the team's reps usually carry {_fmt(m)} "
+        f"(90 % at most {_fmt(h)})"
+        for v, m, h in zip(load[rows], median[rows], high[rows], strict=True)
+    ]
+    return rows, actions, reasons, None
+
+
+def _coaching(c: _Context, rule: str, column: npt.NDArray[Any]) -> Firing:
+    flags = c.acts.get(rule, {})
+    owners = _text(c.features, "owner_id")
+    found = [flags.get(f"{o}|{s}") for o, s in zip(owners, column, strict=True)]
+    rows = np.array([f is not None for f in found], dtype=bool)
+    actions, reasons = [], []
+    for f, s in zip(found, column, strict=True):
+        if f is None:
+            continue
+        actions.append(
+            BY_ID[rule].action.format(
+                value=f"{f['rate']:.0%}", segment=s, typical=f"{f['team_rate']:.0%}"
+            )
+        )
+        reasons.append(
+            f"Over {f['deals']:.0f} closed deals the owner won {f['rate']:.0%} in "
+            f"{s}; the team won {f['team_rate']:.0%}"
+        )
+    return rows, actions, reasons, None
+
+
+def _process(c: _Context) -> Firing:
+    drop = c.acts.get("process", {})
+    stage = drop.get("stage")
+    rows = (
+        np.array([s == stage for s in c.stage], dtype=bool)
+        if stage
+        else np.zeros(len(c.stage), dtype=bool)
+    )
+    n = int(rows.sum())
+    if not n:
+        return rows, [], [], None
+    action = BY_ID["process_stage_drop"].action.format(
+        segment=stage, typical=f"{drop['before']:.0%}", value=f"{drop['recent']:.0%}"
+    )
+    reason = (
+        f"Deals seen in {stage} won {drop['recent']:.0%} in the last quarter of training "
+        f"data against {drop['before']:.0%} before"
+    )
+    return rows, [action] * n, [reason] * n, None
+
+
+EVALUATORS: dict[str, Callable[[_Context], Firing]] = {
+    "stalled_in_stage": _stalled,
+    "no_recent_activity": _no_recent_activity,
+    "few_activities_for_stage": _few_activities,
+    "engagement_fading": _engagement_fading,
+    "close_date_overdue": lambda c: _close_date(c, "close_date_overdue"),
+    "no_expected_close_date": lambda c: _close_date(c, "no_expected_close_date"),
+    "close_date_pushed_repeatedly": _pushed,
+    "amount_above_rep_typical": _amount_above_rep,
+    "price_above_list": _price_above_list,
+    "stage_regression": _regression,
+    "missing_amount": _missing_amount,
+    "rep_overloaded": _overloaded,
+    "coaching_product": lambda c: _coaching(c, "coaching_product", _text(c.features, "product")),
+    "coaching_stage": lambda c: _coaching(c, "coaching_stage", c.stage),
+    "process_stage_drop": _process,
+}
+DEAL_RULES = tuple(r for r in RULES if r.id in EVALUATORS)
+
+
+def what_if(
+    bundle: WinBundle, features: pd.DataFrame, changes: Changes, rule: Rule | None = None
+) -> pd.DataFrame:
+    """``features`` with ``changes`` applied; refuses any feature that is not actionable."""
+    meta = bundle.explainer.get("features", {})
+    for name in changes:
+        if not meta.get(name, {}).get("actionable", False) or (
+            rule is not None and name not in rule.what_if
+        ):
+            raise ActionError(
+                f"what-if may only change actionable features its rule declares; {name!r} "
+                f"is not one ({rule.id if rule else 'no rule'})"
+            )
+    out = features.copy()
+    for name, values in changes.items():
+        column = out[name]
+        if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype == object:
+            column = column.astype("object")
+        column = column.copy()
+        column[:] = values
+        out[name] = column
+    return out
+
+
+def recommend(
+    bundle: WinBundle,
+    features: pd.DataFrame,
+    probability: FloatArray | None = None,
+    top: int | None = None,
+) -> list[list[dict[str, Any]]]:
+    """The actions of each deal, what-if ones first by expected revenue impact.
+
+    Each action: ``id`` (catalogue rule), ``kind``, ``concept``, ``action``, ``reason``,
+    ``expected_impact`` (``{"win_probability_points", "revenue", "basis"}`` or ``None`` when the
+    rule has no what-if) and ``changes`` (feature → value used by the what-if).
+    """
+    n = len(features)
+    out: list[list[dict[str, Any]]] = [[] for _ in range(n)]
+    if n == 0:
+        return out
+    p = (
+        probability
+        if probability is not None
+        else bundle.predict(features)["win_probability"].to_numpy()
+    )
+    c = _Context(bundle, features, np.asarray(p, dtype=float))
+    can_what_if = bundle.booster is not None and bool(c.actionable)
+    for rule in DEAL_RULES:
+        rows, actions, reasons, changes = EVALUATORS[rule.id](c)
+        index = np.flatnonzero(rows)
+        if index.size == 0:
+            continue
+        impact: list[dict[str, Any] | None] = [None] * index.size
+        shown: list[dict[str, Any]] = [{} for _ in index]
+        if changes and can_what_if:
+            subset = features.iloc[index]
+            changed = what_if(bundle, subset, changes, rule)
+            p_new = bundle.predict(changed)["win_probability"].to_numpy()
+            amount_new = (
+                np.asarray(changes["amount"], dtype=float)
+                if "amount" in changes
+                else c.amount[index]
+            )
+            revenue = p_new * amount_new - c.p[index] * c.amount[index]
+            for k in range(index.size):
+                impact[k] = {
+                    "win_probability_points": float((p_new[k] - c.p[index[k]]) * 100),
+                    "revenue": None if math.isnan(revenue[k]) else float(revenue[k]),
+                    "basis": BASIS,
+                }
+                shown[k] = {name: _plain(v[k]) for name, v in changes.items()}
+        for k, row in enumerate(index):
+            out[row].append(
+                {
+                    "id": rule.id,
+                    "kind": rule.kind,
+                    "concept": rule.concept,
+                    "action": actions[k],
+                    "reason": reasons[k],
+                    "expected_impact": impact[k],
+                    "changes": shown[k],
+                }
+            )
+    for i in range(n):
+        out[i].sort(key=_rank)
+        if top is not None:
+            out[i] = out[i][:top]
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _rank(action: dict[str, Any]) -> tuple[int, float]:
+    impact = action["expected_impact"]
+    if impact is None:
+        return (2, 0.0)
+    if impact["revenue"] is None:
+        return (1, -impact["win_probability_points"])
+    return (0, -impact["revenue"])

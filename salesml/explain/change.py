@@ -1,0 +1,84 @@
+"""Why did my score change: attribute each deal's change between two score runs to its drivers.
+
+Pure function of two score-row frames (``deal_id``, ``win_probability``, ``model_version``,
+``drivers`` — JSON text as ``WinBundle.predict(explain=True)`` writes — and optionally
+``drivers_base``). Per deal and concept the change is the new contribution minus the old (a
+concept absent from a run's top drivers counts 0 there); what the listed concepts do not
+explain is "Other drivers". When the model version differs the base moves too ("Model change"),
+and the concept changes then mix new data with the new model's weighting, which the output
+flags (``model_changed``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MODEL_CHANGE = "Model change"
+OTHER = "Other drivers"
+
+
+def _drivers(text: Any) -> dict[str, float]:
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return {}
+    items = json.loads(text) if isinstance(text, str) else text
+    return {str(d["concept"]): float(d["contribution"]) for d in items}
+
+
+def attribute_change(old: pd.DataFrame, new: pd.DataFrame, top: int | None = 3) -> pd.DataFrame:
+    """One row per deal in both runs.
+
+    Returns columns ``deal_id, old_probability, new_probability, change_points,
+    model_changed, attribution`` where ``attribution`` is a list of ``{"driver",
+    "change_points"}`` ordered by absolute change (``top`` of them plus the remainder), whose
+    sum is ``change_points``.
+    """
+    cols = ["deal_id", "win_probability", "model_version", "drivers"]
+    extra = ["drivers_base"] if "drivers_base" in old and "drivers_base" in new else []
+    both = old[cols + extra].merge(
+        new[cols + extra], on="deal_id", suffixes=("_old", "_new"), validate="one_to_one"
+    )
+    rows = []
+    for d in both.to_dict("records"):
+        change = (d["win_probability_new"] - d["win_probability_old"]) * 100
+        model_changed = str(d["model_version_old"]) != str(d["model_version_new"])
+        before, after = _drivers(d["drivers_old"]), _drivers(d["drivers_new"])
+        parts = {
+            k: after.get(k, 0.0) - before.get(k, 0.0) for k in dict.fromkeys([*after, *before])
+        }
+        items = sorted(parts.items(), key=lambda kv: -abs(kv[1]))
+        kept = items if top is None else items[:top]
+        attribution = [{"driver": k, "change_points": v} for k, v in kept]
+        explained = sum(v for _, v in kept)
+        if model_changed and extra:
+            base = float(d["drivers_base_new"]) - float(d["drivers_base_old"])
+            attribution.append({"driver": MODEL_CHANGE, "change_points": base})
+            explained += base
+        rest = change - explained
+        if abs(rest) > 1e-9:
+            label = MODEL_CHANGE if model_changed and not extra else OTHER
+            attribution.append({"driver": label, "change_points": rest})
+        rows.append(
+            {
+                "deal_id": d["deal_id"],
+                "old_probability": d["win_probability_old"],
+                "new_probability": d["win_probability_new"],
+                "change_points": change,
+                "model_changed": model_changed,
+                "attribution": attribution,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "deal_id",
+            "old_probability",
+            "new_probability",
+            "change_points",
+            "model_changed",
+            "attribution",
+        ],
+    )
