@@ -15,9 +15,12 @@ from typing import Any
 
 from salesml.bundle import WinBundle
 from salesml.errors import SalesmlError
+from salesml.revenue.model import ForecastBundle
 
 WIN_MODEL_NAME = "salesml-win"
 WIN_EXPERIMENT = "salesml-win"
+FORECAST_MODEL_NAME = "salesml-forecast"
+FORECAST_EXPERIMENT = "salesml-forecast"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
@@ -77,3 +80,31 @@ def load_win_bundle(alias: str = CHAMPION) -> LoadedModel:
     local = mlflow.artifacts.download_artifacts(f"models:/{WIN_MODEL_NAME}/{version.version}")
     bundle = WinBundle.load(Path(local) / "artifacts" / "bundle")
     return LoadedModel(bundle, str(version.version), alias)
+
+
+@dataclass(frozen=True)
+class LoadedForecast:
+    """A registered revenue-forecast bundle and where it came from."""
+
+    bundle: ForecastBundle
+    version: str
+    alias: str
+
+
+def load_forecast_bundle(alias: str = CHAMPION) -> LoadedForecast:
+    """Load the bundle behind ``salesml-forecast@alias`` from the registry."""
+    from mlflow.exceptions import MlflowException
+
+    client = configure()
+    try:
+        version = client.get_model_version_by_alias(FORECAST_MODEL_NAME, alias)
+    except MlflowException as exc:
+        raise NoModelError(
+            f"no {FORECAST_MODEL_NAME}@{alias} in the registry at {tracking_uri()}; "
+            "train one first: salesml train"
+        ) from exc
+    import mlflow
+
+    local = mlflow.artifacts.download_artifacts(f"models:/{FORECAST_MODEL_NAME}/{version.version}")
+    bundle = ForecastBundle.load(Path(local) / "artifacts" / "forecast")
+    return LoadedForecast(bundle, str(version.version), alias)

@@ -1,10 +1,88 @@
-"""Placeholder: commands are added here by the issue that builds them."""
+"""``salesml forecast``: registered on the CLI through the ``salesml.commands`` entry point."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from salesml.cli import console, err, handle_errors, print_json
+from salesml.settings import Settings
+
+
+class Freq(StrEnum):
+    week = "week"
+    month = "month"
+    quarter = "quarter"
+
+
+class By(StrEnum):
+    team = "team"
+    region = "region"
+    product = "product"
 
 
 def register(app: typer.Typer) -> None:
-    """Nothing to add yet."""
-    del app
+    """Add ``forecast`` to the salesml CLI."""
+    app.command("forecast")(forecast)
+
+
+@handle_errors
+def forecast(
+    freq: Annotated[Freq, typer.Option(help="Period length.")] = Freq.month,
+    horizon: Annotated[int, typer.Option(min=1, max=104, help="Periods to forecast.")] = 3,
+    by: Annotated[
+        By | None, typer.Option(help="Also forecast each segment (reconciled to the total).")
+    ] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Forecast from the period holding this date (default: today).",
+        ),
+    ] = None,
+    alias: Annotated[str, typer.Option(help="Registry alias of the models.")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Won revenue per period with 80 % and 95 % ranges, for the company and per segment."""
+    import pandas as pd
+
+    from features.history import load_history
+    from salesml.tracking import NoModelError, load_forecast_bundle, load_win_bundle
+    from salesml.warehouse import connect
+    from serving.forecast import forecast_rows
+
+    when = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp.now().normalize()
+    with err.status("loading models and history…"):
+        fc = load_forecast_bundle(alias)
+        try:
+            win = load_win_bundle(alias)
+        except NoModelError:
+            win = None  # a won-only history: the series models carry the forecast
+        con = connect(Settings().warehouse_path, read_only=True)
+        try:
+            history = load_history(con)
+        finally:
+            con.close()
+        rows = forecast_rows(
+            history, win, fc.bundle, freq.value, horizon, when, by.value if by else None
+        )
+    if as_json:
+        records = rows.assign(period_start=rows["period_start"].dt.strftime("%Y-%m-%d"))
+        print_json(records.to_dict("records"))
+        return
+    table = Table(title=f"won revenue by {freq.value} (forecast version {fc.version})")
+    for column in rows.columns:
+        table.add_column(
+            column, justify="left" if column in ("period_start", "segment") else "right"
+        )
+    for row in rows.itertuples(index=False):
+        table.add_row(
+            f"{row.period_start:%Y-%m-%d}",
+            str(row.segment),
+            *(f"{getattr(row, c):,.0f}" for c in rows.columns[2:]),
+        )
+    console.print(table)

@@ -9,12 +9,14 @@ import typer
 from rich.table import Table
 
 from salesml.cli import console, err, handle_errors, print_json
+from salesml.errors import ConfigError
 from salesml.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
     """Add ``train`` to the salesml CLI."""
     app.command("train")(train)
+    app.command("backtest")(backtest)
 
 
 @handle_errors
@@ -27,69 +29,196 @@ def train(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed for LightGBM.")] = 0,
+    models: Annotated[
+        str,
+        typer.Option(help="Which models to train, comma-separated: win, timing, forecast."),
+    ] = "win,timing,forecast",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Train the win-probability model, evaluate it against baselines, register it in MLflow."""
+    """Train the win, close-timing and revenue-forecast models, evaluate them against
+    baselines and backtests, and register them in MLflow.
+
+    A history without a pipeline (a won-only order export) gets the forecast alone."""
     import logging
 
+    from features.build import build_snapshots, weekly_as_of_dates
+    from training.data import NotEnoughDataError
+    from training.forecast import train_forecast
+    from training.forecast_tracking import log_forecast, log_timing
+    from training.timing import train_timing_model
+    from training.tracking import log_and_register
+    from training.win import train_win_model
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    wanted = {m.strip() for m in models.split(",") if m.strip()}
+    unknown = wanted - {"win", "timing", "forecast"}
+    if unknown or not wanted:
+        raise ConfigError(
+            f"--models takes win, timing and/or forecast (comma-separated), got {models!r}"
+        )
+    if "timing" in wanted and "win" not in wanted:
+        raise ConfigError("--models timing needs win too: the timing model travels in its bundle")
+    out: dict[str, Any] = {}
+    label = as_of.date().isoformat() if as_of else None
+    with err.status("loading history…") as status:
+        history = _history(as_of)
+        result, snapshots = None, None
+        if "win" in wanted:
+            status.update("training the win model…")
+            try:
+                result = train_win_model(history, seed=seed)
+            except NotEnoughDataError as exc:
+                out["win_model"] = {"skipped": str(exc)}
+        if result is not None:
+            timing = None
+            if "timing" in wanted:
+                status.update("training the close-timing model…")
+                snapshots = build_snapshots(history, weekly_as_of_dates(history))
+                timing = train_timing_model(history, seed=seed, snapshots=snapshots)
+                result.bundle.timing = timing.bundle
+            status.update("logging to MLflow…")
+            reg = log_and_register(result, label)
+            out["win_model"] = _win_summary(result, reg)
+            if timing is not None:
+                log_timing(reg.run_id, timing)
+                out["timing_model"] = {
+                    "holdout": timing.holdout_metrics,
+                    "baselines": timing.baseline_metrics,
+                    "conformal": timing.bundle.metadata.get("conformal"),
+                }
+        if "forecast" in wanted:
+            status.update("backtesting and fitting the revenue forecast…")
+            forecast = train_forecast(history, seed=seed, snapshots=snapshots)
+            freg = log_forecast(forecast, label)
+            out["forecast_model"] = {
+                "version": freg.version,
+                "alias": freg.alias,
+                "backtest": forecast.metrics,
+                "fallbacks": len(forecast.fallbacks),
+                "run_id": freg.run_id,
+            }
+    if as_json:
+        print_json(out)
+        return
+    _print_summary(out, result)
+
+
+@handle_errors
+def backtest(
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Backtest the history known at this date."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Rolling-origin backtests of the revenue forecast: WAPE, MASE and interval coverage of
+    the pipeline, the time series, the blend, seasonal naive and default Prophet (logged to
+    MLflow with a plot, and registered like salesml train does)."""
+    import logging
+
+    from training.forecast import train_forecast
+    from training.forecast_tracking import log_forecast
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    with err.status("backtesting (every segment, with default Prophet)…"):
+        history = _history(as_of)
+        forecast = train_forecast(history, seed=seed, with_default_prophet=True)
+        freg = log_forecast(forecast, as_of.date().isoformat() if as_of else None)
+    out = {"version": freg.version, "run_id": freg.run_id, "backtest": forecast.metrics}
+    if as_json:
+        print_json(out)
+        return
+    table = Table(title="backtests (cross-fitted; lower WAPE/MASE is better)")
+    for column in ("freq", "component", "WAPE total", "WAPE segments", "MASE", "80 % cover"):
+        table.add_column(column, justify="right" if column != "component" else "left")
+    for freq, comps in forecast.metrics.items():
+        for comp, m in comps.items():
+            table.add_row(
+                freq,
+                comp,
+                *(
+                    _fmt(m.get(k))
+                    for k in ("wape_total", "wape_segments", "mase_total", "coverage_80_all")
+                ),
+            )
+    console.print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
+
+
+def _history(as_of: datetime | None) -> Any:
     import pandas as pd
 
     from features.history import load_history
     from salesml.warehouse import connect
     from training.data import truncate_history
-    from training.tracking import log_and_register
-    from training.win import train_win_model
 
-    # MLflow narrates every step on stderr; the summary below is what a user needs.
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
     settings = Settings()
-    with err.status("loading history…") as status:
-        con = connect(settings.warehouse_path, read_only=True)
-        try:
-            history = load_history(con)
-        finally:
-            con.close()
-        if as_of is not None:
-            history = truncate_history(history, pd.Timestamp(as_of))
-        status.update("building features and training…")
-        result = train_win_model(history, seed=seed)
-        status.update("logging to MLflow…")
-        reg = log_and_register(result, as_of.date().isoformat() if as_of else None)
-    out: dict[str, Any] = {
-        "win_model": {
-            "version": reg.version,
-            "alias": reg.alias,
-            "promotion_reason": reg.reason,
-            "little_signal": result.little_signal,
-            "calibrator": result.bundle.calibrator.name,
-            "holdout": result.holdout_metrics,
-            "baselines": result.baseline_metrics,
-            "beats_baselines": result.beats_baselines,
-            "data_window": result.split.window(),
-            "run_id": reg.run_id,
-        }
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        history = load_history(con)
+    finally:
+        con.close()
+    if as_of is not None:
+        history = truncate_history(history, pd.Timestamp(as_of))
+    return history
+
+
+def _win_summary(result: Any, reg: Any) -> dict[str, Any]:
+    return {
+        "version": reg.version,
+        "alias": reg.alias,
+        "promotion_reason": reg.reason,
+        "little_signal": result.little_signal,
+        "calibrator": result.bundle.calibrator.name,
+        "holdout": result.holdout_metrics,
+        "baselines": result.baseline_metrics,
+        "beats_baselines": result.beats_baselines,
+        "data_window": result.split.window(),
+        "run_id": reg.run_id,
     }
-    if as_json:
-        print_json(out)
-        return
-    win = out["win_model"]
-    console.print(
-        f"win model version {win['version']} registered as [bold]{win['alias']}[/] "
-        f"({win['promotion_reason']})",
-        highlight=False,
-    )
-    if result.little_signal:
+
+
+def _print_summary(out: dict[str, Any], result: Any) -> None:
+    win = out.get("win_model", {"skipped": "not asked for (--models)"})
+    if "skipped" in win:
+        console.print(f"[yellow]win and timing models skipped:[/] {win['skipped']}")
+    else:
         console.print(
-            "[yellow]little signal:[/] the model predicts the base rate; see the model card",
+            f"win model version {win['version']} registered as [bold]{win['alias']}[/] "
+            f"({win['promotion_reason']})",
             highlight=False,
         )
-    table = Table(title="holdout metrics (lower is better for brier, log_loss, ece)")
-    columns = ("auc", "pr_auc", "brier", "log_loss", "ece")
-    table.add_column("")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for name, metrics in [("model", win["holdout"]), *win["baselines"].items()]:
-        table.add_row(
-            name, *("—" if metrics.get(c) is None else f"{metrics[c]:.4f}" for c in columns)
+        if result is not None and result.little_signal:
+            console.print(
+                "[yellow]little signal:[/] the model predicts the base rate; see the model card",
+                highlight=False,
+            )
+        table = Table(title="holdout metrics (lower is better for brier, log_loss, ece)")
+        columns = ("auc", "pr_auc", "brier", "log_loss", "ece")
+        table.add_column("")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for name, metrics in [("model", win["holdout"]), *win["baselines"].items()]:
+            table.add_row(name, *(_fmt(metrics.get(c)) for c in columns))
+        console.print(table)
+        timing = out.get("timing_model", {}).get("holdout", {})
+        console.print(
+            f"close timing: 80 % interval covers {_fmt(timing.get('coverage_80'))} of won deals "
+            f"on the holdout; mean absolute error {_fmt(timing.get('mae_days'))} days",
+            highlight=False,
         )
-    console.print(table)
+    if "forecast_model" not in out:
+        return
+    fc = out["forecast_model"]
+    month = fc["backtest"].get("month", {})
+    blend, naive = month.get("blend", {}), month.get("seasonal_naive", {})
+    console.print(
+        f"revenue forecast version {fc['version']} registered as [bold]{fc['alias']}[/]; "
+        f"monthly backtest WAPE {_fmt(blend.get('wape_total'))} (seasonal naive "
+        f"{_fmt(naive.get('wape_total'))}), 80 % coverage {_fmt(blend.get('coverage_80_all'))}",
+        highlight=False,
+    )

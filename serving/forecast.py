@@ -1,0 +1,72 @@
+"""Revenue forecast rows at a date: the registered forecast bundle plus today's pipeline.
+
+The bundle (``salesml.revenue.model``) holds the per-segment series models and the blend; this
+module adds what only the warehouse knows at ``as_of``: the deals open then, scored by the win
+model with its timing model (the pipeline component), and the revenue already won in the
+current period.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.build import build_features
+from features.history import History
+from salesml.forecast.periods import period_range, period_start
+from salesml.revenue.model import ForecastBundle, key
+from salesml.revenue.pipeline import DIMENSIONS, pipeline_forecast
+from salesml.tracking import LoadedModel
+
+
+def won_so_far(history: History, freq: str, as_of: pd.Timestamp) -> dict[str, float]:
+    """Revenue won in the period holding ``as_of``, before ``as_of``, per segment key."""
+    deals = history.deals
+    start = period_start(as_of, freq)
+    won = deals[
+        (deals["status"] == "won") & (deals["closed_at"] >= start) & (deals["closed_at"] < as_of)
+    ]
+    amount = pd.to_numeric(won["amount"], errors="coerce").fillna(0.0)
+    out = {key("total", "total"): float(amount.sum())}
+    for dim in DIMENSIONS:
+        if dim not in won:
+            continue
+        labels = won[dim].astype("object").where(won[dim].notna(), "(none)").astype(str)
+        for segment, value in amount.groupby(labels.to_numpy()).sum().items():
+            out[key(dim, str(segment))] = float(value)
+    return out
+
+
+def forecast_rows(
+    history: History,
+    win: LoadedModel | None,
+    bundle: ForecastBundle,
+    freq: str,
+    horizon: int,
+    as_of: pd.Timestamp,
+    by: str | None = None,
+    draws: int = 1000,
+) -> pd.DataFrame:
+    """Rows of period_start, segment, forecast, lower/upper 80 and 95 (see ``ForecastBundle``).
+
+    Without a win model (a won-only history) the pipeline component is empty and the series
+    models carry the forecast alone."""
+    bundle.model(freq)  # a clear error for a frequency the bundle lacks, before any work
+    periods = period_range(as_of, horizon + 1, freq)
+    timing = getattr(win.bundle, "timing", None) if win is not None else None
+    if win is not None and timing is not None:
+        features = build_features(history, as_of)
+        probability = win.bundle.predict(features)["win_probability"].to_numpy()
+    else:
+        features, probability = pd.DataFrame(), None
+    pipeline = pipeline_forecast(
+        timing,
+        features,
+        as_of,
+        periods[:-1],
+        periods[1:],
+        bundle.list_prices,
+        bundle.fallback_amount,
+        win_probability=probability,
+        draws=draws,
+    )
+    return bundle.forecast(freq, horizon, as_of, pipeline, won_so_far(history, freq, as_of), by)

@@ -1,0 +1,153 @@
+"""Log the timing model's holdout figures and the revenue forecast's backtests to MLflow, and
+register the forecast bundle (``salesml-forecast``) the way the win model is registered.
+
+The forecast is refitted on the latest history every time it is trained, so the newest version
+becomes ``champion``; earlier versions stay in the registry, and moving the alias back is a
+rollback. Each version carries its backtest table (WAPE, MASE, interval coverage per component)
+and a plot of backtest forecasts against actuals.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from salesml.tracking import (
+    CHAMPION,
+    FORECAST_EXPERIMENT,
+    FORECAST_MODEL_NAME,
+    artifact_root,
+    configure,
+)
+from training.forecast import ForecastTrainingResult
+from training.timing import TimingTrainingResult
+
+
+@dataclass(frozen=True)
+class ForecastRegistration:
+    version: str
+    alias: str
+    reason: str
+    run_id: str
+
+
+def forecast_model_code() -> Path:
+    spec = importlib.util.find_spec("salesml.forecast_model")
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin)
+
+
+def log_timing(run_id: str, result: TimingTrainingResult) -> None:
+    """Add the timing model's holdout figures to the win model's run (the same bundle)."""
+    client = configure()
+    for name, value in result.holdout_metrics.items():
+        if value is not None:
+            client.log_metric(run_id, f"timing_{name}", float(value))
+    for baseline, metrics in result.baseline_metrics.items():
+        for name, value in metrics.items():
+            if value is not None:
+                client.log_metric(run_id, f"timing_baseline_{baseline}_{name}", float(value))
+    client.set_tag(run_id, "timing_conformal", str(result.bundle.metadata.get("conformal")))
+
+
+def flat_metrics(metrics: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, float]:
+    out = {}
+    for freq, comps in metrics.items():
+        for comp, values in comps.items():
+            for name, value in values.items():
+                if value is not None:
+                    out[f"{freq}_{comp}_{name}"] = float(value)
+    return out
+
+
+def backtest_plot(records: pd.DataFrame, path: Path) -> Path:
+    """Backtest forecasts of the company total against actuals, one panel per period length."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    total = records[records["dimension"] == "total"]
+    freqs = list(dict.fromkeys(total["freq"]))
+    fig, axes = plt.subplots(len(freqs) or 1, 1, figsize=(9, 3.2 * max(len(freqs), 1)))
+    axes_list = list(axes) if len(freqs) > 1 else [axes]
+    for ax, freq in zip(axes_list, freqs, strict=False):
+        part = total[(total["freq"] == freq) & (total["step"] == 0)].sort_values("period_start")
+        ax.plot(part["period_start"], part["actual"], "k.-", label="actual")
+        for comp, style in (("blend", "C0-"), ("seasonal_naive", "C1--"), ("series", "C2:")):
+            if comp in part:
+                ax.plot(part["period_start"], part[comp], style, label=comp)
+        if "blend_lower_80" in part:
+            ax.fill_between(
+                part["period_start"],
+                part["blend_lower_80"].astype(float),
+                part["blend_upper_80"].astype(float),
+                alpha=0.2,
+                label="blend 80 %",
+            )
+        ax.set_title(f"{freq}: one period ahead, company total")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastRegistration:
+    """Log backtests and register the forecast bundle; the new version becomes champion."""
+    import mlflow
+
+    client = configure()
+    if mlflow.get_experiment_by_name(FORECAST_EXPERIMENT) is None:
+        mlflow.create_experiment(FORECAST_EXPERIMENT, artifact_location=artifact_root())
+    mlflow.set_experiment(FORECAST_EXPERIMENT)
+    meta = result.bundle.metadata
+    with (
+        mlflow.start_run(run_name=f"forecast-{meta.get('trained_to')}") as run,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        work = Path(tmp)
+        params: dict[str, Any] = {
+            "as_of": as_of or "latest",
+            "trained_to": meta.get("trained_to"),
+            "freqs": ",".join(result.bundle.freqs),
+            "has_pipeline": meta.get("has_pipeline"),
+            "fallbacks": len(result.fallbacks),
+        }
+        mlflow.log_params(params)
+        mlflow.log_metrics(flat_metrics(result.metrics))
+        if not result.records.empty:
+            records = result.records.drop(columns=["train_values"], errors="ignore")
+            records.to_csv(work / "backtest_records.csv", index=False)
+            mlflow.log_artifact(str(work / "backtest_records.csv"))
+            mlflow.log_artifact(str(backtest_plot(result.records, work / "backtest.png")))
+        (work / "backtest.json").write_text(
+            json.dumps({"metrics": result.metrics, "fallbacks": result.fallbacks}, indent=2),
+            encoding="utf-8",
+        )
+        mlflow.log_artifact(str(work / "backtest.json"))
+        bundle_dir = result.bundle.save(work / "forecast")
+        example = pd.DataFrame(
+            {"freq": ["month"], "horizon": [3], "as_of": [str(meta.get("trained_to"))]}
+        )
+        info = mlflow.pyfunc.log_model(
+            name="forecast_model",
+            python_model=str(forecast_model_code()),
+            artifacts={"forecast": str(bundle_dir)},
+            registered_model_name=FORECAST_MODEL_NAME,
+            input_example=example,
+        )
+        version = str(info.registered_model_version)
+        reason = "refitted on the latest history (the previous version stays for rollback)"
+        client.set_registered_model_alias(FORECAST_MODEL_NAME, CHAMPION, version)
+        client.set_model_version_tag(FORECAST_MODEL_NAME, version, "promotion_reason", reason)
+        client.set_model_version_tag(
+            FORECAST_MODEL_NAME, version, "backtest", json.dumps(result.metrics)[:5000]
+        )
+        return ForecastRegistration(version, CHAMPION, reason, run.info.run_id)
