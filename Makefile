@@ -21,7 +21,7 @@ DATA ?=
 FORMAT ?= canonical
 MAPPING ?=
 
-.PHONY: setup demo test lint typecheck imports bench clean help
+.PHONY: setup browser demo test lint typecheck imports bench clean help
 
 help:
 	@echo "make demo   - set up, then run the main job end to end on synthetic history"
@@ -37,6 +37,18 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 	@touch $@
 
 setup: $(VENV)/.installed
+
+# The report's browser test needs Chromium (Debian's package). Installed when missing and we
+# can (root with apt); otherwise the test says how and is skipped.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			echo "installing chromium (Debian package) for the report's browser test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is missing: sudo apt-get install chromium (the browser test is skipped)"; \
+		fi; \
+	}
 
 # Each dataset gets its own workspace and MLflow store, so the synthetic demo and your own
 # export never mix (and their models never compete for the same champion alias).
@@ -58,6 +70,7 @@ demo: setup
 	$(BIN)/salesml kpis --by team --period quarter
 	$(BIN)/salesml train
 	$(BIN)/salesml score --all --out $(WORKSPACE)/scores.csv
+	$(BIN)/salesml forecast --freq month --horizon 3 --by team $(if $(DATA),--as-of $$($(BIN)/python -c "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql('select cast(max(coalesce(closed_at, created_at)) as date) from deals').fetchone()[0])" $(WORKSPACE)/warehouse.duckdb),)
 	@echo
 	@echo "Workspace: $(WORKSPACE) (warehouse, rejects, scores). Use it with SALESML_HOME=$(WORKSPACE)."
 	@echo "KPIs:      SALESML_HOME=$(WORKSPACE) $(BIN)/salesml kpis --by rep --json"
@@ -74,7 +87,7 @@ typecheck: setup
 imports: setup
 	$(BIN)/lint-imports
 
-test: setup lint typecheck imports
+test: setup browser lint typecheck imports
 	$(BIN)/pytest -n 2 --dist loadfile
 
 SCALE ?= 1000000
