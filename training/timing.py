@@ -88,9 +88,7 @@ def train_timing_model(
     before = relabel(snapshots[snapshots["as_of"] <= holdout_start], known.exported_at)
     eval_bundle, params = fit_timing(before, spec, seed)
     levels = (
-        out_of_time_levels(snapshots, history, spec, seed, holdout_start)
-        if OUT_OF_TIME
-        else None
+        out_of_time_levels(snapshots, history, spec, seed, holdout_start) if OUT_OF_TIME else None
     )
     if levels is not None:
         eval_bundle.pit_levels = levels.tolist()
