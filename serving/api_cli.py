@@ -1,10 +1,137 @@
-"""Placeholder: commands are added here by the issue that builds them."""
+"""``salesml serve`` and ``salesml keys``, registered through the ``salesml.commands`` entry
+point."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from salesml.cli import console, handle_errors, print_json
+from salesml.settings import Settings
+
+keys_app = typer.Typer(
+    help="API keys: add (printed once), list, revoke.", no_args_is_help=True, add_completion=False
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Nothing to add yet."""
-    del app
+    """Add ``serve`` and ``keys`` to the salesml CLI."""
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+
+
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (each loads the model and data).")
+    ] = 1,
+    alias: Annotated[
+        str | None, typer.Option(help="Registry alias to serve (default: champion).")
+    ] = None,
+    poll_seconds: Annotated[
+        float | None,
+        typer.Option(help="Seconds between registry / score-run checks (default: 30)."),
+    ] = None,
+) -> None:
+    """Serve the scoring API (FastAPI on uvicorn); see docs/api.md."""
+    import os
+
+    import uvicorn
+
+    if alias is not None:
+        os.environ["SALESML_API_ALIAS"] = alias
+    if poll_seconds is not None:
+        os.environ["SALESML_API_POLL_SECONDS"] = str(poll_seconds)
+    Settings()  # fail early, with a one-line reason, on bad settings
+    uvicorn.run(
+        "serving.api.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+    )
+
+
+@keys_app.command("add")
+@handle_errors
+def keys_add(
+    name: Annotated[str, typer.Argument(help="Who the key is for (e.g. crm-plugin).")],
+    scopes: Annotated[
+        list[str],
+        typer.Option(
+            "--scopes",
+            help="scores:read, scores:write, forecast:read, admin (repeat or comma-separate).",
+        ),
+    ],
+    team: Annotated[
+        str | None, typer.Option(help="Bind the key to one team: other teams' data is hidden.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (key last).")] = False,
+) -> None:
+    """Create an API key. The key is printed once, on the last line; only its hash is stored."""
+    from serving.keys import KeyStore
+
+    key, secret = KeyStore.for_home(Settings().home).add(name, scopes, team)
+    if as_json:
+        print_json({**key.public(), "key": secret})
+        return
+    scope_text = ", ".join(key.scopes)
+    team_text = f", team {key.team}" if key.team else ", all teams"
+    console.print(
+        f"created key {key.key_id} for {key.name} ({scope_text}{team_text}); "
+        "store it now, it is not shown again:",
+        highlight=False,
+    )
+    print(secret)
+
+
+@keys_app.command("list")
+@handle_errors
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List API keys (never the keys themselves)."""
+    from rich.table import Table
+
+    from serving.keys import KeyStore
+
+    keys = list(KeyStore.for_home(Settings().home).load().values())
+    if as_json:
+        print_json([k.public() for k in keys])
+        return
+    table = Table(title="API keys")
+    for column in ("id", "name", "scopes", "team", "created", "revoked"):
+        table.add_column(column)
+    for k in keys:
+        table.add_row(
+            k.key_id,
+            k.name,
+            ", ".join(k.scopes),
+            k.team or "(all)",
+            k.created_at,
+            k.revoked_at or "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+@handle_errors
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="Key id (or name: revokes every key of that name).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Revoke an API key; a running server refuses it from its next request."""
+    from serving.keys import KeyStore
+
+    revoked = KeyStore.for_home(Settings().home).revoke(key)
+    if as_json:
+        print_json([k.public() for k in revoked])
+        return
+    for k in revoked:
+        console.print(f"revoked key {k.key_id} ({k.name})", highlight=False)

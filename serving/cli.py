@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from salesml.cli import console, err, handle_errors, print_json
+from salesml.cli import console, err, fail, handle_errors, print_json
 from salesml.settings import Settings
+
+
+class EngineName(StrEnum):
+    local = "local"
+    spark = "spark"
 
 
 def register(app: typer.Typer) -> None:
@@ -19,10 +25,36 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def score(
-    out: Annotated[Path, typer.Option(help="Where to write the scores (.csv or .parquet).")],
     all_deals: Annotated[
         bool, typer.Option("--all", help="Score every open deal (the default).")
-    ] = True,
+    ] = False,
+    changed: Annotated[
+        bool,
+        typer.Option(
+            "--changed",
+            help="Rescore only deals whose features or model changed since the latest run; "
+            "copy the rest.",
+        ),
+    ] = False,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            help="Id of the score run to write (default: the as-of time, e.g. 20260331T000000). "
+            "Rerunning an id replaces only that run.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also export the rows to this file (.csv or .parquet)."),
+    ] = None,
+    engine: Annotated[
+        EngineName, typer.Option(help="Where to score: this process, or Apache Spark.")
+    ] = EngineName.local,
+    master: Annotated[
+        str | None,
+        typer.Option(help="Spark master URL with --engine spark (default: local[*])."),
+    ] = None,
     as_of: Annotated[
         datetime | None,
         typer.Option(
@@ -33,16 +65,23 @@ def score(
     alias: Annotated[str, typer.Option(help="Registry alias to score with.")] = "champion",
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Score every deal open at a date with the registered champion model."""
+    """Score every deal open at a date with the champion and write an immutable score run."""
     import pandas as pd
 
     from features.history import load_history
     from salesml.tracking import load_win_bundle
     from salesml.warehouse import connect
-    from serving.batch import score_open_deals, write_scores
+    from serving.batch import run_batch, write_scores
+    from serving.runs import RunStore, check_run_id, default_run_id
 
+    if all_deals and changed:
+        raise fail("--all and --changed exclude each other: pick one")
+    if master is not None and engine != EngineName.spark:
+        raise fail("--master needs --engine spark")
+    if run_id is not None:
+        check_run_id(run_id)
     settings = Settings()
-    with err.status("loading model and history…"):
+    with err.status("loading model and history…") as status:
         model = load_win_bundle(alias)
         con = connect(settings.warehouse_path, read_only=True)
         try:
@@ -50,19 +89,33 @@ def score(
         finally:
             con.close()
         when = pd.Timestamp(as_of) if as_of is not None else history.exported_at
-        rows = score_open_deals(history, model, when)
-        path = write_scores(rows, out)
+        result = run_batch(
+            history,
+            model,
+            when,
+            RunStore(settings.home),
+            run_id=run_id or default_run_id(when),
+            changed=changed,
+            engine=engine.value,
+            master=master,
+            progress=lambda msg: status.update(msg + "…"),
+        )
+        path = write_scores(result.rows, out) if out is not None else None
+    run = result.run
     summary = {
-        "out": str(path),
-        "rows": len(rows),
-        "model_version": model.version,
-        "as_of": when.isoformat(),
+        **run.to_json(),
+        "out": str(path) if path else None,
+        "rows": run.rows,
+        "rescored": result.rescored,
+        "copied": result.copied,
     }
     if as_json:
         print_json(summary)
         return
     console.print(
-        f"scored {len(rows):,} open deals as of {when:%Y-%m-%d} with model version "
-        f"{model.version}: {path}",
+        f"score run {run.run_id}: {run.rows:,} open deals as of {when:%Y-%m-%d} "
+        f"({result.rescored:,} scored, {result.copied:,} unchanged and copied) with model "
+        f"version {run.model_version} on {run.engine}: {run.path}"
+        + (f"; exported to {path}" if path else ""),
         highlight=False,
     )

@@ -1,0 +1,67 @@
+"""The one place the server touches the registry: which version an alias points at, loading
+the models object ``score_features`` takes, and the versions ``GET /v1/models`` lists.
+
+Swap ``load_models`` when ``score_features`` takes a richer models object; nothing else in the
+server knows what is inside it (it reads ``.version`` only).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from salesml.tracking import WIN_MODEL_NAME, configure, load_win_bundle
+
+
+def registry_version(alias: str) -> str:
+    """The version ``alias`` points at now (raises when the registry cannot be reached)."""
+    client = configure()
+    return str(client.get_model_version_by_alias(WIN_MODEL_NAME, alias).version)
+
+
+def load_models(alias: str) -> Any:
+    """The models object for ``alias`` (today: ``salesml.tracking.LoadedModel``)."""
+    return load_win_bundle(alias)
+
+
+def version_of(models: Any) -> str:
+    return str(models.version)
+
+
+def list_versions() -> list[dict[str, Any]]:
+    """Every registered version of the win model, newest first, with metrics and card."""
+    client = configure()
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (client.get_registered_model(WIN_MODEL_NAME).aliases or {}).items():
+        aliases.setdefault(str(version), []).append(str(alias))
+    out = []
+    for v in client.search_model_versions(f"name='{WIN_MODEL_NAME}'"):
+        tags = dict(v.tags or {})
+        try:
+            holdout = json.loads(tags["holdout"]) if "holdout" in tags else None
+        except ValueError:
+            holdout = None
+        out.append(
+            {
+                "version": str(v.version),
+                "aliases": sorted(aliases.get(str(v.version), [])),
+                "created_at": _ms_iso(v.creation_timestamp),
+                "holdout": holdout,
+                "promotion_reason": tags.get("promotion_reason"),
+                "model_card": v.description or None,
+            }
+        )
+    return sorted(
+        out, key=lambda d: int(d["version"]) if d["version"].isdigit() else 0, reverse=True
+    )
+
+
+def _ms_iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+MODEL_NAME = WIN_MODEL_NAME

@@ -1,0 +1,325 @@
+"""Request and response models. Requests are strict (unknown fields are rejected); score rows
+carry whatever columns ``serving.scoring.score_features`` returns beyond the documented ones."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+AttrName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
+AttrValue = Annotated[str, StringConstraints(max_length=256)] | float | bool | None
+Money = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class DealOverrides(_Strict):
+    """Fields to change on a known deal for a what-if. Stage, amount and expected close date
+    take effect as a stage change at the scoring time; the others replace the deal's value."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"stage": "Negotiation", "amount": 42000.0}]},
+    )
+
+    stage: Text | None = None
+    amount: Money | None = None
+    expected_close_date: date | None = None
+    currency: Currency | None = None
+    owner_id: Id | None = None
+    account_id: Id | None = None
+    product: Text | None = None
+    lead_source: Text | None = None
+    deal_type: Text | None = None
+    team: Text | None = None
+    region: Text | None = None
+    attributes: dict[AttrName, AttrValue] | None = Field(
+        default=None, max_length=100, description="Custom attributes, by name without attr_."
+    )
+
+
+class NewDeal(_Strict):
+    """A deal the warehouse has never seen, in the canonical shape (an open deal)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "deal_id": "CRM-123",
+                    "created_at": "2026-03-02T09:30:00Z",
+                    "amount": 24000.0,
+                    "currency": "USD",
+                    "owner_id": "R017",
+                    "stage": "Discovery",
+                    "expected_close_date": "2026-05-31",
+                    "account_id": "A0312",
+                    "product": "Platform Pro",
+                    "lead_source": "webinar",
+                    "deal_type": "new_business",
+                    "team": "Enterprise",
+                    "region": "EMEA",
+                }
+            ]
+        },
+    )
+
+    deal_id: Id | None = Field(default=None, description="Your id, echoed in the response.")
+    name: Annotated[str, StringConstraints(max_length=256)] | None = None
+    created_at: datetime = Field(description="When the deal was created; not in the future.")
+    status: Literal["open"] = "open"
+    amount: Money | None = None
+    currency: Currency | None = None
+    owner_id: Id | None = None
+    stage: Text | None = None
+    expected_close_date: date | None = None
+    account_id: Id | None = None
+    product: Text | None = None
+    lead_source: Text | None = None
+    deal_type: Text | None = None
+    team: Text | None = None
+    region: Text | None = None
+    attributes: dict[AttrName, AttrValue] | None = Field(default=None, max_length=100)
+
+
+class KnownDeal(_Strict):
+    """A deal in the warehouse, optionally with fields changed (a what-if)."""
+
+    deal_id: Id = Field(description="A deal in the warehouse.")
+    overrides: DealOverrides | None = None
+
+
+class NewDealItem(_Strict):
+    """A deal the warehouse has never seen."""
+
+    deal: NewDeal
+
+
+def _item_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "new" if "deal" in value else "known"
+    return "new" if isinstance(value, NewDealItem) else "known"
+
+
+ITEM_TAGS = ("known", "new")
+ScoreItem = Annotated[
+    Annotated[KnownDeal, Tag("known")] | Annotated[NewDealItem, Tag("new")],
+    Discriminator(_item_kind),
+]
+
+
+class ScoreRequest(_Strict):
+    """Deals to score now (at most ``SALESML_API_MAX_BATCH``, default 100)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "deals": [
+                        {"deal_id": "D0000042"},
+                        {"deal_id": "D0000043", "overrides": {"stage": "Negotiation"}},
+                        {
+                            "deal": {
+                                "deal_id": "CRM-123",
+                                "created_at": "2026-03-02T09:30:00Z",
+                                "owner_id": "R017",
+                                "team": "Enterprise",
+                                "amount": 24000.0,
+                                "stage": "Discovery",
+                            }
+                        },
+                    ]
+                }
+            ]
+        },
+    )
+
+    deals: list[ScoreItem] = Field(min_length=1)
+
+
+SCORE_ROW_EXAMPLE: dict[str, Any] = {
+    "deal_id": "D0000042",
+    "owner_id": "R017",
+    "team": "Enterprise",
+    "win_probability": 0.4213,
+    "score": 42,
+    "model_version": "3",
+    "as_of": "2026-03-31T00:00:00",
+}
+
+
+class ScoreRow(BaseModel):
+    """One deal's score; later columns (timing, expected revenue, drivers, actions) ride along."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [SCORE_ROW_EXAMPLE]})
+
+    deal_id: str
+    owner_id: str | None = None
+    team: str | None = None
+    win_probability: float | None = None
+    score: int | None = None
+    model_version: str
+    as_of: str | None = None
+
+
+class ScoreResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_version": "3",
+                    "as_of": "2026-03-31T00:00:00",
+                    "scores": [SCORE_ROW_EXAMPLE],
+                }
+            ]
+        }
+    )
+
+    model_version: str
+    as_of: str
+    scores: list[ScoreRow]
+
+
+class RunPoint(BaseModel):
+    """The deal in one score run."""
+
+    model_config = ConfigDict(extra="allow")
+
+    run_id: str
+    as_of: str
+    model_version: str
+    win_probability: float | None = None
+    score: int | None = None
+
+
+class ScoreChange(BaseModel):
+    """Why the score changed between the two latest runs that scored the deal."""
+
+    previous_run_id: str
+    current_run_id: str
+    win_probability_change: float | None
+    score_change: int | None
+    model_changed: bool
+    as_of_changed: bool
+    summary: str
+    drivers: list[dict[str, Any]] | None = Field(
+        default=None, description="Driver-level attribution (when available)."
+    )
+
+
+class DealResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "run_id": "20260331T000000",
+                    "score": SCORE_ROW_EXAMPLE,
+                    "history": [
+                        {
+                            "run_id": "20260324T000000",
+                            "as_of": "2026-03-24T00:00:00",
+                            "model_version": "3",
+                            "win_probability": 0.38,
+                            "score": 38,
+                        },
+                        {
+                            "run_id": "20260331T000000",
+                            "as_of": "2026-03-31T00:00:00",
+                            "model_version": "3",
+                            "win_probability": 0.4213,
+                            "score": 42,
+                        },
+                    ],
+                    "change": {
+                        "previous_run_id": "20260324T000000",
+                        "current_run_id": "20260331T000000",
+                        "win_probability_change": 0.0413,
+                        "score_change": 4,
+                        "model_changed": False,
+                        "as_of_changed": True,
+                        "summary": "win probability up 4.1 points (38% to 42%)",
+                        "drivers": None,
+                    },
+                }
+            ]
+        }
+    )
+
+    run_id: str
+    score: ScoreRow
+    history: list[RunPoint]
+    change: ScoreChange | None
+
+
+class ForecastResponse(BaseModel):
+    freq: str
+    horizon: int
+    by: str | None
+    rows: list[dict[str, Any]]
+
+
+class KpiResponse(BaseModel):
+    """The KPI document of docs/kpis.md (``overall`` and ``groups`` blocks)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    as_of: str | None = None
+    period: str
+    by: str | None = None
+    currency: str | None = None
+    warnings: list[Any] = Field(default_factory=list)
+    overall: dict[str, Any] | None = None
+    groups: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RepDeal(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    deal_id: str
+    win_probability: float | None = None
+    score: int | None = None
+
+
+class RepResponse(BaseModel):
+    owner_id: str
+    team: str | None
+    kpis: dict[str, Any] | None
+    open_deals: int
+    mean_win_probability: float | None
+    at_risk: list[RepDeal]
+    coaching: list[dict[str, Any]]
+
+
+class ModelVersion(BaseModel):
+    version: str
+    aliases: list[str]
+    created_at: str | None = None
+    holdout: dict[str, Any] | None = None
+    promotion_reason: str | None = None
+    model_card: str | None = None
+
+
+class ModelsResponse(BaseModel):
+    name: str
+    serving_alias: str
+    serving_version: str | None
+    versions: list[ModelVersion]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model_version: str | None
+    run_id: str | None
+    detail: str | None = None

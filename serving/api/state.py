@@ -1,0 +1,367 @@
+"""What the server holds in memory, how it is refreshed, and the one thread that scores.
+
+A ``Snapshot`` (models, data index, latest score run) is immutable: a request takes the current
+one once and uses it to the end, so a hot swap (new champion, rollback, new score run) never
+fails a request in flight. ``ServingState.poll_once`` checks the registry alias and the
+``latest`` pointer and swaps in a new snapshot when either moved; when the registry or the
+warehouse cannot be read it keeps what it has.
+
+Scoring runs on one ``Scorer`` thread: LightGBM (and SHAP contributions) never run on two
+threads at once, and concurrent requests are scored together in one call (micro-batching),
+which is where the throughput under concurrency comes from. ``score_features`` works row by
+row, so a row's score does not depend on the rows it is batched with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.history import load_history
+from salesml.warehouse import connect
+from serving.api import models as registry
+from serving.api.whatif import DataIndex, build_index, position
+from serving.runs import HASH_COLUMN, RunInfo, RunStore, decode
+from serving.scoring import score_features
+
+log = logging.getLogger("salesml.api")
+
+
+# -- the scoring thread ----------------------------------------------------------------------
+@dataclass
+class _Job:
+    features: pd.DataFrame
+    models: Any
+    as_of: pd.Timestamp
+    batchable: bool
+    future: Future[pd.DataFrame] = field(default_factory=Future)
+
+
+class Scorer:
+    """Scores on one thread; jobs waiting together are scored in one call."""
+
+    def __init__(self, max_rows: int = 1024) -> None:
+        self.max_rows = max_rows
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(
+        self, features: pd.DataFrame, models: Any, as_of: pd.Timestamp, *, batchable: bool
+    ) -> Future[pd.DataFrame]:
+        job = _Job(features, models, as_of, batchable)
+        self._ensure_thread()
+        self._queue.put(job)
+        return job.future
+
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="scorer", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._queue.put(None)
+                self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs, rows = [job], len(job.features)
+            while rows < self.max_rows:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._queue.put(None)
+                    break
+                jobs.append(more)
+                rows += len(more.features)
+            groups: dict[tuple[int, pd.Timestamp], list[_Job]] = {}
+            for j in jobs:
+                if j.batchable:
+                    groups.setdefault((id(j.models), j.as_of), []).append(j)
+                else:
+                    self._score([j])
+            for group in groups.values():
+                self._score(group)
+
+    @staticmethod
+    def _score(jobs: list[_Job]) -> None:
+        try:
+            frames = [j.features for j in jobs]
+            features = pd.concat(frames) if len(frames) > 1 else frames[0]
+            rows = score_features(features, jobs[0].models, jobs[0].as_of)
+        except Exception as exc:  # handed to the requests, which answer 500 without details
+            for j in jobs:
+                j.future.set_exception(exc)
+            return
+        start = 0
+        for j in jobs:
+            n = len(j.features)
+            j.future.set_result(rows.iloc[start : start + n].reset_index(drop=True))
+            start += n
+
+
+# -- score runs in memory --------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunView:
+    """The latest run's rows, and a few earlier runs for each deal's history."""
+
+    info: RunInfo
+    rows: pd.DataFrame
+    positions: pd.Index  # deal_id -> row
+    past: list[tuple[RunInfo, pd.DataFrame]]  # oldest first, the latest included; indexed
+
+    def row(self, deal_id: str) -> dict[str, Any] | None:
+        loc = position(self.positions, deal_id)
+        if loc < 0:
+            return None
+        record = self.rows.iloc[loc].to_dict()
+        for column in self.info.json_columns:
+            if column in record:
+                record[column] = decode(record[column])
+        record.pop(HASH_COLUMN, None)
+        out: dict[str, Any] = jsonable(record)
+        return out
+
+    def history(self, deal_id: str) -> list[dict[str, Any]]:
+        out = []
+        for info, frame in self.past:
+            loc = position(frame.index, deal_id)
+            if loc < 0:
+                continue
+            point = jsonable(frame.iloc[loc].to_dict())
+            out.append({"run_id": info.run_id, **point})
+        return out
+
+
+HISTORY_COLUMNS = ("win_probability", "score", "model_version", "as_of")
+
+
+def load_run_view(store: RunStore, keep: int) -> RunView | None:
+    latest = store.latest()
+    if latest is None:
+        return None
+    rows = store.read(latest)
+    rows["deal_id"] = rows["deal_id"].astype(str)
+    past = []
+    earlier = [r for r in store.list_runs() if r.run_id != latest.run_id]
+    runs = earlier[-(keep - 1) :] if keep > 1 else []
+    for info in [*runs, latest]:
+        frame = rows if info is latest else store.read(info)
+        cols = [c for c in HISTORY_COLUMNS if c in frame.columns]
+        small = frame[["deal_id", *cols]].copy()
+        small["deal_id"] = small["deal_id"].astype(str)
+        past.append((info, small.drop_duplicates("deal_id").set_index("deal_id")))
+    return RunView(latest, rows, pd.Index(rows["deal_id"]), past)
+
+
+# -- JSON-safe values ------------------------------------------------------------------------
+def jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, pd.Timestamp):
+        return None if pd.isna(value) else value.isoformat()
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    return [jsonable(r) for r in rows.to_dict(orient="records")]
+
+
+# -- the state -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Snapshot:
+    models: Any | None = None
+    model_version: str | None = None
+    data: DataIndex | None = None
+    run: RunView | None = None
+    warehouse_stamp: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.models is not None and self.data is not None and self.run is not None
+
+
+class ServingState:
+    """The current snapshot, how to refresh it, and caches of registry and KPI answers."""
+
+    def __init__(self, home: Path, alias: str, history_runs: int = 10) -> None:
+        self.home = home
+        self.alias = alias
+        self.history_runs = history_runs
+        self.store = RunStore(home)
+        self.scorer = Scorer()
+        self._snapshot = Snapshot()
+        self._swap_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.versions: list[dict[str, Any]] = []
+        self.kpi_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.kpi_lock = threading.Lock()
+        self.on_swap: Callable[[Snapshot], None] | None = None
+        self.registry_errors = 0
+        self.last_error: str | None = None
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    def _swap(self, snap: Snapshot) -> None:
+        with self._swap_lock:
+            self._snapshot = snap
+        if self.on_swap is not None:
+            self.on_swap(snap)
+
+    # refreshing --------------------------------------------------------------------------
+    def poll_once(self) -> Snapshot:
+        """Check the registry and the latest run; swap in what changed. Never raises."""
+        with self._refresh_lock:
+            snap = self._snapshot
+            snap = self._refresh_models(snap)
+            snap = self._refresh_data(snap)
+            if snap is not self._snapshot:
+                self._swap(snap)
+            return snap
+
+    def _refresh_models(self, snap: Snapshot) -> Snapshot:
+        try:
+            version = registry.registry_version(self.alias)
+        except Exception as exc:
+            self.registry_errors += 1
+            self.last_error = f"registry: {type(exc).__name__}"
+            log.warning(
+                "registry unreachable; keeping model version %s (%s)",
+                snap.model_version,
+                type(exc).__name__,
+            )
+            return snap
+        if version == snap.model_version and snap.models is not None:
+            return snap
+        try:
+            models = registry.load_models(self.alias)
+        except Exception as exc:
+            self.last_error = f"model load: {type(exc).__name__}"
+            log.warning(
+                "cannot load %s@%s: %s", registry.MODEL_NAME, self.alias, type(exc).__name__
+            )
+            return snap
+        log.info(
+            "serving model version %s (was %s)", registry.version_of(models), snap.model_version
+        )
+        with contextlib.suppress(Exception):
+            self.versions = registry.list_versions()
+        return replace(snap, models=models, model_version=registry.version_of(models))
+
+    def _refresh_data(self, snap: Snapshot) -> Snapshot:
+        try:
+            latest = self.store.latest()
+        except Exception as exc:
+            self.last_error = f"score runs: {type(exc).__name__}"
+            return snap
+        try:
+            stamp = self.warehouse.stat().st_mtime
+        except FileNotFoundError:
+            stamp = None
+        run_moved = latest is not None and (
+            snap.run is None
+            or snap.run.info.run_id != latest.run_id
+            or snap.run.info.created_at != latest.created_at
+        )
+        data_moved = snap.data is None or stamp != snap.warehouse_stamp or run_moved
+        if not run_moved and not data_moved:
+            return snap
+        out = snap
+        if run_moved:
+            try:
+                view = load_run_view(self.store, self.history_runs)
+                out = replace(out, run=view)
+                log.info("serving score run %s", view.info.run_id if view else None)
+            except Exception as exc:
+                self.last_error = f"score run: {type(exc).__name__}"
+                log.warning("cannot read the latest score run (%s)", type(exc).__name__)
+        if data_moved and stamp is not None:
+            try:
+                con = connect(self.warehouse, read_only=True)
+                try:
+                    history = load_history(con)
+                finally:
+                    con.close()
+                out = replace(out, data=build_index(history), warehouse_stamp=stamp)
+                with self.kpi_lock:
+                    self.kpi_cache.clear()
+            except Exception as exc:
+                self.last_error = f"warehouse: {type(exc).__name__}"
+                log.warning(
+                    "cannot read the warehouse; keeping the data loaded (%s)", type(exc).__name__
+                )
+        return out
+
+    # background polling ------------------------------------------------------------------
+    def start(self, poll_seconds: float, load_now: bool) -> None:
+        if load_now:
+            self.poll_once()
+        if poll_seconds <= 0 and load_now:
+            return
+        self._stop.clear()
+        self._poller = threading.Thread(
+            target=self._poll_loop, args=(poll_seconds, not load_now), name="poller", daemon=True
+        )
+        self._poller.start()
+
+    def _poll_loop(self, poll_seconds: float, first_now: bool) -> None:
+        if first_now:
+            self.poll_once()
+        if poll_seconds <= 0:
+            return
+        while not self._stop.wait(poll_seconds if self._snapshot.ready else min(poll_seconds, 5)):
+            self.poll_once()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=10)
+        self.scorer.close()
+
+    def wait_ready(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self._snapshot.ready:
+                return True
+            time.sleep(0.05)
+        return self._snapshot.ready

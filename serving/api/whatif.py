@@ -1,0 +1,319 @@
+"""Feature rows for the deals of a score request.
+
+The server keeps the history in memory with the features of every deal open at its as_of
+(``DataIndex``, built once per score run). A known deal without overrides reads its row from
+there — exactly what ``build_features(history, as_of)`` gives it. A what-if (a known deal with
+overrides) or a new deal is computed by the real feature code on the history with the deal
+changed or added: ``build_features(history', as_of, deal_ids=…)``. Two things make that cheaper
+without changing a value: only the requested deals' activities are kept (activity features
+read a deal's own activities only), and the feature list is fixed once per index.
+
+Overrides of ``stage``, ``amount`` and ``expected_close_date`` become a stage change stamped at
+as_of (the stage history is the only source of time-varying fields; see docs/features.md); the
+other fields replace the deal's value. A new deal's stage / amount / close date enter the stage
+history at its creation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.build import build_features
+from features.history import History, to_naive_utc
+from features.spec import Feature, feature_spec
+from salesml.schemas import ATTRIBUTE_PREFIX
+from serving.api.problems import ProblemError
+from serving.api.schemas import DealOverrides, NewDeal
+
+STAGE_FIELDS = ("stage", "amount", "expected_close_date")
+STATIC_FIELDS = (
+    "currency",
+    "owner_id",
+    "account_id",
+    "product",
+    "lead_source",
+    "deal_type",
+    "team",
+    "region",
+)
+NEW_PREFIX = "\x00new-"  # internal ids of new deals: no real id can start with a control char
+
+
+@dataclass(frozen=True)
+class DataIndex:
+    """The history the server scores from, and the features of its open deals at as_of."""
+
+    history: History
+    as_of: pd.Timestamp
+    spec: list[Feature]
+    features: pd.DataFrame  # index deal_id (str)
+    deal_pos: pd.Index  # deal_id -> row of history.deals
+    stage_rows: dict[Any, np.ndarray]
+    activity_rows: dict[Any, np.ndarray]
+    owner_team: dict[str, str]
+
+    @property
+    def deal_count(self) -> int:
+        return len(self.deal_pos)
+
+    def team_of(self, deal_id: str) -> str | None:
+        """The deal's team (None when the deal is unknown or has no team)."""
+        loc = position(self.deal_pos, deal_id)
+        if loc < 0:
+            return None
+        return _text(self.history.deals["team"].iat[loc])
+
+    def knows(self, deal_id: str) -> bool:
+        return bool(position(self.deal_pos, deal_id) >= 0)
+
+    def status_of(self, deal_id: str) -> str:
+        loc = position(self.deal_pos, deal_id)
+        return str(self.history.deals["status"].iat[loc])
+
+
+def _rows_by_deal(frame: pd.DataFrame) -> dict[Any, np.ndarray]:
+    groups = frame.groupby("deal_id", sort=False).indices
+    return {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
+
+
+def build_index(history: History, as_of: pd.Timestamp | None = None) -> DataIndex:
+    when = pd.Timestamp(as_of) if as_of is not None else history.exported_at
+    spec = feature_spec(history)
+    features = build_features(history, when, features=spec)
+    features.index = features.index.astype(str)
+    deals = history.deals
+    reps = history.reps.dropna(subset=["owner_id"]).drop_duplicates("owner_id")
+    return DataIndex(
+        history=history,
+        as_of=when,
+        spec=spec,
+        features=features,
+        deal_pos=pd.Index(deals["deal_id"].astype(str)),
+        stage_rows=_rows_by_deal(history.stage_history),
+        activity_rows=_rows_by_deal(history.activities),
+        owner_team={
+            str(o): str(t)
+            for o, t in zip(reps["owner_id"], reps["team"], strict=True)
+            if _text(t) is not None
+        },
+    )
+
+
+def position(index: pd.Index, key: Any) -> int:
+    """Row of ``key`` in a unique index, -1 when absent."""
+    try:
+        loc = index.get_loc(key)
+    except KeyError:
+        return -1
+    return loc if isinstance(loc, int) else -1
+
+
+def _text(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = str(value)
+    return None if text in ("nan", "None", "<NA>") else text
+
+
+@dataclass(frozen=True)
+class Change:
+    """A deal to score: known (``overrides`` may be empty) or new (``new`` set)."""
+
+    key: str  # the id scored under (internal id for new deals)
+    client_id: str
+    where: str  # request location, for error messages
+    overrides: DealOverrides | None = None
+    new: NewDeal | None = None
+
+
+def effective_team(index: DataIndex, change: Change) -> str | None:
+    """The team the deal has once the change applies."""
+    if change.new is not None:
+        if change.new.team is not None:
+            return change.new.team
+        return index.owner_team.get(change.new.owner_id or "")
+    if change.overrides is not None and change.overrides.team is not None:
+        return change.overrides.team
+    return index.team_of(change.key)
+
+
+def plain_rows(index: DataIndex, deal_ids: list[str]) -> pd.DataFrame:
+    """Feature rows of known open deals, unchanged."""
+    return index.features.loc[deal_ids]
+
+
+def whatif_rows(index: DataIndex, changes: list[Change]) -> pd.DataFrame:
+    """Feature rows of changed or new deals, from the history with the changes applied."""
+    history = index.history
+    deals = history.deals.copy()
+    stage_history = history.stage_history
+    extra_deals: list[pd.DataFrame] = []
+    extra_stages: list[dict[str, Any]] = []
+    drop_stage_rows: list[int] = []
+    keys = []
+    for change in changes:
+        keys.append(change.key)
+        if change.new is not None:
+            new_row, stage_row = _new_deal(index, change)
+            extra_deals.append(new_row)
+            if stage_row is not None:
+                extra_stages.append(stage_row)
+            continue
+        assert change.overrides is not None
+        loc = position(index.deal_pos, change.key)
+        fields = change.overrides.model_dump(exclude_none=True)
+        for name in STATIC_FIELDS:
+            if name in fields:
+                deals.iat[loc, _column(deals, name)] = fields[name]
+        for name, value in (fields.get("attributes") or {}).items():
+            column = _attribute_column(index, name, value, f"{change.where}.overrides")
+            deals.iat[loc, _column(deals, column)] = _attribute_value(index, name, value)
+        if any(name in fields for name in STAGE_FIELDS):
+            stage_change, replaced = _stage_change(index, change.key, fields, change.where)
+            extra_stages.append(stage_change)
+            if replaced is not None:
+                drop_stage_rows.append(replaced)
+    if extra_deals:
+        new_rows = pd.concat(extra_deals, ignore_index=True)
+        deals = pd.concat([deals, new_rows.astype(deals.dtypes.to_dict())], ignore_index=True)
+    if drop_stage_rows:
+        stage_history = stage_history.drop(index=stage_history.index[drop_stage_rows])
+    if extra_stages:
+        added = pd.DataFrame(extra_stages, columns=stage_history.columns)
+        added["changed_at"] = to_naive_utc(added["changed_at"])
+        added["expected_close_date"] = to_naive_utc(added["expected_close_date"])
+        added = added.astype(stage_history.dtypes.to_dict())
+        stage_history = pd.concat([stage_history, added], ignore_index=True)
+    wanted = [index.activity_rows.get(k) for k in keys]
+    picked = np.concatenate([w for w in wanted if w is not None] or [np.zeros(0, np.int64)])
+    activities = history.activities.iloc[np.sort(picked)]
+    changed = replace(history, deals=deals, stage_history=stage_history, activities=activities)
+    rows = build_features(changed, index.as_of, deal_ids=keys, features=index.spec)
+    rows.index = rows.index.astype(str)
+    return rows
+
+
+def _column(frame: pd.DataFrame, name: str) -> int:
+    return int(list(frame.columns).index(name))
+
+
+def _attribute_column(index: DataIndex, name: str, value: object, where: str) -> str:
+    kind = index.history.attributes.get(name)
+    if kind is None:
+        known = ", ".join(sorted(index.history.attributes)) or "none"
+        raise ProblemError(
+            422,
+            f"unknown custom attribute {name!r} (known: {known})",
+            field=f"{where}.attributes.{name}",
+        )
+    if kind == "numeric" and value is not None and not isinstance(value, int | float):
+        raise ProblemError(
+            422, f"custom attribute {name!r} is numeric", field=f"{where}.attributes.{name}"
+        )
+    return ATTRIBUTE_PREFIX + name
+
+
+def _attribute_value(index: DataIndex, name: str, value: object) -> Any:
+    if index.history.attributes.get(name) == "numeric":
+        return np.nan if value is None else float(value)  # type: ignore[arg-type]
+    return None if value is None else str(value)
+
+
+def _stage_change(
+    index: DataIndex, deal_id: str, fields: dict[str, Any], where: str
+) -> tuple[dict[str, Any], int | None]:
+    """A stage-history row at as_of with the overrides; replaces a row already at as_of."""
+    sh = index.history.stage_history
+    rows = index.stage_rows.get(deal_id)
+    as_of = index.as_of
+    current: dict[str, Any] = {"stage": None, "amount": np.nan, "expected_close_date": pd.NaT}
+    replaced = None
+    if rows is not None and len(rows):
+        mine = sh.iloc[rows]
+        mine = mine[mine["changed_at"] <= as_of]
+        if len(mine):
+            last = mine.sort_values(["changed_at", "stage"], kind="stable").iloc[-1]
+            current = {k: last[k] for k in STAGE_FIELDS}
+            if last["changed_at"] == as_of:
+                replaced = position(sh.index, last.name)
+    merged = {**current, **{k: fields[k] for k in STAGE_FIELDS if k in fields}}
+    if _text(merged["stage"]) is None:
+        raise ProblemError(
+            422,
+            "the deal has no stage yet; give overrides.stage with amount or expected_close_date",
+            field=f"{where}.overrides.stage",
+        )
+    row = {
+        "deal_id": deal_id,
+        "stage": str(merged["stage"]),
+        "changed_at": as_of,
+        "amount": merged["amount"],
+        "expected_close_date": merged["expected_close_date"],
+    }
+    return row, replaced
+
+
+def _new_deal(index: DataIndex, change: Change) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    deal = change.new
+    assert deal is not None
+    history = index.history
+    created = pd.Timestamp(deal.created_at)
+    created = created.tz_convert("UTC").tz_localize(None) if created.tzinfo else created
+    if created > index.as_of:
+        raise ProblemError(
+            422,
+            f"created_at {created.isoformat()} is after the scoring time {index.as_of.isoformat()}",
+            field=f"{change.where}.deal.created_at",
+        )
+    values: dict[str, Any] = {c: None for c in history.deals.columns}
+    for column in history.deals.columns:
+        if column.startswith(ATTRIBUTE_PREFIX):
+            values[column] = (
+                np.nan
+                if history.attributes.get(column.removeprefix(ATTRIBUTE_PREFIX)) == "numeric"
+                else None
+            )
+    fields = deal.model_dump(exclude_none=True, exclude={"attributes", "deal_id"})
+    for name, value in fields.items():
+        if name in values:
+            values[name] = value
+    values["team"] = effective_team(index, change)
+    if values.get("region") is None and deal.owner_id is not None:
+        values["region"] = _owner_field(history, deal.owner_id, "region")
+    values["deal_id"] = change.key
+    values["status"] = "open"
+    values["created_at"] = created
+    values["closed_at"] = pd.NaT
+    for name, value in (deal.attributes or {}).items():
+        column = _attribute_column(index, name, value, f"{change.where}.deal")
+        values[column] = _attribute_value(index, name, value)
+    row = pd.DataFrame([values], columns=history.deals.columns)
+    for column in history.deals.columns:
+        if pd.api.types.is_datetime64_any_dtype(history.deals[column].dtype):
+            row[column] = to_naive_utc(row[column])
+    stage_row = None
+    if any(getattr(deal, name) is not None for name in STAGE_FIELDS):
+        if deal.stage is None:
+            raise ProblemError(
+                422,
+                "a new deal with an amount or expected_close_date needs its stage",
+                field=f"{change.where}.deal.stage",
+            )
+        stage_row = {
+            "deal_id": change.key,
+            "stage": deal.stage,
+            "changed_at": created,
+            "amount": deal.amount if deal.amount is not None else np.nan,
+            "expected_close_date": deal.expected_close_date,
+        }
+    return row, stage_row
+
+
+def _owner_field(history: History, owner_id: str, field: str) -> str | None:
+    reps = history.reps
+    hit = reps.loc[reps["owner_id"] == owner_id, field]
+    return _text(hit.iloc[0]) if len(hit) else None

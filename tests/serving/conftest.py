@@ -1,0 +1,114 @@
+"""One small workspace per test session: 3000 synthetic deals, a trained and registered model
+(version 1 champion, version 2 challenger), a first score run and API keys of every kind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from features.history import History, load_history
+from salesml.importers import read_export, run_import
+from salesml.synth import generate
+from salesml.tracking import LoadedModel, load_win_bundle
+from salesml.warehouse import connect
+from serving.api.app import create_app
+from serving.api.settings import ApiSettings
+from serving.batch import run_batch
+from serving.keys import KeyStore
+from serving.runs import RunStore
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+    home: Path
+    tracking_uri: str
+    history: History
+    model: LoadedModel
+    keys: dict[str, str]  # role -> full key
+    team_a: str
+    team_b: str
+
+    def copy_home(self, dest: Path) -> Path:
+        """A private copy of the workspace (warehouse, runs, keys) a test may change."""
+        shutil.copytree(self.home, dest)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    from training.tracking import log_and_register
+    from training.win import train_win_model
+
+    root = tmp_path_factory.mktemp("serving")
+    generate(3000, 5, root / "data", end_date=date(2026, 3, 31))
+    home = root / "home"
+    run_import(read_export(root / "data", "canonical"), home / "warehouse.duckdb", home / "rejects")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "SALESML_HOME")}
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    os.environ["SALESML_HOME"] = str(home)
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    try:
+        history = load_history(con)
+    finally:
+        con.close()
+    cwd = Path.cwd()
+    os.chdir(root)  # the default artifact root is ./mlruns
+    try:
+        result = train_win_model(history)
+        first = log_and_register(result, None)
+        second = log_and_register(result, None)
+    finally:
+        os.chdir(cwd)
+    assert (first.alias, second.alias) == ("champion", "challenger")
+    model = load_win_bundle("champion")
+    run_batch(history, model, history.exported_at, RunStore(home), run_id="r1")
+    open_deals = history.deals[history.deals["status"] == "open"]
+    teams = open_deals["team"].value_counts().index.tolist()
+    store = KeyStore.for_home(home)
+    keys = {
+        "admin": store.add("admin", ["admin"])[1],
+        "reader": store.add("reader", ["scores:read"])[1],
+        "writer": store.add("writer", ["scores:read", "scores:write"])[1],
+        "forecast": store.add("forecast", ["forecast:read"])[1],
+        "team_a": store.add(
+            "team-a", ["scores:read", "scores:write", "forecast:read"], team=teams[0]
+        )[1],
+    }
+    yield Workspace(root, home, uri, history, model, keys, teams[0], teams[1])
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def make_app_settings(home: Path, **overrides: object) -> ApiSettings:
+    values: dict[str, object] = {
+        "home": home,
+        "poll_seconds": 0,
+        "load_in_background": False,
+        "rate_per_second": 10_000,
+        "rate_burst": 10_000,
+    }
+    values.update(overrides)
+    return ApiSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def client(workspace: Workspace) -> Iterator[TestClient]:
+    app = create_app(make_app_settings(workspace.home))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def headers(workspace: Workspace, role: str) -> dict[str, str]:
+    return {"X-API-Key": workspace.keys[role]}

@@ -1,0 +1,42 @@
+"""``salesml keys``: the key is printed once, stored hashed, listed without secrets, revoked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from salesml.cli import app
+from serving.keys import KeyStore
+
+
+def test_keys_add_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path))
+    runner = CliRunner()
+    added = runner.invoke(
+        app, ["keys", "add", "crm-plugin", "--scopes", "scores:read,scores:write", "--team", "EMEA"]
+    )
+    assert added.exit_code == 0, added.output
+    secret = added.stdout.strip().splitlines()[-1]
+    assert secret.startswith("sml_")
+    stored = (tmp_path / "keys.json").read_text()
+    assert secret not in stored and secret.split("_")[-1] not in stored
+    assert (tmp_path / "keys.json").stat().st_mode & 0o077 == 0
+    key = KeyStore.for_home(tmp_path).verify(secret)
+    assert key is not None and key.team == "EMEA" and key.scopes == ("scores:read", "scores:write")
+    assert (
+        KeyStore.for_home(tmp_path).verify(secret[:-1] + ("A" if secret[-1] != "A" else "B"))
+        is None
+    )
+    listed = runner.invoke(app, ["keys", "list", "--json"])
+    assert listed.exit_code == 0 and secret not in listed.stdout
+    assert json.loads(listed.stdout)[0]["name"] == "crm-plugin"
+    revoked = runner.invoke(app, ["keys", "revoke", key.key_id])
+    assert revoked.exit_code == 0
+    assert KeyStore.for_home(tmp_path).verify(secret) is None
+    bad = runner.invoke(app, ["keys", "add", "x", "--scopes", "root"])
+    assert bad.exit_code != 0 and "unknown scope" in bad.output
+    for command in (["serve", "--help"], ["keys", "--help"], ["score", "--help"]):
+        assert runner.invoke(app, command).exit_code == 0
