@@ -126,6 +126,58 @@ def drivers_benchmark(ns: argparse.Namespace) -> Result:
     )
 
 
+def api_benchmark(work: Path, ns: argparse.Namespace) -> list[Result]:
+    """A served workspace (synthetic history, win + timing models, a score run), then the load
+    generator of ``benchmarks.api`` against ``salesml serve`` and ``mlflow models serve``."""
+    home = work / "api-home"
+    env = os.environ | {
+        "SALESML_HOME": str(home),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+    }
+    cli = [str(Path(sys.executable).parent / "salesml")]
+    for args in (
+        ["synth", "--deals", str(ns.api_deals), "--seed", "7", "--out", str(work / "api-data")],
+        ["import", str(work / "api-data"), "--format", "canonical"],
+        ["train", "--models", "win,timing"],
+        ["score", "--all"],
+    ):
+        subprocess.run([*cli, *args], check=True, env=env, cwd=work, stdout=subprocess.DEVNULL)
+    out = json_step("api", ["--home", str(home), "--clients", "20", "--seconds", "10"])
+    ours, theirs = out["salesml_score_one_deal"], out.get("mlflow_serve_one_deal")
+    get = out["salesml_get_deal"]
+    per_request = Measurement(1.0 / max(ours["throughput_rps"], 1e-9), 0)
+    peer_request = Measurement(1.0 / max(theirs["throughput_rps"], 1e-9), 0) if theirs else None
+    return [
+        Result(
+            "API POST /v1/deals/score, 1 deal + drivers + actions, 20 clients: p99",
+            0.030,
+            None,
+            Measurement(ours["p99_ms"] / 1000, 0),
+            Measurement(theirs["p99_ms"] / 1000, 0) if theirs else None,
+            "mlflow models serve (no drivers)",
+            note=f"p50 {ours['p50_ms']:.1f} ms, {ours['throughput_rps']:.0f} req/s",
+        ),
+        Result(
+            "API POST /v1/deals/score throughput (seconds per request)",
+            None,
+            None,
+            per_request,
+            peer_request,
+            "mlflow models serve",
+            min_ratio=2.0,
+        ),
+        Result(
+            "API GET /v1/deals/{id}, 20 clients: p99",
+            0.005,
+            None,
+            Measurement(get["p99_ms"] / 1000, 0),
+            None,
+            "—",
+            note=f"p50 {get['p50_ms']:.1f} ms, {get['throughput_rps']:.0f} req/s",
+        ),
+    ]
+
+
 def machine() -> str:
     cpus = os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
@@ -216,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-deals", type=int, default=100_000, help="deals to train on")
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
     parser.add_argument("--segments", type=int, default=50, help="forecast segments")
+    parser.add_argument("--api-deals", type=int, default=5000, help="deals in the API workspace")
     parser.add_argument("--driver-rows", type=int, default=1_000_000, help="rows to explain")
     parser.add_argument(
         "--peer-rows", type=int, default=20_000, help="rows shap.TreeExplainer is timed on"
@@ -255,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(forecast_benchmark(ns))
         if wanted("drivers"):
             results.append(drivers_benchmark(ns))
+        if wanted("api"):
+            results += api_benchmark(work, ns)
     finally:
         if ns.keep is None:
             shutil.rmtree(work, ignore_errors=True)

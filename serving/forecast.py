@@ -8,6 +8,9 @@ current period.
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pandas as pd
 
 from features.build import build_features
@@ -15,7 +18,15 @@ from features.history import History
 from salesml.forecast.periods import period_range, period_start
 from salesml.revenue.model import ForecastBundle, key
 from salesml.revenue.pipeline import DIMENSIONS, pipeline_forecast
-from salesml.tracking import LoadedModel
+from salesml.tracking import (
+    FORECAST_MODEL_NAME,
+    LoadedForecast,
+    LoadedModel,
+    NoModelError,
+    configure,
+    load_forecast_bundle,
+    tracking_uri,
+)
 
 
 def won_so_far(history: History, freq: str, as_of: pd.Timestamp) -> dict[str, float]:
@@ -70,3 +81,66 @@ def forecast_rows(
         draws=draws,
     )
     return bundle.forecast(freq, horizon, as_of, pipeline, won_so_far(history, freq, as_of), by)
+
+
+_CACHE: dict[tuple[str, str], tuple[float, LoadedForecast]] = {}
+_CACHE_LOCK = threading.Lock()
+RELOAD_SECONDS = 60.0
+
+
+def current_forecast(alias: str = "champion") -> LoadedForecast:
+    """The forecast bundle behind ``alias``, reloaded when the alias moves (checked at most
+    once a minute); the bundle in hand is kept when the registry cannot be reached."""
+    now = time.monotonic()
+    cache_key = (tracking_uri(), alias)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(cache_key)
+        if hit is not None and now - hit[0] < RELOAD_SECONDS:
+            return hit[1]
+    try:
+        version = registry_forecast_version(alias)
+        if hit is not None and hit[1].version == version:
+            loaded = hit[1]
+        else:
+            loaded = load_forecast_bundle(alias)
+    except NoModelError:
+        raise
+    except Exception:
+        if hit is None:
+            raise
+        loaded = hit[1]  # registry unreachable: keep serving what we have
+    with _CACHE_LOCK:
+        _CACHE[cache_key] = (now, loaded)
+    return loaded
+
+
+def registry_forecast_version(alias: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    client = configure()
+    try:
+        return str(client.get_model_version_by_alias(FORECAST_MODEL_NAME, alias).version)
+    except MlflowException as exc:
+        raise NoModelError(
+            f"no {FORECAST_MODEL_NAME}@{alias} in the registry; train one: salesml train"
+        ) from exc
+
+
+def forecast_for_api(
+    history: History,
+    win: LoadedModel | None,
+    freq: str,
+    horizon: int,
+    as_of: pd.Timestamp,
+    by: str | None = None,
+    team: str | None = None,
+) -> pd.DataFrame:
+    """``forecast_rows`` for the API. A team-scoped caller gets its own team's rows only, with
+    a ``team`` column (forecast by team, the segment that is theirs)."""
+    loaded = current_forecast()
+    if team is not None:
+        rows = forecast_rows(history, win, loaded.bundle, freq, horizon, as_of, by="team")
+        rows = rows[rows["segment"] == team].copy()
+        rows["team"] = team
+        return rows
+    return forecast_rows(history, win, loaded.bundle, freq, horizon, as_of, by=by)

@@ -144,6 +144,36 @@ def test_score_rows_carry_timing(
     assert (rows["p_close_90d"] <= rows["win_probability"] + 1e-12).all()
 
 
+def test_api_serves_the_same_forecast_and_scopes_it_to_the_team(
+    pipeline_workspace: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from serving.api.app import create_app
+    from serving.api.settings import ApiSettings
+    from serving.keys import KeyStore
+
+    root, _ = pipeline_workspace
+    _env(monkeypatch, root)
+    home = root / "home"
+    assert CliRunner().invoke(app, ["score", "--all"]).exit_code == 0
+    store = KeyStore.for_home(home)
+    everyone = store.add("all", ["forecast:read"])[1]
+    teams = pd.read_parquet(root / "data" / "deals.parquet")["team"].dropna().unique()
+    mine = store.add("team", ["forecast:read"], team=str(teams[0]))[1]
+    settings = ApiSettings(home=home, poll_seconds=0, load_in_background=False)  # type: ignore[call-arg]
+    with TestClient(create_app(settings)) as client:
+        full = client.get(
+            "/v1/forecast?freq=month&horizon=2&by=team", headers={"X-API-Key": everyone}
+        )
+        assert full.status_code == 200, full.text
+        rows = pd.DataFrame(full.json()["rows"])
+        assert set(rows["segment"]) == {"total", *map(str, teams)}
+        scoped = client.get("/v1/forecast?freq=month&horizon=2", headers={"X-API-Key": mine})
+        assert scoped.status_code == 200, scoped.text
+        assert {r["segment"] for r in scoped.json()["rows"]} == {str(teams[0])}
+
+
 def test_unknown_frequency_is_refused_with_the_choices(
     pipeline_workspace: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
 ) -> None:

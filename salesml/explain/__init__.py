@@ -9,7 +9,7 @@ See ``docs/drivers.md``. Public API:
 - ``attribute_change(old_rows, new_rows)`` — why did my score change.
 """
 
-from salesml.explain.change import attribute_change
+from salesml.explain.change import attribute_change, score_change
 from salesml.explain.drivers import Contributions, contributions, explain, to_json
 from salesml.explain.stats import fit_explainer
 from salesml.explain.views import compare_importance, global_drivers, importance
@@ -23,5 +23,6 @@ __all__ = [
     "fit_explainer",
     "global_drivers",
     "importance",
+    "score_change",
     "to_json",
 ]

@@ -82,3 +82,15 @@ def attribute_change(old: pd.DataFrame, new: pd.DataFrame, top: int | None = 3) 
             "attribution",
         ],
     )
+
+
+def score_change(previous: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
+    """One deal's attribution between two score rows (dicts with the columns above): a list of
+    ``{"driver", "change_points"}`` summing to the change in probability points."""
+    cols = ["win_probability", "model_version", "drivers", "drivers_base"]
+    old = pd.DataFrame([{"deal_id": "deal", **{c: previous.get(c) for c in cols}}])
+    new = pd.DataFrame([{"deal_id": "deal", **{c: current.get(c) for c in cols}}])
+    if old["drivers_base"].isna().all() or new["drivers_base"].isna().all():
+        old, new = old.drop(columns="drivers_base"), new.drop(columns="drivers_base")
+    table = attribute_change(old, new, top=3)
+    return list(table["attribution"].iloc[0]) if len(table) else []

@@ -349,12 +349,12 @@ def score_change(points: list[dict[str, Any]], deal_id: str) -> ScoreChange | No
 
 
 def _forecast_function() -> Callable[..., Any] | None:
-    """``serving.forecast.forecast_rows`` when it exists (imported lazily)."""
+    """``serving.forecast.forecast_for_api`` (imported lazily: Prophet loads on first use)."""
     try:
         module = importlib.import_module("serving.forecast")
     except ImportError:
         return None
-    fn = getattr(module, "forecast_rows", None)
+    fn = getattr(module, "forecast_for_api", None)
     return fn if callable(fn) else None
 
 
@@ -533,7 +533,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         principal: Annotated[Principal, Depends(require("forecast:read"))],
         freq: Annotated[Literal["week", "month", "quarter"], Query()] = "month",
         horizon: Annotated[int, Query(ge=1, le=24)] = 3,
-        by: Annotated[Literal["team", "region", "product", "segment"] | None, Query()] = None,
+        by: Annotated[Literal["team", "region", "product"] | None, Query()] = None,
     ) -> ForecastResponse:
         fn = _forecast_function()
         if fn is None:

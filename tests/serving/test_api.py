@@ -283,13 +283,13 @@ def test_forecast_adapter_serves_rows_when_the_function_exists(
 
     module = types.ModuleType("serving.forecast")
 
-    def forecast_rows(freq: str, horizon: int, by: str | None) -> list[dict[str, object]]:
+    def forecast_for_api(freq: str, horizon: int, by: str | None) -> list[dict[str, object]]:
         return [
             {"period": "2026-04", "team": t, "revenue": 1.0}
             for t in (workspace.team_a, workspace.team_b)
         ]
 
-    module.forecast_rows = forecast_rows  # type: ignore[attr-defined]
+    module.forecast_for_api = forecast_for_api  # type: ignore[attr-defined]
     monkeypatch.setitem(__import__("sys").modules, "serving.forecast", module)
     full = client.get("/v1/forecast?by=team", headers=headers(workspace, "forecast"))
     assert full.status_code == 200 and len(full.json()["rows"]) == 2

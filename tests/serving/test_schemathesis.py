@@ -39,9 +39,10 @@ def test_api_conforms_to_its_schema(workspace: Workspace) -> None:
                 if (
                     case.operation.path == "/v1/forecast"
                     and response.status_code == 503
-                    and str(response.json().get("detail", "")).startswith("no forecast model yet")
+                    and "no salesml-forecast@champion" in str(response.json().get("detail", ""))
                 ):
-                    # The documented answer until a forecast model is wired in (see docs/api.md).
+                    # This workspace trains no forecast model (tests/test_forecast_cli.py
+                    # serves a real one): the documented 503 (see docs/api.md).
                     excluded.append(not_a_server_error)
                 case.validate_response(response, headers=auth, excluded_checks=excluded)
 
