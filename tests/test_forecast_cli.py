@@ -44,7 +44,7 @@ def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     run_import(read_export(root / "data", "canonical"), home / "warehouse.duckdb", home / "rejects")
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, root)
-        trained = _json(["train", "--json"])
+        trained = _json(["train", "--backtest-origins", "4", "--json"])
         assert isinstance(trained, dict)
         yield root, trained
 
@@ -235,7 +235,7 @@ def test_won_only_order_history_is_forecast_from_the_series_alone(
         app, ["import", str(orders), "--format", "mapping", "--mapping", str(SHOPIFY_MAPPING)]
     )
     assert imported.exit_code == 0, imported.output
-    trained = _json(["train", "--json"])
+    trained = _json(["train", "--backtest-origins", "6", "--json"])
     assert isinstance(trained, dict)
     assert "skipped" in trained["win_model"]  # no lost or open deals: nothing to score
     assert trained["forecast_model"]["backtest"]["month"]["blend"]["wape_total"] < 0.5

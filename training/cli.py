@@ -33,6 +33,14 @@ def train(
         str,
         typer.Option(help="Which models to train, comma-separated: win, timing, forecast."),
     ] = "win,timing,forecast",
+    backtest_origins: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="At most this many backtest origins per period length (default: every one "
+            "of the last ~16 months; fewer trains faster).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train the win, close-timing and revenue-forecast models, evaluate them against
@@ -88,7 +96,9 @@ def train(
                 }
         if "forecast" in wanted:
             status.update("backtesting and fitting the revenue forecast…")
-            forecast = train_forecast(history, seed=seed, snapshots=snapshots)
+            forecast = train_forecast(
+                history, seed=seed, snapshots=snapshots, max_origins=backtest_origins
+            )
             freg = log_forecast(forecast, label)
             out["forecast_model"] = {
                 "version": freg.version,

@@ -1,18 +1,23 @@
 """Train the revenue forecast: rolling-origin backtests, blend weights, intervals, final fits.
 
 Backtests replay the past honestly. A timing model is trained on the history known at the
-*anchor* (the earliest origin), so it has seen no outcome after any origin. At every origin
-(a period start in the last year or so) and for every segment:
+*anchor* (about 16 months before the export, at most half the history), so it has seen no
+outcome after any origin. Origins are every month / quarter start and every 4th week start from
+the anchor on whose whole horizon is complete (at most ``MAX_ORIGINS``). At every origin and for
+every segment:
 
 - the series component is fitted on the complete periods before the origin;
-- the pipeline component scores the deals open at the origin (features as of the origin);
+- the pipeline component scores the deals open at the origin (features as of the origin; one
+  hazard evaluation per origin serves every period length);
 - seasonal naive (and, when asked, Prophet with default settings) are the peers;
 - the actual is the won revenue of the next ``horizon`` periods.
 
-The blend weights (non-negative least squares per step ahead) and the interval widths
-(quantiles of the blend's log errors) are learned on those records. The figures reported for
-the blend are cross-fitted: each origin is scored with weights and widths learned on the
-other origins only, so the coverage quoted is out of sample.
+All fits (backtests and the final models) run in one worker pool. The blend weights
+(scale-normalised non-negative least squares per step ahead, shrunk across steps) and the
+interval widths (quantiles of the blend's out-of-fold log errors) are learned on those records.
+The figures reported for the blend are cross-fitted: each origin is scored with weights and
+widths learned only on the origins whose forecast periods do not overlap it (purged
+leave-one-origin-out), so the coverage quoted is out of sample.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import feature_spec
 from salesml.forecast.metrics import coverage, mase, wape
-from salesml.forecast.periods import period_range, period_start, season_length
+from salesml.forecast.periods import period_range, period_start, periods_between, season_length
 from salesml.forecast.prophet_model import (
     ForecastResult,
     SeriesModel,
@@ -48,8 +53,10 @@ from training.timing import fit_timing, relabel
 
 FREQS = ("week", "month", "quarter")
 HORIZON: dict[str, int] = {"week": 8, "month": 3, "quarter": 2}
-MAX_ORIGINS: dict[str, int] = {"week": 10, "month": 9, "quarter": 4}
-BACKTEST_DAYS = 365  # how far back the first origin lies (at most a half of the history)
+# Origins: every period start (every 4th week) from the anchor on, at most this many.
+ORIGIN_EVERY: dict[str, int] = {"week": 4, "month": 1, "quarter": 1}
+MAX_ORIGINS: dict[str, int] = {"week": 16, "month": 16, "quarter": 5}
+BACKTEST_DAYS = 480  # how far back the first origin lies (at most a half of the history)
 DRAWS = 400
 COMPONENTS = ("pipeline", "series", "blend", "seasonal_naive", "prophet_default")
 
@@ -77,9 +84,52 @@ def segment_series(deals: pd.DataFrame, freq: str, end: pd.Timestamp) -> dict[st
     return out
 
 
-def _fit_job(args: tuple[str, pd.Series, str, int, bool]) -> tuple[str, dict[str, Any]]:
+def _segment_first_seen(deals: pd.DataFrame) -> dict[str, pd.Timestamp]:
+    """key(dimension, segment) → the first moment a deal of the segment existed."""
+    moment = pd.to_datetime(deals["created_at"]) if "created_at" in deals else None
+    if moment is None or moment.isna().all():
+        moment = pd.to_datetime(deals["closed_at"])
+    else:
+        moment = moment.fillna(pd.to_datetime(deals["closed_at"]))
+    if isinstance(moment.dtype, pd.DatetimeTZDtype):
+        moment = moment.dt.tz_convert("UTC").dt.tz_localize(None)
+    out: dict[str, pd.Timestamp] = {key("total", "total"): pd.Timestamp(moment.min())}
+    for dim in DIMENSIONS:
+        if dim not in deals.columns:
+            continue
+        values = deals[dim].astype(object)
+        text = values.where(values.notna(), "(none)").astype(str).str.strip()
+        text = text.where(text != "", "(none)")
+        for segment, first in moment.groupby(text.to_numpy()).min().items():
+            out[key(dim, str(segment))] = pd.Timestamp(first)
+    return out
+
+
+def series_before(
+    full: dict[str, pd.Series], first_seen: dict[str, pd.Timestamp], origin: pd.Timestamp
+) -> dict[str, pd.Series]:
+    """The series known at ``origin`` (a period start): the full series cut before it.
+
+    Equal to ``segment_series(deals, freq, origin)`` (the complete periods before the origin),
+    without recomputing it per origin; segments with no deal before the origin are left out."""
+    out = {}
+    for name, series in full.items():
+        seen = first_seen.get(name)
+        if seen is not None and not pd.isna(seen) and seen >= origin:
+            continue
+        out[name] = series[series.index < origin]
+    return out
+
+
+FitJob = tuple[str, pd.Series, str, int, bool]
+
+
+def _fit_job(args: FitJob) -> tuple[str, dict[str, Any]]:
+    """A backtest fit (h > 0: forecasts of the components) or a final fit (h == 0: the model)."""
     name, series, freq, h, with_default = args
     model = fit_series(series, freq)
+    if h == 0:
+        return name, {"model": model, "fallback": model.fallback_reason}
     out: dict[str, Any] = {"series": model.predict(h), "fallback": model.fallback_reason}
     out["seasonal_naive"] = seasonal_naive(series, h, freq)
     if with_default:
@@ -91,13 +141,17 @@ def fit_many(
     jobs: Sequence[tuple[str, pd.Series, str, int, bool]],
     fn: Callable[[Any], tuple[str, Any]] = _fit_job,
 ) -> dict[str, Any]:
-    """Run fit jobs, in worker processes when there are many and more than one core."""
+    """Run fit jobs, in worker processes when there are many and more than one core.
+
+    One pool serves all jobs (starting a spawn worker costs seconds: Prophet and cmdstanpy are
+    imported in each); the largest series go first so the pool drains evenly."""
     threads = int(os.environ.get("SALESML_THREADS", "0")) or (os.cpu_count() or 1)
     workers = min(threads, os.cpu_count() or 1, 4)
     if workers <= 1 or len(jobs) < 16:
         return dict(fn(job) for job in jobs)
+    ordered = sorted(jobs, key=lambda job: -len(job[1]))
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        return dict(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (workers * 4))))
+        return dict(pool.map(fn, ordered, chunksize=max(1, len(jobs) // (workers * 8))))
 
 
 def list_prices(history: History) -> dict[str, float]:
@@ -123,6 +177,8 @@ def origin_pipeline(
     prices: dict[str, float],
     fallback: float,
     seed: int = 0,
+    hazards: np.ndarray | None = None,
+    draws: int = DRAWS,
 ) -> PipelineForecast:
     periods = period_range(origin, horizon + 1, freq)
     return pipeline_forecast(
@@ -133,36 +189,39 @@ def origin_pipeline(
         periods[1:],
         prices,
         fallback,
-        draws=DRAWS,
+        draws=draws,
         seed=seed,
+        hazards=hazards,
     )
 
 
 # --- backtests -------------------------------------------------------------------------------
 
 
-def origins_for(history: History, freq: str, anchor: pd.Timestamp) -> list[pd.Timestamp]:
-    """Period starts from the anchor on whose whole horizon is complete before the export."""
+def origins_for(
+    history: History, freq: str, anchor: pd.Timestamp, max_origins: int | None = None
+) -> list[pd.Timestamp]:
+    """Period starts from the anchor on, every ``ORIGIN_EVERY[freq]`` periods, whose whole
+    horizon is complete before the export (the latest origins are kept)."""
     h = HORIZON[freq]
     last_complete_end = period_start(history.exported_at, freq)
-    starts = pd.date_range(period_start(anchor, freq), last_complete_end, freq="D")
-    candidates = sorted({period_start(d, freq) for d in starts[:: 7 if freq != "week" else 1]})
-    usable = [
-        o
-        for o in candidates
-        if o >= anchor and period_range(o, h + 1, freq)[-1] <= last_complete_end
-    ]
-    if len(usable) > MAX_ORIGINS[freq]:
-        pick = np.linspace(0, len(usable) - 1, MAX_ORIGINS[freq]).round().astype(int)
-        usable = [usable[i] for i in sorted(set(pick))]
-    return usable
+    first = period_start(anchor, freq)
+    if first < anchor:
+        first = period_range(first, 2, freq)[1]
+    n = len(periods_between(first, last_complete_end, freq)) + 1
+    candidates = list(period_range(first, max(n, 0), freq)) if n > 0 else []
+    usable = [o for o in candidates if period_range(o, h + 1, freq)[-1] <= last_complete_end]
+    every = ORIGIN_EVERY[freq]
+    usable = usable[::-1][::every][::-1]  # anchored on the latest origin
+    limit = MAX_ORIGINS[freq] if max_origins is None else min(MAX_ORIGINS[freq], max_origins)
+    return [pd.Timestamp(o) for o in usable[-max(limit, 1) :]]
 
 
 def backtest_anchor(history: History) -> pd.Timestamp:
     first = history.deals["created_at"].min()
     span = (history.exported_at - first).days
     days = min(BACKTEST_DAYS, span // 2)
-    return period_start(history.exported_at - pd.Timedelta(days=days), "quarter")
+    return period_start(history.exported_at - pd.Timedelta(days=days), "month")
 
 
 def run_backtests(
@@ -171,73 +230,118 @@ def run_backtests(
     freqs: Sequence[str] = FREQS,
     with_default_prophet: bool = False,
     snapshots: pd.DataFrame | None = None,
+    extra_jobs: Sequence[FitJob] = (),
+    extra_out: dict[str, Any] | None = None,
+    max_origins: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Records of every component at every origin, step ahead and segment."""
+    """Records of every component at every origin, step ahead and segment.
+
+    ``extra_jobs`` run in the same worker pool as the backtest fits (``train_forecast`` passes
+    its final fits); their results land in ``extra_out``."""
     anchor = backtest_anchor(history)
     timing = _anchor_timing(history, anchor, seed, snapshots)
     deals = history.deals
     prices = list_prices(history)
-    origins = {f: origins_for(history, f, anchor) for f in freqs}
+    origins = {f: origins_for(history, f, anchor, max_origins) for f in freqs}
     all_origins = sorted({o for os_ in origins.values() for o in os_})
     features = (
         build_snapshots(history, all_origins, features=feature_spec(history))
         if timing is not None and all_origins
         else pd.DataFrame()
     )
-    records: list[dict[str, Any]] = []
-    fallbacks: dict[str, str] = {}
+    first_seen = _segment_first_seen(deals)
+    full = {f: segment_series(deals, f, history.exported_at) for f in freqs}
+    jobs: list[FitJob] = list(extra_jobs)
+    meta: dict[str, tuple[str, pd.Timestamp, str, pd.Series]] = {}
     for freq in freqs:
         h = HORIZON[freq]
-        jobs, meta = [], {}
         for origin in origins[freq]:
-            for name, series in segment_series(deals, freq, origin).items():
-                job_id = f"{origin:%Y-%m-%d}/{name}"
+            for name, series in series_before(full[freq], first_seen, origin).items():
+                job_id = f"{freq}/{origin:%Y-%m-%d}/{name}"
                 jobs.append(
                     (job_id, series, freq, h, with_default_prophet or name == "total|total")
                 )
-                meta[job_id] = (origin, name, series)
-        fitted = fit_many(jobs)
-        actual_series = segment_series(deals, freq, history.exported_at)
-        for origin in origins[freq]:
-            at = (
-                features[features["as_of"] == origin].set_index("deal_id")
-                if not features.empty
-                else pd.DataFrame()
-            )
-            pipe = origin_pipeline(
-                timing, at, origin, freq, h, prices, fallback_amount(deals, origin), seed
-            )
-            periods = period_range(origin, h, freq)
-            for job_id, (o, name, train) in meta.items():
-                if o != origin:
+                meta[job_id] = (freq, origin, name, series)
+    fitted = fit_many(jobs)
+    if extra_out is not None:
+        for job in extra_jobs:
+            extra_out[job[0]] = fitted.pop(job[0])
+    # The pipeline at every origin: one hazard evaluation per origin serves every freq.
+    pipes: dict[tuple[str, pd.Timestamp], PipelineForecast] = {}
+    for origin in all_origins:
+        at = (
+            features[features["as_of"] == origin].set_index("deal_id")
+            if not features.empty
+            else pd.DataFrame()
+        )
+        hazards = timing.hazards(at, origin) if timing is not None and not at.empty else None
+        for freq in freqs:
+            if origin in origins[freq]:
+                pipes[(freq, origin)] = origin_pipeline(
+                    timing,
+                    at,
+                    origin,
+                    freq,
+                    HORIZON[freq],
+                    prices,
+                    fallback_amount(deals, origin),
+                    seed,
+                    hazards=hazards,
+                    draws=0,
+                )
+    records: list[dict[str, Any]] = []
+    fallbacks: dict[str, str] = {}
+    lookups: dict[tuple[str, pd.Timestamp], dict[tuple[str, str], pd.Series]] = {}
+    for job_id, (freq, origin, name, train) in meta.items():
+        h = HORIZON[freq]
+        result = fitted[job_id]
+        if result["fallback"]:
+            fallbacks[f"{freq}/{name}"] = result["fallback"]
+        dim, segment = name.split("|", 1)
+        periods = period_range(origin, h, freq)
+        actual = full[freq].get(name, pd.Series(dtype=float)).reindex(periods)
+        if (freq, origin) not in lookups:
+            frame = pipes[(freq, origin)].frame
+            lookups[(freq, origin)] = {
+                (str(d), str(s)): part.set_index("period_start")["expected"]
+                for (d, s), part in frame.groupby(["dimension", "segment"], sort=False)
+            }
+        pipe = lookups[(freq, origin)].get((dim, segment), pd.Series(dtype=float))
+        train_values = train.to_numpy(dtype=float)
+        for step, period in enumerate(periods):
+            row = {
+                "freq": freq,
+                "origin": origin,
+                "step": step,
+                "period_start": period,
+                "dimension": dim,
+                "segment": segment,
+                "actual": float(actual.get(period, 0.0) or 0.0),
+                "pipeline": float(pipe.get(period, 0.0)),
+                "scale": _scale(train_values, season_length(freq)),
+                "train_values": train_values,
+            }
+            for comp in ("series", "seasonal_naive", "prophet_default"):
+                res: ForecastResult | None = result.get(comp)
+                if res is None:
                     continue
-                result = fitted[job_id]
-                if result["fallback"]:
-                    fallbacks[f"{freq}/{name}"] = result["fallback"]
-                dim, segment = name.split("|", 1)
-                actual = actual_series.get(name, pd.Series(dtype=float)).reindex(periods)
-                pipe_rows = pipe.lookup(dim, segment).set_index("period_start")
-                for step, period in enumerate(periods):
-                    row = {
-                        "freq": freq,
-                        "origin": origin,
-                        "step": step,
-                        "period_start": period,
-                        "dimension": dim,
-                        "segment": segment,
-                        "actual": float(actual.get(period, 0.0) or 0.0),
-                        "pipeline": float(pipe_rows["expected"].get(period, 0.0)),
-                        "train_values": train.to_numpy(dtype=float),
-                    }
-                    for comp in ("series", "seasonal_naive", "prophet_default"):
-                        res: ForecastResult | None = result.get(comp)
-                        if res is None:
-                            continue
-                        row[comp] = float(res.forecast[step])
-                        row[f"{comp}_lower_80"] = float(res.lower_80[step])
-                        row[f"{comp}_upper_80"] = float(res.upper_80[step])
-                    records.append(row)
-    return pd.DataFrame(records), fallbacks
+                row[comp] = float(res.forecast[step])
+                row[f"{comp}_lower_80"] = float(res.lower_80[step])
+                row[f"{comp}_upper_80"] = float(res.upper_80[step])
+            records.append(row)
+    out = pd.DataFrame(records)
+    if not out.empty:
+        out = out.sort_values(["freq", "origin", "dimension", "segment", "step"]).reset_index(
+            drop=True
+        )
+    return out, fallbacks
+
+
+def _scale(values: np.ndarray, season: int) -> float:
+    """A series' level known at the origin: mean of its last season (the blend's row scale)."""
+    recent = values[-season:] if len(values) else values
+    level = float(np.mean(recent)) if len(recent) else 0.0
+    return level if np.isfinite(level) and level > 0 else 0.0
 
 
 def _anchor_timing(
@@ -265,16 +369,44 @@ def _anchor_timing(
 # --- blend and intervals ---------------------------------------------------------------------
 
 
+SHRINK = 0.5  # weight of the other steps' rows in a step's blend fit (shrinkage across steps)
+
+
+def _row_scale(records: pd.DataFrame) -> np.ndarray:
+    if "scale" in records:
+        scale = records["scale"].to_numpy(dtype=float)
+    else:
+        scale = np.array([_scale(np.asarray(v, dtype=float), 1) for v in records["train_values"]])
+    return np.asarray(scale, dtype=float)
+
+
 def blend_weights(records: pd.DataFrame, steps: int) -> list[list[float]]:
-    """Non-negative weights [pipeline, series] per step ahead (pooled over segments)."""
-    out = []
-    for step in range(steps):
-        part = records[records["step"] == step]
-        if part.empty or part["pipeline"].abs().sum() == 0:
-            out.append([0.0, 1.0])
+    """Non-negative weights [pipeline, series] per step ahead, learned on backtest records.
+
+    Scale-normalised non-negative least squares: every row is divided by its series' level at
+    the origin (mean of the last season), so a small segment counts as much as a large one,
+    and the total and the segments carry equal mass. A step's fit also sees the other steps'
+    rows at weight ``SHRINK`` (shrinkage across steps: a few origins per step are noisy).
+    Without any pipeline the series alone carries the forecast: [0, 1]."""
+    if records.empty or records["pipeline"].abs().sum() == 0:
+        return [[0.0, 1.0] for _ in range(steps)]
+    scale = _row_scale(records)
+    ok = scale > 0
+    part = records[ok]
+    scale = scale[ok]
+    is_total = (part["dimension"] == "total").to_numpy()
+    n_total, n_seg = max(int(is_total.sum()), 1), max(int((~is_total).sum()), 1)
+    mass = np.where(is_total, 1.0 / n_total, 1.0 / n_seg)
+    a = part[["pipeline", "series"]].to_numpy(dtype=float) / scale[:, None]
+    y = part["actual"].to_numpy(dtype=float) / scale
+    step = part["step"].to_numpy(dtype=int)
+    out: list[list[float]] = []
+    for s in range(steps):
+        w_row = np.sqrt(mass * np.where(step == s, 1.0, SHRINK))
+        if (step == s).sum() == 0:
+            out.append(out[-1] if out else [0.0, 1.0])
             continue
-        a = part[["pipeline", "series"]].to_numpy(dtype=float)
-        w, _ = nnls(a, part["actual"].to_numpy(dtype=float))
+        w, _ = nnls(a * w_row[:, None], y * w_row)
         out.append([float(w[0]), float(w[1])] if w.sum() > 0 else [0.0, 1.0])
     return out
 
@@ -327,28 +459,77 @@ def log_error_quantiles(
     return out
 
 
+def fit_blend(
+    records: pd.DataFrame, steps: int
+) -> tuple[list[list[float]], dict[str, float], dict[str, list[dict[str, float]]]]:
+    """Blend weights, log-error offsets and interval quantiles learned on ``records``.
+
+    The interval quantiles are read off the blend's *out-of-fold* errors (each origin predicted
+    with weights learned on the origins whose horizon does not overlap it), which are wider
+    and more honest than its in-sample errors."""
+    weights = blend_weights(records, steps)
+    offsets = error_offsets(records)
+    origins = sorted(records["origin"].unique())
+    if len(origins) >= 4:
+        oof = np.zeros(len(records))
+        for origin in origins:
+            test = (records["origin"] == origin).to_numpy()
+            train = records[_purged(records, origin)]
+            inner = blend_weights(train, steps) if not train.empty else weights
+            oof[test] = apply_blend(records[test], inner)
+    else:
+        oof = apply_blend(records, weights)
+    quantiles = log_error_quantiles(records, oof, offsets, steps)
+    return weights, offsets, quantiles
+
+
+def _purged(records: pd.DataFrame, origin: pd.Timestamp) -> np.ndarray:
+    """Rows of the other origins whose forecast periods do not overlap ``origin``'s."""
+    periods = records.loc[records["origin"] == origin, "period_start"]
+    lo, hi = periods.min(), periods.max()
+    span = records.groupby("origin")["period_start"].agg(["min", "max"])
+    clash = span.index[(span["min"] <= hi) & (span["max"] >= lo)]
+    return np.asarray(~records["origin"].isin(clash).to_numpy(), dtype=bool)
+
+
+def blend_bounds(
+    blend: np.ndarray,
+    groups: np.ndarray,
+    steps: np.ndarray,
+    offsets: dict[str, float],
+    quantiles: dict[str, list[dict[str, float]]],
+) -> dict[str, np.ndarray]:
+    """Interval bounds around blend points: ``(blend + c) · exp(q) − c``, clipped at 0."""
+    bounds = {name: np.zeros(len(blend)) for name in LEVELS}
+    for i, (g, s) in enumerate(zip(groups, steps, strict=True)):
+        c = offsets.get(g, 1.0)
+        table = quantiles.get(g) or quantiles.get("total") or [dict.fromkeys(LEVELS, 0.0)]
+        q = table[min(int(s), len(table) - 1)]
+        for name in LEVELS:
+            bounds[name][i] = max((max(blend[i], 0) + c) * np.exp(q[name]) - c, 0.0)
+    return bounds
+
+
 def cross_fitted_blend(records: pd.DataFrame, steps: int) -> pd.DataFrame:
-    """Blend forecasts and bounds for each origin from weights / widths learnt on the others."""
+    """Blend forecasts and bounds for each origin from weights / widths learnt on the others.
+
+    Purged leave-one-origin-out: the origins whose forecast periods overlap the scored one are
+    left out of its training set too, so no actual it is scored on was seen when fitting."""
     out = records.copy()
     for column in ("blend", "blend_lower_80", "blend_upper_80", "blend_lower_95", "blend_upper_95"):
         out[column] = np.nan
     origins = records["origin"].unique()
     for origin in origins:
-        test = records["origin"] == origin
-        train = records[~test] if len(origins) > 1 else records
-        weights = blend_weights(train, steps)
-        offsets = error_offsets(train)
-        quantiles = log_error_quantiles(train, apply_blend(train, weights), offsets, steps)
+        test = (records["origin"] == origin).to_numpy()
+        train = records[_purged(records, origin)] if len(origins) > 1 else records
+        if train.empty:
+            train = records[~test]
+        weights, offsets, quantiles = fit_blend(train, steps)
         part = records[test]
         blend = apply_blend(part, weights)
-        groups = _group(part)
-        bounds = {name: np.zeros(len(part)) for name in LEVELS}
-        for i, (g, s) in enumerate(zip(groups, part["step"].to_numpy(dtype=int), strict=True)):
-            c = offsets.get(g, 1.0)
-            table = quantiles.get(g) or [dict.fromkeys(LEVELS, 0.0)]
-            q = table[min(s, len(table) - 1)]
-            for name in LEVELS:
-                bounds[name][i] = max((max(blend[i], 0) + c) * np.exp(q[name]) - c, 0.0)
+        bounds = blend_bounds(
+            blend, _group(part), part["step"].to_numpy(dtype=int), offsets, quantiles
+        )
         out.loc[test, "blend"] = blend
         for name in LEVELS:
             out.loc[test, f"blend_{name}"] = bounds[name]
@@ -419,27 +600,43 @@ def train_forecast(
     freqs: Sequence[str] = FREQS,
     with_default_prophet: bool = False,
     snapshots: pd.DataFrame | None = None,
+    max_origins: int | None = None,
 ) -> ForecastTrainingResult:
     """Backtest, learn the blend, fit every segment's series model on the whole history."""
-    records, fallbacks = run_backtests(history, seed, freqs, with_default_prophet, snapshots)
     deals = history.deals
+    finals = {f: segment_series(deals, f, history.exported_at) for f in freqs}
+    final_jobs: list[FitJob] = [
+        (f"final/{freq}/{name}", s, freq, 0, False)
+        for freq, series in finals.items()
+        for name, s in series.items()
+    ]
+    final_out: dict[str, Any] = {}
+    records, fallbacks = run_backtests(
+        history,
+        seed,
+        freqs,
+        with_default_prophet,
+        snapshots,
+        final_jobs,
+        final_out,
+        max_origins=max_origins,
+    )
     models: dict[str, FreqModel] = {}
     scored = []
     for freq in freqs:
         h = HORIZON[freq]
         part = records[records["freq"] == freq] if not records.empty else records
         if part.empty:
-            weights, offsets, quantiles = [[0.0, 1.0]], {}, {}
+            weights: list[list[float]] = [[0.0, 1.0]]
+            offsets: dict[str, float] = {}
+            quantiles: dict[str, list[dict[str, float]]] = {}
         else:
-            weights = blend_weights(part, h)
-            offsets = error_offsets(part)
-            quantiles = log_error_quantiles(part, apply_blend(part, weights), offsets, h)
+            weights, offsets, quantiles = fit_blend(part, h)
             scored.append(cross_fitted_blend(part, h))
-        series = segment_series(deals, freq, history.exported_at)
-        fitted = fit_many(
-            [(name, s, freq, 1, False) for name, s in series.items()], fn=_final_fit_job
-        )
-        for name, model in fitted.items():
+        fitted: dict[str, SeriesModel] = {}
+        for name in finals[freq]:
+            model = final_out[f"final/{freq}/{name}"]["model"]
+            fitted[name] = model
             if model.fallback_reason:
                 fallbacks[f"{freq}/{name}/final"] = model.fallback_reason
         models[freq] = FreqModel(freq, fitted, weights, quantiles, offsets)
@@ -457,8 +654,3 @@ def train_forecast(
         },
     )
     return ForecastTrainingResult(bundle, all_records, metrics, fallbacks)
-
-
-def _final_fit_job(args: tuple[str, pd.Series, str, int, bool]) -> tuple[str, SeriesModel]:
-    name, series, freq, _, _ = args
-    return name, fit_series(series, freq)

@@ -49,12 +49,15 @@ def period_probabilities(
     starts: pd.DatetimeIndex,
     ends: pd.DatetimeIndex,
     win_probability: np.ndarray | None = None,
+    hazards: np.ndarray | None = None,
 ) -> np.ndarray:
     """(deals, periods): probability of closing won inside each [start, end) period.
 
     Without ``win_probability`` the timing model's own won mass is used (backtests, where no win
-    model was trained at the origin)."""
-    hazards = timing.hazards(features, as_of)
+    model was trained at the origin). ``hazards`` (``timing.hazards(features, as_of)``) may be
+    passed in when several period grids are scored at the same as_of."""
+    if hazards is None:
+        hazards = timing.hazards(features, as_of)
     p = timing.won_mass(hazards) if win_probability is None else np.asarray(win_probability)
     day = pd.Timedelta(days=1)
     lo = np.maximum(np.asarray((starts - as_of) / day, dtype=float), 0.0)
@@ -97,9 +100,12 @@ def simulate(
     """Expected revenue and simulated quantiles per (dimension, segment, period).
 
     Each deal closes won in at most one period: in draw ``s`` it lands in period ``k`` with
-    probability ``probabilities[i, k]`` (independently of other deals).
+    probability ``probabilities[i, k]`` (independently of other deals). ``draws=0`` skips the
+    simulation (quantile columns NaN): backtests only need the expectation.
     """
     n, h = probabilities.shape
+    if draws <= 0:
+        return _expected_only(probabilities, amounts, segments, periods)
     rng = np.random.default_rng(seed)
     cum = np.cumsum(np.clip(probabilities, 0.0, 1.0), axis=1)
     cum = np.minimum(cum, 1.0)
@@ -141,6 +147,34 @@ def simulate(
     return PipelineForecast(pd.DataFrame(rows, columns=columns))
 
 
+def _expected_only(
+    probabilities: np.ndarray,
+    amounts: np.ndarray,
+    segments: Mapping[str, np.ndarray],
+    periods: pd.DatetimeIndex,
+) -> PipelineForecast:
+    h = probabilities.shape[1]
+    frames = []
+    labelled = {"total": np.full(len(amounts), "total", dtype=object), **segments}
+    for dim, labels in labelled.items():
+        uniq, codes = np.unique(np.asarray(labels, dtype=str), return_inverse=True)
+        expected = np.zeros((len(uniq), h))
+        np.add.at(expected, codes, probabilities * amounts[:, None])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "dimension": dim,
+                    "segment": np.repeat(uniq.astype(object), h),
+                    "period_start": np.tile(np.asarray(periods), len(uniq)),
+                    "expected": expected.reshape(-1),
+                }
+            )
+        )
+    columns = ["dimension", "segment", "period_start", "expected"] + [f"q{x}" for x in QUANTILES]
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return PipelineForecast(frame.reindex(columns=columns))
+
+
 def pipeline_forecast(
     timing: TimingBundle | None,
     features: pd.DataFrame,
@@ -152,13 +186,16 @@ def pipeline_forecast(
     win_probability: np.ndarray | None = None,
     draws: int = 1000,
     seed: int = 0,
+    hazards: np.ndarray | None = None,
 ) -> PipelineForecast:
     """The whole component: probabilities, amounts, segments, simulation (zeros without a
     timing model or without open deals — a won-only order history has no pipeline)."""
     if timing is None or features.empty:
         probabilities = np.zeros((len(features), len(starts)))
     else:
-        probabilities = period_probabilities(timing, features, as_of, starts, ends, win_probability)
+        probabilities = period_probabilities(
+            timing, features, as_of, starts, ends, win_probability, hazards
+        )
     amounts = deal_amounts(features, list_prices, fallback_amount)
     segments = {dim: segment_labels(features, dim) for dim in DIMENSIONS}
     return simulate(probabilities, amounts, segments, starts, draws=draws, seed=seed)
