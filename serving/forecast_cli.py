@@ -75,14 +75,25 @@ def forecast(
         print_json(records.to_dict("records"))
         return
     table = Table(title=f"won revenue by {freq.value} (forecast version {fc.version})")
-    for column in rows.columns:
-        table.add_column(
-            column, justify="left" if column in ("period_start", "segment") else "right"
-        )
+    headers = ("period", "segment", "forecast", "80% low", "80% high", "95% low", "95% high")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < 2 else "right")
     for row in rows.itertuples(index=False):
         table.add_row(
             f"{row.period_start:%Y-%m-%d}",
             str(row.segment),
-            *(f"{getattr(row, c):,.0f}" for c in rows.columns[2:]),
+            *(_money(getattr(row, c)) for c in rows.columns[2:]),
         )
     console.print(table)
+
+
+def _money(value: float) -> str:
+    """Compact amounts for the table (the JSON keeps cents): 950, 12.3k, 2.14M."""
+    size = abs(value)
+    if size >= 1e9:
+        return f"{value / 1e9:.3g}B"
+    if size >= 1e6:
+        return f"{value / 1e6:.3g}M"
+    if size >= 1e4:
+        return f"{value / 1e3:.3g}k"
+    return f"{value:,.0f}"

@@ -34,13 +34,13 @@ def train(
         typer.Option(help="Which models to train, comma-separated: win, timing, forecast."),
     ] = "win,timing,forecast",
     backtest_origins: Annotated[
-        int | None,
+        int,
         typer.Option(
             min=2,
-            help="At most this many backtest origins per period length (default: every one "
-            "of the last ~16 months; fewer trains faster).",
+            help="Backtest origins per period length for the blend (salesml backtest uses "
+            "every one of the last ~16 months; more is steadier but slower).",
         ),
-    ] = None,
+    ] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train the win, close-timing and revenue-forecast models, evaluate them against
