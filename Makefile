@@ -70,12 +70,19 @@ demo: setup
 	$(BIN)/salesml kpis --by team --period quarter
 	$(BIN)/salesml train
 	$(BIN)/salesml score --all --out $(WORKSPACE)/scores.csv
-	$(BIN)/salesml forecast --freq month --horizon 3 --by team $(if $(DATA),--as-of $$($(BIN)/python -c "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql('select cast(max(coalesce(closed_at, created_at)) as date) from deals').fetchone()[0])" $(WORKSPACE)/warehouse.duckdb),)
-	@echo
-	@echo "Workspace: $(WORKSPACE) (warehouse, rejects, scores). Use it with SALESML_HOME=$(WORKSPACE)."
-	@echo "KPIs:      SALESML_HOME=$(WORKSPACE) $(BIN)/salesml kpis --by rep --json"
-	@echo "Scores:    $(WORKSPACE)/scores.csv"
-	@echo "MLflow UI: $(BIN)/mlflow ui --backend-store-uri $$MLFLOW_TRACKING_URI  (runs, model cards, registry)"
+	@# An export's "today" is its latest event, not the calendar's.
+	@set -e; asof=$$($(BIN)/python -c "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql('select cast(max(greatest(created_at, coalesce(closed_at, created_at))) as date) from deals').fetchone()[0])" $(WORKSPACE)/warehouse.duckdb); \
+		echo "$(BIN)/salesml forecast --freq month --horizon 3 --by team --as-of $$asof"; \
+		$(BIN)/salesml forecast --freq month --horizon 3 --by team --as-of $$asof; \
+		echo "$(BIN)/salesml report --as-of $$asof --out $(WORKSPACE)/report.html"; \
+		$(BIN)/salesml report --as-of $$asof --out $(WORKSPACE)/report.html
+	@key=$$($(BIN)/salesml keys add demo-$$(date +%s) --scopes admin | tail -n 1); \
+		echo; \
+		echo "Report:    $(abspath $(WORKSPACE))/report.html  (opens offline in any browser)"; \
+		echo "MLflow UI: $(BIN)/mlflow ui --backend-store-uri $$MLFLOW_TRACKING_URI  (runs, model cards, registry)"; \
+		echo "API:       SALESML_HOME=$(WORKSPACE) MLFLOW_TRACKING_URI=$$MLFLOW_TRACKING_URI $(BIN)/salesml serve --port 8000"; \
+		echo "           curl -H 'X-API-Key: $$key' http://127.0.0.1:8000/v1/forecast?by=team   (demo admin key; docs at /docs)"; \
+		echo "Workspace: $(WORKSPACE) (warehouse, rejects, score runs, scores.csv); use it with SALESML_HOME=$(WORKSPACE)"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -63,9 +63,14 @@ def score(
         ),
     ] = None,
     alias: Annotated[str, typer.Option(help="Registry alias to score with.")] = "champion",
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Also write the manager's report (HTML) from this run."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
 ) -> None:
-    """Score every deal open at a date with the champion and write an immutable score run."""
+    """Score every deal open at a date with the champion and write an immutable score run
+    (and, with --report, the manager's report from it: the nightly batch)."""
     import pandas as pd
 
     from features.history import load_history
@@ -101,6 +106,12 @@ def score(
             progress=lambda msg: status.update(msg + "…"),
         )
         path = write_scores(result.rows, out) if out is not None else None
+    report_summary = None
+    if report is not None:
+        from serving.report_cli import write_report
+
+        with err.status("writing the report…"):
+            report_summary, _, _ = write_report(report, as_of=as_of, alias=alias)
     run = result.run
     summary = {
         **run.to_json(),
@@ -108,6 +119,7 @@ def score(
         "rows": run.rows,
         "rescored": result.rescored,
         "copied": result.copied,
+        "report": report_summary["out"] if report_summary else None,
     }
     if as_json:
         print_json(summary)
@@ -116,6 +128,7 @@ def score(
         f"score run {run.run_id}: {run.rows:,} open deals as of {when:%Y-%m-%d} "
         f"({result.rescored:,} scored, {result.copied:,} unchanged and copied) with model "
         f"version {run.model_version} on {run.engine}: {run.path}"
-        + (f"; exported to {path}" if path else ""),
+        + (f"; exported to {path}" if path else "")
+        + (f"; report {report}" if report is not None else ""),
         highlight=False,
     )

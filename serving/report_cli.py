@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -46,6 +46,29 @@ def report(
     """Write the manager's forecast report: headline forecast vs target, forecast vs actual,
     pipeline coverage and stages, deals at risk, what changed, KPIs and coaching, model
     health."""
+    summary, ctx_teams, known = write_report(out, team, targets, as_of, alias)
+    if as_json:
+        print_json(summary)
+        return
+    if not known:
+        err.print(
+            f"[yellow]warning:[/] no deals for team {team!r} (teams: {', '.join(ctx_teams)}); "
+            "the report shows empty sections",
+            highlight=False,
+        )
+    console.print(f"report written to {out} (as of {summary['as_of'][:10]})", highlight=False)
+
+
+def write_report(
+    out: Path,
+    team: str | None = None,
+    targets: Path | None = None,
+    as_of: datetime | None = None,
+    alias: str = "champion",
+) -> tuple[dict[str, Any], list[str], bool]:
+    """Render and write the report (also called by ``salesml score --report``).
+
+    Returns the JSON summary, the teams in the data and whether ``team`` was found."""
     import logging
 
     import pandas as pd
@@ -108,13 +131,4 @@ def report(
         "forecast_model": forecast.version if forecast else None,
         "headline": result.headline,
     }
-    if as_json:
-        print_json(summary)
-        return
-    if not ctx.team_known:
-        err.print(
-            f"[yellow]warning:[/] no deals for team {team!r} (teams: {', '.join(ctx.teams)}); "
-            "the report shows empty sections",
-            highlight=False,
-        )
-    console.print(f"report written to {out} (as of {ctx.as_of:%Y-%m-%d})", highlight=False)
+    return summary, list(ctx.teams), bool(ctx.team_known)
