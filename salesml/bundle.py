@@ -8,6 +8,7 @@ a save/load round trip; the MLflow pyfunc (``salesml.bundle_model``) wraps exact
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,14 +72,18 @@ class WinBundle:
                 f"features {', '.join(missing)} are missing; the bundle expects the feature spec "
                 f"version {self.spec_version!r} — rebuild features with the same salesml version"
             )
-        out = pd.DataFrame(index=features.index)
+        columns: dict[str, Any] = {}
         for name in self.features:
             column = features[name]
             if self.kinds[name] == "categorical":
-                out[name] = _on_vocabulary(column, self.vocabularies[name])
+                columns[name] = _on_vocabulary(column, self.vocabularies[name])
+            elif column.dtype == np.float64:
+                columns[name] = column.to_numpy()
             else:
-                out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
-        return out
+                columns[name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        # One frame built from all columns at once (column-by-column insertion costs ~25 ms
+        # per call on a single row, which the API pays on every request).
+        return pd.DataFrame(columns, index=features.index, copy=False)
 
     def model_matrix(self, features: pd.DataFrame) -> np.ndarray:
         """``matrix`` as LightGBM sees it: float64, category codes, NaN for missing."""
@@ -185,17 +190,29 @@ class WinBundle:
 def _on_vocabulary(column: pd.Series, vocabulary: list[str]) -> pd.Categorical[Any]:
     """``column`` as a categorical on the training vocabulary (unseen values become missing).
 
-    Categorical input is re-coded through its (few) categories instead of row by row.
+    Categorical input is re-coded through its (few) categories instead of row by row; the
+    vocabulary's index and dtype are built once per vocabulary.
     """
+    index, dtype = _vocabulary_index(tuple(vocabulary))
     if isinstance(column.dtype, pd.CategoricalDtype):
-        lookup = pd.Index(vocabulary).get_indexer(column.cat.categories.astype(str))
+        lookup = index.get_indexer(column.cat.categories.astype(str))
         codes = column.cat.codes.to_numpy()
         mapped = np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1).astype(np.int64)
-        categories = pd.Index(vocabulary, dtype=object)
-        recoded: pd.Categorical[Any] = pd.Categorical.from_codes(mapped, categories=categories)
+        recoded: pd.Categorical[Any] = pd.Categorical.from_codes(mapped, dtype=dtype)
         return recoded
-    text = column.astype(str).where(column.notna(), None)
-    return pd.Categorical(text.where(text.isin(vocabulary), None), categories=vocabulary)
+    values = column.to_numpy(dtype=object)
+    present = pd.notna(values)
+    codes = np.full(len(values), -1, dtype=np.int64)
+    if present.any():
+        codes[present] = index.get_indexer(pd.Index(values[present].astype(str)))
+    plain: pd.Categorical[Any] = pd.Categorical.from_codes(codes, dtype=dtype)
+    return plain
+
+
+@functools.lru_cache(maxsize=256)
+def _vocabulary_index(vocabulary: tuple[str, ...]) -> tuple[pd.Index, pd.CategoricalDtype]:
+    index = pd.Index(list(vocabulary), dtype=object)
+    return index, pd.CategoricalDtype(index)
 
 
 def _load_timing(path: Path) -> Any:
