@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds": args.seconds,
         "deals_in_run": len(deal_ids),
         "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     bin_dir = Path(sys.executable).parent
     port = _free_port()
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ours["throughput_rps"] / max(theirs["throughput_rps"], 1e-9), 2
         )
         result["p99_ratio_vs_mlflow"] = round(ours["p99_ms"] / max(theirs["p99_ms"], 1e-9), 2)
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result))
     return result
 

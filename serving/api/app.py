@@ -56,7 +56,15 @@ from serving.api.schemas import (
 )
 from serving.api.security import Principal, RateLimiter, require
 from serving.api.settings import ApiSettings
-from serving.api.state import ServingState, Snapshot, jsonable, records
+from serving.api.state import (
+    MEMO_MAX_ROWS,
+    ServingState,
+    Snapshot,
+    dumps,
+    encode_score_row,
+    jsonable,
+    records,
+)
 from serving.api.whatif import NEW_PREFIX, Change, effective_team, plain_rows, whatif_rows
 from serving.keys import KeyStore
 
@@ -407,7 +415,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         body: ScoreRequest,
         request: Request,
         principal: Annotated[Principal, Depends(require("scores:write"))],
-    ) -> ScoreResponse:
+    ) -> Response:
         snap = _ready(request)
         assert snap.data is not None
         data = snap.data
@@ -470,30 +478,51 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 order.append(("whatif", len(changes)))
                 changes.append(change)
         models = snap.models
+        memo = snap.memo if snap.memo is not None and snap.memo.fits(models, data) else None
+        plain_out: dict[str, bytes] = {}
+        if memo is not None:
+            for deal_id in plain:
+                hit = memo.get(deal_id)
+                if hit is not None:
+                    plain_out[deal_id] = hit
+        misses = [d for d in plain if d not in plain_out]
         futures = []
-        if plain:
+        if misses:
             futures.append(
-                state.scorer.submit(plain_rows(data, plain), models, data.as_of, batchable=True)
+                state.scorer.submit(plain_rows(data, misses), models, data.as_of, batchable=True)
             )
         if changes:
             rows = await run_in_threadpool(whatif_rows, data, changes)
             futures.append(state.scorer.submit(rows, models, data.as_of, batchable=False))
         results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-        plain_out = records(results[0]) if plain else []
+        for deal_id, record in zip(misses, records(results[0]) if misses else [], strict=True):
+            encoded = encode_score_row(record)
+            plain_out[deal_id] = encoded
+            if memo is not None:
+                memo.put(deal_id, encoded)
         whatif_out = records(results[-1]) if changes else []
         scores = []
         for kind, n in order:
             if kind == "plain":
-                scores.append(plain_out[n])
+                scores.append(plain_out[plain[n]])
             else:
                 row = dict(whatif_out[n])
                 row["deal_id"] = changes[n].client_id
-                scores.append(row)
-        return ScoreResponse(
-            model_version=str(snap.model_version),
-            as_of=data.as_of.isoformat(),
-            scores=[ScoreRow(**r) for r in scores],
+                scores.append(encode_score_row(row))
+        # Pre-encoded JSON (rows validated by ScoreRow on encoding): exactly what
+        # ScoreResponse would render, without validating and encoding the rows again.
+        content = b"".join(
+            (
+                b'{"model_version":',
+                dumps(str(snap.model_version)).encode(),
+                b',"as_of":',
+                dumps(data.as_of.isoformat()).encode(),
+                b',"scores":[',
+                b",".join(scores),
+                b"]}",
+            )
         )
+        return Response(content, media_type="application/json")
 
     @app.get(
         "/v1/deals/{deal_id}",
@@ -506,19 +535,30 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         deal_id: DealId,
         request: Request,
         principal: Annotated[Principal, Depends(require("scores:read"))],
-    ) -> DealResponse:
+    ) -> Response:
         snap = _ready(request)
-        assert snap.run is not None
-        row = snap.run.row(deal_id)
-        if row is None or not principal.sees_team(row.get("team")):
+        run = snap.run
+        assert run is not None
+        hit = run.answers.get(deal_id)
+        if hit is None:
+            row = run.row(deal_id)
+            if row is None:
+                raise _not_found("deal", deal_id, "path.deal_id")
+            points = run.history(deal_id)
+            answer = DealResponse(
+                run_id=run.info.run_id,
+                score=ScoreRow(**row),
+                history=[RunPoint(**p) for p in points],
+                change=score_change(points, deal_id),
+            )
+            hit = (row.get("team"), dumps(answer.model_dump(mode="json")).encode())
+            if len(run.answers) < MEMO_MAX_ROWS:
+                run.answers[deal_id] = hit
+        team, encoded = hit
+        if not principal.sees_team(team):
             raise _not_found("deal", deal_id, "path.deal_id")
-        points = snap.run.history(deal_id)
-        return DealResponse(
-            run_id=snap.run.info.run_id,
-            score=ScoreRow(**row),
-            history=[RunPoint(**p) for p in points],
-            change=score_change(points, deal_id),
-        )
+        # The answer is computed once per score run and kept encoded (the run is immutable).
+        return Response(encoded, media_type="application/json")
 
     # -- forecast and KPIs -------------------------------------------------------------------
     @app.get(

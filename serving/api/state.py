@@ -15,6 +15,8 @@ row, so a row's score does not depend on the rows it is batched with.
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import logging
 import math
 import queue
@@ -32,8 +34,9 @@ import pandas as pd
 from features.history import load_history
 from salesml.warehouse import connect
 from serving.api import models as registry
+from serving.api.schemas import ScoreRow
 from serving.api.whatif import DataIndex, build_index, position
-from serving.runs import HASH_COLUMN, RunInfo, RunStore, decode
+from serving.runs import HASH_COLUMN, RunInfo, RunStore, decode, row_hashes
 from serving.scoring import score_features
 
 log = logging.getLogger("salesml.api")
@@ -130,6 +133,9 @@ class RunView:
     rows: pd.DataFrame
     positions: pd.Index  # deal_id -> row
     past: list[tuple[RunInfo, pd.DataFrame]]  # oldest first, the latest included; indexed
+    # GET /v1/deals/{id} answers already encoded: deal_id -> (team, JSON bytes). A view is
+    # immutable, so an answer computed once holds for the view's lifetime.
+    answers: dict[str, tuple[str | None, bytes]] = field(default_factory=dict, compare=False)
 
     def row(self, deal_id: str) -> dict[str, Any] | None:
         loc = position(self.positions, deal_id)
@@ -175,6 +181,63 @@ def load_run_view(store: RunStore, keep: int) -> RunView | None:
     return RunView(latest, rows, pd.Index(rows["deal_id"]), past)
 
 
+# -- encoded answers -------------------------------------------------------------------------
+MEMO_MAX_ROWS = 250_000  # encoded answers kept per snapshot (about 2 kB each)
+dumps = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+"""JSON exactly as FastAPI's ``JSONResponse`` renders it."""
+
+
+def encode_score_row(record: dict[str, Any]) -> bytes:
+    """One score row as the API answers it: validated by ``ScoreRow``, then JSON."""
+    return dumps(ScoreRow(**record).model_dump(mode="json")).encode()
+
+
+class ScoreMemo:
+    """Encoded score rows of known open deals scored without overrides, for one (models, data)
+    pair: what ``score_features(features.loc[[deal]], models, data.as_of)`` gives, computed once.
+
+    A row comes from the latest score run when that run holds exactly this input — same model
+    version, same as_of and the same ``input_hash`` (a hash of the deal's feature row and the
+    model version; the batch scores with the same ``score_features``) — else it is scored on
+    the scoring thread on the first request and kept. A new model, a new run or new warehouse
+    data makes a new snapshot and with it a new, empty memo.
+    """
+
+    def __init__(self, models: Any, data: DataIndex, run: RunView | None) -> None:
+        self.models, self.data = models, data
+        self.rows: dict[str, bytes] = {}
+        self.run: RunView | None = None
+        self.from_run: frozenset[str] = frozenset()
+        version = registry.version_of(models)
+        if run is None or HASH_COLUMN not in run.rows.columns or not len(data.features):
+            return
+        frame = run.rows
+        same_as_of = (pd.to_datetime(frame["as_of"]) == data.as_of).to_numpy(dtype=bool)
+        same_model = (frame["model_version"].astype(str) == version).to_numpy(dtype=bool)
+        mine = row_hashes(data.features, version)
+        theirs = mine.reindex(frame["deal_id"]).to_numpy(dtype=object)
+        same_input = frame[HASH_COLUMN].to_numpy(dtype=object) == theirs
+        keep = same_as_of & same_model & same_input
+        self.run = run
+        self.from_run = frozenset(frame["deal_id"][keep])
+
+    def fits(self, models: Any, data: DataIndex) -> bool:
+        return self.models is models and self.data is data
+
+    def get(self, deal_id: str) -> bytes | None:
+        hit = self.rows.get(deal_id)
+        if hit is None and self.run is not None and deal_id in self.from_run:
+            record = self.run.row(deal_id)
+            if record is not None:
+                hit = encode_score_row(record)
+                self.put(deal_id, hit)
+        return hit
+
+    def put(self, deal_id: str, encoded: bytes) -> None:
+        if len(self.rows) < MEMO_MAX_ROWS:
+            self.rows[deal_id] = encoded
+
+
 # -- JSON-safe values ------------------------------------------------------------------------
 def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
@@ -208,6 +271,7 @@ class Snapshot:
     data: DataIndex | None = None
     run: RunView | None = None
     warehouse_stamp: float | None = None
+    memo: ScoreMemo | None = None
 
     @property
     def ready(self) -> bool:
@@ -256,6 +320,18 @@ class ServingState:
             snap = self._refresh_models(snap)
             snap = self._refresh_data(snap)
             if snap is not self._snapshot:
+                if snap.models is not None and snap.data is not None:
+                    memo = snap.memo
+                    if (
+                        memo is None
+                        or not memo.fits(snap.models, snap.data)
+                        or (memo.run is not snap.run)
+                    ):
+                        try:
+                            snap = replace(snap, memo=ScoreMemo(snap.models, snap.data, snap.run))
+                        except Exception as exc:  # the memo is an optimisation only
+                            log.warning("no score memo for this snapshot (%s)", type(exc).__name__)
+                            snap = replace(snap, memo=None)
                 self._swap(snap)
             return snap
 
