@@ -71,7 +71,7 @@ demo: setup
 	$(BIN)/salesml train
 	$(BIN)/salesml score --all --out $(WORKSPACE)/scores.csv
 	@# An export's "today" is its latest event, not the calendar's.
-	@set -e; asof=$$($(BIN)/python -c "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql('select cast(max(greatest(created_at, coalesce(closed_at, created_at))) as date) from deals').fetchone()[0])" $(WORKSPACE)/warehouse.duckdb); \
+	@set -e; asof=$$($(BIN)/python -c "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql('select cast(max(greatest(created_at, coalesce(closed_at, created_at))) as date) from deals').fetchall()[0][0])" $(WORKSPACE)/warehouse.duckdb); \
 		echo "$(BIN)/salesml forecast --freq month --horizon 3 --by team --as-of $$asof"; \
 		$(BIN)/salesml forecast --freq month --horizon 3 --by team --as-of $$asof; \
 		echo "$(BIN)/salesml report --as-of $$asof --out $(WORKSPACE)/report.html"; \
