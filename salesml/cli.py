@@ -29,8 +29,9 @@ app = typer.Typer(
 )
 P = ParamSpec("P")
 R = TypeVar("R")
-err = Console(stderr=True)
-console = Console()
+# Never Jupyter widgets: the CLI also runs inside notebooks (through CliRunner).
+err = Console(stderr=True, force_jupyter=False)
+console = Console(force_jupyter=False)
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
