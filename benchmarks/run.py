@@ -185,11 +185,14 @@ def machine() -> str:
 
 
 def fmt_seconds(m: Measurement | None) -> str:
-    return "—" if m is None else f"{m.seconds:,.2f} s"
+    if m is None:
+        return "—"
+    return f"{m.seconds * 1000:,.1f} ms" if m.seconds < 1 else f"{m.seconds:,.2f} s"
 
 
 def fmt_mem(m: Measurement | None) -> str:
-    return "—" if m is None else f"{m.peak_bytes / GB:.2f} GB"
+    # Steps timed inside one process with their peer report no separate peak.
+    return "—" if m is None or m.peak_bytes == 0 else f"{m.peak_bytes / GB:.2f} GB"
 
 
 def render(results: list[Result], scale: int) -> str:
@@ -201,7 +204,11 @@ def render(results: list[Result], scale: int) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        target = "—" if r.target_seconds is None else f"≤ {r.target_seconds:g} s"
+        target = (
+            "—"
+            if r.target_seconds is None
+            else f"≤ {fmt_seconds(Measurement(r.target_seconds, 0))}"
+        )
         mem_t = "" if r.target_peak_gb is None else f" (≤ {r.target_peak_gb:g} GB)"
         ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
         lines.append(
