@@ -157,6 +157,10 @@ def import_cmd(
 def main() -> None:  # pragma: no cover
     # Before LightGBM loads OpenMP: spinning threads crawl on a busy machine (see Makefile).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # MLflow narrates every registration (INFO lines, download bars); the commands print what
+    # a user needs. Set these variables yourself to see MLflow's own output.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     load_plugins()
     app()
 

@@ -48,6 +48,7 @@ def train(
 
     A history without a pipeline (a won-only order export) gets the forecast alone."""
     import logging
+    import warnings
 
     from features.build import build_snapshots, weekly_as_of_dates
     from training.data import NotEnoughDataError
@@ -58,6 +59,8 @@ def train(
     from training.win import train_win_model
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
+    # MLflow's signature hints (integer columns in the input example) are for MLflow users.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
     wanted = {m.strip() for m in models.split(",") if m.strip()}
     unknown = wanted - {"win", "timing", "forecast"}
     if unknown or not wanted:
