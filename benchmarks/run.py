@@ -178,6 +178,30 @@ def api_benchmark(work: Path, ns: argparse.Namespace) -> list[Result]:
     ]
 
 
+def batch_benchmark(ns: argparse.Namespace) -> list[Result]:
+    out = json_step("batch", ["--rows", str(ns.batch_rows)])
+    rows = int(out["rows"])
+    return [
+        Result(
+            f"nightly batch: {rows:,} open deals, drivers + actions + timing, score run",
+            600,
+            None,
+            Measurement(float(out["full_seconds"]), int(out["peak_bytes"])),
+            None,
+            "—",
+        ),
+        Result(
+            f"incremental night: {int(out['incremental_rescored']):,} changed deals rescored, "
+            f"{int(out['incremental_copied']):,} copied",
+            120,
+            None,
+            Measurement(float(out["incremental_seconds"]), 0),
+            Measurement(float(out["full_seconds"]), 0),
+            "the full run",
+        ),
+    ]
+
+
 def machine() -> str:
     cpus = os.cpu_count()
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GB
@@ -276,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="work folder to keep")
     parser.add_argument("--segments", type=int, default=50, help="forecast segments")
     parser.add_argument("--api-deals", type=int, default=5000, help="deals in the API workspace")
+    parser.add_argument("--batch-rows", type=int, default=1_000_000, help="open deals to score")
     parser.add_argument("--driver-rows", type=int, default=1_000_000, help="rows to explain")
     parser.add_argument(
         "--peer-rows", type=int, default=20_000, help="rows shap.TreeExplainer is timed on"
@@ -315,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(forecast_benchmark(ns))
         if wanted("drivers"):
             results.append(drivers_benchmark(ns))
+        if wanted("batch"):
+            results += batch_benchmark(ns)
         if wanted("api"):
             results += api_benchmark(work, ns)
     finally:
