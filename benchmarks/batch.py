@@ -4,7 +4,8 @@ A synthetic history never has a million deals open at once, so the open deals ar
 snapshots of a large history (each (deal, week) row stands for one open deal, with its own id):
 the same feature rows the batch scores. The champion (win + timing model, trained on a smaller
 history of the same generator) scores them with drivers and actions through
-``serving.batch.score_chunk`` — the function both engines run — and the rows are written as a
+``serving.batch.score_in_chunks`` (``score_chunk``, the function both engines run, over slices
+of 100,000 deals) as the local engine does — and the rows are written as a
 score run (``serving.runs.RunStore``). The incremental night then changes 10 % of the deals'
 inputs, rescores those and copies the rest, as ``salesml score --changed`` does. Feature
 building is timed by the snapshots benchmark.
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from salesml.synth import generate
         from salesml.tracking import load_win_bundle
         from salesml.warehouse import connect
-        from serving.batch import score_chunk
+        from serving.batch import score_in_chunks
         from serving.runs import HASH_COLUMN, RunStore, row_hashes, to_storable, write_frame_parts
         from serving.scoring import score_features
 
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         start = time.perf_counter()
         hashes = row_hashes(features, model.version)
-        scored = score_chunk(features, model, as_of, hashes)
+        scored = score_in_chunks(features, model, as_of, hashes)
         store.write(
             "full",
             lambda folder: write_frame_parts(scored, folder),
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             previous[HASH_COLUMN].to_numpy() == new_hashes.reindex(previous["deal_id"]).to_numpy()
         )
         copied = previous[same]
-        fresh = score_chunk(
+        fresh = score_in_chunks(
             night.loc[~night.index.isin(copied["deal_id"])], model, as_of, new_hashes
         )
         combined = pd.concat([fresh, copied[list(fresh.columns)]], ignore_index=True)

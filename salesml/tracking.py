@@ -65,21 +65,25 @@ class LoadedModel:
 
 def load_win_bundle(alias: str = CHAMPION) -> LoadedModel:
     """Load the bundle behind ``salesml-win@alias`` from the registry."""
+    folder, version = registered_artifact(WIN_MODEL_NAME, alias, "bundle")
+    return LoadedModel(WinBundle.load(folder), version, alias)
+
+
+def registered_artifact(name: str, alias: str, artifact: str) -> tuple[Path, str]:
+    """The local copy of artifact folder ``artifact`` of ``name@alias``, and its version."""
     from mlflow.exceptions import MlflowException
 
     client = configure()
     try:
-        version = client.get_model_version_by_alias(WIN_MODEL_NAME, alias)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         raise NoModelError(
-            f"no {WIN_MODEL_NAME}@{alias} in the registry at {tracking_uri()}; "
-            "train one first: salesml train"
+            f"no {name}@{alias} in the registry at {tracking_uri()}; train one first: salesml train"
         ) from exc
     import mlflow
 
-    local = mlflow.artifacts.download_artifacts(f"models:/{WIN_MODEL_NAME}/{version.version}")
-    bundle = WinBundle.load(Path(local) / "artifacts" / "bundle")
-    return LoadedModel(bundle, str(version.version), alias)
+    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}")
+    return Path(local) / "artifacts" / artifact, str(version.version)
 
 
 @dataclass(frozen=True)
@@ -93,18 +97,5 @@ class LoadedForecast:
 
 def load_forecast_bundle(alias: str = CHAMPION) -> LoadedForecast:
     """Load the bundle behind ``salesml-forecast@alias`` from the registry."""
-    from mlflow.exceptions import MlflowException
-
-    client = configure()
-    try:
-        version = client.get_model_version_by_alias(FORECAST_MODEL_NAME, alias)
-    except MlflowException as exc:
-        raise NoModelError(
-            f"no {FORECAST_MODEL_NAME}@{alias} in the registry at {tracking_uri()}; "
-            "train one first: salesml train"
-        ) from exc
-    import mlflow
-
-    local = mlflow.artifacts.download_artifacts(f"models:/{FORECAST_MODEL_NAME}/{version.version}")
-    bundle = ForecastBundle.load(Path(local) / "artifacts" / "forecast")
-    return LoadedForecast(bundle, str(version.version), alias)
+    folder, version = registered_artifact(FORECAST_MODEL_NAME, alias, "forecast")
+    return LoadedForecast(ForecastBundle.load(folder), version, alias)

@@ -29,6 +29,7 @@ __all__ = [
     "BatchResult",
     "run_batch",
     "score_chunk",
+    "score_in_chunks",
     "score_open_deals",
     "write_scores",
 ]
@@ -64,6 +65,27 @@ def score_chunk(
     if hashes is not None:
         stored[HASH_COLUMN] = hashes.reindex(features.index.astype(str)).to_numpy()
     return stored
+
+
+CHUNK_ROWS = 100_000
+
+
+def score_in_chunks(
+    features: pd.DataFrame,
+    model: Any,
+    as_of: pd.Timestamp,
+    hashes: pd.Series | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> pd.DataFrame:
+    """``score_chunk`` over slices of ``chunk_rows`` deals: drivers and actions build several
+    working copies of their rows, so a million deals at once would need tens of GB."""
+    if len(features) <= chunk_rows:
+        return score_chunk(features, model, as_of, hashes)
+    parts = [
+        score_chunk(features.iloc[start : start + chunk_rows], model, as_of, hashes)
+        for start in range(0, len(features), chunk_rows)
+    ]
+    return pd.concat(parts, ignore_index=True)
 
 
 @dataclass(frozen=True)
@@ -111,7 +133,7 @@ def run_batch(
                 to_score = features.drop(index=pd.Index(copied["deal_id"]))
         say(f"scoring {len(to_score):,} deals ({engine})")
         if engine == "local":
-            scored = score_chunk(to_score, model, as_of, hashes)
+            scored = score_in_chunks(to_score, model, as_of, hashes)
         elif engine == "spark":
             from serving.spark import score_with_spark
 
