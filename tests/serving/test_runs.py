@@ -151,3 +151,16 @@ def test_deal_history_across_runs(workspace: Workspace, tmp_path: Path) -> None:
     deal = store.read(store.info("r1"))["deal_id"].iloc[0]  # type: ignore[arg-type]
     history = store.deal_history(deal)
     assert history["run_id"].tolist() == ["r1", "r2"]
+
+
+def test_scoring_in_slices_gives_the_same_rows(workspace: Workspace) -> None:
+    """The local engine scores big batches slice by slice: same rows as one pass."""
+    from serving.batch import score_chunk, score_in_chunks
+
+    history = workspace.history
+    features = build_features(history, history.exported_at)
+    features.index = features.index.astype(str)
+    whole = score_chunk(features, workspace.model, history.exported_at)
+    sliced = score_in_chunks(features, workspace.model, history.exported_at, chunk_rows=37)
+    assert len(features) > 37
+    pd.testing.assert_frame_equal(whole, sliced)
