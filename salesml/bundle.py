@@ -165,14 +165,7 @@ class WinBundle:
     @classmethod
     def load(cls, path: Path) -> WinBundle:
         """Read a bundle written by ``save``."""
-        doc_path = path / BUNDLE_JSON
-        if not doc_path.exists():
-            raise BundleError(f"{path} holds no win-model bundle ({BUNDLE_JSON} is missing)")
-        doc = json.loads(doc_path.read_text(encoding="utf-8"))
-        if doc.get("format") != BUNDLE_FORMAT:
-            raise BundleError(
-                f"{path} is bundle format {doc.get('format')}, this salesml reads {BUNDLE_FORMAT}"
-            )
+        doc = read_document(path, BUNDLE_JSON, BUNDLE_FORMAT, "win-model bundle")
         booster = lgb.Booster(model_file=str(path / BOOSTER_TXT)) if doc["has_booster"] else None
         return cls(
             features=list(doc["features"]),
@@ -185,6 +178,25 @@ class WinBundle:
             timing=_load_timing(path / TIMING_DIR),
             explainer=dict(doc.get("explainer", {})),
         )
+
+
+def read_document(
+    path: Path,
+    name: str,
+    expected_format: int,
+    what: str,
+    error: type[SalesmlError] = BundleError,
+) -> dict[str, Any]:
+    """The JSON document ``name`` of a saved bundle folder, checked for its format version."""
+    doc_path = path / name
+    if not doc_path.exists():
+        raise error(f"{path} holds no {what} ({name} is missing)")
+    doc: dict[str, Any] = json.loads(doc_path.read_text(encoding="utf-8"))
+    if doc.get("format") != expected_format:
+        raise error(
+            f"{path} is {what} format {doc.get('format')}, this salesml reads {expected_format}"
+        )
+    return doc
 
 
 def _on_vocabulary(column: pd.Series, vocabulary: list[str]) -> pd.Categorical[Any]:

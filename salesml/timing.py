@@ -29,7 +29,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from salesml.bundle import BundleError, WinBundle
+from salesml.bundle import WinBundle, read_document
 from salesml.calibration import IdentityCalibrator
 
 TIMING_FORMAT = 1
@@ -218,14 +218,7 @@ class TimingBundle:
 
     @classmethod
     def load(cls, path: Path) -> TimingBundle:
-        doc_path = path / TIMING_JSON
-        if not doc_path.exists():
-            raise BundleError(f"{path} holds no timing model ({TIMING_JSON} is missing)")
-        doc = json.loads(doc_path.read_text(encoding="utf-8"))
-        if doc.get("format") != TIMING_FORMAT:
-            raise BundleError(
-                f"{path} is timing format {doc.get('format')}, this salesml reads {TIMING_FORMAT}"
-            )
+        doc = read_document(path, TIMING_JSON, TIMING_FORMAT, "timing model")
         booster = lgb.Booster(model_file=str(path / TIMING_TXT)) if doc["has_booster"] else None
         return cls(
             features=list(doc["features"]),

@@ -71,19 +71,24 @@ def load_win_bundle(alias: str = CHAMPION) -> LoadedModel:
 
 def registered_artifact(name: str, alias: str, artifact: str) -> tuple[Path, str]:
     """The local copy of artifact folder ``artifact`` of ``name@alias``, and its version."""
+    import mlflow
+
+    version = registered_version(name, alias)
+    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")
+    return Path(local) / "artifacts" / artifact, version
+
+
+def registered_version(name: str, alias: str) -> str:
+    """The version ``name@alias`` points at now (``NoModelError`` when there is none)."""
     from mlflow.exceptions import MlflowException
 
     client = configure()
     try:
-        version = client.get_model_version_by_alias(name, alias)
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
         raise NoModelError(
             f"no {name}@{alias} in the registry at {tracking_uri()}; train one first: salesml train"
         ) from exc
-    import mlflow
-
-    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}")
-    return Path(local) / "artifacts" / artifact, str(version.version)
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from salesml.tracking import (
     LoadedForecast,
     LoadedModel,
     NoModelError,
-    configure,
     load_forecast_bundle,
+    registered_version,
     tracking_uri,
 )
 
@@ -98,7 +98,7 @@ def current_forecast(alias: str = "champion") -> LoadedForecast:
         if hit is not None and now - hit[0] < RELOAD_SECONDS:
             return hit[1]
     try:
-        version = registry_forecast_version(alias)
+        version = registered_version(FORECAST_MODEL_NAME, alias)
         if hit is not None and hit[1].version == version:
             loaded = hit[1]
         else:
@@ -112,18 +112,6 @@ def current_forecast(alias: str = "champion") -> LoadedForecast:
     with _CACHE_LOCK:
         _CACHE[cache_key] = (now, loaded)
     return loaded
-
-
-def registry_forecast_version(alias: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    client = configure()
-    try:
-        return str(client.get_model_version_by_alias(FORECAST_MODEL_NAME, alias).version)
-    except MlflowException as exc:
-        raise NoModelError(
-            f"no {FORECAST_MODEL_NAME}@{alias} in the registry; train one: salesml train"
-        ) from exc
 
 
 def forecast_for_api(

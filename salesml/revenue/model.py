@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesml.bundle import read_document
 from salesml.errors import ConfigError, SalesmlError
 from salesml.forecast.periods import check_freq, period_range, period_start, periods_ahead
 from salesml.forecast.prophet_model import SeriesModel
@@ -225,15 +226,9 @@ class ForecastBundle:
 
     @classmethod
     def load(cls, path: Path) -> ForecastBundle:
-        doc_path = path / FORECAST_JSON
-        if not doc_path.exists():
-            raise ForecastBundleError(f"{path} holds no forecast bundle ({FORECAST_JSON})")
-        doc = json.loads(doc_path.read_text(encoding="utf-8"))
-        if doc.get("format") != FORECAST_FORMAT:
-            raise ForecastBundleError(
-                f"{path} is forecast format {doc.get('format')}, this salesml reads "
-                f"{FORECAST_FORMAT}"
-            )
+        doc = read_document(
+            path, FORECAST_JSON, FORECAST_FORMAT, "forecast bundle", ForecastBundleError
+        )
         return cls(
             freqs={f: FreqModel.from_doc(m) for f, m in doc["freqs"].items()},
             list_prices={k: float(v) for k, v in doc["list_prices"].items()},
