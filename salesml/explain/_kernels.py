@@ -130,13 +130,9 @@ def shap_rows(
     cat_bits: Any,
     node_left: Any,
     node_right: Any,
+    node_pos: Any,
     tree_node_offset: Any,
-    tree_leaf_offset: Any,
     leaf_value: Any,
-    leaf_path_offset: Any,
-    path_node: Any,
-    path_left: Any,
-    path_pos: Any,
     unique_offset: Any,
     unique_feature: Any,
     unique_zero: Any,
@@ -144,30 +140,45 @@ def shap_rows(
     table: Any,
     out: Any,
 ) -> None:
-    """Add every tree's contributions of every row of ``x`` into ``out`` (rows in parallel)."""
+    """Add every tree's contributions of every row of ``x`` into ``out`` (rows in parallel).
+
+    Per row and tree, a depth-first walk evaluates each internal node's decision once and
+    carries the leaf pattern down: the bit of the node's feature (``node_pos``, the same for
+    every leaf below it) is cleared on the side the row does not take. Each leaf then adds the
+    values of its pattern (a table look-up, or ``_leaf_shapley`` for untabled leaves).
+    """
     n_rows = x.shape[0]
     n_trees = tree_node_offset.shape[0] - 1
-    max_nodes = 1
     kmax = 1
-    for t in range(n_trees):
-        max_nodes = max(max_nodes, tree_node_offset[t + 1] - tree_node_offset[t])
+    depth = 1
     for leaf in range(leaf_value.shape[0]):
         kmax = max(kmax, unique_offset[leaf + 1] - unique_offset[leaf])
+    for t in range(n_trees):
+        depth = max(depth, tree_node_offset[t + 1] - tree_node_offset[t] + 1)
     n_blocks = (n_rows + BLOCK - 1) // BLOCK
     for block in numba.prange(n_blocks):
         lo = block * BLOCK
         hi = min(n_rows, lo + BLOCK)
-        left = np.empty(max_nodes, dtype=np.bool_)
+        stack_node = np.empty(depth, dtype=np.int64)
+        stack_mask = np.empty(depth, dtype=np.int64)
         ones = np.empty(kmax)
         poly = np.empty(kmax + 1)
         quotient = np.empty(kmax + 1)
         values = np.empty(kmax)
         # tree-major inside a block of rows: one tree's tables stay in cache for all its rows
         for t in range(n_trees):
-            first = tree_node_offset[t]
+            root = tree_node_offset[t]
+            if tree_node_offset[t + 1] == root:
+                continue  # a single-leaf tree moves only the expected value
             for row in range(lo, hi):
-                for node in range(first, tree_node_offset[t + 1]):
-                    left[node - first] = _goes_left(
+                stack_node[0] = root
+                stack_mask[0] = -1
+                sp = 1
+                while sp > 0:
+                    sp -= 1
+                    node = stack_node[sp]
+                    mask = stack_mask[sp]
+                    goes_left = _goes_left(
                         x[row, node_feature[node]],
                         node,
                         node_threshold,
@@ -178,32 +189,39 @@ def shap_rows(
                         node_cat_words,
                         cat_bits,
                     )
-                for leaf in range(tree_leaf_offset[t], tree_leaf_offset[t + 1]):
-                    u0 = unique_offset[leaf]
-                    k = unique_offset[leaf + 1] - u0
-                    start = table_offset[leaf]
-                    if start >= 0:
-                        mask = (1 << k) - 1
-                        for p in range(leaf_path_offset[leaf], leaf_path_offset[leaf + 1]):
-                            if left[path_node[p] - first] != (path_left[p] == 1):
-                                mask &= ~(1 << path_pos[p])
-                        base = start + mask * k
-                        for j in range(k):
-                            out[row, unique_feature[u0 + j]] += table[base + j]
-                    else:
-                        for j in range(k):
-                            ones[j] = 1.0
-                        for p in range(leaf_path_offset[leaf], leaf_path_offset[leaf + 1]):
-                            if left[path_node[p] - first] != (path_left[p] == 1):
-                                ones[path_pos[p]] = 0.0
-                        _leaf_shapley(
-                            unique_zero[u0 : u0 + k],
-                            ones,
-                            k,
-                            leaf_value[leaf],
-                            poly,
-                            quotient,
-                            values,
-                        )
-                        for j in range(k):
-                            out[row, unique_feature[u0 + j]] += values[j]
+                    cleared = mask & ~(1 << node_pos[node])
+                    for side in range(2):
+                        if side == 0:
+                            child = node_left[node]
+                            pattern = mask if goes_left else cleared
+                        else:
+                            child = node_right[node]
+                            pattern = cleared if goes_left else mask
+                        if child >= 0:
+                            stack_node[sp] = child
+                            stack_mask[sp] = pattern
+                            sp += 1
+                            continue
+                        leaf = -child - 1
+                        u0 = unique_offset[leaf]
+                        k = unique_offset[leaf + 1] - u0
+                        pattern &= (1 << k) - 1
+                        start = table_offset[leaf]
+                        if start >= 0:
+                            base = start + pattern * k
+                            for j in range(k):
+                                out[row, unique_feature[u0 + j]] += table[base + j]
+                        else:
+                            for j in range(k):
+                                ones[j] = 1.0 if (pattern >> j) & 1 else 0.0
+                            _leaf_shapley(
+                                unique_zero[u0 : u0 + k],
+                                ones,
+                                k,
+                                leaf_value[leaf],
+                                poly,
+                                quotient,
+                                values,
+                            )
+                            for j in range(k):
+                                out[row, unique_feature[u0 + j]] += values[j]

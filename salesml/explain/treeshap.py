@@ -13,8 +13,9 @@ tree. This module computes the same values differently (the "Fast TreeSHAP v2" i
   through the bit pattern ``o``.
 * So each leaf gets a table of its ``k`` Shapley values for each of the ``2^k`` patterns,
   computed once per model (``O(2^k·k²)`` per leaf, a fraction of a second for a whole model).
-* Per row and tree, the decisions of the internal nodes are evaluated once; per leaf the pattern
-  is a few bit operations along its path and the values a table look-up: ``O(L·(D + k))``.
+* Per row and tree, a depth-first walk evaluates each internal node's decision once and
+  carries the pattern down (a node clears its feature's bit on the side the row does not
+  take); each leaf then adds the values of its pattern, a table look-up: ``O(L + Σ k)``.
 
 Leaves with too many unique features for the table budget are computed on the fly from their
 pattern (``O(k²)``). Decisions follow LightGBM's ``NumericalDecision`` / ``CategoricalDecision``
@@ -59,6 +60,7 @@ class TreeEnsemble:
     cat_bits: IntArray
     node_left: IntArray
     node_right: IntArray
+    node_pos: IntArray  # the node's feature's place among the unique features below it
     tree_node_offset: IntArray
     tree_leaf_offset: IntArray
     # leaves (global ids)
@@ -239,6 +241,10 @@ def _with_paths(
         unique_feature.extend(features)
         unique_zero.extend(zeros)
         unique_offset.append(len(unique_feature))
+    # Unique features are numbered in order of first appearance along the path, so a node's
+    # number is the same for every leaf below it (the kernel's depth-first walk relies on it).
+    node_pos = np.full(len(nodes["feature"]), -1, dtype=np.int64)
+    node_pos[np.asarray(path_node, dtype=np.int64)] = np.asarray(path_pos, dtype=np.int64)
     k = np.diff(np.asarray(unique_offset, dtype=np.int64))
     sizes = np.left_shift(1, k) * k
     table_offset = np.full(len(leaf_paths), -1, dtype=np.int64)
@@ -267,6 +273,7 @@ def _with_paths(
         cat_bits=cat_bits,
         node_left=nodes["left"].astype(np.int64),
         node_right=nodes["right"].astype(np.int64),
+        node_pos=node_pos,
         tree_node_offset=tree_node_offset,
         tree_leaf_offset=tree_leaf_offset,
         leaf_value=leaf_value,
@@ -308,13 +315,9 @@ def shap_values(ensemble: TreeEnsemble, x: FloatArray) -> FloatArray:
         e.cat_bits,
         e.node_left,
         e.node_right,
+        e.node_pos,
         e.tree_node_offset,
-        e.tree_leaf_offset,
         e.leaf_value,
-        e.leaf_path_offset,
-        e.path_node,
-        e.path_left,
-        e.path_pos,
         e.leaf_unique_offset,
         e.unique_feature,
         e.unique_zero,
