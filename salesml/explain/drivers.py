@@ -11,13 +11,13 @@ decreases, so ``r ≥ 0``).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 import pandas as pd
 
 from salesml.explain import text
@@ -213,6 +213,17 @@ def explain(
     return out
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def to_json(items: list[list[dict[str, Any]]]) -> list[str]:
-    """One compact JSON text per deal (the ``drivers`` / ``actions`` column format)."""
-    return [json.dumps(x, separators=(",", ":"), ensure_ascii=False) for x in items]
+    """One compact JSON text per deal (the ``drivers`` / ``actions`` column format).
+
+    orjson writes the same text as ``json.dumps(x, separators=(",", ":"),
+    ensure_ascii=False)`` for these values (NaN is already ``None``) about ten times faster.
+    """
+    dumps = orjson.dumps
+    return [dumps(x, default=_json_default).decode() for x in items]
