@@ -7,8 +7,10 @@ history of the same generator) scores them with drivers and actions through
 ``serving.batch.score_in_chunks`` (``score_chunk``, the function both engines run, over slices
 of 100,000 deals) as the local engine does — and the rows are written as a
 score run (``serving.runs.RunStore``). The incremental night then changes 10 % of the deals'
-inputs, rescores those and copies the rest, as ``salesml score --changed`` does. Feature
-building is timed by the snapshots benchmark.
+inputs (here: their hashes, which stand for ``serving.changes.input_hashes``), and runs what
+``salesml score --changed`` runs: ``plan_incremental`` (compare with the latest run, read the
+unchanged rows), scoring of the changed deals, ``combine_rows`` and the write. Feature building
+is timed by the snapshots benchmark.
 
 Usage: ``python -m benchmarks.batch --rows 1000000 [--deals 130000] [--train-deals 20000]``.
 Prints one JSON object.
@@ -70,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from salesml.synth import generate
         from salesml.tracking import load_win_bundle
         from salesml.warehouse import connect
-        from serving.batch import score_in_chunks
-        from serving.runs import HASH_COLUMN, RunStore, row_hashes, to_storable, write_frame_parts
+        from serving.batch import combine_rows, plan_incremental, score_in_chunks
+        from serving.runs import RunStore, row_hashes, to_storable, write_frame_parts
         from serving.scoring import score_features
 
         generate(args.deals, 3, root / "big", end_date=pd.Timestamp("2026-06-30").date())
@@ -112,16 +114,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         night = features.copy()
         night.loc[change, "activities_7d"] = night.loc[change, "activities_7d"].fillna(0) + 1
         start = time.perf_counter()
-        new_hashes = row_hashes(night, model.version)
-        previous = store.read(store.latest())  # type: ignore[arg-type]
-        same = (
-            previous[HASH_COLUMN].to_numpy() == new_hashes.reindex(previous["deal_id"]).to_numpy()
-        )
-        copied = previous[same]
-        fresh = score_in_chunks(
-            night.loc[~night.index.isin(copied["deal_id"])], model, as_of, new_hashes
-        )
-        combined = pd.concat([fresh, copied[list(fresh.columns)]], ignore_index=True)
+        new_hashes = row_hashes(night, model.version)  # stands for the inputs' hashes
+        to_score, copied = plan_incremental(store, store.latest(), new_hashes, as_of)  # type: ignore[arg-type]
+        fresh = score_in_chunks(night.loc[to_score], model, as_of, new_hashes)
+        combined = combine_rows(fresh, copied)
         store.write(
             "night",
             lambda folder: write_frame_parts(combined, folder),

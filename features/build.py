@@ -28,6 +28,7 @@ __all__ = [
     "LABEL_COLUMNS",
     "build_features",
     "build_snapshots",
+    "open_deal_ids",
     "vocabularies",
     "weekly_as_of_dates",
 ]
@@ -63,6 +64,15 @@ def build_features(
         wanted = pd.Index(list(deal_ids))
         frame = frame.loc[wanted[wanted.isin(frame.index)]]
     return frame
+
+
+def open_deal_ids(history: History, as_of: pd.Timestamp) -> pd.Index:
+    """The ids of the deals open at ``as_of`` (the rows ``build_features`` gives), sorted."""
+    dates = micros(pd.Series([_naive_utc(as_of)], dtype=object))
+    deals_table = history.deals.sort_values("deal_id", kind="stable", ignore_index=True)
+    deals = deal_arrays(deals_table)
+    q_deal, _ = open_pairs(deals.created, deals.closed, dates)
+    return pd.Index(deals_table["deal_id"].take(q_deal).astype(str), name="deal_id")
 
 
 def build_snapshots(

@@ -32,10 +32,20 @@ def score(
         bool,
         typer.Option(
             "--changed",
-            help="Rescore only deals whose features or model changed since the latest run; "
-            "copy the rest.",
+            help="Rescore only deals whose own records (deal, stage changes, activities, "
+            "account) or model changed since the latest run, or whose row there is older than "
+            "--max-age days; copy the rest.",
         ),
     ] = False,
+    max_age: Annotated[
+        float,
+        typer.Option(
+            "--max-age",
+            min=0,
+            help="With --changed: rescore rows scored more than this many days before as-of "
+            "(refreshes time windows and rep statistics).",
+        ),
+    ] = 7.0,
     run_id: Annotated[
         str | None,
         typer.Option(
@@ -101,6 +111,7 @@ def score(
             RunStore(settings.home),
             run_id=run_id or default_run_id(when),
             changed=changed,
+            max_age_days=max_age,
             engine=engine.value,
             master=master,
             progress=lambda msg: status.update(msg + "…"),

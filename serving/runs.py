@@ -34,6 +34,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from salesml.errors import ConfigError, SalesmlError
 
@@ -205,6 +208,20 @@ class RunStore:
         wanted = list(columns) if columns is not None else None
         frames = [pd.read_parquet(f, columns=wanted) for f in files]
         return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+    def read_deals(self, run: RunInfo, deal_ids: pd.Index) -> pd.DataFrame:
+        """The rows of ``run`` for ``deal_ids`` (filtered in Arrow, before pandas sees them)."""
+        files = sorted((run.path / SCORES).glob("part-*.parquet"))
+        if not files:
+            return pd.DataFrame(columns=list(run.columns))
+        wanted = pa.array(pd.Index(deal_ids).astype(str).to_numpy(dtype=object), type=pa.string())
+        tables = []
+        for f in files:
+            table = pq.read_table(f)
+            ids = pc.cast(table.column("deal_id"), pa.string())
+            tables.append(table.filter(pc.is_in(ids, value_set=wanted)))
+        rows: pd.DataFrame = pa.concat_tables(tables).to_pandas()
+        return rows
 
     def deal_history(self, deal_id: str, limit: int | None = None) -> pd.DataFrame:
         """The deal's rows across runs, oldest first (one row per run that scored it)."""

@@ -16,7 +16,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import build_features
+from features.build import build_features, open_deal_ids
 from features.history import History, make_history
 from features.spec import Feature, feature_spec
 from tests.features.histories import START, STEP, random_history
@@ -224,3 +224,14 @@ def test_export_time_deal_fields_are_never_read(case: tuple[int, int, int]) -> N
         return rebuild(h, deals=deals)
 
     assert_unchanged(case, edit)
+
+
+@given(cases)
+@SETTINGS
+def test_open_deal_ids_are_the_rows_build_features_gives(case: tuple[int, int, int]) -> None:
+    seed, step, _ = case
+    history, spec = base(seed)
+    as_of = START + step * STEP
+    ids = open_deal_ids(history, as_of)
+    assert list(ids) == sorted(build_features(history, as_of, features=spec).index.astype(str))
+    assert set(ids) == set(history.deals.loc[open_at(history, as_of), "deal_id"].astype(str))

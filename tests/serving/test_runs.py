@@ -164,3 +164,55 @@ def test_scoring_in_slices_gives_the_same_rows(workspace: Workspace) -> None:
     sliced = score_in_chunks(features, workspace.model, history.exported_at, chunk_rows=37)
     assert len(features) > 37
     pd.testing.assert_frame_equal(whole, sliced)
+
+
+def test_changed_follows_inputs_not_the_clock(workspace: Workspace, tmp_path: Path) -> None:
+    """A day later with no new records everything is copied (rows keep the as-of they were
+    scored at); past --max-age everything is rescored; an account edit rescores its deals."""
+    from dataclasses import replace
+
+    store = _store(workspace, tmp_path)
+    history, model = workspace.history, workspace.model
+    first = store.read(store.info("r1"))  # type: ignore[arg-type]
+    next_day = history.exported_at + pd.Timedelta(days=1)
+    later = run_batch(history, model, next_day, store, run_id="r2", changed=True)
+    open_next_day = set(build_features(history, next_day).index)
+    assert later.rescored == 0 and later.copied == len(open_next_day)
+    rows = store.read(later.run)
+    assert set(rows["deal_id"]) == open_next_day
+    assert (pd.to_datetime(rows["as_of"]) == history.exported_at).all()
+    week = history.exported_at + pd.Timedelta(days=8)
+    stale = run_batch(history, model, week, store, run_id="r3", changed=True, max_age_days=7)
+    assert stale.copied == 0 and stale.rescored == len(build_features(history, week))
+    # the same export re-imported in another row order changes no hash
+    shuffled = replace(
+        history,
+        activities=history.activities.sample(frac=1.0, random_state=1),
+        stage_history=history.stage_history.sample(frac=1.0, random_state=2),
+    )
+    same = run_batch(shuffled, model, week, store, run_id="r4", changed=True)
+    assert same.rescored == 0
+    # an edit to one account's record rescores exactly that account's open deals
+    features = build_features(history, week)
+    account = features["account_id"].value_counts().index[0]
+    accounts = history.accounts.copy()
+    accounts.loc[accounts["account_id"] == account, "employees"] += 1
+    edited = run_batch(
+        replace(history, accounts=accounts), model, week, store, run_id="r5", changed=True
+    )
+    assert edited.rescored == int((features["account_id"] == account).sum()) > 0
+    assert len(first) > 0
+
+
+def test_worker_processes_give_the_same_rows(workspace: Workspace) -> None:
+    from serving.batch import score_in_chunks
+    from serving.changes import input_hashes
+
+    history, model = workspace.history, workspace.model
+    features = build_features(history, history.exported_at)
+    hashes = input_hashes(history, features.index, history.exported_at, model.version)
+    one = score_in_chunks(features, model, history.exported_at, hashes, workers=1)
+    pool = score_in_chunks(
+        features, model, history.exported_at, hashes, chunk_rows=40, workers=2, parallel_from=0
+    )
+    pd.testing.assert_frame_equal(pool, one)
