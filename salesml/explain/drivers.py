@@ -185,28 +185,38 @@ def explain(
     values = c.values.to_numpy()
     totals = np.column_stack([values[:, idx].sum(axis=1) for idx in groups.values()])
     order = np.argsort(-np.abs(totals), axis=1, kind="stable")
-    keep = order if top is None else order[:, :top]
+    keep = (order if top is None else order[:, :top]).tolist()
+    # Per concept and row: the feature that moved the score most in the concept's direction.
+    lead = np.column_stack(
+        [
+            np.asarray(idx)[
+                np.argmax(np.where(totals[:, [g]] >= 0, 1.0, -1.0) * values[:, idx], axis=1)
+            ]
+            for g, idx in enumerate(groups.values())
+        ]
+    ).tolist()
+    totals_list = totals.tolist()
     stages = _stages(features)
     raw = {n: features[n].astype("object").to_numpy() for n in names}
+    typical: dict[tuple[str, Any], dict[str, Any] | None] = {}
     out: list[list[dict[str, Any]]] = []
     for row in range(len(features)):
         drivers = []
+        stage = stages[row]
         for g in keep[row]:
-            idx = groups[labels[g]]
-            total = float(totals[row, g])
-            part = values[row, idx]
-            lead = idx[int(np.argmax(part if total >= 0 else -part))]
-            feature = names[lead]
+            total = totals_list[row][g]
+            feature = names[lead[row][g]]
             value = _json_value(raw[feature][row])
+            key = (feature, stage if isinstance(stage, str) else None)
+            if key not in typical:
+                typical[key] = _typical(bundle, feature, stage)
             drivers.append(
                 {
                     "concept": labels[g],
                     "feature": feature,
                     "value": value,
                     "contribution": total,
-                    "text": text.phrase(
-                        feature, value, _typical(bundle, feature, stages[row]), total
-                    ),
+                    "text": text.phrase(feature, value, typical[key], total),
                 }
             )
         out.append(drivers)
