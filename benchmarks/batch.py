@@ -37,6 +37,11 @@ def _peak_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
+def _worker_peak_bytes() -> int:
+    """The largest peak of the scoring worker processes (and other children) so far."""
+    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+
+
 def _workspace(root: Path, deals: int) -> dict[str, str]:
     home = root / "home"
     root.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from salesml.synth import generate
         from salesml.tracking import load_win_bundle
         from salesml.warehouse import connect
-        from serving.batch import combine_rows, plan_incremental, score_in_chunks
+        from serving.batch import batch_workers, combine_rows, plan_incremental, score_in_chunks
         from serving.runs import RunStore, row_hashes, to_storable, write_frame_parts
         from serving.scoring import score_features
 
@@ -137,6 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "incremental_rescored": len(fresh),
             "incremental_copied": len(copied),
             "peak_bytes": _peak_bytes(),
+            "worker_peak_bytes": _worker_peak_bytes(),
+            "workers": batch_workers(),
             "load_avg": os.getloadavg()[0],
         }
     print(json.dumps(out))

@@ -183,7 +183,9 @@ def batch_benchmark(ns: argparse.Namespace) -> list[Result]:
     rows = int(out["rows"])
     return [
         Result(
-            f"nightly batch: {rows:,} open deals, drivers + actions + timing, score run",
+            f"nightly batch: {rows:,} open deals, drivers + actions + timing, score run "
+            f"({int(out.get('workers', 1))} worker processes; peak shown: the parent, largest "
+            f"child {int(out.get('worker_peak_bytes', 0)) / GB:.2f} GB)",
             600,
             None,
             Measurement(float(out["full_seconds"]), int(out["peak_bytes"])),
