@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from salesml.bundle import WinBundle
 
 
+STAGE_COLUMN = "current_stage"
+
+
 def global_drivers(
     bundle: WinBundle,
     features: pd.DataFrame,
@@ -21,7 +24,17 @@ def global_drivers(
     level: str = "concept",
     contribution: Contributions | None = None,
 ) -> pd.DataFrame:
-    """Mean absolute contribution (probability points) per concept or feature, best first.
+    """The drivers that matter most, overall or per segment, best first.
+
+    Two measures per driver, in probability points:
+
+    * ``mean_abs_points``: the mean absolute contribution. The stage a deal has reached leads it
+      on any pipeline — later stages win more often — which says where deals are, not what
+      makes the difference;
+    * ``within_stage_points``: the mean absolute deviation of the contribution from its mean
+      over the deals at the same stage (``current_stage``): how much the driver separates deals
+      at the same point of the pipeline. Drivers are **ranked by this one** (by
+      ``mean_abs_points`` when the rows carry no stage).
 
     Args:
         by: ``None`` for one overall view, or a column of ``features`` to segment by
@@ -29,7 +42,8 @@ def global_drivers(
         level: ``"concept"`` or ``"feature"``.
 
     Returns:
-        Columns ``[segment,] driver, mean_abs_points, mean_points, rank, deals``.
+        Columns ``[segment,] driver, within_stage_points, mean_abs_points, mean_points, rank,
+        deals``.
     """
     c = contribution if contribution is not None else contributions(bundle, features)
     values = c.values if level == "feature" else c.by_concept(concepts_of(bundle))
@@ -38,16 +52,26 @@ def global_drivers(
         if by is None
         else features[by].astype("object").fillna("unknown").astype(str)
     )
+    if STAGE_COLUMN in features:
+        stage = features[STAGE_COLUMN].astype("object").fillna("unknown").astype(str)
+    else:
+        stage = None
     rows = []
     for segment, idx in values.groupby(keys.to_numpy(), sort=True).groups.items():
         part = values.loc[idx]
         mean_abs, mean = part.abs().mean(), part.mean()
-        order = mean_abs.sort_values(ascending=False, kind="stable")
+        if stage is not None:
+            at_stage = stage.loc[idx].to_numpy()
+            spread = (part - part.groupby(at_stage).transform("mean")).abs().mean()
+        else:
+            spread = mean_abs
+        order = spread.sort_values(ascending=False, kind="stable")
         for rank, driver in enumerate(order.index, start=1):
             rows.append(
                 {
                     "segment": segment,
                     "driver": driver,
+                    "within_stage_points": float(spread[driver]),
                     "mean_abs_points": float(mean_abs[driver]),
                     "mean_points": float(mean[driver]),
                     "rank": rank,
@@ -59,9 +83,10 @@ def global_drivers(
 
 
 def importance(frame: pd.DataFrame) -> dict[str, float]:
-    """``driver → mean_abs_points`` of an overall ``global_drivers`` table."""
+    """``driver → within_stage_points`` (the ranking measure) of an overall ``global_drivers``
+    table."""
     return {
-        str(k): float(v) for k, v in zip(frame["driver"], frame["mean_abs_points"], strict=True)
+        str(k): float(v) for k, v in zip(frame["driver"], frame["within_stage_points"], strict=True)
     }
 
 
