@@ -245,7 +245,8 @@ def plan_incremental(
     """Which deals to score and which rows of ``previous`` to copy.
 
     A deal of ``hashes`` (its current input hash) is copied when ``previous`` holds its row with
-    the same hash, scored at most ``max_age_days`` before ``as_of``; every other deal is scored.
+    the same hash, scored at most ``max_age_days`` before ``as_of`` (and not after it); every
+    other deal is scored.
     Rows of deals no longer open are dropped.
     """
     if HASH_COLUMN not in previous.columns:
@@ -253,7 +254,8 @@ def plan_incremental(
     keys = store.read(previous, columns=["deal_id", HASH_COLUMN, "as_of"])
     current = hashes.reindex(keys["deal_id"].astype(str)).to_numpy()
     age = (pd.Timestamp(as_of) - pd.to_datetime(keys["as_of"])).dt.total_seconds() / 86_400
-    same = (keys[HASH_COLUMN].to_numpy() == current) & (age <= max_age_days).to_numpy()
+    fresh_enough = ((age >= 0) & (age <= max_age_days)).to_numpy()  # never rows from later
+    same = (keys[HASH_COLUMN].to_numpy() == current) & fresh_enough
     keep = pd.Index(keys["deal_id"].astype(str)[same])
     copied = store.read_deals(previous, keep) if len(keep) else pd.DataFrame()
     return pd.Index(hashes.index).difference(keep, sort=False), copied
