@@ -52,10 +52,21 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        http=_http_protocol(),
+        loop="auto",  # uvloop (a dependency) when the platform has it
         access_log=False,
         log_level="warning",
         server_header=False,
     )
+
+
+def _http_protocol() -> str:
+    """httptools, writing each response in one send (serving.api.server), when installed."""
+    try:
+        import serving.api.server  # noqa: F401  (needs httptools)
+    except ImportError:
+        return "auto"
+    return "serving.api.server:HttpProtocol"
 
 
 @keys_app.command("add")

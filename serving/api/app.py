@@ -3,21 +3,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import importlib
 import inspect
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import orjson
 import pandas as pd
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
@@ -36,37 +34,28 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from salesml.errors import SalesmlError
 from salesml.settings import Settings
 from serving.api import problems
+from serving.api.answers import deal_answer, not_found, score_answer, score_change, warm
+from serving.api.hot import HotPath, route_of
 from serving.api.problems import PROBLEM_RESPONSES, ProblemError
 from serving.api.schemas import (
     DealResponse,
     ForecastResponse,
     Health,
-    KnownDeal,
     KpiResponse,
     ModelsResponse,
     ModelVersion,
     Readiness,
     RepDeal,
     RepResponse,
-    RunPoint,
-    ScoreChange,
     ScoreRequest,
     ScoreResponse,
-    ScoreRow,
 )
 from serving.api.security import Principal, RateLimiter, require
 from serving.api.settings import ApiSettings
-from serving.api.state import (
-    MEMO_MAX_ROWS,
-    ServingState,
-    Snapshot,
-    dumps,
-    encode_score_row,
-    jsonable,
-    records,
-)
-from serving.api.whatif import NEW_PREFIX, Change, effective_team, plain_rows, whatif_rows
+from serving.api.state import ServingState, Snapshot, jsonable, records
 from serving.keys import KeyStore
+
+__all__ = ["app_factory", "create_app", "score_change"]
 
 log = logging.getLogger("salesml.api")
 access = logging.getLogger("salesml.api.access")
@@ -78,9 +67,19 @@ DealId = Annotated[str, PathParam(min_length=1, max_length=128, pattern=r"^[^\x0
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; exceptions as their type only (no stack traces)."""
 
+    _second: int = -1
+    _stamp: str = ""
+
+    def _ts(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # one strftime per second, not per line
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._stamp}.{int((created - second) * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self._ts(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -90,7 +89,10 @@ class JsonFormatter(logging.Formatter):
             doc.update(extra)
         if record.exc_info and record.exc_info[0] is not None:
             doc["error"] = record.exc_info[0].__name__
-        return json.dumps(doc, default=str)
+        try:
+            return orjson.dumps(doc, default=str).decode()
+        except TypeError:  # keys that are not strings, integers beyond 64 bits
+            return json.dumps(doc, default=str)
 
 
 def configure_logging() -> None:
@@ -108,6 +110,7 @@ def configure_logging() -> None:
 # -- metrics ---------------------------------------------------------------------------------
 class Metrics:
     def __init__(self) -> None:
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "salesml_api_requests",
@@ -140,6 +143,19 @@ class Metrics:
             registry=self.registry,
         )
 
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count a request (the label children are looked up once per combination)."""
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
     def update(self, state: ServingState) -> None:
         snap = state.snapshot()
         self.model.clear()
@@ -158,34 +174,47 @@ class _TooLargeError(Exception):
 
 
 class Edge:
-    """Request id, body size limit, access log and metrics; turns any crash into a 500 problem."""
+    """Request id, body size limit, access log and metrics; turns any crash into a 500 problem.
 
-    def __init__(self, app: ASGIApp, settings: ApiSettings, metrics: Metrics) -> None:
-        self.app, self.settings, self.metrics = app, settings, metrics
+    A pure ASGI middleware (no BaseHTTPMiddleware task and stream per request). The two hot
+    routes are answered here by ``hot`` (serving.api.hot) when the request is well formed;
+    everything else goes on to the FastAPI app.
+    """
+
+    def __init__(
+        self, app: ASGIApp, settings: ApiSettings, metrics: Metrics, hot: HotPath | None = None
+    ) -> None:
+        self.app, self.settings, self.metrics, self.hot = app, settings, metrics, hot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        headers = dict(scope.get("headers") or [])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        incoming: bytes | None = None
+        length: bytes | None = None
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                incoming = value
+            elif name == b"content-length":
+                length = value
+        text = incoming.decode("latin-1") if incoming is not None else ""
         rid = (
-            incoming
-            if self.settings.trust_request_id and _REQUEST_ID.match(incoming)
-            else uuid.uuid4().hex[:16]
+            text
+            if self.settings.trust_request_id and _REQUEST_ID.match(text)
+            else os.urandom(8).hex()
         )
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         status = {"code": 500, "started": False}
         limit = self.settings.max_body_bytes
+        rid_header = (b"x-request-id", rid.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 status["started"] = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+                message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
         seen = 0
@@ -200,11 +229,18 @@ class Edge:
             return message
 
         error: str | None = None
+        hot = route_of(scope) if self.hot is not None else None
         try:
-            length = headers.get(b"content-length")
             if length is not None and length.isdigit() and int(length) > limit:
                 raise _TooLargeError
-            await self.app(scope, counted, send_with_id)
+            onward: Receive | None = counted
+            if hot is not None:
+                assert self.hot is not None
+                onward = await self.hot(hot, scope, counted, send_with_id)
+                if onward is not None:
+                    hot = None
+            if onward is not None:
+                await self.app(scope, onward, send_with_id)
         except _TooLargeError:
             if not status["started"]:
                 await self._problem(
@@ -221,25 +257,37 @@ class Edge:
                     rid,
                 )
         finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = hot or getattr(scope.get("route"), "path", None) or "unmatched"
             elapsed = time.perf_counter() - start
             code = int(status["code"])
-            self.metrics.requests.labels(template, scope.get("method", ""), str(code)).inc()
-            self.metrics.latency.labels(template).observe(elapsed)
-            fields = {
-                "event": "request",
-                "request_id": rid,
-                "method": scope.get("method"),
-                "route": template,
-                "path": scope.get("path"),
-                "status": code,
-                "duration_ms": round(elapsed * 1000, 2),
-                "key_id": state.get("key_id"),
-            }
-            if error is not None:
-                fields["error"] = error
-            access.info("request", extra={"fields": fields})
+            method = scope.get("method", "")
+            self.metrics.observe(template, method, code, elapsed)
+            if access.isEnabledFor(logging.INFO):
+                fields = {
+                    "event": "request",
+                    "request_id": rid,
+                    "method": method,
+                    "route": template,
+                    "path": scope.get("path"),
+                    "status": code,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "key_id": state.get("key_id"),
+                }
+                if error is not None:
+                    fields["error"] = error
+                # makeRecord + handle: Logger.info without its stack walk (findCaller)
+                access.handle(
+                    access.makeRecord(
+                        access.name,
+                        logging.INFO,
+                        "",
+                        0,
+                        "request",
+                        (),
+                        None,
+                        extra={"fields": fields},
+                    )
+                )
 
     @staticmethod
     async def _problem(scope: Scope, send: Send, code: int, detail: str, rid: str) -> None:
@@ -267,6 +315,24 @@ class Edge:
         await send({"type": "http.response.body", "body": body})
 
 
+class _Api(FastAPI):
+    """FastAPI with ``Edge`` in front of everything (FastAPI's and Starlette's own layers
+    included): the hot routes answered at the edge cost none of them. A crash in a FastAPI
+    route is answered by the problem handler (``problems.install``) and re-raised by
+    Starlette's error middleware; ``Edge`` logs its type."""
+
+    edge: Edge | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.edge is not None and scope["type"] == "http":
+            await self.edge(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def inner(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
+
+
 # -- helpers ---------------------------------------------------------------------------------
 def strict_query(*allowed: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency rejecting query parameters the route does not take."""
@@ -289,71 +355,6 @@ def _ready(request: Request) -> Snapshot:
             headers={"Retry-After": "5"},
         )
     return snap
-
-
-def _not_found(what: str, value: str, where: str) -> ProblemError:
-    return ProblemError(404, f"no {what} {value!r}", field=where)
-
-
-@functools.cache
-def _driver_attribution() -> Callable[..., Any] | None:
-    """HOOK (salesml.explain): a driver-level "why did my score change" attribution.
-
-    When ``salesml.explain`` provides ``score_change(previous_row, current_row)`` returning a
-    list of ``{"feature", "concept", "contribution", ...}`` dicts, it is called here and its
-    answer fills ``change.drivers``; until then ``drivers`` is null and the summary is the
-    probability diff between runs.
-    """
-    try:
-        module = importlib.import_module("salesml.explain")
-    except ImportError:
-        return None
-    fn = getattr(module, "score_change", None)
-    return fn if callable(fn) else None
-
-
-def score_change(points: list[dict[str, Any]], deal_id: str) -> ScoreChange | None:
-    """What changed between the last two runs that scored the deal."""
-    if len(points) < 2:
-        return None
-    prev, cur = points[-2], points[-1]
-    p0, p1 = prev.get("win_probability"), cur.get("win_probability")
-    s0, s1 = prev.get("score"), cur.get("score")
-    dp = None if p0 is None or p1 is None else float(p1) - float(p0)
-    ds = None if s0 is None or s1 is None else int(s1) - int(s0)
-    model_changed = prev.get("model_version") != cur.get("model_version")
-    as_of_changed = prev.get("as_of") != cur.get("as_of")
-    if dp is None:
-        summary = "no comparable win probability"
-    elif abs(dp) < 5e-4:
-        summary = f"win probability unchanged ({100 * float(p1):.0f}%)"  # type: ignore[arg-type]
-    else:
-        direction = "up" if dp > 0 else "down"
-        summary = (
-            f"win probability {direction} {100 * abs(dp):.1f} points "
-            f"({100 * float(p0):.0f}% to {100 * float(p1):.0f}%)"  # type: ignore[arg-type]
-        )
-    if model_changed:
-        summary += f"; model version {prev.get('model_version')} to {cur.get('model_version')}"
-    if as_of_changed:
-        summary += "; new data since the previous run"
-    drivers = None
-    hook = _driver_attribution()
-    if hook is not None:
-        try:
-            drivers = hook(prev, cur)
-        except Exception:  # an attribution failure must not fail the read
-            log.warning("driver attribution failed for a deal")
-    return ScoreChange(
-        previous_run_id=str(prev["run_id"]),
-        current_run_id=str(cur["run_id"]),
-        win_probability_change=dp,
-        score_change=ds,
-        model_changed=bool(model_changed),
-        as_of_changed=bool(as_of_changed),
-        summary=summary,
-        drivers=drivers,
-    )
 
 
 def _forecast_function() -> Callable[..., Any] | None:
@@ -386,7 +387,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         finally:
             await run_in_threadpool(state.stop)
 
-    app = FastAPI(
+    app = _Api(
         title="salesml scoring API",
         version="1",
         description="Win scores, drivers and actions for CRM deals; forecasts and KPIs. "
@@ -401,7 +402,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
     app.state.metrics = metrics
     problems.install(app)
-    app.add_middleware(Edge, settings=settings, metrics=metrics)
+    hot = HotPath(state, settings, app.state.keys, app.state.limiter) if settings.hot_path else None
+    app.edge = Edge(app.inner, settings=settings, metrics=metrics, hot=hot)
+    state.warmer = warm if settings.warm else None
 
     # -- scores ------------------------------------------------------------------------------
     @app.post(
@@ -417,111 +420,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         principal: Annotated[Principal, Depends(require("scores:write"))],
     ) -> Response:
         snap = _ready(request)
-        assert snap.data is not None
-        data = snap.data
-        if len(body.deals) > settings.max_batch:
-            raise ProblemError(
-                422, f"at most {settings.max_batch} deals per request", field="body.deals"
-            )
-        plain: list[str] = []
-        changes: list[Change] = []
-        order: list[tuple[str, int]] = []
-        seen: set[str] = set()
-        for i, item in enumerate(body.deals):
-            where = f"body.deals[{i}]"
-            if isinstance(item, KnownDeal):
-                deal_id = item.deal_id
-                if not data.knows(deal_id) or not principal.sees_team(data.team_of(deal_id)):
-                    raise _not_found("deal", deal_id, f"{where}.deal_id")
-                if deal_id in seen:
-                    raise ProblemError(422, "the same deal twice", field=f"{where}.deal_id")
-                seen.add(deal_id)
-                if deal_id not in data.features.index:
-                    raise ProblemError(
-                        422,
-                        f"deal {deal_id!r} is {data.status_of(deal_id)}; only open deals are "
-                        "scored",
-                        field=f"{where}.deal_id",
-                    )
-                overrides = item.overrides
-                if overrides is not None and any(
-                    v not in (None, {}) for v in overrides.model_dump().values()
-                ):
-                    change = Change(deal_id, deal_id, where, overrides=overrides)
-                    team = effective_team(data, change)
-                    if not principal.sees_team(team):
-                        raise ProblemError(
-                            403,
-                            "this key cannot move a deal to another team",
-                            field=f"{where}.overrides.team",
-                        )
-                    order.append(("whatif", len(changes)))
-                    changes.append(change)
-                else:
-                    order.append(("plain", len(plain)))
-                    plain.append(deal_id)
-            else:
-                deal = item.deal
-                client_id = deal.deal_id or f"new-{i + 1}"
-                change = Change(f"{NEW_PREFIX}{i}", client_id, where, new=deal)
-                team = effective_team(data, change)
-                if principal.team is not None:
-                    if team is None:
-                        deal = deal.model_copy(update={"team": principal.team})
-                        change = Change(change.key, client_id, where, new=deal)
-                    elif team != principal.team:
-                        raise ProblemError(
-                            403,
-                            "this key scores deals of its own team only",
-                            field=f"{where}.deal.team",
-                        )
-                order.append(("whatif", len(changes)))
-                changes.append(change)
-        models = snap.models
-        memo = snap.memo if snap.memo is not None and snap.memo.fits(models, data) else None
-        plain_out: dict[str, bytes] = {}
-        if memo is not None:
-            for deal_id in plain:
-                hit = memo.get(deal_id)
-                if hit is not None:
-                    plain_out[deal_id] = hit
-        misses = [d for d in plain if d not in plain_out]
-        futures = []
-        if misses:
-            futures.append(
-                state.scorer.submit(plain_rows(data, misses), models, data.as_of, batchable=True)
-            )
-        if changes:
-            rows = await run_in_threadpool(whatif_rows, data, changes)
-            futures.append(state.scorer.submit(rows, models, data.as_of, batchable=False))
-        results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-        for deal_id, record in zip(misses, records(results[0]) if misses else [], strict=True):
-            encoded = encode_score_row(record)
-            plain_out[deal_id] = encoded
-            if memo is not None:
-                memo.put(deal_id, encoded)
-        whatif_out = records(results[-1]) if changes else []
-        scores = []
-        for kind, n in order:
-            if kind == "plain":
-                scores.append(plain_out[plain[n]])
-            else:
-                row = dict(whatif_out[n])
-                row["deal_id"] = changes[n].client_id
-                scores.append(encode_score_row(row))
-        # Pre-encoded JSON (rows validated by ScoreRow on encoding): exactly what
-        # ScoreResponse would render, without validating and encoding the rows again.
-        content = b"".join(
-            (
-                b'{"model_version":',
-                dumps(str(snap.model_version)).encode(),
-                b',"as_of":',
-                dumps(data.as_of.isoformat()).encode(),
-                b',"scores":[',
-                b",".join(scores),
-                b"]}",
-            )
-        )
+        content = await score_answer(body, principal, snap, state, settings.max_batch)
         return Response(content, media_type="application/json")
 
     @app.get(
@@ -539,24 +438,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         snap = _ready(request)
         run = snap.run
         assert run is not None
-        hit = run.answers.get(deal_id)
+        hit = deal_answer(run, deal_id)
         if hit is None:
-            row = run.row(deal_id)
-            if row is None:
-                raise _not_found("deal", deal_id, "path.deal_id")
-            points = run.history(deal_id)
-            answer = DealResponse(
-                run_id=run.info.run_id,
-                score=ScoreRow(**row),
-                history=[RunPoint(**p) for p in points],
-                change=score_change(points, deal_id),
-            )
-            hit = (row.get("team"), dumps(answer.model_dump(mode="json")).encode())
-            if len(run.answers) < MEMO_MAX_ROWS:
-                run.answers[deal_id] = hit
+            raise not_found("deal", deal_id, "path.deal_id")
         team, encoded = hit
         if not principal.sees_team(team):
-            raise _not_found("deal", deal_id, "path.deal_id")
+            raise not_found("deal", deal_id, "path.deal_id")
         # The answer is computed once per score run and kept encoded (the run is immutable).
         return Response(encoded, media_type="application/json")
 
@@ -672,7 +559,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         teams = await kpis_for("team", period)
         mine = [g for g in teams.get("groups", []) if g.get("group") == principal.team]
         if not mine:
-            raise _not_found("team", principal.team, "query.by")
+            raise not_found("team", principal.team, "query.by")
         result = {**teams, "by": by, "overall": mine[0], "groups": mine if by == "team" else []}
         if by == "rep":
             assert snap.data is not None
@@ -706,7 +593,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         if team is None and len(mine) and "team" in mine:
             team = str(mine["team"].iloc[0])
         if (team is None and not len(mine)) or not principal.sees_team(team):
-            raise _not_found("rep", owner_id, "path.owner_id")
+            raise not_found("rep", owner_id, "path.owner_id")
         kpis = await kpis_for("rep", period)
         block = next((g for g in kpis.get("groups", []) if str(g.get("group")) == owner_id), None)
         at_risk: list[dict[str, Any]] = []

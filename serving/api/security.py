@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
@@ -54,33 +55,47 @@ class RateLimiter:
             return (1 - tokens) / self.rate
 
 
+def rate_limited(wait: float) -> ProblemError:
+    return ProblemError(
+        429,
+        f"rate limit exceeded for this key; retry in {wait:.2f} s",
+        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+    )
+
+
+def authenticate(
+    store: KeyStore, limiter: RateLimiter, api_key: str | None, scope: str, state: Any
+) -> Principal:
+    """The caller's principal: a valid key (401), within its rate (429), holding ``scope``
+    (403), in that order. Sets ``state.key_id`` for the access log."""
+    if not api_key:
+        raise ProblemError(401, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"})
+    key: ApiKey | None = store.verify(api_key)
+    if key is None:
+        raise ProblemError(
+            401, "invalid or revoked API key", headers={"WWW-Authenticate": "ApiKey"}
+        )
+    state.key_id = key.key_id
+    wait = limiter.take(key.key_id)
+    if wait > 0:
+        raise rate_limited(wait)
+    if not key.allows(scope):
+        raise ProblemError(403, f"this key lacks the {scope!r} scope")
+    return principal_of(key)
+
+
+def principal_of(key: ApiKey) -> Principal:
+    return Principal(key.key_id, key.name, key.scopes, key.team)
+
+
 def require(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the caller's key must be valid, hold ``scope`` and be within its rate."""
 
     async def dependency(
         request: Request, api_key: str | None = Security(API_KEY_HEADER)
     ) -> Principal:
-        store: KeyStore = request.app.state.keys
-        limiter: RateLimiter = request.app.state.limiter
-        if not api_key:
-            raise ProblemError(
-                401, "missing X-API-Key header", headers={"WWW-Authenticate": "ApiKey"}
-            )
-        key: ApiKey | None = store.verify(api_key)
-        if key is None:
-            raise ProblemError(
-                401, "invalid or revoked API key", headers={"WWW-Authenticate": "ApiKey"}
-            )
-        request.state.key_id = key.key_id
-        wait = limiter.take(key.key_id)
-        if wait > 0:
-            raise ProblemError(
-                429,
-                f"rate limit exceeded for this key; retry in {wait:.2f} s",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        if not key.allows(scope):
-            raise ProblemError(403, f"this key lacks the {scope!r} scope")
-        return Principal(key.key_id, key.name, key.scopes, key.team)
+        return authenticate(
+            request.app.state.keys, request.app.state.limiter, api_key, scope, request.state
+        )
 
     return dependency

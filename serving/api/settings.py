@@ -34,6 +34,16 @@ class ApiSettings(BaseSettings):
     history_runs: int = Field(
         default=10, ge=1, description="Score runs kept in memory for a deal's history."
     )
+    hot_path: bool = Field(
+        default=True,
+        description="Answer well-formed GET /v1/deals/{id} and POST /v1/deals/score requests "
+        "in the edge middleware (same answers; False routes them through FastAPI).",
+    )
+    warm: bool = Field(
+        default=True,
+        description="After loading a score run, compute its GET answers and memoised score "
+        "rows on a background thread ahead of the first requests.",
+    )
     trust_request_id: bool = Field(
         default=True, description="Reuse a well-formed incoming X-Request-ID."
     )

@@ -36,7 +36,8 @@ from salesml.warehouse import connect
 from serving.api import models as registry
 from serving.api.schemas import ScoreRow
 from serving.api.whatif import DataIndex, build_index, position
-from serving.runs import HASH_COLUMN, RunInfo, RunStore, decode, row_hashes
+from serving.changes import input_hashes
+from serving.runs import HASH_COLUMN, RunInfo, RunStore, decode
 from serving.scoring import score_features
 
 log = logging.getLogger("salesml.api")
@@ -197,10 +198,10 @@ class ScoreMemo:
     pair: what ``score_features(features.loc[[deal]], models, data.as_of)`` gives, computed once.
 
     A row comes from the latest score run when that run holds exactly this input — same model
-    version, same as_of and the same ``input_hash`` (a hash of the deal's feature row and the
-    model version; the batch scores with the same ``score_features``) — else it is scored on
-    the scoring thread on the first request and kept. A new model, a new run or new warehouse
-    data makes a new snapshot and with it a new, empty memo.
+    version, same as_of and the same ``input_hash`` (a hash of the deal's inputs and the model
+    version, ``serving.changes``; the batch scores with the same ``score_features``) — else it
+    is scored on the scoring thread on the first request and kept. A new model, a new run or
+    new warehouse data makes a new snapshot and with it a new, empty memo.
     """
 
     def __init__(self, models: Any, data: DataIndex, run: RunView | None) -> None:
@@ -214,7 +215,7 @@ class ScoreMemo:
         frame = run.rows
         same_as_of = (pd.to_datetime(frame["as_of"]) == data.as_of).to_numpy(dtype=bool)
         same_model = (frame["model_version"].astype(str) == version).to_numpy(dtype=bool)
-        mine = row_hashes(data.features, version)
+        mine = input_hashes(data.history, data.features.index, data.as_of, version)
         theirs = mine.reindex(frame["deal_id"]).to_numpy(dtype=object)
         same_input = frame[HASH_COLUMN].to_numpy(dtype=object) == theirs
         keep = same_as_of & same_model & same_input
@@ -296,6 +297,10 @@ class ServingState:
         self.kpi_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
         self.kpi_lock = threading.Lock()
         self.on_swap: Callable[[Snapshot], None] | None = None
+        # Fills a new snapshot's caches ahead of the first requests, on its own thread:
+        # ``warmer(state, snapshot)`` (serving.api.answers.warm).
+        self.warmer: Callable[[ServingState, Snapshot], object] | None = None
+        self._warming: threading.Thread | None = None
         self.registry_errors = 0
         self.last_error: str | None = None
 
@@ -333,7 +338,26 @@ class ServingState:
                             log.warning("no score memo for this snapshot (%s)", type(exc).__name__)
                             snap = replace(snap, memo=None)
                 self._swap(snap)
+                self._warm(snap)
             return snap
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _warm(self, snap: Snapshot) -> None:
+        warmer = self.warmer
+        if warmer is None or not snap.ready:
+            return
+
+        def run() -> None:
+            try:
+                warmer(self, snap)
+            except Exception as exc:  # warming is an optimisation only
+                log.warning("could not warm the answers of this snapshot (%s)", type(exc).__name__)
+
+        self._warming = threading.Thread(target=run, name="warm", daemon=True)
+        self._warming.start()
 
     def _refresh_models(self, snap: Snapshot) -> Snapshot:
         try:
@@ -432,6 +456,8 @@ class ServingState:
         self._stop.set()
         if self._poller is not None:
             self._poller.join(timeout=10)
+        if self._warming is not None:
+            self._warming.join(timeout=10)
         self.scorer.close()
 
     def wait_ready(self, timeout: float) -> bool:

@@ -377,3 +377,150 @@ def test_not_ready_until_loaded(tmp_path) -> None:  # type: ignore[no-untyped-de
         assert c.get("/healthz").status_code == 200
         ready = c.get("/readyz")
         assert ready.status_code == 503 and ready.json()["ready"] is False
+
+
+def _same_answer(fast: object, slow: object) -> None:
+    assert fast.status_code == slow.status_code, (fast.text, slow.text)  # type: ignore[attr-defined]
+    assert fast.headers["content-type"] == slow.headers["content-type"]  # type: ignore[attr-defined]
+    for name in ("retry-after", "www-authenticate"):
+        assert fast.headers.get(name) == slow.headers.get(name)  # type: ignore[attr-defined]
+    if fast.status_code == 200:  # type: ignore[attr-defined]
+        assert fast.content == slow.content  # type: ignore[attr-defined]
+    else:
+        a, b = fast.json(), slow.json()  # type: ignore[attr-defined]
+        a.pop("request_id"), b.pop("request_id")
+        assert a == b
+
+
+def test_hot_path_answers_like_the_fastapi_routes(workspace: Workspace) -> None:
+    """The edge's hot path (serving.api.hot) and the FastAPI routes give the same answers,
+    errors included; only well-formed requests are answered at the edge."""
+    deals = _open(workspace, workspace.team_a)["deal_id"].tolist()[:3]
+    other = _open(workspace, workspace.team_b)["deal_id"].iloc[0]
+    closed = workspace.history.deals.query("status != 'open'")["deal_id"].iloc[0]
+    admin, team, reader = (headers(workspace, r) for r in ("admin", "team_a", "reader"))
+    calls: list[tuple[str, str, dict[str, str], object]] = [
+        *[("GET", f"/v1/deals/{d}", h, None) for d in [*deals, other] for h in (admin, team)],
+        ("GET", "/v1/deals/NOPE", admin, None),
+        ("GET", f"/v1/deals/{deals[0]}", {}, None),
+        ("GET", f"/v1/deals/{deals[0]}", {"X-API-Key": "garbage"}, None),
+        ("GET", f"/v1/deals/{deals[0]}", headers(workspace, "forecast"), None),
+        ("GET", f"/v1/deals/{deals[0]}?x=1", admin, None),
+        ("GET", "/v1/deals/score", admin, None),
+        *[
+            ("POST", "/v1/deals/score", h, {"deals": [{"deal_id": d} for d in deals]})
+            for h in (admin, team, reader)
+        ],
+        ("POST", "/v1/deals/score", team, {"deals": [{"deal_id": other}]}),
+        ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": closed}]}),
+        ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": deals[0]}] * 2}),
+        ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": d} for d in deals * 40]}),
+        ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": deals[0], "colour": 1}]}),
+        ("POST", "/v1/deals/score", admin, {"deals": []}),
+        ("POST", "/v1/deals/score", admin, "not json"),
+        (
+            "POST",
+            "/v1/deals/score",
+            team,
+            {"deals": [{"deal_id": deals[0], "overrides": {"team": workspace.team_b}}]},
+        ),
+        (
+            "POST",
+            "/v1/deals/score",
+            admin,
+            {"deals": [{"deal_id": deals[1], "overrides": {"amount": 12345.0}}]},
+        ),
+    ]
+    fast_app = create_app(make_app_settings(workspace.home, hot_path=True))
+    slow_app = create_app(make_app_settings(workspace.home, hot_path=False))
+    with TestClient(fast_app) as fast, TestClient(slow_app) as slow:
+        for method, path, h, body in calls:
+            kwargs: dict[str, object] = {"headers": h}
+            if isinstance(body, str):
+                kwargs["content"] = body
+                kwargs["headers"] = {**h, "Content-Type": "application/json"}
+            elif body is not None:
+                kwargs["json"] = body
+            _same_answer(fast.request(method, path, **kwargs), slow.request(method, path, **kwargs))  # type: ignore[arg-type]
+        # both count the request under its route template
+        for c in (fast, slow):
+            text = c.get("/metrics").text
+            assert 'route="/v1/deals/{deal_id}"' in text and 'route="/v1/deals/score"' in text
+
+
+def test_hot_path_rate_limit_and_logs(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(make_app_settings(workspace.home, rate_per_second=1, rate_burst=2))
+    deal = _open(workspace)["deal_id"].iloc[0]
+    logger = logging.getLogger("salesml")
+    logger.addHandler(caplog.handler)
+    try:
+        with TestClient(app) as c:
+            h = {**headers(workspace, "writer"), "X-Request-ID": "hot-1"}
+            body = {"deals": [{"deal_id": deal}]}
+            codes = [c.post("/v1/deals/score", json=body, headers=h).status_code for _ in range(3)]
+            limited = c.get(f"/v1/deals/{deal}", headers=h)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert codes == [200, 200, 429]
+    _problem(limited, 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["x-request-id"] == "hot-1"
+    fields = [getattr(r, "fields", {}) for r in caplog.records if r.name == "salesml.api.access"]
+    assert [f["status"] for f in fields] == [200, 200, 429, 429]
+    assert {f["route"] for f in fields} == {"/v1/deals/score", "/v1/deals/{deal_id}"}
+    assert all(f["request_id"] == "hot-1" and f["key_id"] for f in fields)
+    assert workspace.keys["writer"] not in json.dumps(fields)
+
+
+def test_served_over_http_one_write_per_answer(workspace: Workspace) -> None:
+    """``salesml serve``'s protocol (serving.api.server): keep-alive answers, whole and in
+    order; a refused body closes the connection after its 413."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(make_app_settings(workspace.home, max_body_bytes=2048))
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http="serving.api.server:HttpProtocol",
+        log_level="warning",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        deals = _open(workspace)["deal_id"].tolist()[:5]
+        h = headers(workspace, "admin")
+        reference_app = create_app(make_app_settings(workspace.home))
+        with (
+            TestClient(reference_app) as reference,
+            httpx.Client(base_url=f"http://127.0.0.1:{port}") as c,
+        ):
+            for deal in deals:
+                got = c.get(f"/v1/deals/{deal}", headers=h)
+                assert got.status_code == 200
+                assert got.content == reference.get(f"/v1/deals/{deal}", headers=h).content
+                scored = c.post("/v1/deals/score", json={"deals": [{"deal_id": deal}]}, headers=h)
+                assert scored.status_code == 200 and scored.json()["scores"][0]["deal_id"] == deal
+            big = c.post(
+                "/v1/deals/score", json={"deals": [{"deal_id": "x" * 100}] * 30}, headers=h
+            )
+            _problem(big, 413)
+            assert c.get("/healthz").json() == {"status": "ok"}  # a new connection
+    finally:
+        server.should_exit = True
+        thread.join(30)

@@ -1,0 +1,261 @@
+"""The answers of the two hot routes, shared by the FastAPI routes and the hot path
+(``serving.api.hot``): a deal's GET document and a score request's response body, both as
+encoded JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+
+from serving.api.problems import ProblemError
+from serving.api.schemas import (
+    DealResponse,
+    KnownDeal,
+    RunPoint,
+    ScoreChange,
+    ScoreRequest,
+    ScoreRow,
+)
+from serving.api.security import Principal
+from serving.api.state import (
+    MEMO_MAX_ROWS,
+    RunView,
+    ServingState,
+    Snapshot,
+    dumps,
+    encode_score_row,
+    records,
+)
+from serving.api.whatif import NEW_PREFIX, Change, effective_team, plain_rows, whatif_rows
+
+log = logging.getLogger("salesml.api")
+
+
+def not_found(what: str, value: str, where: str) -> ProblemError:
+    return ProblemError(404, f"no {what} {value!r}", field=where)
+
+
+@functools.cache
+def _driver_attribution() -> Callable[..., Any] | None:
+    """HOOK (salesml.explain): a driver-level "why did my score change" attribution.
+
+    When ``salesml.explain`` provides ``score_change(previous_row, current_row)`` returning a
+    list of ``{"feature", "concept", "contribution", ...}`` dicts, it is called here and its
+    answer fills ``change.drivers``; until then ``drivers`` is null and the summary is the
+    probability diff between runs.
+    """
+    try:
+        module = importlib.import_module("salesml.explain")
+    except ImportError:
+        return None
+    fn = getattr(module, "score_change", None)
+    return fn if callable(fn) else None
+
+
+def score_change(points: list[dict[str, Any]], deal_id: str) -> ScoreChange | None:
+    """What changed between the last two runs that scored the deal."""
+    if len(points) < 2:
+        return None
+    prev, cur = points[-2], points[-1]
+    p0, p1 = prev.get("win_probability"), cur.get("win_probability")
+    s0, s1 = prev.get("score"), cur.get("score")
+    dp = None if p0 is None or p1 is None else float(p1) - float(p0)
+    ds = None if s0 is None or s1 is None else int(s1) - int(s0)
+    model_changed = prev.get("model_version") != cur.get("model_version")
+    as_of_changed = prev.get("as_of") != cur.get("as_of")
+    if dp is None:
+        summary = "no comparable win probability"
+    elif abs(dp) < 5e-4:
+        summary = f"win probability unchanged ({100 * float(p1):.0f}%)"  # type: ignore[arg-type]
+    else:
+        direction = "up" if dp > 0 else "down"
+        summary = (
+            f"win probability {direction} {100 * abs(dp):.1f} points "
+            f"({100 * float(p0):.0f}% to {100 * float(p1):.0f}%)"  # type: ignore[arg-type]
+        )
+    if model_changed:
+        summary += f"; model version {prev.get('model_version')} to {cur.get('model_version')}"
+    if as_of_changed:
+        summary += "; new data since the previous run"
+    drivers = None
+    hook = _driver_attribution()
+    if hook is not None:
+        try:
+            drivers = hook(prev, cur)
+        except Exception:  # an attribution failure must not fail the read
+            log.warning("driver attribution failed for a deal")
+    return ScoreChange(
+        previous_run_id=str(prev["run_id"]),
+        current_run_id=str(cur["run_id"]),
+        win_probability_change=dp,
+        score_change=ds,
+        model_changed=bool(model_changed),
+        as_of_changed=bool(as_of_changed),
+        summary=summary,
+        drivers=drivers,
+    )
+
+
+# -- GET /v1/deals/{deal_id} -------------------------------------------------------------------
+def deal_answer(run: RunView, deal_id: str) -> tuple[str | None, bytes] | None:
+    """``(team, encoded DealResponse)`` of a deal in ``run``, or ``None``.
+
+    Computed once per run and kept (the run is immutable; a new run is a new view and starts
+    empty): the row, its history across runs and what changed, validated by ``DealResponse``.
+    """
+    hit = run.answers.get(deal_id)
+    if hit is not None:
+        return hit
+    row = run.row(deal_id)
+    if row is None:
+        return None
+    points = run.history(deal_id)
+    answer = DealResponse(
+        run_id=run.info.run_id,
+        score=ScoreRow(**row),
+        history=[RunPoint(**p) for p in points],
+        change=score_change(points, deal_id),
+    )
+    hit = (row.get("team"), dumps(answer.model_dump(mode="json")).encode())
+    if len(run.answers) < MEMO_MAX_ROWS:
+        run.answers[deal_id] = hit
+    return hit
+
+
+def warm(state: ServingState, snap: Snapshot, chunk: int = 64) -> int:
+    """Compute the snapshot's GET answers and its memoised score rows from the run ahead of
+    the first requests (called on a background thread after a swap). Stops early when the
+    snapshot is replaced. Returns the deals warmed."""
+    run, memo = snap.run, snap.memo
+    if snap.data is not None:
+        snap.data.team_of("")  # builds the team lookup
+    if run is None:
+        return 0
+    done = 0
+    for deal_id in run.positions[:MEMO_MAX_ROWS]:
+        deal_answer(run, deal_id)
+        if memo is not None and memo.run is run and deal_id in memo.from_run:
+            memo.get(deal_id)
+        done += 1
+        if done % chunk == 0:
+            if state.snapshot() is not snap or state.stopping:
+                break
+            time.sleep(0)  # let the event loop thread in
+    return done
+
+
+# -- POST /v1/deals/score ------------------------------------------------------------------------
+async def score_answer(
+    body: ScoreRequest, principal: Principal, snap: Snapshot, state: ServingState, max_batch: int
+) -> bytes:
+    """The encoded ``ScoreResponse`` for ``body``; raises ``ProblemError`` for what the caller
+    asked wrongly."""
+    assert snap.data is not None
+    data = snap.data
+    if len(body.deals) > max_batch:
+        raise ProblemError(422, f"at most {max_batch} deals per request", field="body.deals")
+    plain: list[str] = []
+    changes: list[Change] = []
+    order: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(body.deals):
+        where = f"body.deals[{i}]"
+        if isinstance(item, KnownDeal):
+            deal_id = item.deal_id
+            if not data.knows(deal_id) or not principal.sees_team(data.team_of(deal_id)):
+                raise not_found("deal", deal_id, f"{where}.deal_id")
+            if deal_id in seen:
+                raise ProblemError(422, "the same deal twice", field=f"{where}.deal_id")
+            seen.add(deal_id)
+            if deal_id not in data.features.index:
+                raise ProblemError(
+                    422,
+                    f"deal {deal_id!r} is {data.status_of(deal_id)}; only open deals are scored",
+                    field=f"{where}.deal_id",
+                )
+            overrides = item.overrides
+            if overrides is not None and any(
+                v not in (None, {}) for v in overrides.model_dump().values()
+            ):
+                change = Change(deal_id, deal_id, where, overrides=overrides)
+                team = effective_team(data, change)
+                if not principal.sees_team(team):
+                    raise ProblemError(
+                        403,
+                        "this key cannot move a deal to another team",
+                        field=f"{where}.overrides.team",
+                    )
+                order.append(("whatif", len(changes)))
+                changes.append(change)
+            else:
+                order.append(("plain", len(plain)))
+                plain.append(deal_id)
+        else:
+            deal = item.deal
+            client_id = deal.deal_id or f"new-{i + 1}"
+            change = Change(f"{NEW_PREFIX}{i}", client_id, where, new=deal)
+            team = effective_team(data, change)
+            if principal.team is not None:
+                if team is None:
+                    deal = deal.model_copy(update={"team": principal.team})
+                    change = Change(change.key, client_id, where, new=deal)
+                elif team != principal.team:
+                    raise ProblemError(
+                        403,
+                        "this key scores deals of its own team only",
+                        field=f"{where}.deal.team",
+                    )
+            order.append(("whatif", len(changes)))
+            changes.append(change)
+    models = snap.models
+    memo = snap.memo if snap.memo is not None and snap.memo.fits(models, data) else None
+    plain_out: dict[str, bytes] = {}
+    if memo is not None:
+        for deal_id in plain:
+            hit = memo.get(deal_id)
+            if hit is not None:
+                plain_out[deal_id] = hit
+    misses = [d for d in plain if d not in plain_out]
+    futures = []
+    if misses:
+        futures.append(
+            state.scorer.submit(plain_rows(data, misses), models, data.as_of, batchable=True)
+        )
+    if changes:
+        rows = await run_in_threadpool(whatif_rows, data, changes)
+        futures.append(state.scorer.submit(rows, models, data.as_of, batchable=False))
+    results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+    for deal_id, record in zip(misses, records(results[0]) if misses else [], strict=True):
+        encoded = encode_score_row(record)
+        plain_out[deal_id] = encoded
+        if memo is not None:
+            memo.put(deal_id, encoded)
+    whatif_out = records(results[-1]) if changes else []
+    scores = []
+    for kind, n in order:
+        if kind == "plain":
+            scores.append(plain_out[plain[n]])
+        else:
+            row = dict(whatif_out[n])
+            row["deal_id"] = changes[n].client_id
+            scores.append(encode_score_row(row))
+    # Pre-encoded JSON (rows validated by ScoreRow on encoding): exactly what ScoreResponse
+    # would render, without validating and encoding the rows again.
+    return b"".join(
+        (
+            b'{"model_version":',
+            dumps(str(snap.model_version)).encode(),
+            b',"as_of":',
+            dumps(data.as_of.isoformat()).encode(),
+            b',"scores":[',
+            b",".join(scores),
+            b"]}",
+        )
+    )

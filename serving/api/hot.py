@@ -1,0 +1,170 @@
+"""The hot path: ``GET /v1/deals/{deal_id}`` and ``POST /v1/deals/score`` answered straight from
+the edge middleware, without FastAPI's routing and dependency resolution (which cost more than
+the answers themselves, since both are computed once and kept encoded).
+
+The FastAPI routes stay the contract (OpenAPI, docs) and the reference: the hot path answers a
+request only when it is well formed — a known key holding the scope, no query string, a valid
+deal id or a body that ``ScoreRequest`` accepts, the server ready — and hands every other
+request to the FastAPI app untouched, so errors (401, 403, 422, 503, …) come from one place.
+It takes the rate-limit token only once it has decided to answer, and then answers 429 and the
+routes' own problems (404, 403, 422 raised by the shared answer code) itself, through the same
+``problem_response``. Both paths call the same code (``serving.api.answers``) and the same
+authentication (``serving.api.security.authenticate``'s checks), so their answers are the same
+bytes (tests/serving/test_api.py compares them).
+"""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.types import Message, Receive, Scope, Send
+
+from serving.api.answers import deal_answer, not_found, score_answer
+from serving.api.problems import ProblemError, problem_response
+from serving.api.schemas import ScoreRequest
+from serving.api.security import RateLimiter, principal_of, rate_limited
+from serving.api.settings import ApiSettings
+from serving.api.state import ServingState
+from serving.keys import ApiKey, KeyStore
+
+DEAL_ROUTE = "/v1/deals/{deal_id}"
+SCORE_ROUTE = "/v1/deals/score"
+_DEALS = "/v1/deals/"
+_DEAL_ID = re.compile(r"^[^\x00-\x1f]{1,128}$")  # app.DealId
+_JSON = re.compile(rb"^application/(?:[\w.+-]+\+)?json(?:\s*;|$)", re.IGNORECASE)
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def route_of(scope: Scope) -> str | None:
+    """The hot route this request is for, or ``None``."""
+    if scope.get("query_string") or scope.get("root_path"):
+        return None
+    method, path = scope.get("method"), scope.get("path", "")
+    if method == "POST" and path == SCORE_ROUTE:
+        return SCORE_ROUTE
+    if method == "GET" and path.startswith(_DEALS):
+        deal_id = path[len(_DEALS) :]
+        if deal_id and "/" not in deal_id and _DEAL_ID.match(deal_id):
+            return DEAL_ROUTE
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers") or ():
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class HotPath:
+    def __init__(
+        self, state: ServingState, settings: ApiSettings, keys: KeyStore, limiter: RateLimiter
+    ) -> None:
+        self.state, self.settings, self.keys, self.limiter = state, settings, keys, limiter
+
+    def _key(self, scope: Scope, needs: str) -> ApiKey | None:
+        raw = _header(scope, b"x-api-key")
+        if not raw:
+            return None
+        key = self.keys.verify(raw.decode("latin-1"))
+        return key if key is not None and key.allows(needs) else None
+
+    async def __call__(
+        self, route: str, scope: Scope, receive: Receive, send: Send
+    ) -> Receive | None:
+        """Answer the request (``None``), or give the ``receive`` the FastAPI app must use."""
+        if route == DEAL_ROUTE:
+            return await self._deal(scope, receive, send)
+        return await self._score(scope, receive, send)
+
+    async def _deal(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        key = self._key(scope, "scores:read")
+        snap = self.state.snapshot()
+        if key is None or not snap.ready or snap.run is None:
+            return receive
+        deal_id = scope["path"][len(_DEALS) :]
+        scope["state"]["key_id"] = key.key_id
+        try:
+            wait = self.limiter.take(key.key_id)
+            if wait > 0:
+                raise rate_limited(wait)
+            hit = deal_answer(snap.run, deal_id)
+            if hit is None or not principal_of(key).sees_team(hit[0]):
+                raise not_found("deal", deal_id, "path.deal_id")
+        except ProblemError as exc:
+            await _problem(exc, scope, receive, send)
+            return None
+        await _json(send, hit[1])
+        return None
+
+    async def _score(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        content_type = _header(scope, b"content-type")
+        key = self._key(scope, "scores:write")
+        snap = self.state.snapshot()
+        if content_type is None or not _JSON.match(content_type) or key is None or not snap.ready:
+            return receive
+        body = await _read(receive)
+        replay = _replay(body, receive)
+        try:
+            request = ScoreRequest.model_validate(orjson.loads(body))
+        except (orjson.JSONDecodeError, ValidationError, ValueError, TypeError):
+            return replay  # the route answers 422 with its own field errors
+        scope["state"]["key_id"] = key.key_id
+        try:
+            wait = self.limiter.take(key.key_id)
+            if wait > 0:
+                raise rate_limited(wait)
+            content = await score_answer(
+                request, principal_of(key), snap, self.state, self.settings.max_batch
+            )
+        except ProblemError as exc:
+            await _problem(exc, scope, replay, send)
+            return None
+        await _json(send, content)
+        return None
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
+async def _json(send: Send, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode()), *_JSON_HEADERS],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _problem(exc: ProblemError, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem_response(
+        Request(scope), exc.status, exc.detail, errors=exc.errors, headers=exc.headers
+    )
+    await response(scope, receive, send)
