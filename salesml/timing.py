@@ -37,7 +37,8 @@ TIMING_JSON = "timing.json"
 TIMING_TXT = "timing_model.txt"
 # Bin edges in days after as_of: fine where most deals close, coarse in the tail.
 EDGES: tuple[int, ...] = (0, 7, 14, 30, 45, 60, 90, 120, 180, 270, 365, 540, 730)
-# Features the bins add to the deal's own (see ``bin_features``).
+# Features the bins add to the deal's own (see ``expand_bins``). The calendar ones place the
+# bin in the year: quarter-end and year-end pushes move closings into a quarter's last month.
 BIN_FEATURES: tuple[str, ...] = (
     "bin_start",
     "bin_width",
@@ -45,7 +46,11 @@ BIN_FEATURES: tuple[str, ...] = (
     "bin_month",
     "bin_quarter_ends",
     "bin_days_to_expected_close",
+    "bin_quarter_last_month_share",
+    "bin_days_to_quarter_end",
 )
+# What bundles saved before the calendar features were added were trained on.
+LEGACY_BIN_FEATURES: tuple[str, ...] = BIN_FEATURES[:6]
 NONE, WON, LOST = 0, 1, 2
 LEVELS = np.linspace(0.0, 1.0, 101)
 
@@ -77,13 +82,14 @@ class TimingBundle:
     pit_levels: list[float] = field(default_factory=LEVELS.tolist)
     constant_hazards: list[list[float]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    bin_features: tuple[str, ...] = BIN_FEATURES
 
     @property
     def model_features(self) -> list[str]:
-        return [*self.features, *BIN_FEATURES]
+        return [*self.features, *self.bin_features]
 
     def feature_contract(self) -> WinBundle:
-        kinds = dict(self.kinds) | dict.fromkeys(BIN_FEATURES, "numeric")
+        kinds = dict(self.kinds) | dict.fromkeys(self.bin_features, "numeric")
         return WinBundle(
             self.model_features, kinds, self.vocabularies, IdentityCalibrator(), None, 0.0
         )
@@ -208,6 +214,7 @@ class TimingBundle:
             "tail_days": self.tail_days,
             "pit_levels": list(self.pit_levels),
             "constant_hazards": self.constant_hazards,
+            "bin_features": list(self.bin_features),
             "has_booster": self.booster is not None,
             "metadata": self.metadata,
         }
@@ -231,6 +238,7 @@ class TimingBundle:
             pit_levels=[float(v) for v in doc["pit_levels"]],
             constant_hazards=doc.get("constant_hazards"),
             metadata=dict(doc["metadata"]),
+            bin_features=tuple(doc.get("bin_features", LEGACY_BIN_FEATURES)),
         )
 
 
@@ -268,6 +276,8 @@ def expand_bins(
         "bin_month": mid_at.month.to_numpy(dtype=float),
         "bin_quarter_ends": _quarter_ends_between(start_at, widths),
         "bin_days_to_expected_close": _column(rows, "days_to_expected_close") - starts,
+        "bin_quarter_last_month_share": _quarter_last_month_share(start_at, widths),
+        "bin_days_to_quarter_end": _days_to_quarter_end(start_at),
     }
     return pd.concat([rows, pd.DataFrame(extra)], axis=1)
 
@@ -284,6 +294,35 @@ def _quarter_ends_between(start_at: pd.DatetimeIndex, width: np.ndarray) -> np.n
     end_at = start_at + pd.to_timedelta(width, unit="D")
     end_q = end_at.year * 4 + (end_at.month - 1) // 3
     return np.asarray(end_q - start_q, dtype=float)
+
+
+def _quarter_last_month_share(start_at: pd.DatetimeIndex, width: np.ndarray) -> np.ndarray:
+    """Share of the bin's days [start, start + width) in a quarter's last month (Mar/Jun/…)."""
+    day = np.timedelta64(1, "D")
+    start = start_at.to_numpy("datetime64[us]")
+    end = start + (np.asarray(width, dtype=float) * 86_400e6).astype("timedelta64[us]")
+    inside = np.zeros(len(start))
+    # A bin is at most a few months long: walk the months it touches.
+    month = start.astype("datetime64[M]")
+    last = end.astype("datetime64[M]")
+    while True:
+        active = month <= last
+        if not active.any():
+            break
+        lo = np.maximum(month.astype("datetime64[us]"), start)
+        hi = np.minimum((month + 1).astype("datetime64[us]"), end)
+        last_of_quarter = (month.astype(np.int64) % 12) % 3 == 2
+        inside += np.where(active & last_of_quarter, np.maximum((hi - lo) / day, 0.0), 0.0)
+        month = month + 1
+    return np.asarray(inside / np.maximum(np.asarray(width, dtype=float), 1e-9))
+
+
+def _days_to_quarter_end(start_at: pd.DatetimeIndex) -> np.ndarray:
+    """Days from the bin's start to the end of its calendar quarter."""
+    start = start_at.to_numpy("datetime64[us]")
+    month = start.astype("datetime64[M]")
+    quarter_end = (month - (month.astype(np.int64) % 3) + 3).astype("datetime64[us]")
+    return np.asarray((quarter_end - start) / np.timedelta64(1, "D"), dtype=float)
 
 
 def _cdf_at(grid: np.ndarray, cdf: np.ndarray, days: np.ndarray) -> np.ndarray:

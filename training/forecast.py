@@ -9,12 +9,16 @@ every segment:
 - the series component is fitted on the complete periods before the origin;
 - the pipeline component scores the deals open at the origin (features as of the origin; one
   hazard evaluation per origin serves every period length);
+- the new-deals component is the series forecast × the share of revenue that, in the year
+  before the origin, came from deals created at most ``step`` periods before their close
+  (``new_deal_shares``): what the pipeline cannot see;
 - seasonal naive (and, when asked, Prophet with default settings) are the peers;
 - the actual is the won revenue of the next ``horizon`` periods.
 
 All fits (backtests and the final models) run in one worker pool. The blend weights
 (scale-normalised non-negative least squares per step ahead, shrunk across steps) and the
-interval widths (quantiles of the blend's out-of-fold log errors) are learned on those records.
+interval widths (the median ± a conformal quantile of the blend's out-of-fold absolute log
+errors) are learned on those records.
 The figures reported for the blend are cross-fitted: each origin is scored with weights and
 widths learned only on the origins whose forecast periods do not overlap it (purged
 leave-one-origin-out), so the coverage quoted is out of sample.
@@ -37,7 +41,13 @@ from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import feature_spec
 from salesml.forecast.metrics import coverage, mase, wape
-from salesml.forecast.periods import period_range, period_start, periods_between, season_length
+from salesml.forecast.periods import (
+    period_range,
+    period_start,
+    period_starts,
+    periods_between,
+    season_length,
+)
 from salesml.forecast.prophet_model import (
     ForecastResult,
     SeriesModel,
@@ -46,6 +56,7 @@ from salesml.forecast.prophet_model import (
     seasonal_naive,
 )
 from salesml.forecast.series import series_of, won_revenue_series
+from salesml.revenue.model import COMPONENTS as BLEND_PARTS
 from salesml.revenue.model import LEVELS, ForecastBundle, FreqModel, key
 from salesml.revenue.pipeline import DIMENSIONS, PipelineForecast, pipeline_forecast
 from salesml.timing import TimingBundle
@@ -102,6 +113,55 @@ def _segment_first_seen(deals: pd.DataFrame) -> dict[str, pd.Timestamp]:
         text = text.where(text != "", "(none)")
         for segment, first in moment.groupby(text.to_numpy()).min().items():
             out[key(dim, str(segment))] = pd.Timestamp(first)
+    return out
+
+
+def _segment_labels(deals: pd.DataFrame, dim: str) -> np.ndarray:
+    values = deals[dim].astype(object)
+    text = values.where(values.notna(), "(none)").astype(str).str.strip()
+    return np.asarray(text.where(text != "", "(none)").to_numpy(), dtype=object)
+
+
+def _period_ordinal(values: pd.Series, freq: str) -> np.ndarray:
+    """Consecutive integers per period (week, month or quarter) of a datetime Series."""
+    starts = period_starts(values, freq)
+    if freq == "week":
+        days = (starts - pd.Timestamp("2000-01-03")) / pd.Timedelta(days=1)  # a Monday
+        return np.asarray(days.to_numpy(dtype=float) // 7, dtype=float)
+    months = starts.dt.year.to_numpy(dtype=float) * 12 + starts.dt.month.to_numpy(dtype=float) - 1
+    return np.asarray(months if freq == "month" else months // 3, dtype=float)
+
+
+def new_deal_shares(
+    deals: pd.DataFrame, freq: str, end: pd.Timestamp, steps: int
+) -> dict[str, list[float]]:
+    """key(dimension, segment) → per step ahead ``s``: the share of won revenue (over the last
+    season of periods before ``end``) from deals created at most ``s`` periods before the
+    period they closed in.
+
+    At an origin, revenue ``s`` periods ahead from deals that do not exist yet is that share
+    of the period's revenue: the part the pipeline cannot see. Segments without revenue in
+    the window take the total's shares."""
+    won = deals[(deals["status"] == "won") & (deals["closed_at"] < end)]
+    won = won[won["closed_at"] >= end - pd.Timedelta(days=366 if freq != "week" else 364)]
+    if won.empty or "created_at" not in won:
+        return {}
+    closed = _period_ordinal(won["closed_at"], freq)
+    lag = closed - _period_ordinal(won["created_at"], freq)
+    amount = pd.to_numeric(won["amount"], errors="coerce").fillna(0.0).clip(lower=0).to_numpy()
+    groups: dict[str, np.ndarray] = {key("total", "total"): np.ones(len(won), dtype=bool)}
+    for dim in DIMENSIONS:
+        if dim not in won.columns:
+            continue
+        labels = _segment_labels(won, dim)
+        for segment in np.unique(labels):
+            groups[key(dim, str(segment))] = labels == segment
+    out: dict[str, list[float]] = {}
+    for name, mask in groups.items():
+        total = float(amount[mask].sum())
+        if total <= 0:
+            continue
+        out[name] = [float(amount[mask & (lag <= s)].sum()) / total for s in range(steps)]
     return out
 
 
@@ -289,6 +349,11 @@ def run_backtests(
                     hazards=hazards,
                     draws=0,
                 )
+    shares = {
+        (freq, origin): new_deal_shares(deals, freq, origin, HORIZON[freq])
+        for freq in freqs
+        for origin in origins[freq]
+    }
     records: list[dict[str, Any]] = []
     fallbacks: dict[str, str] = {}
     lookups: dict[tuple[str, pd.Timestamp], dict[tuple[str, str], pd.Series]] = {}
@@ -307,6 +372,8 @@ def run_backtests(
                 for (d, s), part in frame.groupby(["dimension", "segment"], sort=False)
             }
         pipe = lookups[(freq, origin)].get((dim, segment), pd.Series(dtype=float))
+        origin_shares = shares[(freq, origin)]
+        share = origin_shares.get(name) or origin_shares.get(key("total", "total")) or [0.0] * h
         train_values = train.to_numpy(dtype=float)
         for step, period in enumerate(periods):
             row = {
@@ -328,6 +395,8 @@ def run_backtests(
                 row[comp] = float(res.forecast[step])
                 row[f"{comp}_lower_80"] = float(res.lower_80[step])
                 row[f"{comp}_upper_80"] = float(res.upper_80[step])
+            series_point = result["series"].forecast[step] if "series" in result else 0.0
+            row["new_deals"] = float(share[step]) * float(series_point)
             records.append(row)
     out = pd.DataFrame(records)
     if not out.empty:
@@ -370,6 +439,7 @@ def _anchor_timing(
 
 
 SHRINK = 0.5  # weight of the other steps' rows in a step's blend fit (shrinkage across steps)
+BLEND_COMPONENTS: tuple[str, ...] = BLEND_PARTS
 
 
 def _row_scale(records: pd.DataFrame) -> np.ndarray:
@@ -380,16 +450,20 @@ def _row_scale(records: pd.DataFrame) -> np.ndarray:
     return np.asarray(scale, dtype=float)
 
 
-def blend_weights(records: pd.DataFrame, steps: int) -> list[list[float]]:
-    """Non-negative weights [pipeline, series] per step ahead, learned on backtest records.
+def blend_weights(
+    records: pd.DataFrame, steps: int, components: Sequence[str] | None = None
+) -> list[list[float]]:
+    """Non-negative weights (one per blend component) per step ahead, learned on backtests.
 
     Scale-normalised non-negative least squares: every row is divided by its series' level at
     the origin (mean of the last season), so a small segment counts as much as a large one,
     and the total and the segments carry equal mass. A step's fit also sees the other steps'
     rows at weight ``SHRINK`` (shrinkage across steps: a few origins per step are noisy).
-    Without any pipeline the series alone carries the forecast: [0, 1]."""
+    Without any pipeline the series alone carries the forecast."""
+    comps = list(components or BLEND_COMPONENTS)
+    series_only = [1.0 if c == "series" else 0.0 for c in comps]
     if records.empty or records["pipeline"].abs().sum() == 0:
-        return [[0.0, 1.0] for _ in range(steps)]
+        return [list(series_only) for _ in range(steps)]
     scale = _row_scale(records)
     ok = scale > 0
     part = records[ok]
@@ -397,27 +471,36 @@ def blend_weights(records: pd.DataFrame, steps: int) -> list[list[float]]:
     is_total = (part["dimension"] == "total").to_numpy()
     n_total, n_seg = max(int(is_total.sum()), 1), max(int((~is_total).sum()), 1)
     mass = np.where(is_total, 1.0 / n_total, 1.0 / n_seg)
-    a = part[["pipeline", "series"]].to_numpy(dtype=float) / scale[:, None]
+    a = _component_matrix(part, comps) / scale[:, None]
     y = part["actual"].to_numpy(dtype=float) / scale
     step = part["step"].to_numpy(dtype=int)
     out: list[list[float]] = []
     for s in range(steps):
         w_row = np.sqrt(mass * np.where(step == s, 1.0, SHRINK))
         if (step == s).sum() == 0:
-            out.append(out[-1] if out else [0.0, 1.0])
+            out.append(out[-1] if out else list(series_only))
             continue
         w, _ = nnls(a * w_row[:, None], y * w_row)
-        out.append([float(w[0]), float(w[1])] if w.sum() > 0 else [0.0, 1.0])
+        out.append([float(x) for x in w] if w.sum() > 0 else list(series_only))
     return out
 
 
-def apply_blend(records: pd.DataFrame, weights: list[list[float]]) -> np.ndarray:
+def _component_matrix(records: pd.DataFrame, components: Sequence[str]) -> np.ndarray:
+    """(rows, components): each blend component's forecast (0 where a component is missing)."""
+    columns = [
+        records[c].to_numpy(dtype=float) if c in records else np.zeros(len(records))
+        for c in components
+    ]
+    return np.asarray(np.nan_to_num(np.column_stack(columns), nan=0.0), dtype=float)
+
+
+def apply_blend(
+    records: pd.DataFrame, weights: list[list[float]], components: Sequence[str] | None = None
+) -> np.ndarray:
+    comps = list(components or BLEND_COMPONENTS)
     w = np.asarray(weights, dtype=float)
     idx = np.minimum(records["step"].to_numpy(dtype=int), len(w) - 1)
-    return np.asarray(
-        w[idx, 0] * records["pipeline"].to_numpy(dtype=float)
-        + w[idx, 1] * records["series"].to_numpy(dtype=float)
-    )
+    return np.asarray((w[idx, : len(comps)] * _component_matrix(records, comps)).sum(axis=1))
 
 
 def _group(records: pd.DataFrame) -> np.ndarray:
@@ -437,10 +520,14 @@ def error_offsets(records: pd.DataFrame) -> dict[str, float]:
 def log_error_quantiles(
     records: pd.DataFrame, blend: np.ndarray, offsets: dict[str, float], steps: int
 ) -> dict[str, list[dict[str, float]]]:
-    """Per group and step: quantiles of log((actual + c) / (blend + c)).
+    """Per group and step: bounds of log((actual + c) / (blend + c)), as quantiles.
 
-    Steps are pooled with their neighbours (widths grow with the horizon, but a handful of
-    origins per step is too few for a 95 % quantile on its own)."""
+    The centre is the median error (the blend's bias in log terms); the half-width of the
+    ``1 − 2α`` interval is the ``(1 − 2α)(n + 1) / n`` quantile of the absolute deviations
+    from it (split conformal, with the finite-sample correction). Pooling both tails into
+    one absolute deviation doubles the data each bound is read from: a handful of origins
+    gives noisy, too narrow empirical tail quantiles. Steps are pooled with their neighbours
+    (widths grow with the horizon, but a few origins per step are too few on their own)."""
     groups = _group(records)
     out: dict[str, list[dict[str, float]]] = {}
     for g, c in offsets.items():
@@ -454,7 +541,14 @@ def log_error_quantiles(
             if len(values) == 0:
                 table.append(dict.fromkeys(LEVELS, 0.0))
                 continue
-            table.append({name: float(np.quantile(values, q)) for name, q in LEVELS.items()})
+            centre = float(np.median(values))
+            spread = np.abs(values - centre)
+            row = {}
+            for name, q in LEVELS.items():
+                level = min(abs(2 * q - 1) * (len(values) + 1) / len(values), 1.0)
+                half = float(np.quantile(spread, level))
+                row[name] = centre + half if q > 0.5 else centre - half
+            table.append(row)
         out[g] = table
     return out
 
@@ -627,7 +721,7 @@ def train_forecast(
         h = HORIZON[freq]
         part = records[records["freq"] == freq] if not records.empty else records
         if part.empty:
-            weights: list[list[float]] = [[0.0, 1.0]]
+            weights: list[list[float]] = [[float(c == "series") for c in BLEND_COMPONENTS]]
             offsets: dict[str, float] = {}
             quantiles: dict[str, list[dict[str, float]]] = {}
         else:
@@ -639,7 +733,15 @@ def train_forecast(
             fitted[name] = model
             if model.fallback_reason:
                 fallbacks[f"{freq}/{name}/final"] = model.fallback_reason
-        models[freq] = FreqModel(freq, fitted, weights, quantiles, offsets)
+        models[freq] = FreqModel(
+            freq,
+            fitted,
+            weights,
+            quantiles,
+            offsets,
+            BLEND_COMPONENTS,
+            new_deal_shares(deals, freq, period_start(history.exported_at, freq), h),
+        )
     all_records = pd.concat(scored, ignore_index=True) if scored else records
     metrics = backtest_metrics(all_records) if not all_records.empty else {}
     bundle = ForecastBundle(

@@ -5,8 +5,12 @@
 - **series** (``salesml.forecast``): tuned Prophet per segment (a flagged baseline where
   Prophet cannot be fitted), for the full periods after training;
 - **pipeline** (``salesml.revenue.pipeline``): open deals × win probability × timing × amount;
-- **blend**: ``forecast = w_pipeline[h] × pipeline + w_series[h] × series`` for the h-th period
-  ahead, with non-negative weights learned on rolling-origin backtests;
+- **new deals**: the share of a period's won revenue that, historically, came from deals created
+  at most h periods before it (``new_shares``) × the series forecast — the part of the h-th
+  period ahead that the pipeline cannot see because those deals do not exist yet;
+- **blend**: ``forecast = w_pipeline[h] × pipeline + w_new[h] × new_deals + w_series[h] ×
+  series`` for the h-th period ahead, with non-negative weights learned on rolling-origin
+  backtests (bundles saved before the new-deals component blend pipeline and series only);
 - **intervals**: the blend's log error ``log((actual + c) / (forecast + c))`` on the same
   backtests gives the 80 % and 95 % bounds (per freq, separately for the total and for
   segments, widening with the horizon);
@@ -48,6 +52,9 @@ OUTPUT_COLUMNS = (
     "upper_95",
 )
 LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975}
+# The blend's components, in the order of each step's weights.
+COMPONENTS: tuple[str, ...] = ("pipeline", "new_deals", "series")
+LEGACY_COMPONENTS: tuple[str, ...] = ("pipeline", "series")
 
 
 class ForecastBundleError(SalesmlError):
@@ -64,14 +71,24 @@ class FreqModel:
 
     freq: str
     series: dict[str, SeriesModel]  # key(dimension, segment) → model
-    weights: list[list[float]]  # per step ahead: [w_pipeline, w_series]
+    weights: list[list[float]]  # per step ahead: one weight per component
     # level → log-error quantile, per group ("total" / "segment") and step ahead
     log_errors: dict[str, list[dict[str, float]]]
     offset: dict[str, float]  # group → c in log((actual + c) / (forecast + c))
+    components: tuple[str, ...] = LEGACY_COMPONENTS
+    # key(dimension, segment) → per step ahead, the share of won revenue from new deals
+    new_shares: dict[str, list[float]] = field(default_factory=dict)
 
-    def weights_at(self, step: int) -> tuple[float, float]:
-        w = self.weights[min(step, len(self.weights) - 1)] if self.weights else [0.0, 1.0]
-        return float(w[0]), float(w[1])
+    def weights_at(self, step: int) -> dict[str, float]:
+        """Component → weight for the ``step``-th period ahead (the series alone without any)."""
+        if not self.weights:
+            return {c: float(c == "series") for c in self.components}
+        w = self.weights[min(step, len(self.weights) - 1)]
+        return {c: float(x) for c, x in zip(self.components, w, strict=True)}
+
+    def new_share_at(self, name: str, step: int) -> float:
+        shares = self.new_shares.get(name) or self.new_shares.get(key("total", "total")) or []
+        return float(shares[min(step, len(shares) - 1)]) if shares else 0.0
 
     def errors_at(self, group: str, step: int) -> dict[str, float]:
         table = self.log_errors.get(group) or self.log_errors.get("total") or []
@@ -86,6 +103,8 @@ class FreqModel:
             "weights": self.weights,
             "log_errors": self.log_errors,
             "offset": self.offset,
+            "components": list(self.components),
+            "new_shares": self.new_shares,
         }
 
     @classmethod
@@ -99,6 +118,8 @@ class FreqModel:
                 for g, rows in doc["log_errors"].items()
             },
             offset={g: float(v) for g, v in doc["offset"].items()},
+            components=tuple(doc.get("components", LEGACY_COMPONENTS)),
+            new_shares={k: [float(x) for x in v] for k, v in (doc.get("new_shares") or {}).items()},
         )
 
 
@@ -187,14 +208,17 @@ class ForecastBundle:
         known[0] = float(won_so_far.get(key(dimension, segment), 0.0))
         series = series.copy()
         series[0] *= remaining
+        name = key(dimension, segment)
+        new_deals = np.array([fm.new_share_at(name, k) for k in range(len(periods))]) * series
+        values = {"pipeline": pipe, "series": series, "new_deals": new_deals}
         group = "total" if dimension == "total" else "segment"
         c = fm.offset.get(group, 0.0)
         rows: dict[str, Any] = {"period_start": periods, "segment": segment}
         point = np.zeros(len(periods))
         bounds = {name: np.zeros(len(periods)) for name in LEVELS}
         for step in range(len(periods)):
-            w_pipe, w_series = fm.weights_at(step)
-            uncertain = max(w_pipe * pipe[step] + w_series * series[step], 0.0)
+            weights = fm.weights_at(step)
+            uncertain = max(sum(w * values[c][step] for c, w in weights.items()), 0.0)
             point[step] = known[step] + uncertain
             errors = fm.errors_at(group, step)
             for name in LEVELS:

@@ -56,7 +56,8 @@ def trained(won_only: History) -> tf.ForecastTrainingResult:
 
 def test_won_only_history_trains_on_the_series_alone(trained: tf.ForecastTrainingResult) -> None:
     fm = trained.bundle.model("month")
-    assert fm.weights == [[0.0, 1.0]] * tf.HORIZON["month"]
+    assert fm.components == ("pipeline", "new_deals", "series")
+    assert fm.weights == [[0.0, 0.0, 1.0]] * tf.HORIZON["month"]
     assert trained.bundle.metadata["has_pipeline"] is False
     assert (trained.records["pipeline"] == 0).all()
     np.testing.assert_allclose(trained.records["blend"], trained.records["series"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,15 +11,17 @@ import pytest
 
 from salesml.forecast.prophet_model import fit_series
 from salesml.forecast.reconcile import to_cents
-from salesml.revenue.model import ForecastBundle, FreqModel, key
+from salesml.revenue.model import FORECAST_JSON, ForecastBundle, FreqModel, key
 from salesml.revenue.pipeline import PipelineForecast, simulate
 from training.forecast import (
+    BLEND_COMPONENTS,
     _purged,
     apply_blend,
     backtest_metrics,
     blend_weights,
     cross_fitted_blend,
     fit_blend,
+    new_deal_shares,
 )
 
 SEGMENTS = {"team": ["A", "B", "C"]}
@@ -65,22 +68,57 @@ def records(
     return pd.DataFrame(rows)
 
 
+TWO = ("pipeline", "series")
+
+
 def test_blend_weights_are_non_negative_and_learned() -> None:
-    weights = blend_weights(records(0.4, 0.7), 3)
+    weights = blend_weights(records(0.4, 0.7), 3, TWO)
     assert len(weights) == 3
     for w_pipe, w_series in weights:
         assert w_pipe >= 0 and w_series >= 0
         assert w_pipe == pytest.approx(0.4, abs=0.05)
         assert w_series == pytest.approx(0.7, abs=0.05)
     # A useless pipeline gets (near) zero weight, never a negative one.
-    weights = blend_weights(records(0.0, 1.0), 3)
+    weights = blend_weights(records(0.0, 1.0), 3, TWO)
     assert all(w[0] < 0.05 and w[0] >= 0 for w in weights)
+
+
+def test_the_new_deals_component_is_learned_next_to_the_others() -> None:
+    frame = records(0.0, 0.0, noise=0.0)
+    rng = np.random.default_rng(4)
+    frame["new_deals"] = frame["series"] * rng.uniform(0.1, 0.5, len(frame))
+    frame["actual"] = frame["pipeline"] + frame["new_deals"]
+    assert BLEND_COMPONENTS == ("pipeline", "new_deals", "series")
+    for w_pipe, w_new, w_series in blend_weights(frame, 3):
+        assert w_pipe == pytest.approx(1.0, abs=1e-6)
+        assert w_new == pytest.approx(1.0, abs=1e-6)
+        assert w_series == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(apply_blend(frame, blend_weights(frame, 3)), frame["actual"])
+
+
+def test_new_deal_shares_count_revenue_from_deals_created_shortly_before() -> None:
+    deals = pd.DataFrame(
+        {
+            "status": ["won", "won", "won", "lost"],
+            "created_at": pd.to_datetime(["2026-03-03", "2026-02-10", "2025-11-20", "2026-03-01"]),
+            "closed_at": pd.to_datetime(["2026-03-20", "2026-03-25", "2026-03-28", "2026-03-02"]),
+            "amount": [100.0, 300.0, 600.0, 5000.0],
+            "team": ["A", "A", "B", "A"],
+        }
+    )
+    shares = new_deal_shares(deals, "month", pd.Timestamp("2026-04-01"), 3)
+    # Step 0: created in the month it closed (100 of 1000); step 1: one month before or later.
+    assert shares[key("total", "total")] == pytest.approx([0.1, 0.4, 0.4])
+    assert shares[key("team", "A")] == pytest.approx([0.25, 1.0, 1.0])
+    assert shares[key("team", "B")] == pytest.approx([0.0, 0.0, 0.0])
+    # Revenue closed at or after the end is not known yet.
+    assert new_deal_shares(deals, "month", pd.Timestamp("2026-03-01"), 3) == {}
 
 
 def test_without_pipeline_the_series_alone_carries_the_forecast() -> None:
     frame = records()
     frame["pipeline"] = 0.0
-    assert blend_weights(frame, 3) == [[0.0, 1.0]] * 3
+    assert blend_weights(frame, 3) == [[0.0, 0.0, 1.0]] * 3
     blend = apply_blend(frame, blend_weights(frame, 3))
     np.testing.assert_allclose(blend, frame["series"])
 
@@ -212,3 +250,31 @@ def test_fallback_segments_are_flagged_and_still_forecast(bundle: ForecastBundle
     out = _forecast(bundle, "product")
     assert np.isfinite(out[["forecast", "lower_80", "upper_95"]].to_numpy()).all()
     assert "New" in set(out["segment"])
+
+
+def test_new_deals_forecast_a_share_of_the_series(bundle: ForecastBundle) -> None:
+    """[pipeline, new deals, series] weights [0, 1, 0] with a 40 % new-deal share forecast
+    exactly what series weights [0, 0, 0.4] do."""
+    fm = bundle.model("month")
+    shares = {name: [0.4, 0.4, 0.4] for name in fm.series}
+    three = ("pipeline", "new_deals", "series")
+    new = FreqModel(
+        "month", fm.series, [[0.0, 1.0, 0.0]] * 3, fm.log_errors, fm.offset, three, shares
+    )
+    scaled = FreqModel("month", fm.series, [[0.0, 0.0, 0.4]] * 3, fm.log_errors, fm.offset, three)
+    a = ForecastBundle({"month": new}, bundle.list_prices, bundle.fallback_amount)
+    b = ForecastBundle({"month": scaled}, bundle.list_prices, bundle.fallback_amount)
+    pd.testing.assert_frame_equal(_forecast(a, "team"), _forecast(b, "team"))
+
+
+def test_bundles_saved_before_the_new_deals_component_still_load(
+    bundle: ForecastBundle, tmp_path: Path
+) -> None:
+    path = bundle.save(tmp_path / "fc")
+    doc = json.loads((path / FORECAST_JSON).read_text(encoding="utf-8"))
+    for fm in doc["freqs"].values():
+        del fm["components"], fm["new_shares"]
+    (path / FORECAST_JSON).write_text(json.dumps(doc), encoding="utf-8")
+    loaded = ForecastBundle.load(path)
+    assert loaded.model("month").components == ("pipeline", "series")
+    pd.testing.assert_frame_equal(_forecast(bundle, "team"), _forecast(loaded, "team"))

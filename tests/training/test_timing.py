@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,13 @@ from features.history import History
 from features.spec import feature_spec
 from salesml.bundle import WinBundle
 from salesml.calibration import IdentityCalibrator
-from salesml.timing import TimingBundle
+from salesml.timing import (
+    BIN_FEATURES,
+    LEGACY_BIN_FEATURES,
+    TIMING_JSON,
+    TimingBundle,
+    expand_bins,
+)
 from tests.training.test_win_model import synthetic_history
 from training.data import truncate_history
 from training.timing import (
@@ -145,3 +152,32 @@ def test_predictions_are_consistent_and_survive_a_round_trip(
     assert isinstance(loaded, TimingBundle)
     second = loaded.predict(features, history.exported_at, p, amount)
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_bins_know_where_they_fall_in_the_calendar() -> None:
+    """Quarter-end pushes: each bin knows its share of days in a quarter's last month and how
+    far its start is from the quarter end."""
+    frame = pd.DataFrame({"age_days": [1.0, 1.0], "days_to_expected_close": [5.0, 5.0]})
+    rows = expand_bins(frame, pd.Series(pd.to_datetime(["2026-03-20", "2026-05-18"])))
+    first = rows.iloc[0]  # [Mar 20, Mar 27): all in March (the last month of Q1)
+    assert first["bin_quarter_last_month_share"] == pytest.approx(1.0)
+    assert first["bin_days_to_quarter_end"] == pytest.approx(12.0)
+    third = rows.iloc[2]  # [Apr 3, Apr 19): none in a quarter's last month
+    assert third["bin_quarter_last_month_share"] == pytest.approx(0.0)
+    k = len(rows) // 2
+    may = rows.iloc[k + 3]  # [Jun 17, Jul 2) from May 18: 14 of 15 days in June
+    assert may["bin_quarter_last_month_share"] == pytest.approx(14 / 15)
+    assert may["bin_days_to_quarter_end"] == pytest.approx(14.0)
+
+
+def test_bundles_saved_before_the_calendar_features_still_load(
+    trained: TimingTrainingResult, tmp_path: Path
+) -> None:
+    path = trained.bundle.save(tmp_path / "timing")
+    assert TimingBundle.load(path).bin_features == BIN_FEATURES
+    doc = json.loads((path / TIMING_JSON).read_text(encoding="utf-8"))
+    del doc["bin_features"]
+    (path / TIMING_JSON).write_text(json.dumps(doc), encoding="utf-8")
+    legacy = TimingBundle.load(path)
+    assert legacy.bin_features == LEGACY_BIN_FEATURES
+    assert legacy.model_features[-len(LEGACY_BIN_FEATURES) :] == list(LEGACY_BIN_FEATURES)
