@@ -5,8 +5,8 @@ snapshots of a large history (each (deal, week) row stands for one open deal, wi
 the same feature rows the batch scores. The champion (win + timing model, trained on a smaller
 history of the same generator) scores them with drivers and actions through
 ``serving.batch.score_in_chunks`` (``score_chunk``, the function both engines run, over slices
-of 50,000 deals, in one worker process per core) as the local engine does — and the rows are written as a
-score run (``serving.runs.RunStore``). The incremental night then changes 10 % of the deals'
+of 50,000 deals, in one worker process per core) as the local engine does — and the rows are
+written as a score run (``serving.runs.RunStore``). The incremental night then changes 10 % of the deals'
 inputs (here: their hashes, which stand for ``serving.changes.input_hashes``), and runs what
 ``salesml score --changed`` runs: ``plan_incremental`` (compare with the latest run, read the
 unchanged rows), scoring of the changed deals, ``combine_rows`` and the write. Feature building
