@@ -6,11 +6,11 @@ the same feature rows the batch scores. The champion (win + timing model, traine
 history of the same generator) scores them with drivers and actions through
 ``serving.batch.score_in_chunks`` (``score_chunk``, the function both engines run, over slices
 of 50,000 deals, in one worker process per core) as the local engine does — and the rows are
-written as a score run (``serving.runs.RunStore``). The incremental night then changes 10 % of the deals'
-inputs (here: their hashes, which stand for ``serving.changes.input_hashes``), and runs what
-``salesml score --changed`` runs: ``plan_incremental`` (compare with the latest run, read the
-unchanged rows), scoring of the changed deals, ``combine_rows`` and the write. Feature building
-is timed by the snapshots benchmark.
+written as a score run (``serving.runs.RunStore``). The incremental night then changes 10 % of
+the deals' inputs (here: their hashes, which stand for ``serving.changes.input_hashes``), and
+runs what ``salesml score --changed`` runs: ``plan_incremental`` (compare with the latest run,
+read the unchanged rows), scoring of the changed deals, ``combine_rows`` and the write. Feature
+building is timed by the snapshots benchmark.
 
 Usage: ``python -m benchmarks.batch --rows 1000000 [--deals 130000] [--train-deals 20000]``.
 Prints one JSON object.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -122,23 +123,36 @@ def feature_frame(
     per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
     vocab = vocabularies(history, spec)
     stages = vocab.get("current_stage", [*stage_vocabulary(history.stage_history), MISSING])
+    return assemble(history.deals, spec, vocab, stages, q_deal, numeric, st.stage, per_deal)
+
+
+def assemble(
+    deals: pd.DataFrame,
+    spec: Sequence[Feature],
+    vocab: dict[str, list[str]],
+    stages: list[str],
+    q_deal: IntArray,
+    numeric: dict[str, FloatArray],
+    stage: IntArray,
+    per_deal: dict[str, pd.Series | np.ndarray],
+) -> pd.DataFrame:
+    """The frame of ``feature_frame`` from its computed parts: ``numeric`` per query,
+    ``stage`` (code into ``stages``, -1: none) per query, ``per_deal`` values per deal."""
     columns: dict[str, Any] = {
-        c: history.deals[c].take(q_deal).reset_index(drop=True) for c in INFO_COLUMNS[:3]
+        c: deals[c].take(q_deal).reset_index(drop=True) for c in INFO_COLUMNS[:3]
     }
-    columns["stage"] = pd.Series(_categorical(st.stage, stages), dtype="str")
+    columns["stage"] = pd.Series(_categorical(stage, stages), dtype="str")
     for f in spec:
         if f.kind == "numeric":
             values = numeric.get(f.name)
             if values is None:
-                raw_values = pd.to_numeric(_attribute(history.deals, f.name), errors="coerce")
+                raw_values = pd.to_numeric(_attribute(deals, f.name), errors="coerce")
                 values = raw_values.to_numpy(dtype=np.float64)[q_deal]
             columns[f.name] = np.asarray(values, dtype=np.float64)
         elif f.name == "current_stage":
-            columns[f.name] = _categorical(
-                np.where(st.stage >= 0, st.stage, len(stages) - 1), stages
-            )
+            columns[f.name] = _categorical(np.where(stage >= 0, stage, len(stages) - 1), stages)
         else:
-            raw = per_deal[f.name] if f.name in per_deal else _attribute(history.deals, f.name)
+            raw = per_deal[f.name] if f.name in per_deal else _attribute(deals, f.name)
             known = vocab[f.name]
             code = codes(pd.Series(raw, dtype=object).astype("str"), pd.Index(known[:-1]))
             code = np.where(code >= 0, code, len(known) - 1)
@@ -148,7 +162,18 @@ def feature_frame(
 
 def _categorical(code: IntArray, categories: list[str]) -> pd.Categorical[str]:
     """Codes into ``categories`` (-1: NaN) as a pandas Categorical."""
-    return pd.Categorical.from_codes(np.asarray(code, dtype=np.int64), pd.Index(categories))
+    dtype: Any = _category_dtype(tuple(categories))
+    out: pd.Categorical[str] = pd.Categorical.from_codes(
+        np.asarray(code, dtype=np.int64), dtype=dtype
+    )
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _category_dtype(categories: tuple[str, ...]) -> pd.CategoricalDtype:
+    """The dtype of ``pd.Categorical.from_codes(codes, pd.Index(list(categories)))``, built
+    once per vocabulary (dtypes are immutable)."""
+    return pd.CategoricalDtype(pd.Index(list(categories)), ordered=False)
 
 
 def _attribute(deals: pd.DataFrame, name: str) -> pd.Series:

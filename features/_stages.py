@@ -46,6 +46,31 @@ def stage_vocabulary(stage_history: pd.DataFrame) -> list[str]:
     return sorted(str(s) for s in stage_history["stage"].dropna().unique())
 
 
+@dataclass(frozen=True)
+class CodedStages:
+    """The stage history as arrays: deal position, time, stage code into ``vocabulary``."""
+
+    deal: IntArray  # position in the deal index; -1 for rows of unknown deals
+    time: IntArray
+    stage: IntArray
+    amount: FloatArray
+    expected_close: IntArray
+    vocabulary: list[str]
+
+
+def code_stages(stage_history: pd.DataFrame, deal_index: pd.Index) -> CodedStages:
+    """Encode ``stage_history`` against ``deal_index`` and its own stage vocabulary."""
+    vocabulary = stage_vocabulary(stage_history)
+    return CodedStages(
+        deal=codes(stage_history["deal_id"], deal_index),
+        time=micros(stage_history["changed_at"]),
+        stage=codes(stage_history["stage"], pd.Index(vocabulary)),
+        amount=stage_history["amount"].to_numpy(dtype=np.float64),
+        expected_close=micros(stage_history["expected_close_date"]),
+        vocabulary=vocabulary,
+    )
+
+
 def stage_features(
     stage_history: pd.DataFrame,
     deal_index: pd.Index,
@@ -54,17 +79,24 @@ def stage_features(
     dates: IntArray,
 ) -> StageFeatures:
     """Stage features for each query: deal position ``q_deal`` as of ``dates[q_date]``."""
-    vocabulary = stage_vocabulary(stage_history)
-    stage_code = codes(stage_history["stage"], pd.Index(vocabulary))
-    ev = EventIndex(
-        codes(stage_history["deal_id"], deal_index),
-        micros(stage_history["changed_at"]),
-        len(deal_index),
-        tiebreak=stage_code,
-    )
+    coded = code_stages(stage_history, deal_index)
+    return coded_stage_features(coded, len(deal_index), q_deal, q_date, dates)
+
+
+def coded_stage_features(
+    coded: CodedStages, n_deals: int, q_deal: IntArray, q_date: IntArray, dates: IntArray
+) -> StageFeatures:
+    """``stage_features`` of an encoded stage history (``n_deals`` deal positions).
+
+    The stage codes must follow the order of the stage names (they break ties in time); a
+    vocabulary with names no row uses gives the same features.
+    """
+    vocabulary = coded.vocabulary
+    stage_code = coded.stage
+    ev = EventIndex(coded.deal, coded.time, n_deals, tiebreak=stage_code)
     stage = stage_code[ev.order]
-    amount = stage_history["amount"].to_numpy(dtype=np.float64)[ev.order]
-    ecd = micros(stage_history["expected_close_date"])[ev.order]
+    amount = coded.amount[ev.order]
+    ecd = coded.expected_close[ev.order]
     same = np.r_[False, ev.group[1:] == ev.group[:-1]]
     prev = np.r_[-1, stage[:-1]]
     # When the current run of equal stages began: a row starts a run unless it repeats the

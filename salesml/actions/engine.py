@@ -338,15 +338,7 @@ def what_if(
     bundle: WinBundle, features: pd.DataFrame, changes: Changes, rule: Rule | None = None
 ) -> pd.DataFrame:
     """``features`` with ``changes`` applied; refuses any feature that is not actionable."""
-    meta = bundle.explainer.get("features", {})
-    for name in changes:
-        if not meta.get(name, {}).get("actionable", False) or (
-            rule is not None and name not in rule.what_if
-        ):
-            raise ActionError(
-                f"what-if may only change actionable features its rule declares; {name!r} "
-                f"is not one ({rule.id if rule else 'no rule'})"
-            )
+    _check_changes(bundle, changes, rule)
     out = features.copy()
     for name, values in changes.items():
         column = out[name]
@@ -356,6 +348,57 @@ def what_if(
         column[:] = values
         out[name] = column
     return out
+
+
+def _check_changes(bundle: WinBundle, changes: Changes, rule: Rule | None) -> None:
+    meta = bundle.explainer.get("features", {})
+    for name in changes:
+        if not meta.get(name, {}).get("actionable", False) or (
+            rule is not None and name not in rule.what_if
+        ):
+            raise ActionError(
+                f"what-if may only change actionable features its rule declares; {name!r} "
+                f"is not one ({rule.id if rule else 'no rule'})"
+            )
+
+
+def _what_if_probability(
+    bundle: WinBundle,
+    features: pd.DataFrame,
+    matrix: npt.NDArray[np.float64] | None,
+    rows: npt.NDArray[np.int64],
+    changes: Changes,
+    rule: Rule,
+) -> FloatArray:
+    """The win probability of ``features.iloc[rows]`` with ``changes`` applied: what
+    ``bundle.predict(what_if(...))`` gives, from the deals' model matrix when the changes
+    can be written into it directly (no frame copy, one LightGBM call on a float matrix)."""
+    if matrix is None or not all(_direct(bundle, features, n, v) for n, v in changes.items()):
+        changed = what_if(bundle, features.iloc[rows], changes, rule)
+        return np.asarray(bundle.predict(changed)["win_probability"].to_numpy(), dtype=float)
+    _check_changes(bundle, changes, rule)
+    sub = matrix[rows]
+    position = {name: i for i, name in enumerate(bundle.features)}
+    for name, values in changes.items():
+        if name not in position:
+            continue  # not a model input: the score does not read it
+        if bundle.kinds[name] == "categorical":
+            # what_if makes the column object-typed and writes the values in.
+            column = pd.Series(np.asarray(values, dtype=object), dtype=object)
+        else:
+            column = pd.Series(np.asarray(values, dtype=np.float64))
+        sub[:, position[name]] = bundle.encode(name, column)
+    return np.asarray(bundle.calibrator.predict(bundle.margin(sub)), dtype=float)
+
+
+def _direct(bundle: WinBundle, features: pd.DataFrame, name: str, values: Any) -> bool:
+    """Whether a change can go straight into the model matrix with the result ``what_if``
+    gives: a known column, and for a numeric feature a float64 column and numeric values."""
+    if name not in features.columns:
+        return False
+    if name not in bundle.kinds or bundle.kinds[name] == "categorical":
+        return True
+    return bool(features[name].dtype == np.float64 and np.asarray(values).dtype.kind in ("f", "i"))
 
 
 def recommend(
@@ -381,6 +424,8 @@ def recommend(
     )
     c = _Context(bundle, features, np.asarray(p, dtype=float))
     can_what_if = bundle.booster is not None and bool(c.actionable)
+    direct = can_what_if and bundle.codes_match_booster
+    matrix: npt.NDArray[np.float64] | None = None
     for rule in DEAL_RULES:
         rows, actions, reasons, changes = EVALUATORS[rule.id](c)
         index = np.flatnonzero(rows)
@@ -389,9 +434,9 @@ def recommend(
         impact: list[dict[str, Any] | None] = [None] * index.size
         shown: list[dict[str, Any]] = [{} for _ in index]
         if changes and can_what_if:
-            subset = features.iloc[index]
-            changed = what_if(bundle, subset, changes, rule)
-            p_new = bundle.predict(changed)["win_probability"].to_numpy()
+            if direct and matrix is None:
+                matrix = bundle.model_matrix(features)
+            p_new = _what_if_probability(bundle, features, matrix, index, changes, rule)
             amount_new = (
                 np.asarray(changes["amount"], dtype=float)
                 if "amount" in changes

@@ -25,6 +25,7 @@ import pandas as pd
 
 from features.build import build_features
 from features.history import History, to_naive_utc
+from features.single import DealContext, deal_context, deal_features
 from features.spec import Feature, feature_spec
 from salesml.schemas import ATTRIBUTE_PREFIX
 from serving.api.problems import ProblemError
@@ -72,6 +73,11 @@ class DataIndex:
         if loc < 0:
             return None
         return _text(self._teams[loc])
+
+    @functools.cached_property
+    def context(self) -> DealContext:
+        """What a what-if's feature row reads from the rest of the history (built once)."""
+        return deal_context(self.history, self.as_of, self.spec)
 
     def knows(self, deal_id: str) -> bool:
         return bool(position(self.deal_pos, deal_id) >= 0)
@@ -154,6 +160,61 @@ def plain_rows(index: DataIndex, deal_ids: list[str]) -> pd.DataFrame:
 
 def whatif_rows(index: DataIndex, changes: list[Change]) -> pd.DataFrame:
     """Feature rows of changed or new deals, from the history with the changes applied."""
+    if len(changes) == 1:
+        return _one_deal_rows(index, changes[0])
+    return _rows_on_changed_history(index, changes)
+
+
+def _one_deal_rows(index: DataIndex, change: Change) -> pd.DataFrame:
+    """``_rows_on_changed_history`` for one change, without rebuilding the whole history:
+    ``features.single.deal_features`` gives the same row from the deal's own rows and the
+    index's context (see its docstring)."""
+    history = index.history
+    sh = history.stage_history
+    if change.new is not None:
+        deal, stage_row = _new_deal(index, change)
+        deal = deal.astype(history.deals.dtypes.to_dict())
+        stages = sh.iloc[:0]
+        if stage_row is not None:
+            stages = _stage_frame(sh, [stage_row])
+        activities = history.activities.iloc[:0]
+    else:
+        assert change.overrides is not None
+        loc = position(index.deal_pos, change.key)
+        deal = history.deals.iloc[[loc]].copy()
+        fields = change.overrides.model_dump(exclude_none=True)
+        for name in STATIC_FIELDS:
+            if name in fields:
+                deal.iat[0, _column(deal, name)] = fields[name]
+        for name, value in (fields.get("attributes") or {}).items():
+            column = _attribute_column(index, name, value, f"{change.where}.overrides")
+            deal.iat[0, _column(deal, column)] = _attribute_value(index, name, value)
+        own = index.stage_rows.get(change.key)
+        stages = sh.iloc[own] if own is not None else sh.iloc[:0]
+        if any(name in fields for name in STAGE_FIELDS):
+            stage_change, replaced = _stage_change(index, change.key, fields, change.where)
+            if replaced is not None:
+                stages = stages.drop(index=sh.index[replaced])
+            stages = pd.concat([stages, _stage_frame(sh, [stage_change])], ignore_index=True)
+        acts = index.activity_rows.get(change.key)
+        activities = history.activities.iloc[acts if acts is not None else []]
+    rows = deal_features(index.context, deal, stages, activities)
+    if rows is None:  # not open at as_of: the general path gives the (empty) answer
+        return _rows_on_changed_history(index, [change])
+    rows.index = rows.index.astype(str)
+    return rows
+
+
+def _stage_frame(stage_history: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Stage-history rows as a frame with the history's columns and dtypes."""
+    added = pd.DataFrame(rows, columns=stage_history.columns)
+    added["changed_at"] = to_naive_utc(added["changed_at"])
+    added["expected_close_date"] = to_naive_utc(added["expected_close_date"])
+    return added.astype(stage_history.dtypes.to_dict())
+
+
+def _rows_on_changed_history(index: DataIndex, changes: list[Change]) -> pd.DataFrame:
+    """The rows of ``build_features`` on the whole history with every change applied."""
     history = index.history
     deals = history.deals.copy()
     stage_history = history.stage_history
@@ -189,10 +250,7 @@ def whatif_rows(index: DataIndex, changes: list[Change]) -> pd.DataFrame:
     if drop_stage_rows:
         stage_history = stage_history.drop(index=stage_history.index[drop_stage_rows])
     if extra_stages:
-        added = pd.DataFrame(extra_stages, columns=stage_history.columns)
-        added["changed_at"] = to_naive_utc(added["changed_at"])
-        added["expected_close_date"] = to_naive_utc(added["expected_close_date"])
-        added = added.astype(stage_history.dtypes.to_dict())
+        added = _stage_frame(stage_history, extra_stages)
         stage_history = pd.concat([stage_history, added], ignore_index=True)
     wanted = [index.activity_rows.get(k) for k in keys]
     picked = np.concatenate([w for w in wanted if w is not None] or [np.zeros(0, np.int64)])

@@ -3,14 +3,28 @@ changed or added."""
 
 from __future__ import annotations
 
+import copy
+import random
 from dataclasses import replace
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from features.build import build_features
-from features.history import make_history
+from features.history import History, make_history
+from serving.api.problems import ProblemError
 from serving.api.schemas import DealOverrides, NewDeal
-from serving.api.whatif import Change, build_index, plain_rows, whatif_rows
+from serving.api.whatif import (
+    Change,
+    DataIndex,
+    _rows_on_changed_history,
+    build_index,
+    plain_rows,
+    whatif_rows,
+)
+from serving.scoring import score_features
 from tests.serving.conftest import Workspace
 
 
@@ -100,3 +114,74 @@ def test_plain_whatif_and_new_rows_equal_the_full_path(workspace: Workspace) -> 
     reference = build_features(both, as_of, deal_ids=["\x00new-0"], features=index.spec)
     pd.testing.assert_frame_equal(got, reference, check_index_type=False)
     assert got.loc["\x00new-0", "rep_open_deals"] >= 1
+
+
+def _random_change(rng: random.Random, index: DataIndex, history: History) -> Change:
+    """A what-if of a random open deal, or a new deal, with random overrides."""
+    stages = [*sorted(history.stage_history["stage"].dropna().unique()), "Brand New Stage"]
+    owners = [*history.reps["owner_id"].unique(), "R999"]
+    products = [*history.deals["product"].dropna().unique(), "Gizmo"]
+    teams = list(history.deals["team"].dropna().unique())
+    accounts = [*history.deals["account_id"].dropna().unique()[:50], "A-new"]
+    dates = [(index.as_of + pd.Timedelta(days=d)).date() for d in (-3, 30)]
+    options: dict[str, list[Any]] = {
+        "stage": stages,
+        "amount": [0.0, 1234.5, 99999.0],
+        "owner_id": owners,
+        "product": products,
+        "team": teams,
+        "account_id": accounts,
+        "expected_close_date": dates,
+    }
+    fields = {k: rng.choice(v) for k, v in options.items() if rng.random() < 0.35}
+    if rng.random() < 0.3:
+        fields.pop("account_id", None)
+        fields.setdefault("owner_id", rng.choice(owners))
+        if "amount" in fields or "expected_close_date" in fields:
+            fields.setdefault("stage", rng.choice(stages))
+        created = index.as_of - pd.Timedelta(days=rng.randint(0, 400))
+        return Change("\x00new-0", "n", "x", new=NewDeal(created_at=created, **fields))
+    deal = rng.choice(list(index.features.index))
+    return Change(deal, deal, "x", overrides=DealOverrides(**fields))
+
+
+def test_one_deal_rows_equal_the_changed_history_rows(workspace: Workspace) -> None:
+    """The one-deal path (features.single) gives exactly the rows of build_features on the
+    whole history with the change applied, for what-ifs and new deals of every kind."""
+    history = workspace.history
+    index = build_index(history)
+    rng = random.Random(7)
+    for _ in range(60):
+        change = _random_change(rng, index, history)
+        try:
+            expected = _rows_on_changed_history(index, [change])
+        except ProblemError as error:
+            with pytest.raises(ProblemError) as raised:
+                whatif_rows(index, [change])
+            assert raised.value.args == error.args
+            continue
+        pd.testing.assert_frame_equal(whatif_rows(index, [change]), expected, check_exact=True)
+
+
+def test_score_rows_equal_the_frame_path(workspace: Workspace) -> None:
+    """Scoring from a float matrix (one LightGBM thread on a few rows, what-if actions
+    written into the matrix) gives the rows of the pandas-frame path, bit for bit."""
+    model = workspace.model
+    index = build_index(workspace.history)
+    features = index.features
+    assert model.bundle.codes_match_booster
+    frame_model = copy.deepcopy(model)
+    frame_model.bundle.__dict__["codes_match_booster"] = False  # the LightGBM-pandas path
+    expected = score_features(features, frame_model, index.as_of)
+    pd.testing.assert_frame_equal(
+        score_features(features, model, index.as_of), expected, check_exact=True
+    )
+    for i in range(0, len(features), 9):
+        got = score_features(features.iloc[[i]], model, index.as_of)
+        want = expected.iloc[[i]].reset_index(drop=True)
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    raw = model.bundle.raw_score(features)
+    matrix = model.bundle.matrix(features)
+    assert model.bundle.booster is not None
+    via_frame = model.bundle.booster.predict(matrix, raw_score=True)
+    np.testing.assert_array_equal(raw, via_frame)

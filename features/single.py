@@ -1,0 +1,333 @@
+"""The features of one deal in a history changed only in that deal (a what-if or a new deal).
+
+``deal_features(deal_context(history, as_of), deal, stage_rows, activities)`` equals
+``build_features(history', as_of, [deal_id])`` where ``history'`` is ``history`` with the deal's
+row of ``deals`` and all of its stage-history and activity rows replaced by the given ones (or
+added, for a deal the history lacks). It reads the history once per context, then per deal:
+
+* every feature that reads the deal's own rows only (age, stage and amount history, activities,
+  static fields, custom attributes, rep tenure, account profile, list price) comes from the
+  real feature code run on a one-deal history;
+* the features that read other deals — the rep's and team's record, the rep's open pipeline,
+  the account's wins, the product's typical amount, the stage order behind
+  ``stage_regressions`` — from the same functions run on the context's arrays with the deal
+  changed;
+* categoricals on the changed history's vocabularies (kept as value counts).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features._context import (
+    Deals,
+    account_features,
+    account_profile,
+    deal_arrays,
+    product_features,
+    rep_features,
+)
+from features._events import FloatArray, IntArray, days_between, micros, open_pairs
+from features._frame import STATIC_COLUMNS, _activity_features, assemble
+from features._stages import CodedStages, code_stages, coded_stage_features
+from features.build import _naive_utc
+from features.history import History
+from features.spec import MISSING, Feature, feature_spec
+
+# Features computed from other deals than the scored one (patched in from the context).
+CONTEXT_FEATURES = (
+    "rep_win_rate_365d",
+    "rep_closed_deals_365d",
+    "rep_cycle_days_365d",
+    "rep_open_deals",
+    "rep_open_amount",
+    "account_won_deals",
+    "account_won_revenue",
+    "amount_vs_product_typical",
+    "stage_regressions",
+)
+_GROUPS = (
+    ("owner_id", "owner"),
+    ("team", "team"),
+    ("account_id", "account"),
+    ("product", "product"),
+)
+
+
+@dataclass(frozen=True)
+class DealContext:
+    """What a one-deal feature row reads from the rest of the history, built once."""
+
+    history: History
+    as_of: pd.Timestamp
+    dates: IntArray  # [as_of] in microseconds
+    spec: list[Feature]
+    deals_table: pd.DataFrame  # sorted by deal_id, as build_features reads it
+    deals: Deals
+    stages: CodedStages
+    open_deal: IntArray  # positions of the deals open at as_of
+    open_ids: np.ndarray  # their deal_ids (sorted)
+    open_amount: np.ndarray  # their amount at as_of
+    sources: dict[str, str | None]  # categorical feature -> deals column / "stage" / None
+    counts: dict[str, Counter[str]]  # categorical feature -> its vocabulary's value counts
+    values: dict[str, list[str]]  # categorical feature -> its sorted distinct values
+    stage_counts: Counter[str]  # stage name -> stage-history rows
+    stage_values: list[str]  # sorted stage names
+    fixed_vocab: dict[str, list[str]]  # categoricals whose vocabulary no deal changes
+
+
+def deal_context(
+    history: History, as_of: pd.Timestamp, features: Sequence[Feature] | None = None
+) -> DealContext:
+    """Index ``history`` for one-deal feature rows at ``as_of``."""
+    from features._frame import vocabularies
+
+    spec = list(features) if features is not None else feature_spec(history)
+    when = _naive_utc(as_of)
+    dates = micros(pd.Series([when], dtype=object))
+    deals_table = history.deals.sort_values("deal_id", kind="stable", ignore_index=True)
+    deals = deal_arrays(deals_table)
+    stages = code_stages(history.stage_history, deals.index)
+    open_deal, q_date = open_pairs(deals.created, deals.closed, dates)
+    st = coded_stage_features(stages, len(deals.index), open_deal, q_date, dates)
+    sources: dict[str, str | None] = {}
+    counts: dict[str, Counter[str]] = {}
+    fixed: dict[str, list[str]] = {}
+    categorical = [f for f in spec if f.kind == "categorical"]
+    for f in categorical:
+        if f.name == "current_stage":
+            sources[f.name] = "stage"
+        elif f.name in ("account_size_band", "account_industry"):
+            continue
+        else:
+            column = STATIC_COLUMNS.get(f.name, f.name)
+            present = column in history.deals.columns
+            sources[f.name] = column if present else None
+            counts[f.name] = Counter(_strings(history.deals[column])) if present else Counter()
+    fixed = {
+        name: vocab
+        for name, vocab in vocabularies(history, categorical).items()
+        if name in ("account_size_band", "account_industry")
+    }
+    stage_counts = Counter(_strings(history.stage_history["stage"]))
+    return DealContext(
+        history=history,
+        as_of=when,
+        dates=dates,
+        spec=spec,
+        deals_table=deals_table,
+        deals=deals,
+        stages=stages,
+        open_deal=open_deal,
+        open_ids=deals_table["deal_id"].to_numpy(dtype=object)[open_deal],
+        open_amount=st.amount,
+        sources=sources,
+        counts=counts,
+        values={name: sorted(c) for name, c in counts.items()},
+        stage_counts=stage_counts,
+        stage_values=sorted(stage_counts),
+        fixed_vocab=fixed,
+    )
+
+
+def _strings(values: pd.Series) -> list[str]:
+    """The non-null values as the strings ``vocabularies`` makes of them."""
+    return [str(v) for v in values.dropna().astype(str)]
+
+
+def deal_features(
+    context: DealContext,
+    deal: pd.DataFrame,
+    stage_rows: pd.DataFrame,
+    activities: pd.DataFrame,
+) -> pd.DataFrame | None:
+    """The feature row of the one deal in ``deal``; None when it is not open at as_of.
+
+    ``deal`` has the columns of ``history.deals``; ``stage_rows`` and ``activities`` are all
+    of the deal's rows (columns of the history's tables).
+    """
+    history = context.history
+    deal = deal.reset_index(drop=True)
+    deal_id = deal["deal_id"].iat[0]
+    loc = int(context.deals.index.get_indexer(pd.Index([deal_id]))[0])
+    one = deal_arrays(deal)
+    if len(open_pairs(one.created, one.closed, context.dates)[0]) == 0:
+        return None
+    old_stage_rows = (
+        np.flatnonzero(context.stages.deal == loc) if loc >= 0 else np.zeros(0, np.int64)
+    )
+    d, at = _changed_deals(context, deal, one, loc)
+    coded = _changed_stages(context, old_stage_rows, stage_rows, at, deal_id)
+    q_one = np.array([at], dtype=np.int64)
+    t = context.dates
+    st = coded_stage_features(coded, len(d.created), q_one, np.zeros(1, np.int64), t)
+    # The open deals in deal_id order, as build_features queries them (the open pipeline
+    # sums their amounts in that order).
+    if loc >= 0:
+        q_deal = context.open_deal.copy()
+        amount = context.open_amount.copy()
+        mine = np.flatnonzero(q_deal == at)
+        if len(mine) == 0:  # the deal's creation and closing are the history's: never here
+            return None
+        amount[mine] = st.amount
+        slot = int(mine[0])
+    else:
+        slot = int(np.searchsorted(context.open_ids, np.asarray([deal_id], dtype=object))[0])
+        q_deal = np.insert(context.open_deal, slot, at)
+        amount = np.insert(context.open_amount, slot, st.amount)
+    q_time = np.full(len(q_deal), t[0])
+    rep = rep_features(history.reps, d, q_deal, q_time, np.zeros(len(q_deal), np.int64), amount)
+    numeric: dict[str, FloatArray] = {
+        "age_days": days_between(t, one.created),
+        "days_in_stage": st.days_in_stage,
+        "stage_regressions": st.stage_regressions,
+        "days_to_expected_close": days_between(st.expected_close, t),
+        "close_date_pushes": st.close_date_pushes,
+        "push_days_total": st.push_days_total,
+        "amount": st.amount,
+        "amount_changes": st.amount_changes,
+    }
+    numeric |= _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
+    numeric |= product_features(history.products, d, q_one, t, st.amount)
+    numeric |= {k: v[slot : slot + 1] for k, v in rep.items()}
+    numeric |= account_features(d, q_one, t)
+    profile = account_profile(history.accounts, one)
+    numeric["account_employees"] = profile["account_employees"]
+    per_deal: dict[str, pd.Series | np.ndarray] = {
+        name: deal[column] for name, column in STATIC_COLUMNS.items()
+    }
+    per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
+    vocab, stages = _vocabularies(context, deal, loc, old_stage_rows, stage_rows)
+    # st.stage codes into the union of old and new stage names; the changed history's
+    # vocabulary may lack a name only the replaced rows had.
+    names = coded.vocabulary
+    where = {name: i for i, name in enumerate(stages)}
+    stage = np.array([where[names[c]] if c >= 0 else -1 for c in st.stage], dtype=np.int64)
+    frame = assemble(
+        deal, context.spec, vocab, stages, np.zeros(1, np.int64), numeric, stage, per_deal
+    )
+    frame.insert(0, "deal_id", deal["deal_id"].take([0]).reset_index(drop=True))
+    frame = frame.set_index("deal_id")
+    wanted = pd.Index([deal_id])
+    return frame.loc[wanted[wanted.isin(frame.index)]]
+
+
+def _vocabularies(
+    context: DealContext,
+    deal: pd.DataFrame,
+    loc: int,
+    old_stage_rows: IntArray,
+    stage_rows: pd.DataFrame,
+) -> tuple[dict[str, list[str]], list[str]]:
+    """``vocabularies`` of the changed history, and its stage vocabulary: the context's,
+    unless the change adds a value or removes a value's last occurrence."""
+    out: dict[str, list[str]] = dict(context.fixed_vocab)
+    old_names = _strings(context.history.stage_history["stage"].iloc[old_stage_rows])
+    stage_values = _changed_values(
+        context.stage_counts, context.stage_values, old_names, _strings(stage_rows["stage"])
+    )
+    stages = [*stage_values, MISSING]
+    for name, source in context.sources.items():
+        if source == "stage":
+            out[name] = stages
+            continue
+        values = context.values[name]
+        if source is not None:
+            old = [] if loc < 0 else _cell_strings(context.deals_table[source].iat[loc])
+            values = _changed_values(
+                context.counts[name], values, old, _cell_strings(deal[source].iat[0])
+            )
+        out[name] = [*(v for v in values if v != MISSING), MISSING]
+    return out, stages
+
+
+def _changed_values(
+    counts: Counter[str], values: list[str], old: list[str], new: list[str]
+) -> list[str]:
+    """The sorted distinct values once ``old`` occurrences are replaced by ``new`` ones."""
+    if sorted(old) == sorted(new):
+        return values
+    changed = Counter(counts)
+    changed.subtract(old)
+    changed.update(new)
+    return sorted(v for v, n in changed.items() if n > 0)
+
+
+def _cell_strings(value: object) -> list[str]:
+    """``_strings`` of a one-value column."""
+    return [] if pd.isna(value) else [str(value)]  # type: ignore[call-overload]
+
+
+def _changed_deals(
+    context: DealContext, deal: pd.DataFrame, one: Deals, loc: int
+) -> tuple[Deals, int]:
+    """The context's deal arrays with the deal replaced (``loc``) or appended, and its position.
+
+    Group codes are labels: a value the history lacks gets the next free code."""
+    base = context.deals
+    at = loc if loc >= 0 else len(base.created)
+
+    def put(array: np.ndarray, value: object) -> np.ndarray:
+        out = array.copy() if loc >= 0 else np.append(array, np.asarray([value]))
+        out[at] = value
+        return out
+
+    fields: dict[str, object] = {
+        "created": put(base.created, one.created[0]),
+        "closed": put(base.closed, one.closed[0]),
+        "won": put(base.won, one.won[0]),
+        "lost": put(base.lost, one.lost[0]),
+        "final_amount": put(base.final_amount, one.final_amount[0]),
+    }
+    for _, attr in _GROUPS:
+        vocab: pd.Index = getattr(base, attr + "s")
+        code = int(getattr(one, attr)[0])
+        if code < 0:
+            new_code = -1
+        else:
+            value = getattr(one, attr + "s")[code]
+            found = vocab.get_indexer(pd.Index([value]))[0]
+            if found < 0:
+                found = len(vocab)
+                vocab = vocab.append(pd.Index([value]))
+            new_code = int(found)
+        fields[attr] = put(getattr(base, attr), new_code)
+        fields[attr + "s"] = vocab
+    index = base.index if loc >= 0 else base.index.append(pd.Index([deal["deal_id"].iat[0]]))
+    return Deals(index=index, **fields), at  # type: ignore[arg-type]
+
+
+def _changed_stages(
+    context: DealContext, old_rows: IntArray, stage_rows: pd.DataFrame, at: int, deal_id: object
+) -> CodedStages:
+    """The context's coded stage history with the deal's rows replaced by ``stage_rows``."""
+    base = context.stages
+    names = sorted({*base.vocabulary, *_strings(stage_rows["stage"])})
+    remap = np.searchsorted(np.asarray(names, dtype=object), np.asarray(base.vocabulary, object))
+    keep = np.ones(len(base.deal), dtype=bool)
+    keep[old_rows] = False
+    new = code_stages(stage_rows, pd.Index([deal_id]))  # the deal's rows: code 0
+    new_remap = np.searchsorted(
+        np.asarray(names, dtype=object), np.asarray(new.vocabulary, dtype=object)
+    )
+    new_stage = _recode_stages(new.stage, new_remap)
+    old_stage = _recode_stages(base.stage, remap)
+    return CodedStages(
+        deal=np.concatenate([base.deal[keep], np.where(new.deal >= 0, at, -1)]),
+        time=np.concatenate([base.time[keep], new.time]),
+        stage=np.concatenate([old_stage[keep], new_stage]).astype(np.int64),
+        amount=np.concatenate([base.amount[keep], new.amount]),
+        expected_close=np.concatenate([base.expected_close[keep], new.expected_close]),
+        vocabulary=names,
+    )
+
+
+def _recode_stages(stage: IntArray, remap: IntArray) -> IntArray:
+    if len(remap) == 0:
+        return np.full(len(stage), -1, dtype=np.int64)
+    return np.where(stage >= 0, remap[np.maximum(stage, 0)], -1).astype(np.int64)
