@@ -226,18 +226,22 @@ class WinBundle:
 def read_document(
     path: Path,
     name: str,
-    expected_format: int,
+    expected_format: int | tuple[int, ...],
     what: str,
     error: type[SalesmlError] = BundleError,
 ) -> dict[str, Any]:
-    """The JSON document ``name`` of a saved bundle folder, checked for its format version."""
+    """The JSON document ``name`` of a saved bundle folder, checked for its format version
+    (one version, or every version this salesml still reads)."""
     doc_path = path / name
     if not doc_path.exists():
         raise error(f"{path} holds no {what} ({name} is missing)")
     doc: dict[str, Any] = json.loads(doc_path.read_text(encoding="utf-8"))
-    if doc.get("format") != expected_format:
+    readable = (expected_format,) if isinstance(expected_format, int) else expected_format
+    if doc.get("format") not in readable:
+        versions = " or ".join(str(v) for v in readable)
         raise error(
-            f"{path} is {what} format {doc.get('format')}, this salesml reads {expected_format}"
+            f"{path} is {what} format {doc.get('format')}, this salesml reads {versions}; "
+            "retrain with this salesml (salesml train) or use the salesml that wrote it"
         )
     return doc
 

@@ -32,7 +32,8 @@ import pandas as pd
 from salesml.bundle import WinBundle, read_document
 from salesml.calibration import IdentityCalibrator
 
-TIMING_FORMAT = 1
+TIMING_FORMAT = 2  # 2: the bin features are listed (format 1 had the original six)
+TIMING_READS = (1, 2)
 TIMING_JSON = "timing.json"
 TIMING_TXT = "timing_model.txt"
 # Bin edges in days after as_of: fine where most deals close, coarse in the tail.
@@ -225,7 +226,7 @@ class TimingBundle:
 
     @classmethod
     def load(cls, path: Path) -> TimingBundle:
-        doc = read_document(path, TIMING_JSON, TIMING_FORMAT, "timing model")
+        doc = read_document(path, TIMING_JSON, TIMING_READS, "timing model")
         booster = lgb.Booster(model_file=str(path / TIMING_TXT)) if doc["has_booster"] else None
         return cls(
             features=list(doc["features"]),

@@ -40,7 +40,8 @@ from salesml.forecast.prophet_model import SeriesModel
 from salesml.forecast.reconcile import reconcile, to_cents
 from salesml.revenue.pipeline import DIMENSIONS, PipelineForecast
 
-FORECAST_FORMAT = 1
+FORECAST_FORMAT = 2  # 2: blend components listed (format 1: pipeline and series)
+FORECAST_READS = (1, 2)
 FORECAST_JSON = "forecast.json"
 OUTPUT_COLUMNS = (
     "period_start",
@@ -251,7 +252,7 @@ class ForecastBundle:
     @classmethod
     def load(cls, path: Path) -> ForecastBundle:
         doc = read_document(
-            path, FORECAST_JSON, FORECAST_FORMAT, "forecast bundle", ForecastBundleError
+            path, FORECAST_JSON, FORECAST_READS, "forecast bundle", ForecastBundleError
         )
         return cls(
             freqs={f: FreqModel.from_doc(m) for f, m in doc["freqs"].items()},

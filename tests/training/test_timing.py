@@ -12,7 +12,7 @@ import pytest
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import feature_spec
-from salesml.bundle import WinBundle
+from salesml.bundle import BundleError, WinBundle
 from salesml.calibration import IdentityCalibrator
 from salesml.timing import (
     BIN_FEATURES,
@@ -177,7 +177,12 @@ def test_bundles_saved_before_the_calendar_features_still_load(
     assert TimingBundle.load(path).bin_features == BIN_FEATURES
     doc = json.loads((path / TIMING_JSON).read_text(encoding="utf-8"))
     del doc["bin_features"]
+    doc["format"] = 1
     (path / TIMING_JSON).write_text(json.dumps(doc), encoding="utf-8")
     legacy = TimingBundle.load(path)
     assert legacy.bin_features == LEGACY_BIN_FEATURES
     assert legacy.model_features[-len(LEGACY_BIN_FEATURES) :] == list(LEGACY_BIN_FEATURES)
+    doc["format"] = 3  # from a newer salesml: refused with what to do, never misread
+    (path / TIMING_JSON).write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(BundleError, match="reads 1 or 2; retrain"):
+        TimingBundle.load(path)
