@@ -29,6 +29,7 @@ FloatArray = npt.NDArray[np.float64]
 POINTS = 100.0  # contributions are probability points: percentage points of win probability
 DEFAULT_TOP = 5
 NATIVE_BELOW = 1_000  # fewer rows: LightGBM's own pred_contrib (no kernel start-up)
+SMALL_BATCH = 64  # up to this many rows: one LightGBM thread
 SLOPE_STEP = 1e-4
 
 
@@ -64,7 +65,12 @@ def log_odds_contributions(
         raise ValueError("a constant (base-rate) bundle has no contributions")
     matrix = bundle.model_matrix(features)
     if engine == "native" or (engine == "auto" and len(features) < NATIVE_BELOW):
-        out = bundle.booster.predict(matrix, pred_contrib=True)
+        # A row's values never depend on the thread count; for a few rows one thread saves the
+        # OpenMP start-up (2.5 ms against 0.4 ms for one deal).
+        if len(features) <= SMALL_BATCH:
+            out = bundle.booster.predict(matrix, pred_contrib=True, num_threads=1)
+        else:
+            out = bundle.booster.predict(matrix, pred_contrib=True)
         return np.asarray(out, dtype=np.float64)
     from salesml.explain import treeshap
 
@@ -197,7 +203,7 @@ def explain(
     ).tolist()
     totals_list = totals.tolist()
     stages = _stages(features)
-    raw = {n: features[n].astype("object").to_numpy() for n in names}
+    raw: dict[str, np.ndarray] = {}  # feature -> values as objects, for the leading ones only
     typical: dict[tuple[str, Any], dict[str, Any] | None] = {}
     out: list[list[dict[str, Any]]] = []
     for row in range(len(features)):
@@ -206,6 +212,8 @@ def explain(
         for g in keep[row]:
             total = totals_list[row][g]
             feature = names[lead[row][g]]
+            if feature not in raw:
+                raw[feature] = features[feature].astype("object").to_numpy()
             value = _json_value(raw[feature][row])
             key = (feature, stage if isinstance(stage, str) else None)
             if key not in typical:
