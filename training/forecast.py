@@ -522,12 +522,15 @@ def log_error_quantiles(
 ) -> dict[str, list[dict[str, float]]]:
     """Per group and step: bounds of log((actual + c) / (blend + c)), as quantiles.
 
-    The centre is the median error (the blend's bias in log terms); the half-width of the
-    ``1 − 2α`` interval is the ``(1 − 2α)(n + 1) / n`` quantile of the absolute deviations
-    from it (split conformal, with the finite-sample correction). Pooling both tails into
-    one absolute deviation doubles the data each bound is read from: a handful of origins
-    gives noisy, too narrow empirical tail quantiles. Steps are pooled with their neighbours
-    (widths grow with the horizon, but a few origins per step are too few on their own)."""
+    The interval is centred on the blend point itself (log error 0), so it always contains
+    the forecast: the half-width of the ``1 − 2α`` interval is the ``(1 − 2α)(n + 1) / n``
+    quantile of the absolute errors (split conformal, with the finite-sample correction). A
+    biased blend gets a wider interval rather than one that sits beside its own point
+    (centring on the median error did that; bias-correcting the point instead made the
+    cross-fitted monthly WAPE worse). Pooling both tails into one absolute error doubles the
+    data each bound is read from: a handful of origins gives noisy, too narrow empirical tail
+    quantiles. Steps are pooled with their neighbours (widths grow with the horizon, but a
+    few origins per step are too few on their own)."""
     groups = _group(records)
     out: dict[str, list[dict[str, float]]] = {}
     for g, c in offsets.items():
@@ -541,13 +544,12 @@ def log_error_quantiles(
             if len(values) == 0:
                 table.append(dict.fromkeys(LEVELS, 0.0))
                 continue
-            centre = float(np.median(values))
-            spread = np.abs(values - centre)
+            spread = np.abs(values)
             row = {}
             for name, q in LEVELS.items():
                 level = min(abs(2 * q - 1) * (len(values) + 1) / len(values), 1.0)
                 half = float(np.quantile(spread, level))
-                row[name] = centre + half if q > 0.5 else centre - half
+                row[name] = half if q > 0.5 else -half
             table.append(row)
         out[g] = table
     return out

@@ -13,7 +13,7 @@
   backtests (bundles saved before the new-deals component blend pipeline and series only);
 - **intervals**: the blend's log error ``log((actual + c) / (forecast + c))`` on the same
   backtests gives the 80 % and 95 % bounds (per freq, separately for the total and for
-  segments, widening with the horizon);
+  segments, widening with the horizon), centred on the forecast so they always contain it;
 - **current period**: revenue already won in it is known; only the rest is forecast (the
   series' share of the period still to come, the pipeline from as_of to the period's end);
 - **coherence**: per dimension, segment forecasts are reconciled so they add up to the total

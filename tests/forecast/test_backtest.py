@@ -97,6 +97,28 @@ def test_won_only_bundle_forecasts_with_an_empty_pipeline(
     pd.testing.assert_frame_equal(out, again)
 
 
+@pytest.mark.parametrize("by", [None, "team", "region", "product"])
+def test_fitted_bundle_rows_hold_their_point_inside_the_intervals(
+    trained: tf.ForecastTrainingResult, by: str | None
+) -> None:
+    """lower_95 ≤ lower_80 ≤ forecast ≤ upper_80 ≤ upper_95 on every row, and the learnt
+    log-error bounds straddle 0, so the point is inside before any clipping."""
+    fm = trained.bundle.model("month")
+    for table in fm.log_errors.values():
+        for q in table:
+            assert q["lower_95"] <= q["lower_80"] <= 0.0 <= q["upper_80"] <= q["upper_95"]
+    as_of = pd.Timestamp("2026-07-03")
+    periods = pd.date_range("2026-07-01", periods=3, freq="MS")
+    empty = simulate(
+        np.zeros((0, 3)), np.zeros(0), {"team": np.array([], dtype=object)}, periods, 10
+    )
+    out = trained.bundle.forecast("month", 3, as_of, empty, {"total|total": 500.0}, by=by)
+    assert len(out) >= 3
+    ordered = out[["lower_95", "lower_80", "forecast", "upper_80", "upper_95"]].to_numpy()
+    assert np.all(np.diff(ordered, axis=1) >= -1e-9)
+    assert (out["lower_95"] >= 0).all()
+
+
 def test_origins_are_period_starts_with_a_complete_horizon(won_only: History) -> None:
     anchor = tf.backtest_anchor(won_only)
     for freq in ("week", "month", "quarter"):

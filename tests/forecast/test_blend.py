@@ -18,9 +18,12 @@ from training.forecast import (
     _purged,
     apply_blend,
     backtest_metrics,
+    blend_bounds,
     blend_weights,
     cross_fitted_blend,
+    error_offsets,
     fit_blend,
+    log_error_quantiles,
     new_deal_shares,
 )
 
@@ -162,6 +165,35 @@ def test_fit_blend_bounds_are_ordered() -> None:
     for table in quantiles.values():
         for q in table:
             assert q["lower_95"] <= q["lower_80"] <= q["upper_80"] <= q["upper_95"]
+
+
+def test_interval_of_a_biased_blend_contains_its_point() -> None:
+    """A blend 40 % too low: the interval must still hold the point (it widens instead of
+    sitting beside it, as one centred on the median error would)."""
+    frame = records(noise=0.1)
+    blend = frame["actual"].to_numpy() * 0.6
+    offsets = error_offsets(frame)
+    quantiles = log_error_quantiles(frame, blend, offsets, 3)
+    for table in quantiles.values():
+        for q in table:
+            assert q["lower_95"] <= q["lower_80"] <= 0.0 <= q["upper_80"] <= q["upper_95"]
+    groups = np.where(frame["dimension"] == "total", "total", "segment")
+    bounds = blend_bounds(blend, groups, frame["step"].to_numpy(), offsets, quantiles)
+    assert (bounds["lower_95"] <= bounds["lower_80"]).all()
+    assert (bounds["lower_80"] <= blend).all() and (blend <= bounds["upper_80"]).all()
+    assert (bounds["upper_80"] <= bounds["upper_95"]).all()
+    # ...and, being wide enough for the bias, it still covers most actuals.
+    actual = frame["actual"].to_numpy()
+    inside = (bounds["lower_80"] <= actual) & (actual <= bounds["upper_80"])
+    assert inside.mean() >= 0.75
+
+
+def test_cross_fitted_bounds_contain_the_blend() -> None:
+    scored = cross_fitted_blend(records(noise=0.3, seed=5), 3)
+    for lo, hi in (("blend_lower_95", "blend_lower_80"), ("blend_lower_80", "blend")):
+        assert (scored[lo] <= scored[hi] + 1e-9).all()
+    for lo, hi in (("blend", "blend_upper_80"), ("blend_upper_80", "blend_upper_95")):
+        assert (scored[lo] <= scored[hi] + 1e-9).all()
 
 
 # --- the bundle ---------------------------------------------------------------------------
