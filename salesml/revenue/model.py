@@ -62,6 +62,10 @@ class ForecastBundleError(SalesmlError):
     """A forecast bundle cannot be loaded or cannot answer the question asked."""
 
 
+class MissingFrequencyError(ForecastBundleError):
+    """The bundle has no model for the asked period length (it was trained without it)."""
+
+
 def key(dimension: str, segment: str) -> str:
     return f"{dimension}|{segment}"
 
@@ -136,7 +140,7 @@ class ForecastBundle:
     def model(self, freq: str) -> FreqModel:
         freq = check_freq(freq)
         if freq not in self.freqs:
-            raise ForecastBundleError(
+            raise MissingFrequencyError(
                 f"the forecast bundle has no {freq!r} model (it has "
                 f"{', '.join(sorted(self.freqs))}); retrain with salesml train"
             )

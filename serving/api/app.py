@@ -32,6 +32,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from salesml.errors import SalesmlError
+from salesml.revenue.model import MissingFrequencyError
 from salesml.settings import Settings
 from serving.api import problems
 from serving.api.answers import deal_answer, not_found, score_answer, score_change, warm
@@ -496,6 +497,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             )
         try:
             raw = await run_in_threadpool(fn, **kwargs)
+        except MissingFrequencyError as exc:
+            raise ProblemError(422, str(exc), field="query.freq") from None
         except SalesmlError as exc:
             raise ProblemError(503, f"forecast unavailable: {exc}") from None
         rows = records(raw) if isinstance(raw, pd.DataFrame) else [jsonable(r) for r in raw]

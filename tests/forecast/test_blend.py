@@ -310,3 +310,12 @@ def test_bundles_saved_before_the_new_deals_component_still_load(
     loaded = ForecastBundle.load(path)
     assert loaded.model("month").components == ("pipeline", "series")
     pd.testing.assert_frame_equal(_forecast(bundle, "team"), _forecast(loaded, "team"))
+
+
+def test_a_period_length_the_bundle_lacks_is_refused_with_the_choices(
+    bundle: ForecastBundle,
+) -> None:
+    from salesml.revenue.model import MissingFrequencyError
+
+    with pytest.raises(MissingFrequencyError, match=r"no 'week' model \(it has month\)"):
+        bundle.model("week")

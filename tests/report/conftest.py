@@ -92,3 +92,13 @@ def report_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repor
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(autouse=True)
+def _report_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point MLflow and salesml at the report workspace for each test that uses it (another
+    package's session workspace may have moved the variables since it was built)."""
+    if "report_workspace" in request.fixturenames:
+        ws: ReportWorkspace = request.getfixturevalue("report_workspace")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{ws.root / 'mlflow.db'}")
+        monkeypatch.setenv("SALESML_HOME", str(ws.home))

@@ -112,3 +112,16 @@ def client(workspace: Workspace) -> Iterator[TestClient]:
 
 def headers(workspace: Workspace, role: str) -> dict[str, str]:
     return {"X-API-Key": workspace.keys[role]}
+
+
+@pytest.fixture(autouse=True)
+def _workspace_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point MLflow and salesml at this package's workspace for each test that uses it.
+
+    Session workspaces of other test packages (the report's) set the same variables when they
+    are built; a worker running tests of both must not leave these tests on the other store.
+    """
+    if "workspace" in request.fixturenames:
+        ws: Workspace = request.getfixturevalue("workspace")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", ws.tracking_uri)
+        monkeypatch.setenv("SALESML_HOME", str(ws.home))
