@@ -77,9 +77,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from salesml.synth import generate
         from salesml.tracking import load_win_bundle
         from salesml.warehouse import connect
-        from serving.batch import batch_workers, combine_rows, plan_incremental, score_in_chunks
-        from serving.runs import RunStore, row_hashes, to_storable, write_frame_parts
-        from serving.scoring import score_features
+        from serving.batch import (
+            batch_workers,
+            combine_rows,
+            plan_incremental,
+            score_in_chunks,
+            stored_json_columns,
+        )
+        from serving.runs import RunStore, row_hashes, write_frame_parts
 
         generate(args.deals, 3, root / "big", end_date=pd.Timestamp("2026-06-30").date())
         run_import(read_export(root / "big", "canonical"), root / "big.duckdb", root / "rej")
@@ -97,21 +102,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         model = load_win_bundle("champion")
         as_of = history.exported_at
         store = RunStore(root / "runs-home")
-        _, json_columns = to_storable(score_features(features.head(1), model, as_of))
+        json_columns = stored_json_columns(features, model, as_of)
+
+        def write(run_id: str, rows: pd.DataFrame, rescored: int, copied: int = 0) -> None:
+            store.write(
+                run_id,
+                lambda folder: write_frame_parts(rows, folder),
+                as_of=as_of,
+                model_version=model.version,
+                engine="local",
+                expected_deals=pd.Index(features.index),
+                rescored=rescored,
+                copied=copied,
+                json_columns=json_columns,
+            )
 
         start = time.perf_counter()
         hashes = row_hashes(features, model.version)
         scored = score_in_chunks(features, model, as_of, hashes)
-        store.write(
-            "full",
-            lambda folder: write_frame_parts(scored, folder),
-            as_of=as_of,
-            model_version=model.version,
-            engine="local",
-            expected_deals=pd.Index(features.index),
-            rescored=len(scored),
-            json_columns=json_columns,
-        )
+        write("full", scored, len(scored))
         full_seconds = time.perf_counter() - start
 
         rng = np.random.default_rng(0)
@@ -122,18 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         new_hashes = row_hashes(night, model.version)  # stands for the inputs' hashes
         to_score, copied = plan_incremental(store, store.latest(), new_hashes, as_of)  # type: ignore[arg-type]
         fresh = score_in_chunks(night.loc[to_score], model, as_of, new_hashes)
-        combined = combine_rows(fresh, copied)
-        store.write(
-            "night",
-            lambda folder: write_frame_parts(combined, folder),
-            as_of=as_of,
-            model_version=model.version,
-            engine="local",
-            expected_deals=pd.Index(night.index),
-            rescored=len(fresh),
-            copied=len(copied),
-            json_columns=json_columns,
-        )
+        write("night", combine_rows(fresh, copied), len(fresh), len(copied))
         night_seconds = time.perf_counter() - start
         out = {
             "rows": len(features),

@@ -127,17 +127,16 @@ def score_in_chunks(
     """
     n = len(features)
     workers = min(batch_workers() if workers is None else max(1, workers), max(1, n))
-    if n < parallel_from or workers == 1:
-        if n <= chunk_rows:
-            return score_chunk(features, model, as_of, hashes)
-        parts = [
-            score_chunk(features.iloc[start : start + chunk_rows], model, as_of, hashes)
-            for start in range(0, n, chunk_rows)
-        ]
-        return pd.concat(parts, ignore_index=True)
-    # Even slices: every worker gets work even when the batch is below workers × chunk_rows.
-    size = min(chunk_rows, -(-n // workers))
+    parallel = n >= parallel_from and workers > 1
+    # Even slices in parallel: every worker gets work even below workers × chunk_rows.
+    size = min(chunk_rows, -(-n // workers)) if parallel else chunk_rows
+    if n <= size:
+        return score_chunk(features, model, as_of, hashes)
     slices = [features.iloc[start : start + size] for start in range(0, n, size)]
+    if not parallel:
+        return pd.concat(
+            [score_chunk(part, model, as_of, hashes) for part in slices], ignore_index=True
+        )
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(

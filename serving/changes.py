@@ -65,9 +65,10 @@ def input_hashes(
     """Per deal of ``deal_ids``: a 16-hex-digit hash of its inputs (see the module docstring)."""
     ids = pd.Index(deal_ids.astype(str))
     as_of = pd.Timestamp(as_of)
-    deals = history.deals
-    deals = deals[deals["deal_id"].astype(str).isin(ids)]
-    combined = _aligned(_row_hashes(deals), pd.Index(deals["deal_id"].astype(str)), ids)
+    all_ids = history.deals["deal_id"].astype(str)
+    mine = all_ids.isin(ids).to_numpy()
+    deals, deal_ids = history.deals[mine], pd.Index(all_ids[mine])
+    combined = _aligned(_row_hashes(deals), deal_ids, ids)
     for table, stamp in (
         (history.stage_history, "changed_at"),
         (history.activities, "occurred_at"),
@@ -83,9 +84,9 @@ def input_hashes(
     if len(accounts) and "account_id" in deals:
         account_ids = pd.Index(accounts["account_id"].astype(str))
         unique = ~account_ids.duplicated()
-        account_of = pd.Series(
-            deals["account_id"].astype(str).to_numpy(), index=deals["deal_id"].astype(str)
-        ).reindex(ids)
+        account_of = pd.Series(deals["account_id"].astype(str).to_numpy(), index=deal_ids).reindex(
+            ids
+        )
         account_hash = _aligned(
             _row_hashes(accounts)[unique], account_ids[unique], pd.Index(account_of)
         )
