@@ -238,7 +238,8 @@ def read_document(
     doc: dict[str, Any] = json.loads(doc_path.read_text(encoding="utf-8"))
     readable = (expected_format,) if isinstance(expected_format, int) else expected_format
     if doc.get("format") not in readable:
-        versions = " or ".join(str(v) for v in readable)
+        names = [str(v) for v in readable]
+        versions = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
         raise error(
             f"{path} is {what} format {doc.get('format')}, this salesml reads {versions}; "
             "retrain with this salesml (salesml train) or use the salesml that wrote it"

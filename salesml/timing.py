@@ -20,7 +20,7 @@ No pickles: ``timing.json`` (edges, feature contract, conformal levels, metadata
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,10 @@ import pandas as pd
 from salesml.bundle import WinBundle, read_document
 from salesml.calibration import IdentityCalibrator
 
-TIMING_FORMAT = 2  # 2: the bin features are listed (format 1 had the original six)
-TIMING_READS = (1, 2)
+# 2: the bin features are listed (format 1 had the original six); 3: per-bin starting scores
+# and calendar weights (both optional when reading).
+TIMING_FORMAT = 3
+TIMING_READS = (1, 2, 3)
 TIMING_JSON = "timing.json"
 TIMING_TXT = "timing_model.txt"
 # Bin edges in days after as_of: fine where most deals close, coarse in the tail.
@@ -49,6 +51,9 @@ BIN_FEATURES: tuple[str, ...] = (
     "bin_days_to_expected_close",
     "bin_quarter_last_month_share",
     "bin_days_to_quarter_end",
+    "bin_year_last_month_share",
+    "bin_days_to_year_end",
+    "bin_calendar_intensity",
 )
 # What bundles saved before the calendar features were added were trained on.
 LEGACY_BIN_FEATURES: tuple[str, ...] = BIN_FEATURES[:6]
@@ -71,6 +76,14 @@ class TimingBundle:
         pit_levels: conformal map, ``pit_levels[i]`` = the level of the model's conditional
             won-time distribution that held with frequency ``LEVELS[i]`` on calibration.
         metadata: data window, holdout metrics, flags.
+        bin_log_priors: (bins, 3) per-bin starting scores the booster's trees add to: the log
+            class shares of the bin, recalibrated on held-out deals (``training.timing.
+            recalibrated_offsets``). Without it (bundles before format 3) the booster's raw
+            scores alone, which overstate short bins' rare closings.
+        calendar_weights: relative won-closing intensity per calendar ``month`` (12) and
+            ``weekday`` (7, Monday first), learnt from the history. A bin's won mass is spread
+            over its days in proportion to them (not evenly), so a 30-day bin from mid-October
+            puts its year-end slips in December, not half in November. ``None``: evenly.
     """
 
     features: list[str]
@@ -84,6 +97,8 @@ class TimingBundle:
     constant_hazards: list[list[float]] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     bin_features: tuple[str, ...] = BIN_FEATURES
+    bin_log_priors: list[list[float]] | None = None
+    calendar_weights: dict[str, list[float]] | None = None
 
     @property
     def model_features(self) -> list[str]:
@@ -105,10 +120,13 @@ class TimingBundle:
         if self.booster is None:
             table = np.asarray(self.constant_hazards or [[1.0, 0.0, 0.0]] * k, dtype=float)
             return np.broadcast_to(table, (n, k, 3)).copy()
-        rows = expand_bins(features, as_of, self.edges)
+        rows = expand_bins(features, as_of, self.edges, calendar=self.calendar_weights)
         matrix = self.feature_contract().matrix(rows)
-        flat = np.asarray(self.booster.predict(matrix), dtype=np.float64)
-        return flat.reshape(n, k, 3)
+        if self.bin_log_priors is None:
+            flat = np.asarray(self.booster.predict(matrix), dtype=np.float64)
+            return flat.reshape(n, k, 3)
+        raw = np.asarray(self.booster.predict(matrix, raw_score=True), dtype=np.float64)
+        return softmax(raw.reshape(n, k, 3) + np.asarray(self.bin_log_priors)[None, :, :])
 
     def cif_won(self, hazards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative probability of having closed won by each edge, and of still being open.
@@ -153,21 +171,60 @@ class TimingBundle:
         grid, cdf = self.conditional_cdf(hazards)
         return _cdf_at(grid, cdf, np.asarray(days, dtype=float))
 
-    def won_by(self, hazards: np.ndarray, days: np.ndarray) -> np.ndarray:
-        """Conditional probability of having closed won by ``days`` (per deal), given won."""
-        grid, cdf = self.conditional_cdf(hazards)
-        return _cdf_at(grid, cdf, np.broadcast_to(np.asarray(days, dtype=float), (len(cdf),)))
+    def won_by(
+        self, hazards: np.ndarray, days: np.ndarray, as_of: pd.Timestamp | None = None
+    ) -> np.ndarray:
+        """Conditional probability of having closed won by ``days`` (per deal), given won.
 
-    def won_between(self, hazards: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-        """(n, periods): conditional probability of closing won in [start, end) days, given won."""
+        With ``as_of``, each bin's mass is spread over its calendar days by
+        ``calendar_weights``; without it, evenly."""
         grid, cdf = self.conditional_cdf(hazards)
+        days = np.broadcast_to(np.asarray(days, dtype=float), (len(cdf),))
+        warp = self._calendar_warp(as_of, grid[-1])
+        if warp is not None:
+            grid, days = warp(grid), warp(days)
+        return _cdf_at(grid, cdf, days)
+
+    def won_between(
+        self,
+        hazards: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        as_of: pd.Timestamp | None = None,
+    ) -> np.ndarray:
+        """(n, periods): conditional probability of closing won in [start, end) days, given won
+        (with ``as_of``: each bin's mass spread over its days by ``calendar_weights``)."""
+        grid, cdf = self.conditional_cdf(hazards)
+        lo_days, hi_days = np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)
+        warp = self._calendar_warp(as_of, grid[-1])
+        if warp is not None:
+            grid, lo_days, hi_days = warp(grid), warp(lo_days), warp(hi_days)
         n = len(cdf)
-        out = np.empty((n, len(starts)))
-        for k, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
+        out = np.empty((n, len(lo_days)))
+        for k, (lo, hi) in enumerate(zip(lo_days, hi_days, strict=True)):
             at_hi = _cdf_at(grid, cdf, np.full(n, float(hi)))
             at_lo = _cdf_at(grid, cdf, np.full(n, float(lo)))
             out[:, k] = at_hi - at_lo
         return np.clip(out, 0.0, 1.0)
+
+    def _calendar_warp(
+        self, as_of: pd.Timestamp | None, last_day: float
+    ) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Days after ``as_of`` → cumulative calendar weight (a clock that runs fast on days
+        when deals close more often): linear in it is proportional to the weights in days."""
+        if as_of is None or not self.calendar_weights:
+            return None
+        start = pd.Timestamp(as_of).normalize()
+        offset = (pd.Timestamp(as_of) - start) / pd.Timedelta(days=1)
+        days = pd.date_range(start, periods=int(np.ceil(last_day + offset)) + 2, freq="D")
+        weight = np.maximum(daily_weights(days, self.calendar_weights), 1e-6)
+        clock = np.concatenate([[0.0], np.cumsum(weight)])
+        axis = np.arange(len(clock), dtype=float) - offset
+
+        def warp(x: np.ndarray) -> np.ndarray:
+            return np.asarray(np.interp(np.asarray(x, dtype=float), axis, clock))
+
+        return warp
 
     def predict(
         self,
@@ -190,10 +247,10 @@ class TimingBundle:
         quarter_end = (as_of + pd.offsets.QuarterBegin(1, startingMonth=1)).normalize()
         out = pd.DataFrame(index=features.index)
         for days in (30, 60, 90):
-            out[f"p_close_{days}d"] = p * self.won_by(hz, np.full(len(p), float(days)))
+            out[f"p_close_{days}d"] = p * self.won_by(hz, np.full(len(p), float(days)), as_of)
         for name, end in (("month", month_end), ("quarter", quarter_end)):
             horizon = (end - as_of) / pd.Timedelta(days=1)
-            out[f"p_close_this_{name}"] = p * self.won_by(hz, np.full(len(p), horizon))
+            out[f"p_close_this_{name}"] = p * self.won_by(hz, np.full(len(p), horizon), as_of)
         median = self.quantile_days(hz, 0.5)
         out["expected_close_date"] = (as_of + pd.to_timedelta(median, unit="D")).normalize()
         out["days_to_close_low"] = np.floor(self.quantile_days(hz, 0.1))
@@ -215,6 +272,8 @@ class TimingBundle:
             "tail_days": self.tail_days,
             "pit_levels": list(self.pit_levels),
             "constant_hazards": self.constant_hazards,
+            "bin_log_priors": self.bin_log_priors,
+            "calendar_weights": self.calendar_weights,
             "bin_features": list(self.bin_features),
             "has_booster": self.booster is not None,
             "metadata": self.metadata,
@@ -240,7 +299,15 @@ class TimingBundle:
             constant_hazards=doc.get("constant_hazards"),
             metadata=dict(doc["metadata"]),
             bin_features=tuple(doc.get("bin_features", LEGACY_BIN_FEATURES)),
+            bin_log_priors=doc.get("bin_log_priors"),
+            calendar_weights=doc.get("calendar_weights"),
         )
+
+
+def softmax(raw: np.ndarray) -> np.ndarray:
+    """Class probabilities from raw scores along the last axis."""
+    shifted = np.exp(raw - raw.max(axis=-1, keepdims=True))
+    return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True))
 
 
 def expand_bins(
@@ -248,11 +315,14 @@ def expand_bins(
     as_of: pd.Series | pd.Timestamp,
     edges: tuple[int, ...] = EDGES,
     keep: np.ndarray | None = None,
+    calendar: Mapping[str, list[float]] | None = None,
 ) -> pd.DataFrame:
     """One row per (deal row, bin), deal-major: the deal's features plus ``BIN_FEATURES``.
 
     ``as_of`` is one date for every row or a Series aligned with ``features``; ``keep`` (a mask
-    over the deal-major (row, bin) pairs) builds only the rows needed.
+    over the deal-major (row, bin) pairs) builds only the rows needed. ``calendar`` (the
+    bundle's ``calendar_weights``) gives ``bin_calendar_intensity``, the mean won-closing
+    intensity of the bin's days (1 without it).
     """
     k = len(edges) - 1
     n = len(features)
@@ -277,8 +347,11 @@ def expand_bins(
         "bin_month": mid_at.month.to_numpy(dtype=float),
         "bin_quarter_ends": _quarter_ends_between(start_at, widths),
         "bin_days_to_expected_close": _column(rows, "days_to_expected_close") - starts,
-        "bin_quarter_last_month_share": _quarter_last_month_share(start_at, widths),
-        "bin_days_to_quarter_end": _days_to_quarter_end(start_at),
+        "bin_quarter_last_month_share": _last_month_share(start_at, widths, 3),
+        "bin_days_to_quarter_end": _days_to_period_end(start_at, 3),
+        "bin_year_last_month_share": _last_month_share(start_at, widths, 12),
+        "bin_days_to_year_end": _days_to_period_end(start_at, 12),
+        "bin_calendar_intensity": _calendar_intensity(start_at, widths, calendar),
     }
     return pd.concat([rows, pd.DataFrame(extra)], axis=1)
 
@@ -297,8 +370,9 @@ def _quarter_ends_between(start_at: pd.DatetimeIndex, width: np.ndarray) -> np.n
     return np.asarray(end_q - start_q, dtype=float)
 
 
-def _quarter_last_month_share(start_at: pd.DatetimeIndex, width: np.ndarray) -> np.ndarray:
-    """Share of the bin's days [start, start + width) in a quarter's last month (Mar/Jun/…)."""
+def _last_month_share(start_at: pd.DatetimeIndex, width: np.ndarray, months: int) -> np.ndarray:
+    """Share of the bin's days [start, start + width) in the last month of a calendar period
+    of ``months`` months: a quarter's (Mar/Jun/Sep/Dec, 3) or the year's (December, 12)."""
     day = np.timedelta64(1, "D")
     start = start_at.to_numpy("datetime64[us]")
     end = start + (np.asarray(width, dtype=float) * 86_400e6).astype("timedelta64[us]")
@@ -312,18 +386,42 @@ def _quarter_last_month_share(start_at: pd.DatetimeIndex, width: np.ndarray) -> 
             break
         lo = np.maximum(month.astype("datetime64[us]"), start)
         hi = np.minimum((month + 1).astype("datetime64[us]"), end)
-        last_of_quarter = (month.astype(np.int64) % 12) % 3 == 2
-        inside += np.where(active & last_of_quarter, np.maximum((hi - lo) / day, 0.0), 0.0)
+        last_of_period = (month.astype(np.int64) % 12) % months == months - 1
+        inside += np.where(active & last_of_period, np.maximum((hi - lo) / day, 0.0), 0.0)
         month = month + 1
     return np.asarray(inside / np.maximum(np.asarray(width, dtype=float), 1e-9))
 
 
-def _days_to_quarter_end(start_at: pd.DatetimeIndex) -> np.ndarray:
-    """Days from the bin's start to the end of its calendar quarter."""
+def _days_to_period_end(start_at: pd.DatetimeIndex, months: int) -> np.ndarray:
+    """Days from the bin's start to the end of its calendar quarter (3) or year (12)."""
     start = start_at.to_numpy("datetime64[us]")
     month = start.astype("datetime64[M]")
-    quarter_end = (month - (month.astype(np.int64) % 3) + 3).astype("datetime64[us]")
-    return np.asarray((quarter_end - start) / np.timedelta64(1, "D"), dtype=float)
+    end = (month - (month.astype(np.int64) % 12) % months + months).astype("datetime64[us]")
+    return np.asarray((end - start) / np.timedelta64(1, "D"), dtype=float)
+
+
+def daily_weights(days: pd.DatetimeIndex, calendar: Mapping[str, list[float]]) -> np.ndarray:
+    """Each day's won-closing intensity: its month's weight × its weekday's."""
+    month = np.asarray(calendar["month"], dtype=float)[days.month - 1]
+    weekday = np.asarray(calendar["weekday"], dtype=float)[days.day_of_week]
+    return np.asarray(month * weekday)
+
+
+def _calendar_intensity(
+    start_at: pd.DatetimeIndex, width: np.ndarray, calendar: Mapping[str, list[float]] | None
+) -> np.ndarray:
+    """Mean calendar weight over the bin's days [start, start + width) (1 without weights)."""
+    if not calendar or len(start_at) == 0:
+        return np.ones(len(start_at))
+    first = start_at.min().normalize()
+    span = int(np.ceil(((start_at.max() - first) / pd.Timedelta(days=1)) + width.max())) + 2
+    clock = np.concatenate(
+        [[0.0], np.cumsum(daily_weights(pd.date_range(first, periods=span, freq="D"), calendar))]
+    )
+    axis = np.arange(len(clock), dtype=float)
+    lo = np.asarray((start_at - first) / pd.Timedelta(days=1), dtype=float)
+    hi = lo + np.asarray(width, dtype=float)
+    return np.asarray((np.interp(hi, axis, clock) - np.interp(lo, axis, clock)) / width)
 
 
 def _cdf_at(grid: np.ndarray, cdf: np.ndarray, days: np.ndarray) -> np.ndarray:

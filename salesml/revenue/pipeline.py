@@ -62,7 +62,7 @@ def period_probabilities(
     day = pd.Timedelta(days=1)
     lo = np.maximum(np.asarray((starts - as_of) / day, dtype=float), 0.0)
     hi = np.maximum(np.asarray((ends - as_of) / day, dtype=float), 0.0)
-    return np.asarray(p[:, None] * timing.won_between(hazards, lo, hi))
+    return np.asarray(p[:, None] * timing.won_between(hazards, lo, hi, pd.Timestamp(as_of)))
 
 
 def deal_amounts(

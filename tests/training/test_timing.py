@@ -16,18 +16,25 @@ from salesml.bundle import BundleError, WinBundle
 from salesml.calibration import IdentityCalibrator
 from salesml.timing import (
     BIN_FEATURES,
+    EDGES,
     LEGACY_BIN_FEATURES,
+    LOST,
+    NONE,
     TIMING_JSON,
+    WON,
     TimingBundle,
     expand_bins,
+    softmax,
 )
 from tests.training.test_win_model import synthetic_history
 from training.data import truncate_history
 from training.timing import (
     TimingTrainingResult,
     bin_rows,
+    calendar_weights,
     closed_only_baseline,
     fit_timing,
+    recalibrated_offsets,
     relabel,
     train_timing_model,
 )
@@ -168,6 +175,18 @@ def test_bins_know_where_they_fall_in_the_calendar() -> None:
     may = rows.iloc[k + 3]  # [Jun 17, Jul 2) from May 18: 14 of 15 days in June
     assert may["bin_quarter_last_month_share"] == pytest.approx(14 / 15)
     assert may["bin_days_to_quarter_end"] == pytest.approx(14.0)
+    assert first["bin_year_last_month_share"] == pytest.approx(0.0)
+    assert first["bin_days_to_year_end"] == pytest.approx(287.0)  # Mar 20 -> Jan 1
+    assert (rows["bin_calendar_intensity"] == 1.0).all()  # no calendar weights: flat
+    december = {"month": [1.0] * 11 + [3.0], "weekday": [1.0] * 7}
+    weighted = expand_bins(
+        frame, pd.Series(pd.to_datetime(["2026-11-20", "2026-05-18"])), calendar=december
+    )
+    december_bin = weighted.iloc[2]  # [Dec 4, Dec 20): all in the year's last month
+    assert december_bin["bin_year_last_month_share"] == pytest.approx(1.0)
+    assert december_bin["bin_calendar_intensity"] == pytest.approx(3.0)
+    assert weighted.iloc[1]["bin_calendar_intensity"] == pytest.approx((4 + 3 * 3) / 7)
+    assert weighted.iloc[3]["bin_year_last_month_share"] == pytest.approx(12 / 15)
 
 
 def test_bundles_saved_before_the_calendar_features_still_load(
@@ -182,7 +201,119 @@ def test_bundles_saved_before_the_calendar_features_still_load(
     legacy = TimingBundle.load(path)
     assert legacy.bin_features == LEGACY_BIN_FEATURES
     assert legacy.model_features[-len(LEGACY_BIN_FEATURES) :] == list(LEGACY_BIN_FEATURES)
-    doc["format"] = 3  # from a newer salesml: refused with what to do, never misread
+    doc["format"] = 4  # from a newer salesml: refused with what to do, never misread
     (path / TIMING_JSON).write_text(json.dumps(doc), encoding="utf-8")
-    with pytest.raises(BundleError, match="reads 1 or 2; retrain"):
+    with pytest.raises(BundleError, match="reads 1, 2 or 3; retrain"):
         TimingBundle.load(path)
+
+
+def test_bundles_saved_before_the_bin_offsets_predict_from_equal_classes(
+    trained: TimingTrainingResult, history_and_truth: tuple[History, pd.DataFrame], tmp_path: Path
+) -> None:
+    """Format 2 had no per-bin starting scores: its booster's raw scores are the whole story."""
+    from features.build import build_features
+
+    history = history_and_truth[0]
+    bundle = trained.bundle
+    assert bundle.bin_log_priors is not None
+    path = bundle.save(tmp_path / "timing")
+    doc = json.loads((path / TIMING_JSON).read_text(encoding="utf-8"))
+    assert TimingBundle.load(path).bin_log_priors == doc["bin_log_priors"]
+    del doc["bin_log_priors"]
+    doc["format"] = 2
+    (path / TIMING_JSON).write_text(json.dumps(doc), encoding="utf-8")
+    legacy = TimingBundle.load(path)
+    assert legacy.bin_log_priors is None and legacy.booster is not None
+    features = build_features(history, history.exported_at).head(50)
+    rows = expand_bins(
+        features, history.exported_at, legacy.edges, calendar=legacy.calendar_weights
+    )
+    raw = legacy.booster.predict(legacy.feature_contract().matrix(rows), raw_score=True)
+    got = legacy.hazards(features, history.exported_at)
+    want = softmax(np.asarray(raw, dtype=float)).reshape(got.shape)
+    np.testing.assert_allclose(got, want, atol=1e-9)
+    assert not np.allclose(bundle.hazards(features, history.exported_at), got)
+
+
+def test_recalibration_matches_the_held_out_shares_per_bin() -> None:
+    """Scores that overstate a rare class (won within a short bin) are shifted until the
+    weighted mean probability per bin equals what happened; none-class scores stay put."""
+    rng = np.random.default_rng(3)
+    n = 40_000
+    index = rng.integers(0, 3, n)
+    true_won = np.minimum(np.array([0.04, 0.10, 0.25])[index] * np.exp(rng.normal(0, 0.5, n)), 0.9)
+    true_lost = np.minimum(np.full(n, 0.05), 0.99 - true_won)
+    u = rng.random(n)
+    y = np.where(u < true_won, WON, np.where(u < true_won + true_lost, LOST, NONE))
+    w = rng.choice([1.0, 5.0], n)
+    raw = np.log(np.column_stack([1 - true_won - true_lost, true_won, true_lost]))
+    raw[:, WON] += 0.25 + rng.normal(0, 0.6, n)  # too high, and spread: the early-stop bias
+    priors = np.zeros((3, 3))
+    offsets = recalibrated_offsets(raw, y, w, index, priors)
+    assert np.allclose(offsets[:, NONE], 0.0)
+    for b in range(3):
+        rows = index == b
+        before = np.average(softmax(raw[rows])[:, WON], weights=w[rows])
+        after = np.average(softmax(raw[rows] + offsets[b])[:, WON], weights=w[rows])
+        observed = np.average(y[rows] == WON, weights=w[rows])
+        assert before > observed * 1.1
+        assert after == pytest.approx(observed, rel=0.02)
+
+
+def test_calendar_weights_read_year_end_and_weekday_closings_off_the_history() -> None:
+    """Won closings per open deal-day by month (December busy, growth not read as season) and
+    by weekday (nobody closes on Sunday)."""
+    rng = np.random.default_rng(5)
+    as_of = pd.date_range("2024-01-01", "2025-12-29", freq="7D")
+    rows = []
+    for i, day in enumerate(as_of):
+        for j in range(10 + i // 5):  # a growing pipeline
+            rows.append(
+                {"deal_id": f"d{i}-{j}", "as_of": day, "outcome": "open", "closed_at": pd.NaT}
+            )
+    frame = pd.DataFrame(rows)
+    n = len(frame)
+    closing = frame["as_of"] + pd.to_timedelta(rng.integers(0, 7, n), unit="D")
+    december = closing.dt.month == 12
+    won = (rng.random(n) < np.where(december, 0.6, 0.2)) & (closing.dt.day_of_week < 6)
+    frame.loc[won, "outcome"] = "won"
+    frame.loc[won, "closed_at"] = closing[won]
+    weights = calendar_weights(frame)
+    assert weights is not None
+    month, weekday = np.asarray(weights["month"]), np.asarray(weights["weekday"])
+    assert month.mean() == pytest.approx(1.0) and weekday.mean() == pytest.approx(1.0)
+    assert month[11] > 1.7 * month[:11].max()  # December three times as busy
+    assert month[:11].std() < 0.15  # the pipeline's growth is not read as a season
+    assert weekday[6] == 0.0 and weekday[:6].min() > 0.8
+    assert calendar_weights(frame.head(200)) is None  # too little history: spread evenly
+
+
+def test_calendar_weights_move_a_bins_mass_between_its_days(tmp_path: Path) -> None:
+    """A 30-day bin from Nov 16 puts its mass where deals close (December), not evenly;
+    the deal's total won mass and the bin's own share are unchanged, and it survives saving."""
+    k = len(EDGES) - 1
+    table = [[0.9, 0.08, 0.02]] * k
+    busy_december = {"month": [1.0] * 11 + [4.0], "weekday": [1.0] * 7}
+    plain = TimingBundle(["amount"], {"amount": "numeric"}, {}, None, constant_hazards=table)
+    weighted = TimingBundle(
+        ["amount"],
+        {"amount": "numeric"},
+        {},
+        None,
+        constant_hazards=table,
+        calendar_weights=busy_december,
+    )
+    as_of = pd.Timestamp("2025-10-24")  # bin 30-45 = Nov 23 - Dec 8: 8 days of Nov, 7 of Dec
+    hz = plain.hazards(pd.DataFrame({"amount": [1.0]}), as_of)
+    starts, ends = np.array([0.0, 38.0]), np.array([38.0, 60.0])  # to Dec 1, Dec 1 - Dec 23
+    base = plain.won_between(hz, starts, ends)[0]
+    assert np.allclose(plain.won_between(hz, starts, ends, as_of)[0], base)  # no weights
+    loaded = TimingBundle.load(weighted.save(tmp_path / "timing"))
+    assert loaded.calendar_weights == busy_december
+    got = loaded.won_between(hz, starts, ends, as_of)[0]
+    in_bin = hz[0, 3, 1] * np.prod(hz[0, :3, 0])  # the straddling bin's won mass (unconditional)
+    share = in_bin / loaded.won_mass(hz)[0]
+    assert got[0] == pytest.approx(base[0] - share * (8 / 15 - 8 / 36))  # 8 Nov days of 8 + 7 x 4
+    assert got.sum() == pytest.approx(base.sum())
+    by_edge = loaded.won_by(hz, np.array([60.0]), as_of)  # whole bins: unchanged
+    assert by_edge == pytest.approx(plain.won_by(hz, np.array([60.0])))
