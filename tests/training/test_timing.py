@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_snapshots, weekly_as_of_dates
+from benchmarks.accuracy import short_history_long_errors, truth_rows
 from features.history import History
-from features.spec import feature_spec
 from salesml.bundle import BundleError, WinBundle
 from salesml.calibration import IdentityCalibrator
 from salesml.timing import (
@@ -27,15 +26,11 @@ from salesml.timing import (
     softmax,
 )
 from tests.training.test_win_model import synthetic_history
-from training.data import truncate_history
 from training.timing import (
     TimingTrainingResult,
     bin_rows,
     calendar_weights,
-    closed_only_baseline,
-    fit_timing,
     recalibrated_offsets,
-    relabel,
     train_timing_model,
 )
 
@@ -50,25 +45,11 @@ def trained(history_and_truth: tuple[History, pd.DataFrame]) -> TimingTrainingRe
     return train_timing_model(history_and_truth[0])
 
 
-def _truth_rows(
-    history: History, truth: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
-) -> pd.DataFrame:
-    """Snapshots in [start, end) of deals that were eventually won, with their true days to
-    close — known from the generator's truth even for deals still open at the export."""
-    dates = list(pd.date_range(start, end, freq="7D", inclusive="left"))
-    snaps = build_snapshots(history, dates).merge(
-        truth[["deal_id", "eventual_status", "eventual_closed_at"]], on="deal_id"
-    )
-    won = snaps[snaps["eventual_status"] == "won"].reset_index(drop=True)
-    won["true_days"] = (won["eventual_closed_at"] - won["as_of"]) / pd.Timedelta(days=1)
-    return won
-
-
 def test_interval_covers_nominal_share_of_won_deals_on_the_holdout(
     trained: TimingTrainingResult, history_and_truth: tuple[History, pd.DataFrame]
 ) -> None:
     history, truth = history_and_truth
-    rows = _truth_rows(history, truth, trained.holdout_start, trained.holdout_end)
+    rows = truth_rows(history, truth, trained.holdout_start, trained.holdout_end)
     bundle = trained.holdout_bundle
     hazards = bundle.hazards(rows, rows["as_of"])
     low, high = bundle.quantile_days(hazards, 0.1), bundle.quantile_days(hazards, 0.9)
@@ -87,20 +68,7 @@ def test_censoring_aware_model_is_less_biased_on_long_cycles_than_closed_only(
     """A short history (the first 15 months) censors most long cycles: a model learnt from
     closed deals only underestimates them; the hazard model, which keeps open deals as
     censored, does not (checked against the generator's truth)."""
-    full, truth = history_and_truth
-    cutoff = (full.deals["created_at"].min() + pd.Timedelta(days=450)).normalize()
-    short = truncate_history(full, cutoff)
-    spec = feature_spec(short)
-    snapshots = relabel(build_snapshots(short, weekly_as_of_dates(short)), cutoff)
-    bundle, _ = fit_timing(snapshots, spec, seed=0)
-    baseline = closed_only_baseline(snapshots, spec, seed=0)
-    rows = _truth_rows(full, truth, cutoff, cutoff + pd.Timedelta(days=56))
-    actual = rows["true_days"].to_numpy()
-    long = actual >= np.quantile(actual, 0.75)
-    ours = bundle.quantile_days(bundle.hazards(rows, rows["as_of"]), 0.5)
-    naive = baseline(rows)
-    ours_error = float(np.mean(ours[long] - actual[long]))
-    naive_error = float(np.mean(naive[long] - actual[long]))
+    ours_error, naive_error = short_history_long_errors(*history_and_truth)
     assert naive_error < 0  # closed-only training is biased toward short cycles
     assert abs(ours_error) <= 0.7 * abs(naive_error), (ours_error, naive_error)
 
