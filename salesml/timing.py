@@ -80,6 +80,9 @@ class TimingBundle:
             class shares of the bin, recalibrated on held-out deals (``training.timing.
             recalibrated_offsets``). Without it (bundles before format 3) the booster's raw
             scores alone, which overstate short bins' rare closings.
+        calendar_in_start: the won score also starts from log(``bin_calendar_intensity``), so
+            a bin in a quiet (busy) stretch of the calendar starts with proportionally fewer
+            (more) won closings, and the trees learn what differs from that.
         calendar_weights: relative won-closing intensity per calendar ``month`` (12) and
             ``weekday`` (7, Monday first), learnt from the history. A bin's won mass is spread
             over its days in proportion to them (not evenly), so a 30-day bin from mid-October
@@ -98,6 +101,7 @@ class TimingBundle:
     metadata: dict[str, Any] = field(default_factory=dict)
     bin_features: tuple[str, ...] = BIN_FEATURES
     bin_log_priors: list[list[float]] | None = None
+    calendar_in_start: bool = False
     calendar_weights: dict[str, list[float]] | None = None
 
     @property
@@ -126,6 +130,8 @@ class TimingBundle:
             flat = np.asarray(self.booster.predict(matrix), dtype=np.float64)
             return flat.reshape(n, k, 3)
         raw = np.asarray(self.booster.predict(matrix, raw_score=True), dtype=np.float64)
+        if self.calendar_in_start:
+            raw = raw + calendar_score(rows)
         return softmax(raw.reshape(n, k, 3) + np.asarray(self.bin_log_priors)[None, :, :])
 
     def cif_won(self, hazards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -273,6 +279,7 @@ class TimingBundle:
             "pit_levels": list(self.pit_levels),
             "constant_hazards": self.constant_hazards,
             "bin_log_priors": self.bin_log_priors,
+            "calendar_in_start": self.calendar_in_start,
             "calendar_weights": self.calendar_weights,
             "bin_features": list(self.bin_features),
             "has_booster": self.booster is not None,
@@ -300,6 +307,7 @@ class TimingBundle:
             metadata=dict(doc["metadata"]),
             bin_features=tuple(doc.get("bin_features", LEGACY_BIN_FEATURES)),
             bin_log_priors=doc.get("bin_log_priors"),
+            calendar_in_start=bool(doc.get("calendar_in_start", False)),
             calendar_weights=doc.get("calendar_weights"),
         )
 
@@ -308,6 +316,15 @@ def softmax(raw: np.ndarray) -> np.ndarray:
     """Class probabilities from raw scores along the last axis."""
     shifted = np.exp(raw - raw.max(axis=-1, keepdims=True))
     return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True))
+
+
+def calendar_score(rows: pd.DataFrame) -> np.ndarray:
+    """(rows, 3) starting scores from the calendar: log of the bin's won-closing intensity on
+    the won class, 0 elsewhere (rows from ``expand_bins``)."""
+    out = np.zeros((len(rows), 3))
+    intensity = rows["bin_calendar_intensity"].to_numpy(dtype=float)
+    out[:, WON] = np.log(np.clip(intensity, 1e-3, None))
+    return out
 
 
 def expand_bins(

@@ -42,6 +42,7 @@ from salesml.timing import (
     NONE,
     WON,
     TimingBundle,
+    calendar_score,
     expand_bins,
     softmax,
 )
@@ -258,7 +259,9 @@ def fit_timing(
         offsets = recalibrated_offsets(
             raw_stop + _init_score(priors, x_stop), y_stop, w_stop, _bin_index(x_stop), priors
         )
-        bundle = TimingBundle(names, kinds, vocab, booster, bin_log_priors=offsets.tolist())
+        bundle = TimingBundle(
+            names, kinds, vocab, booster, bin_log_priors=offsets.tolist(), calendar_in_start=True
+        )
     bundle.tail_win_share, bundle.tail_days = tail_share, tail_days
     bundle.calendar_weights = calendar
     levels = conformal_levels(bundle, snapshots[which == 2])
@@ -285,7 +288,7 @@ def _bin_index(rows: pd.DataFrame) -> np.ndarray:
 
 
 def _init_score(priors: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
-    return np.asarray(priors[_bin_index(rows)])
+    return np.asarray(priors[_bin_index(rows)] + calendar_score(rows))
 
 
 RECALIBRATION_PRIOR = 20.0  # pseudo-events pulling a bin's correction towards none

@@ -187,7 +187,7 @@ def test_bundles_saved_before_the_bin_offsets_predict_from_equal_classes(
     path = bundle.save(tmp_path / "timing")
     doc = json.loads((path / TIMING_JSON).read_text(encoding="utf-8"))
     assert TimingBundle.load(path).bin_log_priors == doc["bin_log_priors"]
-    del doc["bin_log_priors"]
+    del doc["bin_log_priors"], doc["calendar_in_start"]
     doc["format"] = 2
     (path / TIMING_JSON).write_text(json.dumps(doc), encoding="utf-8")
     legacy = TimingBundle.load(path)
@@ -285,3 +285,26 @@ def test_calendar_weights_move_a_bins_mass_between_its_days(tmp_path: Path) -> N
     assert got.sum() == pytest.approx(base.sum())
     by_edge = loaded.won_by(hz, np.array([60.0]), as_of)  # whole bins: unchanged
     assert by_edge == pytest.approx(plain.won_by(hz, np.array([60.0])))
+
+
+def test_the_won_score_starts_from_the_calendar_intensity(
+    trained: TimingTrainingResult, history_and_truth: tuple[History, pd.DataFrame]
+) -> None:
+    """With ``calendar_in_start`` the won-vs-open odds of every bin are the booster's times
+    the bin's calendar intensity: a quiet stretch (October) starts with fewer closings."""
+    from dataclasses import replace
+
+    from features.build import build_features
+
+    history = history_and_truth[0]
+    bundle = trained.bundle
+    assert bundle.calendar_in_start and bundle.calendar_weights is not None
+    features = build_features(history, history.exported_at).head(20)
+    as_of = pd.Timestamp("2026-10-01")
+    rows = expand_bins(features, as_of, bundle.edges, calendar=bundle.calendar_weights)
+    intensity = rows["bin_calendar_intensity"].to_numpy().reshape(len(features), -1)
+    with_calendar = bundle.hazards(features, as_of)
+    without = replace(bundle, calendar_in_start=False).hazards(features, as_of)
+    odds = with_calendar[..., WON] / with_calendar[..., NONE]
+    odds_without = without[..., WON] / without[..., NONE]
+    np.testing.assert_allclose(odds / odds_without, intensity, rtol=1e-9)
