@@ -28,6 +28,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from salesml.bundle import WinBundle, read_document
 from salesml.calibration import IdentityCalibrator
@@ -132,7 +133,9 @@ class TimingBundle:
         raw = np.asarray(self.booster.predict(matrix, raw_score=True), dtype=np.float64)
         if self.calendar_in_start:
             raw = raw + calendar_score(rows)
-        return softmax(raw.reshape(n, k, 3) + np.asarray(self.bin_log_priors)[None, :, :])
+        return np.asarray(
+            softmax(raw.reshape(n, k, 3) + np.asarray(self.bin_log_priors)[None, :, :], axis=-1)
+        )
 
     def cif_won(self, hazards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative probability of having closed won by each edge, and of still being open.
@@ -222,9 +225,8 @@ class TimingBundle:
             return None
         start = pd.Timestamp(as_of).normalize()
         offset = (pd.Timestamp(as_of) - start) / pd.Timedelta(days=1)
-        days = pd.date_range(start, periods=int(np.ceil(last_day + offset)) + 2, freq="D")
-        weight = np.maximum(daily_weights(days, self.calendar_weights), 1e-6)
-        clock = np.concatenate([[0.0], np.cumsum(weight)])
+        span = int(np.ceil(last_day + offset)) + 2
+        clock = _calendar_clock(start, span, self.calendar_weights, floor=1e-6)  # always moves
         axis = np.arange(len(clock), dtype=float) - offset
 
         def warp(x: np.ndarray) -> np.ndarray:
@@ -252,11 +254,16 @@ class TimingBundle:
         month_end = (as_of + pd.offsets.MonthBegin(1)).normalize()
         quarter_end = (as_of + pd.offsets.QuarterBegin(1, startingMonth=1)).normalize()
         out = pd.DataFrame(index=features.index)
-        for days in (30, 60, 90):
-            out[f"p_close_{days}d"] = p * self.won_by(hz, np.full(len(p), float(days)), as_of)
-        for name, end in (("month", month_end), ("quarter", quarter_end)):
-            horizon = (end - as_of) / pd.Timedelta(days=1)
-            out[f"p_close_this_{name}"] = p * self.won_by(hz, np.full(len(p), horizon), as_of)
+        windows = {f"p_close_{days}d": float(days) for days in (30, 60, 90)} | {
+            f"p_close_this_{name}": (end - as_of) / pd.Timedelta(days=1)
+            for name, end in (("month", month_end), ("quarter", quarter_end))
+        }
+        # one conditional CDF and one calendar clock for every window ([0, end) = by end)
+        within = self.won_between(
+            hz, np.zeros(len(windows)), np.array(list(windows.values())), as_of
+        )
+        for k, column in enumerate(windows):
+            out[column] = p * within[:, k]
         median = self.quantile_days(hz, 0.5)
         out["expected_close_date"] = (as_of + pd.to_timedelta(median, unit="D")).normalize()
         out["days_to_close_low"] = np.floor(self.quantile_days(hz, 0.1))
@@ -310,12 +317,6 @@ class TimingBundle:
             calendar_in_start=bool(doc.get("calendar_in_start", False)),
             calendar_weights=doc.get("calendar_weights"),
         )
-
-
-def softmax(raw: np.ndarray) -> np.ndarray:
-    """Class probabilities from raw scores along the last axis."""
-    shifted = np.exp(raw - raw.max(axis=-1, keepdims=True))
-    return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True))
 
 
 def calendar_score(rows: pd.DataFrame) -> np.ndarray:
@@ -417,11 +418,16 @@ def _days_to_period_end(start_at: pd.DatetimeIndex, months: int) -> np.ndarray:
     return np.asarray((end - start) / np.timedelta64(1, "D"), dtype=float)
 
 
-def daily_weights(days: pd.DatetimeIndex, calendar: Mapping[str, list[float]]) -> np.ndarray:
-    """Each day's won-closing intensity: its month's weight × its weekday's."""
-    month = np.asarray(calendar["month"], dtype=float)[days.month - 1]
-    weekday = np.asarray(calendar["weekday"], dtype=float)[days.day_of_week]
-    return np.asarray(month * weekday)
+def _calendar_clock(
+    first: pd.Timestamp, days: int, calendar: Mapping[str, list[float]], floor: float = 0.0
+) -> np.ndarray:
+    """Cumulative won-closing intensity at the start of each of ``days`` + 1 days from
+    ``first`` (0 at ``first``); a day's intensity is its month's weight × its weekday's, at
+    least ``floor``."""
+    dates = pd.date_range(first, periods=days, freq="D")
+    month = np.asarray(calendar["month"], dtype=float)[dates.month - 1]
+    weekday = np.asarray(calendar["weekday"], dtype=float)[dates.day_of_week]
+    return np.concatenate([[0.0], np.cumsum(np.maximum(month * weekday, floor))])
 
 
 def _calendar_intensity(
@@ -432,9 +438,7 @@ def _calendar_intensity(
         return np.ones(len(start_at))
     first = start_at.min().normalize()
     span = int(np.ceil(((start_at.max() - first) / pd.Timedelta(days=1)) + width.max())) + 2
-    clock = np.concatenate(
-        [[0.0], np.cumsum(daily_weights(pd.date_range(first, periods=span, freq="D"), calendar))]
-    )
+    clock = _calendar_clock(first, span, calendar)
     axis = np.arange(len(clock), dtype=float)
     lo = np.asarray((start_at - first) / pd.Timedelta(days=1), dtype=float)
     hi = lo + np.asarray(width, dtype=float)

@@ -29,6 +29,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import softmax
 
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
@@ -44,7 +45,6 @@ from salesml.timing import (
     TimingBundle,
     calendar_score,
     expand_bins,
-    softmax,
 )
 from training.data import NotEnoughDataError, truncate_history
 from training.win import lgb_params
@@ -315,7 +315,7 @@ def recalibrated_offsets(
         observed = np.array([float(weight[y[rows] == c].sum()) for c in range(3)])
         shift = np.zeros(3)
         for _ in range(25):
-            p = softmax(raw[rows] + shift)
+            p = softmax(raw[rows] + shift, axis=-1)
             expected = (p * weight[:, None]).sum(axis=0)
             step = np.log((observed + RECALIBRATION_PRIOR) / (expected + RECALIBRATION_PRIOR))
             step[NONE] = 0.0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import softmax
 
 from benchmarks.accuracy import short_history_long_errors, truth_rows
 from features.history import History
@@ -23,7 +24,6 @@ from salesml.timing import (
     WON,
     TimingBundle,
     expand_bins,
-    softmax,
 )
 from tests.training.test_win_model import synthetic_history
 from training.timing import (
@@ -198,7 +198,7 @@ def test_bundles_saved_before_the_bin_offsets_predict_from_equal_classes(
     )
     raw = legacy.booster.predict(legacy.feature_contract().matrix(rows), raw_score=True)
     got = legacy.hazards(features, history.exported_at)
-    want = softmax(np.asarray(raw, dtype=float)).reshape(got.shape)
+    want = softmax(np.asarray(raw, dtype=float), axis=-1).reshape(got.shape)
     np.testing.assert_allclose(got, want, atol=1e-9)
     assert not np.allclose(bundle.hazards(features, history.exported_at), got)
 
@@ -221,8 +221,8 @@ def test_recalibration_matches_the_held_out_shares_per_bin() -> None:
     assert np.allclose(offsets[:, NONE], 0.0)
     for b in range(3):
         rows = index == b
-        before = np.average(softmax(raw[rows])[:, WON], weights=w[rows])
-        after = np.average(softmax(raw[rows] + offsets[b])[:, WON], weights=w[rows])
+        before = np.average(softmax(raw[rows], axis=-1)[:, WON], weights=w[rows])
+        after = np.average(softmax(raw[rows] + offsets[b], axis=-1)[:, WON], weights=w[rows])
         observed = np.average(y[rows] == WON, weights=w[rows])
         assert before > observed * 1.1
         assert after == pytest.approx(observed, rel=0.02)
