@@ -218,8 +218,9 @@ def _print_summary(out: dict[str, Any], result: Any) -> None:
         for name, metrics in [("model", win["holdout"]), *win["baselines"].items()]:
             table.add_row(name, *(_fmt(metrics.get(c)) for c in columns))
         console.print(table)
-        timing = out.get("timing_model", {}).get("holdout", {})
-        closed_only = out.get("timing_model", {}).get("baselines", {}).get("closed_only", {})
+        timing_model = out.get("timing_model", {})
+        timing = timing_model.get("holdout", {})
+        closed_only = timing_model.get("baselines", {}).get("closed_only", {})
         console.print(
             f"close timing: 80 % interval covers {_fmt(timing.get('coverage_80'))} of won deals "
             f"on the holdout; mean absolute error {_fmt(timing.get('mae_days'))} days; on long "
