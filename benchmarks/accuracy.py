@@ -4,7 +4,7 @@ against what the generator knows.
 For each seed, a synthetic export of ``--deals`` deals (ending 2026-06-30) is generated and
 imported, then:
 
-- **revenue**: rolling-origin backtests (``training.forecast.run_backtests``), blend scored
+- **revenue**: rolling-origin backtests (``training.revenue.fit.run_backtests``), blend scored
   cross-fitted (purged leave-one-origin-out), company-total WAPE of every component, the
   ``0.8 × seasonal naive`` target and 80 % / 95 % coverage;
 - **timing** (``--timing``): the holdout model of ``salesml train``, its 80 % days-to-close
@@ -33,9 +33,9 @@ from features.spec import feature_spec
 from salesml.importers import read_export, run_import
 from salesml.synth import generate
 from salesml.warehouse import connect
-from training import forecast as tf
 from training.data import truncate_history
-from training.timing import closed_only_baseline, fit_timing, relabel, train_timing_model
+from training.revenue import fit as tf
+from training.timing.fit import closed_only_baseline, fit_timing, relabel, train_timing_model
 
 END = date(2026, 6, 30)
 

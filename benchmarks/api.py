@@ -219,7 +219,7 @@ def _peer_rows(home: Path, n: int) -> list[dict[str, Any]]:
 
     from features.build import build_features
     from features.history import load_history
-    from salesml.tracking import load_win_bundle
+    from salesml.scoring import load_scorer
     from salesml.warehouse import connect
 
     con = connect(home / "warehouse.duckdb", read_only=True)
@@ -227,7 +227,7 @@ def _peer_rows(home: Path, n: int) -> list[dict[str, Any]]:
         history = load_history(con)
     finally:
         con.close()
-    bundle = load_win_bundle("champion").bundle
+    bundle = load_scorer("champion").bundle
     features = build_features(history, history.exported_at)[bundle.features].head(n)
     plain = features.astype(
         {

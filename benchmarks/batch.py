@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from features.build import build_snapshots, weekly_as_of_dates
         from features.history import load_history
         from salesml.importers import read_export, run_import
+        from salesml.scoring import load_scorer
         from salesml.synth import generate
-        from salesml.tracking import load_win_bundle
         from salesml.warehouse import connect
         from serving.batch import (
             batch_workers,
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows["deal_id"].astype(str) + "@" + rows["as_of"].dt.strftime("%Y%m%d"), name="deal_id"
         )
         features = rows.drop(columns=["deal_id", "as_of"])
-        model = load_win_bundle("champion")
+        model = load_scorer("champion")
         as_of = history.exported_at
         store = RunStore(root / "runs-home")
         json_columns = stored_json_columns(features, model, as_of)

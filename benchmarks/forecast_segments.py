@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salesml.forecast.metrics import coverage, mase, wape
-from salesml.forecast.periods import period_range, season_length
-from salesml.forecast.prophet_model import (
+from salesml.models.revenue.metrics import coverage, mase, wape
+from salesml.models.revenue.periods import period_range, season_length
+from salesml.models.revenue.prophet_model import (
     DEFAULT_SETTINGS,
     ForecastResult,
     ProphetSettings,
@@ -44,7 +44,7 @@ from salesml.forecast.prophet_model import (
     quarter_end_share,
     seasonal_naive,
 )
-from salesml.forecast.series import series_of, won_revenue_series
+from salesml.models.revenue.series import series_of, won_revenue_series
 
 # ----------------------------------------------------------------------------- synthetic series
 

@@ -119,8 +119,8 @@ def train_ours(warehouse: Path, store: Path) -> None:
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     os.chdir(store)
-    from training.tracking import log_and_register
-    from training.win import train_win_model
+    from training.win.fit import train_win_model
+    from training.win.register import log_and_register
 
     result = train_win_model(_history(warehouse))
     reg = log_and_register(result, None)
@@ -144,9 +144,9 @@ def score_ours(warehouse: Path, store: Path) -> float:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     os.chdir(store)
     from features.build import build_snapshots, weekly_as_of_dates
-    from salesml.tracking import load_win_bundle
+    from salesml.scoring import load_scorer
 
-    model = load_win_bundle("champion")
+    model = load_scorer("champion")
     history = _history(warehouse)
     start = time.perf_counter()
     rows = build_snapshots(history, weekly_as_of_dates(history))

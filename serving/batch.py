@@ -4,8 +4,9 @@
 vectorised pass over the history), a hash per deal of its feature row and the model version,
 then scoring — of every deal, or with ``changed=True`` only of the deals whose hash differs
 from the latest run's (the others are copied) — through the local engine or Spark, and finally
-one immutable score run (``serving.runs``). Both engines call ``score_chunk``, which calls
-``serving.scoring.score_features``: the same rows whichever engine ran.
+one immutable score run (``serving.runs``). Both engines call ``serving.chunk.score_chunk``,
+which calls
+``salesml.scoring.score_features``: the same rows whichever engine ran.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ import pandas as pd
 from features.build import build_features, open_deal_ids
 from features.history import History
 from salesml.errors import ConfigError
+from salesml.scoring import SCORE_COLUMNS, score_features
 from serving import runs
 from serving.changes import input_hashes
+from serving.chunk import model_version, score_chunk
 from serving.runs import HASH_COLUMN, RunInfo, RunStore, to_storable
-from serving.scoring import SCORE_COLUMNS, score_features
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -34,43 +36,12 @@ __all__ = [
     "combine_rows",
     "plan_incremental",
     "run_batch",
-    "score_chunk",
     "score_in_chunks",
-    "score_open_deals",
     "write_scores",
 ]
 
 Engine = Literal["local", "spark"]
 Progress = Callable[[str], None]
-
-
-def model_version(models: Any) -> str:
-    """The version a models object reports (``LoadedModel.version`` today)."""
-    return str(models.version)
-
-
-def score_open_deals(history: History, model: Any, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One score row per deal open at ``as_of`` (see ``serving.scoring``), sorted by deal_id."""
-    features = build_features(history, as_of)
-    rows = score_features(features, model, as_of)
-    return rows.sort_values("deal_id", ignore_index=True)
-
-
-def score_chunk(
-    features: pd.DataFrame, model: Any, as_of: pd.Timestamp, hashes: pd.Series | None = None
-) -> pd.DataFrame:
-    """Score rows of ``features`` as stored: nested columns as JSON text, plus ``input_hash``.
-
-    The one function both engines run (Spark inside ``mapInPandas``). No rows in, no columns
-    out (a model cannot score an empty frame).
-    """
-    if len(features) == 0:
-        return pd.DataFrame()
-    rows = score_features(features, model, as_of)
-    stored, _ = to_storable(rows)
-    if hashes is not None:
-        stored[HASH_COLUMN] = hashes.reindex(features.index.astype(str)).to_numpy()
-    return stored
 
 
 CHUNK_ROWS = 50_000  # a worker scoring 100,000 deals peaked at 6.5 GB

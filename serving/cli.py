@@ -84,7 +84,7 @@ def score(
     import pandas as pd
 
     from features.history import load_history
-    from salesml.tracking import load_win_bundle
+    from salesml.scoring import load_scorer
     from salesml.warehouse import connect
     from serving.batch import run_batch, write_scores
     from serving.runs import RunStore, check_run_id, default_run_id
@@ -97,7 +97,7 @@ def score(
         check_run_id(run_id)
     settings = Settings()
     with err.status("loading model and history…") as status:
-        model = load_win_bundle(alias)
+        model = load_scorer(alias)
         con = connect(settings.warehouse_path, read_only=True)
         try:
             history = load_history(con)

@@ -43,12 +43,12 @@ def explain(
     from salesml.actions import recommend
     from salesml.explain import contributions
     from salesml.explain import explain as explain_drivers
-    from salesml.tracking import load_win_bundle
+    from salesml.scoring import load_scorer
     from salesml.warehouse import connect
 
     settings = Settings()
     with err.status("loading model and history…"):
-        model = load_win_bundle(alias)
+        model = load_scorer(alias)
         con = connect(settings.warehouse_path, read_only=True)
         try:
             history = load_history(con)

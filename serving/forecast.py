@@ -1,7 +1,8 @@
 """Revenue forecast rows at a date: the registered forecast bundle plus today's pipeline.
 
-The bundle (``salesml.revenue.model``) holds the per-segment series models and the blend; this
-module adds what only the warehouse knows at ``as_of``: the deals open then, scored by the win
+The bundle (``salesml.models.revenue.bundle``) holds the per-segment series models and the
+blend; this module adds what only the warehouse knows at ``as_of``: the deals open then, scored
+by the win
 model with its timing model (the pipeline component), and the revenue already won in the
 current period.
 """
@@ -15,18 +16,18 @@ import pandas as pd
 
 from features.build import build_features
 from features.history import History
-from salesml.forecast.periods import period_range, period_start
-from salesml.revenue.model import ForecastBundle, key
-from salesml.revenue.pipeline import DIMENSIONS, pipeline_forecast
-from salesml.tracking import (
+from salesml.models.registry import (
     FORECAST_MODEL_NAME,
     LoadedForecast,
-    LoadedModel,
     NoModelError,
     load_forecast_bundle,
     registered_version,
     tracking_uri,
 )
+from salesml.models.revenue.bundle import ForecastBundle, key
+from salesml.models.revenue.periods import period_range, period_start
+from salesml.models.revenue.pipeline import DIMENSIONS, pipeline_forecast
+from salesml.scoring import Scorer
 
 
 def won_so_far(history: History, freq: str, as_of: pd.Timestamp) -> dict[str, float]:
@@ -49,7 +50,7 @@ def won_so_far(history: History, freq: str, as_of: pd.Timestamp) -> dict[str, fl
 
 def forecast_rows(
     history: History,
-    win: LoadedModel | None,
+    win: Scorer | None,
     bundle: ForecastBundle,
     freq: str,
     horizon: int,
@@ -63,7 +64,7 @@ def forecast_rows(
     models carry the forecast alone."""
     bundle.model(freq)  # a clear error for a frequency the bundle lacks, before any work
     periods = period_range(as_of, horizon + 1, freq)
-    timing = getattr(win.bundle, "timing", None) if win is not None else None
+    timing = win.timing if win is not None else None
     if win is not None and timing is not None:
         features = build_features(history, as_of)
         probability = win.bundle.predict(features)["win_probability"].to_numpy()
@@ -116,7 +117,7 @@ def current_forecast(alias: str = "champion") -> LoadedForecast:
 
 def forecast_for_api(
     history: History,
-    win: LoadedModel | None,
+    win: Scorer | None,
     freq: str,
     horizon: int,
     as_of: pd.Timestamp,

@@ -51,7 +51,8 @@ def forecast(
     import pandas as pd
 
     from features.history import load_history
-    from salesml.tracking import NoModelError, load_forecast_bundle, load_win_bundle
+    from salesml.models.registry import NoModelError, load_forecast_bundle
+    from salesml.scoring import load_scorer
     from salesml.warehouse import connect
     from serving.forecast import forecast_rows
 
@@ -59,7 +60,7 @@ def forecast(
     with err.status("loading models and history…"):
         fc = load_forecast_bundle(alias)
         try:
-            win = load_win_bundle(alias)
+            win = load_scorer(alias)
         except NoModelError:
             win = None  # a won-only history: the series models carry the forecast
         con = connect(Settings().warehouse_path, read_only=True)

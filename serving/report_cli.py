@@ -74,7 +74,8 @@ def write_report(
     import pandas as pd
 
     from features.history import load_history
-    from salesml.tracking import NoModelError, load_forecast_bundle, load_win_bundle
+    from salesml.models.registry import NoModelError, load_forecast_bundle
+    from salesml.scoring import load_scorer
     from salesml.warehouse import connect
     from serving.report import load_targets, read_last_headline, render_report
     from serving.report.headline import write_last_headline
@@ -89,7 +90,7 @@ def write_report(
     settings = Settings()
     with err.status("loading models and history…") as status:
         try:
-            win = load_win_bundle(alias)
+            win = load_scorer(alias)
         except NoModelError:
             win = None
         try:

@@ -1,7 +1,7 @@
 """The Spark engine of the batch: the same ``score_chunk`` inside ``mapInPandas`` workers.
 
 Features are built on the driver (one vectorised pass over the history), shipped to Spark as
-rows, and scored in parallel by ``serving.batch.score_chunk`` — the function the local engine
+rows, and scored in parallel by ``serving.chunk.score_chunk`` — the function the local engine
 runs — with the models object sent to the workers in the function's closure. The output schema
 is read off one row scored on the driver, so whatever columns ``score_features`` returns come
 back, with the same dtypes as the local engine's rows.
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from serving.chunk import score_chunk
 from serving.runs import HASH_COLUMN
 
 DEFAULT_MASTER = "local[*]"
@@ -65,8 +66,6 @@ def score_with_spark(
 ) -> pd.DataFrame:
     """Score rows of ``features`` (index deal_id) on Spark; the rows ``score_chunk`` gives."""
     from pyspark.sql import types as spark_types
-
-    from serving.batch import score_chunk
 
     if len(features) == 0:
         return score_chunk(features, model, as_of, hashes)

@@ -16,7 +16,8 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from salesml.calibration import (
+from salesml.errors import SalesmlError
+from salesml.models.calibration import (
     CALIBRATORS,
     BetaCalibrator,
     CalibrationError,
@@ -27,8 +28,7 @@ from salesml.calibration import (
     calibrator_from_params,
     select_calibrator,
 )
-from salesml.errors import SalesmlError
-from salesml.metrics import expected_calibration_error, log_loss
+from salesml.models.win.metrics import expected_calibration_error, log_loss
 
 Array = npt.NDArray[np.float64]
 Distortion = Callable[[Array], Array]

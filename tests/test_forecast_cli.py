@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from salesml.cli import app
-from salesml.forecast.reconcile import to_cents
 from salesml.importers import read_export, run_import
+from salesml.models.revenue.reconcile import to_cents
 from salesml.synth import generate
 
 SHOPIFY_MAPPING = Path(__file__).parent / "fixtures" / "mapping" / "shopify" / "shopify.yaml"

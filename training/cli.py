@@ -52,11 +52,12 @@ def train(
 
     from features.build import build_snapshots, weekly_as_of_dates
     from training.data import NotEnoughDataError
-    from training.forecast import train_forecast
-    from training.forecast_tracking import log_forecast, log_timing
-    from training.timing import train_timing_model
-    from training.tracking import log_and_register
-    from training.win import train_win_model
+    from training.revenue.fit import train_forecast
+    from training.revenue.register import log_forecast
+    from training.timing.fit import train_timing_model
+    from training.timing.register import log_timing
+    from training.win.fit import train_win_model
+    from training.win.register import log_and_register
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     # MLflow's signature hints (integer columns in the input example) are for MLflow users.
@@ -86,9 +87,8 @@ def train(
                 status.update("training the close-timing model…")
                 snapshots = build_snapshots(history, weekly_as_of_dates(history))
                 timing = train_timing_model(history, seed=seed, snapshots=snapshots)
-                result.bundle.timing = timing.bundle
             status.update("logging to MLflow…")
-            reg = log_and_register(result, label)
+            reg = log_and_register(result, label, timing.bundle if timing is not None else None)
             out["win_model"] = _win_summary(result, reg)
             if timing is not None:
                 log_timing(reg.run_id, timing)
@@ -130,8 +130,8 @@ def backtest(
     MLflow with a plot, and registered like salesml train does)."""
     import logging
 
-    from training.forecast import train_forecast
-    from training.forecast_tracking import log_forecast
+    from training.revenue.fit import train_forecast
+    from training.revenue.register import log_forecast
 
     logging.getLogger("mlflow").setLevel(logging.ERROR)
     with err.status("backtesting (every segment, with default Prophet)…"):

@@ -20,7 +20,7 @@ from salesml.actions.catalogue import BY_ID, RULES, Rule
 from salesml.errors import SalesmlError
 
 if TYPE_CHECKING:
-    from salesml.bundle import WinBundle
+    from salesml.models.win.bundle import WinBundle
 
 FloatArray = npt.NDArray[np.float64]
 BASIS = "model estimate (what-if re-score), not a promise"

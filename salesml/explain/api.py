@@ -10,7 +10,7 @@ from salesml.actions.engine import recommend
 from salesml.explain.drivers import DEFAULT_TOP, contributions, explain, to_json
 
 if TYPE_CHECKING:
-    from salesml.bundle import WinBundle
+    from salesml.models.win.bundle import WinBundle
 
 
 def explain_columns(

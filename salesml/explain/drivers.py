@@ -23,7 +23,7 @@ import pandas as pd
 from salesml.explain import text
 
 if TYPE_CHECKING:
-    from salesml.bundle import WinBundle
+    from salesml.models.win.bundle import WinBundle
 
 FloatArray = npt.NDArray[np.float64]
 POINTS = 100.0  # contributions are probability points: percentage points of win probability
@@ -74,7 +74,7 @@ def log_odds_contributions(
         return np.asarray(out, dtype=np.float64)
     from salesml.explain import treeshap
 
-    return treeshap.shap_values(bundle.tree_ensemble(), matrix)
+    return treeshap.shap_values(treeshap.ensemble_for(bundle.booster), matrix)
 
 
 def secant_slopes(

@@ -27,6 +27,8 @@ exactly (missing types, default directions, category bitsets), and the covers ar
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +80,22 @@ class TreeEnsemble:
     @property
     def table_bytes(self) -> int:
         return int(self.table.nbytes)
+
+
+# Each booster's flattened ensemble, built once and dropped with the booster.
+_ENSEMBLES: weakref.WeakKeyDictionary[lgb.Booster, TreeEnsemble] = weakref.WeakKeyDictionary()
+_ENSEMBLES_LOCK = threading.Lock()
+
+
+def ensemble_for(booster: lgb.Booster) -> TreeEnsemble:
+    """``from_booster(booster)``, built on first use and cached for the booster's lifetime."""
+    with _ENSEMBLES_LOCK:
+        cached = _ENSEMBLES.get(booster)
+    if cached is None:
+        cached = from_booster(booster)
+        with _ENSEMBLES_LOCK:
+            _ENSEMBLES[booster] = cached
+    return cached
 
 
 def _bits(categories: list[int]) -> list[int]:

@@ -11,7 +11,7 @@ import pandas as pd
 from salesml.explain.drivers import Contributions, concepts_of, contributions
 
 if TYPE_CHECKING:
-    from salesml.bundle import WinBundle
+    from salesml.models.win.bundle import WinBundle
 
 
 STAGE_COLUMN = "current_stage"

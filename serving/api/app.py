@@ -32,7 +32,7 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from salesml.errors import SalesmlError
-from salesml.revenue.model import MissingFrequencyError
+from salesml.models.revenue.bundle import MissingFrequencyError
 from salesml.settings import Settings
 from serving.api import problems
 from serving.api.answers import deal_answer, not_found, score_answer, score_change, warm

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from salesml.tracking import WIN_MODEL_NAME, configure, load_win_bundle
+from salesml.models.registry import WIN_MODEL_NAME, configure
+from salesml.scoring import load_scorer
 
 
 def registry_version(alias: str) -> str:
@@ -20,8 +21,8 @@ def registry_version(alias: str) -> str:
 
 
 def load_models(alias: str) -> Any:
-    """The models object for ``alias`` (today: ``salesml.tracking.LoadedModel``)."""
-    return load_win_bundle(alias)
+    """The models object for ``alias`` (today: ``salesml.models.registry.Scorer``)."""
+    return load_scorer(alias)
 
 
 def version_of(models: Any) -> str:

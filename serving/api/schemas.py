@@ -1,5 +1,5 @@
 """Request and response models. Requests are strict (unknown fields are rejected); score rows
-carry whatever columns ``serving.scoring.score_features`` returns beyond the documented ones."""
+carry whatever columns ``salesml.scoring.score_features`` returns beyond the documented ones."""
 
 from __future__ import annotations
 

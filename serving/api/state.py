@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 from features.history import load_history
+from salesml.scoring import score_features
 from salesml.warehouse import connect
 from serving.api import models as registry
 from serving.api.schemas import ScoreRow
 from serving.api.whatif import DataIndex, build_index, position
 from serving.changes import input_hashes
 from serving.runs import HASH_COLUMN, RunInfo, RunStore, decode
-from serving.scoring import score_features
 
 log = logging.getLogger("salesml.api")
 

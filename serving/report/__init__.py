@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 
 from features.history import History
-from salesml.tracking import LoadedForecast, LoadedModel
+from salesml.models.registry import LoadedForecast
+from salesml.scoring import Scorer
 from serving.report import format as fmt
 from serving.report import sections
 from serving.report.data import Context, ScoreSet, gather, load_scores, scores_from_model
@@ -48,7 +49,7 @@ class Report:
 def render_report(
     history: History,
     con: Any,
-    win: LoadedModel | None,
+    win: Scorer | None,
     forecast: LoadedForecast | None,
     team: str | None = None,
     targets: pd.DataFrame | None = None,
@@ -109,7 +110,7 @@ def render_report(
 def build_report(
     history: History,
     con: Any,
-    win: LoadedModel | None,
+    win: Scorer | None,
     forecast: LoadedForecast | None,
     team: str | None = None,
     targets: pd.DataFrame | None = None,

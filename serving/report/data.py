@@ -15,8 +15,9 @@ import pandas as pd
 from features.build import build_features, build_snapshots, weekly_as_of_dates
 from features.history import History
 from salesml.errors import SalesmlError
-from salesml.forecast.periods import period_start
-from salesml.tracking import LoadedForecast, LoadedModel
+from salesml.models.registry import LoadedForecast
+from salesml.models.revenue.periods import period_start
+from salesml.scoring import Scorer
 from serving.runs import RunInfo, RunStore
 
 UNASSIGNED = "Unassigned"
@@ -79,15 +80,15 @@ class ScoreSet:
 EMPTY_SCORES = pd.DataFrame(columns=["deal_id", "win_probability", "score", "model_version"])
 
 
-def _score(history: History, win: LoadedModel, as_of: pd.Timestamp) -> pd.DataFrame:
-    from serving.batch import score_open_deals
+def _score(history: History, win: Scorer, as_of: pd.Timestamp) -> pd.DataFrame:
+    from serving.chunk import score_open_deals
 
     return decode_rows(score_open_deals(history, win, as_of))
 
 
 def scores_from_model(
     history: History,
-    win: LoadedModel | None,
+    win: Scorer | None,
     as_of: pd.Timestamp,
     previous_as_of: pd.Timestamp | None = None,
 ) -> ScoreSet:
@@ -114,7 +115,7 @@ def _describe(run: RunInfo) -> str:
 
 
 def load_scores(
-    history: History, win: LoadedModel | None, as_of: pd.Timestamp, store: RunStore | None
+    history: History, win: Scorer | None, as_of: pd.Timestamp, store: RunStore | None
 ) -> ScoreSet:
     """Scores at ``as_of``: the score run made at that moment if there is one (what the CRM
     shows), else scored now. Previous: the newest run made at an earlier as_of, if any."""
@@ -202,7 +203,7 @@ class Context:
     teams_of_deals: pd.Series
     open_deals: pd.DataFrame  # deals open at as_of (team-filtered), features + scores
     scores: ScoreSet
-    win: LoadedModel | None
+    win: Scorer | None
     forecast: LoadedForecast | None
     forecasts: dict[str, pd.DataFrame | None]
     forecast_notes: dict[str, str]
@@ -265,7 +266,7 @@ def open_deals_at(
 
 def forecast_for(
     history: History,
-    win: LoadedModel | None,
+    win: Scorer | None,
     forecast: LoadedForecast | None,
     freq: str,
     as_of: pd.Timestamp,
@@ -317,7 +318,7 @@ def kpis_at(
 def gather(
     history: History,
     con: Any,
-    win: LoadedModel | None,
+    win: Scorer | None,
     forecast: LoadedForecast | None,
     *,
     team: str | None,
@@ -396,7 +397,7 @@ def close_dates_at(history: History, when: pd.Timestamp, deal_ids: pd.Index) -> 
     )
 
 
-def holdout_window(win: LoadedModel) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+def holdout_window(win: Scorer) -> tuple[pd.Timestamp, pd.Timestamp] | None:
     """The holdout window the model was evaluated on (bundle metadata ``data_window``)."""
     text = str(win.bundle.metadata.get("data_window", {}).get("holdout", ""))
     parts = [p.strip() for p in text.replace("–", "|").split("|")]
@@ -409,7 +410,7 @@ def holdout_window(win: LoadedModel) -> tuple[pd.Timestamp, pd.Timestamp] | None
 
 
 def calibration_sample(
-    history: History, win: LoadedModel, team: str | None, team_of: pd.Series
+    history: History, win: Scorer, team: str | None, team_of: pd.Series
 ) -> tuple[pd.DataFrame, str]:
     """Predicted win probability and outcome of deals open in the model's holdout window
     (re-scored at up to ``CALIBRATION_DATES`` of its weekly as-of dates), and a description."""
@@ -438,10 +439,10 @@ def calibration_sample(
     return sample, text
 
 
-def registry_metrics(win: LoadedModel) -> dict[str, float]:
+def registry_metrics(win: Scorer) -> dict[str, float]:
     """The win model's logged run metrics (holdout_*, baseline_*, timing_*), or {}."""
     try:
-        from salesml.tracking import WIN_MODEL_NAME, configure
+        from salesml.models.registry import WIN_MODEL_NAME, configure
 
         client = configure()
         version = client.get_model_version(WIN_MODEL_NAME, win.version)

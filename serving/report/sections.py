@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from salesml.explain.change import attribute_change
-from salesml.forecast.periods import period_range, period_start
-from salesml.metrics import binary_metrics, reliability_curve
+from salesml.models.revenue.periods import period_range, period_start
+from salesml.models.win.metrics import binary_metrics, reliability_curve
 from serving.report import charts
 from serving.report import format as fmt
 from serving.report.data import (
@@ -1019,7 +1019,7 @@ def health(ctx: Context) -> str:
         for k, v in logged.items()
         if k.startswith("timing_") and not k.startswith("timing_baseline_")
     }
-    if timing or win.bundle.timing is not None:
+    if timing or win.timing is not None:
         body += "<h3>Close timing</h3>" + (
             table(
                 ["", "80% interval coverage (target 80%)", "mean abs. error"],

@@ -14,7 +14,7 @@ from features.history import History
 from features.spec import FIXED_FEATURES
 from salesml.actions import RULES, ActionError, recommend, what_if
 from tests.training.test_win_model import synthetic_history
-from training.win import WinTrainingResult, train_win_model
+from training.win.fit import WinTrainingResult, train_win_model
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "actions.md"
 

@@ -12,7 +12,6 @@ import pytest
 
 from features.build import build_features
 from features.history import History
-from salesml.bundle import WinBundle
 from salesml.explain import (
     attribute_change,
     compare_importance,
@@ -21,8 +20,10 @@ from salesml.explain import (
     global_drivers,
 )
 from salesml.explain.drivers import log_odds_contributions
+from salesml.models.win.bundle import WinBundle
+from salesml.scoring import Scorer
 from tests.training.test_win_model import synthetic_history
-from training.win import WinTrainingResult, train_win_model
+from training.win.fit import WinTrainingResult, train_win_model
 
 PLANTED = {"Engagement", "Rep track record", "Deal size"}  # engagement, rep skill, price ratio
 NOISE = {"noise_score", "noise_label"}
@@ -151,9 +152,9 @@ def test_explanations_survive_a_bundle_round_trip(
     trained: tuple[WinTrainingResult, History], scoring: pd.DataFrame, tmp_path: Path
 ) -> None:
     bundle = trained[0].bundle
-    before = bundle.predict(scoring, explain=True)
+    before = Scorer(bundle).predict(scoring, explain=True)
     loaded = WinBundle.load(bundle.save(tmp_path / "bundle"))
-    after = loaded.predict(scoring, explain=True)
+    after = Scorer(loaded).predict(scoring, explain=True)
     pd.testing.assert_frame_equal(before, after)
     assert loaded.explainer == json.loads(json.dumps(bundle.explainer))
 
@@ -162,7 +163,7 @@ def test_a_constant_model_has_no_drivers(
     trained: tuple[WinTrainingResult, History], scoring: pd.DataFrame
 ) -> None:
     constant = replace(trained[0].bundle, booster=None)
-    out = constant.predict(scoring.head(5), explain=True)
+    out = Scorer(constant).predict(scoring.head(5), explain=True)
     assert (out["drivers"] == "[]").all()
     assert np.allclose(out["drivers_base"] / 100, out["win_probability"])
 
@@ -176,7 +177,7 @@ def test_why_did_my_score_change_adds_up(
     common = earlier.index.intersection(scoring.index)[:200]
 
     def rows(features: pd.DataFrame, version: str) -> pd.DataFrame:
-        out = bundle.predict(features.loc[common], explain=True).reset_index()
+        out = Scorer(bundle).predict(features.loc[common], explain=True).reset_index()
         return out.rename(columns={"index": "deal_id"}).assign(model_version=version)
 
     old, new = rows(earlier, "1"), rows(scoring, "1")

@@ -1,1 +1,1 @@
-"""Tests of salesml.forecast."""
+"""Tests of salesml.models.revenue."""

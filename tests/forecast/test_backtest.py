@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import training.forecast as tf
+import training.revenue.fit as tf
 from features.history import History, load_history
-from salesml.forecast.periods import period_range, period_start
 from salesml.importers import read_export, run_import
-from salesml.revenue.model import ForecastBundle
-from salesml.revenue.pipeline import PipelineForecast, simulate
+from salesml.models.revenue.bundle import ForecastBundle
+from salesml.models.revenue.periods import period_range, period_start
+from salesml.models.revenue.pipeline import PipelineForecast, simulate
 from salesml.synth import generate
 from salesml.warehouse import connect
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salesml.forecast.prophet_model import fit_series
-from salesml.forecast.reconcile import to_cents
-from salesml.revenue.model import FORECAST_JSON, ForecastBundle, FreqModel, key
-from salesml.revenue.pipeline import PipelineForecast, simulate
-from training.forecast import (
+from salesml.models.revenue.bundle import FORECAST_JSON, ForecastBundle, FreqModel, key
+from salesml.models.revenue.pipeline import PipelineForecast, simulate
+from salesml.models.revenue.prophet_model import fit_series
+from salesml.models.revenue.reconcile import to_cents
+from training.revenue.fit import (
     BLEND_COMPONENTS,
     _purged,
     apply_blend,
@@ -315,7 +315,7 @@ def test_bundles_saved_before_the_new_deals_component_still_load(
 def test_a_period_length_the_bundle_lacks_is_refused_with_the_choices(
     bundle: ForecastBundle,
 ) -> None:
-    from salesml.revenue.model import MissingFrequencyError
+    from salesml.models.revenue.bundle import MissingFrequencyError
 
     with pytest.raises(MissingFrequencyError, match=r"no 'week' model \(it has month\)"):
         bundle.model("week")

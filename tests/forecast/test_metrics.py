@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from salesml.forecast.metrics import ForecastMetricsError, coverage, mase, wape
+from salesml.models.revenue.metrics import ForecastMetricsError, coverage, mase, wape
 
 
 def test_wape_by_hand() -> None:

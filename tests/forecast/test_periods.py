@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from salesml.errors import ConfigError
-from salesml.forecast.periods import (
+from salesml.models.revenue.periods import (
     period_end,
     period_range,
     period_start,

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salesml.forecast import prophet_model as pm
-from salesml.forecast.periods import period_range
-from salesml.forecast.prophet_model import (
+from salesml.models.revenue import prophet_model as pm
+from salesml.models.revenue.periods import period_range
+from salesml.models.revenue.prophet_model import (
     ForecastResult,
     SeriesModel,
     default_prophet_forecast,

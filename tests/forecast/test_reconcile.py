@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from salesml.errors import ConfigError
-from salesml.forecast.reconcile import (
+from salesml.models.revenue.reconcile import (
     allocate_cents,
     proportional_weights,
     reconcile,

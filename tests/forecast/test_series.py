@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salesml.forecast.series import load_won_deals, series_of, won_revenue_series
+from salesml.models.revenue.series import load_won_deals, series_of, won_revenue_series
 
 
 def deals_frame() -> pd.DataFrame:

@@ -15,8 +15,9 @@ import pytest
 
 from features.history import History, load_history
 from salesml.importers import read_export, run_import
+from salesml.models.registry import LoadedForecast, load_forecast_bundle
+from salesml.scoring import Scorer, load_scorer
 from salesml.synth import generate
-from salesml.tracking import LoadedForecast, LoadedModel, load_forecast_bundle, load_win_bundle
 from salesml.warehouse import connect
 from serving.batch import run_batch
 from serving.runs import RunStore
@@ -29,7 +30,7 @@ class ReportWorkspace:
     root: Path
     home: Path
     history: History
-    win: LoadedModel
+    win: Scorer
     forecast: LoadedForecast
     store: RunStore
     teams: list[str]
@@ -44,8 +45,8 @@ def report_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repor
     from typer.testing import CliRunner
 
     from salesml.cli import app
-    from training import forecast as tf
-    from training.forecast_tracking import log_forecast
+    from training.revenue import fit as tf
+    from training.revenue.register import log_forecast
 
     root = tmp_path_factory.mktemp("report")
     generate(3000, 5, root / "data", end_date=date(2026, 3, 31))
@@ -64,7 +65,7 @@ def report_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repor
             history = load_history(con)
         finally:
             con.close()
-        win = load_win_bundle("champion")
+        win = load_scorer("champion")
         saved_origins = dict(tf.MAX_ORIGINS)
         tf.MAX_ORIGINS["month"] = 4  # fewer backtest origins: a test budget
         try:

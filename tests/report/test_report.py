@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from features.build import build_features
 from salesml.cli import app
-from salesml.forecast.periods import period_start
+from salesml.models.revenue.periods import period_start
 from salesml.warehouse import connect
 from serving.forecast import forecast_rows
 from serving.report import Report, ScoreSet, parse_targets, render_report

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 from features.history import History, load_history
 from salesml.importers import read_export, run_import
+from salesml.scoring import Scorer, load_scorer
 from salesml.synth import generate
-from salesml.tracking import LoadedModel, load_win_bundle
 from salesml.warehouse import connect
 from serving.api.app import create_app
 from serving.api.settings import ApiSettings
@@ -31,7 +31,7 @@ class Workspace:
     home: Path
     tracking_uri: str
     history: History
-    model: LoadedModel
+    model: Scorer
     keys: dict[str, str]  # role -> full key
     team_a: str
     team_b: str
@@ -44,8 +44,8 @@ class Workspace:
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    from training.tracking import log_and_register
-    from training.win import train_win_model
+    from training.win.fit import train_win_model
+    from training.win.register import log_and_register
 
     root = tmp_path_factory.mktemp("serving")
     generate(3000, 5, root / "data", end_date=date(2026, 3, 31))
@@ -69,7 +69,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     finally:
         os.chdir(cwd)
     assert (first.alias, second.alias) == ("champion", "challenger")
-    model = load_win_bundle("champion")
+    model = load_scorer("champion")
     run_batch(history, model, history.exported_at, RunStore(home), run_id="r1")
     open_deals = history.deals[history.deals["status"] == "open"]
     teams = open_deals["team"].value_counts().index.tolist()

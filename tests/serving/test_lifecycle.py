@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from salesml.tracking import WIN_MODEL_NAME, configure
+from salesml.models.registry import WIN_MODEL_NAME, configure
 from serving.api import models as registry
 from serving.api.app import create_app
 from serving.batch import run_batch

@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 from fastapi.testclient import TestClient
 
+from salesml.scoring import score_features
 from serving.api.schemas import DealResponse, ScoreRow
 from serving.api.state import ScoreMemo, ServingState, records
-from serving.scoring import score_features
 from tests.serving.conftest import Workspace, headers
 
 

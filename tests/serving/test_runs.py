@@ -155,7 +155,8 @@ def test_deal_history_across_runs(workspace: Workspace, tmp_path: Path) -> None:
 
 def test_scoring_in_slices_gives_the_same_rows(workspace: Workspace) -> None:
     """The local engine scores big batches slice by slice: same rows as one pass."""
-    from serving.batch import score_chunk, score_in_chunks
+    from serving.batch import score_in_chunks
+    from serving.chunk import score_chunk
 
     history = workspace.history
     features = build_features(history, history.exported_at)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from features.build import build_features
-from serving.batch import score_chunk
+from serving.chunk import score_chunk
 from serving.runs import row_hashes
 from serving.spark import score_with_spark, session
 from tests.serving.conftest import Workspace

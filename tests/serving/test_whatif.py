@@ -14,6 +14,7 @@ import pytest
 
 from features.build import build_features
 from features.history import History, make_history
+from salesml.scoring import score_features
 from serving.api.problems import ProblemError
 from serving.api.schemas import DealOverrides, NewDeal
 from serving.api.whatif import (
@@ -24,7 +25,6 @@ from serving.api.whatif import (
     plain_rows,
     whatif_rows,
 )
-from serving.scoring import score_features
 from tests.serving.conftest import Workspace
 
 

@@ -17,8 +17,8 @@ from salesml.cli import app
 from salesml.importers import read_export, run_import
 from salesml.synth import generate
 from salesml.warehouse import connect
-from training.tracking import decide, plain_dtypes
-from training.win import WinTrainingResult, train_win_model
+from training.win.fit import WinTrainingResult, train_win_model
+from training.win.register import decide, plain_dtypes
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +106,9 @@ def test_train_registers_and_score_uses_the_champion(
     # The registered pyfunc predicts exactly like the bundle it wraps.
     import mlflow
 
-    from salesml.tracking import load_win_bundle
+    from salesml.scoring import load_scorer
 
-    loaded = load_win_bundle("champion")
+    loaded = load_scorer("champion")
     pyfunc = mlflow.pyfunc.load_model("models:/salesml-win@champion")
     features = build_features(history, history.exported_at)
     direct = loaded.bundle.predict(features)
@@ -121,7 +121,7 @@ def test_train_registers_and_score_uses_the_champion(
         plain_dtypes(features[[*info, *loaded.bundle.features]]),
         params={"explain": True, "top": 5},
     )
-    direct_explained = loaded.bundle.predict(features, explain=True)
+    direct_explained = loaded.predict(features, explain=True)
     pd.testing.assert_frame_equal(
         direct_explained.reset_index(drop=True), explained.reset_index(drop=True)
     )

@@ -12,9 +12,9 @@ from scipy.special import softmax
 
 from benchmarks.accuracy import short_history_long_errors, truth_rows
 from features.history import History
-from salesml.bundle import BundleError, WinBundle
-from salesml.calibration import IdentityCalibrator
-from salesml.timing import (
+from salesml.models.calibration import IdentityCalibrator
+from salesml.models.contract import BundleError
+from salesml.models.timing.bundle import (
     BIN_FEATURES,
     EDGES,
     LEGACY_BIN_FEATURES,
@@ -25,8 +25,10 @@ from salesml.timing import (
     TimingBundle,
     expand_bins,
 )
+from salesml.models.win.bundle import WinBundle
+from salesml.scoring import Scorer
 from tests.training.test_win_model import synthetic_history
-from training.timing import (
+from training.timing.fit import (
     TimingTrainingResult,
     bin_rows,
     calendar_weights,
@@ -122,8 +124,7 @@ def test_predictions_are_consistent_and_survive_a_round_trip(
     assert (first["days_to_close_low"] <= first["days_to_close_high"]).all()
     assert (first["expected_close_date"] >= history.exported_at.normalize()).all()
     win = WinBundle(["amount"], {"amount": "numeric"}, {}, IdentityCalibrator(), None, 0.6)
-    win.timing = trained.bundle
-    loaded = WinBundle.load(win.save(tmp_path / "bundle")).timing
+    loaded = Scorer.load(Scorer(win, trained.bundle).save(tmp_path / "bundle")).timing
     assert isinstance(loaded, TimingBundle)
     second = loaded.predict(features, history.exported_at, p, amount)
     pd.testing.assert_frame_equal(first, second)

@@ -12,12 +12,12 @@ from sklearn.metrics import roc_auc_score
 
 from features.build import build_features
 from features.history import History, load_history
-from salesml.bundle import WinBundle
 from salesml.importers import read_export, run_import
+from salesml.models.win.bundle import WinBundle
 from salesml.synth import generate
 from salesml.warehouse import connect
 from training.data import NotEnoughDataError, truncate_history
-from training.win import WinTrainingResult, train_win_model
+from training.win.fit import WinTrainingResult, train_win_model
 
 END = date(2026, 6, 30)
 MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"

@@ -7,7 +7,7 @@ gives the cumulative incidence of closing won by any day (``cif_won``); dividing
 gives the distribution of the time to close *given the deal is won*, from which the expected
 close date and an interval for days to close are read.
 
-Training (``training.timing``) uses only bins that were fully observed before the training
+Training (``training.timing.fit``) uses only bins that were fully observed before the training
 cut-off, so deals still open are censored, not dropped, and never bias the model toward short
 cycles. The interval is conformalised: ``pit_levels`` maps a nominal quantile level to the level
 that held on a calibration period (weighted for censoring), so the 80 % interval covers 80 % of
@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
-from salesml.bundle import WinBundle, read_document
-from salesml.calibration import IdentityCalibrator
+from salesml.models.contract import FeatureContract, read_document
 
 # 2: the bin features are listed (format 1 had the original six); 3: per-bin starting scores
 # and calendar weights (both optional when reading).
@@ -78,7 +77,7 @@ class TimingBundle:
             won-time distribution that held with frequency ``LEVELS[i]`` on calibration.
         metadata: data window, holdout metrics, flags.
         bin_log_priors: (bins, 3) per-bin starting scores the booster's trees add to: the log
-            class shares of the bin, recalibrated on held-out deals (``training.timing.
+            class shares of the bin, recalibrated on held-out deals (``training.timing.fit.
             recalibrated_offsets``). Without it (bundles before format 3) the booster's raw
             scores alone, which overstate short bins' rare closings.
         calendar_in_start: the won score also starts from log(``bin_calendar_intensity``), so
@@ -109,11 +108,10 @@ class TimingBundle:
     def model_features(self) -> list[str]:
         return [*self.features, *self.bin_features]
 
-    def feature_contract(self) -> WinBundle:
+    def feature_contract(self) -> FeatureContract:
+        """The booster's contract: the deal's features, then the bin features."""
         kinds = dict(self.kinds) | dict.fromkeys(self.bin_features, "numeric")
-        return WinBundle(
-            self.model_features, kinds, self.vocabularies, IdentityCalibrator(), None, 0.0
-        )
+        return FeatureContract(self.model_features, kinds, self.vocabularies)
 
     # --- prediction -----------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Log the timing model's holdout figures and the revenue forecast's backtests to MLflow, and
-register the forecast bundle (``salesml-forecast``) the way the win model is registered.
+"""Log the revenue forecast's backtests to MLflow, and register the forecast bundle
+(``salesml-forecast``) the way the win model is registered.
 
 The forecast is refitted on the latest history every time it is trained, so the newest version
 becomes ``champion``; earlier versions stay in the registry, and moving the alias back is a
@@ -18,15 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from salesml.tracking import (
+from salesml.models.registry import (
     CHAMPION,
     FORECAST_EXPERIMENT,
     FORECAST_MODEL_NAME,
     artifact_root,
     configure,
 )
-from training.forecast import ForecastTrainingResult
-from training.timing import TimingTrainingResult
+from training.revenue.fit import ForecastTrainingResult
 
 
 @dataclass(frozen=True)
@@ -38,22 +37,9 @@ class ForecastRegistration:
 
 
 def forecast_model_code() -> Path:
-    spec = importlib.util.find_spec("salesml.forecast_model")
+    spec = importlib.util.find_spec("salesml.models.revenue.pyfunc")
     assert spec is not None and spec.origin is not None
     return Path(spec.origin)
-
-
-def log_timing(run_id: str, result: TimingTrainingResult) -> None:
-    """Add the timing model's holdout figures to the win model's run (the same bundle)."""
-    client = configure()
-    for name, value in result.holdout_metrics.items():
-        if value is not None:
-            client.log_metric(run_id, f"timing_{name}", float(value))
-    for baseline, metrics in result.baseline_metrics.items():
-        for name, value in metrics.items():
-            if value is not None:
-                client.log_metric(run_id, f"timing_baseline_{baseline}_{name}", float(value))
-    client.set_tag(run_id, "timing_conformal", str(result.bundle.metadata.get("conformal")))
 
 
 def flat_metrics(metrics: dict[str, dict[str, dict[str, float | None]]]) -> dict[str, float]:

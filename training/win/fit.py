@@ -22,12 +22,13 @@ from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import FEATURE_SPEC_VERSION, Feature, excluded_attributes, feature_spec
 from salesml.actions import fit_action_stats
-from salesml.bundle import WinBundle
-from salesml.calibration import IdentityCalibrator, select_calibrator
 from salesml.explain import contributions, fit_explainer, global_drivers, importance
-from salesml.metrics import binary_metrics, reliability_curve
-from training.baselines import fit_baselines
+from salesml.models.calibration import select_calibrator
+from salesml.models.contract import FeatureContract
+from salesml.models.win.bundle import WinBundle
+from salesml.models.win.metrics import binary_metrics, reliability_curve
 from training.data import TemporalSplit, temporal_split
+from training.win.baselines import fit_baselines
 
 # Directions sales teams take as given: recent activity never lowers a deal's chance, and a
 # longer silence never raises it. LightGBM enforces them, so no explanation ever says otherwise.
@@ -103,8 +104,8 @@ def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
     vocab = _vocabularies(split.train, spec)
     params = lgb_params(len(split.train), seed)
     params["monotone_constraints"] = [MONOTONE.get(name, 0) for name in names]
-    bundle_stub = WinBundle(names, kinds, vocab, IdentityCalibrator(), None, 0.0)
-    x_train, x_val = bundle_stub.matrix(split.train), bundle_stub.matrix(split.validation)
+    contract = FeatureContract(names, kinds, vocab)
+    x_train, x_val = contract.matrix(split.train), contract.matrix(split.validation)
     y_train = split.train["label_won"].to_numpy(dtype=float)
     y_val = split.validation["label_won"].to_numpy(dtype=float)
     train_set = lgb.Dataset(x_train, y_train, free_raw_data=False)

@@ -16,8 +16,8 @@ import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
-from salesml.revenue.model import ForecastBundle
-from salesml.revenue.pipeline import PipelineForecast
+from salesml.models.revenue.bundle import ForecastBundle
+from salesml.models.revenue.pipeline import PipelineForecast
 
 BUNDLE_ARTIFACT = "forecast"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from training.win import WinTrainingResult
+from training.win.fit import WinTrainingResult
 
 METRIC_NAMES = ("auc", "pr_auc", "brier", "log_loss", "ece")
 

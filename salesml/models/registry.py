@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salesml.bundle import WinBundle
 from salesml.errors import SalesmlError
-from salesml.revenue.model import ForecastBundle
+from salesml.models.revenue.bundle import ForecastBundle
 
 WIN_MODEL_NAME = "salesml-win"
 WIN_EXPERIMENT = "salesml-win"
@@ -52,21 +51,6 @@ def configure() -> Any:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A registered win-model bundle and where it came from."""
-
-    bundle: WinBundle
-    version: str
-    alias: str
-
-
-def load_win_bundle(alias: str = CHAMPION) -> LoadedModel:
-    """Load the bundle behind ``salesml-win@alias`` from the registry."""
-    folder, version = registered_artifact(WIN_MODEL_NAME, alias, "bundle")
-    return LoadedModel(WinBundle.load(folder), version, alias)
 
 
 def registered_artifact(name: str, alias: str, artifact: str) -> tuple[Path, str]:

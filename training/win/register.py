@@ -18,9 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import INFO_COLUMNS
-from salesml.bundle import WinBundle
-from salesml.metrics import binary_metrics, plot_reliability
-from salesml.tracking import (
+from salesml.models.registry import (
     CHALLENGER,
     CHAMPION,
     WIN_EXPERIMENT,
@@ -28,15 +26,18 @@ from salesml.tracking import (
     NoModelError,
     artifact_root,
     configure,
-    load_win_bundle,
 )
-from training.model_card import render_model_card
-from training.win import WinTrainingResult
+from salesml.models.timing.bundle import TimingBundle
+from salesml.models.win.bundle import WinBundle
+from salesml.models.win.metrics import binary_metrics, plot_reliability
+from salesml.scoring import Scorer, load_scorer
+from training.win.fit import WinTrainingResult
+from training.win.model_card import render_model_card
 
 
 def bundle_model_code() -> Path:
     """The models-from-code file MLflow stores (found, not imported: importing runs it)."""
-    spec = importlib.util.find_spec("salesml.bundle_model")
+    spec = importlib.util.find_spec("salesml.scoring.pyfunc")
     assert spec is not None and spec.origin is not None
     return Path(spec.origin)
 
@@ -81,8 +82,11 @@ def _num(value: float | None) -> float:
     return np.inf if value is None else float(value)
 
 
-def log_and_register(result: WinTrainingResult, as_of: str | None) -> Registration:
-    """Log params, metrics, plots and the model card; register the bundle; set the alias."""
+def log_and_register(
+    result: WinTrainingResult, as_of: str | None, timing: TimingBundle | None = None
+) -> Registration:
+    """Log params, metrics, plots and the model card; register the scorer (the win bundle with
+    ``timing`` beside it); set the alias."""
     import mlflow
 
     client = configure()
@@ -90,7 +94,7 @@ def log_and_register(result: WinTrainingResult, as_of: str | None) -> Registrati
         mlflow.create_experiment(WIN_EXPERIMENT, artifact_location=artifact_root())
     mlflow.set_experiment(WIN_EXPERIMENT)
     try:
-        champion: WinBundle | None = load_win_bundle(CHAMPION).bundle
+        champion: WinBundle | None = load_scorer(CHAMPION).bundle
     except NoModelError:
         champion = None
     alias, reason, champion_metrics = decide(result, champion)
@@ -116,7 +120,7 @@ def log_and_register(result: WinTrainingResult, as_of: str | None) -> Registrati
         result.calibrator_table.to_csv(work / "calibrators.csv", index=False)
         mlflow.log_artifact(str(work / "calibrators.csv"))
         log_global_drivers(bundle, work)
-        bundle_dir = bundle.save(work / "bundle")
+        bundle_dir = Scorer(bundle, timing).save(work / "bundle")
         example = plain_dtypes(result.split.holdout[[*INFO, *bundle.features]].head(5))
         info = mlflow.pyfunc.log_model(
             name="win_model",

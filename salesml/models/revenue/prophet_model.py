@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from salesml.forecast.periods import (
+from salesml.models.revenue.periods import (
     check_freq,
     period_range,
     season_length,
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 FloatArray = npt.NDArray[np.float64]
 Method = Literal["prophet", "prophet_default", "seasonal_naive", "naive", "mean", "flat"]
 
-MODEL_FORMAT = "salesml.forecast.series_model/1"
+MODEL_FORMAT = "salesml.models.revenue.series_model/1"
 Z80 = 1.2815515655446004  # two-sided 80 % normal quantile
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 # Fewest periods the Prophet component will fit; shorter series get the baseline.

@@ -22,7 +22,12 @@ import numpy as np
 import pandas as pd
 
 from salesml.errors import ConfigError
-from salesml.forecast.periods import period_start, period_starts, periods_between, to_naive_utc
+from salesml.models.revenue.periods import (
+    period_start,
+    period_starts,
+    periods_between,
+    to_naive_utc,
+)
 
 TOTAL = "total"
 NO_SEGMENT = "(none)"

@@ -2,9 +2,10 @@
 
 ``ForecastBundle.forecast`` turns the two components into the rows managers read:
 
-- **series** (``salesml.forecast``): tuned Prophet per segment (a flagged baseline where
+- **series** (``salesml.models.revenue``): tuned Prophet per segment (a flagged baseline where
   Prophet cannot be fitted), for the full periods after training;
-- **pipeline** (``salesml.revenue.pipeline``): open deals × win probability × timing × amount;
+- **pipeline** (``salesml.models.revenue.pipeline``): open deals × win probability × timing ×
+  amount;
 - **new deals**: the share of a period's won revenue that, historically, came from deals created
   at most h periods before it (``new_shares``) × the series forecast — the part of the h-th
   period ahead that the pipeline cannot see because those deals do not exist yet;
@@ -17,7 +18,7 @@
 - **current period**: revenue already won in it is known; only the rest is forecast (the
   series' share of the period still to come, the pipeline from as_of to the period's end);
 - **coherence**: per dimension, segment forecasts are reconciled so they add up to the total
-  to the cent (``salesml.forecast.reconcile``).
+  to the cent (``salesml.models.revenue.reconcile``).
 
 No pickles: ``forecast.json`` holds everything, Prophet models as Prophet JSON inside each
 series model's JSON document.
@@ -33,12 +34,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salesml.bundle import read_document
 from salesml.errors import ConfigError, SalesmlError
-from salesml.forecast.periods import check_freq, period_range, period_start, periods_ahead
-from salesml.forecast.prophet_model import SeriesModel
-from salesml.forecast.reconcile import reconcile, to_cents
-from salesml.revenue.pipeline import DIMENSIONS, PipelineForecast
+from salesml.models.contract import read_document
+from salesml.models.revenue.periods import check_freq, period_range, period_start, periods_ahead
+from salesml.models.revenue.pipeline import DIMENSIONS, PipelineForecast
+from salesml.models.revenue.prophet_model import SeriesModel
+from salesml.models.revenue.reconcile import reconcile, to_cents
 
 FORECAST_FORMAT = 2  # 2: blend components listed (format 1: pipeline and series)
 FORECAST_READS = (1, 2)

@@ -1,4 +1,4 @@
-"""Fit, conformalise and evaluate the close-timing model (see ``salesml.timing``).
+"""Fit, conformalise and evaluate the close-timing model (see ``salesml.models.timing.bundle``).
 
 Deals still open are censored, not dropped: every labelled snapshot is expanded into the time
 bins after its as_of date, and a (deal, bin) row is kept only when the bin was at risk (the deal
@@ -34,9 +34,8 @@ from scipy.special import softmax
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import FEATURE_SPEC_VERSION, Feature, feature_spec
-from salesml.bundle import WinBundle
-from salesml.calibration import IdentityCalibrator
-from salesml.timing import (
+from salesml.models.contract import FeatureContract
+from salesml.models.timing.bundle import (
     EDGES,
     LEVELS,
     LOST,
@@ -47,7 +46,7 @@ from salesml.timing import (
     expand_bins,
 )
 from training.data import NotEnoughDataError, truncate_history
-from training.win import lgb_params
+from training.win.fit import lgb_params
 
 MAX_SNAPSHOTS_PER_DEAL = 4
 MAX_ROUNDS = 1000
@@ -489,7 +488,7 @@ def closed_only_baseline(train: pd.DataFrame, spec: list[Feature], seed: int) ->
         for f in spec
         if f.kind == "categorical"
     }
-    contract = WinBundle(names, kinds, vocab, IdentityCalibrator(), None, 0.0)
+    contract = FeatureContract(names, kinds, vocab)
     params = lgb_params(len(won), seed) | {"objective": "regression"}
     target = np.log1p(won["days_to_close"].to_numpy(dtype=float))
     booster = lgb.train(params, lgb.Dataset(contract.matrix(won), target), num_boost_round=200)

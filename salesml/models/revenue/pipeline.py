@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from salesml.timing import TimingBundle
+from salesml.models.timing.bundle import TimingBundle
 
 QUANTILES = (0.025, 0.1, 0.9, 0.975)
 DIMENSIONS = ("team", "region", "product")

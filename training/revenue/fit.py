@@ -40,27 +40,27 @@ from scipy.optimize import nnls
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import feature_spec
-from salesml.forecast.metrics import coverage, mase, wape
-from salesml.forecast.periods import (
+from salesml.models.revenue.bundle import COMPONENTS as BLEND_PARTS
+from salesml.models.revenue.bundle import LEVELS, ForecastBundle, FreqModel, key
+from salesml.models.revenue.metrics import coverage, mase, wape
+from salesml.models.revenue.periods import (
     period_range,
     period_start,
     period_starts,
     periods_between,
     season_length,
 )
-from salesml.forecast.prophet_model import (
+from salesml.models.revenue.pipeline import DIMENSIONS, PipelineForecast, pipeline_forecast
+from salesml.models.revenue.prophet_model import (
     ForecastResult,
     SeriesModel,
     default_prophet_forecast,
     fit_series,
     seasonal_naive,
 )
-from salesml.forecast.series import series_of, won_revenue_series
-from salesml.revenue.model import COMPONENTS as BLEND_PARTS
-from salesml.revenue.model import LEVELS, ForecastBundle, FreqModel, key
-from salesml.revenue.pipeline import DIMENSIONS, PipelineForecast, pipeline_forecast
-from salesml.timing import TimingBundle
-from training.timing import fit_timing, relabel
+from salesml.models.revenue.series import series_of, won_revenue_series
+from salesml.models.timing.bundle import TimingBundle
+from training.timing.fit import fit_timing, relabel
 
 FREQS = ("week", "month", "quarter")
 HORIZON: dict[str, int] = {"week": 8, "month": 3, "quarter": 2}

@@ -1,0 +1,162 @@
+"""The feature contract: which features a model reads, of which kind, on which vocabularies.
+
+Every bundle (win, timing) carries one and turns feature rows into its model's input through
+it, so a model is never handed columns in another order or categories on another coding. The
+bundle documents (``bundle.json``, ``timing.json``) are read through ``read_document``, which
+checks their format version.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from salesml.errors import SalesmlError
+
+
+class BundleError(SalesmlError):
+    """A bundle cannot be loaded or does not fit the data it is given."""
+
+
+@dataclass(frozen=True)
+class FeatureContract:
+    """The features a model was trained on, in model order.
+
+    Attributes:
+        features: feature names in model order.
+        kinds: feature name → "numeric" | "categorical".
+        vocabularies: categorical feature → categories in training order.
+        spec_version: the feature spec version the features were built with (for messages).
+    """
+
+    features: list[str]
+    kinds: Mapping[str, str]
+    vocabularies: dict[str, list[str]]
+    spec_version: str = ""
+
+    def matrix(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The model's input: columns in order, categoricals on the training vocabulary."""
+        missing = [f for f in self.features if f not in features.columns]
+        if missing:
+            raise BundleError(
+                f"features {', '.join(missing)} are missing; the bundle expects the feature spec "
+                f"version {self.spec_version!r} — rebuild features with the same salesml version"
+            )
+        columns: dict[str, Any] = {}
+        for name in self.features:
+            column = features[name]
+            if self.kinds[name] == "categorical":
+                columns[name] = _on_vocabulary(column, self.vocabularies[name])
+            elif column.dtype == np.float64:
+                columns[name] = column.to_numpy()
+            else:
+                columns[name] = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        # One frame built from all columns at once (column-by-column insertion costs ~25 ms
+        # per call on a single row, which the API pays on every request).
+        return pd.DataFrame(columns, index=features.index, copy=False)
+
+    def model_matrix(self, features: pd.DataFrame) -> np.ndarray:
+        """``matrix`` as LightGBM sees it: float64, category codes, NaN for missing.
+
+        Computed column by column straight from ``features`` (no intermediate frame): the same
+        numbers as ``matrix`` gives, at a fraction of the per-call cost on a few rows.
+        """
+        missing = [f for f in self.features if f not in features.columns]
+        if missing:
+            self.matrix(features)  # raises the BundleError naming them
+        out = np.empty((len(features), len(self.features)), dtype=np.float64)
+        for i, name in enumerate(self.features):
+            out[:, i] = self.encode(name, features[name])
+        return out
+
+    def encode(self, name: str, column: pd.Series) -> np.ndarray:
+        """One column of ``model_matrix``: feature ``name``'s values as LightGBM sees them."""
+        if self.kinds[name] == "categorical":
+            codes = _vocabulary_codes(column, self.vocabularies[name]).astype(np.float64)
+            codes[codes < 0] = np.nan
+            return codes
+        if column.dtype == np.float64:
+            return np.asarray(column.to_numpy(), dtype=np.float64)
+        return np.asarray(
+            pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan),
+            dtype=np.float64,
+        )
+
+
+def read_document(
+    path: Path,
+    name: str,
+    expected_format: int | tuple[int, ...],
+    what: str,
+    error: type[SalesmlError] = BundleError,
+) -> dict[str, Any]:
+    """The JSON document ``name`` of a saved bundle folder, checked for its format version
+    (one version, or every version this salesml still reads)."""
+    doc_path = path / name
+    if not doc_path.exists():
+        raise error(f"{path} holds no {what} ({name} is missing)")
+    doc: dict[str, Any] = json.loads(doc_path.read_text(encoding="utf-8"))
+    readable = (expected_format,) if isinstance(expected_format, int) else expected_format
+    if doc.get("format") not in readable:
+        names = [str(v) for v in readable]
+        versions = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        raise error(
+            f"{path} is {what} format {doc.get('format')}, this salesml reads {versions}; "
+            "retrain with this salesml (salesml train) or use the salesml that wrote it"
+        )
+    return doc
+
+
+def _on_vocabulary(column: pd.Series, vocabulary: list[str]) -> pd.Categorical[Any]:
+    """``column`` as a categorical on the training vocabulary (unseen values become missing)."""
+    _, dtype, _ = _vocabulary_index(tuple(vocabulary))
+    recoded: pd.Categorical[Any] = pd.Categorical.from_codes(
+        _vocabulary_codes(column, vocabulary), dtype=dtype
+    )
+    return recoded
+
+
+def _vocabulary_codes(column: pd.Series, vocabulary: list[str]) -> np.ndarray:
+    """Position of each value of ``column`` in the training vocabulary (-1: missing/unseen).
+
+    Categorical input is re-coded through its (few) categories instead of row by row, with a
+    plain dict (``Index.get_indexer`` costs ~0.5 ms a call between Arrow and object strings);
+    the vocabulary's index is built once per vocabulary.
+    """
+    index, _, positions = _vocabulary_index(tuple(vocabulary))
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        categories = column.cat.categories.astype(str).tolist()
+        lookup = np.fromiter(
+            (positions.get(c, -1) for c in categories), dtype=np.int64, count=len(categories)
+        )
+        codes = np.asarray(column.array.codes)
+        if len(lookup) == 0:
+            return np.full(len(codes), -1, dtype=np.int64)
+        mapped: np.ndarray = np.where(codes >= 0, lookup[np.maximum(codes, 0)], -1).astype(np.int64)
+        return mapped
+    values = column.to_numpy(dtype=object)
+    present = pd.notna(values)
+    out = np.full(len(values), -1, dtype=np.int64)
+    if present.any():
+        out[present] = index.get_indexer(pd.Index(values[present].astype(str)))
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _vocabulary_index(
+    vocabulary: tuple[str, ...],
+) -> tuple[pd.Index, pd.CategoricalDtype, dict[str, int]]:
+    index = pd.Index(list(vocabulary), dtype=object)
+    # get_indexer semantics on a unique index: the position of an equal string; with repeats
+    # (never in a trained vocabulary) get_indexer would refuse, so the first one is as good.
+    positions: dict[str, int] = {}
+    for i, value in enumerate(vocabulary):
+        positions.setdefault(value, i)
+    return index, pd.CategoricalDtype(index), positions

@@ -1,1 +1,0 @@
-"""Revenue forecasts: the pipeline component, the blend and the forecast bundle."""

@@ -1,0 +1,136 @@
+"""What a score is: win probability + close timing + drivers + actions, for every caller.
+
+``Scorer`` composes the two model bundles (``salesml.models.win``, ``salesml.models.timing``)
+with the drivers (``salesml.explain``) and the recommended actions (``salesml.actions``).
+``score_features`` turns point-in-time feature rows (``features.build.build_features``) into
+score rows with every column a CRM plugin shows. The nightly batch (local or Spark), the API
+and the report all call it with the same ``Scorer``, so they return identical rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from salesml.explain.api import explain_columns
+from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifact
+from salesml.models.timing.bundle import TimingBundle
+from salesml.models.win.bundle import WinBundle
+
+TIMING_DIR = "timing"  # the timing model's folder inside the win model's bundle folder
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A win model with its timing model, and where they came from in the registry.
+
+    Attributes:
+        bundle: the calibrated win model.
+        timing: the close-timing model trained with it (``None`` when it was not trained).
+        version: the registered version (empty for a scorer that was never registered).
+        alias: the registry alias it was loaded through.
+    """
+
+    bundle: WinBundle
+    timing: TimingBundle | None = None
+    version: str = ""
+    alias: str = ""
+
+    def predict(
+        self, features: pd.DataFrame, explain: bool = False, top: int | None = 5
+    ) -> pd.DataFrame:
+        """``win_probability`` (calibrated) and ``score`` (1–99) per row of ``features``.
+
+        With ``explain=True`` also ``drivers`` and ``actions`` (JSON text per deal, see
+        ``docs/drivers.md`` and ``docs/actions.md``; ``top`` drivers, ``None`` for all) and
+        ``drivers_base`` (probability points: base + the contributions of every concept = 100 ×
+        ``win_probability``).
+        """
+        out = self.bundle.predict(features)
+        if explain:
+            out = out.join(explain_columns(self.bundle, features, top=top))
+        return out
+
+    def save(self, path: Path) -> Path:
+        """Write the win bundle into ``path`` and the timing model into ``path/timing``."""
+        self.bundle.save(path)
+        if self.timing is not None:
+            self.timing.save(path / TIMING_DIR)
+        return path
+
+    @classmethod
+    def load(cls, path: Path, version: str = "", alias: str = "") -> Scorer:
+        """Read a folder written by ``save`` (the timing model when there is one)."""
+        timing_path = path / TIMING_DIR
+        timing = TimingBundle.load(timing_path) if timing_path.exists() else None
+        return cls(WinBundle.load(path), timing, version, alias)
+
+
+def load_scorer(alias: str = CHAMPION) -> Scorer:
+    """The scorer behind ``salesml-win@alias`` in the registry."""
+    folder, version = registered_artifact(WIN_MODEL_NAME, alias, "bundle")
+    return Scorer.load(folder, version, alias)
+
+
+SCORE_COLUMNS = [
+    "deal_id",
+    "owner_id",
+    "team",
+    "win_probability",
+    "score",
+    "model_version",
+    "as_of",
+]
+# Why and what next: the top drivers (JSON list: feature, concept, value, contribution in
+# probability points, text), the recommended actions (JSON list: action, reason,
+# expected_impact) and the points the drivers start from (see docs/drivers.md, docs/actions.md).
+EXPLAIN_COLUMNS = ["drivers", "actions", "drivers_base"]
+DRIVERS_SHOWN = 5
+# Close timing (when the bundle carries a timing model): probabilities of closing *won* within
+# the window, the expected close date given a win and its 80 % interval in days, and win
+# probability × amount.
+TIMING_COLUMNS = [
+    "p_close_30d",
+    "p_close_60d",
+    "p_close_90d",
+    "p_close_this_month",
+    "p_close_this_quarter",
+    "expected_close_date",
+    "days_to_close_low",
+    "days_to_close_high",
+    "expected_revenue",
+]
+
+
+def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -> pd.DataFrame:
+    """One row per row of ``features`` (indexed by deal_id): ``SCORE_COLUMNS``,
+    ``EXPLAIN_COLUMNS`` (empty for a constant base-rate model) and, with a timing model,
+    ``TIMING_COLUMNS``."""
+    explain = model.bundle.booster is not None
+    predicted = model.predict(features, explain=explain, top=DRIVERS_SHOWN)
+    rows = pd.DataFrame({"deal_id": features.index.astype(str)})
+    for column in ("owner_id", "team"):
+        rows[column] = features[column].astype("object").to_numpy() if column in features else None
+    probability = predicted["win_probability"].to_numpy()
+    rows["win_probability"] = probability
+    rows["score"] = predicted["score"].to_numpy()
+    rows["model_version"] = model.version
+    rows["as_of"] = as_of
+    rows = rows[SCORE_COLUMNS]
+    for column in EXPLAIN_COLUMNS:
+        rows[column] = predicted[column].to_numpy() if column in predicted else None
+    timing = model.timing
+    if timing is None or len(features) == 0:
+        return rows
+    amount = (
+        pd.to_numeric(features["amount"], errors="coerce").to_numpy(dtype=float)
+        if "amount" in features
+        else np.full(len(features), np.nan)
+    )
+    columns = timing.predict(features, as_of, probability, amount)
+    for column in TIMING_COLUMNS:
+        rows[column] = columns[column].to_numpy()
+    return rows

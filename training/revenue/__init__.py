@@ -1,0 +1,1 @@
+"""Fitting the revenue forecast: rolling-origin backtests, blend weights, intervals, registry."""

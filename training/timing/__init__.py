@@ -1,0 +1,1 @@
+"""Fitting the close-timing model: hazards, conformal intervals, holdout figures."""

@@ -1,0 +1,1 @@
+"""Fitting the win model: features → LightGBM → calibrator, baselines, model card, registry."""
