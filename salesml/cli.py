@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import date, datetime
@@ -57,13 +56,21 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         except typer.Exit:
             raise
         except Exception as exc:
-            if os.environ.get("SALESML_DEBUG"):
+            if _debugging():
                 raise
             raise fail(
                 f"unexpected {type(exc).__name__}: {exc} (rerun with SALESML_DEBUG=1 for details)"
             ) from None
 
     return wrapper
+
+
+def _debugging() -> bool:
+    """``SALESML_DEBUG`` is on (an unreadable setting counts as off)."""
+    try:
+        return Settings().debug
+    except ValidationError:
+        return False
 
 
 def print_json(data: Any) -> None:
@@ -155,12 +162,7 @@ def import_cmd(
 
 
 def main() -> None:  # pragma: no cover
-    # Before LightGBM loads OpenMP: spinning threads crawl on a busy machine (see Makefile).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # MLflow narrates every registration (INFO lines, download bars); the commands print what
-    # a user needs. Set these variables yourself to see MLflow's own output.
-    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    Settings.export_library_defaults()  # before LightGBM and MLflow load
     load_plugins()
     app()
 

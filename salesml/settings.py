@@ -1,15 +1,31 @@
-"""Settings, read from the environment (pydantic-settings) when a command starts."""
+"""Settings, read from the environment (pydantic-settings) when a command starts.
+
+This module is the one place that touches the environment: ``Settings`` reads it, and
+``Settings.export_library_defaults`` sets the variables third-party libraries read at start-up.
+Everything else receives settings as arguments or constructs ``Settings()`` inside a command.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Variables set (when unset) before LightGBM and MLflow load: spinning OpenMP threads crawl on a
+# busy machine (see the Makefile), and MLflow narrates every registration (INFO lines, download
+# bars) where the commands print what a user needs. Set them yourself to override.
+LIBRARY_DEFAULTS = {
+    "OMP_WAIT_POLICY": "PASSIVE",
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 class Settings(BaseSettings):
-    """Where a workspace lives. Read inside commands, never at import time."""
+    """Where a workspace lives and how much of the machine the work uses. Read inside
+    commands, never at import time."""
 
     model_config = SettingsConfigDict(env_prefix="SALESML_", extra="ignore")
 
@@ -18,6 +34,22 @@ class Settings(BaseSettings):
         description="Workspace folder: warehouse, rejects, score runs and reports.",
     )
     base_currency: str = Field(default="USD", description="Currency KPIs are reported in.")
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads for LightGBM, the SHAP kernels and forecast fits (0: every core).",
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Worker processes for batch scoring (unset: one per core).",
+    )
+    debug: bool = Field(default=False, description="Show the full traceback of an error.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI"),
+        description="MLflow's own variable: the tracking store (default: ./mlruns).",
+    )
 
     @field_validator("home")
     @classmethod
@@ -28,6 +60,20 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers_is_a_count(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ValueError(
+                    f"SALESML_WORKERS must be a whole number of processes, got {value!r}"
+                ) from None
+        return value
+
     @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"
@@ -35,3 +81,16 @@ class Settings(BaseSettings):
     @property
     def rejects_dir(self) -> Path:
         return self.home / "rejects"
+
+    @staticmethod
+    def export_spark_python(executable: str) -> None:
+        """Have Spark's Python workers run ``executable`` unless ``PYSPARK_PYTHON`` says
+        otherwise (PySpark reads these variables when it starts a worker)."""
+        os.environ.setdefault("PYSPARK_PYTHON", executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", executable)
+
+    @staticmethod
+    def export_library_defaults() -> None:
+        """Set ``LIBRARY_DEFAULTS`` in the environment where unset (before the libraries load)."""
+        for name, value in LIBRARY_DEFAULTS.items():
+            os.environ.setdefault(name, value)

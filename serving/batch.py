@@ -24,7 +24,9 @@ import pandas as pd
 from features.build import build_features, open_deal_ids
 from features.history import History
 from salesml.errors import ConfigError
+from salesml.explain import treeshap
 from salesml.scoring import SCORE_COLUMNS, score_features
+from salesml.settings import Settings
 from serving import runs
 from serving.changes import input_hashes
 from serving.chunk import model_version, score_chunk
@@ -50,15 +52,8 @@ PARALLEL_FROM = 20_000  # fewer deals: one process (a worker takes seconds to st
 
 def batch_workers() -> int:
     """Worker processes for local scoring: ``SALESML_WORKERS``, else one per core."""
-    configured = os.environ.get("SALESML_WORKERS", "").strip()
-    if configured:
-        try:
-            return max(1, int(configured))
-        except ValueError:
-            raise ConfigError(
-                f"SALESML_WORKERS must be a whole number of processes, got {configured!r}"
-            ) from None
-    return max(1, os.cpu_count() or 1)
+    configured = Settings().workers
+    return configured if configured is not None else max(1, os.cpu_count() or 1)
 
 
 _WORKER: dict[str, Any] = {}  # the model of a worker process (set by the pool initializer)
@@ -67,10 +62,10 @@ _WORKER: dict[str, Any] = {}  # the model of a worker process (set by the pool i
 def _start_worker(model: Any, threads: int) -> None:
     """Pool initializer: keep the model and use ``threads`` threads in the numeric kernels."""
     _WORKER["model"] = model
-    os.environ["SALESML_THREADS"] = str(threads)
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     threadpool_limits(limits=threads)  # LightGBM's OpenMP threads
+    treeshap.limit_threads(threads)  # the SHAP kernels' threads
 
 
 def _score_part(

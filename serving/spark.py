@@ -9,7 +9,6 @@ back, with the same dtypes as the local engine's rows.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesml.settings import Settings
 from serving.chunk import score_chunk
 from serving.runs import HASH_COLUMN
 
@@ -41,8 +41,8 @@ def session(master: str | None = None) -> Any:
     """A Spark session for scoring (UTC, Arrow on, no UI)."""
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # The workers run this Python (the one with salesml and its packages installed).
+    Settings.export_spark_python(sys.executable)
     return (
         SparkSession.builder.master(master or DEFAULT_MASTER)
         .appName("salesml-score")

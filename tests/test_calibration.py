@@ -28,7 +28,7 @@ from salesml.models.calibration import (
     calibrator_from_params,
     select_calibrator,
 )
-from salesml.models.win.metrics import expected_calibration_error, log_loss
+from salesml.models.evaluation import expected_calibration_error, log_loss
 
 Array = npt.NDArray[np.float64]
 Distortion = Callable[[Array], Array]

@@ -16,7 +16,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from salesml.errors import SalesmlError
-from salesml.models.win.metrics import (
+from salesml.models.evaluation import (
     MetricsInputError,
     binary_metrics,
     brier_score,

@@ -1,7 +1,7 @@
 """Why did my score change: attribute each deal's change between two score runs to its drivers.
 
 Pure function of two score-row frames (``deal_id``, ``win_probability``, ``model_version``,
-``drivers`` — JSON text as ``WinBundle.predict(explain=True)`` writes — and optionally
+``drivers`` — JSON text as ``Scorer.predict(explain=True)`` writes — and optionally
 ``drivers_base``). Per deal and concept the change is the new contribution minus the old (a
 concept absent from a run's top drivers counts 0 there); what the listed concepts do not
 explain is "Other drivers". When the model version differs the base moves too ("Model change"),

@@ -26,7 +26,6 @@ exactly (missing types, default directions, category bitsets), and the covers ar
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from salesml.explain import _kernels
+from salesml.settings import Settings
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -80,6 +80,16 @@ class TreeEnsemble:
     @property
     def table_bytes(self) -> int:
         return int(self.table.nbytes)
+
+
+# Set in a batch worker process: its share of the cores (0: ``Settings.threads``).
+_THREADS_LIMIT = [0]
+
+
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` threads in this process's kernels (a batch worker's share),
+    whatever ``SALESML_THREADS`` says."""
+    _THREADS_LIMIT[0] = max(0, int(threads))
 
 
 # Each booster's flattened ensemble, built once and dropped with the booster.
@@ -316,7 +326,7 @@ def shap_values(ensemble: TreeEnsemble, x: FloatArray) -> FloatArray:
     x = np.ascontiguousarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != ensemble.n_features:
         raise ValueError(f"expected {ensemble.n_features} feature columns, got shape {x.shape}")
-    threads = int(os.environ.get("SALESML_THREADS", "0") or 0)
+    threads = _THREADS_LIMIT[0] or Settings().threads
     if threads > 0:
         _kernels.set_threads(threads)
     out = np.zeros((x.shape[0], ensemble.n_features + 1), dtype=np.float64)

@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike
 from scipy.special import expit
 
 from salesml.errors import SalesmlError
-from salesml.models.win.metrics import brier_score, expected_calibration_error, log_loss
+from salesml.models.evaluation import brier_score, expected_calibration_error, log_loss
 
 FloatArray = npt.NDArray[np.float64]
 EPS = 1e-6  # predictions are clipped to [EPS, 1 - EPS]: never certain, always a finite log loss

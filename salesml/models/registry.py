@@ -8,13 +8,13 @@ MLflow's own ``MLFLOW_TRACKING_URI``. The registry holds the win model under
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from salesml.errors import SalesmlError
 from salesml.models.revenue.bundle import ForecastBundle
+from salesml.settings import Settings
 
 WIN_MODEL_NAME = "salesml-win"
 WIN_EXPERIMENT = "salesml-win"
@@ -29,7 +29,7 @@ class NoModelError(SalesmlError):
 
 def tracking_uri() -> str:
     """MLflow's own variable if set, else a SQLite store in ./mlruns."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = Settings().mlflow_tracking_uri
     if uri:
         return uri
     root = Path("mlruns").resolve()

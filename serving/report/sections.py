@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from salesml.explain.change import attribute_change
+from salesml.models.evaluation import binary_metrics, reliability_curve
 from salesml.models.revenue.periods import period_range, period_start
-from salesml.models.win.metrics import binary_metrics, reliability_curve
 from serving.report import charts
 from serving.report import format as fmt
 from serving.report.data import (

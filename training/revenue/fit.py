@@ -60,6 +60,7 @@ from salesml.models.revenue.prophet_model import (
 )
 from salesml.models.revenue.series import series_of, won_revenue_series
 from salesml.models.timing.bundle import TimingBundle
+from salesml.settings import Settings
 from training.timing.fit import fit_timing, relabel
 
 FREQS = ("week", "month", "quarter")
@@ -205,7 +206,7 @@ def fit_many(
 
     One pool serves all jobs (starting a spawn worker costs seconds: Prophet and cmdstanpy are
     imported in each); the largest series go first so the pool drains evenly."""
-    threads = int(os.environ.get("SALESML_THREADS", "0")) or (os.cpu_count() or 1)
+    threads = Settings().threads or (os.cpu_count() or 1)
     workers = min(threads, os.cpu_count() or 1, 4)
     if workers <= 1 or len(jobs) < 16:
         return dict(fn(job) for job in jobs)

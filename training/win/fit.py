@@ -10,7 +10,6 @@ against the baselines.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,8 +24,9 @@ from salesml.actions import fit_action_stats
 from salesml.explain import contributions, fit_explainer, global_drivers, importance
 from salesml.models.calibration import select_calibrator
 from salesml.models.contract import FeatureContract
+from salesml.models.evaluation import binary_metrics, reliability_curve
 from salesml.models.win.bundle import WinBundle
-from salesml.models.win.metrics import binary_metrics, reliability_curve
+from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
 
@@ -89,7 +89,7 @@ def lgb_params(n_rows: int, seed: int = 0) -> dict[str, Any]:
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": int(os.environ.get("SALESML_THREADS", "0")),  # 0: every core
+        "num_threads": Settings().threads,  # 0: every core
         "verbosity": -1,
     }
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import INFO_COLUMNS
+from salesml.models.evaluation import binary_metrics, plot_reliability
 from salesml.models.registry import (
     CHALLENGER,
     CHAMPION,
@@ -29,7 +30,6 @@ from salesml.models.registry import (
 )
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle
-from salesml.models.win.metrics import binary_metrics, plot_reliability
 from salesml.scoring import Scorer, load_scorer
 from training.win.fit import WinTrainingResult
 from training.win.model_card import render_model_card

@@ -1,1 +1,1 @@
-"""The win-probability model as it predicts: the bundle, its MLflow pyfunc and its metrics."""
+"""The win-probability model as it predicts: the calibrated LightGBM bundle."""
