@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
@@ -133,8 +133,16 @@ def import_cmd(
 ) -> None:
     """Import a CRM export into the warehouse; bad rows go to a rejects file with reasons."""
     from salesml.importers import read_export, run_import
+    from salesml.importers.validate import Limits
 
     settings = Settings()
+    limits = Limits(
+        now=datetime.now(UTC),
+        max_future_days=settings.import_max_future_days,
+        min_year=settings.import_min_year,
+        max_amount=settings.import_max_amount,
+        max_text_chars=settings.import_max_text_chars,
+    )
     with err.status("reading export…") as status:
         batch = read_export(path, fmt.value, mapping)
         summary = run_import(
@@ -142,6 +150,7 @@ def import_cmd(
             settings.warehouse_path,
             settings.rejects_dir,
             progress=lambda msg: status.update(msg + "…"),
+            limits=limits,
         )
     if as_json:
         print_json(summary.to_json())

@@ -44,6 +44,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Worker processes for batch scoring (unset: one per core).",
     )
+    import_max_future_days: int = Field(
+        default=366,
+        ge=1,
+        description="An imported event dated more than this many days after now is rejected.",
+    )
+    import_min_year: int = Field(
+        default=1900, ge=1, le=9999, description="An imported date before this year is rejected."
+    )
+    import_max_amount: float = Field(
+        default=1e12,
+        gt=0,
+        allow_inf_nan=False,
+        description="An imported amount (or revenue, spend) larger than this is rejected.",
+    )
+    import_max_text_chars: int = Field(
+        default=10_000, ge=1, description="An imported text value longer than this is rejected."
+    )
     debug: bool = Field(default=False, description="Show the full traceback of an error.")
     mlflow_tracking_uri: str | None = Field(
         default=None,

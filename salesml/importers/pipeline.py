@@ -20,7 +20,7 @@ import duckdb
 
 from salesml.errors import ImportFailedError
 from salesml.importers.base import ImportBatch, SourceTable, require_columns
-from salesml.importers.validate import StagedTable, stage_sources
+from salesml.importers.validate import Limits, StagedTable, stage_sources
 from salesml.schemas import ATTRIBUTE_PREFIX, DUCKDB_TYPES, IMPORT_ORDER, TABLES, TableSchema
 from salesml.warehouse import attribute_columns, connect, quote
 
@@ -69,8 +69,12 @@ def run_import(
     warehouse_path: Path,
     rejects_dir: Path,
     progress: Progress | None = None,
+    limits: Limits | None = None,
 ) -> ImportSummary:
-    """Validate and upsert ``batch`` into the warehouse; all or nothing on failure."""
+    """Validate and upsert ``batch`` into the warehouse; all or nothing on failure.
+
+    Values outside ``limits`` (default: ``Limits`` as of now) are rejected."""
+    limits = limits or Limits(now=datetime.now(UTC))
     say = progress or (lambda _msg: None)
     by_table: dict[str, list[SourceTable]] = {}
     for source in batch.tables:
@@ -104,7 +108,7 @@ def run_import(
             known = {
                 k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in attribute_columns(con, name).items()
             }
-            staged[name] = stage_sources(con, TABLES[name], by_table[name], known)
+            staged[name] = stage_sources(con, TABLES[name], by_table[name], known, limits)
             if name == "deals":
                 _reconcile_products(con, summary)
                 con.execute(

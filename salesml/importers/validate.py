@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -39,6 +40,42 @@ PARSE_HINTS = {
     "int": "use a whole number",
     "bool": "use true or false",
 }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What counts as absurd: values outside these bounds are rejected, never stored.
+
+    Set through ``Settings`` (``SALESML_IMPORT_MAX_FUTURE_DAYS``, ``SALESML_IMPORT_MIN_YEAR``,
+    ``SALESML_IMPORT_MAX_AMOUNT``, ``SALESML_IMPORT_MAX_TEXT_CHARS``); ``now`` is the import's
+    clock, passed in (validation never reads the clock itself).
+    """
+
+    now: datetime
+    max_future_days: int = 366
+    min_year: int = 1900
+    max_amount: float = 1e12
+    max_text_chars: int = 10_000
+    max_id_chars: int = 256
+    # An expected close date is a plan, not an event: it may lie further ahead.
+    max_expected_years: int = 10
+
+    @property
+    def earliest(self) -> datetime:
+        return datetime(self.min_year, 1, 1)
+
+    def latest(self, column: str) -> datetime:
+        """The latest acceptable value of timestamp/date ``column``."""
+        now = self.now.replace(tzinfo=None)
+        if column == "expected_close_date":
+            return now + timedelta(days=366 * self.max_expected_years)
+        return now + timedelta(days=self.max_future_days)
+
+
+# Control characters: none in an id; in other text only tab, newline and carriage return.
+ID_CONTROL = "[\\x00-\\x1f\\x7f]"
+TEXT_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
+SHOWN_CHARS = 200  # of an offending value, in the rejects file (the whole row is in ``record``)
 
 
 @dataclass(frozen=True)
@@ -117,7 +154,103 @@ def _parse_expr(col: Column, raw: str, arrow_type: pa.DataType, formats: list[st
     )
 
 
-def _checks(table: TableSchema, parsed: set[str], raw: Callable[[str], str]) -> list[Check]:
+def _shown(sql: str) -> str:
+    """SQL for an offending value as the rejects file shows it (long values cut short)."""
+    return (
+        f"CASE WHEN length({sql}) > {SHOWN_CHARS} THEN left({sql}, {SHOWN_CHARS}) || '…' "
+        f"ELSE {sql} END"
+    )
+
+
+def _absurd_checks(
+    table: TableSchema, col: Column, raw: Callable[[str], str], limits: Limits
+) -> list[Check]:
+    """The rules that keep absurd values out: dates centuries away, infinite or huge amounts,
+    control characters in ids, oversized text."""
+    name, q = col.name, quote(col.name)
+    if col.kind in ("timestamp", "date"):
+        sql_type = "TIMESTAMP" if col.kind == "timestamp" else "DATE"
+        earliest = limits.earliest.date().isoformat()
+        latest = limits.latest(name)
+        latest_text = latest.date().isoformat()
+        bound = latest.isoformat(sep=" ") if col.kind == "timestamp" else latest_text
+        after = (
+            "a year from now"
+            if name != "expected_close_date"
+            else (f"{limits.max_expected_years} years from now")
+        )
+        return [
+            Check(
+                f"{q} < {sql_type} {_lit(earliest)} OR {q} > {sql_type} {_lit(bound)}",
+                name,
+                raw(name),
+                _lit(f"{name} ")
+                + f" || {raw(name)} || "
+                + _lit(
+                    f" is not a plausible date (before {earliest} or after {latest_text}, "
+                    f"{after}); fix the date, or change the bounds with SALESML_IMPORT_MIN_YEAR / "
+                    "SALESML_IMPORT_MAX_FUTURE_DAYS"
+                ),
+            )
+        ]
+    if col.kind == "float":
+        return [
+            Check(
+                f"isinf({q}) OR isnan({q})",
+                name,
+                raw(name),
+                _lit(f"{name} ")
+                + f" || {raw(name)} || "
+                + _lit(" is not a finite number; write it as a plain number such as 1234.50"),
+            ),
+            Check(
+                f"NOT isinf({q}) AND abs({q}) > {limits.max_amount!r}",
+                name,
+                raw(name),
+                _lit(f"{name} ")
+                + f" || {raw(name)} || "
+                + _lit(
+                    f" is above the ceiling of {limits.max_amount:,.0f}; fix the value (a unit or "
+                    "decimal-separator mix-up?) or raise SALESML_IMPORT_MAX_AMOUNT"
+                ),
+            ),
+        ]
+    if col.kind != "str":
+        return []
+    is_id = name in table.key or name.endswith("_id")
+    longest = limits.max_id_chars if is_id else limits.max_text_chars
+    what = "an id" if is_id else "a text field"
+    control = ID_CONTROL if is_id else TEXT_CONTROL
+    return [
+        Check(
+            f"length({q}) > {longest}",
+            name,
+            _shown(q),
+            _lit(f"{name} is ")
+            + f" || CAST(length({q}) AS VARCHAR) || "
+            + _lit(
+                f" characters long; {what} holds at most {longest:,} (raise "
+                "SALESML_IMPORT_MAX_TEXT_CHARS for long text)"
+                if not is_id
+                else f" characters long; an id holds at most {longest:,}: is this the right column?"
+            ),
+        ),
+        Check(
+            f"regexp_matches({q}, {_lit(control)})",
+            name,
+            _shown(f"to_json({q})"),
+            _lit(
+                f"{name} contains control characters"
+                + (" (an id cannot)" if is_id else " (other than tab and line breaks)")
+                + "; remove them from the export"
+            ),
+        ),
+    ]
+
+
+def _checks(
+    table: TableSchema, parsed: set[str], raw: Callable[[str], str], limits: Limits
+) -> list[Check]:
     """Every row-level rule of ``table``.
 
     ``parsed`` are the columns parsed from text (they can fail to parse); ``raw(name)`` is SQL
@@ -125,6 +258,7 @@ def _checks(table: TableSchema, parsed: set[str], raw: Callable[[str], str]) -> 
     """
     checks: list[Check] = []
     for col in table.columns:
+        checks += _absurd_checks(table, col, raw, limits)
         name, q = col.name, quote(col.name)
         if name in parsed:
             checks.append(
@@ -236,8 +370,10 @@ def stage_sources(
     table: TableSchema,
     sources: list[SourceTable],
     known_attributes: dict[str, str],
+    limits: Limits,
 ) -> StagedTable:
-    """Validate ``sources`` of one table into ``valid_<table>``; rejects go to ``_rejects``."""
+    """Validate ``sources`` of one table into ``valid_<table>``; rejects go to ``_rejects``.
+    Values outside ``limits`` are rejected like any other broken rule."""
     con.execute(REJECTS_DDL)
     con.execute("CREATE OR REPLACE TEMP MACRO quote(x) AS chr(39) || x || chr(39)")
     staged = StagedTable(table=table.name)
@@ -251,7 +387,7 @@ def stage_sources(
             con.register(view, source.data)
         views.append((view, source))
         part = f"_stg_{table.name}_{i}"
-        _stage_one(con, table, source, view, part, staged, known_attributes)
+        _stage_one(con, table, source, view, part, staged, known_attributes, limits)
         parts.append(part)
     cols = [*table.column_names, *(ATTRIBUTE_PREFIX + a for a in sorted(staged.attributes))]
     valid = staged.valid_name
@@ -287,6 +423,7 @@ def _stage_one(
     part: str,
     staged: StagedTable,
     known_attributes: dict[str, str],
+    limits: Limits,
 ) -> None:
     names = column_names(source.data)
     exprs: list[str] = []
@@ -326,13 +463,32 @@ def _stage_one(
                     "attribute categorical in a mapping'",
                 )
             )
+            checks.append(
+                Check(
+                    f"isinf({quote(target)}) OR isnan({quote(target)})",
+                    name,
+                    quote("_raw_" + target),
+                    f"'custom attribute {name} is not a finite number: ' || "
+                    f"quote({quote('_raw_' + target)}) || '; write it as a plain number'",
+                )
+            )
         else:
             exprs.append(f"{text} AS {quote(target)}")
+            checks.append(
+                Check(
+                    f"length({quote(target)}) > {limits.max_text_chars} OR "
+                    f"regexp_matches({quote(target)}, {_lit(TEXT_CONTROL)})",
+                    name,
+                    _shown(f"to_json({quote(target)})"),
+                    f"'custom attribute {name} is longer than {limits.max_text_chars:,} "
+                    "characters or contains control characters; fix the value in the export'",
+                )
+            )
 
     def raw(name: str) -> str:
         return f"_raw_{name}" if name in parsed else f"CAST({quote(name)} AS VARCHAR)"
 
-    checks = _checks(table, parsed, raw) + checks
+    checks = _checks(table, parsed, raw, limits) + checks
     for column, parent, _ in table.references:
         # _known_deals: deal ids of this import and of the warehouse (made by the pipeline).
         checks.append(
