@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from salesml import jsonio
 from salesml.errors import SalesmlError
 from salesml.settings import Settings
 
@@ -74,7 +74,7 @@ def _debugging() -> bool:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+    sys.stdout.write(jsonio.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: object) -> object:

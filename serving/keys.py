@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from salesml import jsonio
 from salesml.errors import ConfigError
 
 SCOPES = ("scores:read", "scores:write", "forecast:read", "admin")
@@ -167,7 +168,7 @@ class KeyStore:
         fd, tmp = tempfile.mkstemp(prefix=".keys-", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=2)
+                fh.write(jsonio.dumps(doc, indent=2))
                 fh.flush()
                 os.fsync(fh.fileno())
             Path(tmp).chmod(0o600)

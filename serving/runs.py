@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from salesml import jsonio
 from salesml.errors import ConfigError, SalesmlError
 
 RUNS_DIR = "score_runs"
@@ -129,7 +130,7 @@ def to_storable(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         present = series.dropna()
         if len(present) and present.map(_is_nested).any():
             out[column] = series.map(
-                lambda v: None if v is None else json.dumps(_plain(v), separators=(",", ":"))
+                lambda v: None if v is None else jsonio.dumps(_plain(v), separators=(",", ":"))
             )
             json_columns.append(str(column))
     return out, json_columns
@@ -323,7 +324,7 @@ class RunStore:
                 "rescored": len(ids) - copied if rescored is None else rescored,
                 "copied": copied,
             }
-            _write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
+            _write_text(tmp / MANIFEST, jsonio.dumps(manifest, indent=2))
             self._commit(tmp, run_id)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

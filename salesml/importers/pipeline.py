@@ -8,7 +8,6 @@ export) or ``rejected`` (written to the rejects file with file, line, field and 
 from __future__ import annotations
 
 import csv
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 
 import duckdb
 
+from salesml import jsonio
 from salesml.errors import ImportFailedError
 from salesml.importers.base import ImportBatch, SourceTable, require_columns
 from salesml.importers.validate import Limits, StagedTable, stage_sources
@@ -130,7 +130,7 @@ def run_import(
                     datetime.now(UTC).replace(tzinfo=None),
                     batch.format,
                     batch.source,
-                    json.dumps(summary.to_json()),
+                    jsonio.dumps(summary.to_json()),
                 ],
             )
             con.execute("COMMIT")

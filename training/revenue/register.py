@@ -10,7 +10,6 @@ and a plot of backtest forecasts against actuals.
 from __future__ import annotations
 
 import importlib.util
-import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from salesml import jsonio
 from salesml.models.registry import (
     CHAMPION,
     FORECAST_EXPERIMENT,
@@ -114,7 +114,7 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
             mlflow.log_artifact(str(work / "backtest_records.csv"))
             mlflow.log_artifact(str(backtest_plot(result.records, work / "backtest.png")))
         (work / "backtest.json").write_text(
-            json.dumps({"metrics": result.metrics, "fallbacks": result.fallbacks}, indent=2),
+            jsonio.dumps({"metrics": result.metrics, "fallbacks": result.fallbacks}, indent=2),
             encoding="utf-8",
         )
         mlflow.log_artifact(str(work / "backtest.json"))
@@ -134,6 +134,6 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
         client.set_registered_model_alias(FORECAST_MODEL_NAME, CHAMPION, version)
         client.set_model_version_tag(FORECAST_MODEL_NAME, version, "promotion_reason", reason)
         client.set_model_version_tag(
-            FORECAST_MODEL_NAME, version, "backtest", json.dumps(result.metrics)[:5000]
+            FORECAST_MODEL_NAME, version, "backtest", jsonio.dumps(result.metrics)[:5000]
         )
         return ForecastRegistration(version, CHAMPION, reason, run.info.run_id)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import INFO_COLUMNS
+from salesml import jsonio
 from salesml.models.evaluation import binary_metrics, plot_reliability
 from salesml.models.registry import (
     CHALLENGER,
@@ -137,7 +138,7 @@ def log_and_register(
         client.set_registered_model_alias(WIN_MODEL_NAME, alias, version)
         client.set_model_version_tag(WIN_MODEL_NAME, version, "promotion_reason", reason)
         client.set_model_version_tag(
-            WIN_MODEL_NAME, version, "holdout", json.dumps(result.holdout_metrics)
+            WIN_MODEL_NAME, version, "holdout", jsonio.dumps(result.holdout_metrics)
         )
         client.update_model_version(WIN_MODEL_NAME, version, description=card)
         return Registration(version, alias, reason, run.info.run_id, champion_metrics)
@@ -173,7 +174,7 @@ def log_global_drivers(bundle: WinBundle, work: Path) -> None:
     if not doc:
         return
     path = work / GLOBAL_DRIVERS
-    path.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    path.write_text(jsonio.dumps(doc, indent=2), encoding="utf-8")
     mlflow.log_artifact(str(path))
     ranked = sorted(doc["concepts"].items(), key=lambda kv: -kv[1])
     mlflow.log_params({f"driver_rank_{i}": name for i, (name, _) in enumerate(ranked[:5], 1)})

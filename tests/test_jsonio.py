@@ -1,0 +1,75 @@
+"""Every JSON the product writes is strict RFC 8259: no NaN, no Infinity."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from salesml import jsonio
+from salesml.cli import app, print_json
+
+
+def strict_loads(text: str) -> Any:
+    """``json.loads`` that refuses the NaN / Infinity extensions, as other languages do."""
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_non_finite_numbers_become_null_and_numpy_scalars_plain_numbers() -> None:
+    value = {
+        "nan": math.nan,
+        "inf": -math.inf,
+        "np": np.float32(1.5),
+        "npnan": np.float64("nan"),
+        "int": np.int64(3),
+        "flag": np.bool_(True),
+        "rows": [1.0, float("inf"), (2, math.nan)],
+    }
+    assert strict_loads(jsonio.dumps(value)) == {
+        "nan": None,
+        "inf": None,
+        "np": 1.5,
+        "npnan": None,
+        "int": 3,
+        "flag": True,
+        "rows": [1.0, None, [2, None]],
+    }
+
+
+def test_cli_json_output_is_strict(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--json`` output goes through one writer: an undefined figure prints as null."""
+    print_json({"growth": math.inf, "win_rate": math.nan, "rows": [{"aov": np.float64("inf")}]})
+    assert strict_loads(capsys.readouterr().out) == {
+        "growth": None,
+        "win_rate": None,
+        "rows": [{"aov": None}],
+    }
+
+
+def test_kpis_json_is_strict_where_a_figure_is_undefined(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One won and one open deal: growth, cycle spread and conversion trends are undefined."""
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path / "home"))
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "deals.csv").write_text(
+        "deal_id,created_at,status,closed_at,amount,owner_id\n"
+        "D1,2025-01-05,won,2025-02-10,1000,R1\n"
+        "D2,2025-01-06,open,,,R1\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["import", str(export), "--json"]).exit_code == 0
+    result = runner.invoke(app, ["kpis", "--json", "--by", "rep", "--period", "quarter"])
+    assert result.exit_code == 0, result.output
+    strict_loads(result.stdout)
