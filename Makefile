@@ -69,13 +69,10 @@ demo: setup
 	fi
 	$(BIN)/salesml kpis --by team --period quarter
 	$(BIN)/salesml train
+	@# Every command works as of the data's latest event (its "today"), not the calendar's.
 	$(BIN)/salesml score --all --out $(WORKSPACE)/scores.csv
-	@# An export's "today" is its latest event, not the calendar's.
-	@set -e; asof=$$($(BIN)/python -c "import duckdb,sys; print(duckdb.connect(sys.argv[1], read_only=True).sql('select cast(max(greatest(created_at, coalesce(closed_at, created_at))) as date) from deals').fetchall()[0][0])" $(WORKSPACE)/warehouse.duckdb); \
-		echo "$(BIN)/salesml forecast --freq month --horizon 3 --by team --as-of $$asof"; \
-		$(BIN)/salesml forecast --freq month --horizon 3 --by team --as-of $$asof; \
-		echo "$(BIN)/salesml report --as-of $$asof --out $(WORKSPACE)/report.html"; \
-		$(BIN)/salesml report --as-of $$asof --out $(WORKSPACE)/report.html
+	$(BIN)/salesml forecast --freq month --horizon 3 --by team
+	$(BIN)/salesml report --out $(WORKSPACE)/report.html
 	@key=$$($(BIN)/salesml keys add demo-$$(date +%s) --scopes admin | tail -n 1); \
 		echo; \
 		echo "Report:    $(abspath $(WORKSPACE))/report.html  (opens offline in any browser)"; \

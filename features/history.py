@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import duckdb
@@ -17,7 +18,7 @@ import pandas as pd
 
 from salesml.errors import SalesmlError
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES, TableSchema
-from salesml.warehouse import attribute_columns
+from salesml.warehouse import attribute_columns, data_span
 
 AttributeKind = Literal["numeric", "categorical"]
 HISTORY_TABLES = ("deals", "stage_history", "activities", "reps", "accounts", "products")
@@ -53,8 +54,11 @@ class History:
     exported_at: pd.Timestamp  # latest event timestamp in the data (the export time)
 
 
-def load_history(con: duckdb.DuckDBPyConnection) -> History:
+def load_history(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> History:
     """Read the deal-related warehouse tables into a :class:`History`.
+
+    ``exported_at`` is the data's as-of (``salesml.warehouse.data_span``: the latest event in
+    any table, capped at ``now`` when given) — the same date every command defaults to.
 
     Raises:
         EmptyHistoryError: If the warehouse holds no deals.
@@ -76,7 +80,12 @@ def load_history(con: duckdb.DuckDBPyConnection) -> History:
         accounts=frames["accounts"],
         products=frames["products"],
         attributes=attributes,
+        exported_at=_as_timestamp(data_span(con, now).end),
     )
+
+
+def _as_timestamp(value: datetime | None) -> pd.Timestamp | None:
+    return None if value is None else pd.Timestamp(value)
 
 
 def make_history(

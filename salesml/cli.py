@@ -73,6 +73,29 @@ def _debugging() -> bool:
         return False
 
 
+def now_utc() -> datetime:
+    """The clock, read at the edge (a command's start) and passed down."""
+    return datetime.now(UTC)
+
+
+def resolve_as_of(con: Any, as_of: datetime | None, now: datetime | None = None) -> datetime:
+    """The as-of a command works at: ``as_of`` when given — with a warning when it lies
+    outside the data — else the data's as-of (its latest event, never after now)."""
+    from salesml.errors import WarehouseError
+    from salesml.warehouse import data_span
+
+    span = data_span(con, now or now_utc())
+    if as_of is None:
+        if span.end is None:
+            raise WarehouseError(
+                "the warehouse holds no events; import an export first: salesml import PATH"
+            )
+        return span.end
+    for warning in span.warnings(as_of):
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    return as_of
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(jsonio.dumps(data, indent=2, default=_json_default) + "\n")
 
@@ -251,7 +274,10 @@ def kpis(
     ),
     as_of: Annotated[
         datetime | None,
-        typer.Option(formats=["%Y-%m-%d"], help="Compute as of this date (default: latest data)."),
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Compute as of this date (default: the data's latest event).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the documented JSON.")] = False,
 ) -> None:
@@ -262,7 +288,8 @@ def kpis(
     settings = Settings()
     con = connect(settings.warehouse_path, read_only=True)
     try:
-        result = compute_kpis(con, by=by.value if by else None, period=period.value, as_of=as_of)
+        when = resolve_as_of(con, as_of)
+        result = compute_kpis(con, by=by.value if by else None, period=period.value, as_of=when)
     finally:
         con.close()
     if as_json:

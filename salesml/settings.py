@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI"),
-        description="MLflow's own variable: the tracking store (default: ./mlruns).",
+        description="MLflow's own variable: the tracking store (default: $SALESML_HOME/mlflow.db).",
     )
 
     @field_validator("home")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,3 +106,62 @@ def attribute_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, s
 def table_columns(con: duckdb.DuckDBPyConnection, table: TableSchema) -> list[str]:
     """Canonical columns followed by the table's attribute columns, in warehouse order."""
     return list(table.column_names) + list(attribute_columns(con, table.name))
+
+
+# Every event timestamp in the data: what "the data's as-of" is computed from.
+EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "deals": ("created_at", "closed_at"),
+    "stage_history": ("changed_at",),
+    "activities": ("occurred_at",),
+    "leads": ("created_at", "converted_at", "disqualified_at"),
+    "nps_responses": ("responded_at",),
+}
+
+
+@dataclass(frozen=True)
+class DataSpan:
+    """The first and the latest event in the warehouse (``None`` when it holds none).
+
+    ``end`` is the data's as-of: the default "today" of every command and endpoint. It never
+    lies after the ``now`` it was computed with, so a deal dated in the future cannot move it.
+    """
+
+    start: datetime | None
+    end: datetime | None
+
+    def warnings(self, as_of: datetime) -> list[str]:
+        """What is odd about scoring, forecasting or reporting as of ``as_of`` on this data."""
+        if self.start is None or self.end is None:
+            return []
+        day = as_of.replace(tzinfo=None)
+        if day.date() > self.end.date():
+            return [
+                f"as-of {day.date()} is after the data's latest event ({self.end.date()}): "
+                "anything that happened since is missing from the export"
+            ]
+        if day < self.start:
+            return [
+                f"as-of {day.date()} is before the data's first event ({self.start.date()}): "
+                "there is nothing to work from"
+            ]
+        return []
+
+
+def data_span(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> DataSpan:
+    """The first and latest event stamped in any table, the latest capped at ``now``."""
+    present = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    parts = [
+        f"SELECT min({quote(c)}) AS lo, max({quote(c)}) AS hi FROM {table}"
+        for table, columns in EVENT_COLUMNS.items()
+        if table in present
+        for c in columns
+    ]
+    if not parts:
+        return DataSpan(None, None)
+    union = " UNION ALL ".join(parts)
+    ((start, end),) = con.execute(
+        f"SELECT CAST(min(lo) AS TIMESTAMP), CAST(max(hi) AS TIMESTAMP) FROM ({union})"
+    ).fetchall()
+    if end is not None and now is not None:
+        end = min(end, now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now)
+    return DataSpan(start, end)

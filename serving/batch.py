@@ -147,8 +147,11 @@ def run_batch(
     master: str | None = None,
     progress: Progress | None = None,
     part_rows: int = 250_000,
+    publish: bool = True,
 ) -> BatchResult:
-    """Score the deals open at ``as_of`` and write run ``run_id`` (then flip ``latest``).
+    """Score the deals open at ``as_of`` and write run ``run_id``; with ``publish``, then move
+    ``LATEST`` to it (forward in as-of only, ``RunStore.advance_latest``). A caller with more
+    outputs to write passes ``publish=False`` and advances ``LATEST`` once they are written.
 
     With ``changed=True`` only the deals whose inputs changed since the latest run (see
     ``serving.changes``), or whose row there is older than ``max_age_days``, are scored; the
@@ -196,6 +199,7 @@ def run_batch(
             rescored=len(scored),
             copied=len(copied),
             json_columns=json_columns,
+            flip_latest=publish,
         )
     return BatchResult(info, rows, len(scored), len(copied))
 

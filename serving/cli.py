@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from salesml.cli import console, err, fail, handle_errors, print_json
+from salesml.cli import console, err, fail, handle_errors, now_utc, print_json, resolve_as_of
 from salesml.settings import Settings
 
 
@@ -96,27 +96,32 @@ def score(
     if run_id is not None:
         check_run_id(run_id)
     settings = Settings()
+    store = RunStore(settings.home)
     with err.status("loading model and history…") as status:
         model = load_scorer(alias)
         con = connect(settings.warehouse_path, read_only=True)
         try:
-            history = load_history(con)
+            now = now_utc()
+            history = load_history(con, now)
+            when = pd.Timestamp(resolve_as_of(con, as_of, now))
         finally:
             con.close()
-        when = pd.Timestamp(as_of) if as_of is not None else history.exported_at
         result = run_batch(
             history,
             model,
             when,
-            RunStore(settings.home),
+            store,
             run_id=run_id or default_run_id(when),
             changed=changed,
             max_age_days=max_age,
             engine=engine.value,
             master=master,
             progress=lambda msg: status.update(msg + "…"),
+            publish=False,
         )
         path = write_scores(result.rows, out) if out is not None else None
+        # Every output is written: only now may the API serve the run.
+        published = store.advance_latest(result.run.run_id)
     report_summary = None
     if report is not None:
         from serving.report_cli import write_report
@@ -131,6 +136,7 @@ def score(
         "rescored": result.rescored,
         "copied": result.copied,
         "report": report_summary["out"] if report_summary else None,
+        "latest": published,
     }
     if as_json:
         print_json(summary)
@@ -143,3 +149,10 @@ def score(
         + (f"; report {report}" if report is not None else ""),
         highlight=False,
     )
+    if not published:
+        latest = store.latest()
+        err.print(
+            f"[yellow]note:[/] LATEST stays at run {latest.run_id if latest else '?'} (as of a "
+            "later date): the API keeps serving it; this run is kept beside it",
+            highlight=False,
+        )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from salesml.cli import console, err, handle_errors, print_json
+from salesml.cli import console, err, handle_errors, now_utc, print_json, resolve_as_of
 from salesml.errors import SalesmlError
 from salesml.settings import Settings
 
@@ -51,10 +51,11 @@ def explain(
         model = load_scorer(alias)
         con = connect(settings.warehouse_path, read_only=True)
         try:
-            history = load_history(con)
+            now = now_utc()
+            history = load_history(con, now)
+            when = pd.Timestamp(resolve_as_of(con, as_of, now))
         finally:
             con.close()
-        when = pd.Timestamp(as_of) if as_of is not None else history.exported_at
         known = history.deals["deal_id"].astype(str)
         if deal_id not in set(known):
             raise UnknownDealError(f"unknown deal id {deal_id!r}: no such deal in the warehouse")

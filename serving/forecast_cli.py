@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from salesml.cli import console, err, handle_errors, print_json
+from salesml.cli import console, err, handle_errors, now_utc, print_json, resolve_as_of
 from salesml.settings import Settings
 
 
@@ -41,7 +41,7 @@ def forecast(
         datetime | None,
         typer.Option(
             formats=["%Y-%m-%d"],
-            help="Forecast from the period holding this date (default: today).",
+            help="Forecast from the period holding this date (default: the data's latest event).",
         ),
     ] = None,
     alias: Annotated[str, typer.Option(help="Registry alias of the models.")] = "champion",
@@ -56,7 +56,6 @@ def forecast(
     from salesml.warehouse import connect
     from serving.forecast import forecast_rows
 
-    when = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp.now().normalize()
     with err.status("loading models and history…"):
         fc = load_forecast_bundle(alias)
         try:
@@ -65,7 +64,9 @@ def forecast(
             win = None  # a won-only history: the series models carry the forecast
         con = connect(Settings().warehouse_path, read_only=True)
         try:
-            history = load_history(con)
+            now = now_utc()
+            history = load_history(con, now)
+            when = pd.Timestamp(resolve_as_of(con, as_of, now))
         finally:
             con.close()
         rows = forecast_rows(

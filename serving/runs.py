@@ -330,7 +330,7 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if flip_latest:
-            self.set_latest(run_id)
+            self.advance_latest(run_id)
         info = self.info(run_id)
         assert info is not None
         return info
@@ -346,9 +346,26 @@ class RunStore:
             tmp.replace(target)
 
     def set_latest(self, run_id: str) -> None:
+        """Point ``LATEST`` at ``run_id`` whatever its as-of (a deliberate rollback)."""
         if self.info(run_id) is None:
             raise RunError(f"no complete score run {run_id!r} in {self.root}")
         _write_text(self.root / LATEST, run_id + "\n")
+
+    def advance_latest(self, run_id: str) -> bool:
+        """Point ``LATEST`` at ``run_id`` unless the run it points at is as of a later date.
+
+        ``LATEST`` only moves forward in as-of: a backfill (``score --as-of`` an earlier date)
+        writes its run beside the others without making the API serve old scores. Returns
+        whether the pointer moved.
+        """
+        new = self.info(run_id)
+        if new is None:
+            raise RunError(f"no complete score run {run_id!r} in {self.root}")
+        current = self.latest()
+        if current is not None and current.run_id != run_id and current.as_of > new.as_of:
+            return False
+        self.set_latest(run_id)
+        return True
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -261,3 +261,20 @@ def test_won_only_order_history_is_forecast_from_the_series_alone(
         segments = part[part["segment"] != "total"]
         total_cents = to_cents(part[part["segment"] == "total"]["forecast"]).sum()
         assert to_cents(segments["forecast"]).sum() == total_cents
+
+
+def test_forecast_defaults_to_the_data_as_of_not_the_calendar(
+    pipeline_workspace: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The history ends on 2026-03-31: the forecast starts in March 2026 whatever today is,
+    and an as-of past the data's end is answered with a warning."""
+    root, _ = pipeline_workspace
+    _env(monkeypatch, root)
+    rows = _json(["forecast", "--freq", "month", "--horizon", "2", "--json"])
+    assert isinstance(rows, list)
+    assert min(r["period_start"] for r in rows) == "2026-03-01"
+    late = CliRunner().invoke(
+        app, ["forecast", "--freq", "month", "--horizon", "1", "--as-of", "2027-06-01"]
+    )
+    assert late.exit_code == 0, late.output
+    assert "after the data's latest event (2026-03-" in late.stderr

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from salesml.cli import console, err, handle_errors, print_json
+from salesml.cli import console, err, handle_errors, now_utc, print_json, resolve_as_of
 from salesml.errors import ConfigError
 from salesml.settings import Settings
 
@@ -172,7 +172,9 @@ def _history(as_of: datetime | None) -> Any:
     settings = Settings()
     con = connect(settings.warehouse_path, read_only=True)
     try:
-        history = load_history(con)
+        now = now_utc()
+        history = load_history(con, now)
+        resolve_as_of(con, as_of, now)  # warns when as_of lies outside the data
     finally:
         con.close()
     if as_of is not None:

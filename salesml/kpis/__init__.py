@@ -18,6 +18,7 @@ from salesml.kpis import _funnel, _marketing
 from salesml.kpis import _queries as q
 from salesml.kpis._assemble import Facts, block, period_grid
 from salesml.kpis._queries import GroupBy, PeriodUnit
+from salesml.warehouse import data_span
 
 __all__ = ["DEFAULT_CURRENCY", "GROUP_BYS", "PERIODS", "NoDealsError", "compute_kpis"]
 
@@ -55,7 +56,8 @@ def compute_kpis(
         period: granularity of the ``periods`` rows and of the growth figures.
         as_of: the moment the KPIs are computed at (naive = UTC; a bare ``date`` means its
             midnight). Deals created after it are ignored and deals closed after it count as
-            open. Default: the latest ``created_at`` / ``closed_at`` in the deals table.
+            open. Default: the data's as-of, the latest event in any table
+            (``salesml.warehouse.data_span``).
 
     Returns:
         ``{"as_of", "period", "by", "currency", "warnings", "overall", "groups"}``; see
@@ -88,7 +90,8 @@ def _compute(
         raise NoDealsError(
             "no deals in the warehouse; import an export first: salesml import PATH --format ..."
         )
-    moment = latest if as_of is None else _naive_utc(as_of)
+    end = data_span(cur).end
+    moment = (end or latest) if as_of is None else _naive_utc(as_of)
     n_deals, n_undated, first = q.load_deals(cur, tables, by, unit, moment)
     if (n_deals == 0 or first is None) and n_undated:
         raise NoDealsError(

@@ -1,9 +1,10 @@
 """Where MLflow lives for a workspace, and loading registered bundles (shared by training and
 serving).
 
-The default store is ``./mlruns`` (a SQLite file plus an artifact folder), overridden by
-MLflow's own ``MLFLOW_TRACKING_URI``. The registry holds the win model under
-``WIN_MODEL_NAME`` with aliases ``champion`` and ``challenger``.
+The default store is the workspace's (``$SALESML_HOME/mlflow.db``, artifacts in
+``$SALESML_HOME/mlartifacts``), overridden by MLflow's own ``MLFLOW_TRACKING_URI``. The
+registry holds the win model under ``WIN_MODEL_NAME`` with aliases ``champion`` and
+``challenger``.
 """
 
 from __future__ import annotations
@@ -27,19 +28,29 @@ class NoModelError(SalesmlError):
     """No registered model to score with."""
 
 
+ARTIFACTS_DIR = "mlartifacts"  # beside a local SQLite store
+
+
 def tracking_uri() -> str:
-    """MLflow's own variable if set, else a SQLite store in ./mlruns."""
-    uri = Settings().mlflow_tracking_uri
-    if uri:
-        return uri
-    root = Path("mlruns").resolve()
+    """MLflow's own variable if set, else a SQLite store in the workspace
+    (``$SALESML_HOME/mlflow.db``): copy the workspace and its registry comes along."""
+    settings = Settings()
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    root = settings.home.resolve()
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
-def artifact_root() -> str:
-    """Artifact location for new experiments in the default store."""
-    return str(Path("mlruns", "artifacts").resolve())
+def artifact_root() -> str | None:
+    """Where new experiments keep their artifacts: beside a local SQLite store (its folder's
+    ``mlartifacts``), so the store and its artifacts travel together; ``None`` (the tracking
+    server's own default) for any other store."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    return str((database.parent / ARTIFACTS_DIR).resolve())
 
 
 def configure() -> Any:
