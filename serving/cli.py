@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from salesml.cli import console, err, fail, handle_errors, now_utc, print_json, resolve_as_of
 from salesml.settings import Settings
@@ -18,9 +19,47 @@ class EngineName(StrEnum):
     spark = "spark"
 
 
+runs_app = typer.Typer(help="Score runs: what the nightly batch wrote, and which one is served.")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``score`` to the salesml CLI."""
+    """Add ``score`` and ``runs`` to the salesml CLI."""
     app.command("score")(score)
+    app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+@handle_errors
+def list_runs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the runs as JSON.")] = False,
+) -> None:
+    """Every complete score run, oldest first; LATEST marks the one the API serves."""
+    from serving.runs import RunStore
+
+    store = RunStore(Settings().home)
+    latest = store.latest_id()
+    runs = [run.to_json() | {"latest": run.run_id == latest} for run in store.list_runs()]
+    if as_json:
+        print_json(runs)
+        return
+    if not runs:
+        console.print("no score runs yet; score the pipeline first: salesml score --all")
+        return
+    table = Table(title=f"score runs in {store.root}")
+    for header in ("run", "as of", "model", "deals", "scored", "copied", "written", ""):
+        table.add_column(header)
+    for run in runs:
+        table.add_row(
+            str(run["run_id"]),
+            str(run["as_of"])[:10],
+            str(run["model_version"]),
+            f"{run['rows']:,}",
+            f"{run['rescored']:,}",
+            f"{run['copied']:,}",
+            str(run["created_at"])[:19],
+            "LATEST" if run["latest"] else "",
+        )
+    console.print(table)
 
 
 @handle_errors

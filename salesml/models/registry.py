@@ -9,6 +9,7 @@ registry holds the win model under ``WIN_MODEL_NAME`` with aliases ``champion`` 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,116 @@ def load_forecast_bundle(alias: str = CHAMPION) -> LoadedForecast:
     """Load the bundle behind ``salesml-forecast@alias`` from the registry."""
     folder, version = registered_artifact(FORECAST_MODEL_NAME, alias, "forecast")
     return LoadedForecast(ForecastBundle.load(folder), version, alias)
+
+
+MODEL_NAMES = {"win": WIN_MODEL_NAME, "forecast": FORECAST_MODEL_NAME}
+CHAMPION_HISTORY_TAG = "champion_history"  # on the registered model: earlier champions, JSON
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One registered version as ``salesml models list`` shows it."""
+
+    model: str
+    version: str
+    aliases: tuple[str, ...]
+    created_at: str | None
+    promotion_reason: str | None
+    run_id: str | None
+
+
+def model_versions(model: str) -> list[VersionInfo]:
+    """Every registered version of ``model`` ("win" or "forecast"), newest first."""
+    from datetime import UTC, datetime
+
+    name = _model_name(model)
+    client = configure()
+    try:
+        registered = client.get_registered_model(name)
+    except Exception:  # no such registered model yet
+        return []
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (registered.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(str(alias))
+    out = []
+    for v in client.search_model_versions(f"name='{name}'"):
+        created = (
+            datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).isoformat(timespec="seconds")
+            if v.creation_timestamp
+            else None
+        )
+        out.append(
+            VersionInfo(
+                model=model,
+                version=str(v.version),
+                aliases=tuple(sorted(aliases.get(str(v.version), []))),
+                created_at=created,
+                promotion_reason=(v.tags or {}).get("promotion_reason"),
+                run_id=v.run_id,
+            )
+        )
+    return sorted(out, key=lambda i: int(i.version), reverse=True)
+
+
+def set_champion(model: str, version: str, reason: str) -> str | None:
+    """Point ``model@champion`` at ``version`` and remember the champion it replaces (for
+    ``rollback_champion``); returns that previous champion's version, if any."""
+    name = _model_name(model)
+    client = configure()
+    _require_version(client, name, version)
+    try:
+        previous: str | None = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    except Exception:
+        previous = None
+    if previous == version:
+        return previous
+    if previous is not None:
+        history = [*_champion_history(client, name), previous]
+        client.set_registered_model_tag(name, CHAMPION_HISTORY_TAG, json.dumps(history[-50:]))
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    return previous
+
+
+def rollback_champion(model: str) -> tuple[str, str]:
+    """Move ``model@champion`` back to the champion before it; returns (from, to)."""
+    name = _model_name(model)
+    client = configure()
+    current = registered_version(name, CHAMPION)
+    history = [v for v in _champion_history(client, name) if v != current]
+    if not history:
+        raise NoModelError(
+            f"{name} has no earlier champion to roll back to; promote a version instead: "
+            "salesml models promote VERSION"
+        )
+    target = history[-1]
+    _require_version(client, name, target)
+    client.set_registered_model_alias(name, CHAMPION, target)
+    client.set_registered_model_tag(name, CHAMPION_HISTORY_TAG, json.dumps(history[:-1]))
+    client.set_model_version_tag(name, target, "promotion_reason", f"rollback from {current}")
+    return current, target
+
+
+def _model_name(model: str) -> str:
+    if model not in MODEL_NAMES:
+        raise NoModelError(f"unknown model {model!r}; use one of {', '.join(MODEL_NAMES)}")
+    return MODEL_NAMES[model]
+
+
+def _champion_history(client: Any, name: str) -> list[str]:
+    tags = client.get_registered_model(name).tags or {}
+    try:
+        return [str(v) for v in json.loads(tags.get(CHAMPION_HISTORY_TAG, "[]"))]
+    except ValueError:
+        return []
+
+
+def _require_version(client: Any, name: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        raise NoModelError(
+            f"{name} has no version {version!r}; see the versions with: salesml models list"
+        ) from None

@@ -24,6 +24,7 @@ from salesml.models.registry import (
     FORECAST_MODEL_NAME,
     artifact_root,
     configure,
+    set_champion,
 )
 from training.revenue.fit import ForecastTrainingResult
 
@@ -131,8 +132,7 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
         )
         version = str(info.registered_model_version)
         reason = "refitted on the latest history (the previous version stays for rollback)"
-        client.set_registered_model_alias(FORECAST_MODEL_NAME, CHAMPION, version)
-        client.set_model_version_tag(FORECAST_MODEL_NAME, version, "promotion_reason", reason)
+        set_champion("forecast", version, reason)  # remembers the champion it replaces
         client.set_model_version_tag(
             FORECAST_MODEL_NAME, version, "backtest", jsonio.dumps(result.metrics)[:5000]
         )

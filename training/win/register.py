@@ -28,6 +28,7 @@ from salesml.models.registry import (
     NoModelError,
     artifact_root,
     configure,
+    set_champion,
 )
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle
@@ -135,8 +136,11 @@ def log_and_register(
         card = render_model_card(result, version, f"{alias} — {reason}")
         (work / "model_card.md").write_text(card, encoding="utf-8")
         mlflow.log_artifact(str(work / "model_card.md"))
-        client.set_registered_model_alias(WIN_MODEL_NAME, alias, version)
-        client.set_model_version_tag(WIN_MODEL_NAME, version, "promotion_reason", reason)
+        if alias == CHAMPION:
+            set_champion("win", version, reason)  # remembers the champion it replaces
+        else:
+            client.set_registered_model_alias(WIN_MODEL_NAME, alias, version)
+            client.set_model_version_tag(WIN_MODEL_NAME, version, "promotion_reason", reason)
         client.set_model_version_tag(
             WIN_MODEL_NAME, version, "holdout", jsonio.dumps(result.holdout_metrics)
         )
