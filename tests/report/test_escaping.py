@@ -217,8 +217,22 @@ def hostile(monkeypatch: pytest.MonkeyPatch) -> Context:
     )
 
 
+# Where each name shows as text (the charts carry them too, as plotly's escaped JSON).
+SHOWN_IN = {
+    "stages": [STAGE],
+    "risk": [NAMES["deal"], REP, STAGE, PRODUCT, ACCOUNT],
+    "changes": [NAMES["deal"], REP, ATTRIBUTE],
+    "kpis": [TEAM, REP, PRODUCT, STAGE],
+}
+
+
 def render(ctx: Context) -> str:
     return page(ctx, gather_sections(ctx)[0])
+
+
+def section(html: str, section_id: str) -> str:
+    start = html.index(f'<section id="{section_id}"')
+    return html[start : html.index("</section>", start)]
 
 
 @pytest.mark.parametrize("team", [None, TEAM])
@@ -235,6 +249,9 @@ def test_crm_names_are_escaped_in_every_section(hostile: Context, team: str | No
         assert str(escape(name)) in html, what
         assert name in visible, what
     assert "&amp;amp; ampersands &lt;/td&gt;&lt;td&gt;" in html
+    for section_id, names in SHOWN_IN.items():
+        body = section(html, section_id)
+        assert all(str(escape(name)) in body for name in names), section_id
 
 
 def test_an_unknown_hostile_team_is_escaped_in_the_empty_states(hostile: Context) -> None:
@@ -243,7 +260,6 @@ def test_an_unknown_hostile_team_is_escaped_in_the_empty_states(hostile: Context
     assert Page(html).scripts == 1
     assert "<script>alert" not in html
     for section_id, _ in SECTIONS:
-        start = html.index(f'<section id="{section_id}"')
-        body = html[start : html.index("</section>", start)]
+        body = section(html, section_id)
         assert f"No deals for team <b>{escape(ctx.team)}</b>" in body
         assert str(escape(TEAM)) in body
