@@ -32,6 +32,13 @@ def kpi_block(ctx: Context, kpis: dict[str, Any] | None) -> dict[str, Any] | Non
     return None
 
 
+def gap_tone(pipeline: float, gap: float) -> str:
+    """Good at 3× the quarter's gap (the usual rule of thumb), bad below 1×."""
+    if gap == 0 or pipeline >= 3 * gap:
+        return "good"
+    return "warn" if pipeline >= gap else "bad"
+
+
 def _bars(ctx: Context, won: float, in_quarter: float | None, pipeline: float) -> list[Bar]:
     start = period_start(ctx.as_of, "quarter")
     bars: list[Bar] = [("won so far", won, charts.BLUE, None)]
@@ -118,10 +125,6 @@ def coverage(ctx: Context) -> Section:
             "target": short(ctx, target),
             "won": short(ctx, won),
             "to_go": short(ctx, gap),
-            "tone": "good"
-            if gap == 0 or pipeline >= 3 * gap
-            else "warn"
-            if pipeline >= gap
-            else "bad",
+            "tone": gap_tone(pipeline, gap),
         }
     return Section("coverage", "coverage.html", view)

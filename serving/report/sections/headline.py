@@ -44,10 +44,10 @@ def _card(ctx: Context, freq: str) -> tuple[dict[str, Any], dict[str, Any] | Non
     title = f"This {freq} · {fmt.period_label(start, freq)}"
     rows = ctx.forecasts.get(freq)
     if rows is None:
-        return {"title": title, "lines": [ctx.forecast_notes.get(freq, "")]}, None
+        return {"title": title, "missing": True, "lines": [ctx.forecast_notes.get(freq, "")]}, None
     match = rows[rows["period_start"] == start]
     if match.empty:
-        return {"title": title, "lines": ["no forecast row for this period"]}, None
+        return {"title": title, "missing": True, "lines": ["no forecast row for this period"]}, None
     row = match.iloc[0]
     won = won_in_period(ctx, freq)
     target = target_for(ctx.targets, freq, start, ctx.team)
@@ -60,6 +60,7 @@ def _card(ctx: Context, freq: str) -> tuple[dict[str, Any], dict[str, Any] | Non
     }
     card: dict[str, Any] = {
         "title": title,
+        "missing": False,
         "value": short(ctx, row["forecast"]),
         "range_80": (short(ctx, row["lower_80"]), short(ctx, row["upper_80"])),
         "range_95": (short(ctx, row["lower_95"]), short(ctx, row["upper_95"])),
