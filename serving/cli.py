@@ -166,7 +166,7 @@ def score(
         from serving.report_cli import write_report
 
         with err.status("writing the report…"):
-            report_summary, _, _ = write_report(report, as_of=as_of, alias=alias)
+            report_summary, _, _ = write_report(report, as_of=when.to_pydatetime(), alias=alias)
     run = result.run
     summary = {
         **run.to_json(),

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from salesml.cli import console, err, handle_errors, print_json
+from salesml.cli import console, err, handle_errors, now_utc, print_json, resolve_as_of
 from salesml.settings import Settings
 
 
@@ -99,7 +99,9 @@ def write_report(
             forecast = None
         con = connect(settings.warehouse_path, read_only=True)
         try:
-            history = load_history(con)
+            now = now_utc()
+            history = load_history(con, now)
+            when = pd.Timestamp(resolve_as_of(con, as_of, now))
             status.update("scoring, forecasting and writing the report…")
             result = render_report(
                 history,
@@ -109,7 +111,7 @@ def write_report(
                 team=team,
                 targets=goals,
                 previous=read_last_headline(out, team),
-                as_of=pd.Timestamp(as_of) if as_of is not None else None,
+                as_of=when,
                 store=RunStore(settings.home),
             )
         finally:

@@ -14,12 +14,10 @@ import pandas as pd
 from features.history import History
 from salesml.models.registry import LoadedForecast
 from salesml.scoring import Scorer
-from serving.report import format as fmt
-from serving.report import sections
 from serving.report.data import Context, ScoreSet, gather, load_scores, scores_from_model
-from serving.report.format import esc
 from serving.report.headline import headline_path, read_last_headline, write_last_headline
 from serving.report.page import page
+from serving.report.sections import gather_sections
 from serving.report.targets import TargetsError, load_targets, parse_targets
 from serving.runs import RunStore
 
@@ -59,7 +57,7 @@ def render_report(
     scores: ScoreSet | None = None,
     store: RunStore | None = None,
 ) -> Report:
-    """Gather everything once, then render each section.
+    """Gather everything once, then each section's data, then render the page's templates.
 
     Args:
         con: a warehouse connection (for the KPIs); None leaves the KPIs out.
@@ -83,28 +81,8 @@ def render_report(
         scores=scores,
         store=store,
     )
-    head, saved = sections.headline(ctx)
-    body = "".join(
-        [
-            head,
-            sections.forecast_vs_actual(ctx),
-            sections.coverage(ctx),
-            sections.stages(ctx),
-            sections.at_risk(ctx),
-            sections.what_changed(ctx),
-            sections.kpis(ctx),
-            sections.health(ctx),
-        ]
-    )
-    who = f"team {esc(team)}" if team else "all teams"
-    title = f"Sales forecast — {team}" if team else "Sales forecast"
-    subtitle = (
-        f"{who} · as of {fmt.date(ctx.as_of)} · currency {esc(ctx.currency)} · generated "
-        f"{ctx.generated_at:%d %b %Y %H:%M} UTC"
-    )
-    if not ctx.team_known:
-        subtitle += " · " + f"no deals for team {esc(team)}"
-    return Report(page(title, subtitle, list(sections.SECTIONS), body), saved, ctx)
+    parts, saved = gather_sections(ctx)
+    return Report(page(ctx, parts), saved, ctx)
 
 
 def build_report(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
 import pandas as pd
+from markupsafe import escape
 
 DASH = "—"
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
@@ -22,9 +22,14 @@ def missing(value: Any) -> bool:
         return False
 
 
+def text(value: Any) -> str:
+    """A value as text for a template (``—`` when missing); the template escapes it."""
+    return DASH if missing(value) else str(value)
+
+
 def esc(value: Any) -> str:
-    """Text for HTML (``—`` when missing)."""
-    return DASH if missing(value) else html.escape(str(value), quote=True)
+    """Text escaped for HTML as the report's templates escape it (``—`` when missing)."""
+    return DASH if missing(value) else str(escape(str(value)))
 
 
 def _symbol(currency: str) -> tuple[str, str]:
