@@ -333,3 +333,32 @@ def _print_kpis(result: dict[str, Any]) -> None:
         table.add_row(name, *(f(block.get(key)) for _, key, f in columns))
     # Eleven columns do not fit 80 characters; a wide table beats truncated figures.
     Console(width=max(console.width, 150)).print(table)
+    _print_lead_conversion(result["overall"].get("lead_conversion"))
+
+
+def _print_lead_conversion(rows: list[dict[str, Any]] | None) -> None:
+    """Lead-to-customer conversion overall and by source (only when leads were imported)."""
+    if not rows:
+        return
+    table = Table(title="lead-to-customer conversion by source")
+    for label in ("source", "leads", "converted", "customers", "lead → customer"):
+        table.add_column(label, justify="left" if label == "source" else "right")
+    for row in rows:
+        table.add_row(
+            str(row["source"]),
+            f"{row['leads']:,}",
+            f"{row['converted']:,}",
+            f"{row['customers']:,}",
+            _pct(row["lead_to_customer_rate"]),
+        )
+    leads = sum(int(row["leads"]) for row in rows)
+    customers = sum(int(row["customers"]) for row in rows)
+    table.add_row(
+        "all sources",
+        f"{leads:,}",
+        f"{sum(int(row['converted']) for row in rows):,}",
+        f"{customers:,}",
+        _pct(customers / leads if leads else None),
+        style="bold",
+    )
+    console.print(table)
