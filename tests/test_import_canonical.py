@@ -207,7 +207,7 @@ def test_a_failed_import_leaves_the_warehouse_as_it_was(tmp_path: Path) -> None:
 def test_wrong_files_get_clear_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ImportFailedError, match="no deals file"):
+    with pytest.raises(ImportFailedError, match="no table files"):
         do_import(empty, tmp_path)
     garbage = tmp_path / "g"
     garbage.mkdir()

@@ -53,10 +53,10 @@ def read_canonical(path: Path) -> ImportBatch:
                         f"{entry.name}); keep one"
                     )
                 files[stem] = entry
-        if "deals" not in files:
+        if not files:
             raise ImportFailedError(
-                f"no deals file in {folder}; a canonical export needs deals.csv or "
-                f"deals.parquet (every other table is optional: {', '.join(TABLES)})"
+                f"no table files in {folder}; a canonical export holds files named after the "
+                f"tables ({', '.join(TABLES)}), e.g. deals.csv or deals.parquet"
             )
     else:
         raise ImportFailedError(f"{path} does not exist; check the path")

@@ -88,10 +88,6 @@ def run_import(
             source.hints.get("_missing", ""),
         )
         by_table.setdefault(source.table, []).append(source)
-    if "deals" not in by_table:
-        raise ImportFailedError(
-            f"{batch.source} has no deals; the deals table is the one table every import needs"
-        )
     import_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = ImportSummary(import_id, batch.format, batch.source, {}, warnings=batch.warnings)
     con = connect(warehouse_path)
@@ -100,6 +96,9 @@ def run_import(
     con.execute("SET preserve_insertion_order = false")
     con.execute(f"SET memory_limit = '{IMPORT_MEMORY_LIMIT}'")
     try:
+        if "deals" not in by_table:
+            _require_deals_in_warehouse(con, batch.source)
+            con.execute("CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM deals")
         staged: dict[str, StagedTable] = {}
         for name in IMPORT_ORDER:
             if name not in by_table:
@@ -144,6 +143,16 @@ def run_import(
     finally:
         con.close()
     return summary
+
+
+def _require_deals_in_warehouse(con: duckdb.DuckDBPyConnection, source: str) -> None:
+    """An import without deals (leads, activities, spend…) adds to deals imported before."""
+    ((deals,),) = con.execute("SELECT count(*) FROM deals").fetchall()
+    if not deals:
+        raise ImportFailedError(
+            f"{source} has no deals and the warehouse holds none yet; import the deals first "
+            "(or in the same export): every other table refers to them"
+        )
 
 
 def _reconcile_products(con: duckdb.DuckDBPyConnection, summary: ImportSummary) -> None:
