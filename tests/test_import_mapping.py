@@ -343,7 +343,11 @@ MINIMAL = "tables:\n  deals:\n    columns:\n      deal_id: id\n      created_at:
             MINIMAL + "      status: s\n      amount: {column: v, date_format: '%Y'}\n",
             r"tables\.deals\.columns\.amount\.date_format: amount is not a date",
         ),
-        ("tables:\n  reps: {columns: {owner_id: id}}\n", r"tables: needs a deals entry"),
+        ("tables: {}\n", r"tables: names no table"),
+        (
+            "tables:\n  leads: {columns: {lead_id: id, created_at: c}, link: {by: id}}\n",
+            r"tables\.leads\.link: needs the deals mapped in the same file",
+        ),
         ("- just\n- a list\n", r"must be a YAML mapping with a 'tables' key"),
         ("tables: [unclosed\n", r"is not valid YAML"),
         ("version: 2\n" + MINIMAL + "      status: s\n", r"version: Input should be 1"),

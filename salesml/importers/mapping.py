@@ -236,6 +236,22 @@ class WideStages(BaseModel):
         return self
 
 
+class LeadLink(BaseModel):
+    """Leads joined to the deals they became through a column both files carry (a funnel
+    exported as two files: leads, and the deals that name the lead they came from)."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str  # the leads file's column
+    deals_column: str | None = None  # the deals file's column with the same values (default: by)
+    converted_at: str | None = None  # the deals file's column dating the conversion
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        _check_keys(data, cls)
+        return {"by": data} if isinstance(data, str) else data
+
+
 class TableSpec(BaseModel):
     """One canonical table: which file, and which column is which field."""
 
@@ -245,6 +261,7 @@ class TableSpec(BaseModel):
     attributes: dict[str, AttributeSpec] = Field(default_factory=dict)
     keep_unmapped: bool = False
     wide: WideStages | None = None
+    link: LeadLink | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -306,8 +323,11 @@ def _describe(error: Any) -> str:
 
 def _semantic_problems(spec: MappingSpec) -> list[str]:
     problems: list[str] = []
-    if "deals" not in spec.tables:
-        problems.append("tables: needs a deals entry (every import needs deals)")
+    if not spec.tables:
+        problems.append("tables: names no table; map at least deals (see docs/mapping.md)")
+    linked = [name for name, t in spec.tables.items() if t.link is not None]
+    if linked and "deals" not in spec.tables:
+        problems.append(f"tables.{linked[0]}.link: needs the deals mapped in the same file")
     for table_name, tspec in spec.tables.items():
         where = f"tables.{table_name}"
         if table_name not in TABLES:
@@ -357,6 +377,12 @@ def _table_problems(where: str, schema: TableSchema, tspec: TableSpec) -> list[s
                 f"{where}.columns: missing required field(s) {', '.join(missing)}; map each to "
                 "a column, or give a constant such as status: {value: won}"
             )
+    if tspec.link is not None:
+        if schema.name != "leads":
+            problems.append(f"{where}.link: only leads are linked to deals")
+        for field in ("deal_id", "converted_at"):
+            if field in tspec.columns and (field == "deal_id" or tspec.link.converted_at):
+                problems.append(f"{where}: {field} comes from link; do not map it under columns")
     if (tspec.attributes or tspec.keep_unmapped) and not schema.allows_attributes:
         problems.append(f"{where}: attributes and keep_unmapped are only kept on deals")
     return problems
@@ -374,6 +400,12 @@ def read_mapped(path: Path, mapping_path: Path) -> ImportBatch:
         for file in reader.files(table_name, tspec.file):
             sources += reader.table(table_name, tspec, file, warnings)
     return ImportBatch("mapping", str(path), sources, warnings)
+
+
+def _lookup(keys: pa.ChunkedArray, found_keys: pa.Array, values: pa.Array) -> pa.ChunkedArray:
+    """For each of ``keys``: the value at the position of the same key in ``found_keys``."""
+    position = pc.index_in(keys, value_set=found_keys)
+    return pc.take(values, position)
 
 
 class _Reader:
@@ -456,6 +488,8 @@ class _Reader:
                 columns[field] = rc.where(
                     keep, rc.blank_to_null(pc.cast(columns[field], pa.string()))
                 )
+        if tspec.link is not None:
+            self._link(tspec.link, data, resolve, columns, hints, date_formats)
         attributes = self._attributes(tspec, data, resolve, columns)
         columns[SOURCE_ROW] = data.column(SOURCE_ROW)
         out = pa.table(columns)
@@ -464,6 +498,71 @@ class _Reader:
             if warning:
                 warnings.append(warning)
         return [SourceTable(table, out, str(file), date_formats, attributes, hints)]
+
+    def _link(
+        self,
+        link: LeadLink,
+        data: pa.Table,
+        resolve: dict[str, str],
+        columns: dict[str, pa.ChunkedArray],
+        hints: dict[str, str],
+        date_formats: dict[str, list[str]],
+    ) -> None:
+        """``deal_id`` (and ``converted_at``) of each lead: from the deal whose
+        ``link.deals_column`` holds the lead's ``link.by`` value; null for a lead that never
+        became a deal."""
+        dspec = self.spec.tables["deals"]
+        deal_keys: list[pa.Array] = []
+        deal_ids: list[pa.Array] = []
+        converted: list[pa.Array] = []
+        on = link.deals_column or link.by
+        for file in self.files("deals", dspec.file):
+            deals = self.read(file)
+            found = self._resolve_extra(
+                file, deals, [on, *([link.converted_at] if link.converted_at else [])]
+            )
+            dresolve = self._resolver("deals", dspec, deals, file)
+            ids = self._field(TABLES["deals"], "deal_id", dspec.columns["deal_id"], deals, dresolve)
+            deal_keys.append(rc.text(deals, found[on]).combine_chunks())
+            deal_ids.append(pc.cast(ids, pa.string()).combine_chunks())
+            when = (
+                rc.text(deals, found[link.converted_at])
+                if link.converted_at
+                else pc.cast(
+                    self._field(
+                        TABLES["deals"], "created_at", dspec.columns["created_at"], deals, dresolve
+                    ),
+                    pa.string(),
+                )
+            )
+            converted.append(when.combine_chunks())
+        keys = pa.concat_arrays(deal_keys)
+        lead_keys = rc.text(data, resolve[link.by])
+        columns["deal_id"] = _lookup(lead_keys, keys, pa.concat_arrays(deal_ids))
+        hints["deal_id"] = f"the deal whose {on!r} is the lead's {link.by!r} (link)"
+        if "converted_at" not in columns:
+            columns["converted_at"] = _lookup(lead_keys, keys, pa.concat_arrays(converted))
+            hints["converted_at"] = f"the linked deal's {link.converted_at or 'created_at'}"
+            own = None if link.converted_at else dspec.columns["created_at"].date_format
+            formats = own or self.spec.date_format
+            if formats:
+                date_formats["converted_at"] = list(formats)
+
+    def _resolve_extra(self, file: Path, data: pa.Table, names: list[str]) -> dict[str, str]:
+        """Columns a link names in another table's file (exact, else ignoring case)."""
+        by_key = {c.strip().lower(): c for c in data.column_names}
+        out: dict[str, str] = {}
+        for name in names:
+            found = name if name in data.column_names else by_key.get(name.strip().lower())
+            if found is None:
+                raise MissingColumnsError(
+                    str(file),
+                    [name],
+                    [c for c in data.column_names if c != SOURCE_ROW],
+                    f"tables.leads.link in {self.mapping_name} names it; fix the mapping",
+                )
+            out[name] = found
+        return out
 
     def _resolver(self, table: str, tspec: TableSpec, data: pa.Table, file: Path) -> dict[str, str]:
         """Mapping's column names → the file's (exact, else ignoring case and outer spaces)."""
@@ -566,6 +665,8 @@ def _referenced(tspec: TableSpec) -> list[str]:
     for fspec in tspec.columns.values():
         cols += fspec.source_columns()
     cols += list(tspec.attributes)
+    if tspec.link is not None:
+        cols.append(tspec.link.by)
     if tspec.wide is not None:
         cols += [tspec.wide.deal_id, *tspec.wide.columns]
     return list(dict.fromkeys(cols))
