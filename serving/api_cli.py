@@ -3,7 +3,6 @@ point."""
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -43,14 +42,14 @@ def serve(
     """Serve the scoring API (FastAPI on uvicorn); see docs/api.md."""
     import uvicorn  # imported here: other salesml commands need none of the server
 
-    from serving.api.app import create_app
+    from serving.api.factory import AppFactory
     from serving.api.settings import ApiSettings
 
     Settings()  # fail early, with a one-line reason, on bad settings
     given: dict[str, Any] = {"alias": alias, "poll_seconds": poll_seconds}
     settings = ApiSettings(**{k: v for k, v in given.items() if v is not None})
     config = uvicorn.Config(
-        functools.partial(create_app, settings),
+        AppFactory(settings),
         factory=True,
         host=host,
         port=port,

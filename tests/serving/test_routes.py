@@ -4,7 +4,6 @@ options reach the app through its settings."""
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from serving import forecast as forecast_module
 from serving.api import hot
 from serving.api.app import create_app
 from serving.api.deps import DealId, ScoresReadKey, SnapshotDep, StateDep, forecaster, strict_query
+from serving.api.factory import AppFactory
 from serving.api.hot import HotRoute
 from serving.api.problems import SALESML_ERRORS, salesml_problem
 from serving.api.routes import deals
@@ -221,7 +221,7 @@ def test_serve_hands_alias_and_poll_seconds_to_the_app_through_its_settings(
     )
     assert result.exit_code == 0, result.output
     (config,) = served
-    assert isinstance(config.app, functools.partial) and config.factory
+    assert isinstance(config.app, AppFactory) and config.factory
     assert (config.port, config.workers) == (8123, 1)
     app = config.app()
     assert (app.state.settings.alias, app.state.settings.poll_seconds) == ("challenger", 7.0)
