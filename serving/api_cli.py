@@ -3,12 +3,15 @@ point."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from salesml.cli import console, handle_errors, print_json
 from salesml.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 keys_app = typer.Typer(
     help="API keys: add (printed once), list, revoke.", no_args_is_help=True, add_completion=False
@@ -37,17 +40,16 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the scoring API (FastAPI on uvicorn); see docs/api.md."""
-    import os
+    import uvicorn  # imported here: other salesml commands need none of the server
 
-    import uvicorn
+    from serving.api.factory import AppFactory
+    from serving.api.settings import ApiSettings
 
-    if alias is not None:
-        os.environ["SALESML_API_ALIAS"] = alias
-    if poll_seconds is not None:
-        os.environ["SALESML_API_POLL_SECONDS"] = str(poll_seconds)
     Settings()  # fail early, with a one-line reason, on bad settings
-    uvicorn.run(
-        "serving.api.app:app_factory",
+    given: dict[str, Any] = {"alias": alias, "poll_seconds": poll_seconds}
+    settings = ApiSettings(**{k: v for k, v in given.items() if v is not None})
+    config = uvicorn.Config(
+        AppFactory(settings),
         factory=True,
         host=host,
         port=port,
@@ -58,6 +60,25 @@ def serve(
         log_level="warning",
         server_header=False,
     )
+    run_server(config)
+
+
+def run_server(config: uvicorn.Config) -> None:
+    """``uvicorn.run`` for an app factory object: one server, or ``config.workers`` processes
+    sharing one socket (each builds its app from the same settings)."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    server = uvicorn.Server(config)
+    try:
+        if config.workers > 1:
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
+        else:
+            server.run()
+    except KeyboardInterrupt:
+        pass
+    if config.workers == 1 and not server.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE
 
 
 def _http_protocol() -> str:

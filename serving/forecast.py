@@ -123,10 +123,12 @@ def forecast_for_api(
     as_of: pd.Timestamp,
     by: str | None = None,
     team: str | None = None,
+    alias: str = "champion",
 ) -> pd.DataFrame:
-    """``forecast_rows`` for the API. A team-scoped caller gets its own team's rows only, with
-    a ``team`` column (forecast by team, the segment that is theirs)."""
-    loaded = current_forecast()
+    """``forecast_rows`` for the API, from the forecast bundle behind ``alias`` (the API's
+    serving alias). A team-scoped caller gets its own team's rows only, with a ``team`` column
+    (forecast by team, the segment that is theirs)."""
+    loaded = current_forecast(alias)
     if team is not None:
         rows = forecast_rows(history, win, loaded.bundle, freq, horizon, as_of, by="team")
         rows = rows[rows["segment"] == team].copy()

@@ -1,10 +1,7 @@
-"""The scoring API (FastAPI): ``create_app`` builds it, ``salesml serve`` runs it (uvicorn).
+"""The scoring API (FastAPI): ``serving.api.app.create_app`` builds it, ``salesml serve`` runs it
+(uvicorn).
 
-See docs/api.md for endpoints, authentication, limits and errors.
+Nothing is imported here, so a module of the package (``serving.api.factory`` in a uvicorn
+worker) loads without the whole app. See docs/api.md for endpoints, authentication, limits and
+errors.
 """
-
-from __future__ import annotations
-
-from serving.api.app import create_app
-
-__all__ = ["create_app"]

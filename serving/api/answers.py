@@ -5,15 +5,13 @@ encoded JSON."""
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
 
+from salesml.explain import score_change as attribute_change
 from serving.api.problems import ProblemError
 from serving.api.schemas import (
     DealResponse,
@@ -42,23 +40,6 @@ def not_found(what: str, value: str, where: str) -> ProblemError:
     return ProblemError(404, f"no {what} {value!r}", field=where)
 
 
-@functools.cache
-def _driver_attribution() -> Callable[..., Any] | None:
-    """HOOK (salesml.explain): a driver-level "why did my score change" attribution.
-
-    When ``salesml.explain`` provides ``score_change(previous_row, current_row)`` returning a
-    list of ``{"feature", "concept", "contribution", ...}`` dicts, it is called here and its
-    answer fills ``change.drivers``; until then ``drivers`` is null and the summary is the
-    probability diff between runs.
-    """
-    try:
-        module = importlib.import_module("salesml.explain")
-    except ImportError:
-        return None
-    fn = getattr(module, "score_change", None)
-    return fn if callable(fn) else None
-
-
 def score_change(points: list[dict[str, Any]], deal_id: str) -> ScoreChange | None:
     """What changed between the last two runs that scored the deal."""
     if len(points) < 2:
@@ -84,13 +65,11 @@ def score_change(points: list[dict[str, Any]], deal_id: str) -> ScoreChange | No
         summary += f"; model version {prev.get('model_version')} to {cur.get('model_version')}"
     if as_of_changed:
         summary += "; new data since the previous run"
-    drivers = None
-    hook = _driver_attribution()
-    if hook is not None:
-        try:
-            drivers = hook(prev, cur)
-        except Exception:  # an attribution failure must not fail the read
-            log.warning("driver attribution failed for a deal")
+    try:
+        drivers: list[dict[str, Any]] | None = attribute_change(prev, cur)
+    except Exception:  # an attribution failure must not fail the read
+        log.warning("driver attribution failed for a deal")
+        drivers = None
     return ScoreChange(
         previous_run_id=str(prev["run_id"]),
         current_run_id=str(cur["run_id"]),

@@ -7,33 +7,81 @@ request only when it is well formed — a known key holding the scope, no query 
 deal id or a body that ``ScoreRequest`` accepts, the server ready — and hands every other
 request to the FastAPI app untouched, so errors (401, 403, 422, 503, …) come from one place.
 It takes the rate-limit token only once it has decided to answer, and then answers 429 and the
-routes' own problems (404, 403, 422 raised by the shared answer code) itself, through the same
-``problem_response``. Both paths call the same code (``serving.api.answers``) and the same
-authentication (``serving.api.security.authenticate``'s checks), so their answers are the same
-bytes (tests/serving/test_api.py compares them).
+routes' own problems (404, 403, 422 raised by the shared answer code, a ``SalesmlError`` mapped
+by ``problems.salesml_problem``) itself, through the same ``problem_response``. Both paths
+call the same code (``serving.api.answers``) and the same authentication
+(``serving.api.security.authenticate``'s checks), so their answers are the same bytes
+(tests/serving/test_api.py compares them).
+
+``DEAL`` and ``SCORE`` declare what the hot path checks: the key scope, the query parameters
+(none), the path parameter's constraints, the body model and the routes' dependencies it does
+the work of. tests/serving/test_hot_contract.py compares them with the FastAPI routes, so a
+dependency added to a route without the hot path following fails there.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import Message, Receive, Scope, Send
 
+from salesml.errors import SalesmlError
+from serving.api import deps
 from serving.api.answers import deal_answer, not_found, score_answer
-from serving.api.problems import ProblemError, problem_response
+from serving.api.problems import ProblemError, problem_response, salesml_problem
 from serving.api.schemas import ScoreRequest
 from serving.api.security import RateLimiter, principal_of, rate_limited
 from serving.api.settings import ApiSettings
 from serving.api.state import ServingState
 from serving.keys import ApiKey, KeyStore
 
-DEAL_ROUTE = "/v1/deals/{deal_id}"
-SCORE_ROUTE = "/v1/deals/score"
+
+@dataclass(frozen=True)
+class HotRoute:
+    """What the hot path checks for one route, as the FastAPI route declares it."""
+
+    method: str
+    path: str
+    scope: str  # the key's scope (``deps.ScoresReadKey`` …)
+    query: frozenset[str]  # query parameters taken (a request with any goes to FastAPI)
+    body: type[BaseModel] | None  # the body model, validated before answering
+    path_params: dict[str, dict[str, Any]]  # name -> constraints (``deps.DealId``)
+    does: frozenset[Callable[..., Any]]  # the routes' dependencies whose work it does
+
+
+_DEAL_ID_CONSTRAINTS = {
+    "min_length": 1,
+    "max_length": deps.DEAL_ID_MAX_LENGTH,
+    "pattern": deps.DEAL_ID_PATTERN,
+}
+DEAL = HotRoute(
+    method="GET",
+    path="/v1/deals/{deal_id}",
+    scope="scores:read",
+    query=frozenset(),
+    body=None,
+    path_params={"deal_id": _DEAL_ID_CONSTRAINTS},
+    does=frozenset({deps.ready_snapshot, deps.serving_state}),
+)
+SCORE = HotRoute(
+    method="POST",
+    path="/v1/deals/score",
+    scope="scores:write",
+    query=frozenset(),
+    body=ScoreRequest,
+    path_params={},
+    does=frozenset({deps.ready_snapshot, deps.serving_state, deps.api_settings}),
+)
+DEAL_ROUTE = DEAL.path
+SCORE_ROUTE = SCORE.path
 _DEALS = "/v1/deals/"
-_DEAL_ID = re.compile(r"^[^\x00-\x1f]{1,128}$")  # app.DealId
+_DEAL_ID = re.compile(rf"^{deps.DEAL_ID_CHARACTER}{{1,{deps.DEAL_ID_MAX_LENGTH}}}$")
 _JSON = re.compile(rb"^application/(?:[\w.+-]+\+)?json(?:\s*;|$)", re.IGNORECASE)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -43,9 +91,9 @@ def route_of(scope: Scope) -> str | None:
     if scope.get("query_string") or scope.get("root_path"):
         return None
     method, path = scope.get("method"), scope.get("path", "")
-    if method == "POST" and path == SCORE_ROUTE:
+    if method == SCORE.method and path == SCORE_ROUTE:
         return SCORE_ROUTE
-    if method == "GET" and path.startswith(_DEALS):
+    if method == DEAL.method and path.startswith(_DEALS):
         deal_id = path[len(_DEALS) :]
         if deal_id and "/" not in deal_id and _DEAL_ID.match(deal_id):
             return DEAL_ROUTE
@@ -81,7 +129,7 @@ class HotPath:
         return await self._score(scope, receive, send)
 
     async def _deal(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        key = self._key(scope, "scores:read")
+        key = self._key(scope, DEAL.scope)
         snap = self.state.snapshot()
         if key is None or not snap.ready or snap.run is None:
             return receive
@@ -97,12 +145,15 @@ class HotPath:
         except ProblemError as exc:
             await _problem(exc, scope, receive, send)
             return None
+        except SalesmlError as exc:  # as the route's handler answers it
+            await _problem(salesml_problem(exc, "scores"), scope, receive, send)
+            return None
         await _json(send, hit[1])
         return None
 
     async def _score(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         content_type = _header(scope, b"content-type")
-        key = self._key(scope, "scores:write")
+        key = self._key(scope, SCORE.scope)
         snap = self.state.snapshot()
         if content_type is None or not _JSON.match(content_type) or key is None or not snap.ready:
             return receive
@@ -122,6 +173,9 @@ class HotPath:
             )
         except ProblemError as exc:
             await _problem(exc, scope, replay, send)
+            return None
+        except SalesmlError as exc:  # as the route's handler answers it
+            await _problem(salesml_problem(exc, "scores"), scope, replay, send)
             return None
         await _json(send, content)
         return None

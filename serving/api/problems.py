@@ -11,6 +11,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from salesml.errors import SalesmlError
+from salesml.models.revenue.bundle import MissingFrequencyError
+
 PROBLEM_JSON = "application/problem+json"
 TITLES = {
     400: "Bad request",
@@ -138,6 +141,30 @@ def validation_errors(exc: RequestValidationError) -> list[FieldError]:
     return errors
 
 
+# -- salesml's own errors ------------------------------------------------------------------------
+SALESML_ERRORS: dict[type[SalesmlError], tuple[int, str | None]] = {
+    # a period length the registered forecast model was not trained for
+    MissingFrequencyError: (422, "query.freq"),
+    # any other: the server's models or data cannot answer yet (queries are validated before a
+    # route runs, so no other salesml error is the caller's to fix)
+    SalesmlError: (503, None),
+}
+"""Status and offending field of each ``SalesmlError`` class; an error takes the entry of the
+first class in its MRO listed here."""
+
+SUBJECTS = {"forecast": "forecast", "kpis": "KPIs", "scores": "scoring", "models": "models"}
+"""What a 503 says is unavailable, by the failing route's tag."""
+
+
+def salesml_problem(exc: SalesmlError, tag: str | None) -> ProblemError:
+    """The problem answering ``exc`` raised by a route tagged ``tag`` (``SALESML_ERRORS``)."""
+    status, field = next(SALESML_ERRORS[c] for c in type(exc).__mro__ if c in SALESML_ERRORS)
+    detail = str(exc)
+    if status == 503:
+        detail = f"{SUBJECTS.get(tag or '', 'service')} unavailable: {detail}"
+    return ProblemError(status, detail, field=field)
+
+
 def install(app: FastAPI) -> None:
     """Answer every error as problem+json."""
 
@@ -146,6 +173,12 @@ def install(app: FastAPI) -> None:
         return problem_response(
             request, exc.status, exc.detail, errors=exc.errors, headers=exc.headers
         )
+
+    @app.exception_handler(SalesmlError)
+    async def _salesml(request: Request, exc: SalesmlError) -> JSONResponse:
+        tags = getattr(request.scope.get("route"), "tags", None) or [None]
+        problem = salesml_problem(exc, tags[0])
+        return problem_response(request, problem.status, problem.detail, errors=problem.errors)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

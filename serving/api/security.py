@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,14 +87,20 @@ def principal_of(key: ApiKey) -> Principal:
     return Principal(key.key_id, key.name, key.scopes, key.team)
 
 
-def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+@dataclass(frozen=True)
+class ScopeGuard:
     """A dependency: the caller's key must be valid, hold ``scope`` and be within its rate."""
 
-    async def dependency(
-        request: Request, api_key: str | None = Security(API_KEY_HEADER)
+    scope: str
+
+    async def __call__(
+        self, request: Request, api_key: str | None = Security(API_KEY_HEADER)
     ) -> Principal:
         return authenticate(
-            request.app.state.keys, request.app.state.limiter, api_key, scope, request.state
+            request.app.state.keys, request.app.state.limiter, api_key, self.scope, request.state
         )
 
-    return dependency
+
+def require(scope: str) -> ScopeGuard:
+    """A dependency: the caller's key must be valid, hold ``scope`` and be within its rate."""
+    return ScopeGuard(scope)

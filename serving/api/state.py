@@ -53,6 +53,22 @@ class _Job:
     future: Future[pd.DataFrame] = field(default_factory=Future)
 
 
+def _batches(jobs: list[_Job]) -> list[list[_Job]]:
+    """Jobs scored together: same models and as_of, and no deal twice in one batch (two
+    concurrent requests for one deal are scored apart: the frame's index must be unique)."""
+    groups: dict[tuple[int, pd.Timestamp], list[tuple[list[_Job], set[Any]]]] = {}
+    for job in jobs:
+        batches = groups.setdefault((id(job.models), job.as_of), [])
+        ids = set(job.features.index)
+        home = next((b for b in batches if not b[1] & ids), None)
+        if home is None:
+            batches.append(([job], ids))
+        else:
+            home[0].append(job)
+            home[1].update(ids)
+    return [batch for batches in groups.values() for batch, _ in batches]
+
+
 class Scorer:
     """Scores on one thread; jobs waiting together are scored in one call."""
 
@@ -99,13 +115,10 @@ class Scorer:
                     break
                 jobs.append(more)
                 rows += len(more.features)
-            groups: dict[tuple[int, pd.Timestamp], list[_Job]] = {}
             for j in jobs:
-                if j.batchable:
-                    groups.setdefault((id(j.models), j.as_of), []).append(j)
-                else:
+                if not j.batchable:
                     self._score([j])
-            for group in groups.values():
+            for group in _batches([j for j in jobs if j.batchable]):
                 self._score(group)
 
     @staticmethod

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.api.app import create_app
+from serving.api.deps import forecaster
 from tests.serving.conftest import Workspace, headers, make_app_settings
 
 
@@ -276,24 +277,23 @@ def test_rep_and_kpis_and_models(workspace: Workspace, client: TestClient) -> No
     assert versions["1"]["model_card"]
 
 
-def test_forecast_adapter_serves_rows_when_the_function_exists(
-    workspace: Workspace, client: TestClient, monkeypatch: pytest.MonkeyPatch
+def test_forecast_serves_the_forecast_functions_rows_scoped_to_the_team(
+    workspace: Workspace, client: TestClient
 ) -> None:
-    import types
-
-    module = types.ModuleType("serving.forecast")
-
-    def forecast_for_api(freq: str, horizon: int, by: str | None) -> list[dict[str, object]]:
+    def forecast(**given: object) -> list[dict[str, object]]:
         return [
             {"period": "2026-04", "team": t, "revenue": 1.0}
             for t in (workspace.team_a, workspace.team_b)
         ]
 
-    module.forecast_for_api = forecast_for_api  # type: ignore[attr-defined]
-    monkeypatch.setitem(__import__("sys").modules, "serving.forecast", module)
-    full = client.get("/v1/forecast?by=team", headers=headers(workspace, "forecast"))
+    app = client.app
+    app.dependency_overrides[forecaster] = lambda: forecast  # type: ignore[attr-defined]
+    try:
+        full = client.get("/v1/forecast?by=team", headers=headers(workspace, "forecast"))
+        mine = client.get("/v1/forecast?by=team", headers=headers(workspace, "team_a")).json()
+    finally:
+        app.dependency_overrides.clear()  # type: ignore[attr-defined]
     assert full.status_code == 200 and len(full.json()["rows"]) == 2
-    mine = client.get("/v1/forecast?by=team", headers=headers(workspace, "team_a")).json()
     assert [r["team"] for r in mine["rows"]] == [workspace.team_a]
 
 
