@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from salesml.errors import SalesmlError
+from salesml.models.evaluation import MetricsInputError
 from salesml.models.registry import NoModelError
 from salesml.models.revenue.bundle import MissingFrequencyError
-from salesml.models.win.metrics import MetricsInputError
 from serving import api_cli
 from serving import forecast as forecast_module
 from serving.api import hot
