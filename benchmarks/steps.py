@@ -70,8 +70,8 @@ def kpis_ours(warehouse: Path) -> None:
 
 
 def kpis_pandas(warehouse: Path) -> None:
-    from benchmarks.reference_kpis import reference_kpis
     from salesml.warehouse import connect
+    from tests.reference.kpis import reference_kpis
 
     con = connect(warehouse, read_only=True)
     reference_kpis(con, by="team", period="quarter")

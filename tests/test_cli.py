@@ -10,8 +10,6 @@ from typer.testing import CliRunner
 
 from salesml.cli import app
 
-MAVEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "maven-crm"
-
 
 @pytest.fixture
 def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
@@ -26,8 +24,8 @@ def test_every_command_has_help(runner: CliRunner, command: list[str]) -> None:
     assert "Usage" in result.output
 
 
-def test_import_json_summary_counts_add_up(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["import", str(MAVEN), "--format", "maven", "--json"])
+def test_import_json_summary_counts_add_up(runner: CliRunner, maven_dir: Path) -> None:
+    result = runner.invoke(app, ["import", str(maven_dir), "--format", "maven", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     for table in ("deals", "reps", "accounts", "products"):
@@ -50,15 +48,15 @@ def test_missing_path_fails_with_one_line_reason(runner: CliRunner, tmp_path: Pa
 
 
 def test_wrong_format_for_the_files_says_what_was_expected(
-    runner: CliRunner, tmp_path: Path
+    runner: CliRunner, maven_dir: Path
 ) -> None:
-    result = runner.invoke(app, ["import", str(MAVEN), "--format", "salesforce"])
+    result = runner.invoke(app, ["import", str(maven_dir), "--format", "salesforce"])
     assert result.exit_code == 1
     assert "Opportunity" in result.stderr
 
 
-def test_mapping_format_without_mapping_file_is_refused(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["import", str(MAVEN), "--format", "mapping"])
+def test_mapping_format_without_mapping_file_is_refused(runner: CliRunner, maven_dir: Path) -> None:
+    result = runner.invoke(app, ["import", str(maven_dir), "--format", "mapping"])
     assert result.exit_code == 1
     assert "--mapping" in result.stderr
 

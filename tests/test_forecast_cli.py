@@ -14,9 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from salesml.cli import app
-from salesml.importers import read_export, run_import
 from salesml.models.revenue.reconcile import to_cents
-from salesml.synth import generate
+from tests.helpers.history import SyntheticWorkspace, synthetic_workspace
 
 SHOPIFY_MAPPING = Path(__file__).parent / "fixtures" / "mapping" / "shopify" / "shopify.yaml"
 BOUNDS = ("lower_95", "lower_80", "forecast", "upper_80", "upper_95")
@@ -37,11 +36,16 @@ def _json(args: list[str]) -> object:
 
 
 @pytest.fixture(scope="module")
-def pipeline_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict]]:
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticWorkspace:
+    return synthetic_workspace(tmp_path_factory, deals=3000, seed=3, end_date=date(2026, 3, 31))
+
+
+@pytest.fixture(scope="module")
+def pipeline_workspace(
+    tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticWorkspace
+) -> Iterator[tuple[Path, dict]]:
     root = tmp_path_factory.mktemp("forecast")
-    generate(3000, 3, root / "data", end_date=date(2026, 3, 31))
-    home = root / "home"
-    run_import(read_export(root / "data", "canonical"), home / "warehouse.duckdb", home / "rejects")
+    synthetic.copy_home(root / "home")
     with pytest.MonkeyPatch.context() as mp:
         _env(mp, root)
         trained = _json(["train", "--backtest-origins", "4", "--json"])
@@ -104,12 +108,14 @@ def test_forecast_segments_add_up_to_the_total_to_the_cent(
 
 
 def test_current_period_counts_revenue_already_won(
-    pipeline_workspace: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+    pipeline_workspace: tuple[Path, dict],
+    synthetic: SyntheticWorkspace,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Late in a month, the month's lower bound is at least what was already won in it."""
     root, _ = pipeline_workspace
     _env(monkeypatch, root)
-    deals = pd.read_parquet(root / "data" / "deals.parquet")
+    deals = pd.read_parquet(synthetic.export / "deals.parquet")
     won = deals[
         (deals["status"] == "won")
         & (deals["closed_at"] >= pd.Timestamp("2026-03-01"))
@@ -145,7 +151,9 @@ def test_score_rows_carry_timing(
 
 
 def test_api_serves_the_same_forecast_and_scopes_it_to_the_team(
-    pipeline_workspace: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch
+    pipeline_workspace: tuple[Path, dict],
+    synthetic: SyntheticWorkspace,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from fastapi.testclient import TestClient
 
@@ -159,7 +167,7 @@ def test_api_serves_the_same_forecast_and_scopes_it_to_the_team(
     assert CliRunner().invoke(app, ["score", "--all"]).exit_code == 0
     store = KeyStore.for_home(home)
     everyone = store.add("all", ["forecast:read"])[1]
-    teams = pd.read_parquet(root / "data" / "deals.parquet")["team"].dropna().unique()
+    teams = pd.read_parquet(synthetic.export / "deals.parquet")["team"].dropna().unique()
     mine = store.add("team", ["forecast:read"], team=str(teams[0]))[1]
     settings = ApiSettings(home=home, poll_seconds=0, load_in_background=False)  # type: ignore[call-arg]
     with TestClient(create_app(settings)) as client:

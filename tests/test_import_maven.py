@@ -9,14 +9,13 @@ import pytest
 from salesml.importers import ImportSummary, read_export, run_import
 from salesml.warehouse import connect
 
-MAVEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "maven-crm"
-pytestmark = pytest.mark.skipif(not MAVEN.exists(), reason="shared/data/maven-crm not present")
-
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ImportSummary]:
+def imported(
+    tmp_path_factory: pytest.TempPathFactory, maven_dir: Path
+) -> tuple[Path, ImportSummary]:
     home = tmp_path_factory.mktemp("maven")
-    summary = run_import(read_export(MAVEN, "maven"), home / "w.duckdb", home / "rejects")
+    summary = run_import(read_export(maven_dir, "maven"), home / "w.duckdb", home / "rejects")
     return home / "w.duckdb", summary
 
 
@@ -77,9 +76,9 @@ def test_prospecting_deals_without_engage_date_are_kept_and_flagged(
     assert any("'GTXPro'" in w for w in summary.warnings)
 
 
-def test_reimport_is_a_no_op(imported: tuple[Path, ImportSummary]) -> None:
+def test_reimport_is_a_no_op(imported: tuple[Path, ImportSummary], maven_dir: Path) -> None:
     path, _ = imported
-    again = run_import(read_export(MAVEN, "maven"), path, path.parent / "rejects")
+    again = run_import(read_export(maven_dir, "maven"), path, path.parent / "rejects")
     for name, c in again.tables.items():
         assert c.unchanged == c.input, name
 

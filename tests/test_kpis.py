@@ -18,13 +18,12 @@ import duckdb
 import pandas as pd
 import pytest
 
-from benchmarks.reference_kpis import reference_kpis
 from salesml.errors import ConfigError, SalesmlError
 from salesml.kpis import NoDealsError, compute_kpis
 from salesml.warehouse import connect
+from tests.reference.kpis import reference_kpis
 
 AS_OF = datetime(2024, 6, 30, 12, 0)
-MAVEN = Path("/work/shared/data/maven-crm/sales_pipeline.csv")
 
 
 def insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
@@ -542,10 +541,8 @@ def test_funnel_order_is_typical_position_not_name(tmp_path: Path) -> None:
     assert (f[2]["entered"], f[2]["advanced"]) == (3, 1)
 
 
-def test_maven_facts() -> None:
+def test_maven_facts(maven_dir: Path) -> None:
     """The Maven export's published facts, loaded straight into the deals table."""
-    if not MAVEN.exists():
-        pytest.skip(f"{MAVEN} not available")
     con = duckdb.connect()
     con.execute(
         "CREATE TABLE deals (deal_id VARCHAR, created_at TIMESTAMP, status VARCHAR, "
@@ -563,7 +560,7 @@ def test_maven_facts() -> None:
                close_date::TIMESTAMP,
                CASE WHEN deal_stage = 'Lost' THEN NULL ELSE close_value END,
                sales_agent, account, product
-        FROM read_csv('{MAVEN}', header = true,
+        FROM read_csv('{maven_dir / "sales_pipeline.csv"}', header = true,
                       types = {{'engage_date': 'DATE', 'close_date': 'DATE',
                                'close_value': 'DOUBLE'}})
         """

@@ -13,7 +13,7 @@ from features.build import build_features
 from features.history import History
 from features.spec import FIXED_FEATURES
 from salesml.actions import RULES, ActionError, recommend, what_if
-from tests.training.test_win_model import synthetic_history
+from tests.helpers.history import synthetic_workspace
 from training.win.fit import WinTrainingResult, train_win_model
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "actions.md"
@@ -21,7 +21,7 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "actions.md"
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[WinTrainingResult, History]:
-    history, _ = synthetic_history(tmp_path_factory.mktemp("actions"), 4000, seed=8)
+    history = synthetic_workspace(tmp_path_factory, deals=4000, seed=8).history
     return train_win_model(history), history
 
 

@@ -22,7 +22,7 @@ from salesml.explain import (
 from salesml.explain.drivers import log_odds_contributions
 from salesml.models.win.bundle import WinBundle
 from salesml.scoring import Scorer
-from tests.training.test_win_model import synthetic_history
+from tests.helpers.history import synthetic_workspace
 from training.win.fit import WinTrainingResult, train_win_model
 
 PLANTED = {"Engagement", "Rep track record", "Deal size"}  # engagement, rep skill, price ratio
@@ -32,7 +32,7 @@ PIPELINE_POSITION = {"Stage progress", "Timing"}  # where the deal is in its lif
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[WinTrainingResult, History]:
-    history, _ = synthetic_history(tmp_path_factory.mktemp("explain"), 6000, seed=3)
+    history = synthetic_workspace(tmp_path_factory, deals=6000, seed=3).history
     return train_win_model(history), history
 
 

@@ -18,30 +18,16 @@ from features.build import (
     build_snapshots,
     weekly_as_of_dates,
 )
-from features.history import History, load_history, make_history
+from features.history import History, make_history
 from features.spec import feature_spec
-from salesml.importers import read_export, run_import
-from salesml.synth import generate
-from salesml.warehouse import connect
+from tests.helpers.history import import_history, synthetic_workspace
 
-MAVEN = Path("/work/shared/data/maven-crm")
 END = date(2025, 6, 30)
-
-
-def imported(folder: Path, fmt: str, home: Path) -> History:
-    run_import(read_export(folder, fmt), home / "w.duckdb", home / "rejects")
-    con = connect(home / "w.duckdb", read_only=True)
-    try:
-        return load_history(con)
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> History:
-    home = tmp_path_factory.mktemp("synth")
-    generate(3000, 11, home / "export", end_date=END)
-    return imported(home / "export", "canonical", home)
+    return synthetic_workspace(tmp_path_factory, deals=3000, seed=11, end_date=END).history
 
 
 def test_a_deals_only_history_gives_nan_features_and_missing_categories() -> None:
@@ -115,11 +101,10 @@ def test_scoring_features_match_the_last_snapshot_of_the_same_date(synthetic: Hi
     pd.testing.assert_frame_equal(scoring, snapshot[list(scoring.columns)])
 
 
-@pytest.mark.skipif(not MAVEN.exists(), reason="shared/data/maven-crm not present")
-def test_maven_snapshots_do_not_leak_the_label(tmp_path: Path) -> None:
+def test_maven_snapshots_do_not_leak_the_label(tmp_path: Path, maven_dir: Path) -> None:
     """Maven's static fields carry almost no signal (README: leakage-free AUC near 0.5); only
     won deals have an amount there, so any read of the deals table's amount would show."""
-    history = imported(MAVEN, "maven", tmp_path)
+    history = import_history(maven_dir, "maven", tmp_path)
     snapshots = build_snapshots(history, weekly_as_of_dates(history))
     labelled = snapshots[snapshots["label_won"].notna()]
     assert labelled["amount"].isna().all()  # no stage history: never the export-time amount

@@ -9,7 +9,7 @@ from features.build import INFO_COLUMNS, LABEL_COLUMNS, build_snapshots, weekly_
 from features.history import History
 from features.spec import feature_spec
 from tests.features.histories import random_history
-from tests.features.reference import reference_snapshots
+from tests.reference.snapshots import reference_snapshots
 
 
 def comparable(frame: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,26 +10,17 @@ import pandas as pd
 import pytest
 
 import training.revenue.fit as tf
-from features.history import History, load_history
-from salesml.importers import read_export, run_import
+from features.history import History
 from salesml.models.revenue.bundle import ForecastBundle
 from salesml.models.revenue.periods import period_range, period_start
 from salesml.models.revenue.pipeline import PipelineForecast, simulate
-from salesml.synth import generate
-from salesml.warehouse import connect
+from tests.helpers.history import synthetic_workspace
 
 
 @pytest.fixture(scope="module")
 def won_only(tmp_path_factory: pytest.TempPathFactory) -> History:
     """A shop's order export: won deals only (no open, no lost deals, so no pipeline)."""
-    tmp = tmp_path_factory.mktemp("orders")
-    generate(3000, 7, tmp / "data", end_date=date(2026, 6, 30))
-    run_import(read_export(tmp / "data", "canonical"), tmp / "w.duckdb", tmp / "rejects")
-    con = connect(tmp / "w.duckdb", read_only=True)
-    try:
-        history = load_history(con)
-    finally:
-        con.close()
+    history = synthetic_workspace(tmp_path_factory, deals=3000, seed=7).history
     deals = history.deals[history.deals["status"] == "won"].reset_index(drop=True)
     # One tiny team with a single order: its series cannot carry Prophet (a flagged fallback).
     complete = deals[deals["closed_at"] < period_start(history.exported_at, "month")]

@@ -13,14 +13,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.history import History, load_history
-from salesml.importers import read_export, run_import
+from features.history import History
 from salesml.models.registry import LoadedForecast, load_forecast_bundle
 from salesml.scoring import Scorer, load_scorer
-from salesml.synth import generate
-from salesml.warehouse import connect
 from serving.batch import run_batch
 from serving.runs import RunStore
+from tests.helpers.history import synthetic_workspace
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -48,10 +46,12 @@ def report_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repor
     from training.revenue import fit as tf
     from training.revenue.register import log_forecast
 
+    synthetic = synthetic_workspace(
+        tmp_path_factory, deals=3000, seed=5, end_date=date(2026, 3, 31)
+    )
     root = tmp_path_factory.mktemp("report")
-    generate(3000, 5, root / "data", end_date=date(2026, 3, 31))
-    home = root / "home"
-    run_import(read_export(root / "data", "canonical"), home / "warehouse.duckdb", home / "rejects")
+    home = synthetic.copy_home(root / "home")
+    history = synthetic.history
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "SALESML_HOME")}
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     os.environ["SALESML_HOME"] = str(home)
@@ -60,11 +60,6 @@ def report_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repor
     try:
         trained = CliRunner().invoke(app, ["train", "--models", "win,timing", "--json"])
         assert trained.exit_code == 0, trained.output
-        con = connect(home / "warehouse.duckdb", read_only=True)
-        try:
-            history = load_history(con)
-        finally:
-            con.close()
         win = load_scorer("champion")
         saved_origins = dict(tf.MAX_ORIGINS)
         tf.MAX_ORIGINS["month"] = 4  # fewer backtest origins: a test budget

@@ -13,16 +13,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from features.history import History, load_history
-from salesml.importers import read_export, run_import
+from features.history import History
 from salesml.scoring import Scorer, load_scorer
-from salesml.synth import generate
-from salesml.warehouse import connect
 from serving.api.app import create_app
 from serving.api.settings import ApiSettings
 from serving.batch import run_batch
 from serving.keys import KeyStore
 from serving.runs import RunStore
+from tests.helpers.history import synthetic_workspace
 
 
 @dataclass(frozen=True)
@@ -47,19 +45,16 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     from training.win.fit import train_win_model
     from training.win.register import log_and_register
 
+    synthetic = synthetic_workspace(
+        tmp_path_factory, deals=3000, seed=5, end_date=date(2026, 3, 31)
+    )
     root = tmp_path_factory.mktemp("serving")
-    generate(3000, 5, root / "data", end_date=date(2026, 3, 31))
-    home = root / "home"
-    run_import(read_export(root / "data", "canonical"), home / "warehouse.duckdb", home / "rejects")
+    home = synthetic.copy_home(root / "home")
+    history = synthetic.history
     uri = f"sqlite:///{root / 'mlflow.db'}"
     saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "SALESML_HOME")}
     os.environ["MLFLOW_TRACKING_URI"] = uri
     os.environ["SALESML_HOME"] = str(home)
-    con = connect(home / "warehouse.duckdb", read_only=True)
-    try:
-        history = load_history(con)
-    finally:
-        con.close()
     cwd = Path.cwd()
     os.chdir(root)  # the default artifact root is ./mlruns
     try:

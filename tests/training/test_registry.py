@@ -12,31 +12,29 @@ import pytest
 from typer.testing import CliRunner
 
 from features.build import build_features
-from features.history import History, load_history
+from features.history import History
 from salesml.cli import app
-from salesml.importers import read_export, run_import
-from salesml.synth import generate
-from salesml.warehouse import connect
+from tests.helpers.history import SyntheticWorkspace, synthetic_workspace
 from training.win.fit import WinTrainingResult, train_win_model
 from training.win.register import decide, plain_dtypes
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticWorkspace:
+    return synthetic_workspace(tmp_path_factory, deals=3000, seed=5, end_date=date(2026, 3, 31))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, synthetic: SyntheticWorkspace) -> Path:
+    """A folder with a SALESML_HOME of its own (``home``) that the CLI trains and scores in."""
     root = tmp_path_factory.mktemp("registry")
-    generate(3000, 5, root / "data", end_date=date(2026, 3, 31))
-    home = root / "home"
-    run_import(read_export(root / "data", "canonical"), home / "warehouse.duckdb", home / "rejects")
+    synthetic.copy_home(root / "home")
     return root
 
 
 @pytest.fixture(scope="module")
-def history(workspace: Path) -> History:
-    con = connect(workspace / "home" / "warehouse.duckdb", read_only=True)
-    try:
-        return load_history(con)
-    finally:
-        con.close()
+def history(synthetic: SyntheticWorkspace) -> History:
+    return synthetic.history
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
-from benchmarks.accuracy import short_history_long_errors, truth_rows
 from features.history import History
 from salesml.models.calibration import IdentityCalibrator
 from salesml.models.contract import BundleError
@@ -27,7 +26,8 @@ from salesml.models.timing.bundle import (
 )
 from salesml.models.win.bundle import WinBundle
 from salesml.scoring import Scorer
-from tests.training.test_win_model import synthetic_history
+from tests.helpers.history import synthetic_workspace
+from tests.reference.accuracy import short_history_long_errors, truth_rows
 from training.timing.fit import (
     TimingTrainingResult,
     bin_rows,
@@ -39,7 +39,8 @@ from training.timing.fit import (
 
 @pytest.fixture(scope="module")
 def history_and_truth(tmp_path_factory: pytest.TempPathFactory) -> tuple[History, pd.DataFrame]:
-    return synthetic_history(tmp_path_factory.mktemp("timing"), 8000, seed=11)
+    synthetic = synthetic_workspace(tmp_path_factory, deals=8000, seed=11)
+    return synthetic.history, synthetic.truth
 
 
 @pytest.fixture(scope="module")

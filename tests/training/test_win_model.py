@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,36 +10,19 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from features.build import build_features
-from features.history import History, load_history
-from salesml.importers import read_export, run_import
+from features.history import History
 from salesml.models.win.bundle import WinBundle
-from salesml.synth import generate
-from salesml.warehouse import connect
+from tests.helpers.history import import_history, synthetic_workspace
 from training.data import NotEnoughDataError, truncate_history
 from training.win.fit import WinTrainingResult, train_win_model
-
-END = date(2026, 6, 30)
-MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven-crm"
-
-
-def synthetic_history(tmp: Path, n_deals: int, seed: int = 11) -> tuple[History, pd.DataFrame]:
-    generate(n_deals, seed, tmp / "data", end_date=END)
-    run_import(read_export(tmp / "data", "canonical"), tmp / "w.duckdb", tmp / "rejects")
-    con = connect(tmp / "w.duckdb", read_only=True)
-    try:
-        history = load_history(con)
-    finally:
-        con.close()
-    truth = pd.read_parquet(tmp / "data" / "_truth" / "deals_truth.parquet")
-    return history, truth
 
 
 @pytest.fixture(scope="module")
 def trained(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[WinTrainingResult, History, pd.DataFrame]:
-    history, truth = synthetic_history(tmp_path_factory.mktemp("win"), 8000)
-    return train_win_model(history), history, truth
+    synthetic = synthetic_workspace(tmp_path_factory, deals=8000, seed=11)
+    return train_win_model(synthetic.history), synthetic.history, synthetic.truth
 
 
 def test_model_is_close_to_the_oracle_and_calibrated(
@@ -97,8 +79,10 @@ def test_more_recent_activity_never_lowers_the_score(
     assert after.mean() > before.mean()
 
 
-def test_too_little_history_is_refused_with_how_many_are_needed(tmp_path: Path) -> None:
-    history, _ = synthetic_history(tmp_path, 120)
+def test_too_little_history_is_refused_with_how_many_are_needed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    history = synthetic_workspace(tmp_path_factory, deals=120, seed=11).history
     with pytest.raises(NotEnoughDataError, match="at least 200 closed deals"):
         train_win_model(history)
 
@@ -115,12 +99,10 @@ def test_training_as_of_a_date_only_sees_that_date(
     assert (past.activities["occurred_at"] <= cut).all()
 
 
-@pytest.mark.skipif(not MAVEN.exists(), reason="shared/data/maven-crm not present")
-def test_maven_has_little_signal_and_stays_at_the_base_rate(tmp_path: Path) -> None:
-    run_import(read_export(MAVEN, "maven"), tmp_path / "w.duckdb", tmp_path / "rejects")
-    con = connect(tmp_path / "w.duckdb", read_only=True)
-    history = load_history(con)
-    con.close()
+def test_maven_has_little_signal_and_stays_at_the_base_rate(
+    tmp_path: Path, maven_dir: Path
+) -> None:
+    history = import_history(maven_dir, "maven", tmp_path)
     result = train_win_model(history)
     base = result.baseline_metrics["base_rate"]
     assert result.holdout_metrics["brier"] is not None and base["brier"] is not None

@@ -1,0 +1,1 @@
+"""Set-up shared by test packages: synthetic histories, imported once per session."""
