@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -167,6 +167,20 @@ def score(
 
         with err.status("writing the report…"):
             report_summary, _, _ = write_report(report, as_of=when.to_pydatetime(), alias=alias)
+    _say_score(result, when, path, report, report_summary, published, store, as_json)
+
+
+def _say_score(
+    result: Any,
+    when: Any,
+    path: Path | None,
+    report: Path | None,
+    report_summary: dict[str, Any] | None,
+    published: bool,
+    store: Any,
+    as_json: bool,
+) -> None:
+    """What ``salesml score`` prints: the run, where it went, and whether LATEST moved."""
     run = result.run
     summary = {
         **run.to_json(),

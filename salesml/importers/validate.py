@@ -415,31 +415,19 @@ def stage_sources(
     return staged
 
 
-def _stage_one(
+def _attribute_columns(
     con: duckdb.DuckDBPyConnection,
-    table: TableSchema,
     source: SourceTable,
     view: str,
-    part: str,
     staged: StagedTable,
     known_attributes: dict[str, str],
     limits: Limits,
-) -> None:
-    names = column_names(source.data)
-    exprs: list[str] = []
-    raws: list[str] = []
-    parsed: set[str] = set()
-    for col in table.columns:
-        q = quote(col.name)
-        if col.name not in names:
-            exprs.append(f"CAST(NULL AS {col.duckdb_type}) AS {q}")
-            continue
-        arrow_type = column_type(source.data, col.name)
-        formats = source.date_formats.get(col.name, [])
-        exprs.append(f"{_parse_expr(col, q, arrow_type, formats)} AS {q}")
-        if col.kind != "str" and _is_text(arrow_type):
-            parsed.add(col.name)
-            raws.append(f"NULLIF(TRIM({q}), '') AS {quote('_raw_' + col.name)}")
+    exprs: list[str],
+    raws: list[str],
+) -> list[Check]:
+    """Parse the custom attributes of ``source`` (appending to ``exprs`` / ``raws``) and
+    return their rules: a numeric attribute must read as a finite number, a categorical one
+    must be plausible text."""
     checks: list[Check] = []
     for column, declared in source.attributes.items():
         name = column.removeprefix(ATTRIBUTE_PREFIX)
@@ -484,6 +472,35 @@ def _stage_one(
                     "characters or contains control characters; fix the value in the export'",
                 )
             )
+    return checks
+
+
+def _stage_one(
+    con: duckdb.DuckDBPyConnection,
+    table: TableSchema,
+    source: SourceTable,
+    view: str,
+    part: str,
+    staged: StagedTable,
+    known_attributes: dict[str, str],
+    limits: Limits,
+) -> None:
+    names = column_names(source.data)
+    exprs: list[str] = []
+    raws: list[str] = []
+    parsed: set[str] = set()
+    for col in table.columns:
+        q = quote(col.name)
+        if col.name not in names:
+            exprs.append(f"CAST(NULL AS {col.duckdb_type}) AS {q}")
+            continue
+        arrow_type = column_type(source.data, col.name)
+        formats = source.date_formats.get(col.name, [])
+        exprs.append(f"{_parse_expr(col, q, arrow_type, formats)} AS {q}")
+        if col.kind != "str" and _is_text(arrow_type):
+            parsed.add(col.name)
+            raws.append(f"NULLIF(TRIM({q}), '') AS {quote('_raw_' + col.name)}")
+    checks = _attribute_columns(con, source, view, staged, known_attributes, limits, exprs, raws)
 
     def raw(name: str) -> str:
         return f"_raw_{name}" if name in parsed else f"CAST({quote(name)} AS VARCHAR)"
