@@ -77,7 +77,7 @@ demo: setup
 		echo; \
 		echo "Report:    $(abspath $(WORKSPACE))/report.html  (opens offline in any browser)"; \
 		echo "MLflow UI: $(BIN)/mlflow ui --backend-store-uri $$MLFLOW_TRACKING_URI  (runs, model cards, registry)"; \
-		echo "API:       SALESML_HOME=$(WORKSPACE) MLFLOW_TRACKING_URI=$$MLFLOW_TRACKING_URI $(BIN)/salesml serve --port 8000"; \
+		echo "API:       SALESML_HOME=$(WORKSPACE) MLFLOW_TRACKING_URI=$$MLFLOW_TRACKING_URI $(BIN)/salesml serve --host 127.0.0.1 --port 8000"; \
 		echo "           curl -H 'X-API-Key: $$key' http://127.0.0.1:8000/v1/forecast?by=team   (demo admin key; docs at /docs)"; \
 		echo "Workspace: $(WORKSPACE) (warehouse, rejects, score runs, scores.csv); use it with SALESML_HOME=$(WORKSPACE)"
 

@@ -51,3 +51,14 @@ def test_leads_into_an_empty_warehouse_say_what_to_import_first(tmp_path: Path) 
     )
     with pytest.raises(ImportFailedError, match="import the deals first"):
         run_import(read_export(leads, "canonical"), tmp_path / "w.duckdb", tmp_path / "rejects")
+
+
+def test_a_file_with_only_a_header_is_reported_not_silently_empty(tmp_path: Path) -> None:
+    export = _write(
+        tmp_path / "export",
+        "deals.csv",
+        "deal_id,created_at,status,closed_at,amount,owner_id\nD1,2025-01-05,open,,10,R1\n",
+    )
+    _write(export, "activities.csv", "deal_id,occurred_at,type,owner_id\n")
+    summary = run_import(read_export(export, "canonical"), tmp_path / "w.duckdb", tmp_path / "r")
+    assert any("activities.csv has no rows" in w for w in summary.warnings), summary.warnings

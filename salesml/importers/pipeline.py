@@ -90,6 +90,11 @@ def run_import(
         by_table.setdefault(source.table, []).append(source)
     import_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = ImportSummary(import_id, batch.format, batch.source, {}, warnings=batch.warnings)
+    for source in batch.tables:
+        if source.data.num_rows == 0:
+            summary.warnings.append(
+                f"{source.source_file} has no rows (only a header?): nothing was read from it"
+            )
     con = connect(warehouse_path)
     # Row order never matters here (rows carry their source line), and a bounded memory
     # budget lets DuckDB spill instead of growing with the export.

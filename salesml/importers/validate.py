@@ -204,7 +204,7 @@ def _absurd_checks(
                 + _lit(" is not a finite number; write it as a plain number such as 1234.50"),
             ),
             Check(
-                f"NOT isinf({q}) AND abs({q}) > {limits.max_amount!r}",
+                f"NOT isinf({q}) AND NOT isnan({q}) AND abs({q}) > {limits.max_amount!r}",
                 name,
                 raw(name),
                 _lit(f"{name} ")

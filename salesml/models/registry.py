@@ -83,7 +83,9 @@ def registered_version(name: str, alias: str) -> str:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
         raise NoModelError(
-            f"no {name}@{alias} in the registry at {tracking_uri()}; train one first: salesml train"
+            f"no {name}@{alias} in the registry at {tracking_uri()}; train one first: salesml "
+            "train (a win model needs at least 200 closed deals, both won and lost: train "
+            "says when the history is too small)"
         ) from exc
 
 

@@ -131,7 +131,11 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
             input_example=example,
         )
         version = str(info.registered_model_version)
-        reason = "refitted on the latest history (the previous version stays for rollback)"
+        reason = (
+            "refitted on the latest history (the previous version stays for rollback)"
+            if version != "1"
+            else "the first forecast trained on this history"
+        )
         set_champion("forecast", version, reason)  # remembers the champion it replaces
         client.set_model_version_tag(
             FORECAST_MODEL_NAME, version, "backtest", jsonio.dumps(result.metrics)[:5000]
