@@ -451,6 +451,8 @@ def recommend(
                 }
                 shown[k] = {name: _plain(v[k]) for name, v in changes.items()}
         for k, row in enumerate(index):
+            if _backfires(impact[k]):
+                continue  # the model expects this change to cost the deal: not a recommendation
             out[row].append(
                 {
                     "id": rule.id,
@@ -475,6 +477,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return None
     return value
+
+
+def _backfires(impact: dict[str, Any] | None) -> bool:
+    """Whether the what-if says the action would lose expected revenue (or, for a deal
+    without an amount, win probability)."""
+    if impact is None:
+        return False
+    if impact["revenue"] is not None:
+        return bool(impact["revenue"] < 0)
+    return bool(impact["win_probability_points"] < 0)
 
 
 def _rank(action: dict[str, Any]) -> tuple[int, float]:
