@@ -19,6 +19,8 @@ then the list price.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -38,11 +40,18 @@ def list_prices(products: pd.DataFrame | None) -> pd.Series:
     )
 
 
+def _blank(value: Any) -> bool:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return True
+    return value is pd.NA or value is pd.NaT or str(value).strip() == ""
+
+
 def _column(frame: pd.DataFrame | None, name: str, index: pd.Index) -> pd.Series:
+    """``frame[name]`` on ``index`` as objects, None where missing."""
     if frame is None or name not in frame:
-        return pd.Series(None, index=index, dtype="object")
-    values = frame[name].reindex(index)
-    return values.astype("object").where(values.notna(), None)
+        return pd.Series([None] * len(index), index=index, dtype="object")
+    values = frame[name].reindex(index).astype("object")
+    return pd.Series([None if _blank(v) else v for v in values], index=index, dtype="object")
 
 
 def _amounts(values: pd.Series) -> pd.Series:
@@ -50,8 +59,7 @@ def _amounts(values: pd.Series) -> pd.Series:
 
 
 def _stages(values: pd.Series) -> pd.Series:
-    text = values.map(lambda v: None if v is None or str(v).strip() == "" else str(v))
-    return text.astype("object")
+    return pd.Series([None if v is None else str(v) for v in values], values.index, "object")
 
 
 def pipeline_values(
@@ -88,5 +96,12 @@ def pipeline_values(
     amount = amount.fillna(_amounts(price))
     stage = _stages(_column(then, "stage", index))
     if current:
-        stage = stage.where(stage.notna(), _stages(_column(rows, "stage", index)))
-    return pd.DataFrame({"amount": amount, "estimated": estimated, "stage": stage}, index=index)
+        own_stage = _stages(_column(rows, "stage", index))
+        stage = pd.Series(
+            [s if s is not None else o for s, o in zip(stage, own_stage, strict=True)],
+            index=index,
+            dtype="object",
+        )
+    out = pd.DataFrame({"amount": amount, "estimated": estimated}, index=index)
+    out["stage"] = stage
+    return out

@@ -89,15 +89,13 @@ def timing_flag(metrics: dict[str, Any]) -> Flag | None:
     )
 
 
-def backtests_defined(history: History, trained_to: Any) -> bool:
-    """Whether the forecast's backtests measured anything: some deal won by ``trained_to`` has
-    an amount (without one every actual is 0, so WAPE, MASE and coverage are 0 / 0)."""
+def backtests_defined(history: History) -> bool:
+    """Whether the forecast's backtests measured anything: some won deal in the data has an
+    amount (without one every actual is 0, so WAPE, MASE and coverage are 0 / 0)."""
     deals = history.deals
     if not len(deals) or "amount" not in deals:
         return False
-    won = deals[(deals["status"] == "won") & deals["closed_at"].notna()]
-    if not fmt.missing(trained_to):
-        won = won[won["closed_at"] <= pd.Timestamp(trained_to) + pd.Timedelta(days=1)]
+    won = deals[deals["status"] == "won"]
     return bool((pd.to_numeric(won["amount"], errors="coerce").fillna(0.0).abs() > 0).any())
 
 
@@ -132,6 +130,6 @@ def model_flags(
             flags[flag.model].append(flag)
     if forecast is not None:
         metadata = forecast.bundle.metadata
-        defined = backtests_defined(history, metadata.get("trained_to"))
+        defined = backtests_defined(history)
         flags["forecast"] = forecast_flags(metadata.get("backtest") or {}, defined)
     return flags

@@ -22,7 +22,7 @@ def forecast_health(ctx: Context) -> dict[str, Any] | None:
         return None
     metadata = ctx.forecast.bundle.metadata
     backtest = metadata.get("backtest") or {}
-    defined = backtests_defined(ctx.history, metadata.get("trained_to"))
+    defined = backtests_defined(ctx.history)
     rows = []
     for freq, comps in backtest.items():
         if not isinstance(comps, dict):

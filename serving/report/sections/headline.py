@@ -49,15 +49,15 @@ def _card(ctx: Context, freq: str) -> tuple[dict[str, Any], dict[str, Any] | Non
     """The card of one period, and the entry the headline keeps for it (None: no forecast)."""
     start = period_start(ctx.as_of, freq)
     title = f"This {freq} · {fmt.period_label(start, freq)}"
+    if not revenue_known(ctx):
+        lines = ["no won deal in the data has an amount: there is no revenue to forecast"]
+        return {"title": title, "missing": True, "lines": lines}, None
     rows = ctx.forecasts.get(freq)
     if rows is None:
         return {"title": title, "missing": True, "lines": [ctx.forecast_notes.get(freq, "")]}, None
     match = rows[rows["period_start"] == start]
     if match.empty:
         return {"title": title, "missing": True, "lines": ["no forecast row for this period"]}, None
-    if not revenue_known(ctx):
-        lines = ["no won deal in the data has an amount: there is no revenue to forecast"]
-        return {"title": title, "missing": True, "lines": lines}, None
     row = match.iloc[0]
     won = won_in_period(ctx, freq)
     target = target_for(ctx.targets, freq, start, ctx.team)

@@ -91,7 +91,11 @@ def health(ctx: Context) -> Section:
     if (blocked := no_team(ctx, "health")) is not None:
         return blocked
     win = ctx.win
-    view: dict[str, Any] = {"win": None, "freshness": freshness(ctx)}
+    view: dict[str, Any] = {
+        "win": None,
+        "freshness": freshness(ctx),
+        "forecast": forecast_health(ctx),
+    }
     if win is None:
         return Section("health", "health.html", view)
     logged = ctx.win_metrics if ctx.win_metrics is not None else registry_metrics(win)
@@ -115,5 +119,4 @@ def health(ctx: Context) -> Section:
     view["win"]["timing"] = bool(timing) or win.timing is not None
     view["win"]["timing_rows"] = timing
     view["win"]["timing_flags"] = flag_views([timing_flag(logged)])
-    view["forecast"] = forecast_health(ctx)
     return Section("health", "health.html", view)
