@@ -31,11 +31,12 @@ from salesml.scoring import Scorer
 
 
 def won_so_far(history: History, freq: str, as_of: pd.Timestamp) -> dict[str, float]:
-    """Revenue won in the period holding ``as_of``, before ``as_of``, per segment key."""
+    """Revenue won in the period holding ``as_of``, up to and including ``as_of`` (a deal
+    closed at as_of is no longer open, so it counts as won), per segment key."""
     deals = history.deals
     start = period_start(as_of, freq)
     won = deals[
-        (deals["status"] == "won") & (deals["closed_at"] >= start) & (deals["closed_at"] < as_of)
+        (deals["status"] == "won") & (deals["closed_at"] >= start) & (deals["closed_at"] <= as_of)
     ]
     amount = pd.to_numeric(won["amount"], errors="coerce").fillna(0.0)
     out = {key("total", "total"): float(amount.sum())}

@@ -15,9 +15,11 @@ import pandas as pd
 from features.build import build_features, build_snapshots, weekly_as_of_dates
 from features.history import History
 from salesml.errors import SalesmlError
+from salesml.kpis.pipeline import pipeline_values
 from salesml.models.registry import LoadedForecast
 from salesml.models.revenue.periods import period_start
 from salesml.scoring import Scorer
+from serving.report.baselines import Flag, model_flags
 from serving.runs import RunInfo, RunStore
 
 UNASSIGNED = "Unassigned"
@@ -214,6 +216,12 @@ class Context:
     previous_headline: dict[str, Any] | None
     names: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    win_metrics: dict[str, float] | None = None  # the win model's logged metrics (None: unread)
+    flags: dict[str, list[Flag]] = field(default_factory=dict)  # by model: see baselines.py
+
+    def flags_of(self, *models: str) -> list[Flag]:
+        """The flags of these models (``win``, ``timing``, ``forecast``), in that order."""
+        return [flag for model in models for flag in self.flags.get(model, [])]
 
     @property
     def team_known(self) -> bool:
@@ -242,19 +250,28 @@ def currency_of(history: History) -> str:
     return str(values.mode().iloc[0]).upper() if len(values) else "USD"
 
 
+NO_STAGE = "(no stage)"
+
+
 def open_deals_at(
     history: History, as_of: pd.Timestamp, scores: pd.DataFrame, team_of: pd.Series
 ) -> pd.DataFrame:
-    """Deals open at ``as_of`` with their stage and amount then, and their score row."""
+    """Deals open at ``as_of`` with their stage and amount then, by ``salesml.kpis.pipeline``'s
+    rule (a missing amount is the product's list price, flagged ``amount_estimated``), and
+    their score row."""
     features = build_features(history, as_of)
     keep = [c for c in ("owner_id", "stage", "amount", "days_in_stage") if c in features]
     frame = features[keep].copy()
     frame.index = frame.index.astype(str)
     frame.index.name = "deal_id"
-    frame["amount"] = (
-        pd.to_numeric(frame["amount"], errors="coerce") if "amount" in frame else np.nan
-    )
-    frame["stage"] = _text(frame["stage"]).fillna("(no stage)") if "stage" in frame else None
+    deals = history.deals.assign(deal_id=history.deals["deal_id"].astype(str))
+    deals = deals[deals["deal_id"].isin(frame.index)]
+    values = pipeline_values(
+        deals, history.products, frame, current=as_of >= pd.Timestamp(history.exported_at)
+    ).reindex(frame.index)
+    frame["amount"] = values["amount"].astype("float64")
+    frame["amount_estimated"] = values["estimated"].fillna(False).astype(bool)
+    frame["stage"] = values["stage"].fillna(NO_STAGE)
     frame["owner_id"] = frame["owner_id"].astype(str) if "owner_id" in frame else None
     frame["team"] = team_of.reindex(frame.index).fillna(UNASSIGNED).to_numpy()
     frame = frame.reset_index()
@@ -347,6 +364,7 @@ def gather(
         else:
             forecasts[freq], notes[freq] = None, f"no deals for team {team!r}"
     by_team, by_rep, kpi_note = kpis_at(con, when) if con is not None else (None, None, None)
+    logged = registry_metrics(win) if win is not None else {}
     return Context(
         as_of=when,
         generated_at=now(),
@@ -367,6 +385,8 @@ def gather(
         targets=targets,
         previous_headline=previous,
         names=rep_names(history),
+        win_metrics=logged,
+        flags=model_flags(history, logged, forecast),
     )
 
 
@@ -378,8 +398,11 @@ def won_by_period(deals: pd.DataFrame, freq: str, as_of: pd.Timestamp) -> pd.Ser
     won = deals[(deals["status"] == "won") & deals["closed_at"].notna()]
     won = won[won["closed_at"] <= as_of]
     if won.empty:
-        return pd.Series(dtype=float)
-    amount = pd.to_numeric(won["amount"], errors="coerce").fillna(0.0)
+        return pd.Series(dtype=float, index=pd.DatetimeIndex([]))
+    amount = pd.to_numeric(won["amount"], errors="coerce")
+    won, amount = won[amount.notna()], amount[amount.notna()]  # no amount: no revenue to show
+    if won.empty:
+        return pd.Series(dtype=float, index=pd.DatetimeIndex([]))
     starts = won["closed_at"].map(lambda t: period_start(t, freq))
     return amount.groupby(starts.to_numpy()).sum().sort_index()
 

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from features.build import build_features
 from salesml.cli import app
+from salesml.kpis.pipeline import pipeline_values
 from salesml.models.revenue.periods import period_start
 from salesml.warehouse import connect
 from serving.forecast import forecast_rows
@@ -114,7 +115,9 @@ def test_deals_at_risk_are_the_largest_expected_losses(
 ) -> None:
     ws = report_workspace
     scores = decode_rows(ws.store.read(ws.store.info("r1")))  # type: ignore[arg-type]
-    amount = build_features(ws.history, ws.history.exported_at)["amount"]
+    features = build_features(ws.history, ws.history.exported_at)
+    deals = ws.history.deals[ws.history.deals["deal_id"].isin(features.index)]
+    amount = pipeline_values(deals, ws.history.products, features)["amount"]  # list price fills
     scores["amount"] = scores["deal_id"].map(amount)
     scores["loss"] = scores["amount"] * (1 - scores["win_probability"])
     expected = scores.nlargest(10, "loss")["deal_id"].tolist()

@@ -22,17 +22,35 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def baseline_flag(beats: dict[str, bool]) -> list[str]:
+    """The warning at the top of the card when the model loses to a baseline ([] if not)."""
+    lost = [name for name, beaten in beats.items() if not beaten]
+    if not lost:
+        return []
+    return [
+        f"> **⚠ Does not beat its baselines: {', '.join(lost)}.** On the holdout its log loss "
+        "and Brier score are not both lower than theirs; its probabilities are no better than "
+        "that simple rule.",
+        "",
+    ]
+
+
 def render_model_card(result: WinTrainingResult, version: str, decision: str) -> str:
     """Markdown: data window, holdout metrics against baselines, calibration, known limits."""
     bundle = result.bundle
     window = result.split.window()
     rows = [("**model**", result.holdout_metrics)]
-    rows += [(name, m) for name, m in result.baseline_metrics.items()]
+    beats = result.beats_baselines
+    rows += [
+        (name if beats.get(name, True) else f"{name} ⚠ beats the model", m)
+        for name, m in result.baseline_metrics.items()
+    ]
     lines = [
         f"# Win-probability model, version {version}",
         "",
         f"Registry decision: {decision}",
         "",
+        *baseline_flag(beats),
         "## Data",
         "",
         f"- trained on history up to {bundle.metadata.get('trained_to')}, feature spec "
@@ -51,7 +69,6 @@ def render_model_card(result: WinTrainingResult, version: str, decision: str) ->
     ]
     for name, metrics in rows:
         lines.append(f"| {name} | " + " | ".join(_fmt(metrics.get(k)) for k in METRIC_NAMES) + " |")
-    beats = result.beats_baselines
     lines += [
         "",
         "Lower is better for brier, log_loss and ece; higher for auc and pr_auc. The model "

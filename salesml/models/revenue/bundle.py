@@ -14,11 +14,16 @@
   backtests (bundles saved before the new-deals component blend pipeline and series only);
 - **intervals**: the blend's log error ``log((actual + c) / (forecast + c))`` on the same
   backtests gives the 80 % and 95 % bounds (per freq, separately for the total and for
-  segments, widening with the horizon), centred on the forecast so they always contain it;
+  segments, widening with the horizon), centred on the forecast so they always contain it. A
+  period length without backtests of its own (too little history) borrows the log errors of
+  the nearest period length that has them (``c`` scaled by the periods' lengths), else
+  ``DEFAULT_LOG_ERRORS``: a range is zero-width only when nothing is left to forecast;
 - **current period**: revenue already won in it is known; only the rest is forecast (the
-  series' share of the period still to come, the pipeline from as_of to the period's end);
+  series' share of the period still to come, the pipeline from as_of to the period's end), so
+  the forecast and every bound are at least what is already won;
 - **coherence**: per dimension, segment forecasts are reconciled so they add up to the total
-  to the cent (``salesml.models.revenue.reconcile``).
+  to the cent (``salesml.models.revenue.reconcile``); only the part not yet won is
+  reconciled, so no segment is moved below what it has already won.
 
 No pickles: ``forecast.json`` holds everything, Prophet models as Prophet JSON inside each
 series model's JSON document.
@@ -27,7 +32,8 @@ series model's JSON document.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +60,16 @@ OUTPUT_COLUMNS = (
     "upper_95",
 )
 LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975}
+BOUNDS = ("lower_80", "upper_80", "lower_95", "upper_95")
+# Log-error quantiles when no period length has backtests: the part still to forecast may turn
+# out half to double (80 %), a third to three times (95 %) what is forecast.
+DEFAULT_LOG_ERRORS = {
+    "lower_95": -math.log(3.0),
+    "lower_80": -math.log(2.0),
+    "upper_80": math.log(2.0),
+    "upper_95": math.log(3.0),
+}
+PERIOD_DAYS = {"week": 7.0, "month": 30.44, "quarter": 91.31}
 # The blend's components, in the order of each step's weights.
 COMPONENTS: tuple[str, ...] = ("pipeline", "new_deals", "series")
 LEGACY_COMPONENTS: tuple[str, ...] = ("pipeline", "series")
@@ -173,7 +189,7 @@ class ForecastBundle:
             raise ConfigError("--horizon must be at least 1")
         if by is not None and by not in DIMENSIONS:
             raise ConfigError(f"--by must be one of {', '.join(DIMENSIONS)}, got {by!r}")
-        fm = self.model(freq)
+        fm = self.with_widths(freq)
         first = period_start(as_of, freq)
         periods = period_range(first, horizon, freq)
         total = self._one(fm, "total", "total", periods, as_of, pipeline, won_so_far)
@@ -185,9 +201,27 @@ class ForecastBundle:
         ]
         if not parts:
             return total[list(OUTPUT_COLUMNS)]
-        segments = reconcile(total, pd.concat(parts, ignore_index=True))
+        segments = reconcile_rest(total, pd.concat(parts, ignore_index=True))
         out = pd.concat([total, segments[list(OUTPUT_COLUMNS)]], ignore_index=True)
         return out[list(OUTPUT_COLUMNS)]
+
+    def with_widths(self, freq: str) -> FreqModel:
+        """The model of ``freq``, with the interval widths of the nearest period length that
+        has backtests when it has none (``c`` scaled by the periods' lengths), else with
+        ``DEFAULT_LOG_ERRORS`` (no offset)."""
+        fm = self.model(freq)
+        if fm.log_errors:
+            return fm
+        others = sorted(
+            (f for f, m in self.freqs.items() if f != freq and m.log_errors),
+            key=lambda f: abs(math.log(PERIOD_DAYS[f] / PERIOD_DAYS[freq])),
+        )
+        if not others:
+            return replace(fm, log_errors={"total": [dict(DEFAULT_LOG_ERRORS)]}, offset={})
+        near = self.freqs[others[0]]
+        scale = PERIOD_DAYS[freq] / PERIOD_DAYS[near.freq]
+        offset = {g: c * scale for g, c in near.offset.items()}
+        return replace(fm, log_errors=near.log_errors, offset=offset)
 
     def _one(
         self,
@@ -211,7 +245,7 @@ class ForecastBundle:
         ends = period_range(periods[0], 2, fm.freq)
         remaining = float(np.clip((ends[1] - as_of) / (ends[1] - ends[0]), 0.0, 1.0))
         known = np.zeros(len(periods))
-        known[0] = float(won_so_far.get(key(dimension, segment), 0.0))
+        known[0] = to_cents(max(float(won_so_far.get(key(dimension, segment), 0.0)), 0.0)) / 100
         series = series.copy()
         series[0] *= remaining
         name = key(dimension, segment)
@@ -238,6 +272,7 @@ class ForecastBundle:
         frame["lower_95"] = np.minimum(frame["lower_95"], frame["lower_80"])
         frame["upper_80"] = np.maximum(frame["upper_80"], frame["forecast"])
         frame["upper_95"] = np.maximum(frame["upper_95"], frame["upper_80"])
+        frame["known"] = known
         return frame
 
     # --- persistence ----------------------------------------------------------------------
@@ -265,6 +300,24 @@ class ForecastBundle:
             fallback_amount=float(doc["fallback_amount"]),
             metadata=dict(doc["metadata"]),
         )
+
+
+def reconcile_rest(total: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
+    """``reconcile`` applied to what is not yet won: per period, each segment keeps its
+    ``known`` revenue and the segments' forecasts of the rest add up to the total's rest, so
+    they still add up to the total to the cent and none ends below what it has won."""
+    known = to_cents(segments["known"].to_numpy(dtype=float))
+    won = pd.Series(known, index=segments.index).groupby(segments["period_start"]).sum()
+    total_c = to_cents(total["forecast"].to_numpy(dtype=float))
+    won_c = total["period_start"].map(won).fillna(0).to_numpy(dtype=np.int64)
+    rest_total = total.assign(forecast=np.maximum(total_c - won_c, 0) / 100.0)
+    rest = segments.copy()
+    for column in ("forecast", *BOUNDS):
+        rest[column] = np.maximum(segments[column].to_numpy(dtype=float) - known / 100.0, 0.0)
+    out = reconcile(rest_total, rest)
+    for column in ("forecast", *BOUNDS):
+        out[column] = (to_cents(out[column].to_numpy(dtype=float)) + known) / 100.0
+    return out
 
 
 def series_values(model: SeriesModel, periods: pd.DatetimeIndex) -> np.ndarray:

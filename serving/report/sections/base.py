@@ -10,6 +10,7 @@ import pandas as pd
 
 from salesml.models.revenue.periods import period_start
 from serving.report import format as fmt
+from serving.report.baselines import Flag
 from serving.report.data import Context
 
 SECTIONS = (
@@ -73,6 +74,15 @@ def owner_teams(ctx: Context) -> dict[str, str]:
     }
 
 
+def revenue_known(ctx: Context) -> bool:
+    """Whether any won deal in the data has an amount (without, revenue is undefined)."""
+    deals = ctx.history.deals
+    if "amount" not in deals:
+        return False
+    won = deals[deals["status"] == "won"]
+    return bool(pd.to_numeric(won["amount"], errors="coerce").notna().any())
+
+
 def won_in_period(ctx: Context, freq: str) -> float:
     start = period_start(ctx.as_of, freq)
     deals = ctx.team_deals()
@@ -82,3 +92,30 @@ def won_in_period(ctx: Context, freq: str) -> float:
         & (deals["closed_at"] <= ctx.as_of)
     ]
     return float(pd.to_numeric(won["amount"], errors="coerce").fillna(0.0).sum())
+
+
+def estimated_mask(deals: pd.DataFrame) -> pd.Series:
+    """The open deals whose amount is their product's list price (``salesml.kpis.pipeline``)."""
+    if "amount_estimated" not in deals:
+        return pd.Series(False, index=deals.index)
+    return deals["amount_estimated"].fillna(False).astype(bool)
+
+
+def estimated_note(ctx: Context, total: float, estimated: float) -> str | None:
+    """``$X open, of which $Y estimated from list prices`` (None when nothing is estimated)."""
+    if estimated <= 0:
+        return None
+    return (
+        f"{short(ctx, total)} open, of which {short(ctx, estimated)} estimated from list prices "
+        "(deals without an amount)"
+    )
+
+
+def flag_views(flags: list[Flag | None]) -> list[dict[str, str]]:
+    """Flags as the templates' pills (``text``, ``tone``); None entries left out."""
+    return [{"text": f.text, "tone": f.tone} for f in flags if f is not None]
+
+
+def model_caveats(ctx: Context, *models: str) -> list[dict[str, str]]:
+    """The pills of the models a section shows (``win``, ``timing``, ``forecast``)."""
+    return flag_views(list(ctx.flags_of(*models)))

@@ -13,7 +13,15 @@ from salesml.models.revenue.periods import period_start
 from serving.report import charts
 from serving.report import format as fmt
 from serving.report.data import Context
-from serving.report.sections.base import Section, no_team, short, won_in_period
+from serving.report.sections.base import (
+    Section,
+    estimated_mask,
+    estimated_note,
+    model_caveats,
+    no_team,
+    short,
+    won_in_period,
+)
 from serving.report.targets import target_for
 
 Bar = tuple[str, float, str, dict[str, Any] | None]
@@ -103,19 +111,24 @@ def coverage(ctx: Context) -> Section:
         else None
     )
     pipeline = float(amount.sum())
+    estimated = float(amount[estimated_mask(deals)].sum())
+    known = bool(deals["amount"].notna().any())  # else: no amount and no list price at all
     start = period_start(ctx.as_of, "quarter")
     won = won_in_period(ctx, "quarter")
     target = target_for(ctx.targets, "quarter", start, ctx.team)
     block = kpi_block(ctx, ctx.kpis_team) or {}
     view: dict[str, Any] = {
         "empty": False,
-        "pipeline": short(ctx, pipeline),
+        "pipeline": short(ctx, pipeline if known else None),
         "deals": f"{len(deals):,}",
-        "weighted": short(ctx, weighted),
-        "weighted_share": fmt.pct(weighted / pipeline if pipeline else None),
+        "estimated": estimated_note(ctx, pipeline, estimated),
+        "weighted": short(ctx, weighted if known and p.notna().any() else None),
+        "weighted_share": fmt.pct(weighted / pipeline if pipeline and p.notna().any() else None),
+        "no_amounts": not known,
         "coverage": fmt.ratio(block.get("pipeline_coverage")),
         "gap": None,
         "chart": _chart(ctx, _bars(ctx, won, in_quarter, pipeline), target),
+        "caveats": model_caveats(ctx, "win", "timing"),
     }
     if target is not None:
         gap = max(target - won, 0.0)

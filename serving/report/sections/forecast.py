@@ -12,7 +12,7 @@ from salesml.models.revenue.periods import period_range, period_start
 from serving.report import charts
 from serving.report import format as fmt
 from serving.report.data import ACTUAL_MONTHS, Context, won_by_period
-from serving.report.sections.base import Section, money, no_team
+from serving.report.sections.base import Section, model_caveats, money, no_team
 
 CAPTION = (
     "Monthly won revenue (bars) and the forecast for this month and the next two, with "
@@ -105,5 +105,6 @@ def forecast_vs_actual(ctx: Context) -> Section:
         "chart": charts.chart(fig, "chart-forecast", CAPTION),
         "rows": _table(ctx, rows, actual) if rows is not None else None,
         "note": ctx.forecast_notes.get("month", ""),
+        "caveats": model_caveats(ctx, "forecast") if rows is not None else [],
     }
     return Section("forecast", "forecast.html", view)

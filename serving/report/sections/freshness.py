@@ -7,17 +7,22 @@ from typing import Any
 import pandas as pd
 
 from serving.report import format as fmt
+from serving.report.baselines import backtests_defined, forecast_flags
 from serving.report.data import Context
+from serving.report.sections.base import flag_views
 
 COMPONENTS = ("blend", "series", "pipeline", "seasonal_naive")
 
 
 def forecast_health(ctx: Context) -> dict[str, Any] | None:
     """The forecast model's backtest rows, and the periods where the blend does not beat
-    seasonal naive (None: no forecast model)."""
+    seasonal naive (None: no forecast model). Without won revenue in the data every backtest
+    error is 0 / 0: the figures show as undefined and nothing is compared."""
     if ctx.forecast is None:
         return None
-    backtest = ctx.forecast.bundle.metadata.get("backtest") or {}
+    metadata = ctx.forecast.bundle.metadata
+    backtest = metadata.get("backtest") or {}
+    defined = backtests_defined(ctx.history)
     rows = []
     for freq, comps in backtest.items():
         if not isinstance(comps, dict):
@@ -25,23 +30,23 @@ def forecast_health(ctx: Context) -> dict[str, Any] | None:
         for comp in COMPONENTS:
             m = comps.get(comp)
             if isinstance(m, dict):
+                shown = m if defined else {}
                 rows.append(
                     [
                         fmt.text(freq),
                         fmt.text(comp.replace("_", " ")),
-                        fmt.pct(m.get("wape_total"), 1),
-                        fmt.number(m.get("mase_total"), 2),
-                        fmt.pct(m.get("coverage_80_all")),
+                        fmt.pct(shown.get("wape_total"), 1),
+                        fmt.number(shown.get("mase_total"), 2),
+                        fmt.pct(shown.get("coverage_80_all")),
                     ]
                 )
-    flags = []
-    for freq, comps in backtest.items():
-        blend = (comps or {}).get("blend") or {}
-        naive = (comps or {}).get("seasonal_naive") or {}
-        b, n = blend.get("wape_total"), naive.get("wape_total")
-        if b is not None and n is not None and float(b) > float(n):
-            flags.append({"freq": fmt.text(freq), "blend": fmt.pct(b), "naive": fmt.pct(n)})
-    return {"version": fmt.text(ctx.forecast.version), "rows": rows, "flags": flags}
+    flags = flag_views(list(forecast_flags(backtest, defined)))
+    return {
+        "version": fmt.text(ctx.forecast.version),
+        "rows": rows,
+        "flags": flags,
+        "undefined": not defined,
+    }
 
 
 def freshness(ctx: Context) -> list[dict[str, Any]]:

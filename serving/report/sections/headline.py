@@ -8,7 +8,14 @@ from typing import Any
 from salesml.models.revenue.periods import period_start
 from serving.report import format as fmt
 from serving.report.data import Context
-from serving.report.sections.base import Section, no_team, short, won_in_period
+from serving.report.sections.base import (
+    Section,
+    model_caveats,
+    no_team,
+    revenue_known,
+    short,
+    won_in_period,
+)
 from serving.report.targets import target_for
 
 BOUNDS = ("forecast", "lower_80", "upper_80", "lower_95", "upper_95")
@@ -42,6 +49,9 @@ def _card(ctx: Context, freq: str) -> tuple[dict[str, Any], dict[str, Any] | Non
     """The card of one period, and the entry the headline keeps for it (None: no forecast)."""
     start = period_start(ctx.as_of, freq)
     title = f"This {freq} · {fmt.period_label(start, freq)}"
+    if not revenue_known(ctx):
+        lines = ["no won deal in the data has an amount: there is no revenue to forecast"]
+        return {"title": title, "missing": True, "lines": lines}, None
     rows = ctx.forecasts.get(freq)
     if rows is None:
         return {"title": title, "missing": True, "lines": [ctx.forecast_notes.get(freq, "")]}, None
@@ -94,5 +104,10 @@ def headline(ctx: Context) -> tuple[Section, dict[str, Any]]:
         if entry is not None:
             saved[freq] = entry
         cards.append(card)
-    view = {"team": ctx.team, "as_of": ctx.as_of, "cards": cards}
+    view = {
+        "team": ctx.team,
+        "as_of": ctx.as_of,
+        "cards": cards,
+        "caveats": model_caveats(ctx, "forecast"),
+    }
     return Section("headline", "headline.html", view), saved

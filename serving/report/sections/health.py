@@ -11,16 +11,12 @@ import plotly.graph_objects as go
 from salesml.models.evaluation import binary_metrics, reliability_curve
 from serving.report import charts
 from serving.report import format as fmt
+from serving.report.baselines import WIN_BASELINES, timing_flag, win_flag
 from serving.report.data import Context, calibration_sample, registry_metrics
-from serving.report.sections.base import Section, no_team
+from serving.report.sections.base import Section, flag_views, no_team
 from serving.report.sections.freshness import forecast_health, freshness
 
-BASELINES = {
-    "base_rate": "base rate",
-    "stage_probability": "stage win rate",
-    "rep_win_rate": "rep win rate",
-    "logistic_regression": "logistic regression",
-}
+BASELINES = WIN_BASELINES
 METRICS = (("auc", "AUC ↑"), ("brier", "Brier ↓"), ("log_loss", "log loss ↓"), ("ece", "ECE ↓"))
 
 
@@ -95,10 +91,14 @@ def health(ctx: Context) -> Section:
     if (blocked := no_team(ctx, "health")) is not None:
         return blocked
     win = ctx.win
-    view: dict[str, Any] = {"win": None, "freshness": freshness(ctx)}
+    view: dict[str, Any] = {
+        "win": None,
+        "freshness": freshness(ctx),
+        "forecast": forecast_health(ctx),
+    }
     if win is None:
         return Section("health", "health.html", view)
-    logged = registry_metrics(win)
+    logged = ctx.win_metrics if ctx.win_metrics is not None else registry_metrics(win)
     sample, described = calibration_sample(ctx.history, win, ctx.team, ctx.teams_of_deals)
     live: dict[str, Any] = {}
     if len(sample) and sample["won"].nunique() > 1:
@@ -114,8 +114,9 @@ def health(ctx: Context) -> Section:
         "live": {m: fmt.number(live.get(m), 3) for m in ("auc", "brier", "ece")},
         "described": described,
     }
+    view["win"]["flags"] = flag_views([win_flag(logged)])
     timing = _timing(logged)
     view["win"]["timing"] = bool(timing) or win.timing is not None
     view["win"]["timing_rows"] = timing
-    view["forecast"] = forecast_health(ctx)
+    view["win"]["timing_flags"] = flag_views([timing_flag(logged)])
     return Section("health", "health.html", view)

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from serving.report import charts
 from serving.report import format as fmt
 from serving.report.data import Context
-from serving.report.sections.base import Section, money, no_team, rep_name, short
+from serving.report.sections.base import Section, model_caveats, money, no_team, rep_name, short
 
 RISK_ROWS = 10
 CAPTION = "Each deal's amount split into what the model expects to win and what it expects to lose."
@@ -95,6 +95,7 @@ def _row(ctx: Context, r: dict[Hashable, Any]) -> dict[str, Any]:
         "owner": rep_name(ctx, r.get("owner_id")),
         "stage": fmt.text(r.get("stage")),
         "amount": money(ctx, r["amount"]),
+        "estimated": bool(r.get("amount_estimated")),
         "probability": fmt.pct(r["win_probability"]),
         "change": None if fmt.missing(r.get("change")) else fmt.points(r["change"]),
         "at_risk": money(ctx, r["at_risk"]),
@@ -120,6 +121,7 @@ def at_risk(ctx: Context) -> Section:
         "count": len(top),
         "total": short(ctx, float(frame["at_risk"].sum())),
         "source": ctx.scores.source,
+        "caveats": model_caveats(ctx, "win", "timing"),
         "chart": _chart(ctx, top),
         "rows": [_row(ctx, r) for r in top.to_dict("records")],
     }

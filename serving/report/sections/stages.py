@@ -9,7 +9,14 @@ import plotly.graph_objects as go
 from serving.report import charts
 from serving.report import format as fmt
 from serving.report.data import Context
-from serving.report.sections.base import Section, money, no_team
+from serving.report.sections.base import (
+    Section,
+    estimated_mask,
+    estimated_note,
+    model_caveats,
+    money,
+    no_team,
+)
 
 CAPTION = (
     "Open pipeline by stage (in funnel order): amount, and amount "
@@ -21,14 +28,14 @@ def by_stage(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The open deals (with ``p`` and ``weighted``) and their sums per stage in funnel order."""
     deals = ctx.open_deals
     frame = deals.assign(
-        amount=deals["amount"].fillna(0.0),
+        amount=deals["amount"],
         p=deals.get("win_probability", np.nan),
     )
-    frame["weighted"] = frame["amount"] * frame["p"].fillna(0.0)
+    frame["weighted"] = frame["amount"] * frame["p"]
     grouped = frame.groupby("stage", sort=False).agg(
         deals=("deal_id", "size"),
-        amount=("amount", "sum"),
-        weighted=("weighted", "sum"),
+        amount=("amount", lambda a: a.sum(min_count=1)),
+        weighted=("weighted", lambda w: w.sum(min_count=1)),
         p=("p", "mean"),
         days=("days_in_stage", "median") if "days_in_stage" in frame else ("p", "size"),
     )
@@ -83,10 +90,18 @@ def stages(ctx: Context) -> Section:
     total = [
         "all stages",
         fmt.number(grouped["deals"].sum()),
-        money(ctx, grouped["amount"].sum()),
-        money(ctx, grouped["weighted"].sum()),
+        money(ctx, grouped["amount"].sum(min_count=1)),
+        money(ctx, grouped["weighted"].sum(min_count=1)),
         fmt.pct(frame["p"].mean()),
         "",
     ]
-    view = {"empty": False, "chart": _chart(ctx, grouped), "rows": [*rows, total]}
+    estimated = float(frame["amount"][estimated_mask(frame)].sum())
+    total_amount = float(frame["amount"].sum())
+    view = {
+        "empty": False,
+        "chart": _chart(ctx, grouped),
+        "rows": [*rows, total],
+        "caveats": model_caveats(ctx, "win"),
+        "estimated": estimated_note(ctx, total_amount, estimated),
+    }
     return Section("stages", "stages.html", view)
