@@ -159,7 +159,8 @@ def backtest(
 
 
 def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
+    """A metric as printed: "—" where the data leaves it undefined (None or NaN)."""
+    return "—" if value is None or value != value else f"{value:.3f}"
 
 
 def _history(as_of: datetime | None) -> Any:

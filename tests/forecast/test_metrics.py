@@ -17,7 +17,7 @@ def test_wape_by_hand() -> None:
 
 def test_wape_edges() -> None:
     assert math.isnan(wape([], []))
-    assert wape([0, 0], [0, 0]) == 0.0
+    assert math.isnan(wape([0, 0], [0, 0]))  # nothing to forecast: undefined, not perfect
     assert wape([0, 0], [1, 0]) == math.inf
     with pytest.raises(ForecastMetricsError, match="same length"):
         wape([1, 2], [1])
@@ -35,7 +35,7 @@ def test_mase_by_hand() -> None:
 def test_mase_edges() -> None:
     assert math.isnan(mase([], [], [1, 2, 3], 1))
     assert math.isnan(mase([1], [1], [5], 1))
-    assert mase([3], [3], [2, 2, 2], 1) == 0.0
+    assert math.isnan(mase([3], [3], [2, 2, 2], 1))  # zero scale, zero error: undefined
     assert mase([3], [4], [2, 2, 2], 1) == math.inf
     with pytest.raises(ForecastMetricsError, match="season"):
         mase([1], [1], [1, 2], 0)
@@ -45,5 +45,8 @@ def test_coverage_by_hand() -> None:
     # bounds are inclusive: 5 in [5, 6], 10 not in [0, 9], 3 in [1, 4], 7 not in [8, 9]
     assert coverage([5, 10, 3, 7], [5, 0, 1, 8], [6, 9, 4, 9]) == 0.5
     assert math.isnan(coverage([], [], []))
+    # An export without amounts: zero revenue inside zero-width intervals tests nothing.
+    assert math.isnan(coverage([0, 0], [0, 0], [0, 0]))
+    assert coverage([0, 0], [0, 0], [0, 5]) == 1.0
     with pytest.raises(ForecastMetricsError, match="lower bounds exceed"):
         coverage([1], [2], [1])

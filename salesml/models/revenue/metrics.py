@@ -1,8 +1,9 @@
 """Forecast accuracy: WAPE, MASE and interval coverage, with defined edge cases.
 
 All three take array-likes of equal length and raise ``ForecastMetricsError`` on mismatched
-lengths or NaN. Empty input gives NaN (nothing to score). A zero denominator gives 0.0 when the
-numerator is also 0 (a perfect forecast of nothing) and ``inf`` otherwise.
+lengths or NaN. Empty input gives NaN (nothing to score). A zero denominator gives NaN when the
+numerator is also 0 (a forecast of nothing for nothing: undefined, shown as "—", never as a
+perfect 0.000) and ``inf`` otherwise.
 """
 
 from __future__ import annotations
@@ -36,15 +37,15 @@ def _same(**arrays: FloatArray) -> None:
 
 def _ratio(num: float, den: float) -> float:
     if den == 0:
-        return 0.0 if num == 0 else float("inf")
+        return float("nan") if num == 0 else float("inf")
     return num / den
 
 
 def wape(actual: ArrayLike, forecast: ArrayLike) -> float:
     """Weighted absolute percentage error: ``sum |a - f| / sum |a|``.
 
-    0 is perfect; 1 is as bad as forecasting 0 everywhere. Empty: NaN. All actuals 0: 0.0 if
-    the forecast is 0 too, else ``inf``.
+    0 is perfect; 1 is as bad as forecasting 0 everywhere. Empty: NaN. All actuals 0: NaN if
+    the forecast is 0 too (undefined), else ``inf``.
     """
     a, f = _vec("actual", actual), _vec("forecast", forecast)
     _same(actual=a, forecast=f)
@@ -58,7 +59,7 @@ def mase(actual: ArrayLike, forecast: ArrayLike, train_history: ArrayLike, seaso
 
     The scale is ``mean |y_t - y_{t-season}|`` over ``train_history``; with ``season`` or fewer
     training values it uses lag 1 (naive). Fewer than 2 training values or empty actuals: NaN.
-    A zero scale gives 0.0 for a perfect forecast and ``inf`` otherwise.
+    A zero scale gives NaN for a perfect forecast (undefined) and ``inf`` otherwise.
     """
     if season < 1:
         raise ForecastMetricsError(f"season must be >= 1, got {season}")
@@ -73,11 +74,15 @@ def mase(actual: ArrayLike, forecast: ArrayLike, train_history: ArrayLike, seaso
 
 
 def coverage(actual: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> float:
-    """Share of actuals inside their interval, bounds included. Empty input: NaN."""
+    """Share of actuals inside their interval, bounds included. Empty input, or intervals
+    that are all a single point equal to their actual (nothing was uncertain, so nothing was
+    tested): NaN."""
     a, lo, hi = _vec("actual", actual), _vec("lower", lower), _vec("upper", upper)
     _same(actual=a, lower=lo, upper=hi)
     if a.size == 0:
         return float("nan")
     if np.any(lo > hi):
         raise ForecastMetricsError("some lower bounds exceed their upper bounds")
+    if np.all(lo == hi) and np.all(a == lo):
+        return float("nan")
     return float(np.mean((a >= lo) & (a <= hi)))
