@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -160,7 +161,7 @@ def backtest(
 
 def _fmt(value: float | None) -> str:
     """A metric as printed: "—" where the data leaves it undefined (None or NaN)."""
-    return "—" if value is None or value != value else f"{value:.3f}"
+    return "—" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 def _history(as_of: datetime | None) -> Any:
