@@ -25,6 +25,7 @@ from serving.api.schemas import (
 )
 from serving.api.security import Principal
 from serving.api.state import (
+    EXPLAIN_COLUMNS,
     MEMO_MAX_ROWS,
     RunView,
     ServingState,
@@ -104,11 +105,12 @@ def deal_answer(run: RunView, deal_id: str) -> tuple[str | None, bytes] | None:
     row = run.row(deal_id)
     if row is None:
         return None
-    points = run.history(deal_id)
+    points = run.history(deal_id, explained=True)
+    shown = [{k: v for k, v in p.items() if k not in EXPLAIN_COLUMNS} for p in points]
     answer = DealResponse(
         run_id=run.info.run_id,
         score=ScoreRow(**row),
-        history=[RunPoint(**p) for p in points],
+        history=[RunPoint(**p) for p in shown],
         change=score_change(points, deal_id),
     )
     hit = (row.get("team"), dumps(answer.model_dump(mode="json")).encode())

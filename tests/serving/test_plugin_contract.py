@@ -107,3 +107,45 @@ def test_the_same_deal_twice_in_a_batch_is_answered_in_order(
     assert [s["deal_id"] for s in scores] == [deal] * 4
     assert scores[0] == alone == scores[3]
     assert scores[1]["win_probability"] == pytest.approx(single["win_probability"], abs=1e-12)
+
+
+def test_drivers_and_actions_are_arrays_of_objects(workspace: Workspace, both: TestClient) -> None:
+    deal = _open(workspace)["deal_id"].iloc[2]
+    scored = _score(
+        both,
+        workspace,
+        "admin",
+        {"deal_id": deal},
+        {"deal_id": deal, "overrides": {"amount": 10.0}},
+    )
+    got = both.get(f"/v1/deals/{deal}", headers=headers(workspace, "admin")).json()
+    for row in [*scored.json()["scores"], got["score"]]:  # type: ignore[attr-defined]
+        assert isinstance(row["drivers"], list) and row["drivers"]
+        assert {"concept", "feature", "contribution", "text"} <= set(row["drivers"][0])
+        assert isinstance(row["actions"], list)
+        assert all(isinstance(a["action"], str) and len(a["action"]) > 1 for a in row["actions"])
+
+
+def test_a_reps_coaching_is_one_entry_per_action(workspace: Workspace, client: TestClient) -> None:
+    rep = _open(workspace)["owner_id"].value_counts().index[0]
+    body = client.get(f"/v1/reps/{rep}", headers=headers(workspace, "reader")).json()
+    assert body["at_risk"]
+    actions = [(d["deal_id"], a) for d in body["at_risk"] for a in d["actions"]]
+    assert [(c["deal_id"], c["action"]) for c in body["coaching"]] == actions
+    assert all(len(c["action"]["action"]) > 1 for c in body["coaching"])
+    assert isinstance(body["at_risk"][0]["drivers"], list)
+
+
+def test_every_answer_is_typed_in_the_openapi_schema(client: TestClient) -> None:
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    row = schemas["ScoreRow"]["properties"]
+    assert row["drivers"]["anyOf"][0]["items"] == {"$ref": "#/components/schemas/Driver"}
+    assert row["actions"]["anyOf"][0]["items"] == {"$ref": "#/components/schemas/Action"}
+    assert {"concept", "contribution", "text"} <= set(schemas["Driver"]["properties"])
+    kpis = schemas["KpiResponse"]["properties"]
+    assert kpis["groups"]["items"] == {"$ref": "#/components/schemas/KpiBlock"}
+    assert {"revenue", "win_rate", "funnel", "periods"} <= set(schemas["KpiBlock"]["properties"])
+    rep = schemas["RepResponse"]["properties"]
+    assert rep["coaching"]["items"] == {"$ref": "#/components/schemas/Coaching"}
+    change = schemas["ScoreChange"]["properties"]["drivers"]
+    assert change["anyOf"][0]["items"] == {"$ref": "#/components/schemas/ChangeDriver"}
