@@ -4,6 +4,7 @@ are JSON arrays, every answer is typed in the OpenAPI schema."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pandas as pd
@@ -149,3 +150,14 @@ def test_every_answer_is_typed_in_the_openapi_schema(client: TestClient) -> None
     assert rep["coaching"]["items"] == {"$ref": "#/components/schemas/Coaching"}
     change = schemas["ScoreChange"]["properties"]["drivers"]
     assert change["anyOf"][0]["items"] == {"$ref": "#/components/schemas/ChangeDriver"}
+
+
+def test_the_docs_page_works_offline(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert not re.search(r"https?://", page.text)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(assets) >= 2
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
+    assert client.get("/openapi.json").status_code == 200
