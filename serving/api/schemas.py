@@ -460,6 +460,17 @@ class ModelVersion(BaseModel):
     holdout: dict[str, Any] | None = None
     promotion_reason: str | None = None
     model_card: str | None = None
+    loses_to_baseline: bool | None = Field(
+        default=None,
+        description="The version's holdout log loss is above a baseline's (the base rate, the "
+        "stage probability, …, fitted and scored on the same data); None when not logged.",
+    )
+    baseline: str | None = Field(
+        default=None, description="The best baseline it loses to (lowest holdout log loss)."
+    )
+    baselines: dict[str, dict[str, float]] | None = Field(
+        default=None, description="Each baseline's holdout log_loss and brier."
+    )
 
 
 class ModelsResponse(BaseModel):
