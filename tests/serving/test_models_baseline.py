@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 
-from salesml.models.registry import WIN_MODEL_NAME
+from salesml.models.registry import WIN_MODEL_NAME, configure
 from serving.api.app import create_app
 from serving.keys import KeyStore
 from tests.serving.conftest import make_app_settings
@@ -32,7 +32,7 @@ def test_a_model_losing_to_a_baseline_is_flagged(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("SALESML_HOME", str(tmp_path))
-    client = MlflowClient(uri)
+    client = configure()  # the workspace's store, as the server finds it
     client.create_registered_model(WIN_MODEL_NAME)
     baselines = {"baseline_base_rate_log_loss": 0.69, "baseline_base_rate_brier": 0.25}
     losing = _register(
