@@ -138,8 +138,10 @@ def keys_list(
         print_json([k.public() for k in keys])
         return
     table = Table(title="API keys")
-    for column in ("id", "name", "scopes", "team", "created", "revoked"):
-        table.add_column(column)
+    # the id is what `keys revoke` takes: always whole, whatever the terminal's width
+    table.add_column("id", no_wrap=True, min_width=max((len(k.key_id) for k in keys), default=2))
+    for column in ("name", "scopes", "team", "created", "revoked"):
+        table.add_column(column, overflow="fold")
     for k in keys:
         table.add_row(
             k.key_id,

@@ -86,11 +86,13 @@ def attribute_change(old: pd.DataFrame, new: pd.DataFrame, top: int | None = 3) 
 
 def score_change(previous: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
     """One deal's attribution between two score rows (dicts with the columns above): a list of
-    ``{"driver", "change_points"}`` summing to the change in probability points."""
+    ``{"driver", "change_points"}`` summing to the change in probability points. Every concept
+    among either row's top drivers is named (what ``salesml explain`` shows for each run);
+    "Other drivers" is only what those concepts leave unexplained."""
     cols = ["win_probability", "model_version", "drivers", "drivers_base"]
     old = pd.DataFrame([{"deal_id": "deal", **{c: previous.get(c) for c in cols}}])
     new = pd.DataFrame([{"deal_id": "deal", **{c: current.get(c) for c in cols}}])
     if old["drivers_base"].isna().all() or new["drivers_base"].isna().all():
         old, new = old.drop(columns="drivers_base"), new.drop(columns="drivers_base")
-    table = attribute_change(old, new, top=3)
+    table = attribute_change(old, new, top=None)
     return list(table["attribution"].iloc[0]) if len(table) else []

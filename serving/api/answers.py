@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi.concurrency import run_in_threadpool
@@ -16,6 +17,7 @@ from serving.api.problems import ProblemError
 from serving.api.schemas import (
     DealResponse,
     KnownDeal,
+    NewDealItem,
     RunPoint,
     ScoreChange,
     ScoreRequest,
@@ -23,6 +25,7 @@ from serving.api.schemas import (
 )
 from serving.api.security import Principal
 from serving.api.state import (
+    EXPLAIN_COLUMNS,
     MEMO_MAX_ROWS,
     RunView,
     ServingState,
@@ -31,7 +34,14 @@ from serving.api.state import (
     encode_score_row,
     records,
 )
-from serving.api.whatif import NEW_PREFIX, Change, effective_team, plain_rows, whatif_rows
+from serving.api.whatif import (
+    NEW_PREFIX,
+    Change,
+    DataIndex,
+    effective_team,
+    plain_rows,
+    whatif_rows,
+)
 
 log = logging.getLogger("salesml.api")
 
@@ -95,11 +105,12 @@ def deal_answer(run: RunView, deal_id: str) -> tuple[str | None, bytes] | None:
     row = run.row(deal_id)
     if row is None:
         return None
-    points = run.history(deal_id)
+    points = run.history(deal_id, explained=True)
+    shown = [{k: v for k, v in p.items() if k not in EXPLAIN_COLUMNS} for p in points]
     answer = DealResponse(
         run_id=run.info.run_id,
         score=ScoreRow(**row),
-        history=[RunPoint(**p) for p in points],
+        history=[RunPoint(**p) for p in shown],
         change=score_change(points, deal_id),
     )
     hit = (row.get("team"), dumps(answer.model_dump(mode="json")).encode())
@@ -131,6 +142,139 @@ def warm(state: ServingState, snap: Snapshot, chunk: int = 64) -> int:
 
 
 # -- POST /v1/deals/score ------------------------------------------------------------------------
+FOREIGN_OWNER = "this key scores deals of its own team's reps only"
+"""The one answer (403) to an owner outside a team-bound key's team, existing or not: the same
+status and text for both, so a key cannot learn another team's rep ids or statistics."""
+
+
+@dataclass
+class _Plan:
+    """A score request's deals, checked: known deals scored as they are, what-ifs and new deals,
+    and where each goes in the answer."""
+
+    plain: list[str] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    order: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _check_owner(data: DataIndex, principal: Principal, owner_id: str | None, where: str) -> None:
+    """A team-bound key names reps of its own team only (403, the same for unknown reps);
+    another key gets 422 for a rep the data does not know."""
+    if owner_id is None:
+        return
+    if principal.team is not None:
+        if data.owner_team.get(owner_id) != principal.team:
+            raise ProblemError(403, FOREIGN_OWNER, field=f"{where}.owner_id")
+    elif not data.knows_owner(owner_id):
+        raise ProblemError(422, f"unknown owner_id {owner_id!r}", field=f"{where}.owner_id")
+
+
+def _check_stage(data: DataIndex, stage: str | None, where: str) -> None:
+    if stage is not None and stage not in data.stages:
+        known = ", ".join(data.stages) or "none"
+        raise ProblemError(422, f"unknown stage {stage!r} (known: {known})", field=f"{where}.stage")
+
+
+def _known_item(
+    plan: _Plan, data: DataIndex, principal: Principal, item: KnownDeal, i: int
+) -> None:
+    where = f"body.deals[{i}]"
+    deal_id = item.deal_id
+    if not data.knows(deal_id) or not principal.sees_team(data.team_of(deal_id)):
+        raise not_found("deal", deal_id, f"{where}.deal_id")
+    if deal_id not in data.features.index:
+        raise ProblemError(
+            422,
+            f"deal {deal_id!r} is {data.status_of(deal_id)}; only open deals are scored",
+            field=f"{where}.deal_id",
+        )
+    overrides = item.overrides
+    if overrides is None or all(v in (None, {}) for v in overrides.model_dump().values()):
+        plan.order.append(("plain", len(plan.plain)))
+        plan.plain.append(deal_id)
+        return
+    _check_owner(data, principal, overrides.owner_id, f"{where}.overrides")
+    _check_stage(data, overrides.stage, f"{where}.overrides")
+    change = Change(deal_id, deal_id, where, overrides=overrides)
+    if not principal.sees_team(effective_team(data, change)):
+        raise ProblemError(
+            403, "this key cannot move a deal to another team", field=f"{where}.overrides.team"
+        )
+    plan.order.append(("whatif", len(plan.changes)))
+    plan.changes.append(change)
+
+
+def _new_item(
+    plan: _Plan, data: DataIndex, principal: Principal, item: NewDealItem, i: int
+) -> None:
+    where = f"body.deals[{i}]"
+    deal = item.deal
+    if deal.deal_id is not None and data.knows(deal.deal_id):
+        raise ProblemError(
+            409,
+            f'deal {deal.deal_id!r} already exists; score it as {{"deal_id": ...}}',
+            field=f"{where}.deal.deal_id",
+        )
+    _check_owner(data, principal, deal.owner_id, f"{where}.deal")
+    _check_stage(data, deal.stage, f"{where}.deal")
+    client_id = deal.deal_id or f"new-{i + 1}"
+    change = Change(f"{NEW_PREFIX}{i}", client_id, where, new=deal)
+    team = effective_team(data, change)
+    if principal.team is not None:
+        if team is None:
+            deal = deal.model_copy(update={"team": principal.team})
+            change = Change(change.key, client_id, where, new=deal)
+        elif team != principal.team:
+            raise ProblemError(
+                403, "this key scores deals of its own team only", field=f"{where}.deal.team"
+            )
+    plan.order.append(("whatif", len(plan.changes)))
+    plan.changes.append(change)
+
+
+def _plan(body: ScoreRequest, principal: Principal, data: DataIndex, max_batch: int) -> _Plan:
+    """The request's deals checked (404, 403, 409, 422 for what was asked wrongly)."""
+    if len(body.deals) > max_batch:
+        raise ProblemError(422, f"at most {max_batch} deals per request", field="body.deals")
+    plan = _Plan()
+    for i, item in enumerate(body.deals):
+        if isinstance(item, KnownDeal):
+            _known_item(plan, data, principal, item, i)
+        else:
+            _new_item(plan, data, principal, item, i)
+    return plan
+
+
+def _rounds(changes: list[Change]) -> list[list[int]]:
+    """The changes split into groups with no deal twice: the changes of one group apply to one
+    history together (a new deal adds to its owner's pipeline); two what-ifs of one deal are
+    two alternatives, scored apart."""
+    rounds: list[tuple[list[int], set[str]]] = []
+    for n, change in enumerate(changes):
+        home = next((r for r in rounds if change.key not in r[1]), None)
+        if home is None:
+            rounds.append(([n], {change.key}))
+        else:
+            home[0].append(n)
+            home[1].add(change.key)
+    return [r[0] for r in rounds]
+
+
+async def _whatif_records(
+    snap: Snapshot, state: ServingState, changes: list[Change]
+) -> list[dict[str, Any]]:
+    """The score rows of the what-ifs and new deals, in the order of ``changes``."""
+    assert snap.data is not None
+    out: list[dict[str, Any]] = [{} for _ in changes]
+    for group in _rounds(changes):
+        picked = [changes[n] for n in group]
+        rows = await run_in_threadpool(whatif_rows, snap.data, picked)
+        future = state.scorer.submit(rows, snap.models, snap.data.as_of, batchable=False)
+        for n, record in zip(group, records(await asyncio.wrap_future(future)), strict=True):
+            out[n] = record
+    return out
+
+
 async def score_answer(
     body: ScoreRequest, principal: Principal, snap: Snapshot, state: ServingState, max_batch: int
 ) -> bytes:
@@ -138,92 +282,35 @@ async def score_answer(
     asked wrongly."""
     assert snap.data is not None
     data = snap.data
-    if len(body.deals) > max_batch:
-        raise ProblemError(422, f"at most {max_batch} deals per request", field="body.deals")
-    plain: list[str] = []
-    changes: list[Change] = []
-    order: list[tuple[str, int]] = []
-    seen: set[str] = set()
-    for i, item in enumerate(body.deals):
-        where = f"body.deals[{i}]"
-        if isinstance(item, KnownDeal):
-            deal_id = item.deal_id
-            if not data.knows(deal_id) or not principal.sees_team(data.team_of(deal_id)):
-                raise not_found("deal", deal_id, f"{where}.deal_id")
-            if deal_id in seen:
-                raise ProblemError(422, "the same deal twice", field=f"{where}.deal_id")
-            seen.add(deal_id)
-            if deal_id not in data.features.index:
-                raise ProblemError(
-                    422,
-                    f"deal {deal_id!r} is {data.status_of(deal_id)}; only open deals are scored",
-                    field=f"{where}.deal_id",
-                )
-            overrides = item.overrides
-            if overrides is not None and any(
-                v not in (None, {}) for v in overrides.model_dump().values()
-            ):
-                change = Change(deal_id, deal_id, where, overrides=overrides)
-                team = effective_team(data, change)
-                if not principal.sees_team(team):
-                    raise ProblemError(
-                        403,
-                        "this key cannot move a deal to another team",
-                        field=f"{where}.overrides.team",
-                    )
-                order.append(("whatif", len(changes)))
-                changes.append(change)
-            else:
-                order.append(("plain", len(plain)))
-                plain.append(deal_id)
-        else:
-            deal = item.deal
-            client_id = deal.deal_id or f"new-{i + 1}"
-            change = Change(f"{NEW_PREFIX}{i}", client_id, where, new=deal)
-            team = effective_team(data, change)
-            if principal.team is not None:
-                if team is None:
-                    deal = deal.model_copy(update={"team": principal.team})
-                    change = Change(change.key, client_id, where, new=deal)
-                elif team != principal.team:
-                    raise ProblemError(
-                        403,
-                        "this key scores deals of its own team only",
-                        field=f"{where}.deal.team",
-                    )
-            order.append(("whatif", len(changes)))
-            changes.append(change)
+    plan = _plan(body, principal, data, max_batch)
     models = snap.models
     memo = snap.memo if snap.memo is not None and snap.memo.fits(models, data) else None
     plain_out: dict[str, bytes] = {}
     if memo is not None:
-        for deal_id in plain:
+        for deal_id in plan.plain:
             hit = memo.get(deal_id)
             if hit is not None:
                 plain_out[deal_id] = hit
-    misses = [d for d in plain if d not in plain_out]
-    futures = []
+    misses = list(dict.fromkeys(d for d in plan.plain if d not in plain_out))
+    pending = None
     if misses:
-        futures.append(
-            state.scorer.submit(plain_rows(data, misses), models, data.as_of, batchable=True)
-        )
-    if changes:
-        rows = await run_in_threadpool(whatif_rows, data, changes)
-        futures.append(state.scorer.submit(rows, models, data.as_of, batchable=False))
-    results = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
-    for deal_id, record in zip(misses, records(results[0]) if misses else [], strict=True):
-        encoded = encode_score_row(record)
-        plain_out[deal_id] = encoded
-        if memo is not None:
-            memo.put(deal_id, encoded)
-    whatif_out = records(results[-1]) if changes else []
+        pending = state.scorer.submit(plain_rows(data, misses), models, data.as_of, batchable=True)
+    whatif_out = await _whatif_records(snap, state, plan.changes) if plan.changes else []
+    if pending is not None:
+        for deal_id, record in zip(
+            misses, records(await asyncio.wrap_future(pending)), strict=True
+        ):
+            encoded = encode_score_row(record)
+            plain_out[deal_id] = encoded
+            if memo is not None:
+                memo.put(deal_id, encoded)
     scores = []
-    for kind, n in order:
+    for kind, n in plan.order:
         if kind == "plain":
-            scores.append(plain_out[plain[n]])
+            scores.append(plain_out[plan.plain[n]])
         else:
             row = dict(whatif_out[n])
-            row["deal_id"] = changes[n].client_id
+            row["deal_id"] = plan.changes[n].client_id
             scores.append(encode_score_row(row))
     # Pre-encoded JSON (rows validated by ScoreRow on encoding): exactly what ScoreResponse
     # would render, without validating and encoding the rows again.

@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from salesml.settings import Settings
 from serving.api import problems
 from serving.api.answers import score_change, warm
+from serving.api.docs import install_docs
 from serving.api.edge import Edge, EdgeApp
 from serving.api.hot import HotPath
 from serving.api.observability import Metrics, configure_logging
@@ -44,6 +45,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=_lifespan(state, settings),
         responses=problems.PROBLEM_RESPONSES,
+        docs_url=None,  # serving.api.docs: Swagger UI from local files
+        redoc_url=None,  # ReDoc loads from a CDN only
     )
     app.state.serving = state
     app.state.settings = settings
@@ -54,6 +57,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.edge = Edge(app.inner, settings=settings, metrics=app.state.metrics, hot=hot)
     for router in ROUTERS:
         app.include_router(router)
+    install_docs(app)
     problems.install(app)
     return app
 

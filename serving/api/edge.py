@@ -4,6 +4,7 @@ log, Prometheus counters, no stack trace ever out), which answers the two hot ro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -24,6 +25,50 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 class _TooLargeError(Exception):
     pass
+
+
+class _BodyTimeoutError(Exception):
+    pass
+
+
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+async def _buffered(receive: Receive, limit: int, timeout: float) -> Receive:
+    """Read the whole request body now — at most ``limit`` bytes (else ``_TooLargeError``),
+    within ``timeout`` seconds (else ``_BodyTimeoutError``) — and give a ``receive`` that hands
+    it on in one message. Checked here, neither limit depends on who reads the body later
+    (the hot path or FastAPI, which would answer 400 for an error raised while it parses)."""
+    chunks: list[bytes] = []
+    seen = 0
+    ended: Message | None = None  # a disconnect while reading, handed on as it came
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    ended = message
+                    break
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                if seen > limit:
+                    raise _TooLargeError
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+    except TimeoutError:
+        raise _BodyTimeoutError from None
+    first: Message = ended or {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return first
+        return await receive()
+
+    return replay
 
 
 class Edge:
@@ -70,26 +115,18 @@ class Edge:
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLargeError
-            return message
-
         error: str | None = None
         hot = route_of(scope) if self.hot is not None else None
         try:
             if length is not None and length.isdigit() and int(length) > limit:
                 raise _TooLargeError
-            onward: Receive | None = counted
+            body: Receive = receive
+            if scope.get("method") not in _NO_BODY:
+                body = await _buffered(receive, limit, self.settings.body_timeout_seconds)
+            onward: Receive | None = body
             if hot is not None:
                 assert self.hot is not None
-                onward = await self.hot(hot, scope, counted, send_with_id)
+                onward = await self.hot(hot, scope, body, send_with_id)
                 if onward is not None:
                     hot = None
             if onward is not None:
@@ -98,6 +135,15 @@ class Edge:
             if not status["started"]:
                 await self._problem(
                     scope, send_with_id, 413, f"request body over {limit} bytes", rid
+                )
+        except _BodyTimeoutError:
+            if not status["started"]:
+                await self._problem(
+                    scope,
+                    send_with_id,
+                    408,
+                    f"request body not received within {self.settings.body_timeout_seconds} s",
+                    rid,
                 )
         except Exception as exc:
             error = type(exc).__name__

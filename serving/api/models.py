@@ -36,6 +36,7 @@ def list_versions() -> list[dict[str, Any]]:
     for alias, version in (client.get_registered_model(WIN_MODEL_NAME).aliases or {}).items():
         aliases.setdefault(str(version), []).append(str(alias))
     out = []
+    runs: dict[str, dict[str, float]] = {}
     for v in client.search_model_versions(f"name='{WIN_MODEL_NAME}'"):
         tags = dict(v.tags or {})
         try:
@@ -50,11 +51,50 @@ def list_versions() -> list[dict[str, Any]]:
                 "holdout": holdout,
                 "promotion_reason": tags.get("promotion_reason"),
                 "model_card": v.description or None,
+                **against_baselines(_run_metrics(client, v.run_id, runs)),
             }
         )
     return sorted(
         out, key=lambda d: int(d["version"]) if d["version"].isdigit() else 0, reverse=True
     )
+
+
+def _run_metrics(
+    client: Any, run_id: str | None, seen: dict[str, dict[str, float]]
+) -> dict[str, float]:
+    """The metrics the training run logged (``holdout_*``, ``baseline_<name>_*``); {} when the
+    run cannot be read."""
+    if not run_id:
+        return {}
+    if run_id not in seen:
+        try:
+            seen[run_id] = dict(client.get_run(run_id).data.metrics)
+        except Exception:  # a deleted run: the version is listed without the comparison
+            seen[run_id] = {}
+    return seen[run_id]
+
+
+def against_baselines(metrics: dict[str, float]) -> dict[str, Any]:
+    """The version's holdout log loss against its baselines' (fitted on the same training data
+    and scored on the same holdout, training.win.baselines): ``loses_to_baseline`` when a
+    baseline's is lower, ``baseline`` the best of them (the lowest log loss), and every
+    baseline's holdout log loss and Brier score. Nothing known: ``loses_to_baseline`` None."""
+    baselines: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        for metric in ("log_loss", "brier"):
+            if key.startswith("baseline_") and key.endswith(f"_{metric}"):
+                name = key.removeprefix("baseline_").removesuffix(f"_{metric}")
+                baselines.setdefault(name, {})[metric] = float(value)
+    mine = metrics.get("holdout_log_loss")
+    scored = {n: m["log_loss"] for n, m in baselines.items() if "log_loss" in m}
+    if mine is None or not scored:
+        return {"loses_to_baseline": None, "baseline": None, "baselines": baselines or None}
+    best = min(scored, key=lambda n: scored[n])
+    return {
+        "loses_to_baseline": bool(scored[best] < mine),
+        "baseline": best if scored[best] < mine else None,
+        "baselines": baselines,
+    }
 
 
 def _ms_iso(ms: int | None) -> str | None:

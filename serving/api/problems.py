@@ -22,6 +22,8 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     406: "Not acceptable",
+    408: "Request timeout",
+    409: "Conflict",
     413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
@@ -205,5 +207,5 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         "description": TITLES[status],
     }
-    for status in (401, 403, 404, 413, 422, 429, 500, 503)
+    for status in (401, 403, 404, 408, 413, 422, 429, 500, 503)
 }

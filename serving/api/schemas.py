@@ -3,10 +3,20 @@ carry whatever columns ``salesml.scoring.score_features`` returns beyond the doc
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+)
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
@@ -156,8 +166,47 @@ SCORE_ROW_EXAMPLE: dict[str, Any] = {
 }
 
 
+class Driver(BaseModel):
+    """One driver of a deal's score (docs/drivers.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    concept: str = Field(description="The business concept (features grouped).")
+    feature: str = Field(description="The concept's leading feature.")
+    value: Any = Field(default=None, description="The deal's value of that feature.")
+    contribution: float = Field(description="Probability points this concept adds.")
+    text: str = Field(description="A sentence a rep can read.")
+
+
+class ExpectedImpact(BaseModel):
+    """What the action's what-if changes (docs/actions.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    win_probability_points: float
+    revenue: float | None = None
+    basis: str
+
+
+class Action(BaseModel):
+    """One recommended action (docs/actions.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(description="The catalogue rule.")
+    kind: str
+    concept: str | None = None
+    action: str = Field(description="What to do.")
+    reason: str = Field(description="Why.")
+    expected_impact: ExpectedImpact | None = None
+    changes: dict[str, Any] = Field(
+        default_factory=dict, description="Feature -> value the what-if used."
+    )
+
+
 class ScoreRow(BaseModel):
-    """One deal's score; later columns (timing, expected revenue, drivers, actions) ride along."""
+    """One deal's score: win probability and score, its drivers and actions (arrays of objects),
+    and close timing when the model has it; further columns ride along."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [SCORE_ROW_EXAMPLE]})
 
@@ -168,6 +217,30 @@ class ScoreRow(BaseModel):
     score: int | None = None
     model_version: str
     as_of: str | None = None
+    drivers: list[Driver] | None = None
+    actions: list[Action] | None = None
+    drivers_base: float | None = Field(
+        default=None, description="Probability points the drivers start from."
+    )
+    p_close_30d: float | None = None
+    p_close_60d: float | None = None
+    p_close_90d: float | None = None
+    p_close_this_month: float | None = None
+    p_close_this_quarter: float | None = None
+    expected_close_date: str | None = None
+    days_to_close_low: float | None = None
+    days_to_close_high: float | None = None
+    expected_revenue: float | None = None
+
+    @field_validator("drivers", "actions", mode="before")
+    @classmethod
+    def _decoded(cls, value: Any) -> Any:
+        """Score runs and ``score_features`` hold these as JSON text."""
+        if isinstance(value, str):
+            return json.loads(value)
+        if isinstance(value, float) and math.isnan(value):
+            return None
+        return value
 
 
 class ScoreResponse(BaseModel):
@@ -200,6 +273,13 @@ class RunPoint(BaseModel):
     score: int | None = None
 
 
+class ChangeDriver(BaseModel):
+    """A driver's share of a score change, in probability points."""
+
+    driver: str = Field(description='A concept, "Model change" or "Other drivers".')
+    change_points: float
+
+
 class ScoreChange(BaseModel):
     """Why the score changed between the two latest runs that scored the deal."""
 
@@ -210,7 +290,7 @@ class ScoreChange(BaseModel):
     model_changed: bool
     as_of_changed: bool
     summary: str
-    drivers: list[dict[str, Any]] | None = Field(
+    drivers: list[ChangeDriver] | None = Field(
         default=None, description="Driver-level attribution (when available)."
     )
 
@@ -259,11 +339,81 @@ class DealResponse(BaseModel):
     change: ScoreChange | None
 
 
+class ForecastRow(BaseModel):
+    """One period (and group) of the forecast (docs/forecast.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
 class ForecastResponse(BaseModel):
     freq: str
     horizon: int
     by: str | None
-    rows: list[dict[str, Any]]
+    rows: list[ForecastRow]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class LeadConversion(_Open):
+    source: str
+    leads: int
+    converted: int
+    customers: int
+    lead_to_customer_rate: float | None = None
+
+
+class FunnelStep(_Open):
+    from_stage: str
+    to_stage: str
+    entered: int
+    advanced: int
+    conversion_rate: float | None = None
+
+
+class KpiPeriod(_Open):
+    period_start: str
+    complete: bool
+    revenue: float | None = None
+    revenue_growth: float | None = None
+    revenue_growth_yoy: float | None = None
+    deals_won: int | None = None
+    deals_lost: int | None = None
+    win_rate: float | None = None
+    average_order_value: float | None = None
+    median_cycle_days: float | None = None
+    new_customers: int | None = None
+    marketing_spend: float | None = None
+    cac: float | None = None
+    nps: float | None = None
+
+
+class KpiBlock(_Open):
+    """The KPI figures of every deal or of one group (docs/kpis.md, BLOCK)."""
+
+    group: str | None = Field(default=None, description="The group (in ``groups`` only).")
+    label: str | None = None
+    revenue: float | None = None
+    revenue_growth: float | None = None
+    revenue_growth_yoy: float | None = None
+    deals_won: int | None = None
+    deals_lost: int | None = None
+    win_rate: float | None = None
+    average_order_value: float | None = None
+    median_cycle_days: float | None = None
+    p75_cycle_days: float | None = None
+    cac: float | None = None
+    cac_by_channel: dict[str, float | None] | None = None
+    nps: float | None = None
+    nps_responses: int | None = None
+    open_pipeline: float | None = None
+    open_pipeline_deals: int | None = None
+    open_pipeline_estimated: float | None = None
+    pipeline_coverage: float | None = None
+    lead_conversion: list[LeadConversion] | None = None
+    funnel: list[FunnelStep] = Field(default_factory=list)
+    periods: list[KpiPeriod] = Field(default_factory=list)
 
 
 class KpiResponse(BaseModel):
@@ -275,36 +425,52 @@ class KpiResponse(BaseModel):
     period: str
     by: str | None = None
     currency: str | None = None
-    warnings: list[Any] = Field(default_factory=list)
-    overall: dict[str, Any] | None = None
-    groups: list[dict[str, Any]] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    overall: KpiBlock | None = None
+    groups: list[KpiBlock] = Field(default_factory=list)
 
 
-class RepDeal(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class RepDeal(ScoreRow):
+    """One of the rep's open deals at most risk, as the latest score run holds it."""
+
+
+class Coaching(BaseModel):
+    """A recommended action on one of the rep's deals at risk."""
 
     deal_id: str
-    win_probability: float | None = None
-    score: int | None = None
+    action: Action
 
 
 class RepResponse(BaseModel):
     owner_id: str
     team: str | None
-    kpis: dict[str, Any] | None
+    kpis: KpiBlock | None
     open_deals: int
     mean_win_probability: float | None
     at_risk: list[RepDeal]
-    coaching: list[dict[str, Any]]
+    coaching: list[Coaching]
 
 
 class ModelVersion(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
     version: str
     aliases: list[str]
     created_at: str | None = None
     holdout: dict[str, Any] | None = None
     promotion_reason: str | None = None
     model_card: str | None = None
+    loses_to_baseline: bool | None = Field(
+        default=None,
+        description="The version's holdout log loss is above a baseline's (the base rate, the "
+        "stage probability, …, fitted and scored on the same data); None when not logged.",
+    )
+    baseline: str | None = Field(
+        default=None, description="The best baseline it loses to (lowest holdout log loss)."
+    )
+    baselines: dict[str, dict[str, float]] | None = Field(
+        default=None, description="Each baseline's holdout log_loss and brier."
+    )
 
 
 class ModelsResponse(BaseModel):

@@ -30,6 +30,9 @@ class ApiSettings(BaseSettings):
     rate_per_second: float = Field(default=50.0, gt=0, description="Requests per second per key.")
     rate_burst: int = Field(default=100, ge=1, description="Requests a key may burst.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body.")
+    body_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Longest wait for a request body (then 408)."
+    )
     max_batch: int = Field(default=100, ge=1, description="Most deals per score request.")
     history_runs: int = Field(
         default=10, ge=1, description="Score runs kept in memory for a deal's history."

@@ -163,18 +163,24 @@ class RunView:
         out: dict[str, Any] = jsonable(record)
         return out
 
-    def history(self, deal_id: str) -> list[dict[str, Any]]:
+    def history(self, deal_id: str, explained: bool = False) -> list[dict[str, Any]]:
+        """The deal's points across the runs kept, oldest first; with ``explained`` the last
+        two also carry their ``drivers`` and ``drivers_base`` (for the change attribution)."""
         out = []
         for info, frame in self.past:
             loc = position(frame.index, deal_id)
             if loc < 0:
                 continue
             point = jsonable(frame.iloc[loc].to_dict())
+            if not explained:
+                for column in EXPLAIN_COLUMNS:
+                    point.pop(column, None)
             out.append({"run_id": info.run_id, **point})
         return out
 
 
 HISTORY_COLUMNS = ("win_probability", "score", "model_version", "as_of")
+EXPLAIN_COLUMNS = ("drivers", "drivers_base")  # kept for the last two runs only
 
 
 def load_run_view(store: RunStore, keep: int) -> RunView | None:
@@ -186,9 +192,11 @@ def load_run_view(store: RunStore, keep: int) -> RunView | None:
     past = []
     earlier = [r for r in store.list_runs() if r.run_id != latest.run_id]
     runs = earlier[-(keep - 1) :] if keep > 1 else []
-    for info in [*runs, latest]:
+    kept = [*runs, latest]
+    for n, info in enumerate(kept):
         frame = rows if info is latest else store.read(info)
-        cols = [c for c in HISTORY_COLUMNS if c in frame.columns]
+        wanted = HISTORY_COLUMNS + (EXPLAIN_COLUMNS if n >= len(kept) - 2 else ())
+        cols = [c for c in wanted if c in frame.columns]
         small = frame[["deal_id", *cols]].copy()
         small["deal_id"] = small["deal_id"].astype(str)
         past.append((info, small.drop_duplicates("deal_id").set_index("deal_id")))
@@ -202,7 +210,8 @@ dumps = functools.partial(json.dumps, ensure_ascii=False, allow_nan=False, separ
 
 
 def encode_score_row(record: dict[str, Any]) -> bytes:
-    """One score row as the API answers it: validated by ``ScoreRow``, then JSON."""
+    """One score row as the API answers it: validated by ``ScoreRow`` (which turns drivers and
+    actions held as JSON text into arrays of objects), then JSON."""
     return dumps(ScoreRow(**record).model_dump(mode="json")).encode()
 
 

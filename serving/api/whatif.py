@@ -79,6 +79,20 @@ class DataIndex:
         """What a what-if's feature row reads from the rest of the history (built once)."""
         return deal_context(self.history, self.as_of, self.spec)
 
+    @functools.cached_property
+    def _owners(self) -> frozenset[str]:
+        reps = self.history.reps["owner_id"].dropna().astype(str)
+        return frozenset(reps) | frozenset(self.history.deals["owner_id"].dropna().astype(str))
+
+    def knows_owner(self, owner_id: str) -> bool:
+        """Whether the data knows the rep (in the reps table or owning a deal)."""
+        return owner_id in self._owners
+
+    @functools.cached_property
+    def stages(self) -> tuple[str, ...]:
+        """The stages the data knows (a what-if's or a new deal's stage must be one)."""
+        return tuple(sorted(set(self.history.stage_history["stage"].dropna().astype(str))))
+
     def knows(self, deal_id: str) -> bool:
         return bool(position(self.deal_pos, deal_id) >= 0)
 

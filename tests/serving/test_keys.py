@@ -40,3 +40,18 @@ def test_keys_add_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert bad.exit_code != 0 and "unknown scope" in bad.output
     for command in (["serve", "--help"], ["keys", "--help"], ["score", "--help"]):
         assert runner.invoke(app, command).exit_code == 0
+
+
+def test_keys_list_shows_whole_ids_on_a_narrow_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from salesml import cli
+
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path))
+    store = KeyStore.for_home(tmp_path)
+    ids = [store.add(f"plugin-{n}", ["scores:read"], team="Enterprise")[0].key_id for n in (1, 2)]
+    monkeypatch.setattr(cli.console, "_width", 60)
+    listed = CliRunner().invoke(app, ["keys", "list"])
+    assert listed.exit_code == 0, listed.output
+    for key_id in ids:
+        assert key_id in listed.stdout

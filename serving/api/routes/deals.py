@@ -20,6 +20,7 @@ from serving.api.deps import (
     StateDep,
     strict_query,
 )
+from serving.api.problems import PROBLEM_RESPONSES, TITLES
 from serving.api.schemas import DealResponse, ScoreRequest, ScoreResponse
 
 router = APIRouter(tags=["scores"])
@@ -30,6 +31,7 @@ router = APIRouter(tags=["scores"])
     response_model=ScoreResponse,
     summary="Score deals now: known deals, what-ifs on known deals, or new deals",
     dependencies=[strict_query()],
+    responses={409: PROBLEM_RESPONSES[422] | {"description": TITLES[409]}},
 )
 async def score_deals(
     body: ScoreRequest,

@@ -44,6 +44,7 @@ async def kpis_for(state: ServingState, by: str | None, period: str) -> dict[str
 @router.get(
     "/v1/kpis",
     response_model=KpiResponse,
+    response_model_exclude_unset=True,
     summary="Sales KPIs (docs/kpis.md), overall or grouped",
     dependencies=[strict_query("by", "period")],
 )

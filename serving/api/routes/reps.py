@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import pandas as pd
 from fastapi import APIRouter, Query
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from serving.api.answers import not_found
 from serving.api.deps import DealId, ScoresReadKey, SnapshotDep, StateDep, strict_query
 from serving.api.routes.kpis import Period, kpis_for
-from serving.api.schemas import RepDeal, RepResponse
+from serving.api.schemas import Coaching, KpiBlock, RepDeal, RepResponse
 from serving.api.state import RunView, records
 
 router = APIRouter(tags=["kpis"])
@@ -46,25 +46,26 @@ async def get_rep(
     return RepResponse(
         owner_id=owner_id,
         team=team,
-        kpis=block,
+        kpis=KpiBlock(**block) if block is not None else None,
         open_deals=len(mine),
         mean_win_probability=float(mine["win_probability"].mean()) if scored else None,
-        at_risk=[RepDeal(**r) for r in at_risk],
+        at_risk=at_risk,
         coaching=[
-            {"deal_id": r["deal_id"], "action": action}
-            for r in at_risk
-            for action in r.get("actions") or []
+            Coaching(deal_id=deal.deal_id, action=action)
+            for deal in at_risk
+            for action in deal.actions or []
         ],
     )
 
 
-def _at_risk(mine: pd.DataFrame, run: RunView, top: int = 5) -> list[dict[str, Any]]:
-    """The ``top`` deals of ``mine`` least likely to be won, as answer rows."""
+def _at_risk(mine: pd.DataFrame, run: RunView, top: int = 5) -> list[RepDeal]:
+    """The ``top`` deals of ``mine`` least likely to be won, as answer rows (drivers and
+    actions decoded from the run's JSON text by ``ScoreRow``)."""
     out = []
     for record in records(mine.nsmallest(top, "win_probability")):
         record.pop("input_hash", None)
         for column in run.info.json_columns:
             if isinstance(record.get(column), str):
                 record[column] = json.loads(record[column])
-        out.append(record)
+        out.append(RepDeal(**record))
     return out
