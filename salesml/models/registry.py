@@ -70,8 +70,33 @@ def registered_artifact(name: str, alias: str, artifact: str) -> tuple[Path, str
     import mlflow
 
     version = registered_version(name, alias)
-    local = mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")
+    moved = _in_this_workspace(name, version)
+    local = moved or mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")
     return Path(local) / "artifacts" / artifact, version
+
+
+def _in_this_workspace(name: str, version: str) -> Path | None:
+    """The model's artifact folder under this store's own ``mlartifacts`` when the store was
+    copied from elsewhere (MLflow records absolute paths: without this a copied workspace
+    would silently read, or fail to find, the original folder's artifacts)."""
+    root = artifact_root()
+    if root is None:
+        return None
+    try:
+        client = configure()
+        source = str(client.get_model_version(name, version).source)
+        location = (
+            str(client.get_logged_model(source.removeprefix("models:/")).artifact_location)
+            if source.startswith("models:/")
+            else source
+        )
+    except Exception:  # an older store layout: let MLflow resolve it
+        return None
+    marker = f"/{ARTIFACTS_DIR}/"
+    if marker not in location:
+        return None
+    candidate = Path(root) / location.split(marker, 1)[1]
+    return candidate if candidate.is_dir() else None
 
 
 def registered_version(name: str, alias: str) -> str:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -441,7 +442,8 @@ class ServingState:
             try:
                 con = connect(self.warehouse, read_only=True)
                 try:
-                    history = load_history(con)
+                    # The data's as-of, never after the clock (like every command's default).
+                    history = load_history(con, datetime.now(UTC))
                 finally:
                     con.close()
                 out = replace(out, data=build_index(history), warehouse_stamp=stamp)

@@ -61,3 +61,21 @@ def test_runs_list_marks_the_run_the_api_serves(private_registry: Path) -> None:
     runs = _json(["runs", "list"])
     assert isinstance(runs, list)
     assert [(r["run_id"], r["latest"]) for r in runs] == [("r1", True)]
+
+
+def test_a_copied_workspace_reads_its_own_registry_artifacts(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow stores absolute artifact paths; a copy must not read the original's folder."""
+    from salesml.models.registry import WIN_MODEL_NAME, registered_artifact
+    from salesml.scoring import load_scorer
+
+    source = Path(workspace.tracking_uri.removeprefix("sqlite:///")).parent
+    copy = tmp_path / "moved"
+    copy.mkdir()
+    shutil.copy(source / "mlflow.db", copy / "mlflow.db")
+    shutil.copytree(source / "mlartifacts", copy / "mlartifacts")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy / 'mlflow.db'}")
+    folder, version = registered_artifact(WIN_MODEL_NAME, "champion", "bundle")
+    assert folder.is_relative_to(copy) and folder.is_dir()
+    assert load_scorer().version == version
