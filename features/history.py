@@ -18,7 +18,7 @@ import pandas as pd
 
 from salesml.errors import SalesmlError
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES, TableSchema
-from salesml.warehouse import attribute_columns, data_span
+from salesml.warehouse import DataSpan, attribute_columns, data_span
 
 AttributeKind = Literal["numeric", "categorical"]
 HISTORY_TABLES = ("deals", "stage_history", "activities", "reps", "accounts", "products")
@@ -54,11 +54,12 @@ class History:
     exported_at: pd.Timestamp  # latest event timestamp in the data (the export time)
 
 
-def load_history(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> History:
+def load_history(con: duckdb.DuckDBPyConnection, span: DataSpan | None = None) -> History:
     """Read the deal-related warehouse tables into a :class:`History`.
 
-    ``exported_at`` is the data's as-of (``salesml.warehouse.data_span``: the latest event in
-    any table, capped at ``now`` when given) — the same date every command defaults to.
+    ``exported_at`` is the data's as-of, ``span.end`` (``salesml.warehouse.data_span``: the
+    latest event in any table, capped at the clock by the caller) — the same date every command
+    defaults to; without ``span`` it is computed here, uncapped.
 
     Raises:
         EmptyHistoryError: If the warehouse holds no deals.
@@ -80,7 +81,7 @@ def load_history(con: duckdb.DuckDBPyConnection, now: datetime | None = None) ->
         accounts=frames["accounts"],
         products=frames["products"],
         attributes=attributes,
-        exported_at=_as_timestamp(data_span(con, now).end),
+        exported_at=_as_timestamp((span or data_span(con)).end),
     )
 
 

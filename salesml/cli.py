@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from enum import StrEnum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -18,6 +18,9 @@ from rich.table import Table
 from salesml import jsonio
 from salesml.errors import SalesmlError
 from salesml.settings import Settings
+
+if TYPE_CHECKING:
+    from salesml.warehouse import DataSpan
 
 app = typer.Typer(
     name="salesml",
@@ -78,13 +81,11 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def resolve_as_of(con: Any, as_of: datetime | None, now: datetime | None = None) -> datetime:
+def resolve_as_of(span: DataSpan, as_of: datetime | None) -> datetime:
     """The as-of a command works at: ``as_of`` when given — with a warning when it lies
-    outside the data — else the data's as-of (its latest event, never after now)."""
+    outside the data ``span`` — else the data's as-of (its latest event, never after now)."""
     from salesml.errors import WarehouseError
-    from salesml.warehouse import data_span
 
-    span = data_span(con, now or now_utc())
     if as_of is None:
         if span.end is None:
             raise WarehouseError(
@@ -283,12 +284,12 @@ def kpis(
 ) -> None:
     """Sales KPIs: revenue and growth, win rate, AOV, cycle length, CAC, NPS, pipeline."""
     from salesml.kpis import compute_kpis
-    from salesml.warehouse import connect
+    from salesml.warehouse import connect, data_span
 
     settings = Settings()
     con = connect(settings.warehouse_path, read_only=True)
     try:
-        when = resolve_as_of(con, as_of)
+        when = resolve_as_of(data_span(con, now_utc()), as_of)
         result = compute_kpis(con, by=by.value if by else None, period=period.value, as_of=when)
     finally:
         con.close()

@@ -124,7 +124,7 @@ def score(
 
     from features.history import load_history
     from salesml.scoring import load_scorer
-    from salesml.warehouse import connect
+    from salesml.warehouse import connect, data_span
     from serving.batch import run_batch, write_scores
     from serving.runs import RunStore, check_run_id, default_run_id
 
@@ -140,9 +140,9 @@ def score(
         model = load_scorer(alias)
         con = connect(settings.warehouse_path, read_only=True)
         try:
-            now = now_utc()
-            history = load_history(con, now)
-            when = pd.Timestamp(resolve_as_of(con, as_of, now))
+            span = data_span(con, now_utc())
+            history = load_history(con, span)
+            when = pd.Timestamp(resolve_as_of(span, as_of))
         finally:
             con.close()
         result = run_batch(

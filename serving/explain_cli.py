@@ -44,16 +44,16 @@ def explain(
     from salesml.explain import contributions
     from salesml.explain import explain as explain_drivers
     from salesml.scoring import load_scorer
-    from salesml.warehouse import connect
+    from salesml.warehouse import connect, data_span
 
     settings = Settings()
     with err.status("loading model and history…"):
         model = load_scorer(alias)
         con = connect(settings.warehouse_path, read_only=True)
         try:
-            now = now_utc()
-            history = load_history(con, now)
-            when = pd.Timestamp(resolve_as_of(con, as_of, now))
+            span = data_span(con, now_utc())
+            history = load_history(con, span)
+            when = pd.Timestamp(resolve_as_of(span, as_of))
         finally:
             con.close()
         known = history.deals["deal_id"].astype(str)

@@ -53,7 +53,7 @@ def forecast(
     from features.history import load_history
     from salesml.models.registry import NoModelError, load_forecast_bundle
     from salesml.scoring import load_scorer
-    from salesml.warehouse import connect
+    from salesml.warehouse import connect, data_span
     from serving.forecast import forecast_rows
 
     with err.status("loading models and history…"):
@@ -64,9 +64,9 @@ def forecast(
             win = None  # a won-only history: the series models carry the forecast
         con = connect(Settings().warehouse_path, read_only=True)
         try:
-            now = now_utc()
-            history = load_history(con, now)
-            when = pd.Timestamp(resolve_as_of(con, as_of, now))
+            span = data_span(con, now_utc())
+            history = load_history(con, span)
+            when = pd.Timestamp(resolve_as_of(span, as_of))
         finally:
             con.close()
         rows = forecast_rows(

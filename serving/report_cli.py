@@ -76,7 +76,7 @@ def write_report(
     from features.history import load_history
     from salesml.models.registry import NoModelError, load_forecast_bundle
     from salesml.scoring import load_scorer
-    from salesml.warehouse import connect
+    from salesml.warehouse import connect, data_span
     from serving.report import load_targets, read_last_headline, render_report
     from serving.report.headline import write_last_headline
     from serving.runs import RunStore
@@ -99,9 +99,9 @@ def write_report(
             forecast = None
         con = connect(settings.warehouse_path, read_only=True)
         try:
-            now = now_utc()
-            history = load_history(con, now)
-            when = pd.Timestamp(resolve_as_of(con, as_of, now))
+            span = data_span(con, now_utc())
+            history = load_history(con, span)
+            when = pd.Timestamp(resolve_as_of(span, as_of))
             status.update("scoring, forecasting and writing the report…")
             result = render_report(
                 history,

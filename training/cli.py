@@ -168,15 +168,15 @@ def _history(as_of: datetime | None) -> Any:
     import pandas as pd
 
     from features.history import load_history
-    from salesml.warehouse import connect
+    from salesml.warehouse import connect, data_span
     from training.data import truncate_history
 
     settings = Settings()
     con = connect(settings.warehouse_path, read_only=True)
     try:
-        now = now_utc()
-        history = load_history(con, now)
-        resolve_as_of(con, as_of, now)  # warns when as_of lies outside the data
+        span = data_span(con, now_utc())
+        history = load_history(con, span)
+        resolve_as_of(span, as_of)  # warns when as_of lies outside the data
     finally:
         con.close()
     if as_of is not None:

@@ -90,8 +90,7 @@ def _compute(
         raise NoDealsError(
             "no deals in the warehouse; import an export first: salesml import PATH --format ..."
         )
-    end = data_span(cur).end
-    moment = (end or latest) if as_of is None else _naive_utc(as_of)
+    moment = (data_span(cur).end or latest) if as_of is None else _naive_utc(as_of)
     n_deals, n_undated, first = q.load_deals(cur, tables, by, unit, moment)
     if (n_deals == 0 or first is None) and n_undated:
         raise NoDealsError(

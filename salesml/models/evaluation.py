@@ -8,9 +8,10 @@ prediction equal to an inner edge falls in the lower bin. Empty bins are left ou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -207,3 +208,39 @@ def plot_reliability(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     return path
+
+
+def baselines_not_beaten(metrics: Mapping[str, Any]) -> list[str] | None:
+    """The baselines a win model does not beat, from the metrics its training run logged.
+
+    The model (``holdout_log_loss``, ``holdout_brier``) beats a baseline
+    (``baseline_<name>_log_loss``, ``baseline_<name>_brier``) when it is lower on both, as
+    ``training.win`` decides at training time; a figure the baseline lacks counts as beaten.
+    Names in the order logged; ``None`` when the model's own figures are missing.
+    """
+
+    def value(name: str) -> float | None:
+        found = metrics.get(name)
+        if found is None:
+            return None
+        number = float(found)
+        return None if math.isnan(number) else number
+
+    log_loss, brier = value("holdout_log_loss"), value("holdout_brier")
+    if log_loss is None or brier is None:
+        return None
+    mine = (log_loss, brier)
+    names = [
+        key.removeprefix("baseline_").removesuffix(suffix)
+        for key in metrics
+        for suffix in ("_log_loss", "_brier")
+        if key.startswith("baseline_") and key.endswith(suffix)
+    ]
+    lost = []
+    for name in dict.fromkeys(names):
+        theirs = (value(f"baseline_{name}_log_loss"), value(f"baseline_{name}_brier"))
+        if not all(
+            m < (t if t is not None else math.inf) for m, t in zip(mine, theirs, strict=True)
+        ):
+            lost.append(name)
+    return lost

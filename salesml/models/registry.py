@@ -69,13 +69,14 @@ def registered_artifact(name: str, alias: str, artifact: str) -> tuple[Path, str
     """The local copy of artifact folder ``artifact`` of ``name@alias``, and its version."""
     import mlflow
 
-    version = registered_version(name, alias)
-    moved = _in_this_workspace(name, version)
+    client = configure()
+    version = registered_version(name, alias, client)
+    moved = _in_this_workspace(client, name, version)
     local = moved or mlflow.artifacts.download_artifacts(f"models:/{name}/{version}")
     return Path(local) / "artifacts" / artifact, version
 
 
-def _in_this_workspace(name: str, version: str) -> Path | None:
+def _in_this_workspace(client: Any, name: str, version: str) -> Path | None:
     """The model's artifact folder under this store's own ``mlartifacts`` when the store was
     copied from elsewhere (MLflow records absolute paths: without this a copied workspace
     would silently read, or fail to find, the original folder's artifacts)."""
@@ -83,7 +84,6 @@ def _in_this_workspace(name: str, version: str) -> Path | None:
     if root is None:
         return None
     try:
-        client = configure()
         source = str(client.get_model_version(name, version).source)
         location = (
             str(client.get_logged_model(source.removeprefix("models:/")).artifact_location)
@@ -99,11 +99,11 @@ def _in_this_workspace(name: str, version: str) -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def registered_version(name: str, alias: str) -> str:
+def registered_version(name: str, alias: str, client: Any = None) -> str:
     """The version ``name@alias`` points at now (``NoModelError`` when there is none)."""
     from mlflow.exceptions import MlflowException
 
-    client = configure()
+    client = client or configure()
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:

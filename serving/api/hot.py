@@ -15,7 +15,7 @@ call the same code (``serving.api.answers``) and the same authentication
 
 ``DEAL`` and ``SCORE`` declare what the hot path checks: the key scope, the query parameters
 (none), the path parameter's constraints, the body model and the routes' dependencies it does
-the work of. tests/serving/test_hot_contract.py compares them with the FastAPI routes, so a
+the work of. tests/serving/test_routes.py compares them with the FastAPI routes, so a
 dependency added to a route without the hot path following fails there.
 """
 

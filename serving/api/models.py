@@ -8,8 +8,10 @@ server knows what is inside it (it reads ``.version`` only).
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
+from salesml.models.evaluation import baselines_not_beaten
 from salesml.models.registry import WIN_MODEL_NAME, configure
 from salesml.scoring import load_scorer
 
@@ -75,26 +77,22 @@ def _run_metrics(
 
 
 def against_baselines(metrics: dict[str, float]) -> dict[str, Any]:
-    """The version's holdout log loss against its baselines' (fitted on the same training data
-    and scored on the same holdout, training.win.baselines): ``loses_to_baseline`` when a
-    baseline's is lower, ``baseline`` the best of them (the lowest log loss), and every
-    baseline's holdout log loss and Brier score. Nothing known: ``loses_to_baseline`` None."""
+    """The version against its baselines (fitted on the same training data and scored on the
+    same holdout, training.win.baselines), by the rule the report and the model card use
+    (``salesml.models.evaluation.baselines_not_beaten``): ``loses_to_baseline`` when one is
+    not beaten, ``baseline`` the best of those (the lowest log loss), and every baseline's
+    holdout log loss and Brier score. Nothing known: ``loses_to_baseline`` None."""
     baselines: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
         for metric in ("log_loss", "brier"):
             if key.startswith("baseline_") and key.endswith(f"_{metric}"):
                 name = key.removeprefix("baseline_").removesuffix(f"_{metric}")
                 baselines.setdefault(name, {})[metric] = float(value)
-    mine = metrics.get("holdout_log_loss")
-    scored = {n: m["log_loss"] for n, m in baselines.items() if "log_loss" in m}
-    if mine is None or not scored:
+    lost = baselines_not_beaten(metrics)
+    if lost is None or not baselines:
         return {"loses_to_baseline": None, "baseline": None, "baselines": baselines or None}
-    best = min(scored, key=lambda n: scored[n])
-    return {
-        "loses_to_baseline": bool(scored[best] < mine),
-        "baseline": best if scored[best] < mine else None,
-        "baselines": baselines,
-    }
+    best = min(lost, key=lambda n: baselines[n].get("log_loss", math.inf), default=None)
+    return {"loses_to_baseline": bool(lost), "baseline": best, "baselines": baselines}
 
 
 def _ms_iso(ms: int | None) -> str | None:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from features.history import load_history
 from salesml.scoring import score_features
-from salesml.warehouse import connect
+from salesml.warehouse import connect, data_span
 from serving.api import models as registry
 from serving.api.schemas import ScoreRow
 from serving.api.whatif import DataIndex, build_index, position
@@ -443,7 +443,7 @@ class ServingState:
                 con = connect(self.warehouse, read_only=True)
                 try:
                     # The data's as-of, never after the clock (like every command's default).
-                    history = load_history(con, datetime.now(UTC))
+                    history = load_history(con, data_span(con, datetime.now(UTC)))
                 finally:
                     con.close()
                 out = replace(out, data=build_index(history), warehouse_stamp=stamp)

@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from features.history import History
+from salesml.models.evaluation import baselines_not_beaten
 from serving.report import format as fmt
 
 WIN_BASELINES = {
@@ -48,23 +49,10 @@ def _value(metrics: dict[str, Any], name: str) -> float | None:
 def win_flag(metrics: dict[str, Any]) -> Flag | None:
     """The baselines the win model does not beat on holdout log loss and Brier (None: it
     beats every one logged, or its own figures were not logged)."""
-    log_loss, brier = _value(metrics, "holdout_log_loss"), _value(metrics, "holdout_brier")
-    if log_loss is None or brier is None:
-        return None
-    lost = []
-    for key, label in WIN_BASELINES.items():
-        theirs = (
-            _value(metrics, f"baseline_{key}_log_loss"),
-            _value(metrics, f"baseline_{key}_brier"),
-        )
-        if theirs == (None, None):
-            continue
-        beats = all(
-            mine < (other if other is not None else float("inf"))
-            for mine, other in zip((log_loss, brier), theirs, strict=True)
-        )
-        if not beats:
-            lost.append(label)
+    not_beaten = baselines_not_beaten(
+        {name: _value(metrics, name) for name in metrics if not isinstance(metrics[name], str)}
+    )
+    lost = [label for key, label in WIN_BASELINES.items() if key in (not_beaten or [])]
     if not lost:
         return None
     return Flag(

@@ -40,6 +40,7 @@ from scipy.optimize import nnls
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
 from features.spec import feature_spec
+from salesml.kpis.pipeline import list_prices as pipeline_prices
 from salesml.models.revenue.bundle import COMPONENTS as BLEND_PARTS
 from salesml.models.revenue.bundle import LEVELS, ForecastBundle, FreqModel, key
 from salesml.models.revenue.metrics import coverage, mase, wape
@@ -216,11 +217,8 @@ def fit_many(
 
 
 def list_prices(history: History) -> dict[str, float]:
-    products = history.products
-    if products.empty or "list_price" not in products:
-        return {}
-    priced = products.dropna(subset=["list_price"])
-    return {str(p): float(v) for p, v in zip(priced["product"], priced["list_price"], strict=True)}
+    """product → list price, by the one rule the KPIs and the report use."""
+    return {str(p): float(v) for p, v in pipeline_prices(history.products).items()}
 
 
 def fallback_amount(deals: pd.DataFrame, before: pd.Timestamp) -> float:

@@ -2,7 +2,7 @@
 
 Well-formed requests to both are answered at the edge (``serving.api.hot``) with the same answer
 code (``serving.api.answers``); these routes are the contract and answer everything else.
-tests/serving/test_hot_contract.py keeps their dependencies and the hot path's checks equal.
+tests/serving/test_routes.py keeps their dependencies and the hot path's checks equal.
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ def by_stage(ctx: Context) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The open deals (with ``p`` and ``weighted``) and their sums per stage in funnel order."""
     deals = ctx.open_deals
     frame = deals.assign(
-        amount=deals["amount"],
         p=deals.get("win_probability", np.nan),
     )
     frame["weighted"] = frame["amount"] * frame["p"]
