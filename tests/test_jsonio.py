@@ -73,3 +73,23 @@ def test_kpis_json_is_strict_where_a_figure_is_undefined(
     result = runner.invoke(app, ["kpis", "--json", "--by", "rep", "--period", "quarter"])
     assert result.exit_code == 0, result.output
     strict_loads(result.stdout)
+
+
+def test_bundle_documents_are_strict_json_and_read_back_float_for_float() -> None:
+    """A model bundle's -inf log prior is a bin the model rules out, not a missing value: it is
+    written as strict JSON that says what it is, and read back exactly."""
+    doc = {
+        "bin_log_priors": [0.0, -math.inf, np.float64(-1.5)],
+        "metrics": {"ece": math.nan, "top": math.inf},
+        "plain": {"a": 1, "tagless": {"$float": "not a number name"}},
+        "array": np.array([1.0, np.nan]),
+    }
+    text = jsonio.dumps_exact(doc, indent=2)
+    strict_loads(text)  # no NaN / Infinity tokens
+    back = jsonio.loads_exact(text)
+    assert back["bin_log_priors"] == [0.0, -math.inf, -1.5]
+    assert math.isnan(back["metrics"]["ece"]) and back["metrics"]["top"] == math.inf
+    assert back["plain"] == {"a": 1, "tagless": {"$float": "not a number name"}}
+    assert back["array"][0] == 1.0 and math.isnan(back["array"][1])
+    # documents written before (bare NaN tokens) still read
+    assert math.isnan(jsonio.loads_exact('{"x": NaN}')["x"])

@@ -9,7 +9,6 @@ checks their format version.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from salesml.errors import SalesmlError
+from salesml.jsonio import loads_exact
 
 
 class BundleError(SalesmlError):
@@ -102,7 +102,7 @@ def read_document(
     doc_path = path / name
     if not doc_path.exists():
         raise error(f"{path} holds no {what} ({name} is missing)")
-    doc: dict[str, Any] = json.loads(doc_path.read_text(encoding="utf-8"))
+    doc: dict[str, Any] = loads_exact(doc_path.read_text(encoding="utf-8"))
     readable = (expected_format,) if isinstance(expected_format, int) else expected_format
     if doc.get("format") not in readable:
         names = [str(v) for v in readable]

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from salesml import jsonio
+
 FORMAT = 1
 
 
@@ -40,7 +42,7 @@ def write_last_headline(out: Path, team: str | None, headline: dict[str, Any]) -
     fd, tmp = tempfile.mkstemp(prefix=".headline-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"format": FORMAT, "reports": reports}, fh, indent=2, default=str)
+            fh.write(jsonio.dumps({"format": FORMAT, "reports": reports}, indent=2, default=str))
         Path(tmp).chmod(0o644)
         Path(tmp).replace(path)
     except BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -310,3 +311,23 @@ def test_the_won_score_starts_from_the_calendar_intensity(
     odds = with_calendar[..., WON] / with_calendar[..., NONE]
     odds_without = without[..., WON] / without[..., NONE]
     np.testing.assert_allclose(odds / odds_without, intensity, rtol=1e-9)
+
+
+def test_a_bundle_with_a_ruled_out_bin_is_strict_json_and_reads_back_exactly(
+    trained: TimingTrainingResult, tmp_path: Path
+) -> None:
+    """A bin the data never closes in has a log prior of -inf: timing.json stays RFC 8259
+    JSON (no -Infinity token) and the loaded bundle has the same -inf."""
+    import dataclasses
+
+    assert trained.bundle.bin_log_priors is not None
+    priors = [list(row) for row in trained.bundle.bin_log_priors]
+    priors[0][0] = -math.inf
+    bundle = dataclasses.replace(trained.bundle, bin_log_priors=priors)
+    path = bundle.save(tmp_path / "timing")
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    json.loads((path / TIMING_JSON).read_text(encoding="utf-8"), parse_constant=refuse)
+    assert TimingBundle.load(path).bin_log_priors == priors

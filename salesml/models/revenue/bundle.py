@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from salesml.errors import ConfigError, SalesmlError
+from salesml.jsonio import dumps_exact
 from salesml.models.contract import read_document
 from salesml.models.revenue.periods import check_freq, period_range, period_start, periods_ahead
 from salesml.models.revenue.pipeline import DIMENSIONS, PipelineForecast
@@ -286,7 +287,7 @@ class ForecastBundle:
             "fallback_amount": self.fallback_amount,
             "metadata": self.metadata,
         }
-        (path / FORECAST_JSON).write_text(json.dumps(doc, default=str), encoding="utf-8")
+        (path / FORECAST_JSON).write_text(dumps_exact(doc, default=str), encoding="utf-8")
         return path
 
     @classmethod

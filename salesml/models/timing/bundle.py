@@ -19,7 +19,6 @@ No pickles: ``timing.json`` (edges, feature contract, conformal levels, metadata
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import softmax
 
+from salesml.jsonio import dumps_exact
 from salesml.models.contract import FeatureContract, read_document
 
 # 2: the bin features are listed (format 1 had the original six); 3: per-bin starting scores
@@ -290,7 +290,7 @@ class TimingBundle:
             "has_booster": self.booster is not None,
             "metadata": self.metadata,
         }
-        (path / TIMING_JSON).write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        (path / TIMING_JSON).write_text(dumps_exact(doc, indent=2, default=str), encoding="utf-8")
         if self.booster is not None:
             self.booster.save_model(str(path / TIMING_TXT))
         return path

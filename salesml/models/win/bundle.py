@@ -11,7 +11,6 @@ composed, with drivers and actions, by ``salesml.scoring.Scorer``, which the MLf
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from salesml.jsonio import dumps_exact
 from salesml.models.calibration import Calibrator, calibrator_from_params
 from salesml.models.contract import FeatureContract, read_document
 
@@ -141,7 +141,7 @@ class WinBundle:
             "metadata": self.metadata,
             "explainer": self.explainer,
         }
-        (path / BUNDLE_JSON).write_text(json.dumps(doc, indent=2, default=str), encoding="utf-8")
+        (path / BUNDLE_JSON).write_text(dumps_exact(doc, indent=2, default=str), encoding="utf-8")
         if self.booster is not None:
             self.booster.save_model(str(path / BOOSTER_TXT))
         return path
