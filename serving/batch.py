@@ -29,7 +29,7 @@ from salesml.scoring import SCORE_COLUMNS, score_features
 from salesml.settings import Settings
 from serving import runs
 from serving.changes import input_hashes
-from serving.chunk import model_version, score_chunk
+from serving.chunk import model_version, priced, score_chunk
 from serving.runs import HASH_COLUMN, RunInfo, RunStore, to_storable
 
 __all__ = [
@@ -160,6 +160,7 @@ def run_batch(
     say = progress or (lambda _msg: None)
     runs.check_run_id(run_id)
     version = model_version(model)
+    model = priced(model, history)
     if max_age_days < 0:
         raise ConfigError(f"--max-age must be 0 days or more, got {max_age_days:g}")
     with store.writing():

@@ -13,7 +13,8 @@ import pandas as pd
 
 from features.build import build_features
 from features.history import History
-from salesml.scoring import score_features
+from salesml.scoring import Scorer, score_features
+from salesml.scoring.scorer import ListPrices
 from serving.runs import HASH_COLUMN, to_storable
 
 
@@ -22,10 +23,16 @@ def model_version(models: Any) -> str:
     return str(models.version)
 
 
+def priced(model: Any, history: History) -> Any:
+    """``model`` with ``history``'s list prices (a ``Scorer``; anything else as it is): the
+    expected revenue of a deal without an amount comes from its product's list price."""
+    return model.priced(ListPrices.of(history)) if isinstance(model, Scorer) else model
+
+
 def score_open_deals(history: History, model: Any, as_of: pd.Timestamp) -> pd.DataFrame:
     """One score row per deal open at ``as_of`` (see ``salesml.scoring``), sorted by deal_id."""
     features = build_features(history, as_of)
-    rows = score_features(features, model, as_of)
+    rows = score_features(features, priced(model, history), as_of)
     return rows.sort_values("deal_id", ignore_index=True)
 
 

@@ -9,13 +9,15 @@ and the report all call it with the same ``Scorer``, so they return identical ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from salesml.explain.api import explain_columns
+from salesml.kpis.pipeline import list_prices as product_list_prices
 from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifact
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle
@@ -32,12 +34,20 @@ class Scorer:
         timing: the close-timing model trained with it (``None`` when it was not trained).
         version: the registered version (empty for a scorer that was never registered).
         alias: the registry alias it was loaded through.
+        prices: the data's list prices (``priced``): where a deal has no amount, its expected
+            revenue is win probability × its product's list price, the rule the KPI engine
+            counts the open pipeline by (``salesml.kpis.pipeline``).
     """
 
     bundle: WinBundle
     timing: TimingBundle | None = None
     version: str = ""
     alias: str = ""
+    prices: ListPrices | None = field(default=None, compare=False)
+
+    def priced(self, prices: ListPrices | None) -> Scorer:
+        """This scorer with the data's list prices (``ListPrices.of(history)``)."""
+        return self if prices is self.prices else replace(self, prices=prices)
 
     def predict(
         self, features: pd.DataFrame, explain: bool = False, top: int | None = 5
@@ -67,6 +77,39 @@ class Scorer:
         timing_path = path / TIMING_DIR
         timing = TimingBundle.load(timing_path) if timing_path.exists() else None
         return cls(WinBundle.load(path), timing, version, alias)
+
+
+@dataclass(frozen=True)
+class ListPrices:
+    """The list price of each product, and of each deal's product, in one history."""
+
+    by_product: pd.Series
+    by_deal: pd.Series
+
+    @classmethod
+    def of(cls, history: Any) -> ListPrices:
+        """From a ``features.history.History`` (its products and deals tables)."""
+        prices = product_list_prices(history.products)
+        deals = history.deals
+        if "product" in deals and len(prices):
+            by_deal = pd.Series(
+                deals["product"].astype("object").map(prices).to_numpy(dtype="float64"),
+                index=deals["deal_id"].astype(str),
+            )
+            by_deal = by_deal[~by_deal.index.duplicated()].dropna()
+        else:
+            by_deal = pd.Series(dtype="float64")
+        return cls(prices, by_deal)
+
+    def for_rows(self, features: pd.DataFrame) -> np.ndarray:
+        """Each row's list price: its ``product`` column's when the rows carry one (a what-if
+        may change it), else its deal's product's; NaN where there is none."""
+        if "product" in features and len(self.by_product):
+            product = features["product"].astype("object")
+            return product.map(self.by_product).to_numpy(dtype="float64")
+        if not len(self.by_deal):
+            return np.full(len(features), np.nan)
+        return self.by_deal.reindex(features.index.astype(str)).to_numpy(dtype="float64")
 
 
 def load_scorer(alias: str = CHAMPION) -> Scorer:
@@ -102,7 +145,11 @@ TIMING_COLUMNS = [
     "days_to_close_low",
     "days_to_close_high",
     "expected_revenue",
+    "expected_revenue_basis",
 ]
+# What ``expected_revenue`` multiplies the win probability by: the deal's ``amount``, else its
+# product's ``list_price`` (the KPI engine's rule for the open pipeline), else nothing (null).
+BASIS_AMOUNT, BASIS_LIST_PRICE = "amount", "list_price"
 
 
 def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -130,7 +177,15 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
         if "amount" in features
         else np.full(len(features), np.nan)
     )
+    basis = np.full(len(amount), None, dtype=object)
+    basis[~np.isnan(amount)] = BASIS_AMOUNT
+    if model.prices is not None:
+        price = model.prices.for_rows(features)
+        priced = np.isnan(amount) & ~np.isnan(price)
+        amount = np.where(priced, price, amount)
+        basis[priced] = BASIS_LIST_PRICE
     columns = timing.predict(features, as_of, probability, amount)
-    for column in TIMING_COLUMNS:
+    for column in TIMING_COLUMNS[:-1]:
         rows[column] = columns[column].to_numpy()
+    rows["expected_revenue_basis"] = basis
     return rows

@@ -230,7 +230,14 @@ class ScoreRow(BaseModel):
     expected_close_date: str | None = None
     days_to_close_low: float | None = None
     days_to_close_high: float | None = None
-    expected_revenue: float | None = None
+    expected_revenue: float | None = Field(
+        default=None,
+        description="Win probability × the deal's amount, else its product's list price "
+        "(as the KPI engine counts the open pipeline); null when the deal has neither.",
+    )
+    expected_revenue_basis: Literal["amount", "list_price"] | None = Field(
+        default=None, description="What expected_revenue multiplies: amount or list_price."
+    )
 
     @field_validator("drivers", "actions", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from features.history import load_history
+from salesml.scoring import Scorer as ScoringModel
 from salesml.scoring import score_features
 from salesml.warehouse import connect, data_span
 from serving.api import models as registry
@@ -283,6 +284,15 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _priced(snap: Snapshot) -> Snapshot:
+    """``snap`` with its models priced by its data's list prices (``serving.chunk.priced``:
+    a deal without an amount has the expected revenue its product's list price gives)."""
+    if not isinstance(snap.models, ScoringModel) or snap.data is None:
+        return snap
+    models = snap.models.priced(snap.data.list_prices)
+    return snap if models is snap.models else replace(snap, models=models)
+
+
 def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
     return [jsonable(r) for r in rows.to_dict(orient="records")]
 
@@ -347,6 +357,7 @@ class ServingState:
             snap = self._snapshot
             snap = self._refresh_models(snap)
             snap = self._refresh_data(snap)
+            snap = _priced(snap)
             if snap is not self._snapshot:
                 if snap.models is not None and snap.data is not None:
                     memo = snap.memo

@@ -28,6 +28,7 @@ from features.history import History, to_naive_utc
 from features.single import DealContext, deal_context, deal_features
 from features.spec import Feature, feature_spec
 from salesml.schemas import ATTRIBUTE_PREFIX
+from salesml.scoring.scorer import ListPrices
 from serving.api.problems import ProblemError
 from serving.api.schemas import DealOverrides, NewDeal
 
@@ -73,6 +74,11 @@ class DataIndex:
         if loc < 0:
             return None
         return _text(self._teams[loc])
+
+    @functools.cached_property
+    def list_prices(self) -> ListPrices:
+        """The list prices of the data's products and deals (expected revenue's fallback)."""
+        return ListPrices.of(self.history)
 
     @functools.cached_property
     def context(self) -> DealContext:

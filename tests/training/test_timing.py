@@ -331,3 +331,30 @@ def test_a_bundle_with_a_ruled_out_bin_is_strict_json_and_reads_back_exactly(
 
     json.loads((path / TIMING_JSON).read_text(encoding="utf-8"), parse_constant=refuse)
     assert TimingBundle.load(path).bin_log_priors == priors
+
+
+def test_expected_revenue_of_a_deal_without_an_amount_comes_from_its_list_price(
+    trained: TimingTrainingResult, history_and_truth: tuple[History, pd.DataFrame]
+) -> None:
+    """One rule for amounts (the KPI engine's): a deal without an amount is worth its
+    product's list price, and the row says so; a deal with neither has no expected revenue."""
+    from features.build import build_features
+    from salesml.scoring import score_features
+    from salesml.scoring.scorer import ListPrices
+
+    history = history_and_truth[0]
+    features = build_features(history, history.exported_at).head(30).copy()
+    features["amount"] = features["amount"].astype(float)
+    features.iloc[:10, features.columns.get_loc("amount")] = np.nan
+    features.iloc[10:, features.columns.get_loc("amount")] = 5000.0
+    deals = features.index.astype(str)
+    by_deal = pd.Series(1000.0 + np.arange(20), index=deals[:20])  # deals 20-29: no price
+    prices = ListPrices(pd.Series(dtype="float64"), by_deal)
+    win = WinBundle(["amount"], {"amount": "numeric"}, {}, IdentityCalibrator(), None, 0.6)
+    plain = score_features(features, Scorer(win, trained.bundle), history.exported_at)
+    rows = score_features(features, Scorer(win, trained.bundle).priced(prices), history.exported_at)
+    assert plain["expected_revenue"].iloc[:10].isna().all()
+    assert rows["expected_revenue"].iloc[:10].to_numpy() == pytest.approx(0.6 * by_deal.iloc[:10])
+    assert (rows["expected_revenue_basis"].iloc[:10] == "list_price").all()
+    assert rows["expected_revenue"].iloc[10:].to_numpy() == pytest.approx(0.6 * 5000.0)
+    assert (rows["expected_revenue_basis"].iloc[10:] == "amount").all()
