@@ -19,6 +19,7 @@ Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -37,9 +38,36 @@ def _peak_bytes() -> int:
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
 
 
-def _worker_peak_bytes() -> int:
-    """The largest peak of the scoring worker processes (and other children) so far."""
-    return int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+class TreePeak:
+    """The largest sum of resident memory of this process and all its children, sampled every
+    ``interval`` seconds while running (``with TreePeak() as peak: …; peak.bytes``)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import threading
+
+        self.interval, self.bytes = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for proc in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+            self.bytes = max(self.bytes, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> TreePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _workspace(root: Path, deals: int) -> dict[str, str]:
@@ -77,14 +105,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from salesml.scoring import load_scorer
         from salesml.synth import generate
         from salesml.warehouse import connect
-        from serving.batch import (
-            batch_workers,
-            combine_rows,
-            plan_incremental,
-            score_in_chunks,
-            stored_json_columns,
-        )
-        from serving.runs import RunStore, row_hashes, write_frame_parts
+        from serving.batch import batch_workers, plan_copies, score_stream, stored_json_columns
+        from serving.runs import PartsWriter, RunStore, row_hashes
 
         generate(args.deals, 3, root / "big", end_date=pd.Timestamp("2026-06-30").date())
         run_import(read_export(root / "big", "canonical"), root / "big.duckdb", root / "rej")
@@ -95,52 +117,73 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             con.close()
         snaps = build_snapshots(history, weekly_as_of_dates(history))
         rows = snaps.iloc[: args.rows].copy()
+        as_of = history.exported_at
+        del snaps, history  # the batch holds the features of the open deals, not the history
         rows.index = pd.Index(
             rows["deal_id"].astype(str) + "@" + rows["as_of"].dt.strftime("%Y%m%d"), name="deal_id"
         )
         features = rows.drop(columns=["deal_id", "as_of"])
         model = load_scorer("champion")
-        as_of = history.exported_at
         store = RunStore(root / "runs-home")
         json_columns = stored_json_columns(features, model, as_of)
 
-        def write(run_id: str, rows: pd.DataFrame, rescored: int, copied: int = 0) -> None:
+        def write(run_id: str, parts: Any, previous: Any = None, keep: Any = None) -> int:
+            """What ``run_batch`` does: stream the scored slices, then the copied rows, into
+            the run's parts (nothing accumulates)."""
+            scored = 0
+
+            def write_parts(folder: Path) -> None:
+                nonlocal scored
+                writer = PartsWriter(folder)
+                for part in parts:
+                    writer.write(part)
+                    scored += len(part)
+                if previous is not None:
+                    for table in store.iter_deals(previous, keep):
+                        writer.write(table)
+                writer.close()
+
             store.write(
                 run_id,
-                lambda folder: write_frame_parts(rows, folder),
+                write_parts,
                 as_of=as_of,
                 model_version=model.version,
                 engine="local",
                 expected_deals=pd.Index(features.index),
-                rescored=rescored,
-                copied=copied,
                 json_columns=json_columns,
             )
+            return scored
 
-        start = time.perf_counter()
-        hashes = row_hashes(features, model.version)
-        scored = score_in_chunks(features, model, as_of, hashes)
-        write("full", scored, len(scored))
-        full_seconds = time.perf_counter() - start
+        with TreePeak() as full_peak:
+            start = time.perf_counter()
+            hashes = row_hashes(features, model.version)
+            write("full", score_stream(features, model, as_of, hashes))
+            full_seconds = time.perf_counter() - start
 
         rng = np.random.default_rng(0)
         change = rng.random(len(features)) < args.changed
-        night = features.copy()
+        night = features
         night.loc[change, "activities_7d"] = night.loc[change, "activities_7d"].fillna(0) + 1
-        start = time.perf_counter()
-        new_hashes = row_hashes(night, model.version)  # stands for the inputs' hashes
-        to_score, copied = plan_incremental(store, store.latest(), new_hashes, as_of)  # type: ignore[arg-type]
-        fresh = score_in_chunks(night.loc[to_score], model, as_of, new_hashes)
-        write("night", combine_rows(fresh, copied), len(fresh), len(copied))
-        night_seconds = time.perf_counter() - start
+        with TreePeak() as night_peak:
+            start = time.perf_counter()
+            new_hashes = row_hashes(night, model.version)  # stands for the inputs' hashes
+            previous = store.latest()
+            keep = plan_copies(store, previous, new_hashes, as_of)  # type: ignore[arg-type]
+            fresh = night.loc[~night.index.isin(keep)]
+            parts = score_stream(fresh, model, as_of, new_hashes)
+            rescored = write("night", parts, previous, keep)
+            night_seconds = time.perf_counter() - start
         out = {
             "rows": len(features),
             "full_seconds": full_seconds,
             "incremental_seconds": night_seconds,
-            "incremental_rescored": len(fresh),
-            "incremental_copied": len(copied),
+            "incremental_rescored": rescored,
+            "incremental_copied": len(keep),
+            # the parent's peak over the whole benchmark (data set-up included), and the
+            # batch's own: the parent and every worker together, sampled while each run ran
             "peak_bytes": _peak_bytes(),
-            "worker_peak_bytes": _worker_peak_bytes(),
+            "full_tree_peak_bytes": full_peak.bytes,
+            "incremental_tree_peak_bytes": night_peak.bytes,
             "workers": batch_workers(),
             "load_avg": os.getloadavg()[0],
         }

@@ -193,20 +193,20 @@ def batch_benchmark(ns: argparse.Namespace) -> list[Result]:
     return [
         Result(
             f"nightly batch: {rows:,} open deals, drivers + actions + timing, score run "
-            f"({int(out.get('workers', 1))} worker processes; peak shown: the parent, largest "
-            f"child {int(out.get('worker_peak_bytes', 0)) / GB:.2f} GB)",
-            600,
-            None,
-            Measurement(float(out["full_seconds"]), int(out["peak_bytes"])),
+            f"({int(out.get('workers', 1))} worker processes; peak: the parent and every "
+            "worker together)",
+            300,
+            4.0,
+            Measurement(float(out["full_seconds"]), int(out["full_tree_peak_bytes"])),
             None,
             "—",
         ),
         Result(
             f"incremental night: {int(out['incremental_rescored']):,} changed deals rescored, "
-            f"{int(out['incremental_copied']):,} copied",
-            120,
-            None,
-            Measurement(float(out["incremental_seconds"]), 0),
+            f"{int(out['incremental_copied']):,} copied (peak: parent and workers together)",
+            60,
+            4.0,
+            Measurement(float(out["incremental_seconds"]), int(out["incremental_tree_peak_bytes"])),
             Measurement(float(out["full_seconds"]), 0),
             "the full run",
         ),

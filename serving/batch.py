@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -83,10 +84,29 @@ def score_in_chunks(
     workers: int | None = None,
     parallel_from: int = PARALLEL_FROM,
 ) -> pd.DataFrame:
-    """``score_chunk`` over slices of at most ``chunk_rows`` deals, in ``workers`` processes.
+    """Every row of ``score_stream`` in one frame (for callers that want them together)."""
+    parts = list(score_stream(features, model, as_of, hashes, chunk_rows, workers, parallel_from))
+    if not parts:
+        return score_chunk(features, model, as_of, hashes)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def score_stream(
+    features: pd.DataFrame,
+    model: Any,
+    as_of: pd.Timestamp,
+    hashes: pd.Series | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
+) -> Iterator[pd.DataFrame]:
+    """``score_chunk`` over slices of at most ``chunk_rows`` deals, in ``workers`` processes,
+    yielded slice by slice in the order of ``features``.
 
     Slices bound the memory (drivers and actions build several working copies of their rows: a
-    million deals at once would need tens of GB). Drivers, actions and their JSON are Python
+    million deals at once would need tens of GB), and so does the stream: at most one slice
+    per worker (plus one) is in flight, and the caller writes each slice before the next is
+    scored, so the scored rows never accumulate. Drivers, actions and their JSON are Python
     work that one process does on one core, so large batches are scored by a pool of worker
     processes (``batch_workers``, one per core), each with its share of the cores for the
     numeric kernels. The rows are the same, in the same order, whatever the number of workers.
@@ -96,39 +116,45 @@ def score_in_chunks(
     parallel = n >= parallel_from and workers > 1
     # Even slices in parallel: every worker gets work even below workers × chunk_rows.
     size = min(chunk_rows, -(-n // workers)) if parallel else chunk_rows
-    if n <= size:
-        return score_chunk(features, model, as_of, hashes)
-    slices = [features.iloc[start : start + size] for start in range(0, n, size)]
-    if not parallel:
-        return pd.concat(
-            [score_chunk(part, model, as_of, hashes) for part in slices], ignore_index=True
-        )
+    if n == 0:
+        return
+    if n <= size or not parallel:
+        for start in range(0, n, size):
+            yield score_chunk(features.iloc[start : start + size], model, as_of, hashes)
+        return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
+    starts = range(0, n, size)
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(slices)),
+        max_workers=min(workers, len(starts)),
         mp_context=context,
         initializer=_start_worker,
         initargs=(model, threads),
     ) as pool:
-        futures = [
-            pool.submit(
-                _score_part,
-                part,
-                as_of,
-                None if hashes is None else hashes.reindex(part.index.astype(str)),
-            )
-            for part in slices
-        ]
-        return pd.concat([f.result() for f in futures], ignore_index=True)
+        pending: deque[Future[pd.DataFrame]] = deque()
+        for start in starts:
+            part = features.iloc[start : start + size]
+            part_hashes = None if hashes is None else hashes.reindex(part.index.astype(str))
+            pending.append(pool.submit(_score_part, part, as_of, part_hashes))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 @dataclass(frozen=True)
 class BatchResult:
+    """A written run: its manifest, and how many rows were scored and copied. ``rows`` reads
+    them back (sorted by deal_id): a run is written without holding its rows."""
+
     run: RunInfo
-    rows: pd.DataFrame
+    store: RunStore
     rescored: int
     copied: int
+
+    @property
+    def rows(self) -> pd.DataFrame:
+        return self.store.read(self.run).sort_values("deal_id", ignore_index=True)
 
 
 DEFAULT_MAX_AGE_DAYS = 7
@@ -163,46 +189,90 @@ def run_batch(
     model = priced(model, history)
     if max_age_days < 0:
         raise ConfigError(f"--max-age must be 0 days or more, got {max_age_days:g}")
+    if engine not in ("local", "spark"):
+        raise ConfigError(f"unknown engine {engine!r}; use local or spark")
     with store.writing():
         say("finding the open deals")
         open_ids = open_deal_ids(history, as_of)
         hashes = input_hashes(history, open_ids, as_of, version)
-        copied = pd.DataFrame()
-        to_score = open_ids
+        keep: pd.Index = pd.Index([], dtype=object)
         previous = store.latest() if changed else None
         if previous is not None:
             say(f"comparing with run {previous.run_id}")
-            to_score, copied = plan_incremental(store, previous, hashes, as_of, max_age_days)
+            keep = plan_copies(store, previous, hashes, as_of, max_age_days)
         say("building features")
         features = build_features(history, as_of)
         features.index = features.index.astype(str)
-        if len(copied):
-            features = features.loc[features.index.isin(to_score)]
-        say(f"scoring {len(features):,} deals ({engine})")
-        if engine == "local":
-            scored = score_in_chunks(features, model, as_of, hashes)
-        elif engine == "spark":
-            from serving.spark import score_with_spark
-
-            scored = score_with_spark(features, model, as_of, hashes, master=master)
-        else:
-            raise ConfigError(f"unknown engine {engine!r}; use local or spark")
-        rows = combine_rows(scored, copied)
+        if len(keep):
+            features = features.loc[~features.index.isin(keep)]
         json_columns = stored_json_columns(features, model, as_of, previous)
-        say("writing the score run")
+        counts = {"scored": 0, "copied": 0}
+
+        def write_parts(folder: Path) -> None:
+            """Scored slices, then the copied rows, each written as it comes."""
+            writer = runs.PartsWriter(folder, part_rows)
+            say(f"scoring {len(features):,} deals ({engine})")
+            for part in _scored(features, model, as_of, hashes, engine, master):
+                writer.write(part)
+                counts["scored"] += len(part)
+            if previous is not None and len(keep):
+                say(f"copying {len(keep):,} unchanged rows")
+                for table in store.iter_deals(previous, keep):
+                    writer.write(table)
+                    counts["copied"] += table.num_rows
+            writer.close()
+
         info = store.write(
             run_id,
-            lambda folder: runs.write_frame_parts(rows, folder, part_rows),
+            write_parts,
             as_of=as_of,
             model_version=version,
             engine=engine,
             expected_deals=open_ids,
-            rescored=len(scored),
-            copied=len(copied),
+            rescored=len(features),
+            copied=len(keep),
             json_columns=json_columns,
             flip_latest=publish,
         )
-    return BatchResult(info, rows, len(scored), len(copied))
+    return BatchResult(info, store, counts["scored"], counts["copied"])
+
+
+def _scored(
+    features: pd.DataFrame,
+    model: Any,
+    as_of: pd.Timestamp,
+    hashes: pd.Series,
+    engine: Engine,
+    master: str | None,
+) -> Iterator[pd.DataFrame]:
+    if engine == "spark":
+        from serving.spark import score_with_spark
+
+        if len(features):
+            yield score_with_spark(features, model, as_of, hashes, master=master)
+        return
+    yield from score_stream(features, model, as_of, hashes)
+
+
+def plan_copies(
+    store: RunStore,
+    previous: RunInfo,
+    hashes: pd.Series,
+    as_of: pd.Timestamp,
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+) -> pd.Index:
+    """The deals whose row ``previous`` holds with the same input hash (``hashes``: the
+    current ones), scored at most ``max_age_days`` before ``as_of`` (never after it): those
+    rows are copied, every other deal is scored."""
+    if HASH_COLUMN not in previous.columns:
+        return pd.Index([], dtype=object)
+    keys = store.read(previous, columns=["deal_id", HASH_COLUMN, "as_of"])
+    current = hashes.reindex(keys["deal_id"].astype(str)).to_numpy()
+    age = (pd.Timestamp(as_of) - pd.to_datetime(keys["as_of"])).dt.total_seconds() / 86_400
+    fresh_enough = ((age >= 0) & (age <= max_age_days)).to_numpy()  # never rows from later
+    same = (keys[HASH_COLUMN].to_numpy() == current) & fresh_enough
+    kept: pd.Index = pd.Index(keys["deal_id"].astype(str)[same])
+    return kept
 
 
 def plan_incremental(
@@ -219,14 +289,7 @@ def plan_incremental(
     other deal is scored.
     Rows of deals no longer open are dropped.
     """
-    if HASH_COLUMN not in previous.columns:
-        return pd.Index(hashes.index), pd.DataFrame()
-    keys = store.read(previous, columns=["deal_id", HASH_COLUMN, "as_of"])
-    current = hashes.reindex(keys["deal_id"].astype(str)).to_numpy()
-    age = (pd.Timestamp(as_of) - pd.to_datetime(keys["as_of"])).dt.total_seconds() / 86_400
-    fresh_enough = ((age >= 0) & (age <= max_age_days)).to_numpy()  # never rows from later
-    same = (keys[HASH_COLUMN].to_numpy() == current) & fresh_enough
-    keep = pd.Index(keys["deal_id"].astype(str)[same])
+    keep = plan_copies(store, previous, hashes, as_of, max_age_days)
     copied = store.read_deals(previous, keep) if len(keep) else pd.DataFrame()
     return pd.Index(hashes.index).difference(keep, sort=False), copied
 
@@ -252,15 +315,28 @@ def stored_json_columns(
     return json_columns
 
 
-def write_scores(rows: pd.DataFrame, out: Path) -> Path:
-    """Write CSV or Parquet, by the file's extension."""
+def write_scores(store: RunStore, run: RunInfo, out: Path) -> Path:
+    """Export a run's rows (without ``input_hash``) to CSV or Parquet, by the file's extension,
+    part by part: an export of any size in bounded memory. Written to a temporary file beside
+    ``out`` first, so a failed export leaves no half file."""
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ConfigError(f"--out must end in .csv or .parquet, got {out.name!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    export = rows.drop(columns=[HASH_COLUMN], errors="ignore")
-    if suffix == ".csv":
-        export.to_csv(out, index=False)
-    else:
-        export.to_parquet(out, index=False)
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        if suffix == ".csv":
+            for n, part in enumerate(store.iter_parts(run)):
+                export = part.drop(columns=[HASH_COLUMN], errors="ignore")
+                export.to_csv(tmp, index=False, mode="w" if n == 0 else "a", header=n == 0)
+            tmp.touch()
+        else:
+            writer = runs.PartsWriter(tmp.parent, part_rows=2**62, name=tmp.name)
+            for part in store.iter_parts(run):
+                writer.write(part.drop(columns=[HASH_COLUMN], errors="ignore"))
+            writer.close()
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out

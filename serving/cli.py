@@ -158,7 +158,7 @@ def score(
             progress=lambda msg: status.update(msg + "…"),
             publish=False,
         )
-        path = write_scores(result.rows, out) if out is not None else None
+        path = write_scores(store, result.run, out) if out is not None else None
         # Every output is written: only now may the API serve the run.
         published = store.advance_latest(result.run.run_id)
     report_summary = None

@@ -224,6 +224,22 @@ class RunStore:
         rows: pd.DataFrame = pa.concat_tables(tables).to_pandas()
         return rows
 
+    def iter_deals(self, run: RunInfo, deal_ids: pd.Index) -> Iterator[pa.Table]:
+        """``read_deals`` one part at a time (as Arrow tables: a copy of any size in bounded
+        memory)."""
+        wanted = pa.array(pd.Index(deal_ids).astype(str).to_numpy(dtype=object), type=pa.string())
+        for f in sorted((run.path / SCORES).glob("part-*.parquet")):
+            table = pq.read_table(f)
+            ids = pc.cast(table.column("deal_id"), pa.string())
+            kept = table.filter(pc.is_in(ids, value_set=wanted))
+            if kept.num_rows:
+                yield kept
+
+    def iter_parts(self, run: RunInfo) -> Iterator[pd.DataFrame]:
+        """The rows of a run one part at a time (JSON columns as text)."""
+        for f in sorted((run.path / SCORES).glob("part-*.parquet")):
+            yield pd.read_parquet(f)
+
     def deal_history(self, deal_id: str, limit: int | None = None) -> pd.DataFrame:
         """The deal's rows across runs, oldest first (one row per run that scored it)."""
         runs = self.list_runs()
@@ -380,6 +396,62 @@ def _write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class PartsWriter:
+    """Rows written as they come, in ``part-00000.parquet``, ``part-00001.parquet``, … of at
+    most ``part_rows`` rows each (a row group per write): a run of any size is written without
+    holding its rows. Every write has the first write's columns and types (a text column that
+    was empty in the first write is text)."""
+
+    def __init__(
+        self, folder: Path, part_rows: int = 250_000, name: str = "part-{:05d}.parquet"
+    ) -> None:
+        self.folder, self.part_rows, self.name = folder, max(1, part_rows), name
+        self.rows = 0
+        self.schema: pa.Schema | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._in_part = 0
+        self._parts = 0
+
+    def write(self, rows: pd.DataFrame | pa.Table) -> None:
+        table = (
+            rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows, preserve_index=False)
+        )
+        if self.schema is None:
+            self.schema = pa.schema(
+                [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+            ).remove_metadata()
+        table = table.select(self.schema.names).cast(self.schema)
+        start = 0
+        while start < table.num_rows:
+            if self._writer is None or self._in_part >= self.part_rows:
+                self._next_part()
+            assert self._writer is not None
+            take = min(self.part_rows - self._in_part, table.num_rows - start)
+            self._writer.write_table(table.slice(start, take))
+            self._in_part += take
+            self.rows += take
+            start += take
+
+    def _next_part(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        assert self.schema is not None
+        path = self.folder / self.name.format(self._parts)
+        self._writer = pq.ParquetWriter(path, self.schema)
+        self._parts += 1
+        self._in_part = 0
+
+    def close(self) -> None:
+        """Finish the last part (an empty run gets one empty part, with its columns)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        elif self._parts == 0:
+            empty = self.schema.empty_table() if self.schema is not None else pa.table({})
+            pq.write_table(empty, self.folder / self.name.format(0))
+            self._parts = 1
 
 
 def write_frame_parts(rows: pd.DataFrame, folder: Path, part_rows: int = 250_000) -> None:

@@ -37,20 +37,20 @@ def test_killed_run_leaves_nothing_visible_and_rerun_completes(
 ) -> None:
     store = _store(workspace, tmp_path)
     history, model = workspace.history, workspace.model
-    real = runs.write_frame_parts
+    real = runs.PartsWriter.write
 
-    def crash_after_first_part(rows: pd.DataFrame, folder: Path, part_rows: int) -> None:
-        rows.iloc[:part_rows].to_parquet(folder / "part-00000.parquet", index=False)
+    def crash_after_first_part(self: runs.PartsWriter, rows: pd.DataFrame) -> None:
+        real(self, rows.iloc[: self.part_rows])
         raise KeyboardInterrupt  # killed mid-write
 
-    monkeypatch.setattr(runs, "write_frame_parts", crash_after_first_part)
+    monkeypatch.setattr(runs.PartsWriter, "write", crash_after_first_part)
     with pytest.raises(KeyboardInterrupt):
         run_batch(history, model, history.exported_at, store, run_id="r2", part_rows=100)
     assert store.info("r2") is None and store.latest_id() == "r1"
     assert [r.run_id for r in store.list_runs()] == ["r1"]
     # A harder kill leaves the hidden folder behind: readers ignore it, the next batch removes it.
     (store.root / ".tmp-r2-deadbeef" / "scores").mkdir(parents=True)
-    monkeypatch.setattr(runs, "write_frame_parts", real)
+    monkeypatch.setattr(runs.PartsWriter, "write", real)
     result = run_batch(history, model, history.exported_at, store, run_id="r2", part_rows=100)
     assert store.latest_id() == "r2"
     assert [r.run_id for r in store.list_runs()] == ["r1", "r2"]
