@@ -47,7 +47,7 @@ Engine = Literal["local", "spark"]
 Progress = Callable[[str], None]
 
 
-CHUNK_ROWS = 50_000  # a worker scoring 100,000 deals peaked at 6.5 GB
+CHUNK_ROWS = 20_000  # per slice a worker holds ~1 GB at 50,000 rows (2 workers + parent ≤ 4 GB)
 PARALLEL_FROM = 20_000  # fewer deals: one process (a worker takes seconds to start)
 
 
