@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from salesml import jsonio
@@ -36,9 +38,21 @@ err = Console(stderr=True, force_jupyter=False)
 console = Console(force_jupyter=False)
 
 
+def shown(text: str) -> str:
+    """``text`` safe to print on a terminal: control and bidi-override characters from the
+    data (an ESC sequence in a CSV line, U+202E in an id) as escapes, and no Rich markup."""
+    out = "".join(
+        ch
+        if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf")
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+    return escape(out)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print a one-line reason and exit non-zero."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {shown(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -93,7 +107,7 @@ def resolve_as_of(span: DataSpan, as_of: datetime | None) -> datetime:
             )
         return span.end
     for warning in span.warnings(as_of):
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {shown(warning)}", highlight=False)
     return as_of
 
 
@@ -188,7 +202,7 @@ def import_cmd(
         )
     console.print(table)
     for warning in summary.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {shown(warning)}", highlight=False)
     if summary.rejects_file:
         console.print(f"rejected rows and reasons: {summary.rejects_file}")
     console.print(f"warehouse: {settings.warehouse_path}")

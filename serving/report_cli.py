@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from salesml.cli import console, err, handle_errors, now_utc, print_json, resolve_as_of
+from salesml.cli import console, err, handle_errors, now_utc, print_json, resolve_as_of, shown
 from salesml.settings import Settings
 
 
@@ -52,8 +52,11 @@ def report(
         return
     if not known:
         err.print(
-            f"[yellow]warning:[/] no deals for team {team!r} (teams: {', '.join(ctx_teams)}); "
-            "the report shows empty sections",
+            "[yellow]warning:[/] "
+            + shown(
+                f"no deals for team {team!r} (teams: {', '.join(ctx_teams)}); "
+                "the report shows empty sections"
+            ),
             highlight=False,
         )
     console.print(f"report written to {out} (as of {summary['as_of'][:10]})", highlight=False)

@@ -217,6 +217,7 @@ def test_cli_prints_the_import_summary_as_json(api: CliImport) -> None:
         "source",
         "rejects_file",
         "placeholder_reps",
+        "unreadable_lines",
         "warnings",
     }
     assert summary["format"] == "hubspot"

@@ -94,19 +94,21 @@ def test_control_characters_in_ids_and_oversized_text_are_rejected(tmp_path: Pat
     folder.mkdir()
     table = pa.table(
         {
-            "deal_id": ["D1", "D\x002", "D3", "D4", "D5"],
-            "created_at": ["2025-01-05"] * 5,
-            "status": ["open"] * 5,
-            "amount": ["10"] * 5,
-            "owner_id": ["R1", "R1", "R1", "R\x07", "R1"],
-            "product": ["Pro", "Pro", "x" * 20_000, "Pro", "Line one\nline two\twith tab"],
+            "deal_id": ["D1", "D\x002", "D3", "D4", "D5", "D\u202e6", "D\x857"],
+            "created_at": ["2025-01-05"] * 7,
+            "status": ["open"] * 7,
+            "amount": ["10"] * 7,
+            "owner_id": ["R1", "R1", "R1", "R\x07", "R1", "R1", "R1"],
+            "product": ["Pro", "Pro", "x" * 20_000, "Pro", "Line one\nline two\twith tab"]
+            + ["Pro"] * 2,
         }
     )
     pq.write_table(table, folder / "deals.parquet")
     reasons, kept = _import(folder, tmp_path / "home")
     assert kept == 2  # D1, and D5 whose text has only a line break and a tab
     by_field = {reason.split(":")[0] for reason in reasons.values()}
-    assert set(reasons) == {"2", "3", "4"}, reasons
+    # D6 holds a right-to-left override (it displays as another id), D7 a C1 control
+    assert set(reasons) == {"2", "3", "4", "6", "7"}, reasons
     assert by_field == {"deal_id", "product", "owner_id"}, reasons
     long_reason = next(r for r in reasons.values() if r.startswith("product"))
     assert "20,000 characters" not in long_reason or "at most 10,000" in long_reason
@@ -138,3 +140,35 @@ def test_a_rejected_value_is_shown_cut_short_but_the_whole_row_is_kept(tmp_path:
         (row,) = list(csv.DictReader(fh))
     assert len(row["value"]) < 300
     assert "y" * 50_000 in row["record"]
+
+
+def test_lines_with_the_wrong_number_of_fields_are_rejected_and_the_rest_imported(
+    tmp_path: Path,
+) -> None:
+    """A ragged line is not a row: it goes to the rejects file with its line number (and the
+    line as it is), every other row is imported, and later rows keep their own line numbers."""
+    folder = _write_csv(
+        tmp_path / "export",
+        [
+            "D1,2025-01-05,won,2025-02-10,1000,USD,R1,Won,Pro,A,10",
+            "D2,2025-01-05,open,,1000,USD,R1,Prospecting,Pro,A,10,extra,fields",  # line 3
+            "D3,2025-01-05,open,,1000,USD,R1,Prospecting",  # line 4: too few
+            "D4,2025-01-05,open,,1000,USD,R1,Prospecting,Pro,A,10",
+            "D5,2099-01-05,open,,1000,USD,R1,Prospecting,Pro,A,10",  # line 6: far future
+        ],
+    )
+    summary = run_import(
+        read_export(folder, "canonical"),
+        tmp_path / "w.duckdb",
+        tmp_path / "rej",
+        limits=Limits(now=NOW),
+    )
+    assert summary.rejects_file is not None and summary.unreadable_lines == 2
+    with Path(summary.rejects_file).open(encoding="utf-8") as fh:
+        rows = {row["row"]: row for row in csv.DictReader(fh)}
+    assert set(rows) == {"3", "4", "6"}, rows
+    assert "13 fields, the header has 11" in rows["3"]["reason"]
+    assert rows["3"]["record"].startswith("D2,2025-01-05")
+    assert rows["6"]["field"] == "created_at"  # the line count continues past skipped lines
+    assert summary.tables["deals"].imported == 2
+    assert any("2 line(s)" in w and "not rows" in w for w in summary.warnings)

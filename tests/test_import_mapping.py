@@ -380,3 +380,7 @@ def test_a_file_the_mapping_names_must_exist(tmp_path: Path) -> None:
         read_mapped(tmp_path, mapping)
     with pytest.raises(MappingError, match="does not exist"):
         read_mapped(tmp_path, tmp_path / "missing.yaml")
+    # a single file given as PATH must be the file the mapping names (never a sibling)
+    write(tmp_path, "deals_2025.csv", "id\n1\n")
+    with pytest.raises(MappingError, match=r"'deals\*\.csv'.*single file 'other\.csv'"):
+        read_mapped(tmp_path / "other.csv", mapping)

@@ -6,14 +6,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 from salesml.errors import ConfigError
-from salesml.importers.base import ImportBatch
+from salesml.importers.base import ImportBatch, collecting_unparsed
 from salesml.importers.pipeline import ImportSummary, TableCounts, run_import
 
 FORMATS = ("canonical", "maven", "salesforce", "hubspot", "mapping")
 
 
 def read_export(path: Path, fmt: str, mapping: Path | None = None) -> ImportBatch:
-    """Read an export of format ``fmt`` (one of ``FORMATS``) into an ``ImportBatch``."""
+    """Read an export of format ``fmt`` (one of ``FORMATS``) into an ``ImportBatch``; lines of
+    its CSV files that are not rows are left out and listed in ``unparsed`` (the rejects file
+    gets them)."""
+    with collecting_unparsed() as unparsed:
+        batch = _read_export(path, fmt, mapping)
+    batch.unparsed = [*batch.unparsed, *unparsed]
+    return batch
+
+
+def _read_export(path: Path, fmt: str, mapping: Path | None) -> ImportBatch:
     from salesml.importers.canonical import read_canonical
     from salesml.importers.hubspot import read_hubspot
     from salesml.importers.mapping import read_mapped

@@ -8,8 +8,11 @@ guarantees.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gzip
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -124,6 +127,17 @@ class SourceTable:
     hints: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class UnparsedRow:
+    """A line of a CSV file that is not a row of its table (a wrong number of fields): it
+    goes to the rejects file with its line, and the rest of the file is imported."""
+
+    file: str
+    line: int
+    reason: str
+    record: str
+
+
 @dataclass
 class ImportBatch:
     """Everything one ``salesml import`` brings in, plus notes for the user."""
@@ -132,6 +146,25 @@ class ImportBatch:
     source: str
     tables: list[SourceTable]
     warnings: list[str] = field(default_factory=list)
+    unparsed: list[UnparsedRow] = field(default_factory=list)
+
+
+_UNPARSED: contextvars.ContextVar[list[UnparsedRow] | None] = contextvars.ContextVar(
+    "unparsed_rows", default=None
+)
+SKIPPED_LINES = b"salesml.skipped_lines"  # schema metadata: lines read_tabular left out
+
+
+@contextlib.contextmanager
+def collecting_unparsed() -> Iterator[list[UnparsedRow]]:
+    """Inside: ``read_tabular`` skips lines that are not rows and lists them here (outside,
+    such a line fails the read, naming it)."""
+    rows: list[UnparsedRow] = []
+    token = _UNPARSED.set(rows)
+    try:
+        yield rows
+    finally:
+        _UNPARSED.reset(token)
 
 
 def snake_case(name: str) -> str:
@@ -185,7 +218,11 @@ def _read_csv_as_text(path: Path) -> pa.Table:
         header = pacsv.open_csv(
             path,
             read_options=read_options,
-            parse_options=parse_options,
+            parse_options=pacsv.ParseOptions(
+                delimiter=parse_options.delimiter,
+                newlines_in_values=True,
+                invalid_row_handler=lambda _row: "skip",  # the read below lists them
+            ),
             convert_options=pacsv.ConvertOptions(include_columns=[]),
         )
         names = header.schema.names
@@ -207,10 +244,27 @@ def _read_csv_as_text(path: Path) -> pa.Table:
         null_values=[""],
         quoted_strings_can_be_null=True,
     )
+    bad: list[pacsv.InvalidRow] = []
+
+    def count(row: pacsv.InvalidRow) -> str:
+        bad.append(row)
+        return "skip"
+
+    options = pacsv.ParseOptions(
+        delimiter=parse_options.delimiter, newlines_in_values=True, invalid_row_handler=count
+    )
     try:
-        return pacsv.read_csv(
-            path, read_options=read_options, parse_options=parse_options, convert_options=convert
+        table = pacsv.read_csv(
+            path, read_options=read_options, parse_options=options, convert_options=convert
         )
+        if bad:  # read again on one thread: only then does Arrow know each bad row's line
+            bad.clear()
+            one = pacsv.ReadOptions(block_size=64 << 20, use_threads=False)
+            table = pacsv.read_csv(
+                path, read_options=one, parse_options=options, convert_options=convert
+            )
+            return _skipping(table, path, names, bad)
+        return table
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "utf8" in msg.lower() or "utf-8" in msg.lower():
@@ -218,10 +272,44 @@ def _read_csv_as_text(path: Path) -> pa.Table:
         raise WrongFileError(str(path), "a well-formed CSV file", f"({msg})") from exc
 
 
+def _skipping(
+    table: pa.Table, path: Path, names: list[str], bad: list[pacsv.InvalidRow]
+) -> pa.Table:
+    """``table`` without the lines that are not rows: listed for the rejects file (inside
+    ``collecting_unparsed``), else the read fails naming the first."""
+    unparsed = [
+        UnparsedRow(
+            str(path),
+            int(row.number) if row.number is not None else 0,
+            f"this line has {row.actual_columns} fields, the header has {row.expected_columns} "
+            f"({', '.join(names[:4])}{', …' if len(names) > 4 else ''}); quote values that "
+            "contain the separator, or fix the line",
+            row.text,
+        )
+        for row in bad
+    ]
+    collector = _UNPARSED.get()
+    if collector is None:
+        first = unparsed[0]
+        raise WrongFileError(
+            str(path),
+            "a CSV file whose lines all have the header's fields",
+            f"line {first.line}: {first.reason}",
+        )
+    collector.extend(unparsed)
+    lines = ",".join(str(u.line) for u in unparsed if u.line > 0)
+    metadata = dict(table.schema.metadata or {}) | {SKIPPED_LINES: lines.encode()}
+    return table.replace_schema_metadata(metadata)
+
+
 def with_source_rows(data: pa.Table, header_lines: int = 1) -> pa.Table:
-    """Append ``_source_row``: the 1-based line of each row in its file (header = line 1)."""
-    rows = pa.array(np.arange(header_lines + 1, header_lines + 1 + data.num_rows, dtype=np.int64))
-    return data.append_column(SOURCE_ROW, rows)
+    """Append ``_source_row``: the 1-based line of each row in its file (header = line 1),
+    counting the lines ``read_tabular`` left out (``collecting_unparsed``)."""
+    lines = np.arange(header_lines + 1, header_lines + 1 + data.num_rows, dtype=np.int64)
+    skipped = (data.schema.metadata or {}).get(SKIPPED_LINES, b"")
+    for line in sorted(int(v) for v in skipped.decode().split(",") if v):
+        lines[lines >= line] += 1
+    return data.append_column(SOURCE_ROW, pa.array(lines))
 
 
 def require_columns(path: str, data: SourceData, required: list[str], hint: str = "") -> None:

@@ -437,8 +437,14 @@ class _Reader:
                 f"{self.mapping_name}: tables.{table}.file is needed: {self.folder} holds "
                 f"{len(files)} CSV/Parquet files ({rc.shorten([f.name for f in files])})"
             )
-        if self.path.is_file() and fnmatch.fnmatch(self.path.name.lower(), pattern.lower()):
-            return [self.path]
+        if self.path.is_file():
+            if fnmatch.fnmatch(self.path.name.lower(), pattern.lower()):
+                return [self.path]
+            raise MappingError(
+                f"{self.mapping_name}: tables.{table}.file is {pattern!r}, but the path given "
+                f"is the single file {self.path.name!r}; import the folder "
+                f"({self.folder}) to read files by name, or change or remove tables.{table}.file"
+            )
         if "/" in pattern:
             hits = sorted(p for p in self.folder.glob(pattern) if p.is_file())
         else:

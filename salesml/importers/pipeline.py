@@ -20,7 +20,7 @@ import duckdb
 from salesml import jsonio
 from salesml.errors import ImportFailedError
 from salesml.importers.base import ImportBatch, SourceTable, require_columns
-from salesml.importers.validate import Limits, StagedTable, stage_sources
+from salesml.importers.validate import REJECTS_DDL, Limits, StagedTable, stage_sources
 from salesml.schemas import ATTRIBUTE_PREFIX, DUCKDB_TYPES, IMPORT_ORDER, TABLES, TableSchema
 from salesml.warehouse import attribute_columns, connect, quote
 
@@ -50,6 +50,7 @@ class ImportSummary:
     rejects_file: str | None = None
     placeholder_reps: int = 0
     warnings: list[str] = field(default_factory=list)
+    unreadable_lines: int = 0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {name: asdict(c) for name, c in self.tables.items()}
@@ -59,6 +60,7 @@ class ImportSummary:
             source=self.source,
             rejects_file=self.rejects_file,
             placeholder_reps=self.placeholder_reps,
+            unreadable_lines=self.unreadable_lines,
             warnings=self.warnings,
         )
         return out
@@ -126,6 +128,7 @@ def run_import(
                 _add_attribute_columns(con, TABLES[name], st)
                 summary.tables[name] = _upsert(con, TABLES[name], st)
             summary.placeholder_reps = _placeholder_reps(con, summary)
+            _reject_unreadable(con, batch, summary)
             summary.rejects_file = _write_rejects(con, rejects_dir, import_id)
             con.execute(
                 "INSERT INTO _imports VALUES (?, ?, ?, ?, ?)",
@@ -289,6 +292,31 @@ def _placeholder_reps(con: duckdb.DuckDBPyConnection, summary: ImportSummary) ->
         "names and teams"
     )
     return len(rows)
+
+
+UNREADABLE = "(unreadable line)"
+
+
+def _reject_unreadable(
+    con: duckdb.DuckDBPyConnection, batch: ImportBatch, summary: ImportSummary
+) -> None:
+    """Lines of the export that are not rows (``ImportBatch.unparsed``) into the rejects."""
+    if not batch.unparsed:
+        return
+    con.execute(REJECTS_DDL)
+    con.executemany(
+        "INSERT INTO _rejects VALUES (?, ?, ?, NULL, NULL, ?, ?)",
+        [[UNREADABLE, u.file, u.line, u.reason, u.record] for u in batch.unparsed],
+    )
+    summary.unreadable_lines = len(batch.unparsed)
+    files: dict[str, int] = {}
+    for u in batch.unparsed:
+        files[u.file] = files.get(u.file, 0) + 1
+    for file, n in files.items():
+        summary.warnings.append(
+            f"{n:,} line(s) of {file} are not rows (a wrong number of fields) and were not "
+            "imported: they are in the rejects file with their line numbers"
+        )
 
 
 def _write_rejects(con: duckdb.DuckDBPyConnection, rejects_dir: Path, import_id: str) -> str | None:

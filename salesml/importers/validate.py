@@ -73,7 +73,8 @@ class Limits:
 
 
 # Control characters: none in an id; in other text only tab, newline and carriage return.
-ID_CONTROL = "[\\x00-\\x1f\\x7f]"
+# Ids: C0 and C1 controls, and the bidi controls that make an id display as another one
+ID_CONTROL = "[\\x00-\\x1f\\x7f-\\x{9f}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]"
 TEXT_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]"
 SHOWN_CHARS = 200  # of an offending value, in the rejects file (the whole row is in ``record``)
 
