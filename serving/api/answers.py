@@ -209,7 +209,13 @@ def _new_item(
 ) -> None:
     where = f"body.deals[{i}]"
     deal = item.deal
-    if deal.deal_id is not None and data.knows(deal.deal_id):
+    # A team-bound key learns nothing of other teams: another team's id is, to it, an unused
+    # one (the new deal is scored under an internal key either way).
+    if (
+        deal.deal_id is not None
+        and data.knows(deal.deal_id)
+        and (principal.team is None or data.team_of(deal.deal_id) == principal.team)
+    ):
         raise ProblemError(
             409,
             f'deal {deal.deal_id!r} already exists; score it as {{"deal_id": ...}}',

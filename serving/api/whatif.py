@@ -96,8 +96,13 @@ class DataIndex:
 
     @functools.cached_property
     def stages(self) -> tuple[str, ...]:
-        """The stages the data knows (a what-if's or a new deal's stage must be one)."""
-        return tuple(sorted(set(self.history.stage_history["stage"].dropna().astype(str))))
+        """The stages the data knows (a what-if's or a new deal's stage must be one): those of
+        the stage history and of the deals table (an export without stage history, like
+        Maven's, still has stages)."""
+        known = set(self.history.stage_history["stage"].dropna().astype(str))
+        if "stage" in self.history.deals:
+            known |= set(self.history.deals["stage"].dropna().astype(str))
+        return tuple(sorted(known))
 
     def knows(self, deal_id: str) -> bool:
         return bool(position(self.deal_pos, deal_id) >= 0)

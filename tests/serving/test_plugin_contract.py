@@ -85,6 +85,16 @@ def test_whatifs_are_validated(workspace: Workspace, both: TestClient) -> None:
     )
     assert reused.status_code == 409  # type: ignore[attr-defined]
     assert reused.json()["errors"][0]["field"] == "body.deals[0].deal.deal_id"  # type: ignore[attr-defined]
+    # a team-bound key learns nothing of other teams: their ids are unused ids to it
+    theirs = _open(workspace, workspace.team_b)["deal_id"].iloc[0]
+    mine = _open(workspace, workspace.team_a)["deal_id"].iloc[0]
+    new = {"created_at": "2026-03-01T00:00:00Z", "owner_id": _rep(workspace, workspace.team_a)}
+    other = _score(both, workspace, "team_a", {"deal": {**new, "deal_id": theirs}})
+    unused = _score(both, workspace, "team_a", {"deal": {**new, "deal_id": "NEVER-USED-1"}})
+    assert other.status_code == unused.status_code == 200, other.text  # type: ignore[attr-defined]
+    assert other.json()["scores"][0]["deal_id"] == theirs  # type: ignore[attr-defined]
+    own = _score(both, workspace, "team_a", {"deal": {**new, "deal_id": mine}})
+    assert own.status_code == 409  # type: ignore[attr-defined]
     for item in (
         {"deal_id": deal, "overrides": {"owner_id": "NOBODY-42"}},
         {"deal": {"created_at": "2026-03-01T00:00:00Z", "owner_id": "NOBODY-42"}},

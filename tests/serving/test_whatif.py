@@ -185,3 +185,23 @@ def test_score_rows_equal_the_frame_path(workspace: Workspace) -> None:
     assert model.bundle.booster is not None
     via_frame = model.bundle.booster.predict(matrix, raw_score=True)
     np.testing.assert_array_equal(raw, via_frame)
+
+
+def test_an_export_without_stage_history_knows_its_deals_stages(
+    maven_dir: Any, tmp_path: Any
+) -> None:
+    """Maven has no stage history; its deals table has Engaging and Prospecting: a what-if
+    may move a deal to either (it was 422 "known: none")."""
+    from features.history import load_history
+    from salesml.importers import read_export, run_import
+    from salesml.warehouse import connect
+    from serving.api.whatif import build_index
+
+    run_import(read_export(maven_dir, "maven"), tmp_path / "w.duckdb", tmp_path / "rejects")
+    con = connect(tmp_path / "w.duckdb", read_only=True)
+    try:
+        history = load_history(con)
+    finally:
+        con.close()
+    assert len(history.stage_history) == 0
+    assert {"Engaging", "Prospecting"} <= set(build_index(history).stages)
