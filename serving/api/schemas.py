@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -18,11 +19,35 @@ from pydantic import (
     field_validator,
 )
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+# No C0/C1 controls, and no bidi controls (an id that displays as another): the importer's rule.
+PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=PRINTABLE)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
 AttrName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 AttrValue = Annotated[str, StringConstraints(max_length=256)] | float | bool | None
-Money = Annotated[float, Field(ge=0, le=1e15, allow_inf_nan=False)]
+# A number (true is not 1), within the importer's default ceiling (SALESML_IMPORT_MAX_AMOUNT).
+Money = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False, strict=True)]
+MIN_YEAR = 1900  # the importer's default (SALESML_IMPORT_MIN_YEAR)
+PLAN_YEARS = 10  # an expected close date may lie this far ahead (as on import)
+
+
+def _sane_date(value: date) -> date:
+    """A date the importer would keep: from 1900 to ten years ahead."""
+    day = value.date() if isinstance(value, datetime) else value
+    latest = date.today() + timedelta(days=round(365.25 * PLAN_YEARS))
+    if day.year < MIN_YEAR or day > latest:
+        raise ValueError(f"must lie between {MIN_YEAR}-01-01 and {latest.isoformat()}")
+    return value
+
+
+def _not_before_1900(value: datetime) -> datetime:
+    if value.year < MIN_YEAR:
+        raise ValueError(f"must be in {MIN_YEAR} or later")
+    return value
+
+
+PlanDate = Annotated[date, AfterValidator(_sane_date)]
+EventTime = Annotated[datetime, AfterValidator(_not_before_1900)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 
 
@@ -41,7 +66,7 @@ class DealOverrides(_Strict):
 
     stage: Text | None = None
     amount: Money | None = None
-    expected_close_date: date | None = None
+    expected_close_date: PlanDate | None = None
     currency: Currency | None = None
     owner_id: Id | None = None
     account_id: Id | None = None
@@ -83,13 +108,13 @@ class NewDeal(_Strict):
 
     deal_id: Id | None = Field(default=None, description="Your id, echoed in the response.")
     name: Annotated[str, StringConstraints(max_length=256)] | None = None
-    created_at: datetime = Field(description="When the deal was created; not in the future.")
+    created_at: EventTime = Field(description="When the deal was created; not in the future.")
     status: Literal["open"] = "open"
     amount: Money | None = None
     currency: Currency | None = None
     owner_id: Id | None = None
     stage: Text | None = None
-    expected_close_date: date | None = None
+    expected_close_date: PlanDate | None = None
     account_id: Id | None = None
     product: Text | None = None
     lead_source: Text | None = None

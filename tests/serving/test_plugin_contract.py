@@ -171,3 +171,31 @@ def test_the_docs_page_works_offline(client: TestClient) -> None:
     for asset in assets:
         assert client.get(asset).status_code == 200, asset
     assert client.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("deal", "field"),
+    [
+        ({"created_at": "1066-03-02T00:00:00Z"}, "created_at"),
+        (
+            {"created_at": "2026-03-01T00:00:00Z", "expected_close_date": "9999-12-31"},
+            "expected_close_date",
+        ),
+        (
+            {"created_at": "2026-03-01T00:00:00Z", "expected_close_date": "0001-01-01"},
+            "expected_close_date",
+        ),
+        ({"created_at": "2026-03-01T00:00:00Z", "amount": True}, "amount"),
+        ({"created_at": "2026-03-01T00:00:00Z", "amount": 5e13}, "amount"),
+        ({"created_at": "2026-03-01T00:00:00Z", "deal_id": "CRM\u202e-1"}, "deal_id"),
+    ],
+)
+def test_values_the_importer_would_reject_are_refused(
+    workspace: Workspace, both: TestClient, deal: dict[str, object], field: str
+) -> None:
+    """The API keeps the importer's bounds: no year 1066 or 9999, no `true` for an amount,
+    nothing above the amount ceiling, no bidi controls in an id — 422 naming the field."""
+    answer = _score(both, workspace, "admin", {"deal": deal})
+    assert answer.status_code == 422, answer.text  # type: ignore[attr-defined]
+    fields = [e["field"] for e in answer.json()["errors"]]  # type: ignore[attr-defined]
+    assert any(f.endswith(f".{field}") for f in fields), fields
