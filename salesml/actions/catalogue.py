@@ -127,7 +127,8 @@ RULES: tuple[Rule, ...] = (
         "data",
         "Deal size",
         "deals without an amount",
-        "Enter the deal amount: the forecast counts it as zero",
+        "Enter the deal amount: until then its value is its product's list price where there "
+        "is one (as the KPIs and the forecast count it), else unknown",
     ),
     Rule(
         "rep_overloaded",

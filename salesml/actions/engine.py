@@ -128,6 +128,8 @@ def _no_recent_activity(c: _Context) -> Firing:
     since = _col(c.features, "days_since_last_activity")
     p75 = c.won_stat("days_since_last_activity", "p75")
     median = c.won_stat("days_since_last_activity", "median")
+    if not math.isfinite(p75):  # no won deal had an activity: the data logs none to compare
+        return np.zeros(len(since), dtype=bool), [], [], None
     rows = np.isnan(since) | (since > p75)
     reasons = [
         "No activity logged yet"

@@ -126,3 +126,15 @@ def test_thresholds_are_stored_in_the_bundle(
     assert explainer["stage_order"][0] == "Qualification"
     assert explainer["actions"]["capacity"]
     assert explainer["actions"]["rep_won_amount"]
+
+
+def test_no_activity_advice_needs_an_export_that_logs_activities(
+    trained: tuple[WinTrainingResult, History], scoring: pd.DataFrame
+) -> None:
+    """An export without an activities table (Maven) has no "won deals' last activity" to
+    compare with: "no activity logged yet" would be true of every deal and say nothing."""
+    bundle = trained[0].bundle
+    won = {k: v for k, v in bundle.explainer["won"].items() if k != "days_since_last_activity"}
+    silent = replace(bundle, explainer={**bundle.explainer, "won": won})
+    for row in recommend(silent, scoring):
+        assert not any(a["id"] == "no_recent_activity" for a in row)
