@@ -46,7 +46,7 @@ def list_models(
         console.print("no registered models yet; train them first: salesml train")
         return
     table = Table(title="registered models")
-    for header in ("model", "version", "aliases", "registered", "why"):
+    for header in ("model", "version", "aliases", "registered", "why", "holdout"):
         table.add_column(header)
     for v in versions:
         table.add_row(
@@ -55,8 +55,20 @@ def list_models(
             ", ".join(v.aliases) or "—",
             v.created_at or "—",
             v.promotion_reason or "—",
+            _holdout(v.model, v.loses_to),
         )
     console.print(table)
+
+
+def _holdout(model: str, loses_to: tuple[str, ...] | None) -> str:
+    """What the version's holdout says against its baselines (win model)."""
+    if model != "win":
+        return "—"
+    if loses_to is None:
+        return "unknown"
+    if loses_to:
+        return "[bold red]loses to " + ", ".join(loses_to) + "[/]"
+    return "beats every baseline"
 
 
 @models_app.command("promote")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from salesml.errors import SalesmlError
+from salesml.models.evaluation import baselines_not_beaten
 from salesml.models.revenue.bundle import ForecastBundle
 from salesml.settings import Settings
 
@@ -143,6 +144,20 @@ class VersionInfo:
     created_at: str | None
     promotion_reason: str | None
     run_id: str | None
+    # The baselines the version does not beat on its holdout (win model; None: not known)
+    loses_to: tuple[str, ...] | None = None
+
+
+def _loses_to(client: Any, run_id: str | None) -> tuple[str, ...] | None:
+    """The baselines the training run's model does not beat (``baselines_not_beaten``)."""
+    if not run_id:
+        return None
+    try:
+        metrics = client.get_run(run_id).data.metrics
+    except Exception:  # a run deleted from the store: unknown, not "beats everything"
+        return None
+    lost = baselines_not_beaten(metrics)
+    return None if lost is None else tuple(lost)
 
 
 def model_versions(model: str) -> list[VersionInfo]:
@@ -173,6 +188,7 @@ def model_versions(model: str) -> list[VersionInfo]:
                 created_at=created,
                 promotion_reason=(v.tags or {}).get("promotion_reason"),
                 run_id=v.run_id,
+                loses_to=_loses_to(client, v.run_id) if model == "win" else None,
             )
         )
     return sorted(out, key=lambda i: int(i.version), reverse=True)

@@ -3,12 +3,15 @@ holdout (the metrics its training run logged in MLflow)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from mlflow import MlflowClient
+from typer.testing import CliRunner
 
+from salesml.cli import app
 from salesml.models.registry import WIN_MODEL_NAME, configure
 from serving.api.app import create_app
 from serving.keys import KeyStore
@@ -56,3 +59,11 @@ def test_a_model_losing_to_a_baseline_is_flagged(
     assert versions[losing]["baselines"]["base_rate"] == {"log_loss": 0.69, "brier": 0.25}
     assert versions[winning]["loses_to_baseline"] is False
     assert versions[winning]["baseline"] is None
+    # salesml models list says the same, in its JSON and its table
+    listed = CliRunner().invoke(app, ["models", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    loses = {v["version"]: v["loses_to"] for v in json.loads(listed.stdout)}
+    assert loses == {losing: ["stage_probability"], winning: []}
+    table = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "200"})
+    assert "loses to stage_probability" in table.stdout
+    assert "beats every baseline" in table.stdout
