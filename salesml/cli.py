@@ -64,6 +64,8 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except SalesmlError as exc:
+            if kwargs.get("as_json"):  # a script reading --json output gets the error there too
+                print_json({"error": str(exc)})
             raise fail(str(exc)) from None
         except ValidationError as exc:
             problems = "; ".join(

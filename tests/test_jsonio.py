@@ -93,3 +93,15 @@ def test_bundle_documents_are_strict_json_and_read_back_float_for_float() -> Non
     assert back["array"][0] == 1.0 and math.isnan(back["array"][1])
     # documents written before (bare NaN tokens) still read
     assert math.isnan(jsonio.loads_exact('{"x": NaN}')["x"])
+
+
+def test_an_error_with_json_output_is_json_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A script reading ``--json`` gets the reason on stdout as ``{"error": ...}`` (and the
+    human line on stderr), never an empty stdout."""
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path / "empty"))
+    result = CliRunner().invoke(app, ["kpis", "--json"])
+    assert result.exit_code == 1
+    assert "import" in strict_loads(result.stdout)["error"]
+    assert "error:" in result.stderr

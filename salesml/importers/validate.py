@@ -28,7 +28,10 @@ from salesml.schemas import ATTRIBUTE_PREFIX, Column, TableSchema
 from salesml.warehouse import quote
 
 ISO_HINT = "use ISO 8601 (2025-03-31 or 2025-03-31T14:00:00Z) or declare date_formats in a mapping"
-NUMBER_HINT = "use a plain number such as 1234.50"
+NUMBER_HINT = (
+    "use a plain number such as 1234.50; for numbers written 1.234,50 import with a mapping "
+    'that declares decimal: ","'
+)
 REJECTS_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS _rejects (table_name VARCHAR, file VARCHAR, row BIGINT, "
     "field VARCHAR, value VARCHAR, reason VARCHAR, record VARCHAR)"
