@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from salesml.cli import console, handle_errors, print_json
+from salesml.cli import console, err, handle_errors, print_json, shown
 from salesml.settings import Settings
 
 if TYPE_CHECKING:
@@ -90,6 +90,23 @@ def _http_protocol() -> str:
     return "serving.api.server:HttpProtocol"
 
 
+def _warehouse_teams(settings: Settings) -> list[str] | None:
+    """The deals' teams in the workspace's warehouse (None when there is none to read)."""
+    from salesml.warehouse import connect
+
+    if not settings.warehouse_path.exists():
+        return None
+    try:
+        con = connect(settings.warehouse_path, read_only=True)
+    except Exception:  # held by a writer: nothing to compare with, no warning
+        return None
+    try:
+        rows = con.execute("SELECT DISTINCT team FROM deals WHERE team IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    return sorted(str(r[0]) for r in rows)
+
+
 @keys_app.command("add")
 @handle_errors
 def keys_add(
@@ -109,7 +126,18 @@ def keys_add(
     """Create an API key. The key is printed once, on the last line; only its hash is stored."""
     from serving.keys import KeyStore
 
-    key, secret = KeyStore.for_home(Settings().home).add(name, scopes, team)
+    settings = Settings()
+    key, secret = KeyStore.for_home(settings.home).add(name, scopes, team)
+    teams = _warehouse_teams(settings)
+    if team is not None and teams is not None and team not in teams:
+        err.print(
+            "[yellow]warning:[/] "
+            + shown(
+                f"the warehouse has no deals of team {team!r} (teams: {', '.join(teams) or 'none'})"
+                "; the key sees nothing until such deals are imported (teams match exactly)"
+            ),
+            highlight=False,
+        )
     if as_json:
         print_json({**key.public(), "key": secret})
         return

@@ -55,3 +55,28 @@ def test_keys_list_shows_whole_ids_on_a_narrow_terminal(
     assert listed.exit_code == 0, listed.output
     for key_id in ids:
         assert key_id in listed.stdout
+
+
+def test_a_key_bound_to_a_team_the_data_does_not_have_is_flagged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in --team would make a key that silently sees nothing: say so."""
+    from salesml.warehouse import connect
+
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path))
+    con = connect(tmp_path / "warehouse.duckdb")
+    con.execute("UPDATE deals SET team = team")  # the schema exists
+    con.execute(
+        "INSERT INTO deals (deal_id, created_at, status, team) "
+        "VALUES ('D1', TIMESTAMP '2025-01-01', 'open', 'Enterprise')"
+    )
+    con.close()
+    typo = CliRunner().invoke(
+        app, ["keys", "add", "x", "--scopes", "scores:read", "--team", "Entreprise"]
+    )
+    assert typo.exit_code == 0 and "no deals of team 'Entreprise'" in typo.stderr
+    assert "Enterprise" in typo.stderr
+    right = CliRunner().invoke(
+        app, ["keys", "add", "y", "--scopes", "scores:read", "--team", "Enterprise"]
+    )
+    assert right.exit_code == 0 and "warning" not in right.stderr
