@@ -249,6 +249,49 @@ def _peer_rows(home: Path, n: int) -> list[dict[str, Any]]:
     return out
 
 
+def _requests(
+    port: int, headers: dict[str, str], deal_ids: list[str], owners: list[str], created: str
+) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
+    """The pre-encoded requests of each phase: known deal, what-if, new deal, GET."""
+    one = [
+        request("POST", port, "/v1/deals/score", headers, {"deals": [{"deal_id": d}]})
+        for d in deal_ids
+    ]
+    whatif = [
+        request(
+            "POST",
+            port,
+            "/v1/deals/score",
+            headers,
+            {"deals": [{"deal_id": d, "overrides": {"amount": 10000.0 + i}}]},
+        )
+        for i, d in enumerate(deal_ids[:200])
+    ]
+    new = [
+        request(
+            "POST",
+            port,
+            "/v1/deals/score",
+            headers,
+            {
+                "deals": [
+                    {
+                        "deal": {
+                            "deal_id": f"BENCH-NEW-{i}",
+                            "created_at": created,
+                            "owner_id": owners[i % len(owners)],
+                            "amount": 5000.0 + 37 * i,
+                        }
+                    }
+                ]
+            },
+        )
+        for i in range(200)
+    ]
+    get = [request("GET", port, f"/v1/deals/{d}", headers) for d in deal_ids]
+    return one, whatif, new, get
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
@@ -299,42 +342,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clients, seconds = args.clients, args.seconds
     try:
         _wait(f"http://127.0.0.1:{port}/readyz", 300, server)
-        one = [
-            request("POST", port, "/v1/deals/score", headers, {"deals": [{"deal_id": d}]})
-            for d in deal_ids
-        ]
-        whatif = [
-            request(
-                "POST",
-                port,
-                "/v1/deals/score",
-                headers,
-                {"deals": [{"deal_id": d, "overrides": {"amount": 10000.0 + i}}]},
-            )
-            for i, d in enumerate(deal_ids[:200])
-        ]
-        new = [
-            request(
-                "POST",
-                port,
-                "/v1/deals/score",
-                headers,
-                {
-                    "deals": [
-                        {
-                            "deal": {
-                                "deal_id": f"BENCH-NEW-{i}",
-                                "created_at": created,
-                                "owner_id": owners[i % len(owners)],
-                                "amount": 5000.0 + 37 * i,
-                            }
-                        }
-                    ]
-                },
-            )
-            for i in range(200)
-        ]
-        get = [request("GET", port, f"/v1/deals/{d}", headers) for d in deal_ids]
+        one, whatif, new, get = _requests(port, headers, deal_ids, owners, created)
         _load(port, one[:50], 4, 2.0)  # warm-up (connections, code paths)
         pid = server.pid
         result["salesml_score_one_deal"] = _load(port, one, clients, seconds, pid)

@@ -64,6 +64,9 @@ def test_a_model_losing_to_a_baseline_is_flagged(
     assert listed.exit_code == 0, listed.output
     loses = {v["version"]: v["loses_to"] for v in json.loads(listed.stdout)}
     assert loses == {losing: ["stage_probability"], winning: []}
-    table = CliRunner().invoke(app, ["models", "list"], env={"COLUMNS": "200"})
+    from salesml import cli
+
+    monkeypatch.setattr(cli.console, "_width", 200)
+    table = CliRunner().invoke(app, ["models", "list"])
     assert "loses to stage_probability" in table.stdout
     assert "beats every baseline" in table.stdout
