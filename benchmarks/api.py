@@ -250,7 +250,12 @@ def _peer_rows(home: Path, n: int) -> list[dict[str, Any]]:
 
 
 def _requests(
-    port: int, headers: dict[str, str], deal_ids: list[str], owners: list[str], created: str
+    port: int,
+    headers: dict[str, str],
+    deal_ids: list[str],
+    owners: list[str],
+    created: str,
+    stages: list[str],
 ) -> tuple[list[bytes], list[bytes], list[bytes], list[bytes]]:
     """The pre-encoded requests of each phase: known deal, what-if, new deal, GET."""
     one = [
@@ -281,6 +286,7 @@ def _requests(
                             "created_at": created,
                             "owner_id": owners[i % len(owners)],
                             "amount": 5000.0 + 37 * i,
+                            "stage": stages[i % len(stages)],
                         }
                     }
                 ]
@@ -290,6 +296,21 @@ def _requests(
     ]
     get = [request("GET", port, f"/v1/deals/{d}", headers) for d in deal_ids]
     return one, whatif, new, get
+
+
+def _open_stages(home: Path) -> list[str]:
+    """The stages the data's open deals have been in (a new deal's stage must be known)."""
+    from salesml.warehouse import connect
+
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT s.stage FROM stage_history s JOIN deals d USING (deal_id) "
+            "WHERE d.status = 'open' AND s.stage IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    finally:
+        con.close()
+    return [str(r[0]) for r in rows]
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -322,6 +343,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     deal_ids = known["deal_id"].astype(str).tolist()
     created = pd.Timestamp(known["as_of"].iloc[0]).strftime("%Y-%m-%dT%H:%M:%SZ")
     owners = known["owner_id"].dropna().astype(str).tolist()
+    stages = _open_stages(home)
     _, key = KeyStore.for_home(home).add("benchmark", ["admin"])
     headers = {"X-API-Key": key}
     result: dict[str, Any] = {
@@ -342,7 +364,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     clients, seconds = args.clients, args.seconds
     try:
         _wait(f"http://127.0.0.1:{port}/readyz", 300, server)
-        one, whatif, new, get = _requests(port, headers, deal_ids, owners, created)
+        one, whatif, new, get = _requests(port, headers, deal_ids, owners, created, stages)
         _load(port, one[:50], 4, 2.0)  # warm-up (connections, code paths)
         pid = server.pid
         result["salesml_score_one_deal"] = _load(port, one, clients, seconds, pid)
