@@ -90,6 +90,23 @@ class FeatureContract:
         )
 
 
+def codes_match(booster: Any, contract: FeatureContract) -> bool:
+    """Whether ``booster`` codes categoricals exactly as ``contract.model_matrix`` does: its
+    stored pandas categories are the contract's vocabularies, in model order. Then a float
+    matrix and the categorical frame of ``contract.matrix`` give LightGBM the same numbers."""
+    if booster is None:
+        return False
+    stored = getattr(booster, "pandas_categorical", None)
+    categorical = [n for n in contract.features if contract.kinds[n] == "categorical"]
+    if not categorical:
+        return stored is None or len(stored) == 0
+    if stored is None or len(stored) != len(categorical):
+        return False
+    return all(
+        list(stored[i]) == list(contract.vocabularies[name]) for i, name in enumerate(categorical)
+    )
+
+
 def read_document(
     path: Path,
     name: str,

@@ -358,3 +358,31 @@ def test_expected_revenue_of_a_deal_without_an_amount_comes_from_its_list_price(
     assert (rows["expected_revenue_basis"].iloc[:10] == "list_price").all()
     assert rows["expected_revenue"].iloc[10:].to_numpy() == pytest.approx(0.6 * 5000.0)
     assert (rows["expected_revenue_basis"].iloc[10:] == "amount").all()
+
+
+def test_the_float_matrix_path_gives_the_hazards_of_the_frame_path(
+    trained: TimingTrainingResult,
+    history_and_truth: tuple[History, pd.DataFrame],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The API's what-ifs predict from a float matrix (deal rows encoded once, repeated per
+    bin); it must give exactly what the frame of ``expand_bins`` gives LightGBM."""
+    import dataclasses
+
+    from features.build import build_features
+    from salesml.models.timing import bundle as timing_module
+
+    history = history_and_truth[0]
+    features = build_features(history, history.exported_at).head(40)
+    fast = dataclasses.replace(trained.bundle)
+    assert fast._codes_match
+    monkeypatch.setattr(timing_module, "codes_match", lambda *_: False)
+    slow = dataclasses.replace(trained.bundle)
+    assert not slow._codes_match
+    for rows in (features, features.head(1)):
+        np.testing.assert_allclose(
+            fast.hazards(rows, history.exported_at),
+            slow.hazards(rows, history.exported_at),
+            rtol=0,
+            atol=1e-12,
+        )

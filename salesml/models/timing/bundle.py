@@ -19,6 +19,7 @@ No pickles: ``timing.json`` (edges, feature contract, conformal levels, metadata
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import pandas as pd
 from scipy.special import softmax
 
 from salesml.jsonio import dumps_exact
-from salesml.models.contract import FeatureContract, read_document
+from salesml.models.contract import FeatureContract, codes_match, read_document
 
 # 2: the bin features are listed (format 1 had the original six); 3: per-bin starting scores
 # and calendar weights (both optional when reading).
@@ -58,6 +59,7 @@ BIN_FEATURES: tuple[str, ...] = (
 # What bundles saved before the calendar features were added were trained on.
 LEGACY_BIN_FEATURES: tuple[str, ...] = BIN_FEATURES[:6]
 NONE, WON, LOST = 0, 1, 2
+SINGLE_THREAD_DEALS = 8  # deals below which the booster predicts on one thread
 LEVELS = np.linspace(0.0, 1.0, 101)
 
 
@@ -123,17 +125,41 @@ class TimingBundle:
         if self.booster is None:
             table = np.asarray(self.constant_hazards or [[1.0, 0.0, 0.0]] * k, dtype=float)
             return np.broadcast_to(table, (n, k, 3)).copy()
-        rows = expand_bins(features, as_of, self.edges, calendar=self.calendar_weights)
-        matrix = self.feature_contract().matrix(rows)
+        matrix, intensity = self._bin_matrix(features, as_of)
+        # A few rows (the API's what-ifs): one thread saves the OpenMP wake-up.
+        threads: dict[str, Any] = {"num_threads": 1} if n <= SINGLE_THREAD_DEALS else {}
         if self.bin_log_priors is None:
-            flat = np.asarray(self.booster.predict(matrix), dtype=np.float64)
+            flat = np.asarray(self.booster.predict(matrix, **threads), dtype=np.float64)
             return flat.reshape(n, k, 3)
-        raw = np.asarray(self.booster.predict(matrix, raw_score=True), dtype=np.float64)
+        raw = np.asarray(self.booster.predict(matrix, raw_score=True, **threads), dtype=np.float64)
         if self.calendar_in_start:
-            raw = raw + calendar_score(rows)
+            raw = raw + calendar_score(intensity)
         return np.asarray(
             softmax(raw.reshape(n, k, 3) + np.asarray(self.bin_log_priors)[None, :, :], axis=-1)
         )
+
+    @functools.cached_property
+    def _codes_match(self) -> bool:
+        return codes_match(self.booster, self.feature_contract())
+
+    def _bin_matrix(
+        self, features: pd.DataFrame, as_of: pd.Series | pd.Timestamp
+    ) -> tuple[np.ndarray | pd.DataFrame, np.ndarray]:
+        """The booster's input over (deal, bin) rows, and the rows' calendar intensities.
+
+        When the booster codes categoricals as the contract does (``codes_match``), a float
+        matrix: the deals' rows encoded once and repeated per bin, beside the bin columns
+        (no frame of n × bins rows; LightGBM skips its pandas conversion). Else the frame of
+        ``expand_bins`` through the contract, as LightGBM was trained on it."""
+        if self._codes_match:
+            row, extra = bin_columns(features, as_of, self.edges, calendar=self.calendar_weights)
+            deals = FeatureContract(self.features, self.kinds, self.vocabularies)
+            bins = np.column_stack([extra[name] for name in self.bin_features])
+            matrix = np.hstack([deals.model_matrix(features)[row], bins])
+            return matrix, extra["bin_calendar_intensity"]
+        rows = expand_bins(features, as_of, self.edges, calendar=self.calendar_weights)
+        intensity = rows["bin_calendar_intensity"].to_numpy(dtype=float)
+        return self.feature_contract().matrix(rows), intensity
 
     def cif_won(self, hazards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative probability of having closed won by each edge, and of still being open.
@@ -317,11 +343,15 @@ class TimingBundle:
         )
 
 
-def calendar_score(rows: pd.DataFrame) -> np.ndarray:
+def calendar_score(rows: pd.DataFrame | np.ndarray) -> np.ndarray:
     """(rows, 3) starting scores from the calendar: log of the bin's won-closing intensity on
-    the won class, 0 elsewhere (rows from ``expand_bins``)."""
-    out = np.zeros((len(rows), 3))
-    intensity = rows["bin_calendar_intensity"].to_numpy(dtype=float)
+    the won class, 0 elsewhere (rows from ``expand_bins``, or their intensities)."""
+    intensity = (
+        rows["bin_calendar_intensity"].to_numpy(dtype=float)
+        if isinstance(rows, pd.DataFrame)
+        else np.asarray(rows, dtype=float)
+    )
+    out = np.zeros((len(intensity), 3))
     out[:, WON] = np.log(np.clip(intensity, 1e-3, None))
     return out
 
@@ -340,6 +370,20 @@ def expand_bins(
     bundle's ``calendar_weights``) gives ``bin_calendar_intensity``, the mean won-closing
     intensity of the bin's days (1 without it).
     """
+    row, extra = bin_columns(features, as_of, edges, keep, calendar)
+    rows = features.iloc[row].reset_index(drop=True)
+    return pd.concat([rows, pd.DataFrame(extra)], axis=1)
+
+
+def bin_columns(
+    features: pd.DataFrame,
+    as_of: pd.Series | pd.Timestamp,
+    edges: tuple[int, ...] = EDGES,
+    keep: np.ndarray | None = None,
+    calendar: Mapping[str, list[float]] | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """What ``expand_bins`` adds, as arrays: the row of ``features`` each (row, bin) pair
+    comes from, and the ``BIN_FEATURES`` columns of the pairs."""
     k = len(edges) - 1
     n = len(features)
     pair = np.arange(n * k)
@@ -348,7 +392,6 @@ def expand_bins(
     row, bin_index = pair // k, pair % k
     starts = np.asarray(edges[:-1], dtype=float)[bin_index]
     widths = np.diff(np.asarray(edges, dtype=float))[bin_index]
-    rows = features.iloc[row].reset_index(drop=True)
     when = (
         pd.to_datetime(np.asarray(as_of)).to_numpy("datetime64[us]")[row]
         if isinstance(as_of, pd.Series)
@@ -359,17 +402,17 @@ def expand_bins(
     extra = {
         "bin_start": starts,
         "bin_width": widths,
-        "bin_age_days": _column(rows, "age_days") + starts,
+        "bin_age_days": _column(features, "age_days")[row] + starts,
         "bin_month": mid_at.month.to_numpy(dtype=float),
         "bin_quarter_ends": _quarter_ends_between(start_at, widths),
-        "bin_days_to_expected_close": _column(rows, "days_to_expected_close") - starts,
+        "bin_days_to_expected_close": _column(features, "days_to_expected_close")[row] - starts,
         "bin_quarter_last_month_share": _last_month_share(start_at, widths, 3),
         "bin_days_to_quarter_end": _days_to_period_end(start_at, 3),
         "bin_year_last_month_share": _last_month_share(start_at, widths, 12),
         "bin_days_to_year_end": _days_to_period_end(start_at, 12),
         "bin_calendar_intensity": _calendar_intensity(start_at, widths, calendar),
     }
-    return pd.concat([rows, pd.DataFrame(extra)], axis=1)
+    return row, extra
 
 
 def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
