@@ -149,10 +149,7 @@ def _vocabulary_codes(column: pd.Series, vocabulary: list[str]) -> np.ndarray:
     """
     index, _, positions = _vocabulary_index(tuple(vocabulary))
     if isinstance(column.dtype, pd.CategoricalDtype):
-        categories = column.cat.categories.astype(str).tolist()
-        lookup = np.fromiter(
-            (positions.get(c, -1) for c in categories), dtype=np.int64, count=len(categories)
-        )
+        lookup = _category_lookup(column.dtype.categories, vocabulary, positions)
         codes = np.asarray(column.array.codes)
         if len(lookup) == 0:
             return np.full(len(codes), -1, dtype=np.int64)
@@ -164,6 +161,29 @@ def _vocabulary_codes(column: pd.Series, vocabulary: list[str]) -> np.ndarray:
     if present.any():
         out[present] = index.get_indexer(pd.Index(values[present].astype(str)))
     return out
+
+
+# (id of a categories index, id of a vocabulary) -> (the two objects, the lookup): feature frames
+# share their categories objects, so a what-if's row re-uses the lookup of every earlier row
+# (an account column has thousands of categories: mapping them costs ~1 ms a call).
+_LOOKUPS: dict[tuple[int, int], tuple[pd.Index, list[str], np.ndarray]] = {}
+_LOOKUPS_MAX = 512
+
+
+def _category_lookup(
+    categories: pd.Index, vocabulary: list[str], positions: dict[str, int]
+) -> np.ndarray:
+    """Vocabulary position of each of ``categories`` (-1: not in it)."""
+    key = (id(categories), id(vocabulary))
+    hit = _LOOKUPS.get(key)
+    if hit is not None and hit[0] is categories and hit[1] is vocabulary:
+        return hit[2]
+    names = categories.astype(str).tolist()
+    lookup = np.fromiter((positions.get(c, -1) for c in names), dtype=np.int64, count=len(names))
+    if len(_LOOKUPS) >= _LOOKUPS_MAX:
+        _LOOKUPS.clear()
+    _LOOKUPS[key] = (categories, vocabulary, lookup)
+    return lookup
 
 
 @functools.lru_cache(maxsize=256)
