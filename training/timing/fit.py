@@ -273,8 +273,20 @@ def fit_timing(
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "edges": list(EDGES),
         "best_iteration": int(bundle.booster.best_iteration) if bundle.booster else 0,
+        "won_age_max_days": won_age_max_days(snapshots),
     }
     return bundle, params
+
+
+def won_age_max_days(snapshots: pd.DataFrame) -> float | None:
+    """The oldest age at which a deal of the training data closed won (days from creation):
+    the data's support for "when will it close" (``TimingBundle.predict``)."""
+    won = snapshots[snapshots["label_won"] == 1]
+    if not len(won) or "age_days" not in won:
+        return None
+    ages = pd.to_numeric(won["age_days"], errors="coerce") + won["days_to_close"]
+    top = float(np.nanmax(ages.to_numpy(dtype=float))) if ages.notna().any() else np.nan
+    return top if np.isfinite(top) else None
 
 
 def bin_log_priors(y: np.ndarray, w: np.ndarray, start: np.ndarray) -> np.ndarray:

@@ -59,6 +59,7 @@ BIN_FEATURES: tuple[str, ...] = (
 # What bundles saved before the calendar features were added were trained on.
 LEGACY_BIN_FEATURES: tuple[str, ...] = BIN_FEATURES[:6]
 NONE, WON, LOST = 0, 1, 2
+SUPPORT_SLACK = 1.25  # how far past the oldest won age a close date is still given
 SINGLE_THREAD_DEALS = 8  # deals below which the booster predicts on one thread
 LEVELS = np.linspace(0.0, 1.0, 101)
 
@@ -289,11 +290,26 @@ class TimingBundle:
         for k, column in enumerate(windows):
             out[column] = p * within[:, k]
         median = self.quantile_days(hz, 0.5)
+        low, high = np.floor(self.quantile_days(hz, 0.1)), np.ceil(self.quantile_days(hz, 0.9))
+        # "When, if won" is unknown for a deal whose median close would make it older than
+        # any deal the data saw won (Maven's open deals aged 150-420 days, won cycles <= 138):
+        # the model's tail would date them two years out.
+        unsupported = self.beyond_support(features, median)
+        median = np.where(unsupported, np.nan, median)
         out["expected_close_date"] = (as_of + pd.to_timedelta(median, unit="D")).normalize()
-        out["days_to_close_low"] = np.floor(self.quantile_days(hz, 0.1))
-        out["days_to_close_high"] = np.ceil(self.quantile_days(hz, 0.9))
+        out["days_to_close_low"] = np.where(unsupported, np.nan, low)
+        out["days_to_close_high"] = np.where(unsupported, np.nan, high)
         out["expected_revenue"] = p * amount if amount is not None else np.nan
         return out
+
+    def beyond_support(self, features: pd.DataFrame, days: np.ndarray) -> np.ndarray:
+        """Rows whose age at close (age now + ``days``) would exceed, by a quarter, the oldest
+        age at which a training deal closed won (``metadata["won_age_max_days"]``)."""
+        limit = self.metadata.get("won_age_max_days")
+        if limit is None or not np.isfinite(float(limit)):
+            return np.zeros(len(features), dtype=bool)
+        age = _column(features, "age_days")
+        return np.asarray(np.nan_to_num(age, nan=0.0) + days > SUPPORT_SLACK * float(limit))
 
     # --- persistence ----------------------------------------------------------------------
 
