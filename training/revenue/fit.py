@@ -43,6 +43,7 @@ from features.spec import feature_spec
 from salesml.kpis.pipeline import list_prices as pipeline_prices
 from salesml.models.revenue.bundle import COMPONENTS as BLEND_PARTS
 from salesml.models.revenue.bundle import LEVELS, ForecastBundle, FreqModel, key
+from salesml.models.revenue.candidates import METHODS
 from salesml.models.revenue.metrics import coverage, mase, wape
 from salesml.models.revenue.periods import (
     period_range,
@@ -62,6 +63,13 @@ from salesml.models.revenue.prophet_model import (
 from salesml.models.revenue.series import series_of, won_revenue_series
 from salesml.models.timing.bundle import TimingBundle
 from salesml.settings import Settings
+from training.revenue.select import (
+    BLEND,
+    Choice,
+    candidate_records,
+    select,
+    served_path,
+)
 from training.timing.fit import fit_timing, relabel
 
 FREQS = ("week", "month", "quarter")
@@ -80,6 +88,7 @@ class ForecastTrainingResult:
     records: pd.DataFrame  # one row per (freq, origin, step, dimension, segment)
     metrics: dict[str, dict[str, dict[str, float | None]]]  # freq → component → metric
     fallbacks: dict[str, str] = field(default_factory=dict)  # series key → reason
+    choices: dict[str, Choice] = field(default_factory=dict)  # freq → what is served, and why
 
 
 # --- the two components at one origin --------------------------------------------------------
@@ -718,6 +727,7 @@ def train_forecast(
     )
     models: dict[str, FreqModel] = {}
     scored = []
+    choices: dict[str, Choice] = {}
     for freq in freqs:
         h = HORIZON[freq]
         part = records[records["freq"] == freq] if not records.empty else records
@@ -728,6 +738,7 @@ def train_forecast(
         else:
             weights, offsets, quantiles = fit_blend(part, h)
             scored.append(cross_fitted_blend(part, h))
+        choice = choose_served(history, finals[freq], freq, scored[-1] if not part.empty else None)
         fitted: dict[str, SeriesModel] = {}
         for name in finals[freq]:
             model = final_out[f"final/{freq}/{name}"]["model"]
@@ -742,7 +753,10 @@ def train_forecast(
             offsets,
             BLEND_COMPONENTS,
             new_deal_shares(deals, freq, period_start(history.exported_at, freq), h),
+            **served_fields(choice),
         )
+        if choice is not None:
+            choices[freq] = choice
     all_records = pd.concat(scored, ignore_index=True) if scored else records
     metrics = backtest_metrics(all_records) if not all_records.empty else {}
     bundle = ForecastBundle(
@@ -754,6 +768,61 @@ def train_forecast(
             "backtest": metrics,
             "fallbacks": fallbacks,
             "has_pipeline": bool((deals["status"] == "open").any()),
+            "served": {f: served_summary(c) for f, c in choices.items()},
         },
     )
-    return ForecastTrainingResult(bundle, all_records, metrics, fallbacks)
+    return ForecastTrainingResult(bundle, all_records, metrics, fallbacks, choices)
+
+
+# --- what is served ----------------------------------------------------------------------------
+
+
+def choose_served(
+    history: History, series: dict[str, pd.Series], freq: str, scored: pd.DataFrame | None
+) -> Choice | None:
+    """Backtest the standard forecasters on the total at the blend's origins and choose what
+    is served (``training.revenue.select``); None without backtests (the blend alone)."""
+    if scored is None or scored.empty:
+        return None
+    total = scored[scored["dimension"] == "total"][
+        ["origin", "step", "period_start", "actual", BLEND]
+    ]
+    origins = sorted(pd.Timestamp(o) for o in total["origin"].unique())
+    full = series[key("total", "total")]
+    cands = candidate_records(history.deals, full, freq, origins, HORIZON[freq])
+    if cands.empty:
+        return None
+    rows = total.merge(
+        cands.drop(columns=["actual", "period_start"]), on=["origin", "step"], how="left"
+    ).sort_values(["origin", "step"], ignore_index=True)
+    choice = select(rows, HORIZON[freq], [BLEND, *METHODS])
+    if choice.champion != BLEND:
+        choice.path, choice.path_from = served_path(
+            history.deals, full, freq, history.exported_at, choice.members
+        )
+    return choice
+
+
+def served_fields(choice: Choice | None) -> dict[str, Any]:
+    """The FreqModel fields that carry the choice (the blend's defaults without one)."""
+    if choice is None:
+        return {}
+    return {
+        "champion": choice.champion,
+        "champion_path": choice.path,
+        "champion_from": choice.path_from,
+        "champion_errors": choice.log_errors,
+        "champion_offset": choice.offset,
+        "champion_note": choice.note,
+        "candidates": choice.scores,
+    }
+
+
+def served_summary(choice: Choice) -> dict[str, Any]:
+    """The choice as the card, the report and ``train --json`` show it."""
+    return {
+        "champion": choice.champion,
+        "members": choice.members,
+        "note": choice.note,
+        "candidates": choice.scores,
+    }

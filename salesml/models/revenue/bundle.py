@@ -47,8 +47,8 @@ from salesml.models.revenue.pipeline import DIMENSIONS, PipelineForecast
 from salesml.models.revenue.prophet_model import SeriesModel
 from salesml.models.revenue.reconcile import reconcile, to_cents
 
-FORECAST_FORMAT = 2  # 2: blend components listed (format 1: pipeline and series)
-FORECAST_READS = (1, 2)
+FORECAST_FORMAT = 3  # 3: the served method per freq; 2: blend components; 1: pipeline, series
+FORECAST_READS = (1, 2, 3)
 FORECAST_JSON = "forecast.json"
 OUTPUT_COLUMNS = (
     "period_start",
@@ -72,6 +72,7 @@ DEFAULT_LOG_ERRORS = {
 PERIOD_DAYS = {"week": 7.0, "month": 30.44, "quarter": 91.31}
 # The blend's components, in the order of each step's weights.
 COMPONENTS: tuple[str, ...] = ("pipeline", "new_deals", "series")
+BLEND = "blend"
 LEGACY_COMPONENTS: tuple[str, ...] = ("pipeline", "series")
 
 
@@ -100,6 +101,17 @@ class FreqModel:
     components: tuple[str, ...] = LEGACY_COMPONENTS
     # key(dimension, segment) → per step ahead, the share of won revenue from new deals
     new_shares: dict[str, list[float]] = field(default_factory=dict)
+    # What the backtest chose to serve for the total: "blend", or a standard forecaster whose
+    # forecast of the total (``champion_path``, per period from ``champion_from``) replaces
+    # the blend's; segments are reconciled to it. Its own conformal widths and offset.
+    champion: str = BLEND
+    champion_path: list[float] = field(default_factory=list)
+    champion_from: str | None = None
+    champion_errors: list[dict[str, float]] = field(default_factory=list)
+    champion_offset: float = 0.0
+    champion_note: str = ""
+    # method → wape_total, coverage_80_total on the backtest (the choice's evidence)
+    candidates: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def weights_at(self, step: int) -> dict[str, float]:
         """Component → weight for the ``step``-th period ahead (the series alone without any)."""
@@ -114,9 +126,21 @@ class FreqModel:
 
     def errors_at(self, group: str, step: int) -> dict[str, float]:
         table = self.log_errors.get(group) or self.log_errors.get("total") or []
-        if not table:
-            return dict.fromkeys(LEVELS, 0.0)
-        return table[min(step, len(table) - 1)]
+        if group == "total" and self.serves_path:
+            table = self.champion_errors or table
+        return widened(table, step)
+
+    @property
+    def serves_path(self) -> bool:
+        """True when a standard forecaster, not the blend, carries the total."""
+        return self.champion != BLEND and bool(self.champion_path)
+
+    def path_values(self, periods: pd.DatetimeIndex) -> np.ndarray:
+        """The served forecaster's total for ``periods`` (the last value past the path)."""
+        first = pd.Timestamp(self.champion_from) if self.champion_from else periods[0]
+        path = np.asarray(self.champion_path, dtype=float)
+        idx = [periods_ahead(first, p, self.freq) for p in periods]
+        return np.array([path[min(max(i, 0), len(path) - 1)] for i in idx], dtype=float)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -127,6 +151,13 @@ class FreqModel:
             "offset": self.offset,
             "components": list(self.components),
             "new_shares": self.new_shares,
+            "champion": self.champion,
+            "champion_path": self.champion_path,
+            "champion_from": self.champion_from,
+            "champion_errors": self.champion_errors,
+            "champion_offset": self.champion_offset,
+            "champion_note": self.champion_note,
+            "candidates": self.candidates,
         }
 
     @classmethod
@@ -142,6 +173,15 @@ class FreqModel:
             offset={g: float(v) for g, v in doc["offset"].items()},
             components=tuple(doc.get("components", LEGACY_COMPONENTS)),
             new_shares={k: [float(x) for x in v] for k, v in (doc.get("new_shares") or {}).items()},
+            champion=str(doc.get("champion", BLEND)),
+            champion_path=[float(x) for x in doc.get("champion_path") or []],
+            champion_from=doc.get("champion_from"),
+            champion_errors=[
+                {k: float(v) for k, v in row.items()} for row in doc.get("champion_errors") or []
+            ],
+            champion_offset=float(doc.get("champion_offset", 0.0)),
+            champion_note=str(doc.get("champion_note", "")),
+            candidates=dict(doc.get("candidates") or {}),
         )
 
 
@@ -253,11 +293,17 @@ class ForecastBundle:
         values = {"pipeline": pipe, "series": series, "new_deals": new_deals}
         group = "total" if dimension == "total" else "segment"
         c = fm.offset.get(group, 0.0)
+        if dimension == "total" and fm.serves_path:
+            # A standard forecaster carries the total: its forecast of the part still to come.
+            path = fm.path_values(periods)
+            path[0] *= remaining
+            values = {"path": path}
+            c = fm.champion_offset
         rows: dict[str, Any] = {"period_start": periods, "segment": segment}
         point = np.zeros(len(periods))
         bounds = {name: np.zeros(len(periods)) for name in LEVELS}
         for step in range(len(periods)):
-            weights = fm.weights_at(step)
+            weights = fm.weights_at(step) if "path" not in values else {"path": 1.0}
             uncertain = max(sum(w * values[c][step] for c, w in weights.items()), 0.0)
             point[step] = known[step] + uncertain
             errors = fm.errors_at(group, step)
@@ -300,6 +346,19 @@ class ForecastBundle:
             fallback_amount=float(doc["fallback_amount"]),
             metadata=dict(doc["metadata"]),
         )
+
+
+def widened(table: list[dict[str, float]], step: int) -> dict[str, float]:
+    """The log-error bounds of ``step``: the table's row, and past the backtested horizon the
+    last row widened as √(steps ahead / steps backtested) (errors of independent periods add
+    up like a random walk's)."""
+    if not table:
+        return dict.fromkeys(LEVELS, 0.0)
+    row = table[min(step, len(table) - 1)]
+    if step < len(table):
+        return row
+    grow = math.sqrt((step + 1) / len(table))
+    return {name: value * grow for name, value in row.items()}
 
 
 def reconcile_rest(total: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
