@@ -43,6 +43,7 @@ from benchmarks.foreign.orders import SEEDS as ORDER_SEEDS
 from benchmarks.foreign.orders import write_orders
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
+from salesml.models.revenue.bundle import Served
 from salesml.models.revenue.candidates import candidate_forecasts
 from salesml.models.revenue.metrics import coverage, wape
 from salesml.models.revenue.periods import period_range, period_start, periods_between
@@ -176,7 +177,7 @@ def case_rows(case: Case) -> list[Row]:
                 freq,
                 h,
                 mine,
-                result.bundle.model(freq).champion,
+                served_label(result.bundle.model(freq).served),
                 scores["seasonal_naive"],
                 scores["prophet_default"],
                 scores["auto_ets"],
@@ -185,6 +186,11 @@ def case_rows(case: Case) -> list[Row]:
             )
         )
     return rows
+
+
+def served_label(served: Sequence[Served]) -> str:
+    """ "blend", or what carries the near steps → what carries the far ones."""
+    return " → ".join(part.method for part in served) or "blend"
 
 
 def foreign_rows(cases: Sequence[str] = ("orders", "synth", "maven")) -> list[Row]:

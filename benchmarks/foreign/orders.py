@@ -18,7 +18,7 @@ result was seen; each seed draws its own growth, amplitude, peak and size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -65,10 +65,14 @@ def daily_intensity(days: pd.DatetimeIndex, shape: OrderShape) -> np.ndarray:
     return shape.orders_per_day * growth * swing * holiday * week
 
 
-def make_orders(seed: int, start: date, end: date) -> tuple[pd.DataFrame, OrderShape]:
-    """The canonical deals table of every order in [start, end), and the seed's shape."""
+def make_orders(
+    seed: int, start: date, end: date, scale: float = 1.0
+) -> tuple[pd.DataFrame, OrderShape]:
+    """The canonical deals table of every order in [start, end), and the seed's shape
+    (``scale`` multiplies the orders per day: small histories for tests)."""
     rng = np.random.default_rng(seed)
     shape = draw_shape(rng)
+    shape = replace(shape, orders_per_day=shape.orders_per_day * scale)
     days = pd.date_range(start, end, freq="D", inclusive="left")
     mean = daily_intensity(days, shape)
     counts = rng.poisson(rng.gamma(shape.dispersion, mean / shape.dispersion))
@@ -98,9 +102,11 @@ def make_orders(seed: int, start: date, end: date) -> tuple[pd.DataFrame, OrderS
     return deals, shape
 
 
-def write_orders(out_dir: Path, seed: int, start: date, end: date) -> OrderShape:
+def write_orders(
+    out_dir: Path, seed: int, start: date, end: date, scale: float = 1.0
+) -> OrderShape:
     """Write ``out_dir/deals.csv`` (canonical format) for ``seed``; return its shape."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    deals, shape = make_orders(seed, start, end)
+    deals, shape = make_orders(seed, start, end, scale)
     deals.to_csv(out_dir / "deals.csv", index=False)
     return shape

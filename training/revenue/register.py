@@ -57,13 +57,16 @@ def flat_metrics(metrics: dict[str, dict[str, dict[str, float | None]]]) -> dict
 
 
 def candidate_metrics(result: ForecastTrainingResult) -> dict[str, float]:
-    """``<freq>_candidate_<method>_<metric>``: every candidate's backtest WAPE and coverage."""
+    """``<freq>_candidate_<method>_<metric>`` (``<freq>_far_candidate_…`` past the blend's
+    horizon): every candidate's backtest WAPE and coverage."""
     out = {}
-    for freq, choice in result.choices.items():
-        for method, values in choice.scores.items():
-            for name, value in values.items():
-                if value is not None and math.isfinite(value):
-                    out[f"{freq}_candidate_{method}_{name}"] = float(value)
+    for freq, choices in result.choices.items():
+        for choice in choices:
+            prefix = f"{freq}_far" if choice.from_step else freq
+            for method, values in choice.scores.items():
+                for name, value in values.items():
+                    if value is not None and math.isfinite(value):
+                        out[f"{prefix}_candidate_{method}_{name}"] = float(value)
     return out
 
 
@@ -71,21 +74,24 @@ def forecast_card(result: ForecastTrainingResult) -> str:
     """The forecast's card (Markdown): per period length what is served and why, and every
     candidate's backtest WAPE and 80 % coverage on the company total."""
     lines = ["# Revenue forecast", ""]
-    for freq, choice in result.choices.items():
-        lines += [f"## {freq}", "", choice.note, ""]
-        lines += ["| candidate | WAPE (total) | 80 % coverage (total) |", "|---|---|---|"]
-        ranked = sorted(
-            choice.scores.items(), key=lambda kv: kv[1].get("wape_total") or float("inf")
-        )
-        for method, values in ranked:
-            served = " (served)" if method == choice.champion else ""
-            lines.append(
-                f"| {LABELS.get(method, method)}{served} | {_cell(values.get('wape_total'))} "
-                f"| {_cell(values.get('coverage_80_total'))} |"
+    for freq, choices in result.choices.items():
+        for choice in choices:
+            steps = f"from step {choice.from_step + 1}" if choice.from_step else "near steps"
+            lines += [f"## {freq}, {steps}", "", choice.note, ""]
+            lines += ["| candidate | WAPE (total) | 80 % coverage (total) |", "|---|---|---|"]
+            ranked = sorted(
+                choice.scores.items(), key=lambda kv: kv[1].get("wape_total") or float("inf")
             )
-        if choice.champion == ENSEMBLE:
-            lines += ["", "Ensemble of: " + ", ".join(LABELS.get(m, m) for m in choice.members)]
-        lines.append("")
+            for method, values in ranked:
+                served = " (served)" if method == choice.champion else ""
+                lines.append(
+                    f"| {LABELS.get(method, method)}{served} | {_cell(values.get('wape_total'))} "
+                    f"| {_cell(values.get('coverage_80_total'))} |"
+                )
+            if choice.champion == ENSEMBLE:
+                members = ", ".join(LABELS.get(m, m) for m in choice.members)
+                lines += ["", f"Ensemble of: {members}"]
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -147,7 +153,7 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
             "has_pipeline": meta.get("has_pipeline"),
             "fallbacks": len(result.fallbacks),
         }
-        params |= {f"served_{freq}": choice.champion for freq, choice in result.choices.items()}
+        params |= {f"served_{freq}": c[0].champion for freq, c in result.choices.items()}
         mlflow.log_params(params)
         mlflow.log_metrics(flat_metrics(result.metrics) | candidate_metrics(result))
         if result.choices:
@@ -184,9 +190,10 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
         client.set_model_version_tag(
             FORECAST_MODEL_NAME, version, "backtest", jsonio.dumps(result.metrics)[:5000]
         )
-        for freq, choice in result.choices.items():
+        for freq, choices in result.choices.items():
+            note = "; ".join(c.note for c in choices)
             client.set_model_version_tag(
-                FORECAST_MODEL_NAME, version, f"served_{freq}", choice.note[:5000]
+                FORECAST_MODEL_NAME, version, f"served_{freq}", note[:5000]
             )
         if result.choices:
             client.update_model_version(

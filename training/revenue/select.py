@@ -26,6 +26,7 @@ from salesml.models.revenue.candidates import (
     ENSEMBLE,
     ENSEMBLE_SIZE,
     METHODS,
+    SERIES,
     SIMPLE,
     candidate_forecasts,
     daily_won,
@@ -36,6 +37,10 @@ from salesml.models.revenue.periods import period_range, period_start, season_le
 BLEND = "blend"
 # Periods of the served path stored in the bundle: two seasons (and at least 24 periods).
 PATH_SEASONS = 2
+# Long backtests (how the forecast far ahead is chosen): a season ahead, at most this many.
+LONG_HORIZON: dict[str, int] = {"week": 52, "month": 12, "quarter": 4}
+LONG_ORIGINS = 6
+MIN_LONG_ORIGINS = 3
 LABELS = {
     BLEND: "pipeline + series blend",
     "seasonal_naive": "seasonal naive",
@@ -45,7 +50,9 @@ LABELS = {
     "theta": "AutoTheta",
     "arima": "AutoARIMA",
     "mstl": "MSTL",
+    "prophet": "Prophet (default) on periods",
     "prophet_daily": "Prophet on days, summed",
+    SERIES: "the blend's series component",
     ENSEMBLE: "mean of the best candidates",
 }
 
@@ -62,6 +69,7 @@ class Choice:
     offset: float = 0.0
     path: list[float] = field(default_factory=list)
     path_from: str | None = None
+    from_step: int = 0  # the steps ahead it serves start here (0, or the blend's horizon)
 
 
 def candidate_records(
@@ -111,18 +119,18 @@ def choose(
         scores[ENSEMBLE] = _wape(actual, preds[ENSEMBLE])
     # Ties go to the simpler method: the order of the candidates list is the preference.
     order = [c for c in (*SIMPLE, *candidates, ENSEMBLE) if c in scores]
+    if not order:
+        return "naive", ["naive"], preds
     champion = min(dict.fromkeys(order), key=lambda c: scores[c])
     chosen = members if champion == ENSEMBLE else [champion]
     return champion, chosen, preds
 
 
-def select(
-    rows: pd.DataFrame,
-    steps: int,
-    candidates: Sequence[str],
-) -> Choice:
+def select(rows: pd.DataFrame, steps: int, candidates: Sequence[str], from_step: int = 0) -> Choice:
     """Pick the served method on ``rows`` (total rows with ``actual`` and one column per
-    candidate, ``blend`` cross-fitted) and learn its conformal interval widths."""
+    candidate, ``blend`` cross-fitted; only steps from ``from_step`` on are scored) and learn
+    its conformal interval widths."""
+    rows = rows[rows["step"] >= from_step].reset_index(drop=True)
     champion, members, preds = choose(rows, steps, candidates)
     offset = float(max(rows["actual"].mean() * 0.05, 1.0))
     scores: dict[str, dict[str, float | None]] = {}
@@ -131,8 +139,23 @@ def select(
             "wape_total": _wape(rows["actual"].to_numpy(dtype=float), pred),
             "coverage_80_total": cross_fitted_coverage(rows, pred, offset, steps),
         }
-    table = conformal_table(rows, preds[champion], offset, steps)
-    return Choice(champion, members, scores, explain(champion, scores), table, offset)
+    pred = preds.get(champion, rows["actual"].to_numpy(dtype=float) * 0)
+    table = conformal_table(rows, pred, offset, steps)
+    note = explain(champion, scores, from_step)
+    return Choice(champion, members, scores, note, table, offset, from_step=from_step)
+
+
+def long_origins(total: pd.Series, freq: str, horizon: int, every: int) -> list[pd.Timestamp]:
+    """Origins for backtests ``horizon`` periods long: period starts after a season of sales
+    whose whole horizon is complete, every ``every`` periods, the latest ``LONG_ORIGINS``."""
+    values = total.to_numpy(dtype=float)
+    nz = np.flatnonzero(values != 0)
+    if len(nz) == 0:
+        return []
+    first = int(nz[0]) + season_length(freq)
+    last = len(values) - horizon  # index of the latest origin with a complete horizon
+    picks = list(range(last, first - 1, -every))[:LONG_ORIGINS]
+    return [pd.Timestamp(total.index[i]) for i in sorted(picks)]
 
 
 def conformal_table(
@@ -187,7 +210,7 @@ def cross_fitted_coverage(
     return float(inside.mean())
 
 
-def explain(champion: str, scores: dict[str, dict[str, float | None]]) -> str:
+def explain(champion: str, scores: dict[str, dict[str, float | None]], from_step: int = 0) -> str:
     """One sentence for the card, the ``train`` output and the report."""
 
     def w(name: str) -> str:
@@ -195,12 +218,18 @@ def explain(champion: str, scores: dict[str, dict[str, float | None]]) -> str:
         return "—" if value is None else f"{value:.3f}"
 
     peer = "seasonal_naive" if "seasonal_naive" in scores else "naive"
+    label = LABELS.get(champion, champion)
+    if from_step > 0:
+        what = "the blend" if champion == SERIES else label
+        return (
+            f"from {from_step + 1} periods ahead: {what} (backtest WAPE {w(champion)} over "
+            f"those steps; {LABELS[peer]} {w(peer)})"
+        )
     if champion == BLEND:
         return (
             f"serving the pipeline + series blend: backtest WAPE {w(BLEND)} against "
             f"{LABELS[peer]} {w(peer)}"
         )
-    label = LABELS.get(champion, champion)
     if champion in SIMPLE:
         return (
             f"every other candidate lost to {label} on this history's backtest "

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,40 @@ def key(dimension: str, segment: str) -> str:
 
 
 @dataclass
+class Served:
+    """A standard forecaster carrying the company total from ``from_step`` periods ahead on
+    (``method == "blend"``: the blend does). ``path`` is its forecast per period from
+    ``path_from`` (the period holding the training date); ``errors`` the conformal log-error
+    bounds of its own backtest per step ahead (widened past the table), ``offset`` their
+    ``c``."""
+
+    method: str
+    from_step: int = 0
+    path: list[float] = field(default_factory=list)
+    path_from: str | None = None
+    errors: list[dict[str, float]] = field(default_factory=list)
+    offset: float = 0.0
+
+    def values(self, periods: pd.DatetimeIndex, freq: str) -> np.ndarray:
+        """The path's values for ``periods`` (the last value past its end)."""
+        first = pd.Timestamp(self.path_from) if self.path_from else periods[0]
+        path = np.asarray(self.path, dtype=float)
+        idx = [periods_ahead(first, p, freq) for p in periods]
+        return np.array([path[min(max(i, 0), len(path) - 1)] for i in idx], dtype=float)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Served:
+        return cls(
+            method=str(doc["method"]),
+            from_step=int(doc.get("from_step", 0)),
+            path=[float(x) for x in doc.get("path") or []],
+            path_from=doc.get("path_from"),
+            errors=[{k: float(v) for k, v in row.items()} for row in doc.get("errors") or []],
+            offset=float(doc.get("offset", 0.0)),
+        )
+
+
+@dataclass
 class FreqModel:
     """Everything for one period length (week, month or quarter)."""
 
@@ -101,16 +135,10 @@ class FreqModel:
     components: tuple[str, ...] = LEGACY_COMPONENTS
     # key(dimension, segment) → per step ahead, the share of won revenue from new deals
     new_shares: dict[str, list[float]] = field(default_factory=dict)
-    # What the backtest chose to serve for the total: "blend", or a standard forecaster whose
-    # forecast of the total (``champion_path``, per period from ``champion_from``) replaces
-    # the blend's; segments are reconciled to it. Its own conformal widths and offset.
-    champion: str = BLEND
-    champion_path: list[float] = field(default_factory=list)
-    champion_from: str | None = None
-    champion_errors: list[dict[str, float]] = field(default_factory=list)
-    champion_offset: float = 0.0
+    # What the backtests chose to serve for the total, by steps ahead (``Served``; empty: the
+    # blend everywhere); segments are reconciled to it. Why, in words, and the evidence.
+    served: list[Served] = field(default_factory=list)
     champion_note: str = ""
-    # method → wape_total, coverage_80_total on the backtest (the choice's evidence)
     candidates: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def weights_at(self, step: int) -> dict[str, float]:
@@ -126,21 +154,20 @@ class FreqModel:
 
     def errors_at(self, group: str, step: int) -> dict[str, float]:
         table = self.log_errors.get(group) or self.log_errors.get("total") or []
-        if group == "total" and self.serves_path:
-            table = self.champion_errors or table
         return widened(table, step)
 
     @property
-    def serves_path(self) -> bool:
-        """True when a standard forecaster, not the blend, carries the total."""
-        return self.champion != BLEND and bool(self.champion_path)
+    def champion(self) -> str:
+        """What carries the total one step ahead ("blend" unless a forecaster replaced it)."""
+        return self.served[0].method if self.served else BLEND
 
-    def path_values(self, periods: pd.DatetimeIndex) -> np.ndarray:
-        """The served forecaster's total for ``periods`` (the last value past the path)."""
-        first = pd.Timestamp(self.champion_from) if self.champion_from else periods[0]
-        path = np.asarray(self.champion_path, dtype=float)
-        idx = [periods_ahead(first, p, self.freq) for p in periods]
-        return np.array([path[min(max(i, 0), len(path) - 1)] for i in idx], dtype=float)
+    def served_at(self, step: int) -> Served | None:
+        """The standard forecaster carrying the total ``step`` periods ahead (None: the blend)."""
+        chosen = None
+        for part in self.served:
+            if part.from_step <= step:
+                chosen = part
+        return chosen if chosen is not None and chosen.method != BLEND and chosen.path else None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -151,11 +178,7 @@ class FreqModel:
             "offset": self.offset,
             "components": list(self.components),
             "new_shares": self.new_shares,
-            "champion": self.champion,
-            "champion_path": self.champion_path,
-            "champion_from": self.champion_from,
-            "champion_errors": self.champion_errors,
-            "champion_offset": self.champion_offset,
+            "served": [asdict(part) for part in self.served],
             "champion_note": self.champion_note,
             "candidates": self.candidates,
         }
@@ -173,13 +196,7 @@ class FreqModel:
             offset={g: float(v) for g, v in doc["offset"].items()},
             components=tuple(doc.get("components", LEGACY_COMPONENTS)),
             new_shares={k: [float(x) for x in v] for k, v in (doc.get("new_shares") or {}).items()},
-            champion=str(doc.get("champion", BLEND)),
-            champion_path=[float(x) for x in doc.get("champion_path") or []],
-            champion_from=doc.get("champion_from"),
-            champion_errors=[
-                {k: float(v) for k, v in row.items()} for row in doc.get("champion_errors") or []
-            ],
-            champion_offset=float(doc.get("champion_offset", 0.0)),
+            served=[Served.from_doc(part) for part in doc.get("served") or []],
             champion_note=str(doc.get("champion_note", "")),
             candidates=dict(doc.get("candidates") or {}),
         )
@@ -292,21 +309,21 @@ class ForecastBundle:
         new_deals = np.array([fm.new_share_at(name, k) for k in range(len(periods))]) * series
         values = {"pipeline": pipe, "series": series, "new_deals": new_deals}
         group = "total" if dimension == "total" else "segment"
-        c = fm.offset.get(group, 0.0)
-        if dimension == "total" and fm.serves_path:
-            # A standard forecaster carries the total: its forecast of the part still to come.
-            path = fm.path_values(periods)
-            path[0] *= remaining
-            values = {"path": path}
-            c = fm.champion_offset
         rows: dict[str, Any] = {"period_start": periods, "segment": segment}
         point = np.zeros(len(periods))
         bounds = {name: np.zeros(len(periods)) for name in LEVELS}
         for step in range(len(periods)):
-            weights = fm.weights_at(step) if "path" not in values else {"path": 1.0}
-            uncertain = max(sum(w * values[c][step] for c, w in weights.items()), 0.0)
+            part = fm.served_at(step) if dimension == "total" else None
+            if part is None:
+                weights = fm.weights_at(step)
+                uncertain = max(sum(w * values[k][step] for k, w in weights.items()), 0.0)
+                errors, c = fm.errors_at(group, step), fm.offset.get(group, 0.0)
+            else:  # a standard forecaster carries the total: its forecast of what is to come
+                share = remaining if step == 0 else 1.0
+                uncertain = max(float(part.values(periods[step : step + 1], fm.freq)[0]), 0.0)
+                uncertain *= share
+                errors, c = widened(part.errors, step), part.offset
             point[step] = known[step] + uncertain
-            errors = fm.errors_at(group, step)
             for name in LEVELS:
                 bound = (uncertain + c) * np.exp(errors.get(name, 0.0)) - c
                 bounds[name][step] = known[step] + max(bound, 0.0)

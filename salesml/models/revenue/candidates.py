@@ -9,8 +9,11 @@ period, from that series alone (Prophet-daily from the daily won revenue):
   MSTL. Seasonal terms only with two full seasons of history (AutoETS: seasons of at most 24
   periods; AutoARIMA: months and quarters only, it is slow on weeks; MSTL only with two
   seasons), so a short history falls back to level and trend methods;
+- ``prophet``: Prophet with default settings on the periods;
 - ``prophet_daily``: Prophet with default settings fitted on daily won revenue (weekly and,
-  from a year of days, yearly seasonality) and summed per period.
+  from a year of days, yearly seasonality) and summed per period;
+- ``series`` (asked for by name): the blend's tuned Prophet component, which carries the blend
+  past the steps where the pipeline matters.
 
 Leading zero periods (before anything was won: an export's warm-up) are not history. Forecasts
 are clipped at 0. Training (``training.revenue.select``) backtests them, picks what is served
@@ -27,6 +30,8 @@ import pandas as pd
 
 from salesml.models.revenue.periods import period_range, season_length
 from salesml.models.revenue.prophet_model import (
+    default_prophet_forecast,
+    fit_series,
     leading_zeros_dropped,
     quiet_prophet,
     seasonal_naive,
@@ -35,7 +40,9 @@ from salesml.models.revenue.prophet_model import (
 SIMPLE = ("seasonal_naive", "naive", "mean")
 STATS = ("ets", "theta", "arima", "mstl")
 DAILY = ("prophet_daily",)
-METHODS: tuple[str, ...] = (*SIMPLE, *STATS, *DAILY)
+PROPHET = ("prophet",)  # Prophet with default settings on the periods
+METHODS: tuple[str, ...] = (*SIMPLE, *STATS, *PROPHET, *DAILY)
+SERIES = "series"  # the blend's own tuned Prophet component (opt-in: long-horizon backtests)
 ENSEMBLE = "ensemble"
 ENSEMBLE_SIZE = 3
 MIN_STATS_PERIODS = 6  # fewer active periods: the simple methods only
@@ -71,6 +78,12 @@ def candidate_forecasts(
                 forecast = _stats_forecast(name, values, m, h, freq)
                 if forecast is not None:
                     out[name] = forecast
+    if "prophet" in methods and len(values) >= MIN_STATS_PERIODS:
+        result = default_prophet_forecast(series, h, freq)
+        if not result.fallback_reason:
+            out["prophet"] = np.asarray(result.forecast, dtype=float)
+    if SERIES in methods:
+        out[SERIES] = np.asarray(fit_series(series, freq).predict(h).forecast, dtype=float)
     if "prophet_daily" in methods and daily is not None and len(series):
         start = pd.Timestamp(period_range(series.index[-1], 2, freq)[1])
         forecast = prophet_daily(daily, start, h, freq)
