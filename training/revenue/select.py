@@ -147,14 +147,19 @@ def select(rows: pd.DataFrame, steps: int, candidates: Sequence[str], from_step:
 
 def long_origins(total: pd.Series, freq: str, horizon: int, every: int) -> list[pd.Timestamp]:
     """Origins for backtests ``horizon`` periods long: period starts after a season of sales
-    whose whole horizon is complete, every ``every`` periods, the latest ``LONG_ORIGINS``."""
+    whose whole horizon is complete; at most ``LONG_ORIGINS``, spread evenly over that span
+    (at least ``every`` periods apart) from the latest one back, so their horizons overlap
+    as little as the history allows."""
     values = total.to_numpy(dtype=float)
     nz = np.flatnonzero(values != 0)
     if len(nz) == 0:
         return []
     first = int(nz[0]) + season_length(freq)
     last = len(values) - horizon  # index of the latest origin with a complete horizon
-    picks = list(range(last, first - 1, -every))[:LONG_ORIGINS]
+    if last < first:
+        return []
+    gap = max(every, (last - first) // max(LONG_ORIGINS - 1, 1))
+    picks = list(range(last, first - 1, -gap))[:LONG_ORIGINS]
     return [pd.Timestamp(total.index[i]) for i in sorted(picks)]
 
 
