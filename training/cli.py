@@ -109,6 +109,7 @@ def train(
                 "alias": freg.alias,
                 "backtest": forecast.metrics,
                 "fallbacks": len(forecast.fallbacks),
+                "served": forecast.bundle.metadata.get("served", {}),
                 "run_id": freg.run_id,
             }
     if as_json:
@@ -244,11 +245,5 @@ def _print_summary(out: dict[str, Any], result: Any) -> None:
         f"{_fmt(naive.get('wape_total'))}), 80 % coverage {_fmt(blend.get('coverage_80_all'))}",
         highlight=False,
     )
-    ours, theirs = blend.get("wape_total"), naive.get("wape_total")
-    if ours is not None and theirs is not None and ours > theirs:
-        err.print(
-            "[yellow]warning:[/] on this history the forecast's monthly backtest is worse than "
-            f"seasonal naive (WAPE {ours:.3f} against {theirs:.3f}): treat its figures with "
-            "caution; the report's model health flags it too",
-            highlight=False,
-        )
+    for freq, served in (fc.get("served") or {}).items():
+        console.print(f"revenue forecast, {freq}: {served['note']}", highlight=False)

@@ -133,15 +133,22 @@ def _win_logit(
 
 
 def _slip_closings(
-    rng: np.random.Generator, timeline: Timeline, day: IntArray, won: BoolArray
+    rng: np.random.Generator,
+    timeline: Timeline,
+    day: IntArray,
+    won: BoolArray,
+    quarter_end: bool = True,
 ) -> IntArray:
-    """Seasonal slips: some closes move to the last month of their quarter (see effects)."""
+    """Seasonal slips: some closes move to the last month of their quarter (see effects).
+
+    ``quarter_end=False`` switches every slip off (the same random draws are made, so the rest
+    of the history is unchanged): a history without quarter-end peaks."""
     month = timeline.month(day)
     in_quarter = (month - 1) % 3
     p = np.where(won, effects.QUARTER_END_SLIP["won"], effects.QUARTER_END_SLIP["lost"])
     p = p + np.where((month == 7) | (month == 8), effects.SUMMER_SLIP, 0.0)
     p = np.where(won & ((month == 10) | (month == 11)), effects.DECEMBER_SLIP_WON, p)
-    slip = (in_quarter < 2) & (rng.random(len(day)) < p)
+    slip = (in_quarter < 2) & (rng.random(len(day)) < p) & quarter_end
     first = timeline.month_start_index(day, 2 - in_quarter)
     last = timeline.month_start_index(day, 3 - in_quarter) - 1
     target = first + np.floor(rng.random(len(day)) * (last - first + 1)).astype(np.int64)
@@ -151,7 +158,12 @@ def _slip_closings(
 
 
 def make_deals(
-    rng: np.random.Generator, n: int, timeline: Timeline, reps: Reps, accounts: Accounts
+    rng: np.random.Generator,
+    n: int,
+    timeline: Timeline,
+    reps: Reps,
+    accounts: Accounts,
+    quarter_end: bool = True,
 ) -> Deals:
     """Draw ``n`` deals with their latent drivers, outcome and eventual close time."""
     created = timeline.sample_creation(rng, n)
@@ -200,7 +212,7 @@ def make_deals(
     cycle = np.exp(log_median + effects.CYCLE_SIGMA * rng.standard_normal(n))
     cycle = np.clip(cycle, effects.CYCLE_MIN_DAYS, effects.CYCLE_MAX_DAYS)
     day = timeline.next_weekday(np.floor(created + cycle).astype(np.int64))
-    day = _slip_closings(rng, timeline, day, won)
+    day = _slip_closings(rng, timeline, day, won, quarter_end)
     closed = np.maximum(day + rng.random(n), created + effects.CYCLE_MIN_DAYS)
 
     return Deals(

@@ -85,7 +85,12 @@ Writer = Callable[[str, dict[str, Any], dict[str, Any] | None], None]
 
 
 def _simulate(
-    seed: int, n_deals: int, timeline: Timeline, write: Writer, report: Progress
+    seed: int,
+    n_deals: int,
+    timeline: Timeline,
+    write: Writer,
+    report: Progress,
+    quarter_end: bool = True,
 ) -> truth.SimState:
     """Simulate the history step by step, handing each canonical table to ``write``."""
     rng_world, rng_deals, rng_stages, rng_acts, rng_funnel = (
@@ -95,7 +100,7 @@ def _simulate(
     reps = make_reps(rng_world, n_deals, timeline)
     accounts = make_accounts(rng_world, n_deals)
     report("deals", 0.05)
-    deals = make_deals(rng_deals, n_deals, timeline, reps, accounts)
+    deals = make_deals(rng_deals, n_deals, timeline, reps, accounts, quarter_end)
     deal_ids = sequential_ids("D", n_deals, 7)
     report("stage_history", 0.15)
     history = make_stage_history(rng_stages, timeline, deals)
@@ -130,6 +135,7 @@ def generate(
     end_date: date | None = None,
     fmt: Format = "parquet",
     progress: Progress | None = None,
+    quarter_end: bool = True,
 ) -> SynthSummary:
     """Generate about three years of B2B CRM history ending at ``end_date``.
 
@@ -146,6 +152,9 @@ def generate(
         end_date: Last day of the history; defaults to today.
         fmt: ``"parquet"`` or ``"csv"`` for the canonical tables (truth is always Parquet).
         progress: Called as ``progress(step, fraction_done)`` while generating.
+        quarter_end: False switches the seasonal slips to a quarter's last month off (no
+            quarter-end, summer or December push): a history the forecast must not find
+            quarter-end peaks in.
 
     Returns:
         A :class:`SynthSummary` with the row count of every table.
@@ -174,7 +183,7 @@ def generate(
             rows[name] = table.num_rows
             pending.append(pool.submit(write_table, table, file_path(out_dir, name, fmt), fmt))
 
-        state = _simulate(seed, n_deals, timeline, write, report)
+        state = _simulate(seed, n_deals, timeline, write, report, quarter_end)
         report("writing", 0.85)
         for job in pending:
             job.result()

@@ -87,12 +87,26 @@ def backtests_defined(history: History) -> bool:
     return bool((pd.to_numeric(won["amount"], errors="coerce").fillna(0.0).abs() > 0).any())
 
 
-def forecast_flags(backtest: dict[str, Any], defined: bool = True) -> list[Flag]:
-    """One flag per period length whose blend has a higher backtest WAPE than seasonal naive."""
+def forecast_flags(
+    backtest: dict[str, Any], defined: bool = True, served: dict[str, Any] | None = None
+) -> list[Flag]:
+    """Per period length, what the backtest chose to serve when it is not the blend (a
+    warning when nothing beat the simple methods); for bundles without a choice, a flag where
+    the blend's backtest WAPE is higher than seasonal naive's."""
     if not defined:
         return []
     flags = []
+    for freq, choice in (served or {}).items():
+        champion = str((choice or {}).get("champion", "blend"))
+        if champion == "blend":
+            continue
+        simple = champion in ("seasonal_naive", "naive", "mean")
+        flags.append(
+            Flag("forecast", f"{freq}: {choice.get('note', '')}", "warn" if simple else "")
+        )
     for freq, comps in backtest.items():
+        if freq in (served or {}):
+            continue
         blend = (comps or {}).get("blend") or {}
         naive = (comps or {}).get("seasonal_naive") or {}
         b, n = _value(blend, "wape_total"), _value(naive, "wape_total")
@@ -119,5 +133,7 @@ def model_flags(
     if forecast is not None:
         metadata = forecast.bundle.metadata
         defined = backtests_defined(history)
-        flags["forecast"] = forecast_flags(metadata.get("backtest") or {}, defined)
+        flags["forecast"] = forecast_flags(
+            metadata.get("backtest") or {}, defined, metadata.get("served")
+        )
     return flags

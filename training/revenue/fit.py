@@ -42,7 +42,8 @@ from features.history import History
 from features.spec import feature_spec
 from salesml.kpis.pipeline import list_prices as pipeline_prices
 from salesml.models.revenue.bundle import COMPONENTS as BLEND_PARTS
-from salesml.models.revenue.bundle import LEVELS, ForecastBundle, FreqModel, key
+from salesml.models.revenue.bundle import LEVELS, ForecastBundle, FreqModel, Served, key
+from salesml.models.revenue.candidates import METHODS, SERIES
 from salesml.models.revenue.metrics import coverage, mase, wape
 from salesml.models.revenue.periods import (
     period_range,
@@ -62,6 +63,16 @@ from salesml.models.revenue.prophet_model import (
 from salesml.models.revenue.series import series_of, won_revenue_series
 from salesml.models.timing.bundle import TimingBundle
 from salesml.settings import Settings
+from training.revenue.select import (
+    BLEND,
+    LONG_HORIZON,
+    MIN_LONG_ORIGINS,
+    Choice,
+    candidate_records,
+    long_origins,
+    select,
+    served_path,
+)
 from training.timing.fit import fit_timing, relabel
 
 FREQS = ("week", "month", "quarter")
@@ -80,6 +91,8 @@ class ForecastTrainingResult:
     records: pd.DataFrame  # one row per (freq, origin, step, dimension, segment)
     metrics: dict[str, dict[str, dict[str, float | None]]]  # freq → component → metric
     fallbacks: dict[str, str] = field(default_factory=dict)  # series key → reason
+    # freq → what is served (up to the blend's horizon, then beyond it), and why
+    choices: dict[str, list[Choice]] = field(default_factory=dict)
 
 
 # --- the two components at one origin --------------------------------------------------------
@@ -718,6 +731,7 @@ def train_forecast(
     )
     models: dict[str, FreqModel] = {}
     scored = []
+    choices: dict[str, list[Choice]] = {}
     for freq in freqs:
         h = HORIZON[freq]
         part = records[records["freq"] == freq] if not records.empty else records
@@ -728,6 +742,7 @@ def train_forecast(
         else:
             weights, offsets, quantiles = fit_blend(part, h)
             scored.append(cross_fitted_blend(part, h))
+        choice = choose_served(history, finals[freq], freq, scored[-1] if not part.empty else None)
         fitted: dict[str, SeriesModel] = {}
         for name in finals[freq]:
             model = final_out[f"final/{freq}/{name}"]["model"]
@@ -742,7 +757,10 @@ def train_forecast(
             offsets,
             BLEND_COMPONENTS,
             new_deal_shares(deals, freq, period_start(history.exported_at, freq), h),
+            **served_fields(choice),
         )
+        if choice:
+            choices[freq] = choice
     all_records = pd.concat(scored, ignore_index=True) if scored else records
     metrics = backtest_metrics(all_records) if not all_records.empty else {}
     bundle = ForecastBundle(
@@ -754,6 +772,89 @@ def train_forecast(
             "backtest": metrics,
             "fallbacks": fallbacks,
             "has_pipeline": bool((deals["status"] == "open").any()),
+            "served": {f: served_summary(c) for f, c in choices.items()},
         },
     )
-    return ForecastTrainingResult(bundle, all_records, metrics, fallbacks)
+    return ForecastTrainingResult(bundle, all_records, metrics, fallbacks, choices)
+
+
+# --- what is served ----------------------------------------------------------------------------
+
+
+def choose_served(
+    history: History, series: dict[str, pd.Series], freq: str, scored: pd.DataFrame | None
+) -> list[Choice]:
+    """What carries the company total, by steps ahead (``training.revenue.select``).
+
+    Up to the blend's horizon: the lowest WAPE of the blend and the standard forecasters on the
+    blend's own origins. Past it (when the history allows ``MIN_LONG_ORIGINS`` origins a season
+    long): the lowest WAPE over those steps of the standard forecasters and the blend's series
+    component (which is what carries the blend that far). Empty without backtests."""
+    if scored is None or scored.empty:
+        return []
+    h = HORIZON[freq]
+    total = scored[scored["dimension"] == "total"][
+        ["origin", "step", "period_start", "actual", BLEND]
+    ]
+    origins = sorted(pd.Timestamp(o) for o in total["origin"].unique())
+    full = series[key("total", "total")]
+    cands = candidate_records(history.deals, full, freq, origins, h)
+    if cands.empty:
+        return []
+    rows = total.merge(
+        cands.drop(columns=["actual", "period_start"]), on=["origin", "step"], how="left"
+    ).sort_values(["origin", "step"], ignore_index=True)
+    choices = [select(rows, h, [BLEND, *METHODS])]
+    far = LONG_HORIZON[freq]
+    starts = long_origins(full, freq, far, ORIGIN_EVERY[freq])
+    if len(starts) >= MIN_LONG_ORIGINS:
+        long_rows = candidate_records(history.deals, full, freq, starts, far, [*METHODS, SERIES])
+        choices.append(select(long_rows, far, [SERIES, *METHODS], from_step=h))
+    for choice in choices:
+        if choice.champion not in (BLEND, SERIES):
+            choice.path, choice.path_from = served_path(
+                history.deals, full, freq, history.exported_at, choice.members
+            )
+    return choices
+
+
+def served_fields(choices: list[Choice]) -> dict[str, Any]:
+    """The FreqModel fields that carry the choice (the blend's defaults without one)."""
+    if not choices:
+        return {}
+    served = [
+        Served(
+            BLEND if c.champion == SERIES else c.champion,
+            c.from_step,
+            c.path,
+            c.path_from,
+            c.log_errors,
+            c.offset,
+        )
+        for c in choices
+    ]
+    return {
+        "served": served,
+        "champion_note": "; ".join(c.note for c in choices),
+        "candidates": choices[0].scores,
+    }
+
+
+def served_summary(choices: list[Choice]) -> dict[str, Any]:
+    """The choice as the card, the report and ``train --json`` show it."""
+    first = choices[0]
+    return {
+        "champion": first.champion,
+        "members": first.members,
+        "note": "; ".join(c.note for c in choices),
+        "candidates": first.scores,
+        "far": [
+            {
+                "from_step": c.from_step,
+                "champion": c.champion,
+                "members": c.members,
+                "candidates": c.scores,
+            }
+            for c in choices[1:]
+        ],
+    }

@@ -10,6 +10,7 @@ and a plot of backtest forecasts against actuals.
 from __future__ import annotations
 
 import importlib.util
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ from salesml.models.registry import (
     configure,
     set_champion,
 )
+from salesml.models.revenue.candidates import ENSEMBLE
 from training.revenue.fit import ForecastTrainingResult
+from training.revenue.select import LABELS
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,49 @@ def flat_metrics(metrics: dict[str, dict[str, dict[str, float | None]]]) -> dict
                 if value is not None:
                     out[f"{freq}_{comp}_{name}"] = float(value)
     return out
+
+
+def candidate_metrics(result: ForecastTrainingResult) -> dict[str, float]:
+    """``<freq>_candidate_<method>_<metric>`` (``<freq>_far_candidate_…`` past the blend's
+    horizon): every candidate's backtest WAPE and coverage."""
+    out = {}
+    for freq, choices in result.choices.items():
+        for choice in choices:
+            prefix = f"{freq}_far" if choice.from_step else freq
+            for method, values in choice.scores.items():
+                for name, value in values.items():
+                    if value is not None and math.isfinite(value):
+                        out[f"{prefix}_candidate_{method}_{name}"] = float(value)
+    return out
+
+
+def forecast_card(result: ForecastTrainingResult) -> str:
+    """The forecast's card (Markdown): per period length what is served and why, and every
+    candidate's backtest WAPE and 80 % coverage on the company total."""
+    lines = ["# Revenue forecast", ""]
+    for freq, choices in result.choices.items():
+        for choice in choices:
+            steps = f"from step {choice.from_step + 1}" if choice.from_step else "near steps"
+            lines += [f"## {freq}, {steps}", "", choice.note, ""]
+            lines += ["| candidate | WAPE (total) | 80 % coverage (total) |", "|---|---|---|"]
+            ranked = sorted(
+                choice.scores.items(), key=lambda kv: kv[1].get("wape_total") or float("inf")
+            )
+            for method, values in ranked:
+                served = " (served)" if method == choice.champion else ""
+                lines.append(
+                    f"| {LABELS.get(method, method)}{served} | {_cell(values.get('wape_total'))} "
+                    f"| {_cell(values.get('coverage_80_total'))} |"
+                )
+            if choice.champion == ENSEMBLE:
+                members = ", ".join(LABELS.get(m, m) for m in choice.members)
+                lines += ["", f"Ensemble of: {members}"]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:.3f}"
 
 
 def backtest_plot(records: pd.DataFrame, path: Path) -> Path:
@@ -107,8 +153,12 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
             "has_pipeline": meta.get("has_pipeline"),
             "fallbacks": len(result.fallbacks),
         }
+        params |= {f"served_{freq}": c[0].champion for freq, c in result.choices.items()}
         mlflow.log_params(params)
-        mlflow.log_metrics(flat_metrics(result.metrics))
+        mlflow.log_metrics(flat_metrics(result.metrics) | candidate_metrics(result))
+        if result.choices:
+            (work / "forecast_card.md").write_text(forecast_card(result), encoding="utf-8")
+            mlflow.log_artifact(str(work / "forecast_card.md"))
         if not result.records.empty:
             records = result.records.drop(columns=["train_values"], errors="ignore")
             records.to_csv(work / "backtest_records.csv", index=False)
@@ -140,4 +190,13 @@ def log_forecast(result: ForecastTrainingResult, as_of: str | None) -> ForecastR
         client.set_model_version_tag(
             FORECAST_MODEL_NAME, version, "backtest", jsonio.dumps(result.metrics)[:5000]
         )
+        for freq, choices in result.choices.items():
+            note = "; ".join(c.note for c in choices)
+            client.set_model_version_tag(
+                FORECAST_MODEL_NAME, version, f"served_{freq}", note[:5000]
+            )
+        if result.choices:
+            client.update_model_version(
+                FORECAST_MODEL_NAME, version, description=forecast_card(result)[:5000]
+            )
         return ForecastRegistration(version, CHAMPION, reason, run.info.run_id)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,8 @@ from salesml.models.revenue.pipeline import DIMENSIONS, PipelineForecast
 from salesml.models.revenue.prophet_model import SeriesModel
 from salesml.models.revenue.reconcile import reconcile, to_cents
 
-FORECAST_FORMAT = 2  # 2: blend components listed (format 1: pipeline and series)
-FORECAST_READS = (1, 2)
+FORECAST_FORMAT = 3  # 3: the served method per freq; 2: blend components; 1: pipeline, series
+FORECAST_READS = (1, 2, 3)
 FORECAST_JSON = "forecast.json"
 OUTPUT_COLUMNS = (
     "period_start",
@@ -73,6 +73,7 @@ DEFAULT_LOG_ERRORS = {
 PERIOD_DAYS = {"week": 7.0, "month": 30.44, "quarter": 91.31}
 # The blend's components, in the order of each step's weights.
 COMPONENTS: tuple[str, ...] = ("pipeline", "new_deals", "series")
+BLEND = "blend"
 LEGACY_COMPONENTS: tuple[str, ...] = ("pipeline", "series")
 
 
@@ -89,6 +90,40 @@ def key(dimension: str, segment: str) -> str:
 
 
 @dataclass
+class Served:
+    """A standard forecaster carrying the company total from ``from_step`` periods ahead on
+    (``method == "blend"``: the blend does). ``path`` is its forecast per period from
+    ``path_from`` (the period holding the training date); ``errors`` the conformal log-error
+    bounds of its own backtest per step ahead (widened past the table), ``offset`` their
+    ``c``."""
+
+    method: str
+    from_step: int = 0
+    path: list[float] = field(default_factory=list)
+    path_from: str | None = None
+    errors: list[dict[str, float]] = field(default_factory=list)
+    offset: float = 0.0
+
+    def values(self, periods: pd.DatetimeIndex, freq: str) -> np.ndarray:
+        """The path's values for ``periods`` (the last value past its end)."""
+        first = pd.Timestamp(self.path_from) if self.path_from else periods[0]
+        path = np.asarray(self.path, dtype=float)
+        idx = [periods_ahead(first, p, freq) for p in periods]
+        return np.array([path[min(max(i, 0), len(path) - 1)] for i in idx], dtype=float)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Served:
+        return cls(
+            method=str(doc["method"]),
+            from_step=int(doc.get("from_step", 0)),
+            path=[float(x) for x in doc.get("path") or []],
+            path_from=doc.get("path_from"),
+            errors=[{k: float(v) for k, v in row.items()} for row in doc.get("errors") or []],
+            offset=float(doc.get("offset", 0.0)),
+        )
+
+
+@dataclass
 class FreqModel:
     """Everything for one period length (week, month or quarter)."""
 
@@ -101,6 +136,11 @@ class FreqModel:
     components: tuple[str, ...] = LEGACY_COMPONENTS
     # key(dimension, segment) → per step ahead, the share of won revenue from new deals
     new_shares: dict[str, list[float]] = field(default_factory=dict)
+    # What the backtests chose to serve for the total, by steps ahead (``Served``; empty: the
+    # blend everywhere); segments are reconciled to it. Why, in words, and the evidence.
+    served: list[Served] = field(default_factory=list)
+    champion_note: str = ""
+    candidates: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def weights_at(self, step: int) -> dict[str, float]:
         """Component → weight for the ``step``-th period ahead (the series alone without any)."""
@@ -115,9 +155,20 @@ class FreqModel:
 
     def errors_at(self, group: str, step: int) -> dict[str, float]:
         table = self.log_errors.get(group) or self.log_errors.get("total") or []
-        if not table:
-            return dict.fromkeys(LEVELS, 0.0)
-        return table[min(step, len(table) - 1)]
+        return widened(table, step)
+
+    @property
+    def champion(self) -> str:
+        """What carries the total one step ahead ("blend" unless a forecaster replaced it)."""
+        return self.served[0].method if self.served else BLEND
+
+    def served_at(self, step: int) -> Served | None:
+        """The standard forecaster carrying the total ``step`` periods ahead (None: the blend)."""
+        chosen = None
+        for part in self.served:
+            if part.from_step <= step:
+                chosen = part
+        return chosen if chosen is not None and chosen.method != BLEND and chosen.path else None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -128,6 +179,9 @@ class FreqModel:
             "offset": self.offset,
             "components": list(self.components),
             "new_shares": self.new_shares,
+            "served": [asdict(part) for part in self.served],
+            "champion_note": self.champion_note,
+            "candidates": self.candidates,
         }
 
     @classmethod
@@ -143,6 +197,9 @@ class FreqModel:
             offset={g: float(v) for g, v in doc["offset"].items()},
             components=tuple(doc.get("components", LEGACY_COMPONENTS)),
             new_shares={k: [float(x) for x in v] for k, v in (doc.get("new_shares") or {}).items()},
+            served=[Served.from_doc(part) for part in doc.get("served") or []],
+            champion_note=str(doc.get("champion_note", "")),
+            candidates=dict(doc.get("candidates") or {}),
         )
 
 
@@ -253,15 +310,21 @@ class ForecastBundle:
         new_deals = np.array([fm.new_share_at(name, k) for k in range(len(periods))]) * series
         values = {"pipeline": pipe, "series": series, "new_deals": new_deals}
         group = "total" if dimension == "total" else "segment"
-        c = fm.offset.get(group, 0.0)
         rows: dict[str, Any] = {"period_start": periods, "segment": segment}
         point = np.zeros(len(periods))
         bounds = {name: np.zeros(len(periods)) for name in LEVELS}
         for step in range(len(periods)):
-            weights = fm.weights_at(step)
-            uncertain = max(sum(w * values[c][step] for c, w in weights.items()), 0.0)
+            part = fm.served_at(step) if dimension == "total" else None
+            if part is None:
+                weights = fm.weights_at(step)
+                uncertain = max(sum(w * values[k][step] for k, w in weights.items()), 0.0)
+                errors, c = fm.errors_at(group, step), fm.offset.get(group, 0.0)
+            else:  # a standard forecaster carries the total: its forecast of what is to come
+                share = remaining if step == 0 else 1.0
+                uncertain = max(float(part.values(periods[step : step + 1], fm.freq)[0]), 0.0)
+                uncertain *= share
+                errors, c = widened(part.errors, step), part.offset
             point[step] = known[step] + uncertain
-            errors = fm.errors_at(group, step)
             for name in LEVELS:
                 bound = (uncertain + c) * np.exp(errors.get(name, 0.0)) - c
                 bounds[name][step] = known[step] + max(bound, 0.0)
@@ -301,6 +364,19 @@ class ForecastBundle:
             fallback_amount=float(doc["fallback_amount"]),
             metadata=dict(doc["metadata"]),
         )
+
+
+def widened(table: list[dict[str, float]], step: int) -> dict[str, float]:
+    """The log-error bounds of ``step``: the table's row, and past the backtested horizon the
+    last row widened as √(steps ahead / steps backtested) (errors of independent periods add
+    up like a random walk's)."""
+    if not table:
+        return dict.fromkeys(LEVELS, 0.0)
+    row = table[min(step, len(table) - 1)]
+    if step < len(table):
+        return row
+    grow = math.sqrt((step + 1) / len(table))
+    return {name: value * grow for name, value in row.items()}
 
 
 def reconcile_rest(total: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:

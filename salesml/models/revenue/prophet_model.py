@@ -269,8 +269,11 @@ def fit_series(
     trimmed = _trim_warmup(values, freq, settings)
     need = settings.min_periods.get(freq, MIN_PERIODS[freq])
     if len(trimmed) < need:
+        # The baseline reads the trimmed history too: seasonal naive over an export's
+        # warm-up months repeats their zeros a year later (Maven: January 2018 = January
+        # 2017 = nothing closed yet), while the recent level is what the data supports.
         return _baseline(
-            values,
+            trimmed,
             last,
             freq,
             f"too little history: {len(trimmed)} {freq}(s) after warm-up, need {need}",
@@ -282,7 +285,7 @@ def fit_series(
             raise FloatingPointError("non-finite forecast")
     except Exception as exc:  # a bad segment must not stop the run
         reason = f"prophet failed ({type(exc).__name__}: {_short(exc)})"
-        return _baseline(values, last, freq, reason)
+        return _baseline(trimmed, last, freq, reason)
     return model
 
 
@@ -296,15 +299,18 @@ def forecast_series(
 def seasonal_naive(series: pd.Series, h: int, freq: str) -> ForecastResult:
     """Seasonal naive: each period repeats the same period one season (year) earlier.
 
-    The season is 52 weeks, 12 months or 4 quarters. With less than one season of history it is
-    the naive forecast (the last value). Intervals use quantiles of the absolute in-sample
+    The season is 52 weeks, 12 months or 4 quarters. Leading zero periods (before anything was
+    won) are not history. With less than one season of history it is the naive forecast (the
+    last value). Intervals use quantiles of the absolute in-sample
     residuals (``y_t - y_{t-season}``, or ``y_t - y_{t-1}`` for naive), widened by the square
     root of the number of seasons (steps) ahead; lower bounds are clipped at 0.
     """
     freq = check_freq(freq)
     values, index = _clean(series)
     values = _fill_missing(values) if np.isnan(values).any() else values
-    model = _naive_model(values, _last_period(index, freq), freq, None)
+    last = _last_period(index, freq)
+    values = leading_zeros_dropped(values)  # nothing was sold yet: not a season to repeat
+    model = _naive_model(values, last, freq, None)
     return model.predict(h)
 
 
@@ -698,6 +704,12 @@ def _fill_missing(values: FloatArray) -> FloatArray:
         return values
     s = pd.Series(values).interpolate(limit_direction="both")
     return np.asarray(s.fillna(0.0).to_numpy(), dtype=np.float64)
+
+
+def leading_zeros_dropped(values: FloatArray) -> FloatArray:
+    """The series from its first non-zero period on (all of it when every period is 0)."""
+    nz = np.flatnonzero(values != 0)
+    return values[nz[0] :] if len(nz) else values
 
 
 def _trim_warmup(values: FloatArray, freq: str, settings: ProphetSettings) -> FloatArray:

@@ -40,13 +40,43 @@ def forecast_health(ctx: Context) -> dict[str, Any] | None:
                         fmt.pct(shown.get("coverage_80_all")),
                     ]
                 )
-    flags = flag_views(list(forecast_flags(backtest, defined)))
+    served = metadata.get("served") or {}
+    flags = flag_views(list(forecast_flags(backtest, defined, served)))
     return {
         "version": fmt.text(ctx.forecast.version),
         "rows": rows,
+        "candidates": candidate_rows(served, defined),
         "flags": flags,
         "undefined": not defined,
     }
+
+
+def candidate_rows(served: dict[str, Any], defined: bool) -> list[list[Any]]:
+    """Per period length, every candidate the backtests compared on the company total, best
+    first (the served one marked): for the near steps, then for the steps past them."""
+    rows = []
+    for freq, choice in served.items():
+        parts = [(freq, choice or {})]
+        for far in (choice or {}).get("far") or []:
+            parts.append((f"{freq}, from step {int(far.get('from_step', 0)) + 1}", far))
+        for label, part in parts:
+            scores = part.get("candidates") or {}
+            champion = part.get("champion")
+            ranked = sorted(
+                scores.items(), key=lambda kv: (kv[1] or {}).get("wape_total") or float("inf")
+            )
+            for method, m in ranked:
+                shown = (m or {}) if defined else {}
+                name = method.replace("_", " ") + (" (served)" if method == champion else "")
+                rows.append(
+                    [
+                        fmt.text(label),
+                        fmt.text(name),
+                        fmt.pct(shown.get("wape_total"), 1),
+                        fmt.pct(shown.get("coverage_80_total")),
+                    ]
+                )
+    return rows
 
 
 def freshness(ctx: Context) -> list[dict[str, Any]]:

@@ -1,0 +1,155 @@
+"""Standard forecasters of a company's won revenue: the candidates the blend competes with.
+
+Every candidate forecasts one series (the company total) ``h`` periods after its last complete
+period, from that series alone (Prophet-daily from the daily won revenue):
+
+- ``seasonal_naive``: the same period a season earlier (naive before a season is observed);
+- ``naive``: the last period; ``mean``: the mean of the last season (the level);
+- ``ets``, ``theta``, ``arima``, ``mstl``: statsforecast's AutoETS, AutoTheta, AutoARIMA and
+  MSTL. Seasonal terms only with two full seasons of history (AutoETS: seasons of at most 24
+  periods; AutoARIMA: months and quarters only, it is slow on weeks; MSTL only with two
+  seasons), so a short history falls back to level and trend methods;
+- ``prophet``: Prophet with default settings on the periods;
+- ``prophet_daily``: Prophet with default settings fitted on daily won revenue (weekly and,
+  from a year of days, yearly seasonality) and summed per period;
+- ``series`` (asked for by name): the blend's tuned Prophet component, which carries the blend
+  past the steps where the pipeline matters.
+
+Leading zero periods (before anything was won: an export's warm-up) are not history. Forecasts
+are clipped at 0. Training (``training.revenue.select``) backtests them, picks what is served
+and stores the chosen forecast's path in the bundle: no fitted statsforecast object is saved.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from salesml.models.revenue.periods import period_range, season_length
+from salesml.models.revenue.prophet_model import (
+    default_prophet_forecast,
+    fit_series,
+    leading_zeros_dropped,
+    quiet_prophet,
+    seasonal_naive,
+)
+
+SIMPLE = ("seasonal_naive", "naive", "mean")
+STATS = ("ets", "theta", "arima", "mstl")
+DAILY = ("prophet_daily",)
+PROPHET = ("prophet",)  # Prophet with default settings on the periods
+METHODS: tuple[str, ...] = (*SIMPLE, *STATS, *PROPHET, *DAILY)
+SERIES = "series"  # the blend's own tuned Prophet component (opt-in: long-horizon backtests)
+ENSEMBLE = "ensemble"
+ENSEMBLE_SIZE = 3
+MIN_STATS_PERIODS = 6  # fewer active periods: the simple methods only
+MIN_DAILY_DAYS = 180  # Prophet on days needs this many days since the first sale
+
+FloatArray = np.ndarray
+
+
+def candidate_forecasts(
+    series: pd.Series,
+    freq: str,
+    h: int,
+    daily: pd.Series | None = None,
+    methods: Sequence[str] = METHODS,
+) -> dict[str, FloatArray]:
+    """Method → point forecast of the ``h`` periods after ``series`` (oldest first, indexed by
+    consecutive period starts). Methods that cannot run on this history are left out."""
+    raw = pd.to_numeric(series, errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    values = leading_zeros_dropped(raw)
+    m = season_length(freq)
+    out: dict[str, FloatArray] = {}
+    if len(values) == 0:
+        return {"naive": np.zeros(h)} if "naive" in methods else {}
+    if "seasonal_naive" in methods:
+        out["seasonal_naive"] = np.asarray(seasonal_naive(series, h, freq).forecast, dtype=float)
+    if "naive" in methods:
+        out["naive"] = np.full(h, values[-1])
+    if "mean" in methods:
+        out["mean"] = np.full(h, float(np.mean(values[-m:])))
+    if len(values) >= MIN_STATS_PERIODS:
+        for name in STATS:
+            if name in methods:
+                forecast = _stats_forecast(name, values, m, h, freq)
+                if forecast is not None:
+                    out[name] = forecast
+    if "prophet" in methods and len(values) >= MIN_STATS_PERIODS:
+        result = default_prophet_forecast(series, h, freq)
+        if not result.fallback_reason:
+            out["prophet"] = np.asarray(result.forecast, dtype=float)
+    if SERIES in methods:
+        out[SERIES] = np.asarray(fit_series(series, freq).predict(h).forecast, dtype=float)
+    if "prophet_daily" in methods and daily is not None and len(series):
+        start = pd.Timestamp(period_range(series.index[-1], 2, freq)[1])
+        forecast = prophet_daily(daily, start, h, freq)
+        if forecast is not None:
+            out["prophet_daily"] = forecast
+    return {k: np.maximum(np.nan_to_num(v, nan=0.0), 0.0) for k, v in out.items()}
+
+
+def _stats_forecast(name: str, values: FloatArray, m: int, h: int, freq: str) -> FloatArray | None:
+    """One statsforecast model's point forecast (None where it does not apply or fails)."""
+    from statsforecast.models import MSTL, AutoARIMA, AutoETS, AutoTheta
+
+    seasonal = len(values) >= 2 * m
+    try:
+        if name == "ets":
+            model: object = AutoETS(season_length=m if seasonal and m <= 24 else 1)
+        elif name == "theta":
+            model = AutoTheta(season_length=m if seasonal else 1)
+        elif name == "arima":
+            if freq == "week":
+                return None
+            model = AutoARIMA(season_length=m if seasonal else 1)
+        else:
+            if not seasonal:
+                return None
+            model = MSTL(season_length=m)
+        result = model.forecast(y=values.astype(float), h=h)  # type: ignore[attr-defined]
+        point = np.asarray(result["mean"], dtype=float)
+    except Exception:  # a candidate that cannot fit this history simply does not compete
+        return None
+    return point if np.all(np.isfinite(point)) else None
+
+
+def daily_won(deals: pd.DataFrame, end: pd.Timestamp) -> pd.Series:
+    """Won revenue per day before ``end`` (every day from the first won deal, zeros filled)."""
+    won = deals[(deals["status"] == "won") & (deals["closed_at"] < end)]
+    if won.empty:
+        return pd.Series(dtype=float)
+    day = pd.to_datetime(won["closed_at"]).dt.floor("D")
+    amount = pd.to_numeric(won["amount"], errors="coerce").fillna(0.0)
+    per_day = amount.groupby(day.to_numpy()).sum()
+    days = pd.date_range(per_day.index.min(), pd.Timestamp(end).floor("D"), freq="D")
+    days = days[days < pd.Timestamp(end)]
+    return per_day.reindex(days, fill_value=0.0).astype(float)
+
+
+def prophet_daily(daily: pd.Series, start: pd.Timestamp, h: int, freq: str) -> FloatArray | None:
+    """Default Prophet fitted on the days before ``start``, summed over the ``h`` periods from
+    ``start`` (None with fewer than ``MIN_DAILY_DAYS`` days or when Prophet fails)."""
+    known = daily[daily.index < start]
+    nz = np.flatnonzero(known.to_numpy() != 0)
+    if len(nz) == 0 or len(known) - nz[0] < MIN_DAILY_DAYS:
+        return None
+    known = known.iloc[nz[0] :]
+    bounds = period_range(start, h + 1, freq)
+    future = pd.date_range(bounds[0], bounds[-1] - pd.Timedelta(days=1), freq="D")
+    try:
+        with quiet_prophet():
+            from prophet import Prophet
+
+            logging.getLogger("prophet").setLevel(logging.ERROR)
+            model = Prophet(uncertainty_samples=0, daily_seasonality=False)
+            model.fit(pd.DataFrame({"ds": known.index, "y": known.to_numpy(dtype=float)}))
+            yhat = model.predict(pd.DataFrame({"ds": future}))["yhat"].to_numpy(dtype=float)
+    except Exception:
+        return None
+    which = np.searchsorted(np.asarray(bounds[1:]), np.asarray(future), side="right")
+    sums = np.bincount(which, weights=np.maximum(yhat, 0.0), minlength=h)[:h]
+    return sums if np.all(np.isfinite(sums)) else None
