@@ -44,6 +44,7 @@ STATIC_COLUMNS = {
     "region": "region",
 }
 ACTIVITY_WINDOWS = (7, 30, 60, 90)
+MEETING_TYPES = ("meeting", "demo")  # activities that are a conversation with the buyer
 
 
 class UnknownFeatureError(ValueError):
@@ -236,6 +237,15 @@ def _activity_features(
         w: total - ev.count_upto(q_deal, q_time - w * MICROS_PER_DAY) for w in ACTIVITY_WINDOWS
     }
     last_time = take_at(ev.time, ev.last_upto(q_deal, q_time), NAT)
+    meeting = np.zeros(len(activities), dtype=bool)
+    if "type" in activities.columns:
+        types = activities["type"].astype(object).where(activities["type"].notna(), "")
+        meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+    meetings = EventIndex(
+        np.where(queried[deal] & meeting, deal, -1),
+        micros(activities["occurred_at"]),
+        len(deal_index),
+    )
     return {
         "activities_7d": within[7].astype(np.float64),
         "activities_30d": within[30].astype(np.float64),
@@ -243,4 +253,5 @@ def _activity_features(
         "activities_total": total.astype(np.float64),
         "days_since_last_activity": days_between(q_time, last_time),
         "engagement_trend": (2 * within[30] - within[60]).astype(np.float64),
+        "meetings_total": meetings.count_upto(q_deal, q_time).astype(np.float64),
     }

@@ -17,7 +17,7 @@ from features.history import History
 from features.screen import screen_attributes, screen_deal_columns
 from salesml.schemas import ATTRIBUTE_PREFIX
 
-FEATURE_SPEC_VERSION = "1.0"
+FEATURE_SPEC_VERSION = "1.1"  # 1.1: meetings_total; flat exports read the deals table
 MISSING = "missing"  # the category of a categorical feature with no value
 
 
@@ -83,6 +83,7 @@ DESCRIPTIONS: dict[str, str] = {
         "Days since the latest activity at or before as_of (NaN when there is none)."
     ),
     "engagement_trend": "Activities in the last 30 days minus activities in the 30 days before.",
+    "meetings_total": "Meetings and demos logged up to as_of (activities of those types).",
     "product": "Product sold.",
     "lead_source": "Channel the deal came from.",
     "deal_type": "Deal type (new business, expansion, renewal, …).",
@@ -128,6 +129,7 @@ FIXED_FEATURES: tuple[Feature, ...] = (
     _n("activities_total", "deal", None, ENG, True),
     _n("days_since_last_activity", "deal", None, ENG, True),
     _n("engagement_trend", "deal", 60, ENG, True),
+    _n("meetings_total", "deal", None, ENG, True),
     _c("product", "deal", PROFILE, False),
     _c("lead_source", "deal", PROFILE, False),
     _c("deal_type", "deal", PROFILE, False),
