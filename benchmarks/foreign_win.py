@@ -122,7 +122,9 @@ def cases(root: Path, seeds: tuple[int, ...], deals: int) -> list[tuple[str, Cal
 
 def _cli(env: dict[str, str], *args: str) -> str:
     cli = str(Path(sys.executable).parent / "salesml")
-    done = subprocess.run([cli, *args], env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run([cli, *args], check=False, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"salesml {' '.join(args)} failed: {done.stderr[-2000:]}")
     return done.stdout
 
 
@@ -171,9 +173,9 @@ def _score(history: Any, newest: pd.DataFrame) -> pd.DataFrame:
     created = newest["created_at"]
     closing = newest["closed_at"]
     first = created.dt.normalize() + pd.Timedelta(days=7)
-    monday = first + pd.to_timedelta((7 - first.dt.weekday) % 7, unit="D")
+    monday = first + pd.to_timedelta((7 - first.dt.dayofweek) % 7, unit="D")
     last_open = (closing - pd.Timedelta(microseconds=1)).dt.normalize()
-    last_open -= pd.to_timedelta(last_open.dt.weekday, unit="D")
+    last_open -= pd.to_timedelta(last_open.dt.dayofweek, unit="D")
     when = monday.where(monday < closing, last_open)
     when = when.where(when >= created, created)
     dates = sorted(set(when))
@@ -254,6 +256,8 @@ def _row(
         "peer_brier": theirs["brier"],
         "peer_ece": theirs["ece"],
         "oracle_auc": oracle,
+        "mean_p": float(np.mean(ours)),
+        "win_rate": float(np.mean(y)),
         "noise_top3": noise,
     }
     row["passes"] = _passes(row)

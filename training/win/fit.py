@@ -10,7 +10,7 @@ against the baselines.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +127,7 @@ def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
     split = temporal_split(snapshots, history)
     params = lgb_params(len(split.train), seed)
     main, dropped = _fit_model(spec, split, params, seed)
-    peer = _fit_peer(spec, split, seed)
+    peer = _fit_peer(spec, split, seed, dropped)
     y_val = split.validation["label_won"].to_numpy(dtype=float)
     base_ll = _log_loss_constant(y_val, float(y_val.mean()))  # validation's own win rate
     chosen_ll = float(main.table[main.table["chosen"]].iloc[0]["log_loss"])
@@ -191,7 +191,7 @@ class Candidate:
     calibrator: Calibrator
     table: pd.DataFrame
     rounds: int
-    fit: Callable[[pd.DataFrame, np.ndarray], lgb.Booster]  # fixed settings, any rows
+    fit: Callable[[pd.DataFrame, FeatureContract], lgb.Booster]  # fixed settings, any rows
     val_scores: np.ndarray
 
     def bundle(self, base_rate: float, metadata: dict[str, Any]) -> WinBundle:
@@ -247,8 +247,10 @@ def _fit_model(
     rounds = max(1, int(booster.best_iteration))
     fixed = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in kept]}
 
-    def fit(x: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
-        return lgb.train(fixed, lgb.Dataset(x, y), num_boost_round=rounds)
+    def fit(rows: pd.DataFrame, on: FeatureContract) -> lgb.Booster:
+        y = rows["label_won"].to_numpy(dtype=float)
+        data = lgb.Dataset(on.matrix(rows), y, weight=deal_weights(rows))
+        return lgb.train(fixed, data, num_boost_round=rounds)
 
     return _calibrated(MODEL_NAME, contract, booster, rounds, fit, split), dropped
 
@@ -259,6 +261,13 @@ def deal_weights(rows: pd.DataFrame) -> np.ndarray:
     counts = rows.groupby("deal_id")["deal_id"].transform("size").to_numpy(dtype=float)
     weights = 1.0 / counts
     return np.asarray(weights / weights.mean(), dtype=float)
+
+
+def one_row_per_deal(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """One snapshot of each deal, drawn at random (seeded): what a plain model fitted on the
+    deals table sees — each closed deal once, not once per week it stayed open."""
+    shuffled = rows.sample(frac=1.0, random_state=seed)
+    return shuffled.drop_duplicates("deal_id").sort_index()
 
 
 def screened_features(spec: list[Feature], contract: FeatureContract) -> list[str]:
@@ -274,15 +283,19 @@ def screened_features(spec: list[Feature], contract: FeatureContract) -> list[st
     ]
 
 
-def _fit_peer(spec: list[Feature], split: TemporalSplit, seed: int) -> Candidate:
-    """The plain peer (``training.win.peer``) on the same training snapshots."""
-    contract = _contract(spec, peer_features(spec), split.train)
-    y_train = split.train["label_won"].to_numpy(dtype=float)
+def _fit_peer(
+    spec: list[Feature], split: TemporalSplit, seed: int, dropped: Mapping[str, str]
+) -> Candidate:
+    """The plain peer (``training.win.peer``) on the same training snapshots, without the
+    columns the screen found to be noise (served, it must not be driven by them either)."""
+    columns = [n for n in peer_features(spec) if n not in dropped] or peer_features(spec)
+    contract = _contract(spec, columns, split.train)
 
-    def fit(x: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
-        return fit_peer(x, y, seed)
+    def fit(rows: pd.DataFrame, on: FeatureContract) -> lgb.Booster:
+        once = one_row_per_deal(rows, seed)
+        return fit_peer(on.matrix(once), once["label_won"].to_numpy(dtype=float), seed)
 
-    booster = fit(contract.matrix(split.train), y_train)
+    booster = fit(split.train, contract)
     return _calibrated(PEER_NAME, contract, booster, PEER_TREES, fit, split)
 
 
@@ -297,7 +310,7 @@ def _calibrated(
     contract: FeatureContract,
     booster: lgb.Booster,
     rounds: int,
-    fit: Callable[[pd.DataFrame, np.ndarray], lgb.Booster],
+    fit: Callable[[pd.DataFrame, FeatureContract], lgb.Booster],
     split: TemporalSplit,
 ) -> Candidate:
     y_val = split.validation["label_won"].to_numpy(dtype=float)
@@ -348,18 +361,15 @@ def _refit(
     else:
         seen = pd.concat([split.train, split.validation])
         before = _contract(spec, chosen.features, seen)
-        b2 = chosen.fit(before.matrix(seen), seen["label_won"].to_numpy(dtype=float))
+        b2 = chosen.fit(seen, before)
         h_scores = np.asarray(b2.predict(before.matrix(split.holdout), raw_score=True), dtype=float)
+        # Both periods: the newest alone reads fewer outcomes of its long (often won) deals.
+        y_h = split.holdout["label_won"].to_numpy(float)
         scores = np.concatenate([chosen.val_scores, h_scores])
-        y = np.concatenate(
-            [
-                split.validation["label_won"].to_numpy(float),
-                split.holdout["label_won"].to_numpy(float),
-            ]
-        )
+        y = np.concatenate([split.validation["label_won"].to_numpy(float), y_h])
         calibrator = select_calibrator(scores, y, candidates=(chosen.calibrator.name,))[0]
         contract = _contract(spec, chosen.features, labelled)
-        booster = chosen.fit(contract.matrix(labelled), y_all)
+        booster = chosen.fit(labelled, contract)
         bundle = WinBundle(
             list(contract.features),
             dict(contract.kinds),

@@ -5,7 +5,8 @@ the same training snapshots: the deal's amount, stage and expected close date at
 (stage history, or the deals table in a flat export where the leakage screen keeps them), its
 profile fields and custom attributes. It is what anyone would try first on a CRM export; it is
 calibrated on the validation period like the model, and served in the model's place when it
-wins on the holdout.
+wins on the holdout. Columns the validation screen dropped as noise are left out of it too:
+served, it must not be driven by them either.
 """
 
 from __future__ import annotations

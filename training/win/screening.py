@@ -8,7 +8,8 @@ A fitted booster is asked, concept by concept (the groups drivers are shown in: 
 concept's features are shuffled across rows (permutation importance, all of a concept's
 features with one permutation, so correlated siblings cannot cover for each other). The loss
 increase is averaged per deal (a deal's weekly snapshots are not independent evidence) and
-kept only when it is significantly above zero: a one-sided t-test over deals,
+kept only when it is significantly above zero: a one-sided t-test over deals at a
+family-wise level ``FAMILY_ALPHA`` over the concepts tested (Bonferroni), and never below
 ``t >= T_LIMIT``. What carries no signal on data the booster was not fitted on — a 30-level
 noise category, a random number — is dropped before the model is refitted, so it can never
 become a driver.
@@ -21,9 +22,13 @@ from collections.abc import Mapping, Sequence
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
-# One-sided t statistic over deals a concept's validation loss increase must reach (p ≈ 0.02).
+# One-sided t statistic over deals a concept's validation loss increase must reach: at least
+# T_LIMIT (p ≈ 0.02), and the Bonferroni bound of FAMILY_ALPHA over the concepts tested (with
+# several noise fields, one of them passing by chance would otherwise be likely).
 T_LIMIT = 2.0
+FAMILY_ALPHA = 0.05
 PERMUTATIONS = 3
 MAX_ROWS = 20_000  # validation rows the screen reads (a random sample of deals beyond)
 EPS = 1e-6
@@ -72,6 +77,7 @@ def concept_screen(
     for i, name in enumerate(features):
         if used[i] and name in open_to:
             by_concept.setdefault(concepts.get(name, name), []).append(i)
+    limit = max(T_LIMIT, float(norm.ppf(1 - FAMILY_ALPHA / max(1, len(by_concept)))))
     for concept, columns in by_concept.items():
         delta = np.zeros(len(target))
         for _ in range(PERMUTATIONS):
@@ -80,10 +86,10 @@ def concept_screen(
             shuffled[:, columns] = x[order][:, columns]
             delta += _row_loss(booster, shuffled, target) - base
         t = _t_over_deals(delta / PERMUTATIONS, groups)
-        if t < T_LIMIT:
+        if t < limit:
             why = (
                 f"no significant signal on the validation period (shuffling '{concept}' "
-                f"changes the log loss by t = {t:.1f} over deals; {T_LIMIT:.0f} needed)"
+                f"changes the log loss by t = {t:.1f} over deals; {limit:.1f} needed)"
             )
             dropped |= {features[i]: why for i in columns}
     return dropped
