@@ -205,12 +205,19 @@ def _fit_model(
     spec: list[Feature], split: TemporalSplit, params: dict[str, Any], seed: int
 ) -> tuple[Candidate, dict[str, str]]:
     """The regularised LightGBM: fitted with early stopping on the validation period, screened
-    there concept by concept (``training.win.screening``), refitted on what the screen keeps."""
+    there concept by concept (``training.win.screening``), refitted on what the screen keeps.
+
+    The first fit stops early on half of the validation deals and the screen judges it on the
+    other half: rounds chosen on the rows that judge them would flatter every feature, noise
+    included."""
     concepts = {f.name: f.concept for f in spec}
     y_train = split.train["label_won"].to_numpy(dtype=float)
-    y_val = split.validation["label_won"].to_numpy(dtype=float)
+    deals = split.validation["deal_id"].unique()
+    half = set(np.random.default_rng(seed).permutation(deals)[: len(deals) // 2])
+    stop_on = split.validation["deal_id"].isin(half).to_numpy()
+    judge = split.validation[~stop_on]
 
-    def early(features: list[str]) -> tuple[lgb.Booster, FeatureContract]:
+    def early(features: list[str], validation: pd.DataFrame) -> tuple[lgb.Booster, FeatureContract]:
         contract = _contract(spec, features, split.train)
         p = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in features]}
         train_set = lgb.Dataset(
@@ -219,7 +226,8 @@ def _fit_model(
             weight=deal_weights(split.train),
             free_raw_data=False,
         )
-        valid = lgb.Dataset(contract.matrix(split.validation), y_val, reference=train_set)
+        y_val = validation["label_won"].to_numpy(dtype=float)
+        valid = lgb.Dataset(contract.matrix(validation), y_val, reference=train_set)
         booster = lgb.train(
             p,
             train_set,
@@ -230,20 +238,19 @@ def _fit_model(
         return booster, contract
 
     names = [f.name for f in spec]
-    booster, contract = early(names)
+    booster, contract = early(names, split.validation[stop_on])
     dropped = concept_screen(
         booster,
-        contract.model_matrix(split.validation),
-        y_val,
-        split.validation["deal_id"].to_numpy(dtype=object),
+        contract.model_matrix(judge),
+        judge["label_won"].to_numpy(dtype=float),
+        judge["deal_id"].to_numpy(dtype=object),
         names,
         concepts,
         seed,
         screened=screened_features(spec, contract),
     )
     kept = [n for n in names if n not in dropped] or names
-    if len(kept) < len(names):
-        booster, contract = early(kept)
+    booster, contract = early(kept, split.validation)
     rounds = max(1, int(booster.best_iteration))
     fixed = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in kept]}
 
