@@ -4,11 +4,14 @@ alike on won, lost and open deals."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
 from features.build import build_features
 from features.history import History, make_history
+from features.single import deal_context, deal_features
 from features.spec import excluded_flat_columns, flat_columns
 
 START = pd.Timestamp("2025-01-06")
@@ -88,3 +91,20 @@ def test_too_few_deals_without_stage_history_keep_nothing() -> None:
     history = flat_history(n=30)
     assert flat_columns(history) == {}
     assert "too few" in excluded_flat_columns(history)["amount"]
+
+
+def test_a_what_if_on_a_flat_deal_reads_its_amount_as_the_full_build_does() -> None:
+    history = flat_history()
+    as_of = history.exported_at
+    context = deal_context(history, as_of)
+    deals = history.deals.copy()
+    row = deals.index[deals["status"] == "open"][0]
+    deals.loc[row, "amount"] = 1234.5  # the what-if: another amount
+    deal_id = deals.loc[row, "deal_id"]
+    changed = replace(history, deals=deals)
+    expected = build_features(changed, as_of, deal_ids=[deal_id], features=context.spec)
+    got = deal_features(
+        context, deals.loc[[row]], history.stage_history.head(0), history.activities
+    )
+    assert got is not None and got["amount"].iat[0] == 1234.5
+    pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)

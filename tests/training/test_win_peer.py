@@ -99,7 +99,7 @@ def test_the_peer_is_served_when_it_wins_and_the_card_says_so(
 ) -> None:
     # A model left with only the deal's age (the screen dropped the rest) loses to the peer.
     def keep_only_age(*args: Any, **kwargs: Any) -> dict[str, str]:
-        names = args[4]
+        names = args[1]
         return {n: "test: dropped" for n in names if n != "age_days"}
 
     monkeypatch.setattr(fit, "concept_screen", keep_only_age)

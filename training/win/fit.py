@@ -39,7 +39,7 @@ from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
 from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
-from training.win.screening import concept_screen
+from training.win.screening import Fold, concept_screen
 
 # Directions sales teams take as given: recent activity never lowers a deal's chance, and a
 # longer silence never raises it. LightGBM enforces them, so no explanation ever says otherwise.
@@ -207,15 +207,14 @@ def _fit_model(
     """The regularised LightGBM: fitted with early stopping on the validation period, screened
     there concept by concept (``training.win.screening``), refitted on what the screen keeps.
 
-    The first fit stops early on half of the validation deals and the screen judges it on the
-    other half: rounds chosen on the rows that judge them would flatter every feature, noise
-    included."""
+    The screen is cross-fitted: a fit that stopped early on half of the validation deals is
+    judged on the other half, and the other way round (rounds chosen on the rows that judge
+    them would flatter every feature, noise included)."""
     concepts = {f.name: f.concept for f in spec}
     y_train = split.train["label_won"].to_numpy(dtype=float)
     deals = split.validation["deal_id"].unique()
     half = set(np.random.default_rng(seed).permutation(deals)[: len(deals) // 2])
-    stop_on = split.validation["deal_id"].isin(half).to_numpy()
-    judge = split.validation[~stop_on]
+    in_half = split.validation["deal_id"].isin(half).to_numpy()
 
     def early(features: list[str], validation: pd.DataFrame) -> tuple[lgb.Booster, FeatureContract]:
         contract = _contract(spec, features, split.train)
@@ -238,17 +237,20 @@ def _fit_model(
         return booster, contract
 
     names = [f.name for f in spec]
-    booster, contract = early(names, split.validation[stop_on])
-    dropped = concept_screen(
-        booster,
-        contract.model_matrix(judge),
-        judge["label_won"].to_numpy(dtype=float),
-        judge["deal_id"].to_numpy(dtype=object),
-        names,
-        concepts,
-        seed,
-        screened=screened_features(spec, contract),
-    )
+    folds = []
+    for stop, judge in ((in_half, ~in_half), (~in_half, in_half)):
+        booster, contract = early(names, split.validation[stop])
+        rows = split.validation[judge]
+        folds.append(
+            Fold(
+                booster,
+                contract.model_matrix(rows),
+                rows["label_won"].to_numpy(dtype=float),
+                rows["deal_id"].to_numpy(dtype=object),
+            )
+        )
+    screened = screened_features(spec, contract)
+    dropped = concept_screen(folds, names, concepts, seed, screened=screened)
     kept = [n for n in names if n not in dropped] or names
     booster, contract = early(kept, split.validation)
     rounds = max(1, int(booster.best_iteration))

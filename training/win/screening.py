@@ -1,5 +1,8 @@
 """Feature screening on the validation period: a concept stays only when the model needs it.
 
+The validation deals are split in two halves; a booster that stopped early on one half is
+judged on the other, and the other way round (cross-fitting: rounds chosen on the judging rows
+would flatter every feature, noise included), and the per-deal increases of both are pooled.
 Only the features handed to the screen are judged (training screens custom attributes and
 many-level categoricals; see ``training.win.fit.screened_features``).
 
@@ -18,6 +21,7 @@ become a driver.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
@@ -34,39 +38,38 @@ MAX_ROWS = 20_000  # validation rows the screen reads (a random sample of deals 
 EPS = 1e-6
 
 
+@dataclass(frozen=True)
+class Fold:
+    """A booster and the validation rows it did not stop early on (its judges)."""
+
+    booster: lgb.Booster
+    matrix: np.ndarray  # the rows as the booster reads them (FeatureContract.model_matrix)
+    y: np.ndarray  # their outcomes (1 won, 0 lost)
+    deal_ids: np.ndarray  # the deal of each row (the unit of the significance test)
+
+
 def concept_screen(
-    booster: lgb.Booster,
-    matrix: np.ndarray,
-    y: np.ndarray,
-    deal_ids: Sequence[str] | np.ndarray,
+    folds: Sequence[Fold],
     features: Sequence[str],
     concepts: Mapping[str, str],
     seed: int = 0,
     screened: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """``{feature: why}`` for every feature to drop: those of concepts whose shuffling does not
-    significantly raise the validation log loss, and those the booster never splits on.
+    significantly raise the validation log loss, and those no booster splits on.
 
     Args:
-        booster: fitted on the training period; predicts probabilities from ``matrix``.
-        matrix: the validation rows as the booster reads them (``FeatureContract.model_matrix``).
-        y: their outcomes (1 won, 0 lost).
-        deal_ids: the deal of each row (the unit of the significance test).
-        features: the column names of ``matrix``.
+        folds: cross-fitted boosters, each with the validation deals it is judged on (the
+            per-deal loss increases of all folds are pooled into one test).
+        features: the column names of every fold's ``matrix``.
         concepts: feature → concept.
+        seed: for the row sample and the permutations.
         screened: the features that may be dropped (default: all); the others are kept
             whatever the test says.
     """
     rng = np.random.default_rng(seed)
-    deals = pd.Index(np.asarray(deal_ids, dtype=object))
-    rows = np.arange(len(y))
-    if len(rows) > MAX_ROWS:
-        unique = deals.unique()
-        keep = rng.permutation(len(unique))[: max(1, int(len(unique) * MAX_ROWS / len(rows)))]
-        rows = np.flatnonzero(deals.isin(unique[keep]))
-    x, target, groups = matrix[rows], y[rows], pd.factorize(deals[rows])[0]
-    base = _row_loss(booster, x, target)
-    used = booster.feature_importance("split") > 0
+    parts = [_sample(fold, rng, MAX_ROWS // max(1, len(folds))) for fold in folds]
+    used = np.any([f.booster.feature_importance("split") > 0 for f in folds], axis=0)
     open_to = set(features if screened is None else screened)
     dropped = {
         name: "never used by the model"
@@ -78,14 +81,12 @@ def concept_screen(
         if used[i] and name in open_to:
             by_concept.setdefault(concepts.get(name, name), []).append(i)
     limit = max(T_LIMIT, float(norm.ppf(1 - FAMILY_ALPHA / max(1, len(by_concept)))))
+    groups = pd.factorize(np.concatenate([p[3] for p in parts]))[0]
     for concept, columns in by_concept.items():
-        delta = np.zeros(len(target))
-        for _ in range(PERMUTATIONS):
-            shuffled = x.copy()
-            order = rng.permutation(len(target))
-            shuffled[:, columns] = x[order][:, columns]
-            delta += _row_loss(booster, shuffled, target) - base
-        t = _t_over_deals(delta / PERMUTATIONS, groups)
+        delta = np.concatenate(
+            [_loss_increase(booster, x, y, columns, rng) for booster, x, y, _ in parts]
+        )
+        t = _t_over_deals(delta, groups)
         if t < limit:
             why = (
                 f"no significant signal on the validation period (shuffling '{concept}' "
@@ -93,6 +94,36 @@ def concept_screen(
             )
             dropped |= {features[i]: why for i in columns}
     return dropped
+
+
+def _sample(
+    fold: Fold, rng: np.random.Generator, max_rows: int
+) -> tuple[lgb.Booster, np.ndarray, np.ndarray, np.ndarray]:
+    """The fold's rows, or those of a random sample of its deals beyond ``max_rows``."""
+    deals = pd.Index(np.asarray(fold.deal_ids, dtype=object))
+    rows = np.arange(len(fold.y))
+    if len(rows) > max_rows:
+        unique = deals.unique()
+        keep = rng.permutation(len(unique))[: max(1, int(len(unique) * max_rows / len(rows)))]
+        rows = np.flatnonzero(deals.isin(unique[keep]))
+    return fold.booster, fold.matrix[rows], fold.y[rows], deals[rows].to_numpy(dtype=object)
+
+
+def _loss_increase(
+    booster: lgb.Booster,
+    x: np.ndarray,
+    y: np.ndarray,
+    columns: list[int],
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Per row: the mean log-loss increase when ``columns`` are shuffled together."""
+    base = _row_loss(booster, x, y)
+    delta = np.zeros(len(y))
+    for _ in range(PERMUTATIONS):
+        shuffled = x.copy()
+        shuffled[:, columns] = x[rng.permutation(len(y))][:, columns]
+        delta += _row_loss(booster, shuffled, y) - base
+    return delta / PERMUTATIONS
 
 
 def _row_loss(booster: lgb.Booster, x: np.ndarray, y: np.ndarray) -> np.ndarray:
