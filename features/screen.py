@@ -30,14 +30,19 @@ by, and it passes rules 1–3 above, and:
 5. **Closed deals look like open ones**: for ``stage``, at least ``MIN_SHARED_STAGE`` of closed
    deals carry a stage some open deal also has (not "Closed Won" / "Closed Lost");
 6. **Not the closing date**: for ``expected_close_date``, under ``MAX_AT_CLOSING`` of closed
-   deals have it within a day of ``closed_at`` (CRMs set it to the closing date on closing).
+   deals have it within a day of ``closed_at`` (CRMs set it to the closing date on closing);
+7. **Does not move with age** (``stage`` and ``expected_close_date``): among the open deals,
+   the value does not depend on how long the deal has been open (a creation-time value cannot;
+   a stage reached or a close date pushed does): stage against the younger / older half by a
+   chi-square test, dates by Spearman's rank correlation with age; ``p < AGE_P_VALUE``
+   excludes the column.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+from scipy.stats import chi2_contingency, rankdata, spearmanr
 
 from salesml.schemas import ATTRIBUTE_PREFIX
 
@@ -48,6 +53,11 @@ MIN_LEVEL_DEALS = 5
 MAX_LEVELS = 200
 MIN_SHARED_STAGE = 0.5
 MAX_AT_CLOSING = 0.5
+AGE_P_VALUE = 0.001
+# Rule 7 is for the fields CRMs move as a deal progresses. Not the amount: the open deals that
+# are old are those that have not closed yet, so a creation-time amount that lengthens the
+# cycle would correlate with age too, and the amount is a flat export's strongest column.
+AGE_CHECKED = ("stage", "expected_close_date")
 # Deal-table columns a deal without stage history may be read from, and how they are screened.
 DEAL_COLUMNS = {"amount": "numeric", "stage": "categorical", "expected_close_date": "date"}
 
@@ -161,6 +171,8 @@ def screen_deal_columns(
             values = (pd.to_datetime(values) - created).dt.total_seconds() / 86400.0
         reason = _reason(values, "numeric" if kind == "date" else kind, won, lost, still_open)
         reason = reason or _export_time(rows, column, won | lost, still_open)
+        if column in AGE_CHECKED:
+            reason = reason or _moves_with_age(rows, values, kind, still_open)
         if reason:
             excluded[column] = reason
             continue
@@ -171,6 +183,33 @@ def screen_deal_columns(
             "alone it does not decide the outcome: read as the creation-time value"
         )
     return kept, excluded
+
+
+def _moves_with_age(
+    rows: pd.DataFrame, values: pd.Series, kind: str, still_open: np.ndarray
+) -> str | None:
+    """Rule 7: among open deals, the value depends on the deal's age at export."""
+    exported = pd.to_datetime(rows["created_at"]).max()
+    age = (exported - pd.to_datetime(rows["created_at"][still_open])).dt.total_seconds()
+    value = values[still_open]
+    known = value.notna().to_numpy()
+    if known.sum() < 2 * MIN_DEALS:
+        return None
+    age, value = age[known], value[known]
+    if kind == "categorical":
+        older = (age > age.median()).to_numpy()
+        table = pd.crosstab(value.astype(str).to_numpy(), older)
+        if table.shape[0] < 2 or table.shape[1] < 2:
+            return None
+        p = float(chi2_contingency(table.to_numpy())[1])
+    else:
+        p = float(spearmanr(pd.to_numeric(value, errors="coerce"), age).pvalue)
+    if p < AGE_P_VALUE:
+        return (
+            f"on open deals it changes with the deal's age (p = {p:.0e}): it records progress "
+            "since creation, not a creation-time value"
+        )
+    return None
 
 
 def _export_time(
