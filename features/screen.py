@@ -35,7 +35,7 @@ by, and it passes rules 1–3 above, and:
    the value does not depend on how long the deal has been open (a creation-time value cannot;
    a stage reached or a close date pushed does): stage against the younger / older half by a
    chi-square test, dates by Spearman's rank correlation with age; ``p < AGE_P_VALUE``
-   excludes the column.
+   excludes the column, and so do fewer than ``2 * MIN_DEALS`` open deals showing it.
 """
 
 from __future__ import annotations
@@ -194,7 +194,10 @@ def _moves_with_age(
     value = values[still_open]
     known = value.notna().to_numpy()
     if known.sum() < 2 * MIN_DEALS:
-        return None
+        return (
+            f"only {int(known.sum())} open deals show it: too few to check that it does not "
+            f"change as deals age (needs {2 * MIN_DEALS})"
+        )
     age, value = age[known], value[known]
     if kind == "categorical":
         older = (age > age.median()).to_numpy()
