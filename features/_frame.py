@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,9 @@ from features._events import (
     micros,
     take_at,
 )
-from features._stages import stage_features, stage_vocabulary
+from features._stages import StageFeatures, stage_features, stage_vocabulary
 from features.history import History
-from features.spec import FIXED_FEATURES, MISSING, Feature
+from features.spec import FIXED_FEATURES, MISSING, Feature, flat_columns, flat_deals
 from salesml.schemas import ATTRIBUTE_PREFIX
 
 INFO_COLUMNS = ("owner_id", "account_id", "team", "stage")
@@ -43,6 +44,7 @@ STATIC_COLUMNS = {
     "region": "region",
 }
 ACTIVITY_WINDOWS = (7, 30, 60, 90)
+MEETING_TYPES = ("meeting", "demo")  # activities that are a conversation with the buyer
 
 
 class UnknownFeatureError(ValueError):
@@ -71,13 +73,48 @@ def vocabularies(history: History, spec: Sequence[Feature]) -> dict[str, list[st
         if f.name == "account_size_band":
             values = list(SIZE_BANDS)
         elif f.name == "current_stage":
-            values = stage_vocabulary(history.stage_history)
+            values = current_stage_vocabulary(history)
         else:
             source = sources.get(f.name, history.deals.get(f.name))
             found = [] if source is None else list(source.dropna().astype(str).unique())
             values = sorted(str(v) for v in found if str(v) != MISSING)
         out[f.name] = [*values, MISSING]
     return out
+
+
+def current_stage_vocabulary(history: History) -> list[str]:
+    """The stage names ``current_stage`` may take: the stage history's, plus the deals table's
+    stages of deals without stage history when the leakage screen keeps that column."""
+    names = set(stage_vocabulary(history.stage_history))
+    if "stage" in flat_columns(history):
+        names |= set(history.deals.loc[flat_deals(history), "stage"].dropna().astype(str))
+    return sorted(names)
+
+
+def with_flat_values(history: History, st: StageFeatures, q_deal: IntArray) -> StageFeatures:
+    """``st`` with the deals table's amount, stage and expected close date filled in for the
+    queried deals that have no stage history at all, for each column the leakage screen keeps
+    (``features.spec.flat_columns``): a flat export's values are its creation-time values."""
+    kept = flat_columns(history)
+    if not kept:
+        return st
+    deals = history.deals
+    flat = flat_deals(history)[q_deal]
+    changes: dict[str, Any] = {}
+    if "amount" in kept:
+        amount = pd.to_numeric(deals["amount"], errors="coerce").to_numpy(dtype=np.float64)
+        changes["amount"] = np.where(flat, amount[q_deal], st.amount)
+    if "expected_close_date" in kept:
+        expected = micros(deals["expected_close_date"])[q_deal]
+        changes["expected_close"] = np.where(flat, expected, st.expected_close)
+    if "stage" in kept:
+        old = stage_vocabulary(history.stage_history)
+        names = current_stage_vocabulary(history)
+        remap = np.asarray([names.index(n) for n in old] + [-1], dtype=np.int64)
+        stage = remap[np.where(st.stage >= 0, st.stage, len(old))]
+        mine = codes(deals["stage"], pd.Index(names))[q_deal]
+        changes["stage"] = np.where(flat, mine, stage)
+    return replace(st, **changes)
 
 
 def feature_frame(
@@ -100,6 +137,7 @@ def feature_frame(
         raise UnknownFeatureError(unknown)
     q_time = dates[q_date]
     st = stage_features(history.stage_history, deals.index, q_deal, q_date, dates)
+    st = with_flat_values(history, st, q_deal)
     numeric: dict[str, FloatArray] = {
         "age_days": days_between(q_time, deals.created[q_deal]),
         "days_in_stage": st.days_in_stage,
@@ -122,7 +160,7 @@ def feature_frame(
     }
     per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
     vocab = vocabularies(history, spec)
-    stages = vocab.get("current_stage", [*stage_vocabulary(history.stage_history), MISSING])
+    stages = vocab.get("current_stage", [*current_stage_vocabulary(history), MISSING])
     return assemble(history.deals, spec, vocab, stages, q_deal, numeric, st.stage, per_deal)
 
 
@@ -199,6 +237,15 @@ def _activity_features(
         w: total - ev.count_upto(q_deal, q_time - w * MICROS_PER_DAY) for w in ACTIVITY_WINDOWS
     }
     last_time = take_at(ev.time, ev.last_upto(q_deal, q_time), NAT)
+    meeting = np.zeros(len(activities), dtype=bool)
+    if "type" in activities.columns:
+        types = activities["type"].astype(object).where(activities["type"].notna(), "")
+        meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+    meetings = EventIndex(
+        np.where(queried[deal] & meeting, deal, -1),
+        micros(activities["occurred_at"]),
+        len(deal_index),
+    )
     return {
         "activities_7d": within[7].astype(np.float64),
         "activities_30d": within[30].astype(np.float64),
@@ -206,4 +253,5 @@ def _activity_features(
         "activities_total": total.astype(np.float64),
         "days_since_last_activity": days_between(q_time, last_time),
         "engagement_trend": (2 * within[30] - within[60]).astype(np.float64),
+        "meetings_total": meetings.count_upto(q_deal, q_time).astype(np.float64),
     }

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,11 +34,11 @@ from features._context import (
     rep_features,
 )
 from features._events import FloatArray, IntArray, days_between, micros, open_pairs
-from features._frame import STATIC_COLUMNS, _activity_features, assemble
-from features._stages import CodedStages, code_stages, coded_stage_features
+from features._frame import STATIC_COLUMNS, _activity_features, assemble, with_flat_values
+from features._stages import CodedStages, StageFeatures, code_stages, coded_stage_features
 from features.build import _naive_utc
 from features.history import History
-from features.spec import MISSING, Feature, feature_spec
+from features.spec import MISSING, Feature, feature_spec, flat_columns
 
 # Features computed from other deals than the scored one (patched in from the context).
 CONTEXT_FEATURES = (
@@ -79,6 +80,7 @@ class DealContext:
     stage_counts: Counter[str]  # stage name -> stage-history rows
     stage_values: list[str]  # sorted stage names
     fixed_vocab: dict[str, list[str]]  # categoricals whose vocabulary no deal changes
+    flat: dict[str, str]  # deals-table columns a deal without stage history reads
 
 
 def deal_context(
@@ -95,6 +97,7 @@ def deal_context(
     stages = code_stages(history.stage_history, deals.index)
     open_deal, q_date = open_pairs(deals.created, deals.closed, dates)
     st = coded_stage_features(stages, len(deals.index), open_deal, q_date, dates)
+    st = with_flat_values(replace(history, deals=deals_table), st, open_deal)
     sources: dict[str, str | None] = {}
     counts: dict[str, Counter[str]] = {}
     fixed: dict[str, list[str]] = {}
@@ -132,6 +135,7 @@ def deal_context(
         stage_counts=stage_counts,
         stage_values=sorted(stage_counts),
         fixed_vocab=fixed,
+        flat=flat_columns(history),
     )
 
 
@@ -166,6 +170,8 @@ def deal_features(
     q_one = np.array([at], dtype=np.int64)
     t = context.dates
     st = coded_stage_features(coded, len(d.created), q_one, np.zeros(1, np.int64), t)
+    if len(stage_rows) == 0:
+        st = _flat_values(context, deal, st)
     # The open deals in deal_id order, as build_features queries them (the open pipeline
     # sums their amounts in that order).
     if loc >= 0:
@@ -215,6 +221,18 @@ def deal_features(
     frame = frame.set_index("deal_id")
     wanted = pd.Index([deal_id])
     return frame.loc[wanted[wanted.isin(frame.index)]]
+
+
+def _flat_values(context: DealContext, deal: pd.DataFrame, st: StageFeatures) -> StageFeatures:
+    """The deals table's amount and expected close date of a deal without stage history, where
+    the context's leakage screen keeps them (as ``build_features`` reads them). A kept ``stage``
+    column is not read here: the stage vocabulary of a what-if stays the stage history's."""
+    changes: dict[str, Any] = {}
+    if "amount" in context.flat and "amount" in deal.columns:
+        changes["amount"] = pd.to_numeric(deal["amount"], errors="coerce").to_numpy(np.float64)
+    if "expected_close_date" in context.flat and "expected_close_date" in deal.columns:
+        changes["expected_close"] = micros(deal["expected_close_date"])
+    return replace(st, **changes) if changes else st
 
 
 def _vocabularies(

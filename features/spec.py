@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from features.history import History
-from features.screen import screen_attributes
+from features.screen import screen_attributes, screen_deal_columns
 from salesml.schemas import ATTRIBUTE_PREFIX
 
-FEATURE_SPEC_VERSION = "1.0"
+FEATURE_SPEC_VERSION = "1.1"  # 1.1: meetings_total; flat exports read the deals table
 MISSING = "missing"  # the category of a categorical feature with no value
 
 
@@ -64,7 +66,10 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "close_date_pushes": "Times the expected close date moved later so far.",
     "push_days_total": "Total days the expected close date moved later so far.",
-    "amount": "Deal amount at as_of (from the stage history).",
+    "amount": (
+        "Deal amount at as_of (from the stage history; for a deal without any, the deals "
+        "table's amount when the leakage screen keeps it)."
+    ),
     "amount_changes": "Times the amount changed so far.",
     "amount_vs_product_typical": (
         "Amount at as_of over the median amount of the product's deals won at or before as_of."
@@ -78,6 +83,7 @@ DESCRIPTIONS: dict[str, str] = {
         "Days since the latest activity at or before as_of (NaN when there is none)."
     ),
     "engagement_trend": "Activities in the last 30 days minus activities in the 30 days before.",
+    "meetings_total": "Meetings and demos logged up to as_of (activities of those types).",
     "product": "Product sold.",
     "lead_source": "Channel the deal came from.",
     "deal_type": "Deal type (new business, expansion, renewal, …).",
@@ -123,6 +129,7 @@ FIXED_FEATURES: tuple[Feature, ...] = (
     _n("activities_total", "deal", None, ENG, True),
     _n("days_since_last_activity", "deal", None, ENG, True),
     _n("engagement_trend", "deal", 60, ENG, True),
+    _n("meetings_total", "deal", None, ENG, True),
     _c("product", "deal", PROFILE, False),
     _c("lead_source", "deal", PROFILE, False),
     _c("deal_type", "deal", PROFILE, False),
@@ -169,3 +176,22 @@ def feature_spec(history: History) -> list[Feature]:
 def excluded_attributes(history: History) -> dict[str, str]:
     """Custom attributes left out of the features, each with the reason (see docs/features.md)."""
     return screen_attributes(history.deals, history.attributes)
+
+
+def flat_deals(history: History) -> np.ndarray:
+    """Per row of ``history.deals``: whether the deal has no stage-history row at all."""
+    staged = history.deals["deal_id"].isin(history.stage_history["deal_id"])
+    return np.asarray(~staged.to_numpy(dtype=bool), dtype=bool)
+
+
+def flat_columns(history: History) -> dict[str, str]:
+    """Deals-table columns (``amount``, ``stage``, ``expected_close_date``) read as the
+    creation-time values of deals without stage history, each with why (see
+    ``features.screen.screen_deal_columns``); the others stay unknown for those deals."""
+    return screen_deal_columns(history.deals, flat_deals(history))[0]
+
+
+def excluded_flat_columns(history: History) -> dict[str, str]:
+    """The deals-table columns a deal without stage history does not read, each with why
+    (empty when every deal has a stage history)."""
+    return screen_deal_columns(history.deals, flat_deals(history))[1]

@@ -191,6 +191,10 @@ def _win_summary(result: Any, reg: Any) -> dict[str, Any]:
         "alias": reg.alias,
         "promotion_reason": reg.reason,
         "little_signal": result.little_signal,
+        "served": result.served,
+        "dropped_features": result.dropped,
+        "flat_columns": result.flat,
+        "refit": result.refit,
         "calibrator": result.bundle.calibrator.name,
         "holdout": result.holdout_metrics,
         "baselines": result.baseline_metrics,
@@ -213,6 +217,19 @@ def _print_summary(out: dict[str, Any], result: Any) -> None:
         if result is not None and result.little_signal:
             console.print(
                 "[yellow]little signal:[/] the model predicts the base rate; see the model card",
+                highlight=False,
+            )
+        if result is not None and result.served == "plain_lightgbm":
+            console.print(
+                "[yellow]plain peer served:[/] a default LightGBM on the deal-table columns beat "
+                "the full model on this holdout, so it is served (calibrated, with drivers and "
+                "actions); see the model card",
+                highlight=False,
+            )
+        if win.get("dropped_features"):
+            console.print(
+                "features dropped (no significant signal on validation): "
+                + ", ".join(win["dropped_features"]),
                 highlight=False,
             )
         table = Table(title="holdout metrics (lower is better for brier, log_loss, ece)")

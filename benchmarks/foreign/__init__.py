@@ -1,0 +1,1 @@
+"""Foreign-data generators: exports salesml/synth did not make, for the benchmarks."""

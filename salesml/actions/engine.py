@@ -430,6 +430,10 @@ def recommend(
     matrix: npt.NDArray[np.float64] | None = None
     for rule in DEAL_RULES:
         rows, actions, reasons, changes = EVALUATORS[rule.id](c)
+        # A model the training screen narrowed (or the plain peer) does not read every
+        # feature a rule may change: a change it cannot see has no modelled impact.
+        if changes:
+            changes = {k: v for k, v in changes.items() if k in bundle.features}
         index = np.flatnonzero(rows)
         if index.size == 0:
             continue

@@ -24,6 +24,7 @@ LABELS: dict[str, str] = {
     "activities_total": "Activities so far",
     "days_since_last_activity": "Days since last activity",
     "engagement_trend": "Activity trend (last 30 days vs the 30 before)",
+    "meetings_total": "Meetings so far",
     "product": "Product",
     "lead_source": "Lead source",
     "deal_type": "Deal type",

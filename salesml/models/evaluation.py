@@ -193,6 +193,8 @@ def plot_reliability(
         x, rate = curve["mean_predicted"].to_numpy(), curve["observed_rate"].to_numpy()
         (line,) = top.plot(x, rate, linewidth=1.5, label=name)
         whiskers = np.vstack([rate - curve["lower"].to_numpy(), curve["upper"].to_numpy() - rate])
+        # A rate of exactly 0 or 1 puts the Wilson bound a rounding error past it.
+        whiskers = np.clip(whiskers, 0.0, None)
         top.errorbar(x, rate, yerr=whiskers, fmt="none", ecolor=line.get_color(), alpha=0.5)
         sizes = 20 + 180 * curve["count"].to_numpy() / largest
         top.scatter(x, rate, s=sizes, color=line.get_color(), alpha=0.8, edgecolors="white")

@@ -61,7 +61,11 @@ class Scorer:
         """
         out = self.bundle.predict(features)
         if explain:
-            out = out.join(explain_columns(self.bundle, features, top=top))
+            # Drivers and actions read what the model reads (and the owner, team and stage):
+            # a feature the training screen dropped is not an input of the registered model,
+            # so a caller going through MLflow never sends it, and both must agree.
+            read = [c for c in features.columns if c in self.bundle.features or c in EXPLAIN_INFO]
+            out = out.join(explain_columns(self.bundle, features[read], top=top))
         return out
 
     def save(self, path: Path) -> Path:
@@ -131,6 +135,8 @@ SCORE_COLUMNS = [
 # probability points, text), the recommended actions (JSON list: action, reason,
 # expected_impact) and the points the drivers start from (see docs/drivers.md, docs/actions.md).
 EXPLAIN_COLUMNS = ["drivers", "actions", "drivers_base"]
+# Columns beside the model's features that drivers and actions read when a caller sends them.
+EXPLAIN_INFO = ("owner_id", "team", "stage")
 DRIVERS_SHOWN = 5
 # Close timing (when the bundle carries a timing model): probabilities of closing *won* within
 # the window, the expected close date given a win and its 80 % interval in days, and win

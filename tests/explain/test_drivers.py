@@ -81,9 +81,11 @@ def test_planted_effects_lead_the_global_drivers(
     ranking = global_drivers(bundle, trained[0].split.holdout)
     order = list(ranking["driver"])
     # Ranked by how much they separate deals at the same stage, the top three drivers are the
-    # three planted effects, and every planted effect outranks both noise attributes.
+    # three planted effects, and every planted effect outranks both noise attributes (when the
+    # training screen kept them at all).
     assert set(order[:3]) == PLANTED, ranking
-    assert max(order.index(p) for p in PLANTED) < min(order.index(n) for n in NOISE)
+    noise = [order.index(n) for n in NOISE if n in order]
+    assert max(order.index(p) for p in PLANTED) < min(noise, default=len(order))
     # The stage a deal has reached still moves its score most on average (it says where the
     # deal is): the table keeps that measure too.
     overall = ranking.sort_values("mean_abs_points", ascending=False)["driver"].tolist()

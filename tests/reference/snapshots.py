@@ -114,11 +114,9 @@ class Reference:
         }
 
     def activity_part(self, deal_id: str, as_of: pd.Timestamp) -> Row:
-        times = [
-            a["occurred_at"]
-            for a in self.acts
-            if a["deal_id"] == deal_id and a["occurred_at"] <= as_of
-        ]
+        mine = [a for a in self.acts if a["deal_id"] == deal_id and a["occurred_at"] <= as_of]
+        times = [a["occurred_at"] for a in mine]
+        meetings = [a for a in mine if str(a.get("type")).lower() in ("meeting", "demo")]
 
         def within(n_days: int) -> float:
             return float(sum(t > as_of - n_days * DAY for t in times))
@@ -130,6 +128,7 @@ class Reference:
             "activities_total": float(len(times)),
             "days_since_last_activity": days(as_of, max(times)) if times else NAN,
             "engagement_trend": within(30) - (within(60) - within(30)),
+            "meetings_total": float(len(meetings)),
         }
 
     def closed(self, as_of: pd.Timestamp, since: pd.Timestamp | None = None) -> list[Row]:

@@ -10,6 +10,7 @@ against the baselines.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,16 +20,26 @@ import pandas as pd
 
 from features.build import build_snapshots, weekly_as_of_dates
 from features.history import History
-from features.spec import FEATURE_SPEC_VERSION, Feature, excluded_attributes, feature_spec
+from features.spec import (
+    FEATURE_SPEC_VERSION,
+    Feature,
+    excluded_attributes,
+    excluded_flat_columns,
+    feature_spec,
+    flat_columns,
+)
 from salesml.actions import fit_action_stats
 from salesml.explain import contributions, fit_explainer, global_drivers, importance
-from salesml.models.calibration import select_calibrator
+from salesml.models.calibration import Calibrator, select_calibrator
 from salesml.models.contract import FeatureContract
 from salesml.models.evaluation import binary_metrics, reliability_curve
 from salesml.models.win.bundle import WinBundle
+from salesml.schemas import ATTRIBUTE_PREFIX
 from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
+from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
+from training.win.screening import Fold, concept_screen
 
 # Directions sales teams take as given: recent activity never lowers a deal's chance, and a
 # longer silence never raises it. LightGBM enforces them, so no explanation ever says otherwise.
@@ -37,9 +48,11 @@ MONOTONE = {
     "activities_30d": 1,
     "activities_90d": 1,
     "days_since_last_activity": -1,
+    "meetings_total": 1,
 }
 # Validation log loss must improve on the base rate by this fraction to count as signal.
 SIGNAL_MARGIN = 0.005
+MODEL_NAME = "lightgbm"
 # Rows of the holdout on which the global driver importance is measured (logged to MLflow).
 IMPORTANCE_ROWS = 20_000
 
@@ -59,6 +72,12 @@ class WinTrainingResult:
     booster_holdout_metrics: dict[str, float | None]
     excluded: dict[str, str] = field(default_factory=dict)
     holdout_predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # What is served: "lightgbm" (the model), "plain_lightgbm" (the peer won) or "base_rate".
+    served: str = MODEL_NAME
+    dropped: dict[str, str] = field(default_factory=dict)  # features the screen dropped, why
+    flat: dict[str, str] = field(default_factory=dict)  # deals-table columns read, why
+    excluded_flat: dict[str, str] = field(default_factory=dict)  # those not read, why
+    refit: dict[str, Any] = field(default_factory=dict)  # rows, deals, to
 
     @property
     def beats_baselines(self) -> dict[str, bool]:
@@ -78,14 +97,20 @@ def lgb_params(n_rows: int, seed: int = 0) -> dict[str, Any]:
     return {
         "objective": "binary",
         "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_data_in_leaf": int(max(20, n_rows // 400)),
+        "num_leaves": 15,
+        "min_data_in_leaf": int(max(50, n_rows // 200)),
         "feature_fraction": 0.8,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
-        "lambda_l2": 1.0,
+        "lambda_l2": 10.0,
         "max_cat_to_onehot": 8,
-        "cat_smooth": 20.0,
+        # Categorical splits are where noise hides (a 30-level field always has some level
+        # that looks good by chance): each side of a split needs many rows per category,
+        # category statistics are smoothed, and a split groups few categories.
+        "min_data_per_group": int(max(100, n_rows // 100)),
+        "cat_smooth": 50.0,
+        "cat_l2": 20.0,
+        "max_cat_threshold": 16,
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
@@ -95,94 +120,318 @@ def lgb_params(n_rows: int, seed: int = 0) -> dict[str, Any]:
 
 
 def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
-    """Train, calibrate and evaluate on ``history`` (already cut at the training date)."""
+    """Train, screen, calibrate, compare with the plain peer, pick, refit and evaluate on
+    ``history`` (already cut at the training date)."""
     spec = feature_spec(history)
-    names = [f.name for f in spec]
-    kinds: dict[str, str] = {f.name: f.kind for f in spec}
     snapshots = build_snapshots(history, weekly_as_of_dates(history))
     split = temporal_split(snapshots, history)
-    vocab = _vocabularies(split.train, spec)
     params = lgb_params(len(split.train), seed)
-    params["monotone_constraints"] = [MONOTONE.get(name, 0) for name in names]
-    contract = FeatureContract(names, kinds, vocab)
-    x_train, x_val = contract.matrix(split.train), contract.matrix(split.validation)
-    y_train = split.train["label_won"].to_numpy(dtype=float)
+    main, dropped = _fit_model(spec, split, params, seed)
+    peer = _fit_peer(spec, split, seed, dropped)
     y_val = split.validation["label_won"].to_numpy(dtype=float)
-    train_set = lgb.Dataset(x_train, y_train, free_raw_data=False)
-    booster = lgb.train(
-        params,
-        train_set,
-        num_boost_round=2000,
-        valid_sets=[lgb.Dataset(x_val, y_val, reference=train_set)],
-        callbacks=[lgb.early_stopping(50, verbose=False)],
-    )
-    val_scores = np.asarray(booster.predict(x_val, raw_score=True), dtype=float)
-    calibrator, table = select_calibrator(val_scores, y_val)
-    chosen = table[table["chosen"]].iloc[0]
-    base_rate = float(np.concatenate([y_train, y_val]).mean())
-    # The strictest constant to beat: validation's own win rate.
-    base_ll = _log_loss_constant(y_val, float(y_val.mean()))
-    little_signal = not float(chosen["log_loss"]) < base_ll * (1 - SIGNAL_MARGIN)
-    metadata = {
+    base_ll = _log_loss_constant(y_val, float(y_val.mean()))  # validation's own win rate
+    chosen_ll = float(main.table[main.table["chosen"]].iloc[0]["log_loss"])
+    little_signal = not chosen_ll < base_ll * (1 - SIGNAL_MARGIN)
+    y_seen = pd.concat([split.train, split.validation])["label_won"].to_numpy(dtype=float)
+    metadata: dict[str, Any] = {
         "feature_spec_version": FEATURE_SPEC_VERSION,
-        "best_iteration": int(booster.best_iteration),
-        "calibrator": calibrator.name,
+        "best_iteration": main.rounds,
         "little_signal": little_signal,
         "trained_to": f"{history.exported_at:%Y-%m-%d}",
         "data_window": split.window(),
+        "dropped_features": dropped,
+        "flat_columns": flat_columns(history),
     }
-    explainer = fit_explainer_stats(pd.concat([split.train, split.validation]), spec)
-    full = WinBundle(
-        names, kinds, vocab, calibrator, booster, base_rate, dict(metadata), explainer=explainer
-    )
-    bundle = (
-        full
-        if not little_signal
-        else WinBundle(
-            names, kinds, vocab, calibrator, None, base_rate, dict(metadata), explainer=explainer
+    full = main.bundle(float(y_seen.mean()), metadata)
+    candidates = {
+        MODEL_NAME: full if not little_signal else full.constant(),
+        PEER_NAME: peer.bundle(float(y_seen.mean()), metadata),
+    }
+    y = split.holdout["label_won"].to_numpy(dtype=float)
+    predicted = {
+        n: b.predict(split.holdout)["win_probability"].to_numpy() for n, b in candidates.items()
+    }
+    scored = {n: binary_metrics(y, p) for n, p in predicted.items()}
+    served = min(scored, key=lambda n: (_num(scored[n]["log_loss"]), _num(scored[n]["brier"])))
+    chosen = main if served == MODEL_NAME else peer
+    labelled = snapshots[snapshots["label_won"].notna() & (snapshots["as_of"] <= split.holdout_end)]
+    extra = {"served": served if candidates[served].booster is not None else "base_rate"}
+    bundle = _refit(chosen, candidates[served], split, labelled, spec, seed, extra)
+    result = _evaluate(bundle, full, split, spec, main, params, little_signal, history)
+    result.served = str(extra["served"])
+    result.dropped = dropped
+    result.flat = flat_columns(history)
+    result.excluded_flat = excluded_flat_columns(history)
+    result.holdout_metrics = scored[served]
+    result.holdout_predictions["win_probability"] = predicted[served]
+    for name, metrics in scored.items():
+        if name != served:
+            result.baseline_metrics[name] = metrics
+            result.reliability[name] = reliability_curve(y, predicted[name])
+    result.reliability["model"] = reliability_curve(y, predicted[served])
+    result.calibrator_table = chosen.table
+    result.refit = {
+        "rows": len(labelled),
+        "deals": int(labelled["deal_id"].nunique()),
+        "to": f"{split.holdout_end:%Y-%m-%d}",
+    }
+    return result
+
+
+@dataclass
+class Candidate:
+    """One model fitted on the training period and calibrated on the validation period,
+    with what its refit needs: how to fit it again on more rows."""
+
+    name: str
+    features: list[str]
+    kinds: dict[str, str]
+    vocab: dict[str, list[str]]
+    booster: lgb.Booster
+    calibrator: Calibrator
+    table: pd.DataFrame
+    rounds: int
+    fit: Callable[[pd.DataFrame, FeatureContract], lgb.Booster]  # fixed settings, any rows
+    val_scores: np.ndarray
+
+    def bundle(self, base_rate: float, metadata: dict[str, Any]) -> WinBundle:
+        meta = {**metadata, "calibrator": self.calibrator.name, "model": self.name}
+        return WinBundle(
+            self.features, self.kinds, self.vocab, self.calibrator, self.booster, base_rate, meta
         )
+
+
+def _fit_model(
+    spec: list[Feature], split: TemporalSplit, params: dict[str, Any], seed: int
+) -> tuple[Candidate, dict[str, str]]:
+    """The regularised LightGBM: fitted with early stopping on the validation period, screened
+    there concept by concept (``training.win.screening``), refitted on what the screen keeps.
+
+    The screen is cross-fitted: a fit that stopped early on half of the validation deals is
+    judged on the other half, and the other way round (rounds chosen on the rows that judge
+    them would flatter every feature, noise included)."""
+    concepts = {f.name: f.concept for f in spec}
+    y_train = split.train["label_won"].to_numpy(dtype=float)
+    deals = split.validation["deal_id"].unique()
+    half = set(np.random.default_rng(seed).permutation(deals)[: len(deals) // 2])
+    in_half = split.validation["deal_id"].isin(half).to_numpy()
+
+    def early(features: list[str], validation: pd.DataFrame) -> tuple[lgb.Booster, FeatureContract]:
+        contract = _contract(spec, features, split.train)
+        p = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in features]}
+        train_set = lgb.Dataset(
+            contract.matrix(split.train),
+            y_train,
+            weight=deal_weights(split.train),
+            free_raw_data=False,
+        )
+        y_val = validation["label_won"].to_numpy(dtype=float)
+        valid = lgb.Dataset(contract.matrix(validation), y_val, reference=train_set)
+        booster = lgb.train(
+            p,
+            train_set,
+            num_boost_round=2000,
+            valid_sets=[valid],
+            callbacks=[lgb.early_stopping(50, verbose=False)],
+        )
+        return booster, contract
+
+    names = [f.name for f in spec]
+    folds = []
+    for stop, judge in ((in_half, ~in_half), (~in_half, in_half)):
+        booster, contract = early(names, split.validation[stop])
+        rows = split.validation[judge]
+        folds.append(
+            Fold(
+                booster,
+                contract.model_matrix(rows),
+                rows["label_won"].to_numpy(dtype=float),
+                rows["deal_id"].to_numpy(dtype=object),
+            )
+        )
+    screened = screened_features(spec, contract)
+    dropped = concept_screen(folds, names, concepts, seed, screened=screened)
+    kept = [n for n in names if n not in dropped] or names
+    booster, contract = early(kept, split.validation)
+    rounds = max(1, int(booster.best_iteration))
+    fixed = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in kept]}
+
+    def fit(rows: pd.DataFrame, on: FeatureContract) -> lgb.Booster:
+        y = rows["label_won"].to_numpy(dtype=float)
+        data = lgb.Dataset(on.matrix(rows), y, weight=deal_weights(rows))
+        return lgb.train(fixed, data, num_boost_round=rounds)
+
+    return _calibrated(MODEL_NAME, contract, booster, rounds, fit, split), dropped
+
+
+def deal_weights(rows: pd.DataFrame) -> np.ndarray:
+    """1 / (the deal's snapshots among ``rows``), scaled to mean 1: every deal counts once,
+    however long it stayed open (a long deal's weekly rows are not that many outcomes)."""
+    counts = rows.groupby("deal_id")["deal_id"].transform("size").to_numpy(dtype=float)
+    weights = 1.0 / counts
+    return np.asarray(weights / weights.mean(), dtype=float)
+
+
+def one_row_per_deal(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    """One snapshot of each deal, drawn at random (seeded): what a plain model fitted on the
+    deals table sees — each closed deal once, not once per week it stayed open."""
+    shuffled = rows.sample(frac=1.0, random_state=seed)
+    return shuffled.drop_duplicates("deal_id").sort_index()
+
+
+def screened_features(spec: list[Feature], contract: FeatureContract) -> list[str]:
+    """The features the validation screen may drop: custom attributes (nobody here knows what
+    they mean) and categoricals with more levels than LightGBM one-hot encodes (where splits
+    on noise hide). The fixed features are defined for what they mean and always kept."""
+    limit = int(lgb_params(0)["max_cat_to_onehot"])
+    return [
+        f.name
+        for f in spec
+        if f.name.startswith(ATTRIBUTE_PREFIX)
+        or (f.kind == "categorical" and len(contract.vocabularies.get(f.name, [])) > limit)
+    ]
+
+
+def _fit_peer(
+    spec: list[Feature], split: TemporalSplit, seed: int, dropped: Mapping[str, str]
+) -> Candidate:
+    """The plain peer (``training.win.peer``) on the same training snapshots, without the
+    columns the screen found to be noise (served, it must not be driven by them either)."""
+    columns = [n for n in peer_features(spec) if n not in dropped] or peer_features(spec)
+    contract = _contract(spec, columns, split.train)
+
+    def fit(rows: pd.DataFrame, on: FeatureContract) -> lgb.Booster:
+        once = one_row_per_deal(rows, seed)
+        return fit_peer(on.matrix(once), once["label_won"].to_numpy(dtype=float), seed)
+
+    booster = fit(split.train, contract)
+    return _calibrated(PEER_NAME, contract, booster, PEER_TREES, fit, split)
+
+
+def _contract(spec: list[Feature], features: list[str], rows: pd.DataFrame) -> FeatureContract:
+    kinds = {f.name: f.kind for f in spec if f.name in features}
+    chosen = [f for f in spec if f.name in features]
+    return FeatureContract(features, kinds, _vocabularies(rows, chosen))
+
+
+def _calibrated(
+    name: str,
+    contract: FeatureContract,
+    booster: lgb.Booster,
+    rounds: int,
+    fit: Callable[[pd.DataFrame, FeatureContract], lgb.Booster],
+    split: TemporalSplit,
+) -> Candidate:
+    y_val = split.validation["label_won"].to_numpy(dtype=float)
+    scores = np.asarray(
+        booster.predict(contract.matrix(split.validation), raw_score=True), dtype=float
     )
+    calibrator, table = select_calibrator(scores, y_val)
+    return Candidate(
+        name,
+        list(contract.features),
+        dict(contract.kinds),
+        dict(contract.vocabularies),
+        booster,
+        calibrator,
+        table,
+        rounds,
+        fit,
+        scores,
+    )
+
+
+def _refit(
+    chosen: Candidate,
+    served: WinBundle,
+    split: TemporalSplit,
+    labelled: pd.DataFrame,
+    spec: list[Feature],
+    seed: int,
+    extra: dict[str, Any],
+) -> WinBundle:
+    """The served model fitted again, with the chosen settings, on every matured snapshot up to
+    the as-of (``labelled``: outcome known, at least the maturity before the export), so the
+    newest deals count. Its calibrator (the kind chosen on validation) is refitted on
+    out-of-sample scores in time order: the training-period fit's on the validation period and
+    a train + validation fit's on the holdout period."""
+    y_all = labelled["label_won"].to_numpy(dtype=float)
+    metadata = {**served.metadata, **extra, "refit_rows": len(labelled)}
+    if served.booster is None:
+        bundle = WinBundle(
+            served.features,
+            served.kinds,
+            served.vocabularies,
+            served.calibrator,
+            None,
+            float(y_all.mean()),
+            metadata,
+        )
+    else:
+        seen = pd.concat([split.train, split.validation])
+        before = _contract(spec, chosen.features, seen)
+        b2 = chosen.fit(seen, before)
+        h_scores = np.asarray(b2.predict(before.matrix(split.holdout), raw_score=True), dtype=float)
+        # Both periods: the newest alone reads fewer outcomes of its long (often won) deals.
+        y_h = split.holdout["label_won"].to_numpy(float)
+        scores = np.concatenate([chosen.val_scores, h_scores])
+        y = np.concatenate([split.validation["label_won"].to_numpy(float), y_h])
+        calibrator = select_calibrator(scores, y, candidates=(chosen.calibrator.name,))[0]
+        contract = _contract(spec, chosen.features, labelled)
+        booster = chosen.fit(labelled, contract)
+        bundle = WinBundle(
+            list(contract.features),
+            dict(contract.kinds),
+            dict(contract.vocabularies),
+            calibrator,
+            booster,
+            float(y_all.mean()),
+            metadata,
+        )
+    kept = [f for f in spec if f.name in bundle.features]
+    bundle.explainer = fit_explainer_stats(labelled, kept)
     if bundle.booster is not None and len(split.holdout):
-        sample = split.holdout.sample(min(len(split.holdout), IMPORTANCE_ROWS), random_state=seed)
+        rows = min(len(split.holdout), IMPORTANCE_ROWS)
+        sample = split.holdout.sample(rows, random_state=seed)
         c = contributions(bundle, sample)
         bundle.explainer["global"] = {
             "concepts": importance(global_drivers(bundle, sample, contribution=c)),
             "features": importance(global_drivers(bundle, sample, level="feature", contribution=c)),
             "rows": len(sample),
         }
-    return _evaluate(bundle, full, split, names, kinds, table, params, little_signal, history)
+    return bundle
 
 
 def _evaluate(
     bundle: WinBundle,
     full: WinBundle,
     split: TemporalSplit,
-    names: list[str],
-    kinds: dict[str, str],
-    table: pd.DataFrame,
+    spec: list[Feature],
+    main: Candidate,
     params: dict[str, Any],
     little_signal: bool,
     history: History,
 ) -> WinTrainingResult:
+    """The result with the baselines' holdout metrics (the candidates' are added by the
+    caller)."""
+    names = [f.name for f in spec]
+    kinds: dict[str, str] = {f.name: f.kind for f in spec}
     y = split.holdout["label_won"].to_numpy(dtype=float)
-    predicted = bundle.predict(split.holdout)["win_probability"].to_numpy()
     booster_p = full.predict(split.holdout)["win_probability"].to_numpy()
-    reliability = {"model": reliability_curve(y, predicted)}
-    baselines = fit_baselines(split.train, names, kinds)
+    reliability: dict[str, pd.DataFrame] = {}
     baseline_metrics = {}
-    for name, predict in baselines.items():
+    for name, predict in fit_baselines(split.train, names, kinds).items():
         p = predict(split.holdout)
         baseline_metrics[name] = binary_metrics(y, p)
         reliability[name] = reliability_curve(y, p)
     holdout = split.holdout[["deal_id", "as_of", "label_won"]].copy()
-    holdout["win_probability"] = predicted
     return WinTrainingResult(
         bundle=bundle,
         split=split,
-        holdout_metrics=binary_metrics(y, predicted),
+        holdout_metrics={},
         baseline_metrics=baseline_metrics,
         reliability=reliability,
-        calibrator_table=table,
+        calibrator_table=main.table,
         params=params,
         little_signal=little_signal,
         booster_holdout_metrics=binary_metrics(y, booster_p),
@@ -210,6 +459,10 @@ def _vocabularies(train: pd.DataFrame, spec: list[Feature]) -> dict[str, list[st
             values = train[f.name].dropna().astype(str)
             vocab[f.name] = sorted(values.unique().tolist())
     return vocab
+
+
+def _num(value: float | None) -> float:
+    return np.inf if value is None else float(value)
 
 
 def _log_loss_constant(y: np.ndarray, rate: float) -> float:

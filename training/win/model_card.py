@@ -51,6 +51,7 @@ def render_model_card(result: WinTrainingResult, version: str, decision: str) ->
         f"Registry decision: {decision}",
         "",
         *baseline_flag(beats),
+        *served_lines(result),
         "## Data",
         "",
         f"- trained on history up to {bundle.metadata.get('trained_to')}, feature spec "
@@ -107,8 +108,60 @@ def render_model_card(result: WinTrainingResult, version: str, decision: str) ->
         "- Outcomes of recent snapshots are known only for deals that closed quickly; the "
         "holdout stops before the most recent weeks to limit that bias.",
         "- Deal amount, stage and expected close date are read from stage history as of each "
-        "date; exports without stage history leave them unknown rather than leak the outcome.",
+        "date; a deal without any reads the deals table's value only where the leakage screen "
+        "keeps that column (below), and leaves it unknown otherwise.",
     ]
     for name, why in result.excluded.items():
         lines.append(f"- Custom attribute `{name}` was left out: {why}.")
+    lines += flat_lines(result)
     return "\n".join(lines) + "\n"
+
+
+SERVED = {
+    "lightgbm": "the regularised LightGBM model on every screened feature",
+    "plain_lightgbm": (
+        "**the plain peer** — a default LightGBM (300 trees) on the deal-table columns — "
+        "because it beat the full model on the holdout (log loss, then Brier)"
+    ),
+    "base_rate": "**the base rate** for every deal (neither model beat it)",
+}
+
+
+def served_lines(result: WinTrainingResult) -> list[str]:
+    """What is served and why, what the screen dropped, and the refit."""
+    lines = [
+        "## Served model",
+        "",
+        f"Served: {SERVED.get(result.served, result.served)}. Both the model and the plain peer "
+        "were fitted on the same training snapshots, calibrated on the same validation period "
+        "and scored on the same holdout; the other one is listed among the baselines below.",
+        "",
+    ]
+    if result.refit:
+        lines += [
+            f"After the choice it was refitted with the same settings on every matured snapshot "
+            f"up to {result.refit['to']} ({result.refit['rows']:,} rows, "
+            f"{result.refit['deals']:,} deals), so the newest deals count; its calibrator (same "
+            "kind) was refitted on out-of-sample scores of the validation and holdout periods. "
+            "The holdout metrics below are those of the fit made before the holdout.",
+            "",
+        ]
+    if result.dropped:
+        lines += ["Features dropped by the screen on the validation period:", ""]
+        lines += [f"- `{name}`: {why}" for name, why in result.dropped.items()]
+        lines.append("")
+    return lines
+
+
+def flat_lines(result: WinTrainingResult) -> list[str]:
+    """Which deals-table columns a deal without stage history reads, and which it does not."""
+    lines = [
+        f"- Deals without stage history read the deals table's `{name}` as its creation-time "
+        f"value: {why}."
+        for name, why in result.flat.items()
+    ]
+    lines += [
+        f"- Deals without stage history leave `{name}` unknown: {why}."
+        for name, why in result.excluded_flat.items()
+    ]
+    return lines

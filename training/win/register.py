@@ -100,6 +100,9 @@ def log_and_register(
     except NoModelError:
         champion = None
     alias, reason, champion_metrics = decide(result, champion)
+    lost = [name for name, beaten in result.beats_baselines.items() if not beaten]
+    if lost:  # never silently: the flag travels with the version, the run and the card
+        reason += f"; ⚠ does not beat its baseline(s) {', '.join(lost)} on the holdout"
     bundle = result.bundle
     with (
         mlflow.start_run(run_name=f"win-{bundle.metadata.get('trained_to')}") as run,
@@ -113,6 +116,8 @@ def log_and_register(
                 "promotion": alias,
                 "promotion_reason": reason,
                 "little_signal": str(result.little_signal),
+                "served": result.served,
+                "loses_to_baseline": ",".join(lost),
             }
         )
         plot = plot_reliability(
@@ -144,6 +149,11 @@ def log_and_register(
         client.set_model_version_tag(
             WIN_MODEL_NAME, version, "holdout", jsonio.dumps(result.holdout_metrics)
         )
+        client.set_model_version_tag(WIN_MODEL_NAME, version, "served", result.served)
+        if lost:
+            client.set_model_version_tag(
+                WIN_MODEL_NAME, version, "loses_to_baseline", ",".join(lost)
+            )
         client.update_model_version(WIN_MODEL_NAME, version, description=card)
         return Registration(version, alias, reason, run.info.run_id, champion_metrics)
 
@@ -252,6 +262,10 @@ def _params(result: WinTrainingResult, as_of: str | None) -> dict[str, Any]:
         "window_holdout": window["holdout"],
         "maturity_days": window["maturity_days"],
         "n_features": len(result.bundle.features),
+        "served": result.served,
+        "dropped_features": len(result.dropped),
+        "flat_columns": ",".join(result.flat) or "none",
+        "refit_rows": result.refit.get("rows"),
         "rows_train": len(result.split.train),
         "rows_validation": len(result.split.validation),
         "rows_holdout": len(result.split.holdout),

@@ -59,6 +59,19 @@ class WinBundle:
     def spec_version(self) -> str:
         return str(self.metadata.get("feature_spec_version", ""))
 
+    def constant(self) -> WinBundle:
+        """The same bundle without its booster: the base rate for every deal."""
+        return WinBundle(
+            self.features,
+            self.kinds,
+            self.vocabularies,
+            self.calibrator,
+            None,
+            self.base_rate,
+            dict(self.metadata),
+            explainer=dict(self.explainer),
+        )
+
     @functools.cached_property
     def contract(self) -> FeatureContract:
         """The feature contract the booster was trained on."""
