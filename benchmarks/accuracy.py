@@ -12,13 +12,24 @@ imported, then:
 
 Usage: ``python -m benchmarks.accuracy --deals 20000 --seeds 11,5,23,37 [--timing]`` (about
 3 minutes per seed for the revenue part on 2 cores). It is a study, not part of ``make bench``.
+
+``--foreign``: instead, the histories salesml.synth did not make (flat exports from
+``benchmarks.foreign.flat``, order histories from ``benchmarks.foreign.orders``, the Maven
+export, synth without stage history or quarter-end effect), each against its plain peers
+measured in the same run: the win model (``benchmarks.foreign_win``: AUC, Brier, ECE against a
+default LightGBM, the oracle, noise among the top-3 drivers) and the revenue forecast
+(``benchmarks.foreign_revenue``: WAPE against seasonal naive, default Prophet and AutoETS, 80 %
+coverage). ``--json`` prints the rows as one JSON object (``make bench`` reads it).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tests.reference.accuracy import (
     Metrics,
@@ -56,12 +67,37 @@ def timing_row(seed: int, study: TimingStudy) -> str:
     return f"| {seed} | " + " | ".join(cells) + " |"
 
 
+def foreign(as_json: bool) -> dict[str, Any]:
+    """The foreign-history benchmarks of the win model and the revenue forecast, one run."""
+    from benchmarks import foreign_revenue, foreign_win
+
+    win = foreign_win.foreign_rows()
+    revenue = foreign_revenue.foreign_rows()
+    out = {
+        "win": win,
+        "revenue": [dataclasses.asdict(r) | {"meets_bar": r.meets_bar} for r in revenue],
+    }
+    if as_json:
+        print(json.dumps(out))
+    else:
+        print("\nWin model against its plain peer (foreign exports):")
+        print(foreign_win.markdown(win))
+        print("\nRevenue forecast against the standard forecasters (foreign histories):")
+        print(foreign_revenue.table(revenue))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=20_000)
     parser.add_argument("--seeds", default="11,5,23,37")
     parser.add_argument("--timing", action="store_true", help="also the close-timing study")
+    parser.add_argument("--foreign", action="store_true", help="the foreign-history benchmarks")
+    parser.add_argument("--json", action="store_true", help="--foreign: print JSON")
     args = parser.parse_args()
+    if args.foreign:
+        foreign(args.json)
+        return
     seeds = [int(s) for s in args.seeds.split(",")]
     revenue = [
         "| seed | freq | blend | series | pipeline | seasonal naive | Prophet default "

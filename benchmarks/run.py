@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +195,61 @@ def _latency_row(
     )
 
 
+def _f(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def foreign_benchmark() -> list[Result]:
+    """Accuracy on histories salesml.synth did not make, against the plain peers measured in
+    the same run (``python -m benchmarks.accuracy --foreign``): a row per case, ok when the
+    issue's bar holds (win: AUC ≥ peer − 0.003, Brier ≤ peer + 0.001, ECE ≤ 0.025, oracle and
+    noise where known; revenue: WAPE ≤ 0.85 × the best of seasonal naive, default Prophet and
+    AutoETS, 80 % coverage in 70–90 %)."""
+    started = time.perf_counter()
+    out = json_step("accuracy", ["--foreign", "--json"])
+    elapsed = Measurement(time.perf_counter() - started, 0)
+    nothing = Measurement(math.nan, 0)
+    results = []
+    for r in out["win"]:
+        peer = f"AUC {_f(r['peer_auc'])}, Brier {_f(r['peer_brier'], 4)}, ECE {_f(r['peer_ece'])}"
+        results.append(
+            Result(
+                f"foreign win model: {r['case']} (served: {r['served']})",
+                None,
+                None,
+                nothing,
+                None,
+                "default LightGBM",
+                note=(
+                    f"AUC {_f(r['auc'])}, Brier {_f(r['brier'], 4)}, ECE {_f(r['ece'])}; "
+                    f"peer {peer}"
+                ),
+                passed=bool(r["passes"]),
+            )
+        )
+    for r in out["revenue"]:
+        results.append(
+            Result(
+                f"foreign revenue forecast: {r['case']}, {r['freq']} (served: {r['served']})",
+                None,
+                None,
+                nothing,
+                None,
+                "best of seasonal naive, Prophet, AutoETS",
+                note=(
+                    f"WAPE {r['salesml']:.3f} = {r['ratio_to_best_peer']:.2f} × the best peer "
+                    f"(SN {r['seasonal_naive']:.3f}, Prophet {r['prophet_default']:.3f}, "
+                    f"AutoETS {r['auto_ets']:.3f}); 80 % coverage {r['coverage_80']:.2f}"
+                ),
+                passed=bool(r["meets_bar"]),
+            )
+        )
+    results.append(
+        Result("foreign-history accuracy, all cases (time)", None, None, elapsed, None, "—")
+    )
+    return results
+
+
 def batch_benchmark(ns: argparse.Namespace) -> list[Result]:
     out = json_step("batch", ["--rows", str(ns.batch_rows)])
     rows = int(out["rows"])
@@ -226,7 +283,7 @@ def machine() -> str:
 
 
 def fmt_seconds(m: Measurement | None) -> str:
-    if m is None:
+    if m is None or math.isnan(m.seconds):  # a quality row: no time of its own
         return "—"
     return f"{m.seconds * 1000:,.1f} ms" if m.seconds < 1 else f"{m.seconds:,.2f} s"
 
@@ -361,6 +418,8 @@ def main(argv: list[str] | None = None) -> int:
             results += batch_benchmark(ns)
         if wanted("api"):
             results += api_benchmark(work, ns)
+        if wanted("foreign"):
+            results += foreign_benchmark()
     finally:
         if ns.keep is None:
             shutil.rmtree(work, ignore_errors=True)

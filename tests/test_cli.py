@@ -120,3 +120,16 @@ def test_bad_settings_fail_with_a_one_line_reason(
     assert result.exit_code == 1
     assert "invalid setting" in result.stderr
     assert "point it at a folder" in result.stderr
+
+
+def test_train_flags_a_timing_model_that_loses_to_the_stage_median(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Maven's timing model missed by 117 days against the stage median's 27, and train said
+    nothing of it: it warns now, as the report's model health does."""
+    from training.cli import _flag_timing
+
+    _flag_timing({"mae_days": 116.6}, {"mae_days": 27.2})
+    assert "misses by 117 days" in capsys.readouterr().err.replace("\n", " ")
+    _flag_timing({"mae_days": 20.0}, {"mae_days": 27.2})
+    assert "warning" not in capsys.readouterr().err

@@ -160,6 +160,20 @@ def backtest(
     console.print(table)
 
 
+def _flag_timing(model: dict[str, Any], stage_median: dict[str, Any]) -> None:
+    """Warn when the close-timing model misses by more than the stage-median baseline (the
+    report's model health says the same)."""
+    ours, theirs = model.get("mae_days"), stage_median.get("mae_days")
+    if ours is None or theirs is None or not ours > theirs:
+        return
+    err.print(
+        "[yellow]warning:[/] the close-timing model misses by "
+        f"{ours:.0f} days on average on the holdout, the stage-median baseline by {theirs:.0f}: "
+        "read its close dates with care (the report's model health flags it too)",
+        highlight=False,
+    )
+
+
 def _fmt(value: float | None) -> str:
     """A metric as printed: "—" where the data leaves it undefined (None or NaN)."""
     return "—" if value is None or math.isnan(value) else f"{value:.3f}"
@@ -251,6 +265,7 @@ def _print_summary(out: dict[str, Any], result: Any) -> None:
             "closed deals only",
             highlight=False,
         )
+        _flag_timing(timing, timing_model.get("baselines", {}).get("stage_median", {}))
     if "forecast_model" not in out:
         return
     fc = out["forecast_model"]
