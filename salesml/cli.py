@@ -156,6 +156,10 @@ class ImportFormat(StrEnum):
     maven = "maven"
     salesforce = "salesforce"
     hubspot = "hubspot"
+    zoho = "zoho"
+    pipedrive = "pipedrive"
+    monday = "monday"
+    ga4 = "ga4"
     mapping = "mapping"
 
 

@@ -9,7 +9,17 @@ from salesml.errors import ConfigError
 from salesml.importers.base import ImportBatch, collecting_unparsed
 from salesml.importers.pipeline import ImportSummary, TableCounts, run_import
 
-FORMATS = ("canonical", "maven", "salesforce", "hubspot", "mapping")
+FORMATS = (
+    "canonical",
+    "maven",
+    "salesforce",
+    "hubspot",
+    "zoho",
+    "pipedrive",
+    "monday",
+    "ga4",
+    "mapping",
+)
 
 
 def read_export(path: Path, fmt: str, mapping: Path | None = None) -> ImportBatch:
@@ -27,7 +37,10 @@ def _read_export(path: Path, fmt: str, mapping: Path | None) -> ImportBatch:
     from salesml.importers.hubspot import read_hubspot
     from salesml.importers.mapping import read_mapped
     from salesml.importers.maven import read_maven
+    from salesml.importers.monday import read_monday
+    from salesml.importers.pipedrive import read_pipedrive
     from salesml.importers.salesforce import read_salesforce
+    from salesml.importers.zoho import read_zoho
 
     if fmt == "mapping":
         if mapping is None:
@@ -42,6 +55,9 @@ def _read_export(path: Path, fmt: str, mapping: Path | None) -> ImportBatch:
         "maven": read_maven,
         "salesforce": read_salesforce,
         "hubspot": read_hubspot,
+        "zoho": read_zoho,
+        "pipedrive": read_pipedrive,
+        "monday": read_monday,
     }
     if fmt not in readers:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

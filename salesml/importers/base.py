@@ -167,6 +167,17 @@ def collecting_unparsed() -> Iterator[list[UnparsedRow]]:
         _UNPARSED.reset(token)
 
 
+def note_unparsed(row: UnparsedRow) -> None:
+    """List a line that is not a row of its table (inside ``collecting_unparsed``: it goes to
+    the rejects file); outside, the read fails naming it."""
+    collector = _UNPARSED.get()
+    if collector is None:
+        raise WrongFileError(
+            row.file, "a file whose lines are all rows", f"line {row.line}: {row.reason}"
+        )
+    collector.append(row)
+
+
 def snake_case(name: str) -> str:
     """``"Competitor Name"`` → ``"competitor_name"`` (for attribute names)."""
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
