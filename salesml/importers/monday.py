@@ -140,6 +140,8 @@ def _board_table(file: Path, warnings: list[str]) -> pa.Table:
     for i, (number, cells) in enumerate(filled):
         if _is_header(cells):
             header = [c.strip() for c in cells]
+            while header and not header[-1]:  # a workbook pads rows to its widest one
+                header.pop()
             left_out["header"] += 1
             continue
         following = filled[i + 1][1] if i + 1 < len(filled) else []
