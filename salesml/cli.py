@@ -355,6 +355,30 @@ def _print_kpis(result: dict[str, Any]) -> None:
     # Eleven columns do not fit 80 characters; a wide table beats truncated figures.
     Console(width=max(console.width, 150)).print(table)
     _print_lead_conversion(result["overall"].get("lead_conversion"))
+    _print_web_traffic(result["overall"].get("web_traffic"))
+
+
+def _print_web_traffic(rows: list[dict[str, Any]] | None) -> None:
+    """Web traffic by channel (only when web analytics were imported, e.g. --format ga4)."""
+    if not rows:
+        return
+    table = Table(title="web traffic by channel (web analytics)")
+    labels = ("channel", "sessions", "key events", "key event rate", "new customers")
+    for label in (*labels, "session → customer", "spend", "CAC"):
+        table.add_column(label, justify="left" if label == "channel" else "right")
+    for row in rows:
+        key_events, new = row["key_events"], row["new_customers"]
+        table.add_row(
+            str(row["channel"]),
+            f"{row['sessions']:,}",
+            "—" if key_events is None else f"{key_events:,}",
+            _pct(row["key_event_rate"]),
+            "—" if new is None else f"{new:,}",
+            _pct(row["session_to_customer_rate"]),
+            _money(row["marketing_spend"]),
+            _money(row["cac"]),
+        )
+    Console(width=max(console.width, 130)).print(table)
 
 
 def _print_lead_conversion(rows: list[dict[str, Any]] | None) -> None:

@@ -326,6 +326,47 @@ MARKETING_SPEND = TableSchema(
     ),
 )
 
+WEB_SESSIONS = TableSchema(
+    name="web_sessions",
+    description="Web traffic by day and channel from web analytics (Google Analytics 4: "
+    "sessions and key events by session source / medium), for conversion and CAC by channel.",
+    key=("period", "channel"),
+    columns=(
+        Column(
+            "period",
+            "date",
+            "Day (or first day of the range) the sessions belong to",
+            required=True,
+            nullable=False,
+            example="2025-03-01",
+        ),
+        Column(
+            "channel",
+            "str",
+            "Channel, matching deals.lead_source and marketing_spend.channel",
+            required=True,
+            nullable=False,
+            example="google / cpc",
+        ),
+        Column(
+            "sessions",
+            "int",
+            "Sessions in the period",
+            required=True,
+            nullable=False,
+            minimum=0,
+            example=1250,
+        ),
+        Column(
+            "key_events",
+            "int",
+            "Key events (conversions) in the period; empty when not exported",
+            minimum=0,
+            example=31,
+        ),
+    ),
+)
+
 NPS_RESPONSES = TableSchema(
     name="nps_responses",
     description="Net Promoter Score survey answers (0–10) by account.",
@@ -364,6 +405,7 @@ TABLES: dict[str, TableSchema] = {
         PRODUCTS,
         LEADS,
         MARKETING_SPEND,
+        WEB_SESSIONS,
         NPS_RESPONSES,
     )
 }
@@ -378,6 +420,7 @@ IMPORT_ORDER: tuple[str, ...] = (
     "activities",
     "leads",
     "marketing_spend",
+    "web_sessions",
     "nps_responses",
 )
 

@@ -34,6 +34,7 @@ def read_export(path: Path, fmt: str, mapping: Path | None = None) -> ImportBatc
 
 def _read_export(path: Path, fmt: str, mapping: Path | None) -> ImportBatch:
     from salesml.importers.canonical import read_canonical
+    from salesml.importers.ga4 import read_ga4
     from salesml.importers.hubspot import read_hubspot
     from salesml.importers.mapping import read_mapped
     from salesml.importers.maven import read_maven
@@ -58,6 +59,7 @@ def _read_export(path: Path, fmt: str, mapping: Path | None) -> ImportBatch:
         "zoho": read_zoho,
         "pipedrive": read_pipedrive,
         "monday": read_monday,
+        "ga4": read_ga4,
     }
     if fmt not in readers:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

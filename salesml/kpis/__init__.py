@@ -132,7 +132,14 @@ def _compute(
         leads=_marketing.lead_conversion(cur, tables, by, moment),
         leads_by_group=by in ("rep", "team", "region"),
         funnel=_funnel.funnel(cur, tables, by, moment),
+        web=_marketing.web_traffic(cur, tables, moment),
     )
+    if facts.web is not None and not set(facts.web) & set(new_by_channel):
+        warnings.append(
+            "no new customer's lead_source names a web-analytics channel "
+            f"({', '.join(list(facts.web)[:3])}…): customers and CAC per web channel are "
+            "unknown; record the GA4 source / medium as the deals' lead source"
+        )
     result_groups: list[dict[str, Any]] = []
     if by is not None:
         for g, label in q.groups(cur, tables, by):

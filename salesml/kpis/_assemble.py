@@ -79,6 +79,7 @@ class Facts:
     leads: dict[str | None, list[LeadRow]]
     leads_by_group: bool
     funnel: Funnel
+    web: dict[str, tuple[int, int | None]] | None = None
 
 
 def _nps_score(agg: NpsAgg | None) -> float | None:
@@ -193,6 +194,34 @@ def block(facts: Facts, g: str | None) -> dict[str, Any]:
         "open_pipeline_estimated": money(estimated),
         "pipeline_coverage": rate(ratio(pipeline, sum(recent) / len(recent) if recent else None)),
         "lead_conversion": leads,
+        "web_traffic": _web_traffic(facts) if overall else None,
         "funnel": funnel,
         "periods": periods,
     }
+
+
+def _web_traffic(facts: Facts) -> list[dict[str, Any]] | None:
+    """Per web-analytics channel: sessions → key events → new customers, spend and CAC."""
+    if facts.web is None:
+        return None
+    spend = facts.spend[1] if facts.spend is not None else {}
+    # Customers are attributed by deals.lead_source = channel: when no deal's source names a
+    # web channel, the names differ (not the conversions), so customer figures are unknown.
+    matched = bool(set(facts.web) & set(facts.new_customers_by_channel))
+    rows = []
+    for channel, (sessions, key_events) in facts.web.items():
+        new = facts.new_customers_by_channel.get(channel, 0) if matched else None
+        amount = spend.get(channel)
+        rows.append(
+            {
+                "channel": channel,
+                "sessions": sessions,
+                "key_events": key_events,
+                "key_event_rate": rate(ratio(key_events, sessions)),
+                "new_customers": new,
+                "session_to_customer_rate": rate(ratio(new, sessions)),
+                "marketing_spend": money(amount),
+                "cac": money(ratio(amount, new)),
+            }
+        )
+    return rows

@@ -44,6 +44,23 @@ def marketing_spend(
     return per, per_channel
 
 
+def web_traffic(
+    cur: duckdb.DuckDBPyConnection, tables: set[str], as_of: datetime
+) -> dict[str, tuple[int, int | None]] | None:
+    """Sessions and key events per channel up to as_of (key events None where the export
+    had none); None when there is no web analytics data."""
+    if "web_sessions" not in tables:
+        return None
+    rows = cur.execute(
+        "SELECT channel, sum(sessions), sum(key_events), count(key_events) FROM web_sessions "
+        "WHERE period <= $as_of::DATE GROUP BY channel ORDER BY channel",
+        {"as_of": as_of},
+    ).fetchall()
+    if not rows:
+        return None
+    return {str(c): (int(n), int(k) if int(filled) else None) for c, n, k, filled in rows}
+
+
 def nps(
     cur: duckdb.DuckDBPyConnection,
     tables: set[str],

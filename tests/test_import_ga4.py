@@ -1,0 +1,137 @@
+"""Google Analytics 4: sessions and key events by source / medium into web_sessions and
+marketing_spend, so conversion and CAC by channel include web traffic."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from salesml.cli import app
+from salesml.errors import MissingColumnsError
+from salesml.importers import read_export
+from salesml.kpis import compute_kpis
+from tests.importing import Imported, import_twice
+
+GA4 = Path(__file__).parent / "fixtures" / "ga4" / "ga4_traffic_acquisition_2024q2.csv"
+DEALS = [
+    # deal_id, created_at, status, closed_at, amount, account_id, lead_source
+    ("D1", "2024-03-20", "won", "2024-04-20", "12000", "A1", "google / cpc"),
+    ("D2", "2024-03-25", "won", "2024-05-02", "8000", "A2", "google / cpc"),
+    ("D3", "2024-04-02", "won", "2024-05-20", "5000", "A3", "linkedin / paid_social"),
+    ("D4", "2024-04-03", "lost", "2024-05-01", "", "A4", "google / organic"),
+    ("D5", "2024-04-10", "won", "2024-05-25", "7000", "A5", "google / organic"),
+    ("D6", "2024-05-01", "open", "", "9000", "A6", "google / cpc"),
+    ("D7", "2024-06-20", "won", "2024-06-30", "3000", "A7", "partner"),
+]
+
+
+def write_deals(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "deals.csv").open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["deal_id", "created_at", "status", "closed_at", "amount", "account_id", "lead_source"]
+        )
+        writer.writerows(DEALS)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ga4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
+    home = tmp_path_factory.mktemp("ga4")
+    deals = write_deals(home / "crm")
+    from salesml.importers import run_import
+
+    run_import(read_export(deals, "canonical"), home / "w.duckdb", home / "rejects")
+    yield from import_twice(lambda: read_export(GA4, "ga4"), home)
+
+
+def test_every_ga4_line_is_a_row_or_a_reject(ga4: Imported) -> None:
+    sessions = ga4.first.tables["web_sessions"]
+    # 23 lines: 9 comment lines, the header, 12 channel-days and the grand total.
+    assert (sessions.input, sessions.imported, sessions.rejected) == (12, 10, 2)
+    spend = ga4.first.tables["marketing_spend"]
+    assert (spend.input, spend.imported, spend.rejected) == (6, 4, 2)
+    reasons = ga4.reasons()
+    assert "negative" in reasons[("web_sessions", "18", "sessions")]
+    assert "2024-05-32" in reasons[("web_sessions", "20", "period")]
+    assert "n/a" in reasons[("marketing_spend", "21", "amount")]
+    assert any("total line(s) 23" in w for w in ga4.first.warnings)
+    for name, c in ga4.second.tables.items():
+        assert (c.imported, c.updated) == (0, 0), name
+
+
+def test_ga4_dates_channels_and_costs(ga4: Imported) -> None:
+    rows = ga4.query(
+        "SELECT period, sessions, key_events FROM web_sessions WHERE channel = 'google / cpc' "
+        "ORDER BY period"
+    )
+    assert [(str(p), s, k) for p, s, k in rows] == [
+        ("2024-04-01", 1240, 18),
+        ("2024-05-01", 1310, 21),
+        ("2024-06-01", 1280, 20),
+    ]
+    spend = dict(ga4.query("SELECT channel, sum(amount) FROM marketing_spend GROUP BY 1"))
+    # Organic and direct traffic cost nothing in ads: no spend rows rather than a spend of 0.
+    assert spend == {"google / cpc": 940.5 + 1012.75, "linkedin / paid_social": 800.0}
+
+
+def test_kpis_show_conversion_and_cac_by_web_channel(ga4: Imported) -> None:
+    from datetime import datetime
+
+    overall = compute_kpis(ga4.con, as_of=datetime(2024, 6, 30))["overall"]
+    web = {row["channel"]: row for row in overall["web_traffic"]}
+    cpc = web["google / cpc"]
+    assert (cpc["sessions"], cpc["key_events"], cpc["new_customers"]) == (3830, 59, 2)
+    assert cpc["cac"] == round((940.5 + 1012.75) / 2, 2)
+    assert cpc["session_to_customer_rate"] == round(2 / 3830, 4)
+    assert web["linkedin / paid_social"]["cac"] == 800.0
+    organic = web["google / organic"]
+    assert organic["new_customers"] == 1 and organic["marketing_spend"] is None
+    assert organic["cac"] is None  # no ad spend is not a CAC of 0
+    assert overall["cac_by_channel"]["google / cpc"] == cpc["cac"]
+
+
+def test_unmatched_channel_names_make_web_customers_unknown(tmp_path: Path) -> None:
+    folder = tmp_path / "crm"
+    write_deals(folder)
+    text = (folder / "deals.csv").read_text(encoding="utf-8")
+    (folder / "deals.csv").write_text(text.replace(" / ", " via "), encoding="utf-8")
+    env = {"SALESML_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    for path, fmt in ((folder, "canonical"), (GA4, "ga4")):
+        result = runner.invoke(app, ["import", str(path), "--format", fmt, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["kpis", "--json", "--as-of", "2024-06-30"], env=env)
+    assert result.exit_code == 0, result.output
+    kpis = json.loads(result.stdout)
+    rows = kpis["overall"]["web_traffic"]
+    assert rows and all(r["new_customers"] is None for r in rows)
+    assert all(r["session_to_customer_rate"] is None for r in rows)
+    assert any("web-analytics channel" in w for w in kpis["warnings"])
+    shown = runner.invoke(app, ["kpis", "--as-of", "2024-06-30"], env=env)
+    assert "web traffic by channel" in shown.output
+
+
+def test_a_download_without_sessions_names_what_is_missing(tmp_path: Path) -> None:
+    file = tmp_path / "ga4.csv"
+    file.write_text("# Start date: 20240101\nSession source / medium,Users\ng / cpc,3\n")
+    with pytest.raises(MissingColumnsError) as err:
+        read_export(file, "ga4")
+    assert "Sessions" in str(err.value) and "Key events" in str(err.value)
+
+
+def test_without_a_date_column_lines_take_the_report_start_date(tmp_path: Path) -> None:
+    file = tmp_path / "ga4.csv"
+    file.write_text(
+        "# Start date: 20240101\n# End date: 20240131\nSession source / medium,Sessions\n"
+        "google / cpc,120\n"
+    )
+    batch = read_export(file, "ga4")
+    assert batch.tables[0].data.column("period").to_pylist() == ["20240101"]
+    assert any("start date 20240101" in w for w in batch.warnings)
