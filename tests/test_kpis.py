@@ -654,6 +654,12 @@ def random_warehouse(con: duckdb.DuckDBPyConnection, seed: int) -> None:
              "amount": round(rnd.uniform(0, 5000), 2)}
             for m in range(0, 30, pick(1, 3)) for c in ("web", "event", "tv")
         ])  # fmt: skip
+    if rnd.random() < 0.7:
+        insert(con, "web_sessions", [
+            {"period": datetime(2022 + m // 12, m % 12 + 1, pick(1, 15)), "channel": c,
+             "sessions": rnd.randrange(0, 3000), "key_events": pick(None, rnd.randrange(0, 40))}
+            for m in range(0, 30, pick(1, 2)) for c in pick(("web", "organic"), ("x", "tv"))
+        ])  # fmt: skip
     insert(con, "nps_responses", [
         {"response_id": f"N{i}", "account_id": pick(*accounts), "responded_at": when(),
          "score": rnd.randrange(0, 11)}

@@ -109,6 +109,9 @@ COST_PER_LEAD: dict[str, float] = {
     "paid_search": 350.0,
 }
 SPEND_NOISE_SIGMA = 0.15
+# Web analytics (web_sessions): the channels a site tracks, and sessions per lead they bring
+# (each of their leads is one key event: a form filled on the site).
+SESSIONS_PER_LEAD: dict[str, float] = {"web": 80.0, "webinar": 30.0, "paid_search": 45.0}
 LEAD_DISQUALIFIED_SHARE = 0.75  # of leads that never convert; the rest stay open
 NPS_RESPONSE_SHARE = 0.35  # of won deals whose account answers a survey afterwards
 NPS_MEAN_BY_PRODUCT: dict[str, float] = {

@@ -43,6 +43,16 @@ class Spend:
 
 
 @dataclass(frozen=True)
+class WebSessions:
+    """Monthly web sessions and key events of the channels a site tracks."""
+
+    month_start: IntArray
+    channel: IntArray
+    sessions: IntArray
+    key_events: IntArray
+
+
+@dataclass(frozen=True)
 class Nps:
     """NPS answers sorted by time."""
 
@@ -84,8 +94,9 @@ def make_leads(rng: np.random.Generator, timeline: Timeline, deals: Deals, reps:
     )
 
 
-def make_spend(rng: np.random.Generator, timeline: Timeline, leads: Leads) -> Spend:
-    """Spend per (month, channel) from the first to the last month of the history."""
+def _monthly_leads(timeline: Timeline, leads: Leads) -> tuple[IntArray, IntArray]:
+    """(month starts from the first to the last month of the history, leads per (month,
+    channel))."""
     n_channels = len(catalog.CHANNELS)
     last_day = np.asarray([timeline.n_days - 1], dtype=np.int64)
     n_months = int(
@@ -102,6 +113,14 @@ def make_spend(rng: np.random.Generator, timeline: Timeline, leads: Leads) -> Sp
     counts = np.bincount(
         month_of * n_channels + leads.channel[inside], minlength=n_months * n_channels
     ).reshape(n_months, n_channels)
+    return months, counts
+
+
+def make_spend(rng: np.random.Generator, timeline: Timeline, leads: Leads) -> Spend:
+    """Spend per (month, channel) from the first to the last month of the history."""
+    n_channels = len(catalog.CHANNELS)
+    months, counts = _monthly_leads(timeline, leads)
+    n_months = len(months)
     cpl = np.asarray([effects.COST_PER_LEAD[c] for c in catalog.CHANNELS])
     noise = np.exp(effects.SPEND_NOISE_SIGMA * rng.standard_normal((n_months, n_channels)))
     amount = np.round(counts * cpl[None, :] * noise, 2)
@@ -109,6 +128,22 @@ def make_spend(rng: np.random.Generator, timeline: Timeline, leads: Leads) -> Sp
         month_start=np.repeat(months, n_channels),
         channel=np.tile(np.arange(n_channels), n_months),
         amount=amount.ravel(),
+    )
+
+
+def make_web_sessions(rng: np.random.Generator, timeline: Timeline, leads: Leads) -> WebSessions:
+    """Sessions (Poisson around leads × sessions per lead) and key events (the leads) per
+    month for the channels a site tracks."""
+    months, counts = _monthly_leads(timeline, leads)
+    tracked = [catalog.CHANNELS.index(c) for c in effects.SESSIONS_PER_LEAD]
+    per_lead = np.asarray(list(effects.SESSIONS_PER_LEAD.values()))
+    key_events = counts[:, tracked]
+    sessions = rng.poisson(key_events * per_lead[None, :] + 1.0)
+    return WebSessions(
+        month_start=np.repeat(months, len(tracked)),
+        channel=np.tile(np.asarray(tracked, dtype=np.int64), len(months)),
+        sessions=sessions.ravel().astype(np.int64),
+        key_events=key_events.ravel().astype(np.int64),
     )
 
 

@@ -18,7 +18,7 @@ from salesml.synth.activities import make_activities
 from salesml.synth.arrow import sequential_ids
 from salesml.synth.deals import make_deals
 from salesml.synth.events import make_stage_history
-from salesml.synth.funnel import make_leads, make_nps, make_spend
+from salesml.synth.funnel import make_leads, make_nps, make_spend, make_web_sessions
 from salesml.synth.timeline import Timeline
 from salesml.synth.world import (
     accounts_columns,
@@ -93,8 +93,9 @@ def _simulate(
     quarter_end: bool = True,
 ) -> truth.SimState:
     """Simulate the history step by step, handing each canonical table to ``write``."""
-    rng_world, rng_deals, rng_stages, rng_acts, rng_funnel = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)
+    # A sixth stream for web sessions leaves the first five (and their tables) as they were.
+    rng_world, rng_deals, rng_stages, rng_acts, rng_funnel, rng_web = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(6)
     )
     report("world", 0.0)
     reps = make_reps(rng_world, n_deals, timeline)
@@ -118,8 +119,10 @@ def _simulate(
     leads = make_leads(rng_funnel, timeline, deals, reps)
     write("leads", tables.leads_columns(leads, timeline, reps, deal_ids), None)
     spend = make_spend(rng_funnel, timeline, leads)
+    web = make_web_sessions(rng_web, timeline, leads)
     del leads
     write("marketing_spend", tables.spend_columns(spend, timeline), None)
+    write("web_sessions", tables.web_sessions_columns(web, timeline), None)
     nps = make_nps(rng_funnel, timeline, deals)
     write("nps_responses", tables.nps_columns(nps, timeline, accounts), None)
     write("reps", reps_columns(reps, timeline), None)

@@ -10,7 +10,7 @@ from salesml.synth.activities import Activities
 from salesml.synth.arrow import categorical, join_strings, sequential_ids
 from salesml.synth.deals import Deals
 from salesml.synth.events import StageHistory
-from salesml.synth.funnel import Leads, Nps, Spend
+from salesml.synth.funnel import Leads, Nps, Spend, WebSessions
 from salesml.synth.timeline import FloatArray, IntArray, Timeline
 from salesml.synth.world import Accounts, Reps
 
@@ -127,6 +127,16 @@ def spend_columns(spend: Spend, timeline: Timeline) -> dict[str, pa.Array]:
         "period": timeline.dates(spend.month_start),
         "channel": categorical(spend.channel, catalog.CHANNELS),
         "amount": pa.array(spend.amount, type=pa.float64()),
+    }
+
+
+def web_sessions_columns(web: WebSessions, timeline: Timeline) -> dict[str, pa.Array]:
+    """Canonical ``web_sessions`` columns."""
+    return {
+        "period": timeline.dates(web.month_start),
+        "channel": categorical(web.channel, catalog.CHANNELS),
+        "sessions": pa.array(web.sessions, type=pa.int64()),
+        "key_events": pa.array(web.key_events, type=pa.int64()),
     }
 
 

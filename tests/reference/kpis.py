@@ -34,6 +34,7 @@ COLUMNS = {
     "products": ["product", "list_price"],
     "leads": ["lead_id", "created_at", "source", "owner_id", "converted_at", "deal_id"],
     "marketing_spend": ["period", "channel", "amount"],
+    "web_sessions": ["period", "channel", "sessions", "key_events"],
     "nps_responses": ["account_id", "responded_at", "score"],
 }  # fmt: skip
 TERMINAL = re.compile(r"^(closed[\s_-]*(won|lost)?|won|lost)$", re.IGNORECASE)
@@ -132,6 +133,9 @@ def kpis_from_frames(
     if len(currencies) > 1:
         warnings.append("currencies")
     ctx = _context(frames, deals, d, at, by, period)
+    new = d[d["new_customer"] & (d["st"] == "won")]
+    if len(ctx.web) and not set(ctx.web["channel"]) & set(new["lead_source"].dropna()):
+        warnings.append("web channels")
     groups = []
     if by is not None:
         names = reps.set_index("owner_id")["name"]
@@ -212,6 +216,7 @@ class _Context:
     grid: list[int]  # period starts (month indexes) from the first event to as_of
     complete: list[bool]  # per grid period: over by as_of
     spend: pd.DataFrame  # marketing spend up to as_of, with its period ``p``
+    web: pd.DataFrame  # web sessions up to as_of
     nps: pd.DataFrame  # NPS responses up to as_of
     nps_segment: pd.Series  # segment of each response's account
     nps_by_group: pd.DataFrame  # responses joined to the groups of their accounts' deals
@@ -233,6 +238,8 @@ def _context(
     spend = frames["marketing_spend"].copy()
     spend["period"] = pd.to_datetime(spend["period"])
     spend = spend[spend["period"] <= at.normalize()]
+    web = frames["web_sessions"].copy()
+    web = web[pd.to_datetime(web["period"]) <= at.normalize()]
     nps = frames["nps_responses"].copy()
     nps["responded_at"] = pd.to_datetime(nps["responded_at"])
     nps = nps[nps["responded_at"] <= at]
@@ -250,6 +257,7 @@ def _context(
         grid=grid,
         complete=complete,
         spend=spend,
+        web=web,
         nps=nps,
         nps_segment=_segment(nps["account_id"].map(employees["employees"])),
         nps_by_group=nps.merge(pairs, on="account_id"),
@@ -350,6 +358,7 @@ def _block(ctx: _Context, sub: pd.DataFrame, g: str | None) -> dict[str, Any]:
             _div(float(value.sum()), sum(recent) / len(recent)) if recent else None, 4
         ),
         "lead_conversion": _lead_rows(ctx, g),
+        "web_traffic": _web_rows(ctx, sub) if overall else None,
         "funnel": _funnel_rows(ctx, g),
         "periods": rows,
     }
@@ -422,6 +431,37 @@ def _cac(ctx: _Context, sub: pd.DataFrame) -> tuple[float | None, dict[str, floa
     for ch, amount in sorted(ctx.spend.groupby("channel")["amount"].sum().items()):
         by_channel[str(ch)] = _r(_div(float(amount), int(per_ch.get(ch, 0))), 2)
     return cac, by_channel
+
+
+def _web_rows(ctx: _Context, sub: pd.DataFrame) -> list[dict[str, Any]] | None:
+    """Sessions, key events, new customers (by lead source = channel), spend and CAC per web
+    channel; customers unknown when no new customer's source names a web channel."""
+    if len(ctx.web) == 0:
+        return None
+    new = sub[sub["new_customer"] & (sub["st"] == "won")]
+    per_ch = new.groupby("lead_source").size()
+    matched = any(ch in per_ch.index for ch in ctx.web["channel"].unique())
+    spend = ctx.spend.groupby("channel")["amount"].sum()
+    rows = []
+    for ch, part in sorted(ctx.web.groupby("channel"), key=lambda kv: str(kv[0])):
+        sessions = int(part["sessions"].sum())
+        filled = part["key_events"].dropna()
+        key_events = int(filled.sum()) if len(filled) else None
+        n = int(per_ch.get(ch, 0)) if matched else None
+        amount = float(spend[ch]) if ch in spend.index else None
+        rows.append(
+            {
+                "channel": str(ch),
+                "sessions": sessions,
+                "key_events": key_events,
+                "key_event_rate": _r(_div(key_events, sessions), 4),
+                "new_customers": n,
+                "session_to_customer_rate": _r(_div(n, sessions), 4),
+                "marketing_spend": _r(amount, 2),
+                "cac": _r(_div(amount, n), 2),
+            }
+        )
+    return rows
 
 
 def _lead_rows(ctx: _Context, g: str | None) -> list[dict[str, Any]] | None:
