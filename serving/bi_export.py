@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pandas as pd
@@ -19,7 +19,7 @@ from salesml.errors import SalesmlError
 from serving.bi_schema import BI_TABLES, TARGETS, arrow_schema
 
 FORMATS = ("parquet", "csv")
-KPI_GROUPINGS = (None, "team", "rep")
+KPI_GROUPINGS: tuple[Literal["team", "rep"] | None, ...] = (None, "team", "rep")
 DATE_YEARS_AHEAD = 2  # dim_date runs to the end of the as-of year + this (forecasts, close dates)
 
 

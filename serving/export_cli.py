@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -115,7 +115,8 @@ def _kpis(con: Any, when: datetime, period: str) -> Any:
     from salesml.kpis import compute_kpis
     from serving.bi_export import KPI_GROUPINGS, fact_kpis
 
-    results = [compute_kpis(con, by=by, period=period, as_of=when) for by in KPI_GROUPINGS]
+    unit: Literal["month", "quarter"] = "month" if period == "month" else "quarter"
+    results = [compute_kpis(con, by=by, period=unit, as_of=when) for by in KPI_GROUPINGS]
     # Each grouping repeats the overall block: keep it once.
     for result in results[1:]:
         result["overall"] = {"periods": []}

@@ -141,4 +141,5 @@ def test_the_star_joins(exports: dict[str, tuple[Path, dict[str, Any]]]) -> None
     assert set(forecast.column("segment_by").to_pylist()) == {"total", "team"}
     probabilities = scores.column("win_probability").to_pylist()
     assert all(0.0 <= p <= 1.0 for p in probabilities)
+    assert any(scores.column("top_driver").to_pylist())  # the win model explains its scores
     assert summary["rows"]["fact_deal_scores"] == scores.num_rows > 0
