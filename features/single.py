@@ -301,7 +301,9 @@ def _from_state(
     own = replace(own, stage=_recode_stages(own.stage, remap), vocabulary=names)
     t = context.dates
     positions = changed_positions(state, context.stages.vocabulary, names, loc, own)
-    offset = float(state.push_before[loc if loc >= 0 else len(base.created)])
+    # The batch sorts the deals by id: a new deal's rows come after those of the ids before it.
+    at = loc if loc >= 0 else int(base.index.searchsorted(deal_id))  # type: ignore[arg-type]
+    offset = float(state.push_before[at])
     zero = np.zeros(1, np.int64)
     st = coded_stage_features(own, 1, zero, zero, t, positions=positions, push_offset=offset)
     if len(stage_rows) == 0:
