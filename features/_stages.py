@@ -84,12 +84,24 @@ def stage_features(
 
 
 def coded_stage_features(
-    coded: CodedStages, n_deals: int, q_deal: IntArray, q_date: IntArray, dates: IntArray
+    coded: CodedStages,
+    n_deals: int,
+    q_deal: IntArray,
+    q_date: IntArray,
+    dates: IntArray,
+    *,
+    positions: FloatArray | None = None,
+    push_offset: float = 0.0,
 ) -> StageFeatures:
     """``stage_features`` of an encoded stage history (``n_deals`` deal positions).
 
     The stage codes must follow the order of the stage names (they break ties in time); a
     vocabulary with names no row uses gives the same features.
+
+    One deal's rows alone give its features in a larger history when the larger history's
+    stage order (``positions``, as ``stage_positions`` gives it at ``dates``) and the running
+    total of push days over the deals before it (``push_offset``: the features sum a running
+    total, so the same start gives the same rounding) are passed in (``features.single``).
     """
     vocabulary = coded.vocabulary
     stage_code = coded.stage
@@ -114,10 +126,14 @@ def coded_stage_features(
     start, end = ev.start(q_deal), ev.end_upto(q_deal, t)
     last = np.where(end > start, end - 1, -1)
     has = last >= 0
-    regressions = _regressions(ev, stage, same, prev, len(vocabulary), dates, q_date, start, end)
+    if positions is None and len(ev) and len(vocabulary):
+        positions = stage_positions(ev, stage, len(vocabulary), dates)
+    regressions = _regressions(ev, stage, same, prev, positions, q_date, start, end)
 
-    def since_start(flags: FloatArray) -> FloatArray:
+    def since_start(flags: FloatArray, offset: float = 0.0) -> FloatArray:
         cum = prefix_sum(flags)
+        if offset:
+            cum = np.cumsum(np.concatenate([[offset], np.nan_to_num(flags, nan=0.0)]))
         return np.where(has, cum[end] - cum[start], np.nan)
 
     return StageFeatures(
@@ -125,7 +141,7 @@ def coded_stage_features(
         days_in_stage=days_between(t, take_at(run_start, last, NAT)),
         stage_regressions=np.where(has, regressions, np.nan),
         close_date_pushes=since_start(pushed.astype(np.float64)),
-        push_days_total=since_start(push_days),
+        push_days_total=since_start(push_days, push_offset),
         amount=take_at(amount, last, np.nan),
         amount_changes=since_start(amount_changed.astype(np.float64)),
         expected_close=take_at(ecd, last, NAT),
@@ -140,19 +156,33 @@ def stage_positions(ev: EventIndex, stage: IntArray, n_stages: int, dates: IntAr
     before the date, then by their mean, then by name. A rank is fixed when the stage is
     entered, so the order at a date depends on no later event.
     """
-    positions = np.full((len(dates), n_stages), np.nan)
     if len(ev) == 0:
-        return positions
-    _, first = np.unique(ev.group * n_stages + stage, return_index=True)
-    first = np.sort(first)  # first entries in (deal, time) order
-    fe_deal = ev.group[first]
-    rank = np.arange(len(first)) - np.searchsorted(fe_deal, fe_deal, side="left")
+        return np.full((len(dates), n_stages), np.nan)
+    first, rank = first_entries(ev, stage, n_stages)
     n_ranks = int(rank.max()) + 1
     cells = EventIndex(stage[first] * n_ranks + rank, ev.time[first], n_stages * n_ranks)
     grid = np.arange(n_stages * n_ranks, dtype=np.int64)
     counts = cells.count_upto(np.tile(grid, len(dates)), np.repeat(dates, len(grid))).reshape(
         len(dates), n_stages, n_ranks
     )
+    return positions_of(counts)
+
+
+def first_entries(ev: EventIndex, stage: IntArray, n_stages: int) -> tuple[IntArray, IntArray]:
+    """The first entry of each stage in each deal (positions in ``ev``, in (deal, time) order)
+    and its rank: how many distinct stages the deal had entered before it."""
+    _, first = np.unique(ev.group * n_stages + stage, return_index=True)
+    first = np.sort(first)  # first entries in (deal, time) order
+    fe_deal = ev.group[first]
+    rank = np.arange(len(first)) - np.searchsorted(fe_deal, fe_deal, side="left")
+    return first, rank
+
+
+def positions_of(counts: IntArray) -> FloatArray:
+    """``stage_positions`` from its counts: ``counts[d, s, r]`` first entries of stage ``s`` at
+    rank ``r`` stamped at or before date ``d`` (trailing ranks without entries change nothing)."""
+    n_dates, n_stages, n_ranks = counts.shape
+    positions = np.full((n_dates, n_stages), np.nan)
     cum = np.cumsum(counts, axis=2)
     n = cum[:, :, -1]
 
@@ -175,21 +205,20 @@ def _regressions(
     stage: IntArray,
     same: BoolArray,
     prev: IntArray,
-    n_stages: int,
-    dates: IntArray,
+    positions: FloatArray | None,
     q_date: IntArray,
     start: IntArray,
     end: IntArray,
 ) -> FloatArray:
-    """Moves back to an earlier stage, under the stage order known at each query's date.
+    """Moves back to an earlier stage, under the stage order known at each query's date
+    (``positions``, per date and stage).
 
     The order changes rarely (as the first deals come in), so the rows are flagged once per
     distinct order, not once per date.
     """
     out = np.zeros(len(q_date))
-    if len(ev) == 0 or n_stages == 0:
+    if len(ev) == 0 or positions is None or positions.shape[1] == 0:
         return out
-    positions = stage_positions(ev, stage, n_stages, dates)
     filled = np.nan_to_num(positions, nan=-1.0)
     orders, which = np.unique(filled, axis=0, return_inverse=True)
     which = which.ravel()

@@ -33,7 +33,16 @@ from features._context import (
     product_features,
     rep_features,
 )
-from features._events import FloatArray, IntArray, days_between, micros, open_pairs
+from features._entities import (
+    EntityState,
+    account_values,
+    changed_positions,
+    entity_state,
+    owner_amounts,
+    product_values,
+    rep_values,
+)
+from features._events import NAT, FloatArray, IntArray, days_between, micros, open_pairs
 from features._frame import STATIC_COLUMNS, _activity_features, assemble, with_flat_values
 from features._stages import CodedStages, StageFeatures, code_stages, coded_stage_features
 from features.build import _naive_utc
@@ -81,6 +90,9 @@ class DealContext:
     stage_values: list[str]  # sorted stage names
     fixed_vocab: dict[str, list[str]]  # categoricals whose vocabulary no deal changes
     flat: dict[str, str]  # deals-table columns a deal without stage history reads
+    # Per-entity aggregates at as_of (None when a stage row without a stage name would make a
+    # one-deal correction of the stage order inexact: then every request reads the arrays).
+    state: EntityState | None = None
 
 
 def deal_context(
@@ -118,6 +130,11 @@ def deal_context(
         if name in ("account_size_band", "account_industry")
     }
     stage_counts = Counter(_strings(history.stage_history["stage"]))
+    state = None
+    if not (stages.stage[stages.deal >= 0] < 0).any():
+        state = entity_state(
+            history.reps, history.products, deals, stages, open_deal, int(dates[0])
+        )
     return DealContext(
         history=history,
         as_of=when,
@@ -136,6 +153,7 @@ def deal_context(
         stage_values=sorted(stage_counts),
         fixed_vocab=fixed,
         flat=flat_columns(history),
+        state=state,
     )
 
 
@@ -162,9 +180,68 @@ def deal_features(
     one = deal_arrays(deal)
     if len(open_pairs(one.created, one.closed, context.dates)[0]) == 0:
         return None
-    old_stage_rows = (
-        np.flatnonzero(context.stages.deal == loc) if loc >= 0 else np.zeros(0, np.int64)
+    state = context.state
+    if state is not None and loc >= 0:
+        old_stage_rows = state.rows_of(loc)
+    elif loc >= 0:
+        old_stage_rows = np.flatnonzero(context.stages.deal == loc)
+    else:
+        old_stage_rows = np.zeros(0, np.int64)
+    parts = _from_state(context, deal, one, loc, old_stage_rows, stage_rows)
+    if parts is None:
+        parts = _from_arrays(context, deal, one, loc, old_stage_rows, stage_rows)
+    if parts is None:
+        return None
+    st, names, around = parts
+    t = context.dates
+    numeric: dict[str, FloatArray] = {
+        "age_days": days_between(t, one.created),
+        "days_in_stage": st.days_in_stage,
+        "stage_regressions": st.stage_regressions,
+        "days_to_expected_close": days_between(st.expected_close, t),
+        "close_date_pushes": st.close_date_pushes,
+        "push_days_total": st.push_days_total,
+        "amount": st.amount,
+        "amount_changes": st.amount_changes,
+    }
+    numeric |= _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
+    numeric |= around
+    profile = account_profile(history.accounts, one)
+    numeric["account_employees"] = profile["account_employees"]
+    per_deal: dict[str, pd.Series | np.ndarray] = {
+        name: deal[column] for name, column in STATIC_COLUMNS.items()
+    }
+    per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
+    vocab, stages = _vocabularies(context, deal, loc, old_stage_rows, stage_rows)
+    # st.stage codes into the union of old and new stage names; the changed history's
+    # vocabulary may lack a name only the replaced rows had.
+    where = {name: i for i, name in enumerate(stages)}
+    stage = np.array([where[names[c]] if c >= 0 else -1 for c in st.stage], dtype=np.int64)
+    frame = assemble(
+        deal, context.spec, vocab, stages, np.zeros(1, np.int64), numeric, stage, per_deal
     )
+    frame.insert(0, "deal_id", deal["deal_id"].take([0]).reset_index(drop=True))
+    frame = frame.set_index("deal_id")
+    wanted = pd.Index([deal_id])
+    return frame.loc[wanted[wanted.isin(frame.index)]]
+
+
+_Parts = tuple[StageFeatures, list[str], dict[str, FloatArray]]
+
+
+def _from_arrays(
+    context: DealContext,
+    deal: pd.DataFrame,
+    one: Deals,
+    loc: int,
+    old_stage_rows: IntArray,
+    stage_rows: pd.DataFrame,
+) -> _Parts | None:
+    """The deal's stage features (codes into the returned stage names) and the features read
+    from other deals, by the batch's functions run on the context's arrays with the deal
+    changed (a cost that grows with the history)."""
+    history = context.history
+    deal_id = deal["deal_id"].iat[0]
     d, at = _changed_deals(context, deal, one, loc)
     coded = _changed_stages(context, old_stage_rows, stage_rows, at, deal_id)
     q_one = np.array([at], dtype=np.int64)
@@ -188,39 +265,71 @@ def deal_features(
         amount = np.insert(context.open_amount, slot, st.amount)
     q_time = np.full(len(q_deal), t[0])
     rep = rep_features(history.reps, d, q_deal, q_time, np.zeros(len(q_deal), np.int64), amount)
-    numeric: dict[str, FloatArray] = {
-        "age_days": days_between(t, one.created),
-        "days_in_stage": st.days_in_stage,
-        "stage_regressions": st.stage_regressions,
-        "days_to_expected_close": days_between(st.expected_close, t),
-        "close_date_pushes": st.close_date_pushes,
-        "push_days_total": st.push_days_total,
-        "amount": st.amount,
-        "amount_changes": st.amount_changes,
-    }
-    numeric |= _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
-    numeric |= product_features(history.products, d, q_one, t, st.amount)
-    numeric |= {k: v[slot : slot + 1] for k, v in rep.items()}
-    numeric |= account_features(d, q_one, t)
-    profile = account_profile(history.accounts, one)
-    numeric["account_employees"] = profile["account_employees"]
-    per_deal: dict[str, pd.Series | np.ndarray] = {
-        name: deal[column] for name, column in STATIC_COLUMNS.items()
-    }
-    per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
-    vocab, stages = _vocabularies(context, deal, loc, old_stage_rows, stage_rows)
-    # st.stage codes into the union of old and new stage names; the changed history's
-    # vocabulary may lack a name only the replaced rows had.
-    names = coded.vocabulary
-    where = {name: i for i, name in enumerate(stages)}
-    stage = np.array([where[names[c]] if c >= 0 else -1 for c in st.stage], dtype=np.int64)
-    frame = assemble(
-        deal, context.spec, vocab, stages, np.zeros(1, np.int64), numeric, stage, per_deal
+    around = product_features(history.products, d, q_one, t, st.amount)
+    around |= {k: v[slot : slot + 1] for k, v in rep.items()}
+    around |= account_features(d, q_one, t)
+    return st, coded.vocabulary, around
+
+
+def _from_state(
+    context: DealContext,
+    deal: pd.DataFrame,
+    one: Deals,
+    loc: int,
+    old_stage_rows: IntArray,
+    stage_rows: pd.DataFrame,
+) -> _Parts | None:
+    """``_from_arrays`` from the context's per-entity state: the deal's own rows, its owner's
+    open deals and lookups. None where the state does not apply exactly (a deal closed after
+    as_of, whose closing counts in the records; a stage row without a stage name)."""
+    state = context.state
+    base = context.deals
+    if state is None or one.closed[0] != NAT or (loc >= 0 and base.closed[loc] != NAT):
+        return None
+    if stage_rows["stage"].isna().any():
+        return None
+    deal_id = deal["deal_id"].iat[0]
+    if loc >= 0:
+        slot = int(np.searchsorted(context.open_deal, loc))
+        if slot >= len(context.open_deal) or context.open_deal[slot] != loc:
+            return None
+    else:
+        slot = int(np.searchsorted(context.open_ids, np.asarray([deal_id], dtype=object))[0])
+    names = sorted({*context.stages.vocabulary, *_strings(stage_rows["stage"])})
+    own = code_stages(stage_rows, pd.Index([deal_id]))
+    remap = np.searchsorted(np.asarray(names, dtype=object), np.asarray(own.vocabulary, object))
+    own = replace(own, stage=_recode_stages(own.stage, remap), vocabulary=names)
+    t = context.dates
+    positions = changed_positions(state, context.stages.vocabulary, names, loc, own)
+    # The batch sorts the deals by id: a new deal's rows come after those of the ids before it.
+    at = loc if loc >= 0 else int(base.index.searchsorted(deal_id))  # type: ignore[arg-type]
+    offset = float(state.push_before[at])
+    zero = np.zeros(1, np.int64)
+    st = coded_stage_features(own, 1, zero, zero, t, positions=positions, push_offset=offset)
+    if len(stage_rows) == 0:
+        st = _flat_values(context, deal, st)
+    owner = _code(base, one, "owner")
+    amounts = owner_amounts(
+        state, context.open_amount, owner, slot, float(st.amount[0]), new=loc < 0
     )
-    frame.insert(0, "deal_id", deal["deal_id"].take([0]).reset_index(drop=True))
-    frame = frame.set_index("deal_id")
-    wanted = pd.Index([deal_id])
-    return frame.loc[wanted[wanted.isin(frame.index)]]
+    owner_id = one.owners[one.owner[0]] if one.owner[0] >= 0 else None
+    around = rep_values(state, owner, _code(base, one, "team"), owner_id, amounts)
+    product = _code(base, one, "product")
+    name = one.products[one.product[0]] if one.product[0] >= 0 else None
+    around |= product_values(state, product, name, st.amount)
+    around |= account_values(state, _code(base, one, "account"))
+    return st, names, around
+
+
+def _code(base: Deals, one: Deals, attr: str) -> int:
+    """The code of the deal's ``attr`` (owner, team, account, product) in the context's
+    vocabulary, as ``_changed_deals`` gives it (a value the history lacks: the next code)."""
+    code = int(getattr(one, attr)[0])
+    if code < 0:
+        return -1
+    vocab: pd.Index = getattr(base, attr + "s")
+    found = int(vocab.get_indexer(pd.Index([getattr(one, attr + "s")[code]]))[0])
+    return found if found >= 0 else len(vocab)
 
 
 def _flat_values(context: DealContext, deal: pd.DataFrame, st: StageFeatures) -> StageFeatures:

@@ -40,14 +40,18 @@ class ActionError(SalesmlError):
 def _col(features: pd.DataFrame, name: str) -> FloatArray:
     if name not in features:
         return np.full(len(features), np.nan)
-    return pd.to_numeric(features[name], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    column = features[name]
+    if column.dtype == np.float64:  # the feature frames' numerics: no conversion to pay for
+        return np.array(column.to_numpy(), dtype=np.float64)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 def _text(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
     if name not in features:
         return np.full(len(features), None, dtype=object)
-    s = features[name].astype("object")
-    return s.where(s.notna(), None).to_numpy()
+    values = np.array(features[name].astype("object").to_numpy(), dtype=object)
+    values[pd.isna(values)] = None
+    return values
 
 
 def _stage_stat(bundle: WinBundle, stages: npt.NDArray[Any], feature: str, key: str) -> FloatArray:
@@ -408,8 +412,10 @@ def recommend(
     features: pd.DataFrame,
     probability: FloatArray | None = None,
     top: int | None = None,
+    matrix: npt.NDArray[np.float64] | None = None,
 ) -> list[list[dict[str, Any]]]:
-    """The actions of each deal, what-if ones first by expected revenue impact.
+    """The actions of each deal, what-if ones first by expected revenue impact (``matrix``:
+    the deals' ``bundle.model_matrix``, when the caller has it).
 
     Each action: ``id`` (catalogue rule), ``kind``, ``concept``, ``action``, ``reason``,
     ``expected_impact`` (``{"win_probability_points", "revenue", "basis"}`` or ``None`` when the
@@ -427,7 +433,6 @@ def recommend(
     c = _Context(bundle, features, np.asarray(p, dtype=float))
     can_what_if = bundle.booster is not None and bool(c.actionable)
     direct = can_what_if and bundle.codes_match_booster
-    matrix: npt.NDArray[np.float64] | None = None
     for rule in DEAL_RULES:
         rows, actions, reasons, changes = EVALUATORS[rule.id](c)
         # A model the training screen narrowed (or the plain peer) does not read every

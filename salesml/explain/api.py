@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from salesml.actions.engine import recommend
@@ -14,12 +15,16 @@ if TYPE_CHECKING:
 
 
 def explain_columns(
-    bundle: WinBundle, features: pd.DataFrame, top: int | None = DEFAULT_TOP
+    bundle: WinBundle,
+    features: pd.DataFrame,
+    top: int | None = DEFAULT_TOP,
+    matrix: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """``drivers``, ``actions`` and ``drivers_base`` per row of ``features`` (same index)."""
-    c = contributions(bundle, features)
+    """``drivers``, ``actions`` and ``drivers_base`` per row of ``features`` (same index);
+    ``matrix``: their ``bundle.model_matrix``, when the caller has it."""
+    c = contributions(bundle, features, matrix=matrix)
     drivers = explain(bundle, features, top=top, contribution=c)
-    actions = recommend(bundle, features, probability=c.probability)
+    actions = recommend(bundle, features, probability=c.probability, matrix=matrix)
     return pd.DataFrame(
         {
             "drivers": to_json(drivers),

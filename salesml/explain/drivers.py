@@ -54,7 +54,10 @@ class Contributions:
 
 
 def log_odds_contributions(
-    bundle: WinBundle, features: pd.DataFrame, engine: str = "auto"
+    bundle: WinBundle,
+    features: pd.DataFrame,
+    engine: str = "auto",
+    matrix: npt.NDArray[np.float64] | None = None,
 ) -> FloatArray:
     """``(n, n_features + 1)`` TreeSHAP values of the booster's margin (last: expected value).
 
@@ -63,7 +66,8 @@ def log_odds_contributions(
     """
     if bundle.booster is None:
         raise ValueError("a constant (base-rate) bundle has no contributions")
-    matrix = bundle.model_matrix(features)
+    if matrix is None:
+        matrix = bundle.model_matrix(features)
     if engine == "native" or (engine == "auto" and len(features) < NATIVE_BELOW):
         # A row's values never depend on the thread count; for a few rows one thread saves the
         # OpenMP start-up (2.5 ms against 0.4 ms for one deal).
@@ -99,15 +103,21 @@ def secant_slopes(
     return slope
 
 
-def contributions(bundle: WinBundle, features: pd.DataFrame, engine: str = "auto") -> Contributions:
-    """Probability-point contributions of every feature for every row of ``features``."""
+def contributions(
+    bundle: WinBundle,
+    features: pd.DataFrame,
+    engine: str = "auto",
+    matrix: npt.NDArray[np.float64] | None = None,
+) -> Contributions:
+    """Probability-point contributions of every feature for every row of ``features``
+    (``matrix``: their ``bundle.model_matrix``, when the caller has it)."""
     if bundle.booster is None:
         zero = pd.DataFrame(0.0, index=features.index, columns=bundle.features)
         p = np.full(len(features), bundle.base_rate)
         return Contributions(bundle.base_rate * POINTS, zero, p, zero.copy(), 0.0)
-    phi = log_odds_contributions(bundle, features, engine)
+    phi = log_odds_contributions(bundle, features, engine, matrix)
     expected = float(phi[0, -1]) if len(phi) else _expected(bundle)
-    margin = bundle.raw_score(features)
+    margin = bundle.raw_score(features, matrix)
     shown = bundle.calibrator.predict(margin) if len(phi) else np.zeros(0)
     slope = secant_slopes(bundle, margin, shown, expected)
     base = float(bundle.calibrator.predict(np.array([expected]))[0])

@@ -59,13 +59,16 @@ class Scorer:
         ``drivers_base`` (probability points: base + the contributions of every concept = 100 ×
         ``win_probability``).
         """
-        out = self.bundle.predict(features)
+        bundle = self.bundle
+        # One model matrix for the score, the contributions and the actions' what-ifs.
+        matrix = bundle.model_matrix(features) if bundle.codes_match_booster else None
+        out = bundle.predict(features, matrix)
         if explain:
             # Drivers and actions read what the model reads (and the owner, team and stage):
             # a feature the training screen dropped is not an input of the registered model,
             # so a caller going through MLflow never sends it, and both must agree.
-            read = [c for c in features.columns if c in self.bundle.features or c in EXPLAIN_INFO]
-            out = out.join(explain_columns(self.bundle, features[read], top=top))
+            read = [c for c in features.columns if c in bundle.features or c in EXPLAIN_INFO]
+            out = out.join(explain_columns(bundle, features[read], top=top, matrix=matrix))
         return out
 
     def save(self, path: Path) -> Path:

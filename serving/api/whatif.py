@@ -198,7 +198,7 @@ def _one_deal_rows(index: DataIndex, change: Change) -> pd.DataFrame:
     sh = history.stage_history
     if change.new is not None:
         deal, stage_row = _new_deal(index, change)
-        deal = deal.astype(history.deals.dtypes.to_dict())
+        deal = _as_dtypes(deal, history.deals)
         stages = sh.iloc[:0]
         if stage_row is not None:
             stages = _stage_frame(sh, [stage_row])
@@ -235,7 +235,14 @@ def _stage_frame(stage_history: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.
     added = pd.DataFrame(rows, columns=stage_history.columns)
     added["changed_at"] = to_naive_utc(added["changed_at"])
     added["expected_close_date"] = to_naive_utc(added["expected_close_date"])
-    return added.astype(stage_history.dtypes.to_dict())
+    return _as_dtypes(added, stage_history)
+
+
+def _as_dtypes(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
+    """``frame.astype(like.dtypes.to_dict())``, converting only the columns whose dtype differs
+    (the others would be copied as they are, at ~0.1 ms a column on every live request)."""
+    wanted = {c: t for c, t in like.dtypes.items() if frame[c].dtype != t}
+    return frame.astype(wanted) if wanted else frame
 
 
 def _rows_on_changed_history(index: DataIndex, changes: list[Change]) -> pd.DataFrame:

@@ -278,7 +278,7 @@ class TimingBundle:
         as_of = pd.Timestamp(as_of)
         month_end = (as_of + pd.offsets.MonthBegin(1)).normalize()
         quarter_end = (as_of + pd.offsets.QuarterBegin(1, startingMonth=1)).normalize()
-        out = pd.DataFrame(index=features.index)
+        out: dict[str, Any] = {}  # one frame at the end (column inserts cost ~1 ms each)
         windows = {f"p_close_{days}d": float(days) for days in (30, 60, 90)} | {
             f"p_close_this_{name}": (end - as_of) / pd.Timedelta(days=1)
             for name, end in (("month", month_end), ("quarter", quarter_end))
@@ -299,8 +299,10 @@ class TimingBundle:
         out["expected_close_date"] = (as_of + pd.to_timedelta(median, unit="D")).normalize()
         out["days_to_close_low"] = np.where(unsupported, np.nan, low)
         out["days_to_close_high"] = np.where(unsupported, np.nan, high)
-        out["expected_revenue"] = p * amount if amount is not None else np.nan
-        return out
+        out["expected_revenue"] = (
+            p * amount if amount is not None else np.full(len(features), np.nan)
+        )
+        return pd.DataFrame(out, index=features.index)
 
     def beyond_support(self, features: pd.DataFrame, days: np.ndarray) -> np.ndarray:
         """Rows whose age at close (age now + ``days``) would exceed, by a quarter, the oldest
