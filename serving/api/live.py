@@ -37,12 +37,12 @@ import pandas as pd
 from features.build import build_features
 from features.history import History, make_history
 from salesml.explain import attribute_change
-from salesml.importers.validate import Limits
+from salesml.importers.validate import PARSE_HINTS, Limits
 from salesml.schemas import ATTRIBUTE_PREFIX
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
 from serving.changes import input_hashes
-from serving.events.checks import check_row
+from serving.events.checks import check_row, parse_timestamp
 from serving.events.fold import fold
 from serving.events.journal import Entry, Journal, LiveScore
 from serving.events.resolve import Unapplicable, deal_ids, resolve
@@ -225,6 +225,11 @@ class LiveEvents:
         self, event: Parsed, staged: dict[str, dict[str, Any]], limits: Limits, team: str | None
     ) -> dict[str, list[dict[str, Any]]] | EventResult:
         where = f"{BODY_KEY[event.table]}"
+        problem = _occurred_problem(event.occurred_at, limits)
+        if problem is not None:
+            return EventResult(
+                event.index, event.event_id, "rejected", field="occurred_at", reason=problem
+            )
         deal_id = str(event.fields.get("deal_id", "")) if event.table != "leads" else ""
         current = staged.get(deal_id) or self._current(deal_id) if deal_id else None
         try:
@@ -245,7 +250,8 @@ class LiveEvents:
                 field=f"{where}.deal_id",
                 reason="this key sends events of its own team's deals only",
             )
-        known = _Known(self, staged)
+        mine = {str(r["deal_id"]): r for r in rows.get("deals", [])}
+        known = _Known(self, {**staged, **mine})
         attributes = self._history.attributes if self._history is not None else {}
         for table, table_rows in rows.items():
             for row in table_rows:
@@ -519,6 +525,19 @@ class LiveEvents:
             "errors": self.errors,
             "last_error": self.last_error,
         }
+
+
+def _occurred_problem(text: str, limits: Limits) -> str | None:
+    """Why an event's time is unusable (the import rules' reading and bounds), or None."""
+    stamp = parse_timestamp(text)
+    if stamp is None:
+        return f"could not read {text!r} as timestamp; {PARSE_HINTS['timestamp']}"
+    if stamp < limits.earliest or stamp > limits.latest("occurred_at"):
+        return (
+            f"occurred_at {text} is not a plausible date (before {limits.earliest.date()} or "
+            "more than a year from now)"
+        )
+    return None
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,24 @@ from salesml.importers.pipeline import ImportSummary, run_import
 from salesml.importers.validate import Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
 from salesml.warehouse import connect, quote
+from serving.events.checks import parse_timestamp
 from serving.events.journal import Entry
 
 log = logging.getLogger("salesml.events")
 
 
 def _key(table: str, row: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(str(row.get(k))[:19] for k in TABLES[table].key)
+    """The row's key as the warehouse compares it (times parsed, so 10:00Z is 10:00:00)."""
+    schema = TABLES[table]
+    out = []
+    for name in schema.key:
+        value = row.get(name)
+        if schema.column(name).kind == "timestamp" and value is not None:
+            stamp = parse_timestamp(str(value))
+            out.append(stamp.isoformat() if stamp is not None else str(value))
+        else:
+            out.append(str(value))
+    return tuple(out)
 
 
 def _text(value: Any) -> str | None:

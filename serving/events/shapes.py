@@ -133,33 +133,31 @@ class _Reject(Exception):  # noqa: N818 - internal signal, turned into an Unusab
 
 # -- canonical -------------------------------------------------------------------------------
 def _canonical_event(i: int, item: Any) -> Parsed:
-    where = f"events[{i}]"
     if not isinstance(item, dict):
-        raise _Reject(where, f"{where} must be an object")
-    event_id = _check_id(item.get("event_id"), f"{where}.event_id")
+        raise _Reject("event", "an event is a JSON object")
+    event_id = _check_id(item.get("event_id"), "event_id")
     kind = item.get("type")
     if kind not in EVENT_TYPES:
-        raise _Reject(
-            f"{where}.type", f"{where}.type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}"
-        )
+        raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
     occurred = item.get("occurred_at")
     if not isinstance(occurred, str) or not occurred.strip():
-        raise _Reject(
-            f"{where}.occurred_at",
-            f"{where}.occurred_at is required: when it happened in the CRM, ISO 8601",
-        )
+        raise _Reject("occurred_at", "occurred_at is required: when it happened in the CRM")
     table = TABLE_OF[kind]
     key = BODY_KEY[table]
     body = item.get(key)
     if not isinstance(body, dict):
-        raise _Reject(f"{where}.{key}", f"a {kind} event carries its fields in {where}.{key}")
-    unknown = set(item) - {"event_id", "type", "occurred_at", key}
+        raise _Reject(key, f"a {kind} event carries its fields in an object {key!r}")
+    unknown = sorted(set(item) - {"event_id", "type", "occurred_at", key})
     if unknown:
-        raise _Reject(f"{where}.{sorted(unknown)[0]}", f"unknown field {sorted(unknown)[0]!r}")
+        raise _Reject(
+            unknown[0],
+            f"unknown field {unknown[0]!r} (a {kind} event has event_id, "
+            f"type, occurred_at and {key})",
+        )
     for name, value in body.items():
         if isinstance(value, dict | list):
-            raise _Reject(f"{where}.{key}.{name}", f"{where}.{key}.{name} must be a plain value")
-    _check_id(body.get(ID_FIELD[table]), f"{where}.{key}.{ID_FIELD[table]}")
+            raise _Reject(f"{key}.{name}", f"{key}.{name} must be a plain value")
+    _check_id(body.get(ID_FIELD[table]), f"{key}.{ID_FIELD[table]}")
     return Parsed(i, event_id, kind, occurred.strip(), dict(body))
 
 

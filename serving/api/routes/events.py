@@ -134,10 +134,9 @@ def _answer(request: Request, source: str, results: list[EventResult]) -> Respon
     }
     rejected = [r for r in results if r.status == "rejected"]
     if rejected and len(rejected) == len(results):
-        where = "body" if source != "salesforce-outbound" else "body.Notification"
         errors = [
             FieldError(
-                field=f"{where}[{r.index}].{r.field or 'event'}", message=r.reason or "rejected"
+                field=f"events[{r.index}].{r.field or 'event'}", message=r.reason or "rejected"
             )
             for r in rejected
         ]
@@ -155,7 +154,8 @@ def _answer(request: Request, source: str, results: list[EventResult]) -> Respon
         "results": [r.to_json() for r in results],
     }
     return JSONResponse(
-        EventsResponse(**payload).model_dump(mode="json"), status_code=207 if rejected else 202
+        EventsResponse(**payload).model_dump(mode="json", exclude_none=True),
+        status_code=207 if rejected else 202,
     )
 
 
