@@ -35,10 +35,10 @@ from typing import Any
 import pandas as pd
 
 from features.build import build_features
-from features.history import History, make_history
+from features.history import History, _canonical
 from salesml.explain import attribute_change
 from salesml.importers.validate import PARSE_HINTS, Limits
-from salesml.schemas import ATTRIBUTE_PREFIX
+from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
 from serving.changes import input_hashes
@@ -109,7 +109,8 @@ def _typed_frame(rows: list[dict[str, Any]], like: pd.DataFrame) -> pd.DataFrame
 
 
 def overlay(history: History, rows: dict[str, list[dict[str, Any]]]) -> History:
-    """``history`` with typed canonical rows upserted by key (later rows win)."""
+    """``history`` with typed canonical rows upserted by key (later rows win). Only the new
+    rows are normalised (``features.history``'s dtypes); the history's frames are reused."""
     tables: dict[str, pd.DataFrame] = {}
     for name in HISTORY_TABLES:
         base: pd.DataFrame = getattr(history, name)
@@ -117,23 +118,27 @@ def overlay(history: History, rows: dict[str, list[dict[str, Any]]]) -> History:
         if not new:
             tables[name] = base
             continue
-        added = _typed_frame(new, base)
-        keys = [k for k in KEYS[name] if k in base.columns]
-        if keys:
-            added = added.drop_duplicates(keys, keep="last")
-            mine = pd.MultiIndex.from_frame(base[keys].astype(str))
-            theirs = pd.MultiIndex.from_frame(added[keys].astype(str))
-            base = base[~mine.isin(theirs)]
-        tables[name] = pd.concat([base, added], ignore_index=True)
-    return make_history(
-        tables["deals"],
+        extra = [c for c in base.columns if c.startswith(ATTRIBUTE_PREFIX)]
+        added = _canonical(pd.DataFrame(new), TABLES[name], [])
+        for column in extra:
+            values = pd.Series([r.get(column) for r in new], index=added.index)
+            kind = history.attributes.get(column.removeprefix(ATTRIBUTE_PREFIX))
+            added[column] = (
+                pd.to_numeric(values, errors="coerce") if kind == "numeric" else values
+            ).astype(base[column].dtype)
+        added = added[list(base.columns)].astype(base.dtypes.to_dict())
+        # The history leaves activity_id out (no feature reads it): an activity is then known
+        # by its deal, time and type.
+        keys = [k for k in KEYS[name] if k in base.columns] or ["deal_id", "occurred_at", "type"]
+        added = added.drop_duplicates(keys, keep="last")
+        mine = pd.MultiIndex.from_frame(base[keys].astype(str))
+        theirs = pd.MultiIndex.from_frame(added[keys].astype(str))
+        tables[name] = pd.concat([base[~mine.isin(theirs)], added], ignore_index=True)
+    return replace(
+        history,
+        deals=tables["deals"],
         stage_history=tables["stage_history"],
         activities=tables["activities"],
-        reps=history.reps,
-        accounts=history.accounts,
-        products=history.products,
-        attributes=history.attributes,
-        exported_at=history.exported_at,
     )
 
 
@@ -160,7 +165,9 @@ class LiveEvents:
         self._data: Any = None  # the DataIndex the history below started from
         self._history: History | None = None
         self._deal_pos: dict[str, int] = {}
-        self._pending: dict[str, dict[str, Any]] = {}  # deal_id -> raw row, newest
+        # deal_id -> (journal seq, raw row): the newest journaled row of each deal
+        self._pending: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._history_seq = 0  # the last journal entry in the history
         self._scored_seq = 0
         self._live: dict[str, _Live] = {s.deal_id: _Live(s) for s in self.journal.live_scores()}
         if self._live:
@@ -185,8 +192,9 @@ class LiveEvents:
                     field=event.field,
                     reason=event.reason,
                 )
+        if self._history is None:
+            self.rebase()
         with self._lock:
-            self._ensure_history()
             known = self.journal.known([e.event_id for e in parsed])
             staged: dict[str, dict[str, Any]] = {}
             accepted: list[tuple[int, dict[str, Any]]] = []
@@ -217,7 +225,8 @@ class LiveEvents:
                     seq=seq,
                     deal_id=ids[0] if ids else None,
                 )
-            self._pending.update(staged)
+            top = max((seq for seq in seqs if seq), default=0)
+            self._pending.update({deal: (top, row) for deal, row in staged.items()})
         self._wake.set()
         return [results[n] for n in order]
 
@@ -276,7 +285,7 @@ class LiveEvents:
     def _current(self, deal_id: str) -> dict[str, Any] | None:
         """The deal's row as it stands (its latest journaled event's, else the history's)."""
         if deal_id in self._pending:
-            return dict(self._pending[deal_id])
+            return dict(self._pending[deal_id][1])
         loc = self._deal_pos.get(deal_id)
         if loc is None or self._history is None:
             return None
@@ -284,7 +293,10 @@ class LiveEvents:
         return {k: _raw(v) for k, v in record.items()}
 
     # -- the history the applier scores from ---------------------------------------------
-    def _ensure_history(self) -> None:
+    def rebase(self) -> None:
+        """Start the history from the served data again when it was reloaded (a poll after a
+        warehouse change): the data, plus every journal entry the warehouse read may lack.
+        Built without the lock (ingestion goes on meanwhile), swapped in under it."""
         snap = self.state.snapshot()
         if snap.data is None or snap.data is self._data:
             return
@@ -293,17 +305,28 @@ class LiveEvents:
         typed = self._typed(entries)
         if typed:
             history = overlay(history, typed)
-        self._history, self._data = history, snap.data
-        self._index_deals()
-        self._pending = {}
-        for entry in entries:
-            for row in (entry.rows or {}).get("deals", []):
-                self._pending[str(row["deal_id"])] = row
+        positions = _positions(history)
+        first = entries[0].seq if entries else None
+        with self._lock:
+            self._history, self._data, self._deal_pos = history, snap.data, positions
+            self._history_seq = entries[-1].seq if entries else self._history_seq
+            if first is not None:  # rows folded before the warehouse read are in the data
+                self._pending = {d: p for d, p in self._pending.items() if p[0] >= first}
+            else:
+                self._pending = {}
 
-    def _index_deals(self) -> None:
+    def _extend(self, entries: Sequence[Entry]) -> History:
+        """The history with ``entries`` it lacks folded in (built unlocked, swapped locked)."""
         assert self._history is not None
-        ids = self._history.deals["deal_id"].astype(str).tolist()
-        self._deal_pos = {d: i for i, d in enumerate(ids)}
+        new = [e for e in entries if e.seq > self._history_seq]
+        if not new:
+            return self._history
+        history = overlay(self._history, self._typed(new))
+        positions = _positions(history)
+        with self._lock:
+            self._history, self._deal_pos = history, positions
+            self._history_seq = new[-1].seq
+        return history
 
     def _typed(self, entries: Sequence[Entry]) -> dict[str, list[dict[str, Any]]]:
         limits = self.limits()
@@ -363,15 +386,10 @@ class LiveEvents:
         snap = self.state.snapshot()
         if not snap.ready or snap.models is None or snap.data is None:
             return
-        with self._lock:
-            self._ensure_history()
-            entries = self.journal.after(self._scored_seq)
-            if entries:
-                history = overlay(self._history, self._typed(entries))  # type: ignore[arg-type]
-                self._history = history
-                self._index_deals()
+        self.rebase()
+        entries = self.journal.after(self._scored_seq)
         if entries:
-            self._score(entries, snap, history)
+            self._score(entries, snap, self._extend(entries))
         self._publish()
 
     def fold_now(self) -> int:
@@ -420,6 +438,7 @@ class LiveEvents:
                 point = {
                     "run_id": f"event:{entry.event_id}",
                     "event_id": entry.event_id,
+                    "event_seq": entry.seq,
                     "event_type": entry.type,
                     "occurred_at": entry.occurred_at,
                     **{
@@ -451,13 +470,11 @@ class LiveEvents:
                 )
         if scored:
             self.journal.put_live(scored)
-        with self._lock:
-            for score in scored:
-                self._live[score.deal_id] = _Live(score)
-            self._published = None  # publish the new answers
+        for score in scored:
+            self._live[score.deal_id] = _Live(score)
+        self._published = None  # publish the new answers
         self._publish()
-        with self._lock:
-            self._scored_seq = max(e.seq for e in entries)
+        self._scored_seq = max(e.seq for e in entries)
         with self.scored:
             self.scored.notify_all()
 
@@ -486,9 +503,8 @@ class LiveEvents:
                 self.journal.drop_live(stale)
             return replace(run, answers=answers)
 
-        with self._lock:
-            published = self.state.publish_run(update)
-            self._published = published.run
+        published = self.state.publish_run(update)  # the applier thread is _live's one writer
+        self._published = published.run
 
     @staticmethod
     def _covered(run: RunView, live: LiveScore) -> bool:
@@ -549,6 +565,11 @@ class _Known:
 
     def __contains__(self, deal_id: object) -> bool:
         return self.live.knows_deal(str(deal_id), self.staged)
+
+
+def _positions(history: History) -> dict[str, int]:
+    ids = history.deals["deal_id"].astype(str).tolist()
+    return {d: i for i, d in enumerate(ids)}
 
 
 def describe(entry: Entry) -> str:
