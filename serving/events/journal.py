@@ -6,16 +6,17 @@ One SQLite file per workspace (``$SALESML_HOME/events/journal.sqlite``) in WAL m
 the primary key: the same event sent twice is stored once, and the second send is answered
 ``duplicate``.
 
-An entry moves through two steps, each recorded in the entry so a restart resumes where the
-last process stopped and never does a step twice:
+An entry is stored with the canonical rows it writes (``rows``): the event resolved against
+the deal as it stood when it was accepted (a partial deal update merged with the deal's row),
+once, in journal order (``serving.api.live``). Everything after is a pure function of those
+rows, so a restart resumes where the last process stopped and never does a step twice:
 
-* ``resolved``: the event turned into the canonical rows it writes (a partial deal update
-  merged with the deal as it stood), stored as JSON. Resolution reads state, so it happens
-  exactly once, in journal order; everything after it is a pure function of these rows.
-* ``folded``: those rows upserted into the warehouse (by key: doing it again changes nothing).
+* the server's in-memory history and scores apply the rows of entries after the last one
+  scored;
+* ``folded``: the rows upserted into the warehouse (by key: doing it again changes nothing).
 
 Live scores (``live_scores``) are what the server showed for a deal after its latest event;
-they survive a restart and are dropped once a score run written after the event covers them.
+they survive a restart and are dropped once a score run covers the deal at the event's time.
 """
 
 from __future__ import annotations
@@ -250,6 +251,6 @@ class Journal:
     def counts(self) -> dict[str, int]:
         with self._lock:
             row = self._con.execute("SELECT count(*), count(folded_at) FROM events").fetchone()
+            live = self._con.execute("SELECT count(*) FROM live_scores").fetchone()
         total, folded = (int(v) for v in row)
-        live = self._con.execute("SELECT count(*) FROM live_scores").fetchone()
         return {"events": total, "folded": folded, "live_scores": int(live[0])}

@@ -478,7 +478,7 @@ def _local(tag: str) -> str:
 
 def read_salesforce_outbound(body: bytes) -> Reading:
     """A Salesforce outbound message (SOAP ``notifications``): one event per Notification."""
-    if re.search(rb"<!(DOCTYPE|ENTITY)", body[:4096] + body[-4096:]) or b"<!ENTITY" in body:
+    if re.search(rb"<!(DOCTYPE|ENTITY)", body, re.IGNORECASE):
         raise BodyError("body", "XML with a DOCTYPE or entity declarations is not accepted")
     try:
         root = ET.fromstring(body)
