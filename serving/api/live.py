@@ -290,7 +290,7 @@ class LiveEvents:
         if loc is None or self._history is None:
             return None
         record = self._history.deals.iloc[loc].to_dict()
-        return {k: _raw(v) for k, v in record.items()}
+        return {str(k): _raw(v) for k, v in record.items()}
 
     # -- the history the applier scores from ---------------------------------------------
     def rebase(self) -> None:
@@ -515,7 +515,7 @@ class LiveEvents:
                 continue
             if live.deal_id not in frame.index:
                 return False
-            run_as_of = pd.Timestamp(frame.loc[live.deal_id, "as_of"])
+            run_as_of = pd.Timestamp(str(frame.loc[live.deal_id, "as_of"]))
             return bool(run_as_of >= pd.Timestamp(record["as_of"]))
         return False
 

@@ -81,7 +81,7 @@ def _merge_leads(warehouse: Path, rows: list[tuple[int, dict[str, Any]]]) -> Non
             continue
         for column, value in base.items():
             if column not in row and value is not None and not pd.isna(value):
-                row[column] = value.isoformat() if hasattr(value, "isoformat") else value
+                row[str(column)] = value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def _source(table: str, rows: list[tuple[int, dict[str, Any]]]) -> SourceTable:

@@ -114,7 +114,7 @@ def resolve(event: dict[str, Any], current_deal: dict[str, Any] | None) -> Rows:
 
 def deal_ids(rows: Rows) -> set[str]:
     """The deals whose score the rows can move."""
-    out = set()
+    out: set[str] = set()
     for table in ("deals", "stage_history", "activities"):
         out.update(str(r["deal_id"]) for r in rows.get(table, []) if r.get("deal_id"))
     return out
