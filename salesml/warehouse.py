@@ -8,6 +8,7 @@ recorded in ``_attributes``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,19 +47,38 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and, unless read-only, create) the warehouse at ``path``."""
+LOCK_WAIT_SECONDS = 20.0
+"""How long opening the warehouse waits for another process's hold on it (the server folds
+CRM events in short write transactions; docs/events.md) before giving up."""
+
+
+def connect(
+    path: Path, read_only: bool = False, wait_seconds: float = LOCK_WAIT_SECONDS
+) -> duckdb.DuckDBPyConnection:
+    """Open (and, unless read-only, create) the warehouse at ``path``.
+
+    DuckDB lets one process write a file, and no other process read it meanwhile: when
+    another process holds it, opening is retried for up to ``wait_seconds``.
+    """
     if read_only and not path.exists():
         raise WarehouseError(
             f"no warehouse at {path}; import an export first: salesml import PATH --format ..."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        raise WarehouseError(
-            f"cannot open the warehouse at {path}: {exc}. Is another salesml process using it?"
-        ) from exc
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.02
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+                raise WarehouseError(
+                    f"cannot open the warehouse at {path}: {exc}. Is another salesml process "
+                    "using it?"
+                ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         create_schema(con)

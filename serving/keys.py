@@ -24,7 +24,7 @@ from pathlib import Path
 from salesml import jsonio
 from salesml.errors import ConfigError
 
-SCOPES = ("scores:read", "scores:write", "forecast:read", "admin")
+SCOPES = ("scores:read", "scores:write", "forecast:read", "events:write", "admin")
 KEY_PREFIX = "sml"
 KEYS_FILE = "keys.json"
 _KEY = re.compile(r"^sml_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")

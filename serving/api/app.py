@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from salesml.importers.validate import Limits
 from salesml.settings import Settings
 from serving.api import problems
 from serving.api.answers import score_change, warm
 from serving.api.docs import install_docs
 from serving.api.edge import Edge, EdgeApp
 from serving.api.hot import HotPath
+from serving.api.live import LiveEvents
 from serving.api.observability import Metrics, configure_logging
 from serving.api.routes import ROUTERS
 from serving.api.security import RateLimiter
@@ -53,6 +56,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.keys = KeyStore.for_home(home)
     app.state.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
     app.state.metrics = Metrics()
+    app.state.events = LiveEvents(state, home, _limits(Settings()))
     hot = HotPath(state, settings, app.state.keys, app.state.limiter) if settings.hot_path else None
     app.edge = Edge(app.inner, settings=settings, metrics=app.state.metrics, hot=hot)
     for router in ROUTERS:
@@ -62,10 +66,26 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     return app
 
 
+def _limits(settings: Settings) -> Callable[[], Limits]:
+    """The import rules' bounds, as of each call (events are checked like import rows)."""
+
+    def limits() -> Limits:
+        return Limits(
+            now=datetime.now(UTC),
+            max_future_days=settings.import_max_future_days,
+            min_year=settings.import_min_year,
+            max_amount=settings.import_max_amount,
+            max_text_chars=settings.import_max_text_chars,
+        )
+
+    return limits
+
+
 def _lifespan(
     state: ServingState, settings: ApiSettings
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Load (now or in the background) and poll for new models and runs while serving."""
+    """Load (now or in the background) and poll for new models and runs while serving; the
+    CRM events' applier runs alongside (``serving.api.live``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,9 +93,11 @@ def _lifespan(
             state.start(settings.poll_seconds, load_now=False)
         else:
             await run_in_threadpool(state.start, settings.poll_seconds, True)
+        app.state.events.start()
         try:
             yield
         finally:
+            await run_in_threadpool(app.state.events.stop)
             await run_in_threadpool(state.stop)
 
     return lifespan

@@ -356,6 +356,20 @@ class ServingState:
         if self.on_swap is not None:
             self.on_swap(snap)
 
+    def publish_run(self, update: Callable[[RunView], RunView | None]) -> Snapshot:
+        """Swap in the run view ``update(current view)`` gives (``None``: keep it), under the
+        refresh lock so a poll in flight cannot undo it (``serving.api.live``: scores of deals
+        that CRM events changed)."""
+        with self._refresh_lock:
+            snap = self._snapshot
+            if snap.run is None:
+                return snap
+            view = update(snap.run)
+            if view is not None and view is not snap.run:
+                snap = replace(snap, run=view)
+                self._swap(snap)
+            return snap
+
     # refreshing --------------------------------------------------------------------------
     def poll_once(self) -> Snapshot:
         """Check the registry and the latest run; swap in what changed. Never raises."""

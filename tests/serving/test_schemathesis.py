@@ -20,7 +20,7 @@ def test_api_conforms_to_its_schema(workspace: Workspace) -> None:
     with TestClient(app):  # the lifespan loads models and data
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 9
+        assert len(operations) == 11
         for operation in operations:
 
             @given(case=operation.as_strategy())

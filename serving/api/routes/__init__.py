@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.api.routes import deals, forecast, kpis, models, ops, reps
+from serving.api.routes import deals, events, forecast, kpis, models, ops, reps
 
 ROUTERS: tuple[APIRouter, ...] = (
     deals.router,
+    events.router,
     forecast.router,
     kpis.router,
     reps.router,

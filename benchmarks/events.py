@@ -1,0 +1,208 @@
+"""Events benchmark: CRM events in, the new score visible in ``GET /v1/deals/{id}``.
+
+    python -m benchmarks.events --home .salesml/demo [--rate 40] [--reads 100] [--seconds 15]
+
+Needs a served workspace (warehouse, registered champion, a score run; as ``benchmarks.api``).
+Starts ``salesml serve`` and, for ``--seconds``, sends ``--rate`` events per second (one per
+request, on a fixed schedule: a stage change or a logged activity, stamped now, on an open deal
+drawn with a fixed seed) while ``--reads`` ``GET /v1/deals/{id}`` per second read other deals.
+For each acknowledged event a watcher reads its deal until the answer's latest point is that
+event or a later one; the latency is from the acknowledgement (the 202) to that answer.
+
+The peer, measured in the same run: ``salesml score --changed`` — what makes the same changes
+visible without events (after an import): its wall time, with the events already in the
+warehouse. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.api import _free_port, _wait
+
+
+def _pcts(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"n": 0}
+    ms = np.asarray(values) * 1000
+    return {
+        "n": len(values),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p90_ms": round(float(np.percentile(ms, 90)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "max_ms": round(float(ms.max()), 1),
+    }
+
+
+def _setup(home: Path) -> tuple[str, list[str], list[str]]:
+    """An events key, the open deals of the latest run, the stages the data knows."""
+    from salesml.warehouse import connect
+    from serving.keys import KeyStore
+    from serving.runs import RunStore
+
+    key = KeyStore.for_home(home).add(f"bench-events-{os.getpid()}", ["admin"])[1]
+    run = RunStore(home).latest()
+    assert run is not None, "no score run: salesml score --all first"
+    deals = sorted(RunStore(home).read(run, columns=["deal_id"])["deal_id"].astype(str))
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    try:
+        found = con.execute("SELECT DISTINCT stage FROM stage_history ORDER BY 1").fetchall()
+        stages = [r[0] for r in found]
+    finally:
+        con.close()
+    return key, deals, stages
+
+
+async def _drive(
+    url: str, key: str, deals: list[str], stages: list[str], ns: argparse.Namespace
+) -> dict[str, Any]:
+    rng = random.Random(7)
+    headers = {"X-API-Key": key}
+    acks: list[float] = []
+    visible: list[float] = []
+    reads: list[float] = []
+    missing = 0
+    errors = 0
+    end = time.monotonic() + ns.seconds
+    watched, readable = deals[: len(deals) // 2], deals[len(deals) // 2 :]
+    errors_by_status: dict[int, int] = {}
+
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+
+        async def watch(deal_id: str, seq: int, acked: float) -> None:
+            nonlocal missing
+            while time.monotonic() < acked + 10:
+                answer = await client.get(f"/v1/deals/{deal_id}")
+                points = answer.json().get("history", []) if answer.status_code == 200 else []
+                if points and int(points[-1].get("event_seq") or 0) >= seq:
+                    visible.append(time.perf_counter() - acked_at[seq])
+                    return
+                await asyncio.sleep(0.05)
+            missing += 1
+
+        acked_at: dict[int, float] = {}
+
+        async def send(n: int) -> None:
+            nonlocal errors
+            deal_id = rng.choice(watched)
+            now = datetime.now(UTC).isoformat(timespec="milliseconds")
+            if n % 2:
+                event = {
+                    "event_id": f"bench-{os.getpid()}-{n}",
+                    "type": "deal.stage_changed",
+                    "occurred_at": now,
+                    "deal": {"deal_id": deal_id, "stage": rng.choice(stages)},
+                }
+            else:
+                event = {
+                    "event_id": f"bench-{os.getpid()}-{n}",
+                    "type": "activity.logged",
+                    "occurred_at": now,
+                    "activity": {"deal_id": deal_id, "type": "call"},
+                }
+            started = time.perf_counter()
+            answer = await client.post("/v1/events", json=[event])
+            if answer.status_code != 202:
+                errors += 1
+                errors_by_status[answer.status_code] = (
+                    errors_by_status.get(answer.status_code, 0) + 1
+                )
+                return
+            result = answer.json()["results"][0]
+            if result["status"] != "accepted":
+                return
+            acked_at[result["seq"]] = time.perf_counter()
+            acks.append(acked_at[result["seq"]] - started)
+            await watch(deal_id, result["seq"], time.monotonic())
+
+        async def read_loop() -> None:
+            n = 0
+            while time.monotonic() < end:
+                started = time.perf_counter()
+                await client.get(f"/v1/deals/{readable[n % len(readable)]}")
+                reads.append(time.perf_counter() - started)
+                n += 1
+                await asyncio.sleep(max(0.0, 1.0 / ns.reads - (time.perf_counter() - started)))
+
+        tasks = [asyncio.create_task(read_loop())]
+        n, start = 0, time.monotonic()
+        while time.monotonic() < end:
+            tasks.append(asyncio.create_task(send(n)))
+            n += 1
+            await asyncio.sleep(max(0.0, start + n / ns.rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+    return {
+        "events_sent": n,
+        "rate_eps": ns.rate,
+        "reads_per_second": ns.reads,
+        "ack": _pcts(acks),
+        "visible": _pcts(visible),
+        "not_visible_within_10s": missing,
+        "errors": errors,
+        "errors_by_status": errors_by_status,
+        "get_during_events": _pcts(reads),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--rate", type=float, default=40.0, help="events per second")
+    parser.add_argument("--reads", type=float, default=100.0, help="GET per second alongside")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    ns = parser.parse_args(argv)
+    home = ns.home.resolve()
+    env = os.environ | {
+        "SALESML_HOME": str(home),
+        # One key sends, watches and reads: no per-key rate limit in the way.
+        "SALESML_API_RATE_PER_SECOND": "1000000",
+        "SALESML_API_RATE_BURST": "1000000",
+    }
+    env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+    key, deals, stages = _setup(home)
+    port = _free_port()
+    salesml = str(Path(sys.executable).parent / "salesml")
+    proc = subprocess.Popen(
+        [salesml, "serve", "--port", str(port)],
+        env=env,
+        cwd=home.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{port}/readyz", 300, proc)
+        out = asyncio.run(_drive(f"http://127.0.0.1:{port}", key, deals, stages, ns))
+        time.sleep(3)  # the last warehouse fold
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    started = time.perf_counter()
+    subprocess.run(
+        [salesml, "score", "--changed"],
+        env=env,
+        cwd=home.parent,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out["score_changed_seconds"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,671 @@
+"""CRM events in, scores out: the server's side of ``POST /v1/events`` (docs/events.md).
+
+``LiveEvents.ingest`` (a request) checks each event, resolves it against the deal as it stands
+(``serving.events.resolve``: the deal's earlier events included, even those not scored yet)
+and appends the accepted ones to the journal in one durable commit, all under one lock — so
+the journal's order is the order events were resolved in, and the answer is sent only after
+the commit. One applier thread then does the rest, in journal order:
+
+1. folds the new rows into the server's in-memory history;
+2. rescores the deals they touch with the serving model, on the history as of the latest
+   event (``build_features`` with ``deal_ids``: the same code as the nightly batch), on the
+   scoring thread;
+3. publishes their ``GET /v1/deals/{id}`` answers (the new score, the history with the event
+   as its latest point, and ``change`` naming the event) on top of the latest score run, and
+   keeps them in the journal (``live_scores``), so a restart shows them again;
+4. every ``fold_seconds``, imports the rows into the warehouse (``serving.events.fold``) in
+   one short write transaction — skipped and retried while another process holds it.
+
+A live answer gives way once a score run covers the deal at the event's time or later (the
+nightly batch, ``salesml score --changed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.build import build_features
+from features.history import History, _canonical
+from salesml.explain import attribute_change
+from salesml.importers.validate import PARSE_HINTS, Limits
+from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
+from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
+from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
+from serving.changes import input_hashes
+from serving.events.checks import check_row, parse_timestamp
+from serving.events.fold import fold
+from serving.events.journal import Entry, Journal, LiveScore
+from serving.events.resolve import Unapplicable, deal_ids, resolve
+from serving.events.shapes import BODY_KEY, Parsed, Reading, Unusable
+from serving.runs import HASH_COLUMN
+
+log = logging.getLogger("salesml.events")
+HISTORY_TABLES = ("deals", "stage_history", "activities")
+KEYS = {
+    "deals": ("deal_id",),
+    "stage_history": ("deal_id", "changed_at", "stage"),
+    "activities": ("activity_id",),
+}
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What became of one event of a request."""
+
+    index: int
+    event_id: str | None
+    status: str  # accepted | duplicate | rejected | ignored
+    seq: int | None = None
+    field: str | None = None
+    reason: str | None = None
+    deal_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None or k == "event_id"}
+
+
+@dataclass
+class _Live:
+    """A deal's score after its latest event, and its answer."""
+
+    score: LiveScore
+    answer: tuple[str | None, bytes] | None = None
+    base: Any = None  # the RunInfo the answer was built on
+
+
+def _raw(value: Any) -> Any:
+    """A history value as an event would send it."""
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp(datetime.now(UTC).replace(tzinfo=None))
+
+
+def _typed_frame(rows: list[dict[str, Any]], like: pd.DataFrame) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    for column in like.columns:
+        if column not in frame:
+            frame[column] = None
+    return frame[list(like.columns)]
+
+
+def overlay(history: History, rows: dict[str, list[dict[str, Any]]]) -> History:
+    """``history`` with typed canonical rows upserted by key (later rows win). Only the new
+    rows are normalised (``features.history``'s dtypes); the history's frames are reused."""
+    tables: dict[str, pd.DataFrame] = {}
+    for name in HISTORY_TABLES:
+        base: pd.DataFrame = getattr(history, name)
+        new = rows.get(name) or []
+        if not new:
+            tables[name] = base
+            continue
+        extra = [c for c in base.columns if c.startswith(ATTRIBUTE_PREFIX)]
+        added = _canonical(pd.DataFrame(new), TABLES[name], [])
+        for column in extra:
+            values = pd.Series([r.get(column) for r in new], index=added.index)
+            kind = history.attributes.get(column.removeprefix(ATTRIBUTE_PREFIX))
+            added[column] = (
+                pd.to_numeric(values, errors="coerce") if kind == "numeric" else values
+            ).astype(base[column].dtype)
+        added = added[list(base.columns)].astype(base.dtypes.to_dict())
+        # The history leaves activity_id out (no feature reads it): an activity is then known
+        # by its deal, time and type.
+        keys = [k for k in KEYS[name] if k in base.columns] or ["deal_id", "occurred_at", "type"]
+        added = added.drop_duplicates(keys, keep="last")
+        mine = pd.MultiIndex.from_frame(base[keys].astype(str))
+        theirs = pd.MultiIndex.from_frame(added[keys].astype(str))
+        tables[name] = pd.concat([base[~mine.isin(theirs)], added], ignore_index=True)
+    return replace(
+        history,
+        deals=tables["deals"],
+        stage_history=tables["stage_history"],
+        activities=tables["activities"],
+    )
+
+
+@dataclass
+class LiveEvents:
+    """The journal, the ingestion lock, the applier thread and the live answers."""
+
+    state: ServingState
+    home: Path
+    limits: Callable[[], Limits]
+    fold_seconds: float = 2.0
+    journal: Journal = field(init=False)
+    errors: int = 0
+    last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.journal = Journal(self.home)
+        self._lock = threading.RLock()
+        self._fold_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._folder: threading.Thread | None = None
+        self._data: Any = None  # the DataIndex the history below started from
+        self._history: History | None = None
+        self._deal_pos: dict[str, int] = {}
+        # deal_id -> (journal seq, raw row): the newest journaled row of each deal
+        self._pending: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._history_seq = 0  # the last journal entry in the history
+        self._scored_seq = 0
+        self._live: dict[str, _Live] = {s.deal_id: _Live(s) for s in self.journal.live_scores()}
+        if self._live:
+            self._scored_seq = max(v.score.seq for v in self._live.values())
+        self._published: RunView | None = None
+        self._last_fold = 0.0
+        self.scored = threading.Condition()
+
+    # -- ingestion ------------------------------------------------------------------------
+    def ingest(self, reading: Reading, team: str | None = None) -> list[EventResult]:
+        """Check, resolve and journal the events of one request (durable on return)."""
+        parsed = [e for e in reading.events if isinstance(e, Parsed)]
+        results: dict[int, EventResult] = {}
+        order: list[int] = []
+        for n, event in enumerate(reading.events):
+            order.append(n)
+            if isinstance(event, Unusable):
+                results[n] = EventResult(
+                    event.index,
+                    event.event_id,
+                    event.status,
+                    field=event.field,
+                    reason=event.reason,
+                )
+        if self._history is None:
+            self.rebase()
+        with self._lock:
+            known = self.journal.known([e.event_id for e in parsed])
+            staged: dict[str, dict[str, Any]] = {}
+            accepted: list[tuple[int, dict[str, Any]]] = []
+            limits = self.limits()
+            for n, event in enumerate(reading.events):
+                if not isinstance(event, Parsed):
+                    continue
+                if event.event_id in known:
+                    results[n] = EventResult(event.index, event.event_id, "duplicate")
+                    continue
+                outcome = self._check(event, staged, limits, team)
+                if isinstance(outcome, EventResult):
+                    results[n] = outcome
+                    continue
+                known.add(event.event_id)
+                for row in outcome.get("deals", []):
+                    staged[str(row["deal_id"])] = row
+                accepted.append((n, {**event.to_json(), "rows": outcome}))
+            seqs = self.journal.append([e for _, e in accepted], reading.source)
+            for (n, event_json), seq in zip(accepted, seqs, strict=True):
+                event = reading.events[n]
+                rows = event_json["rows"]
+                ids = sorted(deal_ids(rows))
+                results[n] = EventResult(
+                    event.index,
+                    event_json["event_id"],
+                    "accepted" if seq else "duplicate",
+                    seq=seq,
+                    deal_id=ids[0] if ids else None,
+                )
+            top = max((seq for seq in seqs if seq), default=0)
+            self._pending.update({deal: (top, row) for deal, row in staged.items()})
+        self._wake.set()
+        return [results[n] for n in order]
+
+    def _check(
+        self, event: Parsed, staged: dict[str, dict[str, Any]], limits: Limits, team: str | None
+    ) -> dict[str, list[dict[str, Any]]] | EventResult:
+        where = f"{BODY_KEY[event.table]}"
+        problem = _occurred_problem(event.occurred_at, limits)
+        if problem is not None:
+            return EventResult(
+                event.index, event.event_id, "rejected", field="occurred_at", reason=problem
+            )
+        deal_id = str(event.fields.get("deal_id", "")) if event.table != "leads" else ""
+        current = staged.get(deal_id) or self._current(deal_id) if deal_id else None
+        try:
+            rows = resolve(event.to_json(), current)
+        except Unapplicable as exc:
+            return EventResult(
+                event.index,
+                event.event_id,
+                "rejected",
+                field=f"{where}.{exc.field}",
+                reason=exc.reason,
+            )
+        if team is not None and current is not None and current.get("team") not in (None, team):
+            return EventResult(
+                event.index,
+                event.event_id,
+                "rejected",
+                field=f"{where}.deal_id",
+                reason="this key sends events of its own team's deals only",
+            )
+        mine = {str(r["deal_id"]): r for r in rows.get("deals", [])}
+        known = _Known(self, {**staged, **mine})
+        attributes = self._history.attributes if self._history is not None else {}
+        for table, table_rows in rows.items():
+            for row in table_rows:
+                _, problems = check_row(table, row, limits, known, attributes)
+                if problems:
+                    first = problems[0]
+                    field_name = first.field
+                    if table != event.table:
+                        field_name = f"{table}.{field_name}"
+                    return EventResult(
+                        event.index,
+                        event.event_id,
+                        "rejected",
+                        field=f"{where}.{field_name}",
+                        reason=first.reason,
+                    )
+        return rows
+
+    def knows_deal(self, deal_id: str, staged: dict[str, Any]) -> bool:
+        return deal_id in staged or deal_id in self._pending or deal_id in self._deal_pos
+
+    def _current(self, deal_id: str) -> dict[str, Any] | None:
+        """The deal's row as it stands (its latest journaled event's, else the history's)."""
+        if deal_id in self._pending:
+            return dict(self._pending[deal_id][1])
+        loc = self._deal_pos.get(deal_id)
+        if loc is None or self._history is None:
+            return None
+        record = self._history.deals.iloc[loc].to_dict()
+        return {str(k): _raw(v) for k, v in record.items()}
+
+    # -- the history the applier scores from ---------------------------------------------
+    def rebase(self) -> None:
+        """Start the history from the served data again when it was reloaded (a poll after a
+        warehouse change): the data, plus every journal entry the warehouse read may lack.
+        Built without the lock (ingestion goes on meanwhile), swapped in under it."""
+        snap = self.state.snapshot()
+        if snap.data is None or snap.data is self._data:
+            return
+        entries = self.journal.since_folded(snap.warehouse_stamp)
+        history = snap.data.history
+        typed = self._typed(entries)
+        if typed:
+            history = overlay(history, typed)
+        positions = _positions(history)
+        first = entries[0].seq if entries else None
+        with self._lock:
+            self._history, self._data, self._deal_pos = history, snap.data, positions
+            self._history_seq = entries[-1].seq if entries else self._history_seq
+            if first is not None:  # rows folded before the warehouse read are in the data
+                self._pending = {d: p for d, p in self._pending.items() if p[0] >= first}
+            else:
+                self._pending = {}
+
+    def _extend(self, entries: Sequence[Entry]) -> History:
+        """The history with ``entries`` it lacks folded in (built unlocked, swapped locked)."""
+        assert self._history is not None
+        new = [e for e in entries if e.seq > self._history_seq]
+        if not new:
+            return self._history
+        history = overlay(self._history, self._typed(new))
+        positions = _positions(history)
+        with self._lock:
+            self._history, self._deal_pos = history, positions
+            self._history_seq = new[-1].seq
+        return history
+
+    def _typed(self, entries: Sequence[Entry]) -> dict[str, list[dict[str, Any]]]:
+        limits = self.limits()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            for table, rows in (entry.rows or {}).items():
+                if table not in HISTORY_TABLES:
+                    continue
+                for row in rows:
+                    typed, _ = check_row(table, row, limits, None, None)
+                    for name, value in row.items():
+                        if name.startswith(ATTRIBUTE_PREFIX):
+                            typed[name] = value
+                    out.setdefault(table, []).append(typed)
+        return out
+
+    # -- the applier ------------------------------------------------------------------------
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+        # The warehouse fold on its own thread: a slow or busy warehouse never holds up scores.
+        self._folder = threading.Thread(target=self._fold_loop, name="events-fold", daemon=True)
+        self._folder.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in (self._thread, self._folder):
+            if thread is not None:
+                thread.join(timeout=30)
+        self.journal.close()
+
+    def _fold_loop(self) -> None:
+        while not self._stop.wait(self.fold_seconds):
+            try:
+                self.fold_now()
+            except Exception as exc:  # retried at the next round; the journal keeps the rows
+                self.errors += 1
+                self.last_error = f"fold: {type(exc).__name__}"
+                log.warning("folding events into the warehouse failed (%s)", exc)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            try:
+                self.step()
+            except Exception as exc:  # the applier must outlive a bad batch; it retries
+                self.errors += 1
+                self.last_error = type(exc).__name__
+                log.exception("applying events failed; retrying")
+                self._stop.wait(1.0)
+
+    def step(self) -> None:
+        """One round: score what is new, re-publish after a new run, fold when due."""
+        snap = self.state.snapshot()
+        if not snap.ready or snap.models is None or snap.data is None:
+            return
+        self.rebase()
+        entries = self.journal.after(self._scored_seq)
+        if entries:
+            self._score(entries, snap, self._extend(entries))
+        self._publish()
+
+    def fold_now(self) -> int:
+        """Import unfolded journal entries into the warehouse; the entries folded."""
+        with self._fold_lock:
+            self._last_fold = time.monotonic()
+            entries = self.journal.unfolded()
+            if not entries:
+                return 0
+            summary = fold(entries, self.state.warehouse, self.home / "rejects", self.limits())
+            if summary is None:
+                return 0
+            self.journal.mark_folded([e.seq for e in entries])
+        rejected = sum(t.rejected for t in summary.tables.values())
+        if rejected:
+            log.warning(
+                "%d event rows rejected by the import rules: %s", rejected, summary.rejects_file
+            )
+        return len(entries)
+
+    def _score(self, entries: Sequence[Entry], snap: Snapshot, history: History) -> None:
+        assert snap.data is not None
+        last = {}
+        for entry in entries:
+            for deal in deal_ids(entry.rows or {}):
+                last[deal] = entry
+        stamps = [pd.Timestamp(e.occurred_at) for e in entries]
+        stamps = [s.tz_convert(None) if s.tzinfo else s for s in stamps]
+        as_of = min(max([snap.data.as_of, *stamps]), max(_now(), snap.data.as_of))
+        wanted = [d for d in last if d in self._deal_pos]
+        features = build_features(history, as_of, deal_ids=wanted, features=snap.data.spec)
+        features.index = features.index.astype(str)
+        scored: list[LiveScore] = []
+        if len(features):
+            future = self.state.scorer.submit(features, snap.models, as_of, batchable=False)
+            rows = future.result(timeout=60)
+            version = str(snap.model_version)
+            hashes = input_hashes(history, features.index, as_of, version)
+            stamp = _now().isoformat()
+            for found in rows.to_dict(orient="records"):
+                deal = str(found["deal_id"])
+                record = jsonable(found)
+                record[HASH_COLUMN] = hashes.get(deal)
+                entry = last[deal]
+                previous = self._live.get(deal)
+                point = {
+                    "run_id": f"event:{entry.event_id}",
+                    "event_id": entry.event_id,
+                    "event_seq": entry.seq,
+                    "event_type": entry.type,
+                    "occurred_at": entry.occurred_at,
+                    **{
+                        k: record.get(k)
+                        for k in (
+                            "as_of",
+                            "model_version",
+                            "win_probability",
+                            "score",
+                            *EXPLAIN_COLUMNS,
+                        )
+                    },
+                }
+                scored.append(
+                    LiveScore(
+                        deal,
+                        entry.seq,
+                        entry.event_id,
+                        stamp,
+                        {
+                            "record": record,
+                            "point": point,
+                            "previous": previous.score.row["point"]
+                            if previous is not None
+                            else None,
+                            "event": describe(entry),
+                        },
+                    )
+                )
+        if scored:
+            self.journal.put_live(scored)
+        for score in scored:
+            self._live[score.deal_id] = _Live(score)
+        self._published = None  # publish the new answers
+        self._publish()
+        self._scored_seq = max(e.seq for e in entries)
+        with self.scored:
+            self.scored.notify_all()
+
+    def _publish(self) -> None:
+        """Put the live answers on top of the served run (again, after a new run)."""
+        snap = self.state.snapshot()
+        if snap.run is None or (snap.run is self._published and self._published is not None):
+            return
+
+        def update(run: RunView) -> RunView:
+            answers = dict(run.answers)
+            stale, todo = [], []
+            for deal, live in list(self._live.items()):
+                if self._covered(run, live.score):
+                    stale.append(deal)
+                elif live.answer is None or live.base is not run.info:
+                    todo.append(live)
+                else:
+                    answers[deal] = live.answer
+            for deal, answer in live_answers(run, [live.score for live in todo]).items():
+                self._live[deal].answer, self._live[deal].base = answer, run.info
+                answers[deal] = answer
+            for deal in stale:
+                self._live.pop(deal, None)
+            if stale:
+                self.journal.drop_live(stale)
+            return replace(run, answers=answers)
+
+        published = self.state.publish_run(update)  # the applier thread is _live's one writer
+        self._published = published.run
+
+    @staticmethod
+    def _covered(run: RunView, live: LiveScore) -> bool:
+        """Whether ``run`` scored the deal at the event's as-of or later."""
+        record = live.row["record"]
+        for info, frame in reversed(run.past):
+            if info.run_id != run.info.run_id:
+                continue
+            if live.deal_id not in frame.index:
+                return False
+            run_as_of = pd.Timestamp(str(frame.loc[live.deal_id, "as_of"]))
+            return bool(run_as_of >= pd.Timestamp(record["as_of"]))
+        return False
+
+    def wait_scored(self, seq: int, timeout: float) -> bool:
+        """Block until the entry ``seq`` has been scored and published (tests, benchmarks)."""
+        end = time.monotonic() + timeout
+        with self.scored:
+            while self._scored_seq < seq:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.scored.wait(left)
+        return True
+
+    def is_scored(self, seq: int) -> bool:
+        return self._scored_seq >= seq
+
+    def status(self) -> dict[str, Any]:
+        return {
+            **self.journal.counts(),
+            "scored_seq": self._scored_seq,
+            "live_deals": len(self._live),
+            "errors": self.errors,
+            "last_error": self.last_error,
+        }
+
+
+def _occurred_problem(text: str, limits: Limits) -> str | None:
+    """Why an event's time is unusable (the import rules' reading and bounds), or None."""
+    stamp = parse_timestamp(text)
+    if stamp is None:
+        return f"could not read {text!r} as timestamp; {PARSE_HINTS['timestamp']}"
+    if stamp < limits.earliest or stamp > limits.latest("occurred_at"):
+        return (
+            f"occurred_at {text} is not a plausible date (before {limits.earliest.date()} or "
+            "more than a year from now)"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class _Known:
+    """Deal ids an event may refer to (the history's, journaled and this request's)."""
+
+    live: LiveEvents
+    staged: dict[str, Any]
+
+    def __contains__(self, deal_id: object) -> bool:
+        return self.live.knows_deal(str(deal_id), self.staged)
+
+
+def _positions(history: History) -> dict[str, int]:
+    ids = history.deals["deal_id"].astype(str).tolist()
+    return {d: i for i, d in enumerate(ids)}
+
+
+def describe(entry: Entry) -> str:
+    """The event in a few words, for the score change's summary."""
+    fields = entry.event.get("fields", {})
+    detail = ""
+    if entry.type == "deal.stage_changed" or "stage" in fields:
+        detail = f" to stage {fields.get('stage')}"
+    elif entry.type == "activity.logged":
+        detail = f" ({fields.get('type')})"
+    return f"{entry.type}{detail} at {entry.occurred_at} (event {entry.event_id})"
+
+
+def _change(prev: dict[str, Any], cur: dict[str, Any], drivers: Any, event: str) -> ScoreChange:
+    """What changed between the deal's previous point and its point after the event (the
+    summary reads like ``serving.api.answers.score_change``'s, naming the event)."""
+    p0, p1 = prev.get("win_probability"), cur.get("win_probability")
+    dp = None if p0 is None or p1 is None else float(p1) - float(p0)
+    s0, s1 = prev.get("score"), cur.get("score")
+    if dp is None:
+        summary = "no comparable win probability"
+    elif abs(dp) < 5e-4:
+        summary = f"win probability unchanged ({100 * float(p1):.0f}%)"  # type: ignore[arg-type]
+    else:
+        direction = "up" if dp > 0 else "down"
+        summary = (
+            f"win probability {direction} {100 * abs(dp):.1f} points "
+            f"({100 * float(p0):.0f}% to {100 * float(p1):.0f}%)"  # type: ignore[arg-type]
+        )
+    model_changed = prev.get("model_version") != cur.get("model_version")
+    if model_changed:
+        summary += f"; model version {prev.get('model_version')} to {cur.get('model_version')}"
+    return ScoreChange(
+        previous_run_id=str(prev["run_id"]),
+        current_run_id=str(cur["run_id"]),
+        win_probability_change=dp,
+        score_change=None if s0 is None or s1 is None else int(s1) - int(s0),
+        model_changed=bool(model_changed),
+        as_of_changed=prev.get("as_of") != cur.get("as_of"),
+        summary=f"{summary}; after {event}",
+        drivers=drivers,
+    )
+
+
+def _attributions(pairs: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
+    """Driver attribution of each deal's change, in one call for all of them."""
+    if not pairs:
+        return {}
+    cols = ["win_probability", "model_version", "drivers", "drivers_base"]
+    old = pd.DataFrame(
+        [{"deal_id": d, **{c: p.get(c) for c in cols}} for d, (p, _) in pairs.items()]
+    )
+    new = pd.DataFrame(
+        [{"deal_id": d, **{c: q.get(c) for c in cols}} for d, (_, q) in pairs.items()]
+    )
+    if old["drivers_base"].isna().any() or new["drivers_base"].isna().any():
+        old, new = old.drop(columns="drivers_base"), new.drop(columns="drivers_base")
+    old = old.dropna(subset=["win_probability"])
+    new = new.dropna(subset=["win_probability"])
+    try:
+        table = attribute_change(old, new, top=None)
+    except Exception:  # an attribution failure must not hold back the score
+        log.warning("driver attribution failed for live scores")
+        return {}
+    return dict(zip(table["deal_id"], table["attribution"], strict=True))
+
+
+def live_answers(run: RunView, scores: Sequence[LiveScore]) -> dict[str, tuple[str | None, bytes]]:
+    """``deal_id -> (team, encoded DealResponse)``: each deal's score after its latest event,
+    on top of ``run`` (its runs' points, then the earlier event's, then this one's)."""
+    points_of: dict[str, list[dict[str, Any]]] = {}
+    pairs = {}
+    for live in scores:
+        points = run.history(live.deal_id, explained=True)
+        if live.row.get("previous") is not None:
+            points.append(live.row["previous"])
+        points.append(live.row["point"])
+        points_of[live.deal_id] = points
+        if len(points) >= 2:
+            pairs[live.deal_id] = (points[-2], points[-1])
+    drivers = _attributions(pairs)
+    out = {}
+    for live in scores:
+        points = points_of[live.deal_id]
+        record = dict(live.row["record"])
+        record.pop(HASH_COLUMN, None)
+        change = None
+        if live.deal_id in pairs:
+            prev, cur = pairs[live.deal_id]
+            change = _change(prev, cur, drivers.get(live.deal_id), live.row["event"])
+        shown = [{k: v for k, v in p.items() if k not in EXPLAIN_COLUMNS} for p in points]
+        answer = DealResponse(
+            run_id=run.info.run_id,
+            score=ScoreRow(**record),
+            history=[RunPoint(**p) for p in shown],
+            change=change,
+        )
+        out[live.deal_id] = (record.get("team"), dumps(answer.model_dump(mode="json")).encode())
+    return out

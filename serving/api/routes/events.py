@@ -1,0 +1,182 @@
+"""CRM events: ``POST /v1/events`` (and ``GET /v1/events/{event_id}``), docs/events.md.
+
+The answer comes after the accepted events are in the journal on disk; their deals are
+rescored on the applier thread right after (``serving.api.live``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from serving.api.deps import DealId, SnapshotDep, strict_query
+from serving.api.live import EventResult, LiveEvents
+from serving.api.problems import PROBLEM_RESPONSES, FieldError, ProblemError, problem_response
+from serving.api.security import Principal, require
+from serving.events.shapes import BodyError, Reading, read_json, read_salesforce_outbound
+
+router = APIRouter(tags=["events"])
+EventsWriteKey = Annotated[Principal, Depends(require("events:write"))]
+Source = Literal["canonical", "hubspot", "salesforce-cdc", "salesforce-outbound"]
+XML_TYPES = ("text/xml", "application/xml", "application/soap+xml")
+SOAP_ACK = (
+    b'<?xml version="1.0" encoding="UTF-8"?>'
+    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
+    b"<soapenv:Body>"
+    b'<notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">'
+    b"<Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"
+)
+
+
+class EventOutcome(BaseModel):
+    """What became of one event."""
+
+    index: int = Field(description="Position of the event (or notification) in the body.")
+    event_id: str | None = Field(description="The event's id (as derived for CRM payloads).")
+    status: Literal["accepted", "duplicate", "rejected", "ignored"]
+    seq: int | None = Field(default=None, description="Journal position of an accepted event.")
+    field: str | None = Field(default=None, description="The offending field of a rejection.")
+    reason: str | None = None
+    deal_id: str | None = Field(default=None, description="The deal whose score it moves.")
+
+
+class EventsResponse(BaseModel):
+    """Per-event outcomes: 202 when none was rejected, 207 when some were."""
+
+    source: Source
+    accepted: int
+    duplicate: int
+    rejected: int
+    ignored: int
+    results: list[EventOutcome]
+
+
+class EventStatus(BaseModel):
+    """A journaled event and how far it has got."""
+
+    event_id: str
+    seq: int
+    type: str
+    source: str
+    occurred_at: str
+    scored: bool = Field(description="Its deal's new score is served.")
+    folded: bool = Field(description="Its rows are in the warehouse.")
+
+
+async def live_events(request: Request) -> LiveEvents:
+    events: LiveEvents = request.app.state.events
+    return events
+
+
+LiveDep = Annotated[LiveEvents, Depends(live_events)]
+
+
+def _reading(body: bytes, content_type: str, source: str | None) -> Reading:
+    media = content_type.split(";", maxsplit=1)[0].strip().lower()
+    if media in XML_TYPES or source == "salesforce-outbound":
+        return read_salesforce_outbound(body)
+    if media not in ("application/json", "") and not media.endswith("+json"):
+        raise ProblemError(
+            415,
+            f"send JSON (application/json) or a Salesforce outbound message (text/xml), "
+            f"not {media}",
+            field="header.content-type",
+        )
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(422, f"the body is not JSON: {exc}", field="body") from None
+    return read_json(parsed, source)
+
+
+@router.post(
+    "/v1/events",
+    response_model=EventsResponse,
+    status_code=202,
+    summary="CRM events in: canonical, HubSpot webhooks, Salesforce change events and "
+    "outbound messages; durable before the answer",
+    dependencies=[strict_query("source")],
+    responses={
+        207: {"model": EventsResponse, "description": "Some events were rejected"},
+        413: PROBLEM_RESPONSES[422],
+    },
+)
+async def post_events(
+    request: Request,
+    principal: EventsWriteKey,
+    live: LiveDep,
+    snap: SnapshotDep,
+    source: Annotated[
+        Source | None, Query(description="The body's shape (default: detected).")
+    ] = None,
+) -> Response:
+    """Check each event like an import row, journal the good ones (idempotent by event id)
+    and rescore their deals; one outcome per event."""
+    del snap  # ready: the events resolve against the loaded data
+    body = await request.body()
+    try:
+        reading = _reading(body, request.headers.get("content-type", ""), source)
+    except BodyError as exc:
+        raise ProblemError(exc.status, exc.reason, field=exc.field) from None
+    results = await run_in_threadpool(live.ingest, reading, principal.team)
+    return _answer(request, reading.source, results)
+
+
+def _answer(request: Request, source: str, results: list[EventResult]) -> Response:
+    counts = {
+        s: sum(r.status == s for r in results)
+        for s in ("accepted", "duplicate", "rejected", "ignored")
+    }
+    rejected = [r for r in results if r.status == "rejected"]
+    if rejected and len(rejected) == len(results):
+        errors = [
+            FieldError(
+                field=f"events[{r.index}].{r.field or 'event'}", message=r.reason or "rejected"
+            )
+            for r in rejected
+        ]
+        return problem_response(
+            request,
+            422,
+            f"all {len(rejected)} events were rejected; nothing was stored",
+            errors=errors,
+        )
+    if source == "salesforce-outbound" and not rejected:
+        return Response(SOAP_ACK, media_type="text/xml")
+    payload: dict[str, Any] = {
+        "source": source,
+        **counts,
+        "results": [r.to_json() for r in results],
+    }
+    return JSONResponse(
+        EventsResponse(**payload).model_dump(mode="json", exclude_none=True),
+        status_code=207 if rejected else 202,
+    )
+
+
+@router.get(
+    "/v1/events/{event_id}",
+    response_model=EventStatus,
+    summary="A journaled event: scored yet, in the warehouse yet",
+    dependencies=[strict_query()],
+)
+async def get_event(event_id: DealId, principal: EventsWriteKey, live: LiveDep) -> EventStatus:
+    """Where an accepted event has got to."""
+    del principal
+    entry = await run_in_threadpool(live.journal.entry, event_id)
+    if entry is None:
+        raise ProblemError(404, f"no event {event_id!r}", field="path.event_id")
+    return EventStatus(
+        event_id=entry.event_id,
+        seq=entry.seq,
+        type=entry.type,
+        source=entry.source,
+        occurred_at=entry.occurred_at,
+        scored=live.is_scored(entry.seq),
+        folded=entry.folded,
+    )

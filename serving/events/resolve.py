@@ -1,0 +1,120 @@
+"""An event turned into the canonical rows it writes.
+
+A deal event may carry a few fields (HubSpot sends one property per event): it is merged with
+the deal as it stands, and the merged row replaces the deal's row (the warehouse upserts by
+key). A change of stage, amount or expected close date is also a stage change stamped at the
+event's time — the stage history is where the features read time-varying fields from
+(docs/features.md), so a score as of a later date sees it and one as of an earlier date does
+not. An activity gets the event id as its ``activity_id`` when it has none, so the same
+activity sent twice is one row.
+
+``resolve`` is pure: the same event and the same current deal give the same rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
+
+STAGE_FIELDS = ("stage", "amount", "expected_close_date")
+DEAL_COLUMNS = frozenset(TABLES["deals"].column_names)
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+class Unapplicable(Exception):  # noqa: N818 - a rejection with its field, not a crash
+    """The event cannot apply to the data as it stands (field and reason)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field, self.reason = field, reason
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    if a in (None, "") or b in (None, ""):
+        return a in (None, "") and b in (None, "")
+    if name == "amount":
+        try:
+            return float(a) == float(b)
+        except (TypeError, ValueError):
+            return str(a) == str(b)
+    if name == "expected_close_date":
+        return str(a).strip()[:10] == str(b).strip()[:10]
+    return str(a).strip() == str(b).strip()
+
+
+def _deal_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """Canonical deal columns as given; other fields become custom attributes."""
+    out = {}
+    for name, value in fields.items():
+        key = (
+            name
+            if name in DEAL_COLUMNS or name.startswith(ATTRIBUTE_PREFIX)
+            else (ATTRIBUTE_PREFIX + name)
+        )
+        out[key] = value
+    return out
+
+
+def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
+    fields = _deal_fields(event["fields"])
+    kind, occurred = event["type"], event["occurred_at"]
+    deal_id = str(fields["deal_id"])
+    if kind == "deal.stage_changed" and fields.get("stage") in (None, ""):
+        raise Unapplicable("stage", "a deal.stage_changed event names the stage entered")
+    if current is None:
+        if kind != "deal.created" and "created_at" not in fields:
+            raise Unapplicable(
+                "deal_id",
+                f"deal {deal_id!r} is not known; send a deal.created event (or the deal's "
+                "created_at) first",
+            )
+        row = {"status": "open", "created_at": occurred, **fields}
+        previous: dict[str, Any] = {}
+    else:
+        row = {**current, **fields}
+        previous = current
+    status = row.get("status")
+    if "status" in fields and status in ("won", "lost") and row.get("closed_at") in (None, ""):
+        row["closed_at"] = occurred
+    if "status" in fields and status == "open":
+        row["closed_at"] = None
+    rows: Rows = {"deals": [row]}
+    moved = any(not _same(f, previous.get(f), row.get(f)) for f in STAGE_FIELDS)
+    if row.get("stage") not in (None, "") and (current is None or moved):
+        changed_at = row.get("created_at") if current is None else occurred
+        rows["stage_history"] = [
+            {
+                "deal_id": deal_id,
+                "stage": row["stage"],
+                "changed_at": changed_at,
+                "amount": row.get("amount"),
+                "expected_close_date": row.get("expected_close_date"),
+            }
+        ]
+    return rows
+
+
+def resolve(event: dict[str, Any], current_deal: dict[str, Any] | None) -> Rows:
+    """The rows ``event`` writes, given the deal it names as it stands (``None``: unknown)."""
+    kind = event["type"]
+    fields = dict(event["fields"])
+    if kind.startswith("deal."):
+        return resolve_deal(event, current_deal)
+    if kind == "activity.logged":
+        fields.setdefault("activity_id", event["event_id"])
+        fields.setdefault("occurred_at", event["occurred_at"])
+        return {"activities": [fields]}
+    if kind == "lead.created":
+        fields.setdefault("created_at", event["occurred_at"])
+    # lead.updated: merged with the lead's row when folded (``serving.events.fold``).
+    return {"leads": [fields]}
+
+
+def deal_ids(rows: Rows) -> set[str]:
+    """The deals whose score the rows can move."""
+    out: set[str] = set()
+    for table in ("deals", "stage_history", "activities"):
+        out.update(str(r["deal_id"]) for r in rows.get(table, []) if r.get("deal_id"))
+    return out

@@ -1,0 +1,555 @@
+"""CRM events in their canonical shape, and the payloads CRMs send mapped to it.
+
+A canonical event is a dict ``{"event_id", "type", "occurred_at", "fields"}`` where ``type`` is
+one of ``EVENT_TYPES`` and ``fields`` holds canonical column values (docs/data-model.md) of the
+event's table as the CRM sent them (text or numbers; they are parsed and checked by the import
+rules, ``serving.events.checks``). Four request bodies are read (docs/events.md):
+
+* canonical: ``{"events": [{"event_id", "type", "occurred_at", "deal" | "activity" | "lead"}]}``
+  (or one such event, or a bare list of them);
+* a HubSpot webhook batch: a JSON array of ``{"eventId", "portalId", "occurredAt",
+  "subscriptionType", "objectId", "propertyName", "propertyValue", …}``;
+* Salesforce Change Data Capture events: ``{"payload": {"ChangeEventHeader": {…}, fields…}}``
+  as the Pub/Sub API or CometD (``{"data": {"payload": …, "event": {"replayId"}}}``) deliver
+  them, one or a list;
+* a Salesforce outbound message: the SOAP ``notifications`` envelope (``text/xml``).
+
+Parsing never raises on a bad event: each becomes a ``Parsed`` (an event to check) or an
+``Unusable`` (rejected with its field and reason, or ignored — a deletion, a property we do not
+map — with the reason).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+EVENT_TYPES = (
+    "deal.created",
+    "deal.updated",
+    "deal.stage_changed",
+    "activity.logged",
+    "lead.created",
+    "lead.updated",
+)
+TABLE_OF = {
+    "deal.created": "deals",
+    "deal.updated": "deals",
+    "deal.stage_changed": "deals",
+    "activity.logged": "activities",
+    "lead.created": "leads",
+    "lead.updated": "leads",
+}
+BODY_KEY = {"deals": "deal", "activities": "activity", "leads": "lead"}
+ID_FIELD = {"deals": "deal_id", "activities": "deal_id", "leads": "lead_id"}
+MAX_ID_CHARS = 256
+MAX_EVENTS = 1000
+SOURCES = ("canonical", "hubspot", "salesforce-cdc", "salesforce-outbound")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """An event read from the body, to be checked and journaled."""
+
+    index: int
+    event_id: str
+    type: str
+    occurred_at: str
+    fields: dict[str, Any]
+
+    @property
+    def table(self) -> str:
+        return TABLE_OF[self.type]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "type": self.type,
+            "occurred_at": self.occurred_at,
+            "fields": self.fields,
+        }
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """An event that is not journaled: rejected (a bad value) or ignored (nothing to do)."""
+
+    index: int
+    event_id: str | None
+    status: str  # "rejected" | "ignored"
+    field: str | None
+    reason: str
+
+
+@dataclass
+class Reading:
+    """What a body held."""
+
+    source: str
+    events: list[Parsed | Unusable] = field(default_factory=list)
+
+
+class BodyError(ValueError):
+    """The body as a whole cannot be read (answered 4xx naming ``field``)."""
+
+    def __init__(self, field: str, reason: str, status: int = 422) -> None:
+        super().__init__(reason)
+        self.field, self.reason, self.status = field, reason, status
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _epoch_ms(value: Any) -> str | None:
+    """An epoch in milliseconds (HubSpot, Salesforce CDC) as ISO 8601 UTC."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    try:
+        stamp = datetime.fromtimestamp(number / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return stamp.replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+def _check_id(value: Any, where: str) -> str:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise _Reject(where, f"{where} is required")
+    if not isinstance(value, str | int):
+        raise _Reject(where, f"{where} must be text, got {type(value).__name__}")
+    text = str(value).strip()
+    if len(text) > MAX_ID_CHARS or re.search(r"[\x00-\x1f\x7f]", text):
+        raise _Reject(where, f"{where} must be 1-{MAX_ID_CHARS} characters without controls")
+    return text
+
+
+class _Reject(Exception):  # noqa: N818 - internal signal, turned into an Unusable
+    def __init__(self, field: str | None, reason: str, status: str = "rejected") -> None:
+        super().__init__(reason)
+        self.field, self.reason, self.status = field, reason, status
+
+
+# -- canonical -------------------------------------------------------------------------------
+def _canonical_event(i: int, item: Any) -> Parsed:
+    if not isinstance(item, dict):
+        raise _Reject("event", "an event is a JSON object")
+    event_id = _check_id(item.get("event_id"), "event_id")
+    kind = item.get("type")
+    if kind not in EVENT_TYPES:
+        raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
+    occurred = item.get("occurred_at")
+    if not isinstance(occurred, str) or not occurred.strip():
+        raise _Reject("occurred_at", "occurred_at is required: when it happened in the CRM")
+    table = TABLE_OF[kind]
+    key = BODY_KEY[table]
+    body = item.get(key)
+    if not isinstance(body, dict):
+        raise _Reject(key, f"a {kind} event carries its fields in an object {key!r}")
+    unknown = sorted(set(item) - {"event_id", "type", "occurred_at", key})
+    if unknown:
+        raise _Reject(
+            unknown[0],
+            f"unknown field {unknown[0]!r} (a {kind} event has event_id, "
+            f"type, occurred_at and {key})",
+        )
+    for name, value in body.items():
+        if isinstance(value, dict | list):
+            raise _Reject(f"{key}.{name}", f"{key}.{name} must be a plain value")
+    _check_id(body.get(ID_FIELD[table]), f"{key}.{ID_FIELD[table]}")
+    return Parsed(i, event_id, kind, occurred.strip(), dict(body))
+
+
+def read_canonical(body: Any) -> Reading:
+    if isinstance(body, dict) and "events" in body:
+        items = body["events"]
+        if not isinstance(items, list):
+            raise BodyError("body.events", "events must be a list of events")
+    elif isinstance(body, list):
+        items = body
+    elif isinstance(body, dict):
+        items = [body]
+    else:
+        raise BodyError("body", "the body must be an event, a list of events or {'events': [...]}")
+    return Reading(
+        "canonical", [_safely(i, item, _canonical_event) for i, item in enumerate(items)]
+    )
+
+
+def _safely(i: int, item: Any, parse: Any) -> Parsed | Unusable:
+    try:
+        parsed: Parsed = parse(i, item)
+        return parsed
+    except _Reject as exc:
+        event_id = None
+        if isinstance(item, dict):
+            raw = item.get("event_id") or item.get("eventId")
+            event_id = str(raw) if isinstance(raw, str | int) else None
+        return Unusable(i, event_id, exc.status, exc.field, exc.reason)
+
+
+# -- HubSpot webhooks ------------------------------------------------------------------------
+HUBSPOT_DEAL_PROPERTIES = {
+    "dealname": "name",
+    "amount": "amount",
+    "dealstage": "stage",
+    "closedate": "expected_close_date",
+    "hubspot_owner_id": "owner_id",
+    "dealtype": "deal_type",
+    "createdate": "created_at",
+    "deal_currency_code": "currency",
+}
+HUBSPOT_CONTACT_PROPERTIES = {
+    "hubspot_owner_id": "owner_id",
+    "hs_analytics_source": "source",
+}
+HUBSPOT_DATES = {"closedate", "createdate"}
+HUBSPOT_DEAL_TYPES = {"newbusiness": "new_business", "existingbusiness": "existing_business"}
+HUBSPOT_CLOSED = {"closedwon": "won", "closedlost": "lost"}
+HUBSPOT_CONVERTED = {"opportunity", "customer"}
+
+
+def _hubspot_event(i: int, item: Any) -> Parsed:
+    where = f"[{i}]"
+    if not isinstance(item, dict):
+        raise _Reject(where, f"{where} must be an object")
+    portal = _check_id(item.get("portalId"), f"{where}.portalId")
+    event_id = f"hubspot-{portal}-{_check_id(item.get('eventId'), f'{where}.eventId')}"
+    occurred = _epoch_ms(item.get("occurredAt"))
+    if occurred is None:
+        raise _Reject(f"{where}.occurredAt", "occurredAt must be epoch milliseconds")
+    kind = str(item.get("subscriptionType", ""))
+    object_id = _check_id(item.get("objectId"), f"{where}.objectId")
+    obj, _, action = kind.partition(".")
+    if action in ("deletion", "privacyDeletion", "merge", "restore", "associationChange"):
+        raise _Reject(
+            None,
+            f"{kind} events are not applied (the data model keeps no deletions; "
+            "re-import the export to reflect them)",
+            "ignored",
+        )
+    if obj == "deal":
+        return _hubspot_deal(i, item, event_id, occurred, object_id, action)
+    if obj == "contact":
+        return _hubspot_contact(i, item, event_id, occurred, object_id, action)
+    raise _Reject(
+        f"{where}.subscriptionType",
+        f"{kind or 'no subscriptionType'} is not a deal or contact event: not applied",
+        "ignored",
+    )
+
+
+def _hubspot_deal(
+    i: int, item: dict[str, Any], event_id: str, occurred: str, deal_id: str, action: str
+) -> Parsed:
+    if action == "creation":
+        return Parsed(i, event_id, "deal.created", occurred, {"deal_id": deal_id})
+    if action != "propertyChange":
+        raise _Reject(f"[{i}].subscriptionType", f"deal.{action} is not applied", "ignored")
+    prop = str(item.get("propertyName", ""))
+    value = item.get("propertyValue")
+    column = HUBSPOT_DEAL_PROPERTIES.get(prop)
+    if column is None:
+        raise _Reject(
+            f"[{i}].propertyName",
+            f"deal property {prop!r} is not mapped to the "
+            f"data model (mapped: {', '.join(HUBSPOT_DEAL_PROPERTIES)})",
+            "ignored",
+        )
+    if prop in HUBSPOT_DATES and value not in (None, ""):
+        value = _epoch_ms(value) or value
+    if prop == "dealtype" and isinstance(value, str):
+        value = HUBSPOT_DEAL_TYPES.get(value.lower(), value)
+    fields: dict[str, Any] = {"deal_id": deal_id, column: value}
+    kind = "deal.updated"
+    if prop == "dealstage":
+        kind = "deal.stage_changed"
+        status = HUBSPOT_CLOSED.get(str(value).lower())
+        if status is not None:
+            fields |= {"status": status, "closed_at": occurred}
+    return Parsed(i, event_id, kind, occurred, fields)
+
+
+def _hubspot_contact(
+    i: int, item: dict[str, Any], event_id: str, occurred: str, lead_id: str, action: str
+) -> Parsed:
+    if action == "creation":
+        return Parsed(
+            i, event_id, "lead.created", occurred, {"lead_id": lead_id, "created_at": occurred}
+        )
+    prop = str(item.get("propertyName", ""))
+    value = item.get("propertyValue")
+    if prop == "lifecyclestage" and str(value).lower() in HUBSPOT_CONVERTED:
+        return Parsed(
+            i, event_id, "lead.updated", occurred, {"lead_id": lead_id, "converted_at": occurred}
+        )
+    column = HUBSPOT_CONTACT_PROPERTIES.get(prop)
+    if column is None:
+        raise _Reject(
+            f"[{i}].propertyName",
+            f"contact property {prop!r} (value {value!r}) is not mapped to the data model",
+            "ignored",
+        )
+    return Parsed(i, event_id, "lead.updated", occurred, {"lead_id": lead_id, column: value})
+
+
+def read_hubspot(body: Any) -> Reading:
+    if not isinstance(body, list):
+        raise BodyError("body", "a HubSpot webhook body is a JSON array of events")
+    return Reading("hubspot", [_safely(i, item, _hubspot_event) for i, item in enumerate(body)])
+
+
+# -- Salesforce --------------------------------------------------------------------------------
+SF_OPPORTUNITY = {
+    "Id": "deal_id",
+    "Name": "name",
+    "CreatedDate": "created_at",
+    "Amount": "amount",
+    "CurrencyIsoCode": "currency",
+    "OwnerId": "owner_id",
+    "StageName": "stage",
+    "CloseDate": "expected_close_date",
+    "AccountId": "account_id",
+    "LeadSource": "lead_source",
+    "Type": "deal_type",
+}
+SF_LEAD = {
+    "Id": "lead_id",
+    "CreatedDate": "created_at",
+    "LeadSource": "source",
+    "OwnerId": "owner_id",
+    "ConvertedDate": "converted_at",
+    "ConvertedOpportunityId": "deal_id",
+}
+SF_ACTIVITY = {"Id": "activity_id", "WhatId": "deal_id", "OwnerId": "owner_id"}
+SF_OPPORTUNITY_PREFIX = "006"
+
+
+def _sf_bool(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return {"true": True, "false": False}.get(text)
+
+
+def _sf_opportunity(values: dict[str, Any], occurred: str) -> dict[str, Any]:
+    fields = {SF_OPPORTUNITY[k]: v for k, v in values.items() if k in SF_OPPORTUNITY}
+    won, closed = _sf_bool(values.get("IsWon")), _sf_bool(values.get("IsClosed"))
+    stage = str(values.get("StageName", "")).strip().lower()
+    if won or stage == "closed won":
+        fields["status"] = "won"
+    elif closed or stage == "closed lost":
+        fields["status"] = "lost"
+    elif closed is False:
+        fields["status"] = "open"
+    if fields.get("status") in ("won", "lost"):
+        fields["closed_at"] = values.get("CloseDate") or occurred
+    return fields
+
+
+def _sf_activity(kind: str, values: dict[str, Any], occurred: str) -> dict[str, Any]:
+    fields = {SF_ACTIVITY[k]: v for k, v in values.items() if k in SF_ACTIVITY}
+    subtype = str(values.get("TaskSubtype") or values.get("Type") or "").strip().lower()
+    fields["type"] = (
+        {"listemail": "email", "event": "meeting"}.get(subtype)
+        or subtype
+        or ("meeting" if kind == "Event" else "task")
+    )
+    fields["occurred_at"] = values.get("ActivityDateTime") or values.get("CreatedDate") or occurred
+    return fields
+
+
+def _sf_record(
+    i: int, entity: str, values: dict[str, Any], occurred: str, event_id: str, created: bool
+) -> Parsed:
+    if entity == "Opportunity":
+        fields = _sf_opportunity(values, occurred)
+        kind = "deal.created" if created else "deal.updated"
+        if not created and "stage" in fields:
+            kind = "deal.stage_changed"
+        return Parsed(i, event_id, kind, occurred, fields)
+    if entity in ("Task", "Event"):
+        what = str(values.get("WhatId") or "")
+        if not what.startswith(SF_OPPORTUNITY_PREFIX):
+            raise _Reject(
+                "WhatId",
+                f"a {entity} not related to an Opportunity (WhatId "
+                f"{what or 'empty'}) is not a deal activity: not applied",
+                "ignored",
+            )
+        return Parsed(
+            i, event_id, "activity.logged", occurred, _sf_activity(entity, values, occurred)
+        )
+    if entity == "Lead":
+        fields = {SF_LEAD[k]: v for k, v in values.items() if k in SF_LEAD}
+        if created:
+            fields.setdefault("created_at", occurred)
+        return Parsed(i, event_id, "lead.created" if created else "lead.updated", occurred, fields)
+    raise _Reject(
+        "entityName",
+        f"{entity or 'no entity'} changes are not applied (Opportunity, Task, Event and Lead are)",
+        "ignored",
+    )
+
+
+def _cdc_payload(item: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(payload, event)`` of a CDC message in any of its wrappers."""
+    if not isinstance(item, dict):
+        return {}, {}
+    if "data" in item and isinstance(item["data"], dict):
+        item = item["data"]
+    if "payload" in item and isinstance(item["payload"], dict):
+        event = item.get("event") if isinstance(item.get("event"), dict) else {}
+        return item["payload"], event
+    return item, {}
+
+
+def _cdc_events(i: int, item: Any) -> list[Parsed | Unusable]:
+    payload, _ = _cdc_payload(item)
+    header = payload.get("ChangeEventHeader")
+    if not isinstance(header, dict):
+        return [
+            Unusable(
+                i,
+                None,
+                "rejected",
+                f"[{i}].payload.ChangeEventHeader",
+                "a change event carries a ChangeEventHeader object",
+            )
+        ]
+    change = str(header.get("changeType", ""))
+    entity = str(header.get("entityName", ""))
+    occurred = _epoch_ms(header.get("commitTimestamp"))
+    key = f"{header.get('transactionKey')}-{header.get('sequenceNumber')}"
+    ids = header.get("recordIds")
+    if occurred is None or not isinstance(ids, list) or not ids:
+        return [
+            Unusable(
+                i,
+                None,
+                "rejected",
+                f"[{i}].payload.ChangeEventHeader",
+                "commitTimestamp (epoch ms) and recordIds are required",
+            )
+        ]
+    out: list[Parsed | Unusable] = []
+    for record in ids:
+        event_id = f"sfcdc-{key}-{record}"
+        if change not in ("CREATE", "UPDATE"):
+            out.append(
+                Unusable(
+                    i,
+                    event_id,
+                    "ignored",
+                    "changeType",
+                    f"{change} change events "
+                    "are not applied; for GAP_ events re-import the records",
+                )
+            )
+            continue
+        values = {k: v for k, v in payload.items() if k != "ChangeEventHeader"}
+        for nulled in header.get("nulledFields") or []:
+            values[nulled] = None
+        values["Id"] = record
+        try:
+            out.append(_sf_record(i, entity, values, occurred, event_id, change == "CREATE"))
+        except _Reject as exc:
+            out.append(Unusable(i, event_id, exc.status, exc.field, exc.reason))
+    return out
+
+
+def read_salesforce_cdc(body: Any) -> Reading:
+    items = body if isinstance(body, list) else [body]
+    reading = Reading("salesforce-cdc")
+    for i, item in enumerate(items):
+        reading.events.extend(_cdc_events(i, item))
+    return reading
+
+
+OUTBOUND_NS = "{http://soap.sforce.com/2005/09/outbound}"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def read_salesforce_outbound(body: bytes) -> Reading:
+    """A Salesforce outbound message (SOAP ``notifications``): one event per Notification."""
+    if re.search(rb"<!(DOCTYPE|ENTITY)", body, re.IGNORECASE):
+        raise BodyError("body", "XML with a DOCTYPE or entity declarations is not accepted")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise BodyError("body", f"not well-formed XML: {exc}") from None
+    notes = root.find(f".//{OUTBOUND_NS}notifications")
+    if notes is None:
+        raise BodyError(
+            "body",
+            "no notifications element of namespace "
+            "http://soap.sforce.com/2005/09/outbound: not a Salesforce outbound message",
+        )
+    reading = Reading("salesforce-outbound")
+    received = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+    for i, note in enumerate(notes.findall(f"{OUTBOUND_NS}Notification")):
+        note_id = (note.findtext(f"{OUTBOUND_NS}Id") or "").strip()
+        sobject = note.find(f"{OUTBOUND_NS}sObject")
+        if not note_id or sobject is None:
+            reading.events.append(
+                Unusable(
+                    i,
+                    note_id or None,
+                    "rejected",
+                    f"Notification[{i}]",
+                    "a Notification carries an Id and an sObject",
+                )
+            )
+            continue
+        entity = _local(str(sobject.get(XSI_TYPE, ""))).split(":")[-1]
+        values: dict[str, Any] = {}
+        for child in sobject:
+            nil = child.get(XSI_NIL) == "true"
+            values[_local(child.tag)] = None if nil else (child.text or "").strip()
+        occurred = values.get("LastModifiedDate") or values.get("SystemModstamp") or received
+        created = "CreatedDate" in values
+        event_id = f"sfobm-{note_id}"
+        try:
+            reading.events.append(_sf_record(i, entity, values, str(occurred), event_id, created))
+        except _Reject as exc:
+            reading.events.append(Unusable(i, event_id, exc.status, exc.field, exc.reason))
+    if len(reading.events) > MAX_EVENTS:
+        raise BodyError("body", f"at most {MAX_EVENTS} notifications per message")
+    return reading
+
+
+# -- which one ---------------------------------------------------------------------------------
+def detect(body: Any) -> str:
+    """The source of a JSON body: HubSpot, Salesforce CDC or canonical."""
+    first = body[0] if isinstance(body, list) and body else body
+    if isinstance(first, dict):
+        if "subscriptionType" in first and "portalId" in first:
+            return "hubspot"
+        payload, _ = _cdc_payload(first)
+        if isinstance(payload.get("ChangeEventHeader"), dict):
+            return "salesforce-cdc"
+    return "canonical"
+
+
+def read_json(body: Any, source: str | None = None) -> Reading:
+    source = source or detect(body)
+    if source == "hubspot":
+        reading = read_hubspot(body)
+    elif source == "salesforce-cdc":
+        reading = read_salesforce_cdc(body)
+    elif source == "canonical":
+        reading = read_canonical(body)
+    else:
+        raise BodyError(
+            "query.source",
+            f"a JSON body is one of canonical, hubspot, salesforce-cdc; got {source!r}",
+        )
+    if len(reading.events) > MAX_EVENTS:
+        raise BodyError("body", f"at most {MAX_EVENTS} events per request", 413)
+    return reading

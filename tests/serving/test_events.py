@@ -1,0 +1,331 @@
+"""POST /v1/events: CRM events in, scores out (docs/events.md)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from features.history import load_history
+from salesml.importers.validate import Limits
+from salesml.warehouse import connect
+from serving.api.app import create_app
+from serving.api.live import LiveEvents
+from serving.changes import input_hashes
+from serving.events.fold import fold
+from serving.keys import KeyStore
+from serving.runs import RunStore
+from tests.serving.conftest import Workspace, make_app_settings
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "events"
+WHEN = "2026-04-01T10:00:00Z"
+
+
+@dataclass
+class Served:
+    client: TestClient
+    app: FastAPI
+    home: Path
+    headers: dict[str, str]
+    deals: list[str]  # open deals of the first run, for tests to take apart
+
+    @property
+    def live(self) -> LiveEvents:
+        live: LiveEvents = self.app.state.events
+        return live
+
+    def post(self, body: Any, **kwargs: Any) -> Any:
+        return self.client.post("/v1/events", headers=self.headers, json=body, **kwargs)
+
+    def settle(self, response: Any) -> None:
+        """Wait until every accepted event of ``response`` is scored and published."""
+        seqs = [r["seq"] for r in response.json()["results"] if r.get("seq")]
+        if seqs:
+            assert self.live.wait_scored(max(seqs), timeout=60)
+
+    def deal(self, deal_id: str) -> dict[str, Any]:
+        found = self.client.get(f"/v1/deals/{deal_id}", headers=self.headers)
+        assert found.status_code == 200, found.text
+        out: dict[str, Any] = found.json()
+        return out
+
+
+@pytest.fixture(scope="module")
+def served(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    home = workspace.copy_home(tmp_path_factory.mktemp("events") / "home")
+    key = KeyStore.for_home(home).add("crm", ["events:write", "scores:read"])[1]
+    app = create_app(make_app_settings(home))
+    with TestClient(app) as client:
+        snap = app.state.serving.snapshot()
+        deals = sorted(snap.data.features.index)
+        yield Served(client, app, home, {"X-API-Key": key}, deals)
+
+
+def stage_change(event_id: str, deal_id: str, stage: str, when: str = WHEN) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "deal.stage_changed",
+        "occurred_at": when,
+        "deal": {"deal_id": deal_id, "stage": stage},
+    }
+
+
+def test_a_stage_change_is_scored_with_the_event_as_the_reason(served: Served) -> None:
+    deal_id = served.deals[0]
+    before = served.deal(deal_id)
+    answer = served.post({"events": [stage_change("sc-1", deal_id, "Negotiation")]})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["results"][0] == {
+        "index": 0,
+        "event_id": "sc-1",
+        "status": "accepted",
+        "seq": answer.json()["results"][0]["seq"],
+        "deal_id": deal_id,
+    }
+    served.settle(answer)
+    after = served.deal(deal_id)
+    assert after["history"][-1]["run_id"] == "event:sc-1"
+    assert after["history"][:-1] == before["history"]
+    assert after["change"]["current_run_id"] == "event:sc-1"
+    assert after["change"]["previous_run_id"] == before["run_id"]
+    assert "deal.stage_changed to stage Negotiation" in after["change"]["summary"]
+    assert after["score"]["as_of"].startswith("2026-04-01T10:00")
+    # The new score is the model's on the deal's changed history, not the old one copied.
+    stages = [d["value"] for d in after["score"]["drivers"] if d["feature"] == "current_stage"]
+    assert stages in ([], ["Negotiation"])
+
+
+def test_replaying_the_same_events_changes_nothing(served: Served) -> None:
+    deal_id = served.deals[1]
+    events = [
+        stage_change("rp-1", deal_id, "Proposal"),
+        {
+            "event_id": "rp-2",
+            "type": "activity.logged",
+            "occurred_at": WHEN,
+            "activity": {"deal_id": deal_id, "type": "meeting"},
+        },
+    ]
+    first = served.post({"events": events})
+    served.settle(first)
+    shown = served.client.get(f"/v1/deals/{deal_id}", headers=served.headers).content
+    counts = served.live.journal.counts()
+    again = served.post({"events": events})
+    assert again.status_code == 202
+    assert [r["status"] for r in again.json()["results"]] == ["duplicate", "duplicate"]
+    assert served.live.journal.counts() == counts
+    served.live.step()
+    assert served.client.get(f"/v1/deals/{deal_id}", headers=served.headers).content == shown
+    # The warehouse too: folding the same entries again is an upsert of the same rows.
+    served.live.fold_now()
+    with connect(served.home / "warehouse.duckdb", read_only=True) as con:
+        before = _rows(con, deal_id)
+    entries = [e for e in served.live.journal.after(0) if e.event_id in ("rp-1", "rp-2")]
+    limits = Limits(datetime.now(UTC))
+    fold(entries, served.home / "warehouse.duckdb", served.home / "rejects", limits)
+    with connect(served.home / "warehouse.duckdb", read_only=True) as con:
+        assert _rows(con, deal_id) == before
+
+
+def _rows(con: Any, deal_id: str) -> tuple[int, int, int]:
+    counts = [
+        con.execute(f"SELECT count(*) FROM {t} WHERE deal_id = ?", [deal_id]).fetchone()[0]
+        for t in ("deals", "stage_history", "activities")
+    ]
+    return (counts[0], counts[1], counts[2])
+
+
+def test_a_rejected_event_comes_back_with_its_field_and_reason(served: Served) -> None:
+    deal_id = served.deals[2]
+    mixed = served.post(
+        {
+            "events": [
+                stage_change("rj-1", deal_id, "Qualification"),
+                {
+                    "event_id": "rj-2",
+                    "type": "deal.updated",
+                    "occurred_at": WHEN,
+                    "deal": {"deal_id": deal_id, "amount": "-40"},
+                },
+                {
+                    "event_id": "rj-3",
+                    "type": "activity.logged",
+                    "occurred_at": WHEN,
+                    "activity": {"deal_id": "no-such-deal", "type": "call"},
+                },
+                {"event_id": "rj-4", "type": "deal.closed", "occurred_at": WHEN},
+            ]
+        }
+    )
+    assert mixed.status_code == 207, mixed.text
+    results = mixed.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "rejected", "rejected", "rejected"]
+    assert results[1]["field"] == "deal.amount"
+    assert "negative" in results[1]["reason"]
+    assert results[2]["field"] == "activity.deal_id"
+    assert "not in deals" in results[2]["reason"]
+    assert results[3]["field"] == "type"
+    assert served.live.journal.entry("rj-2") is None
+    # Nothing good in the body: a problem+json naming every field, nothing stored.
+    bad = served.post(
+        [
+            {
+                "event_id": "rj-5",
+                "type": "deal.updated",
+                "occurred_at": "soon",
+                "deal": {"deal_id": deal_id},
+            }
+        ]
+    )
+    assert bad.status_code == 422
+    assert bad.headers["content-type"].startswith("application/problem+json")
+    assert bad.json()["errors"][0]["field"] == "events[0].occurred_at"
+    assert served.live.journal.entry("rj-5") is None
+
+
+def test_bodies_that_are_not_events_get_a_4xx_naming_the_field(served: Served) -> None:
+    h = served.headers
+    not_json = served.client.post(
+        "/v1/events", headers={**h, "content-type": "application/json"}, content=b"{"
+    )
+    assert not_json.status_code == 422
+    assert not_json.json()["errors"][0]["field"] == "body"
+    other = served.client.post(
+        "/v1/events", headers={**h, "content-type": "text/csv"}, content=b"a,b"
+    )
+    assert other.status_code == 415
+    xml_bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
+    bomb = served.client.post(
+        "/v1/events", headers={**h, "content-type": "text/xml"}, content=xml_bomb
+    )
+    assert bomb.status_code == 422
+    reader = KeyStore.for_home(served.home).add("reader-only", ["scores:read"])[1]
+    forbidden = served.client.post("/v1/events", headers={"X-API-Key": reader}, json=[])
+    assert forbidden.status_code == 403
+
+
+def test_hubspot_webhooks_are_mapped_to_deal_and_lead_events(served: Served) -> None:
+    body = json.loads((FIXTURES / "hubspot_webhook.json").read_text())
+    answer = served.post(body)
+    assert answer.status_code == 202, answer.text
+    results = answer.json()["results"]
+    assert answer.json()["source"] == "hubspot"
+    assert [r["status"] for r in results] == [
+        "accepted",
+        "accepted",
+        "accepted",
+        "accepted",
+        "accepted",
+        "ignored",
+        "accepted",
+        "ignored",
+    ]
+    assert results[0]["event_id"] == "hubspot-62515-3816279340"
+    served.settle(answer)
+    deal = served.deal("18324771052")
+    assert deal["score"]["win_probability"] is not None
+    assert deal["history"][-1]["run_id"] == "event:hubspot-62515-3816279344"
+    served.live.fold_now()
+    with connect(served.home / "warehouse.duckdb", read_only=True) as con:
+        row = con.execute(
+            "SELECT stage, amount, status FROM deals WHERE deal_id = '18324771052'"
+        ).fetchone()
+        stages = con.execute(
+            "SELECT stage, amount FROM stage_history WHERE deal_id = '18324771052' "
+            "ORDER BY changed_at"
+        ).fetchall()
+        lead = con.execute("SELECT count(*) FROM leads WHERE lead_id = '90412553'").fetchone()
+    assert row == ("qualifiedtobuy", 24000.0, "open")
+    # Every change of stage, amount or close date is a stage-history row (as Salesforce's
+    # OpportunityHistory keeps them): entered, priced, dated, moved on.
+    assert stages == [
+        ("appointmentscheduled", None),
+        ("appointmentscheduled", 24000.0),
+        ("appointmentscheduled", 24000.0),
+        ("qualifiedtobuy", 24000.0),
+    ]
+    assert lead == (1,)
+
+
+def test_salesforce_change_events_are_mapped(served: Served) -> None:
+    body = json.loads((FIXTURES / "salesforce_cdc.json").read_text())
+    answer = served.post(body)
+    assert answer.status_code == 202, answer.text
+    results = answer.json()["results"]
+    assert answer.json()["source"] == "salesforce-cdc"
+    assert [r["status"] for r in results] == ["accepted", "accepted", "accepted", "ignored"]
+    served.settle(answer)
+    deal = served.deal("0065g00000XyZ12AAB")
+    assert deal["score"]["as_of"].startswith("2026-12-04T09:50")
+    served.live.fold_now()
+    with connect(served.home / "warehouse.duckdb", read_only=True) as con:
+        row = con.execute(
+            "SELECT stage, amount, expected_close_date, status FROM deals "
+            "WHERE deal_id = '0065g00000XyZ12AAB'"
+        ).fetchone()
+        calls = con.execute(
+            "SELECT type FROM activities WHERE deal_id = '0065g00000XyZ12AAB'"
+        ).fetchall()
+    assert row is not None
+    assert row[:2] == ("Value Proposition", 41000.0)
+    assert str(row[2]).startswith("2027-02-26")
+    assert row[3] == "open"
+    assert calls == [("call",)]
+
+
+def test_a_salesforce_outbound_message_is_acknowledged_once_journaled(served: Served) -> None:
+    body = (FIXTURES / "salesforce_outbound.xml").read_bytes()
+    answer = served.client.post(
+        "/v1/events", headers={**served.headers, "content-type": "text/xml"}, content=body
+    )
+    assert answer.status_code == 200, answer.text
+    assert b"<Ack>true</Ack>" in answer.content
+    won = served.live.journal.entry("sfobm-04l5g00002nrC5CAAU")
+    assert won is not None and won.rows is not None
+    assert won.rows["deals"][0]["status"] == "won"
+    stored = served.live.journal.counts()["events"]
+    again = served.client.post(
+        "/v1/events", headers={**served.headers, "content-type": "text/xml"}, content=body
+    )
+    assert again.status_code == 200  # a redelivery is acknowledged, and stored once
+    assert served.live.journal.counts()["events"] == stored
+
+
+def test_the_warehouse_and_score_changed_see_the_events(served: Served) -> None:
+    deal_id = served.deals[3]
+    data = served.app.state.serving.snapshot().data
+    stage = next(s for s in ("Negotiation", "Proposal") if s != _stage_of(data, deal_id))
+    answer = served.post({"events": [stage_change("wh-1", deal_id, stage)]})
+    served.settle(answer)
+    served.live.fold_now()
+    store = RunStore(served.home)
+    run = store.latest()
+    assert run is not None
+    before = store.read(run).set_index("deal_id")["input_hash"]
+    with connect(served.home / "warehouse.duckdb", read_only=True) as con:
+        history = load_history(con)
+        entered = con.execute(
+            "SELECT count(*) FROM stage_history WHERE deal_id = ? AND stage = ? "
+            "AND changed_at = TIMESTAMP '2026-04-01 10:00:00'",
+            [deal_id, stage],
+        ).fetchone()
+    assert entered == (1,)
+    now = input_hashes(history, before.index, run.as_of, run.model_version)
+    changed = set(before.index[before.to_numpy() != now.reindex(before.index).to_numpy()])
+    # `salesml score --changed` rescores the deal the event moved (its inputs' hash moved).
+    assert deal_id in changed
+    untouched = set(served.deals[10:60])
+    assert not untouched & changed
+
+
+def _stage_of(data: Any, deal_id: str) -> str:
+    rows = data.history.stage_history
+    mine = rows[rows["deal_id"] == deal_id].sort_values("changed_at")
+    return str(mine["stage"].iloc[-1]) if len(mine) else ""
