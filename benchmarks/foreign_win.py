@@ -173,9 +173,9 @@ def _score(history: Any, newest: pd.DataFrame) -> pd.DataFrame:
     created = newest["created_at"]
     closing = newest["closed_at"]
     first = created.dt.normalize() + pd.Timedelta(days=7)
-    monday = first + pd.to_timedelta((7 - first.dt.dayofweek) % 7, unit="D")
+    monday = first + pd.to_timedelta((7 - first.dt.day_of_week) % 7, unit="D")
     last_open = (closing - pd.Timedelta(microseconds=1)).dt.normalize()
-    last_open -= pd.to_timedelta(last_open.dt.dayofweek, unit="D")
+    last_open -= pd.to_timedelta(last_open.dt.day_of_week, unit="D")
     when = monday.where(monday < closing, last_open)
     when = when.where(when >= created, created)
     dates = sorted(set(when))
@@ -233,13 +233,21 @@ def _row(
 ) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
-    from salesml.models.evaluation import binary_metrics
+    from salesml.models.evaluation import (
+        binary_metrics,
+        ece_against_truth,
+        ece_floor,
+        expected_calibration_error,
+    )
 
     mine, theirs = binary_metrics(y, ours), binary_metrics(y, peer)
-    oracle = None
+    oracle = oracle_ece = ece_truth = peer_ece_truth = None
     if case.truth is not None:
         truth = newest[["deal_id"]].merge(case.truth, on="deal_id", how="left")
-        oracle = float(roc_auc_score(y, truth["true_probability"].to_numpy()))
+        true_p = truth["true_probability"].to_numpy(dtype=float)
+        oracle = float(roc_auc_score(y, true_p))
+        oracle_ece = expected_calibration_error(y, true_p)
+        ece_truth, peer_ece_truth = ece_against_truth(true_p, ours), ece_against_truth(true_p, peer)
     noise = None
     if case.noise:
         names = {f"attr_{n}" for n in case.noise}
@@ -256,6 +264,12 @@ def _row(
         "peer_brier": theirs["brier"],
         "peer_ece": theirs["ece"],
         "oracle_auc": oracle,
+        # ECE's sampling floor at this n (a perfectly calibrated model's median ECE), the
+        # oracle's own ECE on these outcomes, and the ECE against the true probabilities.
+        "ece_floor": ece_floor(ours),
+        "oracle_ece": oracle_ece,
+        "ece_truth": ece_truth,
+        "peer_ece_truth": peer_ece_truth,
         "mean_p": float(np.mean(ours)),
         "win_rate": float(np.mean(y)),
         "noise_top3": noise,
@@ -299,8 +313,9 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
     lines = (
         [
             "| case | scored | served | AUC | peer AUC | oracle AUC | Brier | peer Brier "
-            "| ECE | peer ECE | noise in top 3 | bar |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| ECE | peer ECE | ECE floor | oracle ECE | ECE vs truth | peer ECE vs truth "
+            "| mean p | win rate | noise in top 3 | bar |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         if header
         else []
@@ -311,7 +326,8 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             f"| {r['case']} | {r['scored']:,} | {r['served']} | {f(r['auc'])} | "
             f"{f(r['peer_auc'])} | {f(r['oracle_auc'])} | {f(r['brier'], 4)} | "
             f"{f(r['peer_brier'], 4)} | {f(r['ece'])} | {f(r['peer_ece'])} | "
-            f"{noise} | "
+            f"{f(r['ece_floor'])} | {f(r['oracle_ece'])} | {f(r['ece_truth'])} | "
+            f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | {noise} | "
             f"{'pass' if r['passes'] else 'FAIL'} |"
         )
     return "\n".join(lines)

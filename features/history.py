@@ -8,7 +8,7 @@ the data) is what "now" means for the export, and every feature takes ``as_of`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -52,6 +52,11 @@ class History:
     products: pd.DataFrame
     attributes: dict[str, str]  # attribute name (without attr_) -> "numeric" | "categorical"
     exported_at: pd.Timestamp  # latest event timestamp in the data (the export time)
+    # Set by ``training.data.truncate_history``: deals-table columns that the leakage screen
+    # leaves out on the whole export (``{column: why}``). A truncated history cannot judge them
+    # alone: the deals open at the earlier date show values written after it (the stage a lost
+    # deal left at, the closing date), which look like creation-time values among them.
+    export_excluded: Mapping[str, str] = field(default_factory=dict)
 
 
 def load_history(con: duckdb.DuckDBPyConnection, span: DataSpan | None = None) -> History:

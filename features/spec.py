@@ -193,10 +193,21 @@ def flat_columns(history: History) -> dict[str, str]:
     """Deals-table columns (``amount``, ``stage``, ``expected_close_date``) read as the
     creation-time values of deals without stage history, each with why (see
     ``features.screen.screen_deal_columns``); the others stay unknown for those deals."""
-    return screen_deal_columns(history.deals, flat_deals(history))[0]
+    return _flat_screen(history)[0]
 
 
 def excluded_flat_columns(history: History) -> dict[str, str]:
     """The deals-table columns a deal without stage history does not read, each with why
     (empty when every deal has a stage history)."""
-    return screen_deal_columns(history.deals, flat_deals(history))[1]
+    return _flat_screen(history)[1]
+
+
+def _flat_screen(history: History) -> tuple[dict[str, str], dict[str, str]]:
+    """The screen on ``history``; a column it keeps stays out when the whole export (of which
+    ``history`` is a truncation) leaves it out: the export's own open deals judge it."""
+    kept, excluded = screen_deal_columns(history.deals, flat_deals(history))
+    for column, why in history.export_excluded.items():
+        if column in kept:
+            del kept[column]
+            excluded[column] = f"on the whole export: {why}"
+    return kept, excluded

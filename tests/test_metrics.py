@@ -20,6 +20,8 @@ from salesml.models.evaluation import (
     MetricsInputError,
     binary_metrics,
     brier_score,
+    ece_against_truth,
+    ece_floor,
     expected_calibration_error,
     log_loss,
     plot_reliability,
@@ -77,6 +79,25 @@ def test_ece_of_true_probabilities_is_near_zero() -> None:
     y = (rng.random(p.size) < p).astype(int)
     assert expected_calibration_error(y, p) < 0.01
     assert expected_calibration_error(y, np.clip(p + 0.1, 0, 1)) > 0.08  # and sees a shift
+
+
+def test_ece_floor_is_what_true_probabilities_score_at_this_sample_size() -> None:
+    # 1,500 deals in 10 bins of 150 around p = 0.5: each bin's rate has a standard deviation
+    # of 0.041, and E|N(0, s)| = 0.8 s, so even the truth scores about 0.03.
+    p = np.random.default_rng(1).uniform(0.3, 0.7, 1500)
+    floor = ece_floor(p)
+    assert 0.025 < floor < 0.04
+    assert ece_floor(np.tile(p, 16)) < floor / 3  # 16 times the deals: a quarter of the noise
+
+
+def test_ece_against_truth_is_the_gap_per_bin_without_outcome_noise() -> None:
+    truth = np.random.default_rng(2).uniform(0.1, 0.9, 1000)
+    assert ece_against_truth(truth, truth) == 0.0
+    assert ece_against_truth(truth, np.clip(truth + 0.05, 0, 1)) == pytest.approx(0.05, abs=0.003)
+    # By hand: two equal-mass bins, p {0.1, 0.35} and {0.4, 0.8}, truth 0.2 and 0.5 in each.
+    assert ece_against_truth([0.2, 0.5, 0.2, 0.5], P, n_bins=2) == pytest.approx(
+        0.5 * abs(0.2 - 0.225) + 0.5 * abs(0.5 - 0.6)
+    )
 
 
 def test_binary_metrics_has_exactly_the_promised_keys_and_hand_values() -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from features.history import History
+from features.spec import excluded_flat_columns
 from salesml.errors import SalesmlError
 
 MIN_CLOSED_DEALS = 200
@@ -38,7 +39,13 @@ class NotEnoughDataError(SalesmlError):
 
 
 def truncate_history(history: History, as_of: pd.Timestamp) -> History:
-    """The history as it was known at ``as_of``: later events removed, later closings undone."""
+    """The history as it was known at ``as_of``: later events removed, later closings undone.
+
+    The deals table keeps its export-time values, so a deal whose closing is undone shows the
+    stage and expected close date it closed with; the leakage screen of flat exports would take
+    them for creation-time values. The deals-table columns the screen leaves out on the whole
+    export stay out (``History.export_excluded``)."""
+    export_excluded = {**history.export_excluded, **excluded_flat_columns(history)}
     deals = history.deals[history.deals["created_at"] <= as_of].copy()
     later = deals["closed_at"] > as_of
     deals.loc[later, "status"] = "open"
@@ -48,7 +55,14 @@ def truncate_history(history: History, as_of: pd.Timestamp) -> History:
     stages = stages[(stages["changed_at"] <= as_of) & stages["deal_id"].isin(known)]
     acts = history.activities
     acts = acts[(acts["occurred_at"] <= as_of) & acts["deal_id"].isin(known)]
-    return replace(history, deals=deals, stage_history=stages, activities=acts, exported_at=as_of)
+    return replace(
+        history,
+        deals=deals,
+        stage_history=stages,
+        activities=acts,
+        exported_at=as_of,
+        export_excluded=export_excluded,
+    )
 
 
 @dataclass(frozen=True)

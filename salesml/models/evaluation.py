@@ -117,6 +117,36 @@ def expected_calibration_error(
     return float((curve["count"] * gap).sum() / curve["count"].sum())
 
 
+def ece_floor(p: ArrayLike, draws: int = 200, seed: int = 0) -> float:
+    """The median ECE a perfectly calibrated model with predictions ``p`` scores on
+    ``len(p)`` deals: outcomes drawn from ``p`` itself (``draws`` times, seeded).
+
+    ECE's bins hold few deals each, so their observed rates are noisy and even true
+    probabilities score above 0; an ECE near this floor cannot be told from perfect
+    calibration at this sample size (10 bins of 150 deals: about 0.03 around p = 0.5)."""
+    _, q = _check(np.zeros(np.size(p)), p)
+    rng = np.random.default_rng(seed)
+    found = [expected_calibration_error(rng.random(q.size) < q, q) for _ in range(draws)]
+    return float(np.median(found))
+
+
+def ece_against_truth(
+    truth: ArrayLike, p: ArrayLike, n_bins: int = 10, strategy: Strategy = "quantile"
+) -> float:
+    """ECE with the deals' true win probabilities in place of their outcomes (same bins as
+    :func:`expected_calibration_error`): the calibration error itself, without the sampling
+    noise of the outcomes, where the truth is known (generated histories)."""
+    _, q = _check(np.zeros(np.size(p)), p)
+    _, true_p = _check(np.zeros(np.size(truth)), truth)
+    ids = _bin_ids(q, n_bins, strategy)
+    count = np.bincount(ids, minlength=n_bins).astype(np.float64)
+    gap = np.abs(
+        np.bincount(ids, weights=true_p, minlength=n_bins)
+        - np.bincount(ids, weights=q, minlength=n_bins)
+    )
+    return float(gap.sum() / count.sum())
+
+
 def brier_score(y: ArrayLike, p: ArrayLike) -> float:
     """Mean squared difference between prediction and outcome (0 is perfect)."""
     t, q = _check(y, p)

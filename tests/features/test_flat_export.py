@@ -108,3 +108,46 @@ def test_a_what_if_on_a_flat_deal_reads_its_amount_as_the_full_build_does() -> N
     )
     assert got is not None and got["amount"].iat[0] == 1234.5
     pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)
+
+
+def exit_stage_history(n: int = 600, seed: int = 5) -> History:
+    """A flat export whose closed deals show the pipeline stage they closed at (won deals
+    mostly the last one), and whose open deals at the export show the stage they have reached,
+    further the older they are: the stage is progress, not a creation-time value."""
+    rng = np.random.default_rng(seed)
+    stages = np.array(["S0", "S1", "S2", "S3"])
+    created = START + pd.to_timedelta(np.sort(rng.uniform(0, 500, n)), unit="D")
+    closed = created + pd.to_timedelta(rng.uniform(20, 90, n), unit="D")
+    export = pd.Timestamp(created[-1]) + pd.Timedelta(days=1)
+    won = rng.random(n) < 0.4
+    is_open = (closed > export) | (np.arange(n) >= n - 80)
+    age = (export - created).days.to_numpy()
+    exit_stage = np.where(won & (rng.random(n) < 0.7), 3, rng.integers(0, 4, n))
+    open_stage = np.minimum(age // 20, 3)
+    deals = pd.DataFrame(
+        {
+            "deal_id": [f"E{i:04d}" for i in range(n)],
+            "created_at": created,
+            "status": np.where(is_open, "open", np.where(won, "won", "lost")),
+            "closed_at": pd.Series(closed).where(~is_open),
+            "amount": np.round(rng.lognormal(9, 1, n), 2),
+            "stage": stages[np.where(is_open, open_stage, exit_stage)],
+        }
+    )
+    return make_history(deals, exported_at=export)
+
+
+def test_a_history_cut_before_the_export_keeps_out_what_the_export_shows_is_progress() -> None:
+    from training.data import truncate_history
+
+    history = exit_stage_history()
+    assert "changes with the deal's age" in excluded_flat_columns(history)["stage"]
+    cut = pd.Timestamp(history.deals["created_at"].iloc[400]).normalize()
+    known = truncate_history(history, cut)
+    # Cut alone, the deals closing after the cut look open with the stage they closed at, and
+    # the screen would take it for a creation-time value (the outcome leaks into training).
+    assert "stage" in flat_columns(replace(known, export_excluded={}))
+    assert "stage" not in flat_columns(known)
+    assert excluded_flat_columns(known)["stage"].startswith("on the whole export")
+    assert "amount" in flat_columns(known)
+    assert (build_features(known, cut)["current_stage"] == "missing").all()

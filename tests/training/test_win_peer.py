@@ -113,3 +113,25 @@ def test_the_peer_is_served_when_it_wins_and_the_card_says_so(
     assert bundle.explainer.get("global"), "the served peer explains itself like any bundle"
     card = render_model_card(result, "2", "champion")
     assert "**the plain peer**" in card
+
+
+def test_the_tree_size_follows_the_lower_log_loss_on_the_judging_halves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    judged: list[int] = []
+
+    def smaller_is_better(folds: list[Any]) -> float:
+        leaves = int(folds[0].booster.params["num_leaves"])
+        judged.append(leaves)
+        return float(leaves)
+
+    monkeypatch.setattr(fit, "judged_log_loss", smaller_is_better)
+    result = train_win_model(flat_history(new_source=False))
+    assert sorted(judged) == sorted(fit.LEAVES)  # every size judged once, on both halves
+    assert result.params["num_leaves"] == min(fit.LEAVES)
+    assert result.served == fit.MODEL_NAME
+    trees = result.bundle.booster.dump_model()["tree_info"]
+    assert max(t["num_leaves"] for t in trees) <= min(fit.LEAVES)
+    card = render_model_card(result, "1", "champion")
+    assert f"Tree size: {min(fit.LEAVES)} leaves per tree" in card
+    assert "a perfectly calibrated model with these probabilities would score about 0.0" in card

@@ -39,7 +39,7 @@ from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
 from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
-from training.win.screening import Fold, concept_screen
+from training.win.screening import Fold, concept_screen, judged_log_loss
 
 # Directions sales teams take as given: recent activity never lowers a deal's chance, and a
 # longer silence never raises it. LightGBM enforces them, so no explanation ever says otherwise.
@@ -50,6 +50,10 @@ MONOTONE = {
     "days_since_last_activity": -1,
     "meetings_total": 1,
 }
+# Tree sizes the model may take, chosen on the validation period (``_fit_model``): trees that
+# read interactions (a stage with its days in stage), or a nearly additive model, which reads
+# weak main effects with less noise when there are no interactions worth their variance.
+LEAVES = (15, 4)
 # Validation log loss must improve on the base rate by this fraction to count as signal.
 SIGNAL_MARGIN = 0.005
 MODEL_NAME = "lightgbm"
@@ -126,7 +130,7 @@ def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
     snapshots = build_snapshots(history, weekly_as_of_dates(history))
     split = temporal_split(snapshots, history)
     params = lgb_params(len(split.train), seed)
-    main, dropped = _fit_model(spec, split, params, seed)
+    main, dropped, params = _fit_model(spec, split, params, seed)
     peer = _fit_peer(spec, split, seed, dropped)
     y_val = split.validation["label_won"].to_numpy(dtype=float)
     base_ll = _log_loss_constant(y_val, float(y_val.mean()))  # validation's own win rate
@@ -203,22 +207,26 @@ class Candidate:
 
 def _fit_model(
     spec: list[Feature], split: TemporalSplit, params: dict[str, Any], seed: int
-) -> tuple[Candidate, dict[str, str]]:
+) -> tuple[Candidate, dict[str, str], dict[str, Any]]:
     """The regularised LightGBM: fitted with early stopping on the validation period, screened
-    there concept by concept (``training.win.screening``), refitted on what the screen keeps.
+    there concept by concept (``training.win.screening``), refitted on what the screen keeps;
+    with the chosen settings.
 
     The screen is cross-fitted: a fit that stopped early on half of the validation deals is
     judged on the other half, and the other way round (rounds chosen on the rows that judge
-    them would flatter every feature, noise included)."""
+    them would flatter every feature, noise included). The tree size (``LEAVES``) is chosen on
+    the same cross-fit: the lower log loss per deal on the judging halves."""
     concepts = {f.name: f.concept for f in spec}
     y_train = split.train["label_won"].to_numpy(dtype=float)
     deals = split.validation["deal_id"].unique()
     half = set(np.random.default_rng(seed).permutation(deals)[: len(deals) // 2])
     in_half = split.validation["deal_id"].isin(half).to_numpy()
 
-    def early(features: list[str], validation: pd.DataFrame) -> tuple[lgb.Booster, FeatureContract]:
+    def early(
+        features: list[str], validation: pd.DataFrame, settings: dict[str, Any]
+    ) -> tuple[lgb.Booster, FeatureContract]:
         contract = _contract(spec, features, split.train)
-        p = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in features]}
+        p = {**settings, "monotone_constraints": [MONOTONE.get(n, 0) for n in features]}
         train_set = lgb.Dataset(
             contract.matrix(split.train),
             y_train,
@@ -237,22 +245,27 @@ def _fit_model(
         return booster, contract
 
     names = [f.name for f in spec]
-    folds = []
-    for stop, judge in ((in_half, ~in_half), (~in_half, in_half)):
-        booster, contract = early(names, split.validation[stop])
-        rows = split.validation[judge]
-        folds.append(
-            Fold(
-                booster,
-                contract.model_matrix(rows),
-                rows["label_won"].to_numpy(dtype=float),
-                rows["deal_id"].to_numpy(dtype=object),
+    tried: dict[int, tuple[float, list[Fold], dict[str, Any]]] = {}
+    for leaves in LEAVES:
+        settings = {**params, "num_leaves": leaves}
+        folds = []
+        for stop, judge in ((in_half, ~in_half), (~in_half, in_half)):
+            booster, contract = early(names, split.validation[stop], settings)
+            rows = split.validation[judge]
+            folds.append(
+                Fold(
+                    booster,
+                    contract.model_matrix(rows),
+                    rows["label_won"].to_numpy(dtype=float),
+                    rows["deal_id"].to_numpy(dtype=object),
+                )
             )
-        )
+        tried[leaves] = (judged_log_loss(folds), folds, settings)
+    _, folds, params = tried[min(tried, key=lambda leaves: tried[leaves][0])]
     screened = screened_features(spec, contract)
     dropped = concept_screen(folds, names, concepts, seed, screened=screened)
     kept = [n for n in names if n not in dropped] or names
-    booster, contract = early(kept, split.validation)
+    booster, contract = early(kept, split.validation, params)
     rounds = max(1, int(booster.best_iteration))
     fixed = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in kept]}
 
@@ -261,7 +274,7 @@ def _fit_model(
         data = lgb.Dataset(on.matrix(rows), y, weight=deal_weights(rows))
         return lgb.train(fixed, data, num_boost_round=rounds)
 
-    return _calibrated(MODEL_NAME, contract, booster, rounds, fit, split), dropped
+    return _calibrated(MODEL_NAME, contract, booster, rounds, fit, split), dropped, params
 
 
 def deal_weights(rows: pd.DataFrame) -> np.ndarray:

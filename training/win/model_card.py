@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from training.win.fit import WinTrainingResult
+from salesml.models.evaluation import ece_floor
+from training.win.fit import LEAVES, MODEL_NAME, WinTrainingResult
 
 METRIC_NAMES = ("auc", "pr_auc", "brier", "log_loss", "ece")
 
@@ -88,6 +89,7 @@ def render_model_card(result: WinTrainingResult, version: str, decision: str) ->
         "",
         "The reliability plot (reliability.png) compares predicted and observed win rates on "
         "the holdout.",
+        *_ece_floor_lines(result),
         "",
         "## Known limits",
         "",
@@ -146,6 +148,14 @@ def served_lines(result: WinTrainingResult) -> list[str]:
             "The holdout metrics below are those of the fit made before the holdout.",
             "",
         ]
+    leaves = result.params.get("num_leaves")
+    if result.served == MODEL_NAME and leaves is not None:
+        lines += [
+            f"Tree size: {leaves} leaves per tree, chosen on the validation period among "
+            f"{', '.join(map(str, LEAVES))} (the lower log loss per deal on the cross-fitted "
+            "halves the screen judges on; few leaves make a nearly additive model).",
+            "",
+        ]
     if result.dropped:
         lines += ["Features dropped by the screen on the validation period:", ""]
         lines += [f"- `{name}`: {why}" for name, why in result.dropped.items()]
@@ -165,3 +175,16 @@ def flat_lines(result: WinTrainingResult) -> list[str]:
         for name, why in result.excluded_flat.items()
     ]
     return lines
+
+
+def _ece_floor_lines(result: WinTrainingResult) -> list[str]:
+    """ECE's sampling floor on the holdout: what a perfectly calibrated model would score."""
+    p = result.holdout_predictions.get("win_probability")
+    if p is None or not len(p) or result.holdout_metrics.get("ece") is None:
+        return []
+    return [
+        "",
+        f"ECE on {len(p):,} holdout rows has a sampling floor: a perfectly calibrated model "
+        f"with these probabilities would score about {ece_floor(p.to_numpy()):.4f} (the median "
+        "over outcomes drawn from them); an ECE near it cannot be told from perfect calibration.",
+    ]

@@ -96,6 +96,17 @@ def concept_screen(
     return dropped
 
 
+def judged_log_loss(folds: Sequence[Fold]) -> float:
+    """The folds' log loss on their judging rows, per deal (each deal's rows averaged), over
+    the deals of all folds."""
+    per_deal = []
+    for fold in folds:
+        loss = _row_loss(fold.booster, fold.matrix, fold.y)
+        groups = pd.factorize(np.asarray(fold.deal_ids, dtype=object))[0]
+        per_deal.append(np.bincount(groups, weights=loss) / np.bincount(groups))
+    return float(np.mean(np.concatenate(per_deal)))
+
+
 def _sample(
     fold: Fold, rng: np.random.Generator, max_rows: int
 ) -> tuple[lgb.Booster, np.ndarray, np.ndarray, np.ndarray]:
