@@ -20,7 +20,14 @@ from salesml.models.revenue.pipeline import PipelineForecast, simulate
 from salesml.models.revenue.prophet_model import fit_series
 from tests.helpers.history import import_history
 from training.revenue import fit as tf
-from training.revenue.select import BLEND, LONG_ORIGINS, conformal_table, long_origins, select
+from training.revenue.select import (
+    BLEND,
+    LONG_ORIGINS,
+    MIN_LONG_ORIGINS,
+    conformal_table,
+    long_origins,
+    select,
+)
 
 # --- on a won-only order history (no quarter-end pushes), trained end to end ----------------
 
@@ -225,13 +232,15 @@ def test_maven_january_to_march_2018_at_its_2017_level(maven_dir: Path, tmp_path
     assert np.all((level > 0.7e6) & (level < 1.3e6)), level
 
 
-def test_season_long_backtest_origins_follow_a_season_of_sales_and_spread_out() -> None:
-    idx = pd.date_range("2021-01-01", periods=42, freq="MS")
-    total = pd.Series(np.r_[np.zeros(3), np.full(39, 100.0)], index=idx)
+def test_season_long_backtest_origins_follow_two_seasons_of_sales_and_spread_out() -> None:
+    """Season-long backtests start after two seasons of sales (what the forecasters need for
+    their yearly terms); a three-year history has too few of them."""
+    idx = pd.date_range("2021-01-01", periods=63, freq="MS")
+    total = pd.Series(np.r_[np.zeros(3), np.full(60, 100.0)], index=idx)
     origins = long_origins(total, "month", 12, 1)
     positions = [idx.get_loc(o) for o in origins]
     assert len(origins) == LONG_ORIGINS
-    assert positions[0] >= 3 + 12  # a season of sales before the first
-    assert positions[-1] == 42 - 12  # the latest with a complete horizon
-    assert len(set(positions)) == len(positions)
-    assert long_origins(total.iloc[:20], "month", 12, 1) == []
+    assert positions[0] >= 3 + 24  # two seasons of sales before the first
+    assert positions[-1] == 63 - 12  # the latest with a complete horizon
+    assert min(np.diff(positions)) >= 2  # spread over the span, not bunched at its end
+    assert len(long_origins(total.iloc[: 3 + 36], "month", 12, 1)) < MIN_LONG_ORIGINS

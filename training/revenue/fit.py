@@ -793,9 +793,8 @@ def choose_served(
     if scored is None or scored.empty:
         return []
     h = HORIZON[freq]
-    total = scored[scored["dimension"] == "total"][
-        ["origin", "step", "period_start", "actual", BLEND]
-    ]
+    columns = ["origin", "step", "period_start", "actual", BLEND, SERIES]
+    total = scored[scored["dimension"] == "total"][[c for c in columns if c in scored]]
     origins = sorted(pd.Timestamp(o) for o in total["origin"].unique())
     full = series[key("total", "total")]
     cands = candidate_records(history.deals, full, freq, origins, h)
@@ -810,6 +809,10 @@ def choose_served(
     if len(starts) >= MIN_LONG_ORIGINS:
         long_rows = candidate_records(history.deals, full, freq, starts, far, [*METHODS, SERIES])
         choices.append(select(long_rows, far, [SERIES, *METHODS], from_step=h))
+    elif choices[0].champion == BLEND:
+        # The pipeline does not reach past the horizon; without season-long backtests the
+        # near ones (fitted on nearly the whole history) choose what carries the far steps.
+        choices.append(select(rows, h, [SERIES, *METHODS], serve_from=h))
     for choice in choices:
         if choice.champion not in (BLEND, SERIES):
             choice.path, choice.path_from = served_path(
