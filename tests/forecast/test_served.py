@@ -142,6 +142,23 @@ def test_a_single_standard_forecaster_is_never_served_alone() -> None:
     assert served < choice.scores["seasonal_naive"]["wape_total"]
 
 
+def test_a_choice_on_the_near_steps_can_serve_the_far_ones() -> None:
+    """Without season-long backtests the near rows choose what carries the far steps: the
+    blend is not a candidate there (its pipeline does not reach that far), and the note says
+    on which steps it was judged."""
+    rows = _rows(0.05, seed=2)  # the blend is the best on the near steps
+    rng = np.random.default_rng(4)
+    rows["series"] = rows["actual"] * np.exp(0.6 * rng.normal(size=len(rows)))
+    for name in ("seasonal_naive", "naive", "mean", "ets"):
+        rows[name] = rows["actual"] * np.exp(0.3 * rng.normal(size=len(rows)))
+    near = select(rows, 3, [BLEND, *METHODS])
+    far = select(rows, 3, ["series", *METHODS], serve_from=3)
+    assert near.champion == BLEND and near.from_step == 0
+    assert far.champion not in (BLEND, "series") and far.from_step == 3
+    assert len(far.log_errors) == 3  # widths of the near steps, widened past them when served
+    assert "on the near steps" in far.note
+
+
 def test_intervals_widen_with_the_backtest_errors() -> None:
     quiet, loud = _rows(0.1), _rows(0.4)
     narrow = conformal_table(quiet, quiet[BLEND].to_numpy(), 50.0, 3)
