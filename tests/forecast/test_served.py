@@ -20,6 +20,7 @@ from salesml.models.revenue.pipeline import PipelineForecast, simulate
 from salesml.models.revenue.prophet_model import fit_series
 from tests.helpers.history import import_history
 from training.revenue import fit as tf
+from training.revenue.register import forecast_card
 from training.revenue.select import (
     BLEND,
     LONG_ORIGINS,
@@ -88,6 +89,17 @@ def test_served_method_never_loses_to_seasonal_naive_on_its_own_backtest(
         assert served <= naive, (choice.from_step, choice.champion, served, naive)
     assert trained.bundle.model("month").served[0].method == choices[0].champion
     assert trained.bundle.metadata["served"]["month"]["note"]
+
+
+def test_the_card_says_what_is_served_and_lists_every_candidate(
+    trained: tf.ForecastTrainingResult,
+) -> None:
+    card = forecast_card(trained)
+    assert "never one standard forecaster alone" in card
+    first = trained.choices["month"][0]
+    assert first.note in card
+    assert card.count("(served)") == len(trained.choices["month"])
+    assert "seasonal naive" in card
 
 
 # --- the choice and its intervals, on hand-made backtest rows ---------------------------------
