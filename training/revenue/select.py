@@ -110,7 +110,8 @@ def candidate_records(
 def choose(
     rows: pd.DataFrame, steps: int, candidates: Sequence[str]
 ) -> tuple[str, dict[str, float], dict[str, np.ndarray]]:
-    """The served method among few: the blend (when a candidate), the simple methods and the
+    """The served method among few: the blend or its series component (when candidates), the
+    simple methods and the
     ensemble, the mean of the ``ENSEMBLE_SIZE`` standard forecasters (``POOL``) with the lowest
     WAPE on ``rows``. A single forecaster of the pool is never served alone: chosen on a few
     origins, the best one is mostly the luckiest (synth-noqe-3 monthly: Prophet on days won
@@ -127,10 +128,8 @@ def choose(
         preds[ENSEMBLE] = np.mean([preds[c] for c in members], axis=0)
         scores[ENSEMBLE] = _wape(actual, preds[ENSEMBLE])
     # Ties go to the simpler method: the order of the list is the preference.
-    # The blend serves alone where its pipeline counts; past that its series component is one
-    # more forecaster of the pool (orders-202 weekly: the series, alone after winning eight
-    # near origins, scored 1.31 × default Prophet on the year after).
-    order = [c for c in (*SIMPLE, BLEND, ENSEMBLE) if c in scores and c in (*candidates, ENSEMBLE)]
+    own = (BLEND, SERIES)  # the product's own model (its series component past the horizon)
+    order = [c for c in (*SIMPLE, *own, ENSEMBLE) if c in scores and c in (*candidates, ENSEMBLE)]
     if not order:  # too short a history for the ensemble: the best of what ran
         order = sorted(scores, key=lambda c: scores[c])[:1]
     if not order:
