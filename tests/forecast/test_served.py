@@ -20,7 +20,15 @@ from salesml.models.revenue.pipeline import PipelineForecast, simulate
 from salesml.models.revenue.prophet_model import fit_series
 from tests.helpers.history import import_history
 from training.revenue import fit as tf
-from training.revenue.select import BLEND, LONG_ORIGINS, conformal_table, long_origins, select
+from training.revenue.register import forecast_card
+from training.revenue.select import (
+    BLEND,
+    LONG_ORIGINS,
+    MIN_LONG_ORIGINS,
+    conformal_table,
+    long_origins,
+    select,
+)
 
 # --- on a won-only order history (no quarter-end pushes), trained end to end ----------------
 
@@ -83,6 +91,17 @@ def test_served_method_never_loses_to_seasonal_naive_on_its_own_backtest(
     assert trained.bundle.metadata["served"]["month"]["note"]
 
 
+def test_the_card_says_what_is_served_and_lists_every_candidate(
+    trained: tf.ForecastTrainingResult,
+) -> None:
+    card = forecast_card(trained)
+    assert "never one standard forecaster alone" in card
+    first = trained.choices["month"][0]
+    assert first.note in card
+    assert card.count("(served)") == len(trained.choices["month"])
+    assert "seasonal naive" in card
+
+
 # --- the choice and its intervals, on hand-made backtest rows ---------------------------------
 
 
@@ -115,6 +134,41 @@ def test_when_everything_loses_the_best_simple_method_is_served_and_said() -> No
     assert choice.members == ["seasonal_naive"]
     assert "every other candidate lost to seasonal naive" in choice.note
     assert choice.scores[BLEND]["wape_total"] > choice.scores["seasonal_naive"]["wape_total"]
+
+
+def test_a_single_standard_forecaster_is_never_served_alone() -> None:
+    """AutoETS has the lowest backtest WAPE on its own, yet the mean of the best few of the
+    pool is served (the best single one on a few origins is mostly the luckiest)."""
+    rows = _rows(0.4, seed=1)
+    rng = np.random.default_rng(5)
+    actual = rows["actual"].to_numpy()
+    rows["seasonal_naive"] = actual * np.exp(0.5 * rng.normal(size=len(rows)))
+    rows["naive"] = rows["mean"] = actual * np.exp(0.5 * rng.normal(size=len(rows)))
+    for name, noise in (("ets", 0.05), ("theta", 0.1), ("prophet", 0.12), ("mstl", 0.15)):
+        rows[name] = actual * np.exp(noise * rng.normal(size=len(rows)))
+    choice = select(rows, 3, [BLEND, *METHODS])
+    assert choice.scores["ets"]["wape_total"] < choice.scores["ensemble"]["wape_total"]
+    assert choice.champion == "ensemble"
+    assert sorted(choice.members) == ["ets", "mstl", "prophet", "theta"]
+    served = choice.scores["ensemble"]["wape_total"]
+    assert served < choice.scores["seasonal_naive"]["wape_total"]
+
+
+def test_a_choice_on_the_near_steps_can_serve_the_far_ones() -> None:
+    """Without season-long backtests the near rows choose what carries the far steps: the
+    blend is not a candidate there (its pipeline does not reach that far), and the note says
+    on which steps it was judged."""
+    rows = _rows(0.05, seed=2)  # the blend is the best on the near steps
+    rng = np.random.default_rng(4)
+    rows["series"] = rows["actual"] * np.exp(0.6 * rng.normal(size=len(rows)))
+    for name in ("seasonal_naive", "naive", "mean", "ets"):
+        rows[name] = rows["actual"] * np.exp(0.3 * rng.normal(size=len(rows)))
+    near = select(rows, 3, [BLEND, *METHODS])
+    far = select(rows, 3, ["series", *METHODS], serve_from=3)
+    assert near.champion == BLEND and near.from_step == 0
+    assert far.champion not in (BLEND, "series") and far.from_step == 3
+    assert len(far.log_errors) == 3  # widths of the near steps, widened past them when served
+    assert "on the near steps" in far.note
 
 
 def test_intervals_widen_with_the_backtest_errors() -> None:
@@ -207,13 +261,15 @@ def test_maven_january_to_march_2018_at_its_2017_level(maven_dir: Path, tmp_path
     assert np.all((level > 0.7e6) & (level < 1.3e6)), level
 
 
-def test_season_long_backtest_origins_follow_a_season_of_sales_and_spread_out() -> None:
-    idx = pd.date_range("2021-01-01", periods=42, freq="MS")
-    total = pd.Series(np.r_[np.zeros(3), np.full(39, 100.0)], index=idx)
+def test_season_long_backtest_origins_follow_two_seasons_of_sales_and_spread_out() -> None:
+    """Season-long backtests start after two seasons of sales (what the forecasters need for
+    their yearly terms); a three-year history has too few of them."""
+    idx = pd.date_range("2021-01-01", periods=63, freq="MS")
+    total = pd.Series(np.r_[np.zeros(3), np.full(60, 100.0)], index=idx)
     origins = long_origins(total, "month", 12, 1)
     positions = [idx.get_loc(o) for o in origins]
     assert len(origins) == LONG_ORIGINS
-    assert positions[0] >= 3 + 12  # a season of sales before the first
-    assert positions[-1] == 42 - 12  # the latest with a complete horizon
+    assert positions[0] >= 3 + 24  # two seasons of sales before the first
+    assert positions[-1] == 63 - 12  # the latest with a complete horizon
     assert min(np.diff(positions)) >= 2  # spread over the span, not bunched at its end
-    assert long_origins(total.iloc[:20], "month", 12, 1) == []
+    assert len(long_origins(total.iloc[: 3 + 36], "month", 12, 1)) < MIN_LONG_ORIGINS

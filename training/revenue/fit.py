@@ -786,16 +786,17 @@ def choose_served(
 ) -> list[Choice]:
     """What carries the company total, by steps ahead (``training.revenue.select``).
 
-    Up to the blend's horizon: the lowest WAPE of the blend and the standard forecasters on the
-    blend's own origins. Past it (when the history allows ``MIN_LONG_ORIGINS`` origins a season
-    long): the lowest WAPE over those steps of the standard forecasters and the blend's series
-    component (which is what carries the blend that far). Empty without backtests."""
+    Up to the blend's horizon: the lowest WAPE of the blend, the simple methods and the
+    ensemble on the blend's own origins. Past it: the lowest WAPE of the blend's series
+    component (what carries the blend that far), the simple methods and the ensemble, on
+    ``MIN_LONG_ORIGINS`` or more season-long backtests after two seasons of sales where the
+    history allows them; else, when the blend won the near steps, on the near rows (otherwise
+    the near steps' winner carries every step). Empty without backtests."""
     if scored is None or scored.empty:
         return []
     h = HORIZON[freq]
-    total = scored[scored["dimension"] == "total"][
-        ["origin", "step", "period_start", "actual", BLEND]
-    ]
+    columns = ["origin", "step", "period_start", "actual", BLEND, SERIES]
+    total = scored[scored["dimension"] == "total"][[c for c in columns if c in scored]]
     origins = sorted(pd.Timestamp(o) for o in total["origin"].unique())
     full = series[key("total", "total")]
     cands = candidate_records(history.deals, full, freq, origins, h)
@@ -810,6 +811,11 @@ def choose_served(
     if len(starts) >= MIN_LONG_ORIGINS:
         long_rows = candidate_records(history.deals, full, freq, starts, far, [*METHODS, SERIES])
         choices.append(select(long_rows, far, [SERIES, *METHODS], from_step=h))
+    elif choices[0].champion == BLEND:
+        # The pipeline does not reach past the horizon; without season-long backtests the
+        # near ones (fitted on nearly the whole history) choose what carries the far steps
+        # (a served ensemble or simple method carries them itself).
+        choices.append(select(rows, h, [SERIES, *METHODS], serve_from=h))
     for choice in choices:
         if choice.champion not in (BLEND, SERIES):
             choice.path, choice.path_from = served_path(

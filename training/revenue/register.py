@@ -73,7 +73,14 @@ def candidate_metrics(result: ForecastTrainingResult) -> dict[str, float]:
 def forecast_card(result: ForecastTrainingResult) -> str:
     """The forecast's card (Markdown): per period length what is served and why, and every
     candidate's backtest WAPE and 80 % coverage on the company total."""
-    lines = ["# Revenue forecast", ""]
+    lines = [
+        "# Revenue forecast",
+        "",
+        "Served per period length: the pipeline + series blend, a simple method (seasonal naive, "
+        "naive, the mean) or the mean of the best four standard forecasters on the backtest — "
+        "never one standard forecaster alone (the best of a few origins is mostly the luckiest).",
+        "",
+    ]
     for freq, choices in result.choices.items():
         for choice in choices:
             steps = f"from step {choice.from_step + 1}" if choice.from_step else "near steps"

@@ -44,7 +44,10 @@ PROPHET = ("prophet",)  # Prophet with default settings on the periods
 METHODS: tuple[str, ...] = (*SIMPLE, *STATS, *PROPHET, *DAILY)
 SERIES = "series"  # the blend's own tuned Prophet component (opt-in: long-horizon backtests)
 ENSEMBLE = "ensemble"
-ENSEMBLE_SIZE = 3
+ENSEMBLE_SIZE = 4
+# What the ensemble averages (the best ``ENSEMBLE_SIZE`` of them on the backtest): the model-based
+# forecasters and seasonal naive; naive and the mean are levels, served alone or not at all.
+POOL: tuple[str, ...] = ("seasonal_naive", *STATS, *PROPHET, *DAILY, SERIES)
 MIN_STATS_PERIODS = 6  # fewer active periods: the simple methods only
 MIN_DAILY_DAYS = 180  # Prophet on days needs this many days since the first sale
 
