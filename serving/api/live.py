@@ -34,11 +34,11 @@ from typing import Any
 
 import pandas as pd
 
-from features.build import build_features
 from features.history import History, _canonical
 from salesml.explain import attribute_change
 from salesml.importers.validate import PARSE_HINTS, Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
+from serving.api.live_context import LiveContext
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
 from serving.changes import input_hashes
@@ -173,6 +173,8 @@ class LiveEvents:
         if self._live:
             self._scored_seq = max(v.score.seq for v in self._live.values())
         self._published: RunView | None = None
+        self._context: LiveContext | None = None  # the one-deal feature context (per data)
+        self._context_data: Any = None
         self._last_fold = 0.0
         self.scored = threading.Condition()
 
@@ -420,8 +422,17 @@ class LiveEvents:
         stamps = [s.tz_convert(None) if s.tzinfo else s for s in stamps]
         as_of = min(max([snap.data.as_of, *stamps]), max(_now(), snap.data.as_of))
         wanted = [d for d in last if d in self._deal_pos]
-        features = build_features(history, as_of, deal_ids=wanted, features=snap.data.spec)
-        features.index = features.index.astype(str)
+        if self._context is None or self._context_data is not snap.data:
+            self._context, self._context_data = LiveContext(snap.data.spec), snap.data
+        dirty = sorted(
+            {
+                str(row["deal_id"])
+                for e in entries
+                for row in (e.rows or {}).get("stage_history", [])
+                if str(row["deal_id"]) in wanted
+            }
+        )
+        features = self._context.rows(history, as_of, wanted, dirty)
         scored: list[LiveScore] = []
         if len(features):
             future = self.state.scorer.submit(features, snap.models, as_of, batchable=False)
@@ -477,6 +488,7 @@ class LiveEvents:
         self._scored_seq = max(e.seq for e in entries)
         with self.scored:
             self.scored.notify_all()
+        self._context.refresh(history, as_of)  # after the answers are out
 
     def _publish(self) -> None:
         """Put the live answers on top of the served run (again, after a new run)."""
