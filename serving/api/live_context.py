@@ -68,6 +68,7 @@ class LiveContext:
         self._bounds = np.zeros(0, np.int64)
         self.rebuilds = 0
         self.patches = 0
+        self.fallbacks: dict[str, int] = {}  # why a round was scored by build_features
 
     # -- keeping the context current -------------------------------------------------------
     def rebuild(self, history: History, as_of: pd.Timestamp) -> None:
@@ -155,7 +156,9 @@ class LiveContext:
         if len(now) != len(touched):
             raise Stale("a deal id twice")
         columns = [c for c in table.columns if c not in STAGE_COLUMNS]
-        if any(c in ctx.sources.values() for c in STAGE_COLUMNS):
+        # (``current_stage``'s source "stage" names the stage history, not the column)
+        read = {v for k, v in ctx.sources.items() if k != "current_stage"}
+        if read & {*STAGE_COLUMNS}:
             columns = list(table.columns)
         before = table.iloc[locs][columns].set_index(pd.Index(touched))
         after = now.loc[list(touched), columns]
@@ -189,7 +192,8 @@ class LiveContext:
             if dirty:
                 ctx = self._patch(ctx, history, dirty)
             out, ctx = self._score(ctx, history, touched, dirty)
-        except Stale:
+        except Stale as why:
+            self.fallbacks[str(why)] = self.fallbacks.get(str(why), 0) + 1
             out = build_features(history, as_of, deal_ids=list(touched), features=self.spec)
             out.index = out.index.astype(str)
             self.context = None  # rebuilt after the round's answers are out (``refresh``)

@@ -20,22 +20,24 @@ def _round(
 ) -> tuple[History, list[str], list[str]]:
     """Stage changes (known stages, amounts) and activities on a few open deals at as_of."""
     touched = sorted({str(d) for d in rng.choice(ids, size=int(rng.integers(1, 5)))})
-    sh, acts = history.stage_history, history.activities
+    sh, acts, deals = history.stage_history, history.activities, history.deals.copy()
     stages = sorted(sh["stage"].dropna().unique())
     dirty = []
     new_sh, new_acts = [], []
     for deal_id in touched:
         if rng.random() < 0.6:
             dirty.append(deal_id)
-            new_sh.append(
-                {
-                    "deal_id": deal_id,
-                    "stage": str(rng.choice(stages)),
-                    "changed_at": as_of,
-                    "amount": float(rng.integers(1, 10_000)) / 7,
-                    "expected_close_date": as_of + pd.Timedelta(days=int(rng.integers(1, 90))),
-                }
-            )
+            change = {
+                "stage": str(rng.choice(stages)),
+                "amount": float(rng.integers(1, 10_000)) / 7,
+                "expected_close_date": as_of + pd.Timedelta(days=int(rng.integers(1, 90))),
+            }
+            new_sh.append({"deal_id": deal_id, "changed_at": as_of, **change})
+            # the event's deal row moves too (serving.events.resolve merges it)
+            mine = deals.index[deals["deal_id"].astype(str) == deal_id]
+            for column, value in change.items():
+                if column in deals.columns:
+                    deals.loc[mine, column] = value
         else:
             row = acts.iloc[[0]].copy()
             row["deal_id"], row["occurred_at"] = deal_id, as_of
@@ -45,7 +47,8 @@ def _round(
         sh = pd.concat([sh, added], ignore_index=True)
     if new_acts:
         acts = pd.concat([acts, *new_acts], ignore_index=True)
-    return replace(history, stage_history=sh, activities=acts), touched, dirty
+    changed = replace(history, deals=deals, stage_history=sh, activities=acts)
+    return changed, touched, dirty
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -65,6 +68,6 @@ def test_live_rows_equal_a_fresh_build_after_each_round(seed: int) -> None:
         expected.index = expected.index.astype(str)
         pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)
         live.refresh(history, as_of)
-    # The context was kept, not rebuilt every round (the point of it).
+    # The context was kept, not rebuilt (the point of it): these rounds are all expressible.
     assert live.patches > 0
-    assert live.rebuilds < 8
+    assert (live.rebuilds, live.fallbacks) == (1, {})
