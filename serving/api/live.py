@@ -8,8 +8,10 @@ the commit. One applier thread then does the rest, in journal order:
 
 1. folds the new rows into the server's in-memory history;
 2. rescores the deals they touch with the serving model, on the history as of the latest
-   event (``build_features`` with ``deal_ids``: the same code as the nightly batch), on the
-   scoring thread;
+   event: their feature rows come from the one-deal path (``features.single.deal_features``
+   on a context kept up to date per round, ``serving.api.live_context``), which gives exactly
+   ``build_features(history, as_of, deal_ids)`` — the nightly batch's rows — and falls back to
+   that call for a round it cannot express; scored on the scoring thread;
 3. publishes their ``GET /v1/deals/{id}`` answers (the new score, the history with the event
    as its latest point, and ``change`` naming the event) on top of the latest score run, and
    keeps them in the journal (``live_scores``), so a restart shows them again;

@@ -36,13 +36,13 @@ from features._stages import CodedStages, code_stages
 from features.build import build_features
 from features.history import History
 from features.single import DealContext, deal_context, deal_features
-from features.spec import Feature
+from features.spec import Feature, flat_columns
 
 # Deal columns an event may move without touching the context (the stage history carries them).
 STAGE_COLUMNS = ("stage", "amount", "expected_close_date")
 
 
-class Stale(Exception):
+class StaleContextError(Exception):
     """The context cannot describe this round's history exactly: rebuild it."""
 
 
@@ -68,7 +68,9 @@ class LiveContext:
         self._bounds = np.zeros(0, np.int64)
         self.rebuilds = 0
         self.patches = 0
-        self.fallbacks: dict[str, int] = {}  # why a round was scored by build_features
+        self.fallbacks: dict[str, int] = {}  # why a round could not use the context
+        self.batched = 0  # rounds scored by build_features
+        self._costs: dict[str, list[float]] = {"deal": [], "batch": []}  # seconds, recent
 
     # -- keeping the context current -------------------------------------------------------
     def rebuild(self, history: History, as_of: pd.Timestamp) -> None:
@@ -87,7 +89,7 @@ class LiveContext:
         lo, hi = sorted((t0, t))
         # an aggregate moves at a boundary b when lo < b <= hi
         if np.searchsorted(self._bounds, hi, "right") > np.searchsorted(self._bounds, lo, "right"):
-            raise Stale("the history changes between the two as_of dates")
+            raise StaleContextError("the history changes between the two as_of dates")
         state = ctx.state
         assert state is not None
         return replace(
@@ -104,16 +106,16 @@ class LiveContext:
         sh = ctx.history.stage_history
         locs = ctx.deals.index.get_indexer(pd.Index(dirty))
         if (locs < 0).any():
-            raise Stale("a new deal")
+            raise StaleContextError("a new deal")
         old = np.concatenate([state.rows_of(int(loc)) for loc in locs])
         new_rows = history.stage_history[history.stage_history["deal_id"].isin(dirty)]
         if new_rows["stage"].isna().any():
-            raise Stale("a stage row without a stage")
+            raise StaleContextError("a stage row without a stage")
         names = Counter(ctx.stage_counts)
         names.subtract(str(v) for v in sh["stage"].iloc[old].dropna())
         names.update(str(v) for v in new_rows["stage"])
         if sorted(n for n, c in names.items() if c > 0) != ctx.stage_values:
-            raise Stale("the stage vocabulary changes")
+            raise StaleContextError("the stage vocabulary changes")
         coded = code_stages(new_rows, ctx.deals.index)
         remap = np.searchsorted(
             np.asarray(ctx.stages.vocabulary, dtype=object),
@@ -134,6 +136,8 @@ class LiveContext:
         )
         stage_history = pd.concat([sh[keep], new_rows], ignore_index=True)
         n = len(ctx.deals.created)
+        # the new rows' times are boundaries for the next rounds too
+        self._bounds = np.sort(np.concatenate([self._bounds, coded.time[coded.time != NAT]]))
         state = replace(state, **_stage_state(stages, n, int(ctx.dates[0])))
         self.patches += 1
         return replace(
@@ -145,16 +149,16 @@ class LiveContext:
         )
 
     def _check_deals(self, ctx: DealContext, history: History, touched: Sequence[str]) -> None:
-        """Raise ``Stale`` unless every touched deal is one of the context's open deals with
-        the same deal row, but for the columns the stage history carries."""
+        """Raise ``StaleContextError`` unless every touched deal is one of the context's open
+        deals with the same deal row, but for the columns the stage history carries."""
         table = ctx.deals_table
         locs = ctx.deals.index.get_indexer(pd.Index(touched))
         if (locs < 0).any():
-            raise Stale("a new deal")
+            raise StaleContextError("a new deal")
         ids = history.deals["deal_id"].astype(str)
         now = history.deals[ids.isin(touched)].set_index(ids[ids.isin(touched)])
         if len(now) != len(touched):
-            raise Stale("a deal id twice")
+            raise StaleContextError("a deal id twice")
         columns = [c for c in table.columns if c not in STAGE_COLUMNS]
         # (``current_stage``'s source "stage" names the stage history, not the column)
         read = {v for k, v in ctx.sources.items() if k != "current_stage"}
@@ -163,14 +167,17 @@ class LiveContext:
         before = table.iloc[locs][columns].set_index(pd.Index(touched))
         after = now.loc[list(touched), columns]
         if not before.astype(str).equals(after.astype(str)):
-            raise Stale("a deal field other than stage, amount or close date changed")
+            raise StaleContextError("a deal field other than stage, amount or close date changed")
+        # The leakage screen of the deals without stage history reads these columns.
+        if flat_columns(history) != ctx.flat:
+            raise StaleContextError("the flat-export screen changes")
         for loc in locs:
             if ctx.deals.closed[loc] != NAT or int(np.searchsorted(ctx.open_deal, loc)) >= len(
                 ctx.open_deal
             ):
-                raise Stale("a closed deal")
+                raise StaleContextError("a closed deal")
             if ctx.open_deal[np.searchsorted(ctx.open_deal, loc)] != loc:
-                raise Stale("a deal not open at as_of")
+                raise StaleContextError("a deal not open at as_of")
 
     # -- scoring ---------------------------------------------------------------------------
     def rows(
@@ -184,22 +191,44 @@ class LiveContext:
         ``history`` at ``as_of``: ``build_features(history, as_of, touched)``."""
         try:
             if self.context is None or self.context.state is None:
-                raise Stale("no context yet")
+                raise StaleContextError("no context yet")
             if "amount" not in {f.name for f in self.spec}:
-                raise Stale("no amount feature to keep the open pipeline with")
+                raise StaleContextError("no amount feature to keep the open pipeline with")
             ctx = self._advance(as_of)
             self._check_deals(ctx, history, touched)
             if dirty:
                 ctx = self._patch(ctx, history, dirty)
-            out, ctx = self._score(ctx, history, touched, dirty)
-        except Stale as why:
+            if self._one_by_one(len(touched) + len(dirty)):
+                started = time.perf_counter()
+                out, ctx = self._score(ctx, history, touched, dirty)
+                spent = (time.perf_counter() - started) / (len(touched) + len(dirty))
+                self._costs["deal"] = [*self._costs["deal"][-19:], spent]
+            else:
+                out = self._build(history, as_of, touched)
+                ctx = _with_amounts(ctx, dirty, out)
+        except StaleContextError as why:
             self.fallbacks[str(why)] = self.fallbacks.get(str(why), 0) + 1
-            out = build_features(history, as_of, deal_ids=list(touched), features=self.spec)
-            out.index = out.index.astype(str)
             self.context = None  # rebuilt after the round's answers are out (``refresh``)
-            return out
+            return self._build(history, as_of, touched)
         self.context, self._base = ctx, history
         return out
+
+    def _build(self, history: History, as_of: pd.Timestamp, touched: Sequence[str]) -> pd.DataFrame:
+        started = time.perf_counter()
+        out = build_features(history, as_of, deal_ids=list(touched), features=self.spec)
+        out.index = out.index.astype(str)
+        self._costs["batch"] = [*self._costs["batch"][-19:], time.perf_counter() - started]
+        self.batched += 1
+        return out
+
+    def _one_by_one(self, n_rows: int) -> bool:
+        """Whether ``n_rows`` one-deal rows cost less than one ``build_features`` call, by the
+        median cost of each measured in this process (one-deal rows until both are known):
+        the one-deal cost is fixed, the batch's grows with the history."""
+        deal, batch = self._costs["deal"], self._costs["batch"]
+        if not deal or not batch:
+            return True
+        return bool(n_rows * float(np.median(deal)) <= float(np.median(batch)))
 
     def refresh(self, history: History, as_of: pd.Timestamp) -> None:
         """Rebuild the context when the last round could not use it."""
@@ -221,7 +250,7 @@ class LiveContext:
                 history.activities[act_ids == deal_id],
             )
             if row is None:
-                raise Stale("a deal not open at as_of")
+                raise StaleContextError("a deal not open at as_of")
             time.sleep(0)  # let the event loop answer between deals
             return row
 
@@ -237,9 +266,24 @@ class LiveContext:
             ctx = replace(ctx, open_amount=amounts)
             owners = ctx.deals.owner[locs]
             shared = {int(o) for o, c in Counter(owners.tolist()).items() if c > 1}
-            rows = {d: r for d, r, o in zip(rows, rows.values(), owners, strict=True)
-                    if int(o) not in shared}
+            rows = {
+                d: r
+                for d, r, o in zip(rows, rows.values(), owners, strict=True)
+                if int(o) not in shared
+            }
         frames = [rows[d] if d in rows else one(d) for d in touched]
         out = pd.concat(frames)
         out.index = out.index.astype(str)
         return out, ctx
+
+
+def _with_amounts(ctx: DealContext, dirty: Sequence[str], rows: pd.DataFrame) -> DealContext:
+    """``ctx`` with the open-pipeline amounts of ``dirty`` read from their feature rows."""
+    if not dirty:
+        return ctx
+    if not pd.Index(dirty).isin(rows.index).all():
+        raise StaleContextError("a deal not open at as_of")
+    amounts = ctx.open_amount.copy()
+    slots = np.searchsorted(ctx.open_deal, ctx.deals.index.get_indexer(pd.Index(dirty)))
+    amounts[slots] = rows.loc[list(dirty), "amount"].to_numpy(dtype=np.float64)
+    return replace(ctx, open_amount=amounts)
