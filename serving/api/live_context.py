@@ -138,7 +138,7 @@ class LiveContext:
         n = len(ctx.deals.created)
         # the new rows' times are boundaries for the next rounds too
         self._bounds = np.sort(np.concatenate([self._bounds, coded.time[coded.time != NAT]]))
-        state = replace(state, **_stage_state(stages, n, int(ctx.dates[0])))
+        state = replace(state, **_stage_state(stages, n, int(ctx.dates[0])))  # type: ignore[arg-type]
         self.patches += 1
         return replace(
             ctx,
@@ -262,7 +262,7 @@ class LiveContext:
             locs = ctx.deals.index.get_indexer(pd.Index(list(rows)))
             slots = np.searchsorted(ctx.open_deal, locs)
             for slot, row in zip(slots, rows.values(), strict=True):
-                amounts[slot] = float(row["amount"].iat[0])
+                amounts[slot] = row["amount"].to_numpy(dtype=np.float64)[0]
             ctx = replace(ctx, open_amount=amounts)
             owners = ctx.deals.owner[locs]
             shared = {int(o) for o, c in Counter(owners.tolist()).items() if c > 1}
