@@ -8,8 +8,10 @@ the commit. One applier thread then does the rest, in journal order:
 
 1. folds the new rows into the server's in-memory history;
 2. rescores the deals they touch with the serving model, on the history as of the latest
-   event (``build_features`` with ``deal_ids``: the same code as the nightly batch), on the
-   scoring thread;
+   event: their feature rows come from the one-deal path (``features.single.deal_features``
+   on a context kept up to date per round, ``serving.api.live_context``), which gives exactly
+   ``build_features(history, as_of, deal_ids)`` — the nightly batch's rows — and falls back to
+   that call for a round it cannot express; scored on the scoring thread;
 3. publishes their ``GET /v1/deals/{id}`` answers (the new score, the history with the event
    as its latest point, and ``change`` naming the event) on top of the latest score run, and
    keeps them in the journal (``live_scores``), so a restart shows them again;
@@ -34,11 +36,11 @@ from typing import Any
 
 import pandas as pd
 
-from features.build import build_features
 from features.history import History, _canonical
 from salesml.explain import attribute_change
 from salesml.importers.validate import PARSE_HINTS, Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
+from serving.api.live_context import LiveContext
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
 from serving.changes import input_hashes
@@ -173,6 +175,8 @@ class LiveEvents:
         if self._live:
             self._scored_seq = max(v.score.seq for v in self._live.values())
         self._published: RunView | None = None
+        self._context: LiveContext | None = None  # the one-deal feature context (per data)
+        self._context_data: Any = None
         self._last_fold = 0.0
         self.scored = threading.Condition()
 
@@ -420,8 +424,17 @@ class LiveEvents:
         stamps = [s.tz_convert(None) if s.tzinfo else s for s in stamps]
         as_of = min(max([snap.data.as_of, *stamps]), max(_now(), snap.data.as_of))
         wanted = [d for d in last if d in self._deal_pos]
-        features = build_features(history, as_of, deal_ids=wanted, features=snap.data.spec)
-        features.index = features.index.astype(str)
+        if self._context is None or self._context_data is not snap.data:
+            self._context, self._context_data = LiveContext(snap.data.spec), snap.data
+        dirty = sorted(
+            {
+                str(row["deal_id"])
+                for e in entries
+                for row in (e.rows or {}).get("stage_history", [])
+                if str(row["deal_id"]) in wanted
+            }
+        )
+        features = self._context.rows(history, as_of, wanted, dirty)
         scored: list[LiveScore] = []
         if len(features):
             future = self.state.scorer.submit(features, snap.models, as_of, batchable=False)
@@ -477,6 +490,7 @@ class LiveEvents:
         self._scored_seq = max(e.seq for e in entries)
         with self.scored:
             self.scored.notify_all()
+        self._context.refresh(history, as_of)  # after the answers are out
 
     def _publish(self) -> None:
         """Put the live answers on top of the served run (again, after a new run)."""

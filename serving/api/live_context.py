@@ -1,0 +1,289 @@
+"""The applier's one-deal feature context, kept up to date per round (docs/events.md).
+
+Rescoring the deals an event touches with ``build_features`` reads the whole history every
+round. ``LiveContext`` keeps a ``features.single.DealContext`` instead and scores each touched
+deal with ``deal_features`` (the what-if path), which gives exactly the row
+``build_features(history, as_of, [deal])`` gives (``features.single``'s contract). The context
+must then describe the current history at the round's as_of; per round it is
+
+* moved to the new as_of when nothing in its history happens in between (no deal created or
+  closed, no stage change, no closing entering or leaving the rep window): every aggregate it
+  holds is then the same at both times;
+* patched for the deals whose stage history the round changed (stage changes, amount and
+  close date moves of open deals): their coded rows are replaced, the stage order and push
+  totals recomputed from the coded rows (numpy over the stage history, no DataFrame work) and
+  their amounts at as_of put into the open pipeline;
+* rebuilt otherwise (a new or closed deal, a changed owner, team, product or other deal field,
+  a stage name the history lacks) — that round is scored by ``build_features`` as before.
+
+Activities are read per deal only, so an activity never changes the context.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from features._context import REP_WINDOW_DAYS
+from features._entities import _stage_state
+from features._events import MICROS_PER_DAY, NAT, micros
+from features._stages import CodedStages, code_stages
+from features.build import build_features
+from features.history import History
+from features.single import DealContext, deal_context, deal_features
+from features.spec import Feature, flat_columns
+
+# Deal columns an event may move without touching the context (the stage history carries them).
+STAGE_COLUMNS = ("stage", "amount", "expected_close_date")
+
+
+class StaleContextError(Exception):
+    """The context cannot describe this round's history exactly: rebuild it."""
+
+
+def _boundaries(history: History) -> np.ndarray:
+    """Times at which some aggregate of the context can change (sorted, microseconds)."""
+    deals = history.deals
+    created = micros(deals["created_at"])
+    closed = micros(deals["closed_at"])
+    closed = closed[closed != NAT]
+    window = REP_WINDOW_DAYS * MICROS_PER_DAY
+    changed = micros(history.stage_history["changed_at"])
+    out = np.concatenate([created, closed, closed + window, changed])
+    return np.sort(out[out != NAT])
+
+
+class LiveContext:
+    """A ``DealContext`` following the applier's history; see the module docstring."""
+
+    def __init__(self, spec: Sequence[Feature]) -> None:
+        self.spec = list(spec)
+        self.context: DealContext | None = None
+        self._base: object = None  # the history object the context was last aligned with
+        self._bounds = np.zeros(0, np.int64)
+        self.rebuilds = 0
+        self.patches = 0
+        self.fallbacks: dict[str, int] = {}  # why a round could not use the context
+        self.batched = 0  # rounds scored by build_features
+        self._costs: dict[str, list[float]] = {"deal": [], "batch": []}  # seconds, recent
+
+    # -- keeping the context current -------------------------------------------------------
+    def rebuild(self, history: History, as_of: pd.Timestamp) -> None:
+        self.context = deal_context(history, as_of, self.spec)
+        self._base = history
+        self._bounds = _boundaries(history)
+        self.rebuilds += 1
+
+    def _advance(self, as_of: pd.Timestamp) -> DealContext:
+        ctx = self.context
+        assert ctx is not None
+        t0 = int(ctx.dates[0])
+        t = int(micros(pd.Series([as_of], dtype=object))[0])
+        if t == t0:
+            return ctx
+        lo, hi = sorted((t0, t))
+        # an aggregate moves at a boundary b when lo < b <= hi
+        if np.searchsorted(self._bounds, hi, "right") > np.searchsorted(self._bounds, lo, "right"):
+            raise StaleContextError("the history changes between the two as_of dates")
+        state = ctx.state
+        assert state is not None
+        return replace(
+            ctx,
+            as_of=as_of,
+            dates=np.array([t], dtype=np.int64),
+            state=replace(state, time=t),
+        )
+
+    def _patch(self, ctx: DealContext, history: History, dirty: Sequence[str]) -> DealContext:
+        """``ctx`` with the stage rows of the open deals ``dirty`` taken from ``history``."""
+        state = ctx.state
+        assert state is not None
+        sh = ctx.history.stage_history
+        locs = ctx.deals.index.get_indexer(pd.Index(dirty))
+        if (locs < 0).any():
+            raise StaleContextError("a new deal")
+        old = np.concatenate([state.rows_of(int(loc)) for loc in locs])
+        new_rows = history.stage_history[history.stage_history["deal_id"].isin(dirty)]
+        if new_rows["stage"].isna().any():
+            raise StaleContextError("a stage row without a stage")
+        names = Counter(ctx.stage_counts)
+        names.subtract(str(v) for v in sh["stage"].iloc[old].dropna())
+        names.update(str(v) for v in new_rows["stage"])
+        if sorted(n for n, c in names.items() if c > 0) != ctx.stage_values:
+            raise StaleContextError("the stage vocabulary changes")
+        coded = code_stages(new_rows, ctx.deals.index)
+        remap = np.searchsorted(
+            np.asarray(ctx.stages.vocabulary, dtype=object),
+            np.asarray(coded.vocabulary, dtype=object),
+        )
+        keep = np.ones(len(ctx.stages.deal), dtype=bool)
+        keep[old] = False
+        base = ctx.stages
+        stages = CodedStages(
+            deal=np.concatenate([base.deal[keep], coded.deal]),
+            time=np.concatenate([base.time[keep], coded.time]),
+            stage=np.concatenate(
+                [base.stage[keep], np.where(coded.stage >= 0, remap[coded.stage], -1)]
+            ).astype(np.int64),
+            amount=np.concatenate([base.amount[keep], coded.amount]),
+            expected_close=np.concatenate([base.expected_close[keep], coded.expected_close]),
+            vocabulary=base.vocabulary,
+        )
+        stage_history = pd.concat([sh[keep], new_rows], ignore_index=True)
+        n = len(ctx.deals.created)
+        # the new rows' times are boundaries for the next rounds too
+        self._bounds = np.sort(np.concatenate([self._bounds, coded.time[coded.time != NAT]]))
+        state = replace(state, **_stage_state(stages, n, int(ctx.dates[0])))  # type: ignore[arg-type]
+        self.patches += 1
+        return replace(
+            ctx,
+            history=replace(ctx.history, stage_history=stage_history),
+            stages=stages,
+            stage_counts=+names,
+            state=state,
+        )
+
+    def _check_deals(self, ctx: DealContext, history: History, touched: Sequence[str]) -> None:
+        """Raise ``StaleContextError`` unless every touched deal is one of the context's open
+        deals with the same deal row, but for the columns the stage history carries."""
+        table = ctx.deals_table
+        locs = ctx.deals.index.get_indexer(pd.Index(touched))
+        if (locs < 0).any():
+            raise StaleContextError("a new deal")
+        ids = history.deals["deal_id"].astype(str)
+        now = history.deals[ids.isin(touched)].set_index(ids[ids.isin(touched)])
+        if len(now) != len(touched):
+            raise StaleContextError("a deal id twice")
+        columns = [c for c in table.columns if c not in STAGE_COLUMNS]
+        # (``current_stage``'s source "stage" names the stage history, not the column)
+        read = {v for k, v in ctx.sources.items() if k != "current_stage"}
+        if read & {*STAGE_COLUMNS}:
+            columns = list(table.columns)
+        before = table.iloc[locs][columns].set_index(pd.Index(touched))
+        after = now.loc[list(touched), columns]
+        if not before.astype(str).equals(after.astype(str)):
+            raise StaleContextError("a deal field other than stage, amount or close date changed")
+        # The leakage screen of the deals without stage history reads these columns.
+        if flat_columns(history) != ctx.flat:
+            raise StaleContextError("the flat-export screen changes")
+        for loc in locs:
+            if ctx.deals.closed[loc] != NAT or int(np.searchsorted(ctx.open_deal, loc)) >= len(
+                ctx.open_deal
+            ):
+                raise StaleContextError("a closed deal")
+            if ctx.open_deal[np.searchsorted(ctx.open_deal, loc)] != loc:
+                raise StaleContextError("a deal not open at as_of")
+
+    # -- scoring ---------------------------------------------------------------------------
+    def rows(
+        self,
+        history: History,
+        as_of: pd.Timestamp,
+        touched: Sequence[str],
+        dirty: Sequence[str],
+    ) -> pd.DataFrame:
+        """Feature rows of ``touched`` (``dirty``: those whose stage rows changed) on
+        ``history`` at ``as_of``: ``build_features(history, as_of, touched)``."""
+        try:
+            if self.context is None or self.context.state is None:
+                raise StaleContextError("no context yet")
+            if "amount" not in {f.name for f in self.spec}:
+                raise StaleContextError("no amount feature to keep the open pipeline with")
+            ctx = self._advance(as_of)
+            self._check_deals(ctx, history, touched)
+            if dirty:
+                ctx = self._patch(ctx, history, dirty)
+            if self._one_by_one(len(touched) + len(dirty)):
+                started = time.perf_counter()
+                out, ctx = self._score(ctx, history, touched, dirty)
+                spent = (time.perf_counter() - started) / (len(touched) + len(dirty))
+                self._costs["deal"] = [*self._costs["deal"][-19:], spent]
+            else:
+                out = self._build(history, as_of, touched)
+                ctx = _with_amounts(ctx, dirty, out)
+        except StaleContextError as why:
+            self.fallbacks[str(why)] = self.fallbacks.get(str(why), 0) + 1
+            self.context = None  # rebuilt after the round's answers are out (``refresh``)
+            return self._build(history, as_of, touched)
+        self.context, self._base = ctx, history
+        return out
+
+    def _build(self, history: History, as_of: pd.Timestamp, touched: Sequence[str]) -> pd.DataFrame:
+        started = time.perf_counter()
+        out = build_features(history, as_of, deal_ids=list(touched), features=self.spec)
+        out.index = out.index.astype(str)
+        self._costs["batch"] = [*self._costs["batch"][-19:], time.perf_counter() - started]
+        self.batched += 1
+        return out
+
+    def _one_by_one(self, n_rows: int) -> bool:
+        """Whether ``n_rows`` one-deal rows cost less than one ``build_features`` call, by the
+        median cost of each measured in this process (one-deal rows until both are known):
+        the one-deal cost is fixed, the batch's grows with the history."""
+        deal, batch = self._costs["deal"], self._costs["batch"]
+        if not deal or not batch:
+            return True
+        return bool(n_rows * float(np.median(deal)) <= float(np.median(batch)))
+
+    def refresh(self, history: History, as_of: pd.Timestamp) -> None:
+        """Rebuild the context when the last round could not use it."""
+        if self.context is None:
+            self.rebuild(history, as_of)
+
+    def _score(
+        self, ctx: DealContext, history: History, touched: Sequence[str], dirty: Sequence[str]
+    ) -> tuple[pd.DataFrame, DealContext]:
+        ids = history.deals["deal_id"].astype(str)
+        sh_ids = history.stage_history["deal_id"].astype(str)
+        act_ids = history.activities["deal_id"].astype(str)
+
+        def one(deal_id: str) -> pd.DataFrame:
+            row = deal_features(
+                ctx,
+                history.deals[ids == deal_id],
+                history.stage_history[sh_ids == deal_id],
+                history.activities[act_ids == deal_id],
+            )
+            if row is None:
+                raise StaleContextError("a deal not open at as_of")
+            time.sleep(0)  # let the event loop answer between deals
+            return row
+
+        # The dirty deals' amounts at as_of first (the open pipeline of their owners reads
+        # them), then every touched deal on the context with those amounts.
+        rows = {d: one(d) for d in dirty}
+        if rows:
+            amounts = ctx.open_amount.copy()
+            locs = ctx.deals.index.get_indexer(pd.Index(list(rows)))
+            slots = np.searchsorted(ctx.open_deal, locs)
+            for slot, row in zip(slots, rows.values(), strict=True):
+                amounts[slot] = row["amount"].to_numpy(dtype=np.float64)[0]
+            ctx = replace(ctx, open_amount=amounts)
+            owners = ctx.deals.owner[locs]
+            shared = {int(o) for o, c in Counter(owners.tolist()).items() if c > 1}
+            rows = {
+                d: r
+                for d, r, o in zip(rows, rows.values(), owners, strict=True)
+                if int(o) not in shared
+            }
+        frames = [rows[d] if d in rows else one(d) for d in touched]
+        out = pd.concat(frames)
+        out.index = out.index.astype(str)
+        return out, ctx
+
+
+def _with_amounts(ctx: DealContext, dirty: Sequence[str], rows: pd.DataFrame) -> DealContext:
+    """``ctx`` with the open-pipeline amounts of ``dirty`` read from their feature rows."""
+    if not dirty:
+        return ctx
+    if not pd.Index(dirty).isin(rows.index).all():
+        raise StaleContextError("a deal not open at as_of")
+    amounts = ctx.open_amount.copy()
+    slots = np.searchsorted(ctx.open_deal, ctx.deals.index.get_indexer(pd.Index(dirty)))
+    amounts[slots] = rows.loc[list(dirty), "amount"].to_numpy(dtype=np.float64)
+    return replace(ctx, open_amount=amounts)
