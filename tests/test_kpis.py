@@ -699,3 +699,29 @@ def test_engine_equals_pandas_reference(tmp_path: Path, seed: int) -> None:
         oracle = reference_kpis(con, by=by, period=period, as_of=as_of)
         assert len(engine.pop("warnings")) == len(oracle.pop("warnings"))
         assert_same(engine, oracle, f"seed={seed} by={by} period={period} as_of={as_of}")
+
+
+def test_period_spend_is_unknown_outside_the_span_the_spend_rows_cover(tmp_path: Path) -> None:
+    """Spend recorded for February and April only: January and May were not recorded (null
+    spend, null CAC — not a confident 0), March inside the span had nothing spent (0)."""
+    con = connect(tmp_path / "w.duckdb")
+    insert(con, "deals", [
+        deal(f"D{m}", f"2024-0{m}-02", "won", f"2024-0{m}-20", 1000, "R1", f"A{m}", "P1",
+             "web", None)
+        for m in range(1, 6)
+    ])  # fmt: skip
+    insert(con, "marketing_spend", [
+        {"period": ts("2024-02-01"), "channel": "web", "amount": 500.0},
+        {"period": ts("2024-04-01"), "channel": "web", "amount": 300.0},
+    ])  # fmt: skip
+    r = compute_kpis(con, period="month", as_of=datetime(2024, 5, 31))
+    periods = {p["period_start"]: p for p in r["overall"]["periods"]}
+    spend = {k: (p["marketing_spend"], p["cac"]) for k, p in periods.items()}
+    assert spend == {
+        "2024-01-01": (None, None),
+        "2024-02-01": (500.0, 500.0),
+        "2024-03-01": (0.0, 0.0),
+        "2024-04-01": (300.0, 300.0),
+        "2024-05-01": (None, None),
+    }
+    assert r == reference_kpis(con, period="month", as_of=datetime(2024, 5, 31))

@@ -88,6 +88,14 @@ def _nps_score(agg: NpsAgg | None) -> float | None:
     return round(100.0 * (agg.promoters - agg.detractors) / agg.responses, 2)
 
 
+def _period_spend(per: dict[date, float], start: date) -> float | None:
+    """A period's spend: 0 for a period inside the span the spend data covers with no row
+    (nothing spent), unknown (None) before its first or after its last period (not recorded)."""
+    if start in per:
+        return per[start]
+    return 0.0 if min(per) <= start <= max(per) else None
+
+
 def _periods(facts: Facts, g: str | None) -> tuple[list[dict[str, Any]], list[float]]:
     """The period rows of one block, and their unrounded revenues."""
     overall = g is None
@@ -101,7 +109,7 @@ def _periods(facts: Facts, g: str | None) -> tuple[list[dict[str, Any]], list[fl
         new = facts.new_customers.get((g, start), 0)
         spend = None
         if overall and facts.spend is not None:
-            spend = facts.spend[0].get(start, 0.0)
+            spend = _period_spend(facts.spend[0], start)
         rows.append(
             {
                 "period_start": start.isoformat(),

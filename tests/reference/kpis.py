@@ -397,7 +397,12 @@ def _period_rows(
         nw, nl = int(won_p.get(p, 0)), int(lost_p.get(p, 0))
         prev = revs[i - 1] if i >= 1 else None
         yoy = revs[i - lag] if i >= lag else None
-        sp = float(spend_p.get(p, 0.0)) if overall and len(ctx.spend) > 0 else None
+        sp = None
+        if overall and len(ctx.spend) > 0:
+            # Inside the span the spend rows cover: a period without a row spent nothing;
+            # outside it, spend was not recorded (unknown).
+            inside = bool(spend_p) and min(spend_p) <= p <= max(spend_p)
+            sp = float(spend_p.get(p, 0.0)) if inside else None
         nc = int(new_p.get(p, 0))
         rows.append(
             {
