@@ -356,6 +356,10 @@ def _print_kpis(result: dict[str, Any]) -> None:
     Console(width=max(console.width, 150)).print(table)
     _print_lead_conversion(result["overall"].get("lead_conversion"))
     _print_web_traffic(result["overall"].get("web_traffic"))
+    # What the JSON says in "warnings" (several currencies summed, unknown customer figures…)
+    # the table must say too.
+    for warning in result.get("warnings") or []:
+        err.print(f"[yellow]warning:[/] {shown(str(warning))}", highlight=False)
 
 
 def _print_web_traffic(rows: list[dict[str, Any]] | None) -> None:

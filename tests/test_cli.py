@@ -133,3 +133,22 @@ def test_train_flags_a_timing_model_that_loses_to_the_stage_median(
     assert "misses by 117 days" in capsys.readouterr().err.replace("\n", " ")
     _flag_timing({"mae_days": 20.0}, {"mae_days": 27.2})
     assert "warning" not in capsys.readouterr().err
+
+
+def test_kpis_table_prints_the_warnings_its_json_carries(runner: CliRunner, tmp_path: Path) -> None:
+    """Deals in two currencies: the JSON warns that they were summed unconverted, and so must
+    the human table (on stderr), not only the JSON."""
+    csv = tmp_path / "deals.csv"
+    csv.write_text(
+        "deal_id,created_at,status,closed_at,amount,currency\n"
+        "D1,2024-01-02,won,2024-02-01,1000,USD\n"
+        "D2,2024-01-03,won,2024-02-02,900,EUR\n"
+        "D3,2024-01-04,won,2024-02-03,800,USD\n"
+    )
+    result = runner.invoke(app, ["import", str(csv), "--json"])
+    assert result.exit_code == 0, result.output
+    warnings = json.loads(runner.invoke(app, ["kpis", "--json"]).stdout)["warnings"]
+    assert any("2 currencies" in w for w in warnings)
+    result = runner.invoke(app, ["kpis"])
+    assert result.exit_code == 0, result.output
+    assert "2 currencies" in result.stderr
