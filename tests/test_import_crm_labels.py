@@ -208,3 +208,23 @@ def test_a_file_without_the_required_columns_names_them(tmp_path: Path) -> None:
     with pytest.raises(MissingColumnsError) as err:
         read_export(file, "zoho")
     assert "Record Id" in str(err.value) and "Deals module" in str(err.value)
+
+
+def test_a_monday_cell_over_csvs_field_limit_is_one_rejected_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 300 KB name (over the csv module's 128 KiB default) rejects its own line, as in the
+    Zoho and Pipedrive readers, instead of refusing the whole board."""
+    with MONDAY_FILE.open(encoding="utf-8", newline="") as fh:
+        lines = list(csv.reader(fh))
+    lines[4][0] = "x" * 300_000
+    file = tmp_path / "board.csv"
+    with file.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(lines)
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path / "home"))
+    result = CliRunner().invoke(app, ["import", str(file), "--format", "monday", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    rejects = Path(summary["rejects_file"]).read_text(encoding="utf-8")
+    assert "characters long" in rejects and ",name," in rejects
+    assert summary["deals"]["imported"] >= 5

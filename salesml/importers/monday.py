@@ -197,7 +197,13 @@ def _single_cell(cells: list[str]) -> bool:
     return bool(cells and cells[0].strip()) and not any(c.strip() for c in cells[1:])
 
 
+# Python's csv module refuses a cell over 128 KiB and with it the whole file; a cell that
+# long is one bad row (the text-length check rejects it with its line), not an unreadable file.
+_MAX_CELL = 2**31 - 1
+
+
 def _csv_lines(file: Path) -> list[Line]:
+    limit = csv.field_size_limit(_MAX_CELL)
     try:
         with file.open(encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh)
@@ -211,6 +217,8 @@ def _csv_lines(file: Path) -> list[Line]:
         raise WrongFileError(str(file), "UTF-8 text", "re-save it as UTF-8 CSV") from exc
     except csv.Error as exc:
         raise WrongFileError(str(file), "a well-formed CSV file", f"({exc})") from exc
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _xlsx_lines(file: Path) -> list[Line]:
