@@ -232,10 +232,12 @@ def write_star(
 
 
 def span_dates(con: duckdb.DuckDBPyConnection, as_of: datetime) -> tuple[date, date]:
-    """(first, last) day of ``dim_date``: the first deal's creation to the latest expected close
-    date, and at least to the end of the as-of year + 2 (forecast periods)."""
+    """(first, last) day of ``dim_date``: the first deal's creation or rep's hire date (every
+    ``dim_rep.hired_date_key`` finds its day) to the latest expected close date, and at least to
+    the end of the as-of year + 2 (forecast periods)."""
     row = con.execute(
-        "SELECT least(min(created_at)::DATE, min(expected_close_date)), "
+        "SELECT least(min(created_at)::DATE, min(expected_close_date), "
+        "(SELECT min(hired_at)::DATE FROM reps)), "
         "greatest(max(expected_close_date), $as_of::DATE) FROM deals",
         {"as_of": as_of},
     ).fetchone()

@@ -132,6 +132,7 @@ def test_the_star_joins(exports: dict[str, tuple[Path, dict[str, Any]]]) -> None
         (scores, ("as_of_date_key", "expected_close_date_key")),
         (kpis, ("as_of_date_key", "period_start_date_key")),
         (forecast, ("as_of_date_key", "period_start_date_key")),
+        (read("dim_rep"), ("hired_date_key",)),  # reps hired before the first deal too
     ):
         for column in columns:
             keys = {k for k in table.column(column).to_pylist() if k is not None}
