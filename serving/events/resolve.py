@@ -57,6 +57,24 @@ def _deal_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _refuse_moving_a_closed_deal(
+    deal_id: str, current: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    """A won or lost deal's stage is history: a stage change that does not reopen it (or a
+    new stage, amount or close date riding on one) would be written after it closed and read by
+    the features as if it were still moving. Its name, owner or attributes may still change."""
+    status = current.get("status")
+    if status not in ("won", "lost") or "status" in fields:
+        return
+    if "stage" in fields and not _same("stage", current.get("stage"), fields["stage"]):
+        closed = str(current.get("closed_at") or "")[:10]
+        raise Unapplicable(
+            "stage",
+            f"deal {deal_id!r} is {status}{f' (closed {closed})' if closed else ''}; its stage "
+            "cannot change while it is closed: send the event with status 'open' to reopen it",
+        )
+
+
 def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
     fields = _deal_fields(event["fields"])
     kind, occurred = event["type"], event["occurred_at"]
@@ -73,6 +91,7 @@ def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
         row = {"status": "open", "created_at": occurred, **fields}
         previous: dict[str, Any] = {}
     else:
+        _refuse_moving_a_closed_deal(deal_id, current, fields)
         row = {**current, **fields}
         previous = current
     status = row.get("status")
@@ -82,6 +101,9 @@ def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
         row["closed_at"] = None
     rows: Rows = {"deals": [row]}
     moved = any(not _same(f, previous.get(f), row.get(f)) for f in STAGE_FIELDS)
+    # A correction of a closed deal's amount (a won deal's final figure) updates its row; it is
+    # not a stage change after the close.
+    moved = moved and not (previous.get("status") in ("won", "lost") and status in ("won", "lost"))
     if row.get("stage") not in (None, "") and (current is None or moved):
         changed_at = row.get("created_at") if current is None else occurred
         rows["stage_history"] = [

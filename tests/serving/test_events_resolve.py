@@ -1,0 +1,55 @@
+"""``serving.events.resolve`` on closed deals: a won or lost deal's stage is history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from serving.events.resolve import Unapplicable, resolve
+
+LOST = {
+    "deal_id": "D1",
+    "status": "lost",
+    "created_at": "2024-01-02T00:00:00",
+    "closed_at": "2024-04-22T00:00:00",
+    "stage": "Proposal",
+    "amount": 1000.0,
+    "expected_close_date": "2024-04-30",
+}
+
+
+def event(kind: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "event_id": "e1",
+        "type": kind,
+        "occurred_at": "2026-11-02T10:00:00",
+        "fields": {"deal_id": "D1", **fields},
+    }
+
+
+def test_a_stage_change_of_a_closed_deal_is_refused_with_how_to_reopen() -> None:
+    with pytest.raises(Unapplicable) as err:
+        resolve(event("deal.stage_changed", stage="Negotiation", amount=41000), LOST)
+    assert err.value.field == "stage"
+    assert "lost (closed 2024-04-22)" in err.value.reason and "'open'" in err.value.reason
+
+
+def test_reopening_a_closed_deal_moves_its_stage() -> None:
+    rows = resolve(event("deal.stage_changed", stage="Negotiation", status="open"), LOST)
+    (deal,) = rows["deals"]
+    assert (deal["status"], deal["closed_at"], deal["stage"]) == ("open", None, "Negotiation")
+    assert rows["stage_history"][0]["changed_at"] == "2026-11-02T10:00:00"
+
+
+def test_a_closed_deals_amount_correction_updates_its_row_not_its_stage_history() -> None:
+    rows = resolve(event("deal.updated", amount=1200.0, name="Acme renewal"), LOST)
+    (deal,) = rows["deals"]
+    assert (deal["amount"], deal["name"], deal["status"]) == (1200.0, "Acme renewal", "lost")
+    assert "stage_history" not in rows
+
+
+def test_an_open_deals_stage_change_is_stage_history() -> None:
+    open_deal = {**LOST, "status": "open", "closed_at": None}
+    rows = resolve(event("deal.stage_changed", stage="Negotiation"), open_deal)
+    assert rows["stage_history"][0]["stage"] == "Negotiation"
