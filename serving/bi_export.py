@@ -218,14 +218,16 @@ def write_star(
     """Build and write every table the ``targets`` need (each once); table → rows written."""
     if fmt not in FORMATS:
         raise ExportError(f"--format must be parquet or csv, got {fmt!r}")
+    tables = list(dict.fromkeys(t for target in targets for t in TARGETS[target]))
+    # Every table is built before any is written: a target that cannot be built (no score run,
+    # no forecast model) leaves the folder as it was, not half refreshed.
+    built = {table: to_arrow(table, builders[table]()) for table in tables}
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(f"cannot create {out}: {exc}") from exc
-    tables = list(dict.fromkeys(t for target in targets for t in TARGETS[target]))
     written: dict[str, int] = {}
-    for table in tables:
-        data = to_arrow(table, builders[table]())
+    for table, data in built.items():
         write_table(data, out, table, fmt)
         written[table] = data.num_rows
     return written

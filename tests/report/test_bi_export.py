@@ -144,3 +144,24 @@ def test_the_star_joins(exports: dict[str, tuple[Path, dict[str, Any]]]) -> None
     assert all(0.0 <= p <= 1.0 for p in probabilities)
     assert any(scores.column("top_driver").to_pylist())  # the win model explains its scores
     assert summary["rows"]["fact_deal_scores"] == scores.num_rows > 0
+
+
+def test_an_export_that_cannot_build_a_target_writes_nothing(tmp_path: Path) -> None:
+    """No score run yet: ``export deals scores`` names what to run first and leaves the folder
+    as it was — not the dimensions written and the facts missing."""
+    csv = tmp_path / "deals.csv"
+    csv.write_text(
+        "deal_id,created_at,status,closed_at,amount\n"
+        "D1,2024-01-02,won,2024-02-01,1000\n"
+        "D2,2024-01-03,open,,900\n"
+    )
+    env = {"SALESML_HOME": str(tmp_path / "home")}
+    assert CliRunner().invoke(app, ["import", str(csv)], env=env).exit_code == 0
+    out = tmp_path / "bi"
+    result = CliRunner().invoke(app, ["export", "deals", "scores", "--out", str(out)], env=env)
+    assert result.exit_code == 1
+    assert "salesml score --all" in result.stderr
+    assert not out.exists() or not any(out.iterdir())
+    result = CliRunner().invoke(app, ["export", "deals", "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    assert (out / "dim_deal.parquet").exists()
