@@ -135,6 +135,9 @@ EVENT_COLUMNS: dict[str, tuple[str, ...]] = {
     "activities": ("occurred_at",),
     "leads": ("created_at", "converted_at", "disqualified_at"),
     "nps_responses": ("responded_at",),
+    # A day of web analytics (GA4) is an event; marketing_spend's period is the first day of a
+    # budget period, not a moment anything happened, and stays out.
+    "web_sessions": ("period",),
 }
 
 

@@ -135,3 +135,24 @@ def test_without_a_date_column_lines_take_the_report_start_date(tmp_path: Path) 
     batch = read_export(file, "ga4")
     assert batch.tables[0].data.column("period").to_pylist() == ["20240101"]
     assert any("start date 20240101" in w for w in batch.warnings)
+
+
+def test_web_sessions_after_the_last_deal_event_move_the_default_as_of(tmp_path: Path) -> None:
+    """GA4 days are events: a plain ``salesml kpis`` (the data's as-of) shows web traffic
+    recorded after the last deal event, not an as-of that leaves it out."""
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "deals.csv").write_text(
+        "deal_id,created_at,status,closed_at,amount,lead_source\n"
+        "D1,2024-01-05,won,2024-02-20,1000,google / cpc\n"
+        "D2,2024-01-09,open,,500,google / cpc\n",
+        encoding="utf-8",
+    )
+    env = {"SALESML_HOME": str(tmp_path / "home")}
+    runner = CliRunner()
+    for path, fmt in ((folder, "canonical"), (GA4, "ga4")):
+        result = runner.invoke(app, ["import", str(path), "--format", fmt, "--json"], env=env)
+        assert result.exit_code == 0, result.output
+    kpis = json.loads(runner.invoke(app, ["kpis", "--json"], env=env).stdout)
+    assert kpis["as_of"] > "2024-06-01"  # the latest GA4 day, not the deals' 2024-02-20
+    assert kpis["overall"]["web_traffic"]
