@@ -113,7 +113,10 @@ def _stats_forecast(name: str, values: FloatArray, m: int, h: int, freq: str) ->
             if not seasonal:
                 return None
             model = MSTL(season_length=m)
-        result = model.forecast(y=values.astype(float), h=h)  # type: ignore[attr-defined]
+        # AutoETS divides by zero while it rejects a model for a flat or zero stretch; the model
+        # it keeps is finite (checked below), so the warning is noise on the user's terminal.
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            result = model.forecast(y=values.astype(float), h=h)  # type: ignore[attr-defined]
         point = np.asarray(result["mean"], dtype=float)
     except Exception:  # a candidate that cannot fit this history simply does not compete
         return None
