@@ -58,7 +58,9 @@ def connect(
     """Open (and, unless read-only, create) the warehouse at ``path``.
 
     DuckDB lets one process write a file, and no other process read it meanwhile: when
-    another process holds it, opening is retried for up to ``wait_seconds``.
+    another process holds it, opening is retried for up to ``wait_seconds``. Inside one process
+    a read-only and a read-write connection cannot be open at once either (the server's event
+    fold writes while its loader reads): that is waited out the same way.
     """
     if read_only and not path.exists():
         raise WarehouseError(
@@ -71,8 +73,10 @@ def connect(
         try:
             con = duckdb.connect(str(path), read_only=read_only)
             break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() + pause > deadline:
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            message = str(exc).lower()
+            held = "lock" in message or "different configuration" in message
+            if not held or time.monotonic() + pause > deadline:
                 raise WarehouseError(
                     f"cannot open the warehouse at {path}: {exc}. Is another salesml process "
                     "using it?"

@@ -67,3 +67,17 @@ def test_kpis_default_to_the_data_as_of_and_warn_past_it(
     late = runner.invoke(app, ["kpis", "--as-of", "2030-01-01"])
     assert late.exit_code == 0, late.output
     assert "after the data's latest event" in late.stderr
+
+
+def test_a_read_only_connection_waits_for_a_writer_in_the_same_process(tmp_path: Path) -> None:
+    """The server's event fold holds a read-write connection for a short transaction while
+    its loader opens the warehouse read-only: the loader waits instead of failing (DuckDB
+    refuses the two configurations at once within a process)."""
+    import threading
+
+    path = tmp_path / "w.duckdb"
+    writer = connect(path)
+    threading.Timer(0.3, writer.close).start()
+    reader = connect(path, read_only=True, wait_seconds=10)
+    assert reader.execute("SELECT count(*) FROM deals").fetchone() == (0,)
+    reader.close()
