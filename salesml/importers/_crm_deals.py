@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from salesml.errors import ImportFailedError, MissingColumnsError, WrongFileError
+from salesml.errors import MissingColumnsError
 from salesml.importers import _recode as rc
 from salesml.importers.base import SOURCE_ROW, AttributeKind, SourceTable
 from salesml.schemas import ATTRIBUTE_PREFIX
@@ -84,26 +84,8 @@ class DealsSpec:
 
 def deals_file(path: Path, spec: DealsSpec, suffixes: tuple[str, ...] = ()) -> Path:
     """``path`` itself, or the one file with "deal" in its name in the folder ``path``."""
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise ImportFailedError(f"{path} does not exist; check the path")
-    files = [*rc.tabular_files(path)]
-    files += sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
-    deal_files = [f for f in files if "deal" in f.name.lower()]
-    if len(deal_files) == 1:
-        return deal_files[0]
-    if len(deal_files) > 1:
-        raise ImportFailedError(
-            f"{path} has several deals files ({', '.join(f.name for f in deal_files)}); pass "
-            "the one to import as PATH"
-        )
-    raise WrongFileError(
-        str(path),
-        f"a {spec.product} deals export",
-        "pass the exported file, or a folder holding one file with 'deal' in its name; found: "
-        + (", ".join(f.name for f in files) or "no CSV/Parquet files"),
-    )
+    hint = "pass the exported file, or a folder holding one file with 'deal' in its name"
+    return rc.deals_file(path, spec.product, hint, suffixes)
 
 
 def find_columns(data: pa.Table, spec: DealsSpec, file: Path) -> dict[str, str | None]:

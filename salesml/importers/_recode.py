@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from salesml.errors import ImportFailedError, WrongFileError
 from salesml.importers.base import SOURCE_ROW, TABULAR_SUFFIXES, SourceTable, snake_case
 from salesml.schemas import ATTRIBUTE_PREFIX
 
@@ -47,6 +48,30 @@ def tabular_files(folder: Path) -> list[Path]:
         if p.is_file()
         and not p.name.startswith((".", "_"))
         and p.name.lower().endswith(TABULAR_SUFFIXES)
+    )
+
+
+def deals_file(path: Path, product: str, hint: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` itself, or the one file with "deal" in its name in the folder ``path`` (CSV,
+    Parquet, or a name ending in one of ``suffixes``); ``hint`` says what to pass instead."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise ImportFailedError(f"{path} does not exist; check the path")
+    files = tabular_files(path)
+    files += sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(suffixes))
+    deal_files = [f for f in files if "deal" in f.name.lower()]
+    if len(deal_files) == 1:
+        return deal_files[0]
+    if len(deal_files) > 1:
+        raise ImportFailedError(
+            f"{path} has several deals files ({', '.join(f.name for f in deal_files)}); pass "
+            "the one to import as PATH"
+        )
+    raise WrongFileError(
+        str(path),
+        f"a {product} deals export",
+        f"{hint}; found: " + (", ".join(f.name for f in files) or "no CSV/Parquet files"),
     )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from salesml.errors import ImportFailedError, MissingColumnsError, WrongFileError
+from salesml.errors import MissingColumnsError
 from salesml.importers import _recode as rc
 from salesml.importers.base import (
     SOURCE_ROW,
@@ -178,26 +178,11 @@ def read_hubspot(path: Path) -> ImportBatch:
 
 
 def _deals_file(path: Path) -> Path:
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise ImportFailedError(f"{path} does not exist; check the path")
-    files = rc.tabular_files(path)
-    deal_files = [f for f in files if "deal" in f.name.lower()]
-    if len(deal_files) == 1:
-        return deal_files[0]
-    if len(deal_files) > 1:
-        raise ImportFailedError(
-            f"{path} has several deals files ({', '.join(f.name for f in deal_files)}); pass "
-            "the one to import as PATH"
-        )
-    raise WrongFileError(
-        str(path),
-        "a HubSpot deals export",
+    hint = (
         "expected a CSV or Parquet file with 'deal' in its name (such as "
-        "hubspot-crm-exports-all-deals.csv); found: "
-        + (", ".join(f.name for f in files) or "no CSV/Parquet files"),
+        "hubspot-crm-exports-all-deals.csv)"
     )
+    return rc.deals_file(path, "HubSpot", hint)
 
 
 def _stage_columns(data: pa.Table, pipeline_col: str | None) -> dict[str, str]:
