@@ -50,6 +50,20 @@ def not_found(what: str, value: str, where: str) -> ProblemError:
     return ProblemError(404, f"no {what} {value!r}", field=where)
 
 
+def probability_move(p0: Any, p1: Any, dp: float | None) -> str:
+    """How the win probability moved from ``p0`` to ``p1`` (``dp``: their difference), in
+    words: the opening of every score-change summary (between runs, or after an event)."""
+    if dp is None:
+        return "no comparable win probability"
+    if abs(dp) < 5e-4:
+        return f"win probability unchanged ({100 * float(p1):.0f}%)"
+    direction = "up" if dp > 0 else "down"
+    return (
+        f"win probability {direction} {100 * abs(dp):.1f} points "
+        f"({100 * float(p0):.0f}% to {100 * float(p1):.0f}%)"
+    )
+
+
 def score_change(points: list[dict[str, Any]], deal_id: str) -> ScoreChange | None:
     """What changed between the last two runs that scored the deal."""
     if len(points) < 2:
@@ -61,16 +75,7 @@ def score_change(points: list[dict[str, Any]], deal_id: str) -> ScoreChange | No
     ds = None if s0 is None or s1 is None else int(s1) - int(s0)
     model_changed = prev.get("model_version") != cur.get("model_version")
     as_of_changed = prev.get("as_of") != cur.get("as_of")
-    if dp is None:
-        summary = "no comparable win probability"
-    elif abs(dp) < 5e-4:
-        summary = f"win probability unchanged ({100 * float(p1):.0f}%)"  # type: ignore[arg-type]
-    else:
-        direction = "up" if dp > 0 else "down"
-        summary = (
-            f"win probability {direction} {100 * abs(dp):.1f} points "
-            f"({100 * float(p0):.0f}% to {100 * float(p1):.0f}%)"  # type: ignore[arg-type]
-        )
+    summary = probability_move(p0, p1, dp)
     if model_changed:
         summary += f"; model version {prev.get('model_version')} to {cur.get('model_version')}"
     if as_of_changed:

@@ -40,6 +40,7 @@ from features.history import History, _canonical
 from salesml.explain import attribute_change
 from salesml.importers.validate import PARSE_HINTS, Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
+from serving.api.answers import probability_move
 from serving.api.live_context import LiveContext
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
@@ -603,16 +604,7 @@ def _change(prev: dict[str, Any], cur: dict[str, Any], drivers: Any, event: str)
     p0, p1 = prev.get("win_probability"), cur.get("win_probability")
     dp = None if p0 is None or p1 is None else float(p1) - float(p0)
     s0, s1 = prev.get("score"), cur.get("score")
-    if dp is None:
-        summary = "no comparable win probability"
-    elif abs(dp) < 5e-4:
-        summary = f"win probability unchanged ({100 * float(p1):.0f}%)"  # type: ignore[arg-type]
-    else:
-        direction = "up" if dp > 0 else "down"
-        summary = (
-            f"win probability {direction} {100 * abs(dp):.1f} points "
-            f"({100 * float(p0):.0f}% to {100 * float(p1):.0f}%)"  # type: ignore[arg-type]
-        )
+    summary = probability_move(p0, p1, dp)
     model_changed = prev.get("model_version") != cur.get("model_version")
     if model_changed:
         summary += f"; model version {prev.get('model_version')} to {cur.get('model_version')}"
