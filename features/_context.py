@@ -87,6 +87,29 @@ def lookup(keys: pd.Index, q_code: IntArray, table_keys: pd.Series) -> IntArray:
     return np.asarray(rows[q_code], dtype=np.int64)
 
 
+def shrunk_rep_record(
+    rep: tuple[FloatArray, ...], team: tuple[FloatArray, ...], overall: tuple[FloatArray, ...]
+) -> tuple[FloatArray, FloatArray]:
+    """A rep's win rate and won-deal cycle over the window, shrunk toward the team's (the whole
+    company's where the team closed nothing) with ``PRIOR_STRENGTH`` pseudo-deals. Each record
+    is (deals closed, deals won, median cycle of the won); the batch and the one-deal path
+    both call this."""
+    rep_closed, rep_won, rep_cycle = rep
+    team_closed, team_won, team_cycle = team
+    all_closed, all_won, all_cycle = overall
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prior_rate = np.where(team_closed > 0, team_won / team_closed, all_won / all_closed)
+    prior_cycle = np.where(np.isnan(team_cycle), all_cycle, team_cycle)
+    k = PRIOR_STRENGTH
+    win_rate = (rep_won + k * prior_rate) / (rep_closed + k)
+    cycle_shrunk = np.where(
+        rep_won > 0,
+        (rep_won * np.nan_to_num(rep_cycle) + k * prior_cycle) / (rep_won + k),
+        prior_cycle,
+    )
+    return win_rate, cycle_shrunk
+
+
 def rep_features(
     history_reps: pd.DataFrame,
     d: Deals,
@@ -112,18 +135,12 @@ def rep_features(
         median = won_ev.window_median(cycle[won_ev.order], q_group, after, q_time)
         return n_closed.astype(np.float64), n_won, median
 
-    rep_closed, rep_won, rep_cycle = record(d.owner, len(d.owners), owner)
-    team_closed, team_won, team_cycle = record(d.team, len(d.teams), team)
-    all_closed, all_won, all_cycle = record(np.zeros_like(d.owner), 1, np.zeros_like(owner))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prior_rate = np.where(team_closed > 0, team_won / team_closed, all_won / all_closed)
-    prior_cycle = np.where(np.isnan(team_cycle), all_cycle, team_cycle)
-    k = PRIOR_STRENGTH
-    win_rate = (rep_won + k * prior_rate) / (rep_closed + k)
-    cycle_shrunk = np.where(
-        rep_won > 0,
-        (rep_won * np.nan_to_num(rep_cycle) + k * prior_cycle) / (rep_won + k),
-        prior_cycle,
+    rep = record(d.owner, len(d.owners), owner)
+    rep_closed = rep[0]
+    win_rate, cycle_shrunk = shrunk_rep_record(
+        rep,
+        record(d.team, len(d.teams), team),
+        record(np.zeros_like(d.owner), 1, np.zeros_like(owner)),
     )
     known = owner >= 0
     load_key = q_date * max(len(d.owners), 1) + np.maximum(owner, 0)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features._context import PRIOR_STRENGTH, REP_WINDOW_DAYS, Deals
+from features._context import REP_WINDOW_DAYS, Deals, shrunk_rep_record
 from features._events import (
     MICROS_PER_DAY,
     NAT,
@@ -248,18 +248,10 @@ def rep_values(
 ) -> dict[str, FloatArray]:
     """``rep_features`` of one deal (owner and team codes, -1: none; the owner's open deals'
     amounts at as_of in slot order, ``owner_amounts``)."""
-    rep_closed, rep_won, rep_cycle = state.owner.at(owner) if owner >= 0 else _none()
-    team_closed, team_won, team_cycle = state.team.at(team) if team >= 0 else _none()
-    all_closed, all_won, all_cycle = state.overall.at(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        prior_rate = np.where(team_closed > 0, team_won / team_closed, all_won / all_closed)
-    prior_cycle = np.where(np.isnan(team_cycle), all_cycle, team_cycle)
-    k = PRIOR_STRENGTH
-    win_rate = (rep_won + k * prior_rate) / (rep_closed + k)
-    cycle_shrunk = np.where(
-        rep_won > 0,
-        (rep_won * np.nan_to_num(rep_cycle) + k * prior_cycle) / (rep_won + k),
-        prior_cycle,
+    rep = state.owner.at(owner) if owner >= 0 else _none()
+    rep_closed = rep[0]
+    win_rate, cycle_shrunk = shrunk_rep_record(
+        rep, state.team.at(team) if team >= 0 else _none(), state.overall.at(0)
     )
     known = np.array([owner >= 0])
     # bincount adds in slot order, as the batch's per-owner bincount does
