@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.history import History, _canonical
@@ -53,6 +54,8 @@ from serving.events.shapes import BODY_KEY, Parsed, Reading, Unusable
 from serving.runs import HASH_COLUMN
 
 log = logging.getLogger("salesml.events")
+# While the applier is behind, the warehouse fold waits up to this many fold intervals.
+FOLD_DEFER = 5
 HISTORY_TABLES = ("deals", "stage_history", "activities")
 KEYS = {
     "deals": ("deal_id",),
@@ -134,9 +137,42 @@ def overlay(history: History, rows: dict[str, list[dict[str, Any]]]) -> History:
         # by its deal, time and type.
         keys = [k for k in KEYS[name] if k in base.columns] or ["deal_id", "occurred_at", "type"]
         added = added.drop_duplicates(keys, keep="last")
-        mine = pd.MultiIndex.from_frame(base[keys].astype(str))
-        theirs = pd.MultiIndex.from_frame(added[keys].astype(str))
-        tables[name] = pd.concat([base[~mine.isin(theirs)], added], ignore_index=True)
+        tables[name] = pd.concat([base[~_replaced(base, added, keys)], added], ignore_index=True)
+    return replace(
+        history,
+        deals=tables["deals"],
+        stage_history=tables["stage_history"],
+        activities=tables["activities"],
+    )
+
+
+def _replaced(base: pd.DataFrame, added: pd.DataFrame, keys: list[str]) -> np.ndarray:
+    """Per row of ``base``: whether a row of ``added`` has its key. Every key but an
+    activity's own id names the deal: then only the rows of the added rows' deals are
+    compared (a round's few deals, not the whole history)."""
+    out = np.zeros(len(base), dtype=bool)
+    candidates = np.arange(len(base))
+    if "deal_id" in keys:
+        ids = pd.Series(base["deal_id"].to_numpy(dtype=object))
+        wanted = pd.unique(added["deal_id"].to_numpy(dtype=object))
+        candidates = np.flatnonzero(ids.isin(wanted).to_numpy(dtype=bool))
+    if len(candidates) == 0 or len(added) == 0:
+        return out
+    mine = pd.MultiIndex.from_frame(base[keys].iloc[candidates].astype(str))
+    theirs = pd.MultiIndex.from_frame(added[keys].astype(str))
+    out[candidates] = mine.isin(theirs)
+    return out
+
+
+def _only(history: History, deals: pd.Index) -> History:
+    """``history`` with the rows of ``deals`` only in its deal tables (what
+    ``serving.changes.input_hashes`` of those deals reads), in the history's order."""
+    wanted = list(deals.astype(str))
+    tables = {}
+    for name in HISTORY_TABLES:
+        frame: pd.DataFrame = getattr(history, name)
+        ids = pd.Series(frame["deal_id"].to_numpy(dtype=object))
+        tables[name] = frame[ids.isin(wanted).to_numpy(dtype=bool)]
     return replace(
         history,
         deals=tables["deals"],
@@ -172,6 +208,7 @@ class LiveEvents:
         self._pending: dict[str, tuple[int, dict[str, Any]]] = {}
         self._history_seq = 0  # the last journal entry in the history
         self._scored_seq = 0
+        self._journaled_seq = 0  # the last entry this process journaled
         self._live: dict[str, _Live] = {s.deal_id: _Live(s) for s in self.journal.live_scores()}
         if self._live:
             self._scored_seq = max(v.score.seq for v in self._live.values())
@@ -231,6 +268,7 @@ class LiveEvents:
                     deal_id=ids[0] if ids else None,
                 )
             top = max((seq for seq in seqs if seq), default=0)
+            self._journaled_seq = max(self._journaled_seq, top)
             self._pending.update({deal: (top, row) for deal, row in staged.items()})
         self._wake.set()
         return [results[n] for n in order]
@@ -366,7 +404,17 @@ class LiveEvents:
         self.journal.close()
 
     def _fold_loop(self) -> None:
-        while not self._stop.wait(self.fold_seconds):
+        # Every fold_seconds while the applier keeps up; while it is busy scoring (a steady
+        # stream of events), at most FOLD_DEFER times less often: a fold is a fixed ~0.1-0.5 s
+        # of import work on the cores the scoring needs, and nothing waits for it (the
+        # journal, not the warehouse, makes an event durable).
+        while not self._stop.wait(min(self.fold_seconds, 0.25)):
+            since = time.monotonic() - self._last_fold
+            if since < self.fold_seconds:
+                continue
+            busy = self._scored_seq < self._journaled_seq
+            if busy and since < FOLD_DEFER * self.fold_seconds:
+                continue
             try:
                 self.fold_now()
             except Exception as exc:  # retried at the next round; the journal keeps the rows
@@ -441,7 +489,7 @@ class LiveEvents:
             future = self.state.scorer.submit(features, snap.models, as_of, batchable=False)
             rows = future.result(timeout=60)
             version = str(snap.model_version)
-            hashes = input_hashes(history, features.index, as_of, version)
+            hashes = input_hashes(_only(history, features.index), features.index, as_of, version)
             stamp = _now().isoformat()
             for found in rows.to_dict(orient="records"):
                 deal = str(found["deal_id"])

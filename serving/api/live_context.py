@@ -38,6 +38,9 @@ from features.history import History
 from features.single import DealContext, deal_context, deal_features
 from features.spec import Feature, flat_columns
 
+# Rounds after which a round that costs about as much one deal at a time as in one batch
+# takes the batch, to measure it again (``LiveContext._one_by_one``).
+PROBE_ROUNDS = 10
 # Deal columns an event may move without touching the context (the stage history carries them).
 STAGE_COLUMNS = ("stage", "amount", "expected_close_date")
 
@@ -71,13 +74,18 @@ class LiveContext:
         self.fallbacks: dict[str, int] = {}  # why a round could not use the context
         self.batched = 0  # rounds scored by build_features
         self._costs: dict[str, list[float]] = {"deal": [], "batch": []}  # seconds, recent
+        self._since_batch = 0  # rounds since the batch cost was last measured
 
     # -- keeping the context current -------------------------------------------------------
     def rebuild(self, history: History, as_of: pd.Timestamp) -> None:
+        started = time.perf_counter()
         self.context = deal_context(history, as_of, self.spec)
         self._base = history
         self._bounds = _boundaries(history)
         self.rebuilds += 1
+        if not self._costs["batch"]:
+            # Reading the whole history once, like ``build_features``: its cost until measured.
+            self._costs["batch"] = [time.perf_counter() - started]
 
     def _advance(self, as_of: pd.Timestamp) -> DealContext:
         ctx = self.context
@@ -155,8 +163,9 @@ class LiveContext:
         locs = ctx.deals.index.get_indexer(pd.Index(touched))
         if (locs < 0).any():
             raise StaleContextError("a new deal")
-        ids = history.deals["deal_id"].astype(str)
-        now = history.deals[ids.isin(touched)].set_index(ids[ids.isin(touched)])
+        mine = _positions_of(history.deals, touched)
+        now = history.deals.iloc[mine]
+        now = now.set_index(pd.Index(now["deal_id"].to_numpy(dtype=object).astype(str)))
         if len(now) != len(touched):
             raise StaleContextError("a deal id twice")
         columns = [c for c in table.columns if c not in STAGE_COLUMNS]
@@ -168,8 +177,12 @@ class LiveContext:
         after = now.loc[list(touched), columns]
         if not before.astype(str).equals(after.astype(str)):
             raise StaleContextError("a deal field other than stage, amount or close date changed")
-        # The leakage screen of the deals without stage history reads these columns.
-        if flat_columns(history) != ctx.flat:
+        # The leakage screen of the deals without stage history reads these columns: only
+        # their rows, and which deals they are. A touched deal with stage rows in the context
+        # has them still (the history only grows), so the screen moves only when a touched
+        # deal had none.
+        flat_touched = not np.isin(locs, ctx.stages.deal).all()
+        if flat_touched and flat_columns(history) != ctx.flat:
             raise StaleContextError("the flat-export screen changes")
         for loc in locs:
             if ctx.deals.closed[loc] != NAT or int(np.searchsorted(ctx.open_deal, loc)) >= len(
@@ -218,17 +231,23 @@ class LiveContext:
         out = build_features(history, as_of, deal_ids=list(touched), features=self.spec)
         out.index = out.index.astype(str)
         self._costs["batch"] = [*self._costs["batch"][-19:], time.perf_counter() - started]
+        self._since_batch = 0
         self.batched += 1
         return out
 
     def _one_by_one(self, n_rows: int) -> bool:
         """Whether ``n_rows`` one-deal rows cost less than one ``build_features`` call, by the
         median cost of each measured in this process (one-deal rows until both are known):
-        the one-deal cost is fixed, the batch's grows with the history."""
+        the one-deal cost is fixed, the batch's grows with the history. Only the path taken
+        is measured, and the machine's load moves both: a round that is within a factor of
+        two of the batch's cost takes the batch now and then, so its cost stays current."""
         deal, batch = self._costs["deal"], self._costs["batch"]
+        self._since_batch += 1
         if not deal or not batch:
             return True
-        return bool(n_rows * float(np.median(deal)) <= float(np.median(batch)))
+        one_by_one, whole = n_rows * float(np.median(deal)), float(np.median(batch))
+        probe = self._since_batch >= PROBE_ROUNDS and 2 * one_by_one > whole
+        return one_by_one <= whole and not probe
 
     def refresh(self, history: History, as_of: pd.Timestamp) -> None:
         """Rebuild the context when the last round could not use it."""
@@ -238,17 +257,17 @@ class LiveContext:
     def _score(
         self, ctx: DealContext, history: History, touched: Sequence[str], dirty: Sequence[str]
     ) -> tuple[pd.DataFrame, DealContext]:
-        ids = history.deals["deal_id"].astype(str)
-        sh_ids = history.stage_history["deal_id"].astype(str)
-        act_ids = history.activities["deal_id"].astype(str)
+        wanted = sorted({*touched, *dirty})
+        tables = (history.deals, history.stage_history, history.activities)
+        rows_of = [_rows_by_deal(table, wanted) for table in tables]
+        empty = np.zeros(0, np.int64)
 
         def one(deal_id: str) -> pd.DataFrame:
-            row = deal_features(
-                ctx,
-                history.deals[ids == deal_id],
-                history.stage_history[sh_ids == deal_id],
-                history.activities[act_ids == deal_id],
+            deal, stage_rows, activities = (
+                table.iloc[found.get(deal_id, empty)]
+                for table, found in zip(tables, rows_of, strict=True)
             )
+            row = deal_features(ctx, deal, stage_rows, activities)
             if row is None:
                 raise StaleContextError("a deal not open at as_of")
             time.sleep(0)  # let the event loop answer between deals
@@ -275,6 +294,23 @@ class LiveContext:
         out = pd.concat(frames)
         out.index = out.index.astype(str)
         return out, ctx
+
+
+def _positions_of(frame: pd.DataFrame, deals: Sequence[str]) -> np.ndarray:
+    """Row positions of ``frame`` whose ``deal_id`` is one of ``deals``, in frame order (on
+    plain object arrays: pandas' isin on Arrow-backed strings is slow, ``features.spec``)."""
+    ids = pd.Series(frame["deal_id"].to_numpy(dtype=object))
+    return np.flatnonzero(ids.isin(list(deals)).to_numpy(dtype=bool))
+
+
+def _rows_by_deal(frame: pd.DataFrame, deals: Sequence[str]) -> dict[str, np.ndarray]:
+    """``deal_id -> its row positions in frame`` (in frame order) for ``deals``."""
+    found = _positions_of(frame, deals)
+    ids = frame["deal_id"].to_numpy(dtype=object)[found].astype(str)
+    out: dict[str, list[int]] = {}
+    for position, deal_id in zip(found.tolist(), ids.tolist(), strict=True):
+        out.setdefault(deal_id, []).append(position)
+    return {d: np.asarray(p, dtype=np.int64) for d, p in out.items()}
 
 
 def _with_amounts(ctx: DealContext, dirty: Sequence[str], rows: pd.DataFrame) -> DealContext:

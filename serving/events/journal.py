@@ -110,15 +110,25 @@ class Journal:
             self._con.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``durable=False``: committed without waiting for the disk
+        (``synchronous=NORMAL``; in WAL mode a ``kill -9`` still keeps it, a power cut may
+        lose it until the next durable commit syncs the log) — for what can be done again
+        from the events themselves: live scores and fold marks."""
         with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._con.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield self._con
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
+                self._con.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._con
+                except BaseException:
+                    self._con.execute("ROLLBACK")
+                    raise
+                self._con.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._con.execute("PRAGMA synchronous=FULL")
 
     # writing -------------------------------------------------------------------------------
     def append(self, events: Sequence[dict[str, Any]], source: str) -> list[int | None]:
@@ -163,14 +173,14 @@ class Journal:
 
     def mark_folded(self, seqs: Sequence[int]) -> None:
         stamp = now_text()
-        with self._transaction() as con:
+        with self._transaction(durable=False) as con:
             con.executemany(
                 "UPDATE events SET folded_at = ? WHERE seq = ? AND folded_at IS NULL",
                 [(stamp, s) for s in seqs],
             )
 
     def put_live(self, scores: Sequence[LiveScore]) -> None:
-        with self._transaction() as con:
+        with self._transaction(durable=False) as con:
             con.executemany(
                 "INSERT INTO live_scores VALUES (?, ?, ?, ?, ?) ON CONFLICT (deal_id) DO UPDATE "
                 "SET seq = excluded.seq, event_id = excluded.event_id, "
@@ -182,7 +192,7 @@ class Journal:
             )
 
     def drop_live(self, deal_ids: Sequence[str]) -> None:
-        with self._transaction() as con:
+        with self._transaction(durable=False) as con:
             con.executemany("DELETE FROM live_scores WHERE deal_id = ?", [(d,) for d in deal_ids])
 
     # reading -------------------------------------------------------------------------------
