@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=40.0, help="events per second")
     parser.add_argument("--reads", type=float, default=100.0, help="GET per second alongside")
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--no-peer",
+        action="store_true",
+        help="skip the peer (salesml score --changed): for comparing two builds of the server",
+    )
     ns = parser.parse_args(argv)
     home = ns.home.resolve()
     env = os.environ | {
@@ -190,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+    if ns.no_peer:
+        print(json.dumps(out))
+        return 0
     started = time.perf_counter()
     subprocess.run(
         [salesml, "score", "--changed"],

@@ -11,7 +11,7 @@ import pytest
 from features.build import build_features, open_deal_ids
 from features.history import History
 from features.spec import feature_spec
-from serving.api.live_context import LiveContext
+from serving.api.live_context import PROBE_ROUNDS, LiveContext
 from tests.features.histories import random_history
 
 
@@ -71,3 +71,94 @@ def test_live_rows_equal_a_fresh_build_after_each_round(seed: int) -> None:
     # The context was kept, not rebuilt (the point of it): these rounds are all expressible.
     assert live.patches > 0
     assert (live.rebuilds, live.fallbacks) == (1, {})
+
+
+def _forced(live: LiveContext, path: str) -> None:
+    """Make the chooser take one path: one-deal rows or one ``build_features`` per round."""
+    if path == "one_by_one":
+        live._costs = {"deal": [1e-9], "batch": [1e9]}
+    elif path == "batch":
+        live._costs = {"deal": [1e9], "batch": [1e-9]}
+
+
+def _lifecycle(
+    rng: np.random.Generator, history: History, as_of: pd.Timestamp, ids: list[str], n: int
+) -> tuple[History, list[str], list[str]]:
+    """A deal created at as_of (with its first stage row), or one of ``ids`` won at as_of:
+    rounds the context cannot patch (the applier then scores with build_features and
+    rebuilds it)."""
+    deals, sh = history.deals, history.stage_history
+    if rng.random() < 0.5:
+        new_id = f"N{n:03d}"
+        row = deals.iloc[[int(rng.integers(0, len(deals)))]].copy()
+        row["deal_id"], row["created_at"] = new_id, as_of
+        row["status"], row["closed_at"] = "open", pd.NaT
+        stage = {"deal_id": new_id, "changed_at": as_of, "stage": str(sh["stage"].dropna().iloc[0])}
+        added = pd.DataFrame([stage], columns=sh.columns).astype(sh.dtypes.to_dict())
+        history = replace(
+            history,
+            deals=pd.concat([deals, row.astype(deals.dtypes.to_dict())], ignore_index=True),
+            stage_history=pd.concat([sh, added], ignore_index=True),
+        )
+        ids.append(new_id)
+        return history, [new_id], [new_id]
+    closing = str(rng.choice(ids))
+    deals = deals.copy()
+    mine = deals.index[deals["deal_id"].astype(str) == closing]
+    deals.loc[mine, "status"] = "won"
+    deals.loc[mine, "closed_at"] = as_of
+    ids.remove(closing)
+    return replace(history, deals=deals), [closing], []
+
+
+@pytest.mark.parametrize("path", ["one_by_one", "batch"])
+@pytest.mark.parametrize("seed", range(3))
+def test_live_rows_equal_a_fresh_build_on_either_path_and_across_new_and_closed_deals(
+    seed: int, path: str
+) -> None:
+    """Random rounds of stage changes and activities, with now and then a new deal or a won
+    one: the rows are the batch's whichever way they are computed, and a round the context
+    cannot express is scored by build_features and the context rebuilt, exactly."""
+    history = random_history(100 + seed, n_deals=40)
+    rng = np.random.default_rng(100 + seed)
+    as_of = history.exported_at
+    spec = feature_spec(history)
+    live = LiveContext(spec)
+    live.rebuild(history, as_of)
+    ids = list(open_deal_ids(history, as_of))
+    lifecycle = 0
+    for n in range(10):
+        _forced(live, path)
+        as_of = as_of + pd.Timedelta(seconds=int(rng.integers(1, 5)))
+        if (n in (3, 7) or rng.random() < 0.2) and len(ids) > 2:
+            history, touched, dirty = _lifecycle(rng, history, as_of, ids, n)
+            lifecycle += 1
+        else:
+            history, touched, dirty = _round(rng, history, as_of, ids)
+        got = live.rows(history, as_of, touched, dirty)
+        expected = build_features(history, as_of, deal_ids=touched, features=spec)
+        expected.index = expected.index.astype(str)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)
+        live.refresh(history, as_of)
+    assert lifecycle >= 2
+    assert live.rebuilds > 1 and sum(live.fallbacks.values()) >= 1
+
+
+def test_the_chooser_measures_the_batch_again_now_and_then() -> None:
+    """Only the path taken is measured: a round that costs about as much one deal at a time
+    as in one batch takes the batch every PROBE_ROUNDS rounds, so a stale batch cost (say
+    measured while the machine was busier) cannot keep the applier on one-deal rows."""
+    history = random_history(3, n_deals=20)
+    live = LiveContext(feature_spec(history))
+    assert live._one_by_one(50)  # nothing measured: one-deal rows
+    live.rebuild(history, history.exported_at)
+    assert len(live._costs["batch"]) == 1  # the rebuild's cost stands in for the batch's
+    live._costs = {"deal": [0.01], "batch": [0.1]}
+    live._since_batch = 0
+    assert not live._one_by_one(20)  # 0.2 s one by one > 0.1 s in one batch
+    assert all(live._one_by_one(2) for _ in range(3 * PROBE_ROUNDS))  # far cheaper: never
+    live._since_batch = 0
+    choices = [live._one_by_one(6) for _ in range(PROBE_ROUNDS)]
+    assert choices == [True] * (PROBE_ROUNDS - 1) + [False]
+    live._build(history, history.exported_at, [])
+    assert live._since_batch == 0 and len(live._costs["batch"]) == 2
