@@ -158,6 +158,71 @@ async def _drive(
     }
 
 
+def _event(n: int, deal_id: str, stages: list[str], rng: random.Random) -> dict[str, Any]:
+    """The benchmark's event mix: a stage change or a logged call, stamped now."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    if n % 2:
+        return {
+            "event_id": f"bench-{os.getpid()}-{n}",
+            "type": "deal.stage_changed",
+            "occurred_at": now,
+            "deal": {"deal_id": deal_id, "stage": rng.choice(stages)},
+        }
+    return {
+        "event_id": f"bench-{os.getpid()}-{n}",
+        "type": "activity.logged",
+        "occurred_at": now,
+        "activity": {"deal_id": deal_id, "type": "call"},
+    }
+
+
+def applier(home: Path, sizes: list[int], rounds: int) -> dict[str, Any]:
+    """The applier alone, in this process, no HTTP: per round of ``size`` events (the
+    benchmark's mix, on deals drawn with a fixed seed), the CPU time of one
+    ``LiveEvents.step`` (the process's, scoring thread included: what the machine's other
+    jobs move least) and its wall time. Rounds of 1, 8 and 20 events are what 5, 20 and 40
+    events/s make of ~0.5 s rounds."""
+    from salesml.settings import Settings
+    from serving.api.app import _limits
+    from serving.api.live import LiveEvents
+    from serving.api.state import ServingState
+    from serving.events.shapes import read_canonical
+
+    _, deals, stages = _setup(home)
+    state = ServingState(home, "champion")
+    state.poll_once()
+    live = LiveEvents(state, home, _limits(Settings()))
+    rng = random.Random(7)
+    watched = deals[: len(deals) // 2]
+    n = 0
+    live.step()  # the first round builds the context
+    out: dict[str, Any] = {}
+    for size in sizes:
+        cpu, wall = [], []
+        for _ in range(rounds):
+            events = [_event(n + i, rng.choice(watched), stages, rng) for i in range(size)]
+            n += size
+            live.ingest(read_canonical(events))
+            started, started_cpu = time.perf_counter(), time.process_time()
+            live.step()
+            cpu.append(time.process_time() - started_cpu)
+            wall.append(time.perf_counter() - started)
+        out[f"round_of_{size}"] = {"cpu": _pcts(cpu), "wall": _pcts(wall)}
+    context = live._context
+    if context is not None:
+        out["context"] = {
+            "rebuilds": context.rebuilds,
+            "patches": context.patches,
+            "batched": getattr(context, "batched", None),
+            "fallbacks": context.fallbacks,
+        }
+    started_cpu = time.process_time()
+    folded = live.fold_now()
+    out["fold"] = {"entries": folded, "cpu_ms": round((time.process_time() - started_cpu) * 1000)}
+    live.journal.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", type=Path, required=True)
@@ -169,8 +234,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the peer (salesml score --changed): for comparing two builds of the server",
     )
+    parser.add_argument(
+        "--applier",
+        action="store_true",
+        help="measure the applier alone in this process (CPU per round; no server, no peer); "
+        "the workspace's journal grows by the events sent",
+    )
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per size (--applier)")
     ns = parser.parse_args(argv)
     home = ns.home.resolve()
+    if ns.applier:
+        os.environ.setdefault("SALESML_HOME", str(home))
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        print(json.dumps(applier(home, [1, 8, 20], ns.rounds)))
+        return 0
     env = os.environ | {
         "SALESML_HOME": str(home),
         # One key sends, watches and reads: no per-key rate limit in the way.

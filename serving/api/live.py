@@ -158,10 +158,16 @@ def _replaced(base: pd.DataFrame, added: pd.DataFrame, keys: list[str]) -> np.nd
         candidates = np.flatnonzero(ids.isin(wanted).to_numpy(dtype=bool))
     if len(candidates) == 0 or len(added) == 0:
         return out
-    mine = pd.MultiIndex.from_frame(base[keys].iloc[candidates].astype(str))
-    theirs = pd.MultiIndex.from_frame(added[keys].astype(str))
-    out[candidates] = mine.isin(theirs)
+    theirs = set(_key_strings(added, keys, np.arange(len(added))))
+    out[candidates] = [key in theirs for key in _key_strings(base, keys, candidates)]
     return out
+
+
+def _key_strings(frame: pd.DataFrame, keys: list[str], rows: np.ndarray) -> list[tuple[str, ...]]:
+    """The keys of ``frame``'s ``rows`` as ``astype(str)`` writes them (a timestamp's
+    ``str``, ``nan``, ``NaT``), as tuples: a few rows, so no DataFrame work."""
+    columns = [frame[k].take(rows).to_numpy(dtype=object) for k in keys]
+    return [tuple(str(v) for v in values) for values in zip(*columns, strict=True)]
 
 
 def _only(history: History, deals: pd.Index) -> History:
