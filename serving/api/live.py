@@ -494,13 +494,10 @@ class LiveEvents:
         if len(features):
             future = self.state.scorer.submit(features, snap.models, as_of, batchable=False)
             rows = future.result(timeout=60)
-            version = str(snap.model_version)
-            hashes = input_hashes(_only(history, features.index), features.index, as_of, version)
             stamp = _now().isoformat()
             for found in rows.to_dict(orient="records"):
                 deal = str(found["deal_id"])
                 record = jsonable(found)
-                record[HASH_COLUMN] = hashes.get(deal)
                 entry = last[deal]
                 previous = self._live.get(deal)
                 point = {
@@ -536,8 +533,6 @@ class LiveEvents:
                         },
                     )
                 )
-        if scored:
-            self.journal.put_live(scored)
         for score in scored:
             self._live[score.deal_id] = _Live(score)
         self._published = None  # publish the new answers
@@ -545,7 +540,16 @@ class LiveEvents:
         self._scored_seq = max(e.seq for e in entries)
         with self.scored:
             self.scored.notify_all()
-        self._context.refresh(history, as_of)  # after the answers are out
+        # After the answers are out: the records' input hashes (provenance, not in the
+        # answer), the journal's copy (a crash before it rescores these entries at the next
+        # start, to the same rows), the context for the next round.
+        if scored:
+            version = str(snap.model_version)
+            hashes = input_hashes(_only(history, features.index), features.index, as_of, version)
+            for score in scored:
+                score.row["record"][HASH_COLUMN] = hashes.get(score.deal_id)
+            self.journal.put_live(scored)
+        self._context.refresh(history, as_of)
 
     def _publish(self) -> None:
         """Put the live answers on top of the served run (again, after a new run)."""
