@@ -75,6 +75,7 @@ class LiveContext:
         self.batched = 0  # rounds scored by build_features
         self._costs: dict[str, list[float]] = {"deal": [], "batch": []}  # seconds, recent
         self._since_batch = 0  # rounds since the batch cost was last measured
+        self._since_deal = 0  # and the one-deal cost
 
     # -- keeping the context current -------------------------------------------------------
     def rebuild(self, history: History, as_of: pd.Timestamp) -> None:
@@ -216,6 +217,7 @@ class LiveContext:
                 out, ctx = self._score(ctx, history, touched, dirty)
                 spent = (time.perf_counter() - started) / (len(touched) + len(dirty))
                 self._costs["deal"] = [*self._costs["deal"][-19:], spent]
+                self._since_deal = 0
             else:
                 out = self._build(history, as_of, touched)
                 ctx = _with_amounts(ctx, dirty, out)
@@ -239,15 +241,17 @@ class LiveContext:
         """Whether ``n_rows`` one-deal rows cost less than one ``build_features`` call, by the
         median cost of each measured in this process (one-deal rows until both are known):
         the one-deal cost is fixed, the batch's grows with the history. Only the path taken
-        is measured, and the machine's load moves both: a round that is within a factor of
-        two of the batch's cost takes the batch now and then, so its cost stays current."""
+        is measured, and the machine's load moves both: a round whose two costs are within a
+        factor of two takes the other path every PROBE_ROUNDS rounds, so both stay current."""
         deal, batch = self._costs["deal"], self._costs["batch"]
         self._since_batch += 1
+        self._since_deal += 1
         if not deal or not batch:
             return True
         one_by_one, whole = n_rows * float(np.median(deal)), float(np.median(batch))
-        probe = self._since_batch >= PROBE_ROUNDS and 2 * one_by_one > whole
-        return one_by_one <= whole and not probe
+        if one_by_one <= whole:  # unless the batch is due a measurement
+            return not (self._since_batch >= PROBE_ROUNDS and 2 * one_by_one > whole)
+        return self._since_deal >= PROBE_ROUNDS and one_by_one < 2 * whole
 
     def refresh(self, history: History, as_of: pd.Timestamp) -> None:
         """Rebuild the context when the last round could not use it."""

@@ -144,10 +144,10 @@ def test_live_rows_equal_a_fresh_build_on_either_path_and_across_new_and_closed_
     assert live.rebuilds > 1 and sum(live.fallbacks.values()) >= 1
 
 
-def test_the_chooser_measures_the_batch_again_now_and_then() -> None:
+def test_the_chooser_measures_both_paths_again_now_and_then() -> None:
     """Only the path taken is measured: a round that costs about as much one deal at a time
-    as in one batch takes the batch every PROBE_ROUNDS rounds, so a stale batch cost (say
-    measured while the machine was busier) cannot keep the applier on one-deal rows."""
+    as in one batch takes the other path every PROBE_ROUNDS rounds, so a stale cost (say
+    measured while the machine was busier) cannot keep the applier on the wrong path."""
     history = random_history(3, n_deals=20)
     live = LiveContext(feature_spec(history))
     assert live._one_by_one(50)  # nothing measured: one-deal rows
@@ -162,3 +162,10 @@ def test_the_chooser_measures_the_batch_again_now_and_then() -> None:
     assert choices == [True] * (PROBE_ROUNDS - 1) + [False]
     live._build(history, history.exported_at, [])
     assert live._since_batch == 0 and len(live._costs["batch"]) == 2
+    # and the other way: a stale one-deal cost is measured again, when within a factor of two
+    live._costs = {"deal": [0.01], "batch": [0.1]}
+    live._since_deal = 0
+    assert not any(live._one_by_one(30) for _ in range(3 * PROBE_ROUNDS))  # 0.3 s: never
+    live._since_deal = 0
+    choices = [live._one_by_one(15) for _ in range(PROBE_ROUNDS)]
+    assert choices == [False] * (PROBE_ROUNDS - 1) + [True]
