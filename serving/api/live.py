@@ -215,6 +215,7 @@ class LiveEvents:
         self._history_seq = 0  # the last journal entry in the history
         self._scored_seq = 0
         self._journaled_seq = 0  # the last entry this process journaled
+        self._as_of: pd.Timestamp | None = None  # the last round's
         self._live: dict[str, _Live] = {s.deal_id: _Live(s) for s in self.journal.live_scores()}
         if self._live:
             self._scored_seq = max(v.score.seq for v in self._live.values())
@@ -477,7 +478,12 @@ class LiveEvents:
                 last[deal] = entry
         stamps = [pd.Timestamp(e.occurred_at) for e in entries]
         stamps = [s.tz_convert(None) if s.tzinfo else s for s in stamps]
-        as_of = min(max([snap.data.as_of, *stamps]), max(_now(), snap.data.as_of))
+        # As of the latest event applied so far (never before an earlier round's: events sent
+        # together are acknowledged in any order of their stamps, and a round whose as_of went
+        # back would score on a history with rows after it — and cost the context a rebuild).
+        latest = [snap.data.as_of, *stamps, *([self._as_of] if self._as_of is not None else [])]
+        as_of = min(max(latest), max(_now(), snap.data.as_of))
+        self._as_of = as_of
         wanted = [d for d in last if d in self._deal_pos]
         if self._context is None or self._context_data is not snap.data:
             self._context, self._context_data = LiveContext(snap.data.spec), snap.data
