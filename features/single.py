@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 
 from features._context import (
+    SIZE_BANDS,
+    SIZE_EDGES,
     Deals,
     account_features,
-    account_profile,
     deal_arrays,
     product_features,
     rep_features,
@@ -43,9 +44,21 @@ from features._entities import (
     product_values,
     rep_values,
 )
-from features._events import NAT, FloatArray, IntArray, days_between, micros, open_pairs
+from features._events import (
+    MICROS_PER_DAY,
+    NAT,
+    FloatArray,
+    IntArray,
+    codes,
+    days_between,
+    micros,
+    open_pairs,
+    take_at,
+)
 from features._frame import (
+    ACTIVITY_WINDOWS,
     INFO_COLUMNS,
+    MEETING_TYPES,
     STATIC_COLUMNS,
     _activity_features,
     _attribute,
@@ -102,7 +115,6 @@ class DealContext:
     # one-deal correction of the stage order inexact: then every request reads the arrays).
     state: EntityState | None = None
 
-
     def position(self, deal_id: object) -> int:
         """Position of ``deal_id`` in the context's deal arrays (-1: a deal the history lacks)."""
         return self._positions.get(deal_id, -1)
@@ -121,12 +133,14 @@ class DealContext:
         return out
 
     @functools.cached_property
-    def accounts(self) -> tuple[dict[str, int], pd.DataFrame]:
-        """The accounts table as ``account_profile`` reads it, and each id's row in it."""
+    def accounts(self) -> tuple[dict[str, int], FloatArray, np.ndarray]:
+        """The accounts table as ``account_profile`` reads it: each id's row, and the rows'
+        head counts and industries."""
         table = self.history.accounts.drop_duplicates("account_id")
         ids = table["account_id"].to_numpy(dtype=object)
         rows = {str(v): i for i, v in reversed(list(enumerate(ids))) if not pd.isna(v)}
-        return rows, table
+        employees = table["employees"].to_numpy(dtype=np.float64)
+        return rows, employees, table["industry"].to_numpy(dtype=object)
 
 
 def deal_context(
@@ -237,7 +251,7 @@ def deal_features(
         "amount": st.amount,
         "amount_changes": st.amount_changes,
     }
-    numeric |= _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
+    numeric |= _activities_of_one(activities, deal_id, t)
     numeric |= around
     profile = _account_profile(context, one)
     numeric["account_employees"] = profile["account_employees"]
@@ -520,12 +534,18 @@ _EMPTY = pd.Index([])
 
 def _account_profile(context: DealContext, one: Deals) -> dict[str, np.ndarray]:
     """``account_profile(history.accounts, one)`` from the context's indexed accounts table."""
-    rows, table = context.accounts
+    rows, employees, industries = context.accounts
     code = int(one.account[0])
-    row = rows.get(str(one.accounts[code]), -1) if code >= 0 else -1
-    if row < 0:
-        return account_profile(table.iloc[:0], one)
-    return account_profile(table.iloc[[row]], one)
+    row = np.asarray([rows.get(str(one.accounts[code]), -1) if code >= 0 else -1])
+    employee = take_at(employees, row, np.nan)
+    band = np.full(1, None, dtype=object)
+    if not np.isnan(employee[0]):
+        band[0] = SIZE_BANDS[int(np.searchsorted(SIZE_EDGES, employee, side="right")[0])]
+    return {
+        "account_employees": employee,
+        "account_industry": take_at(industries, row, None),
+        "account_size_band": band,
+    }
 
 
 def _assemble_one(
@@ -570,3 +590,40 @@ def _category_code(value: object, known: list[str]) -> int:
         return known.index(value, 0, len(known) - 1)  # type: ignore[arg-type]
     except ValueError:
         return len(known) - 1
+
+
+def _activities_of_one(
+    activities: pd.DataFrame, deal_id: object, t: IntArray
+) -> dict[str, FloatArray]:
+    """``_activity_features`` of one deal at ``t[0]``, counted on its own rows."""
+    if len(activities) == 0:
+        return _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
+    times = micros(activities["occurred_at"])
+    mine = (codes(activities["deal_id"], pd.Index([deal_id])) >= 0) & (times != NAT)
+    now = int(t[0])
+    seen = times[mine & (times <= now)]
+
+    def upto(w: int) -> int:
+        return int(np.count_nonzero(seen <= now - w * MICROS_PER_DAY))
+
+    total = len(seen)
+    within = {w: total - upto(w) for w in ACTIVITY_WINDOWS}
+    last = np.asarray([seen.max() if total else NAT], dtype=np.int64)
+    meeting = np.zeros(len(activities), dtype=bool)
+    if "type" in activities.columns:
+        types = activities["type"].astype(object).where(activities["type"].notna(), "")
+        meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+    meetings = int(np.count_nonzero(meeting & mine & (times <= now)))
+
+    def one(value: float) -> FloatArray:
+        return np.asarray([value], dtype=np.float64)
+
+    return {
+        "activities_7d": one(within[7]),
+        "activities_30d": one(within[30]),
+        "activities_90d": one(within[90]),
+        "activities_total": one(total),
+        "days_since_last_activity": days_between(t, last),
+        "engagement_trend": one(2 * within[30] - within[60]),
+        "meetings_total": one(meetings),
+    }
