@@ -124,6 +124,11 @@ class DealContext:
         return {key: i for i, key in enumerate(self.deals.index)}
 
     @functools.cached_property
+    def stage_names(self) -> np.ndarray:
+        """The stage history's ``stage`` column as objects."""
+        return self.history.stage_history["stage"].to_numpy(dtype=object)
+
+    @functools.cached_property
     def group_codes(self) -> dict[str, dict[Any, int]]:
         """owner / team / account / product -> value -> its code in the context's arrays."""
         out: dict[str, dict[Any, int]] = {}
@@ -336,10 +341,8 @@ def _from_state(
             return None
     else:
         slot = int(np.searchsorted(context.open_ids, np.asarray([deal_id], dtype=object))[0])
-    names = sorted({*context.stages.vocabulary, *_strings(stage_rows["stage"])})
-    own = code_stages(stage_rows, pd.Index([deal_id]))
-    remap = np.searchsorted(np.asarray(names, dtype=object), np.asarray(own.vocabulary, object))
-    own = replace(own, stage=_recode_stages(own.stage, remap), vocabulary=names)
+    names = sorted({*context.stages.vocabulary, *_few_strings(stage_rows["stage"])})
+    own = _own_stages(stage_rows, deal_id, names)
     t = context.dates
     positions = changed_positions(state, context.stages.vocabulary, names, loc, own)
     # The batch sorts the deals by id: a new deal's rows come after those of the ids before it.
@@ -394,9 +397,9 @@ def _vocabularies(
     """``vocabularies`` of the changed history, and its stage vocabulary: the context's,
     unless the change adds a value or removes a value's last occurrence."""
     out: dict[str, list[str]] = dict(context.fixed_vocab)
-    old_names = _strings(context.history.stage_history["stage"].iloc[old_stage_rows])
+    old_names = _few_strings(context.stage_names[old_stage_rows])
     stage_values = _changed_values(
-        context.stage_counts, context.stage_values, old_names, _strings(stage_rows["stage"])
+        context.stage_counts, context.stage_values, old_names, _few_strings(stage_rows["stage"])
     )
     stages = [*stage_values, MISSING]
     for name, source in context.sources.items():
@@ -423,6 +426,13 @@ def _changed_values(
     changed.subtract(old)
     changed.update(new)
     return sorted(v for v, n in changed.items() if n > 0)
+
+
+def _few_strings(values: pd.Series | np.ndarray) -> list[str]:
+    """``_strings`` of a few values, one by one (a column conversion costs more on a few)."""
+    if isinstance(values, pd.Series):
+        values = values.to_numpy(dtype=object)
+    return [v if isinstance(v, str) else str(v) for v in values if not pd.isna(v)]
 
 
 def _cell_strings(value: object) -> list[str]:
@@ -627,3 +637,20 @@ def _activities_of_one(
         "engagement_trend": one(2 * within[30] - within[60]),
         "meetings_total": one(meetings),
     }
+
+
+def _own_stages(stage_rows: pd.DataFrame, deal_id: object, names: list[str]) -> CodedStages:
+    """``code_stages(stage_rows, [deal_id])`` with its stages coded into ``names`` (which
+    hold them all), value by value."""
+    key = str(deal_id)
+    where = {name: i for i, name in enumerate(names)}
+    ids = stage_rows["deal_id"].to_numpy(dtype=object)
+    stages = stage_rows["stage"].to_numpy(dtype=object)
+    return CodedStages(
+        deal=np.asarray([0 if not pd.isna(v) and str(v) == key else -1 for v in ids], np.int64),
+        time=micros(stage_rows["changed_at"]),
+        stage=np.asarray([-1 if pd.isna(v) else where[str(v)] for v in stages], np.int64),
+        amount=stage_rows["amount"].to_numpy(dtype=np.float64),
+        expected_close=micros(stage_rows["expected_close_date"]),
+        vocabulary=names,
+    )

@@ -76,6 +76,13 @@ class DataIndex:
         return _text(self._teams[loc])
 
     @functools.cached_property
+    def stage_columns(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stage history's ``changed_at`` (datetime64[us]) and ``stage`` (objects)."""
+        sh = self.history.stage_history
+        changed = sh["changed_at"].to_numpy().astype("datetime64[us]")
+        return changed, sh["stage"].to_numpy(dtype=object)
+
+    @functools.cached_property
     def list_prices(self) -> ListPrices:
         """The list prices of the data's products and deals (expected revenue's fallback)."""
         return ListPrices.of(self.history)
@@ -328,14 +335,11 @@ def _stage_change(
     as_of = index.as_of
     current: dict[str, Any] = {"stage": None, "amount": np.nan, "expected_close_date": pd.NaT}
     replaced = None
-    if rows is not None and len(rows):
-        mine = sh.iloc[rows]
-        mine = mine[mine["changed_at"] <= as_of]
-        if len(mine):
-            last = mine.sort_values(["changed_at", "stage"], kind="stable").iloc[-1]
-            current = {k: last[k] for k in STAGE_FIELDS}
-            if last["changed_at"] == as_of:
-                replaced = position(sh.index, last.name)
+    last = _last_stage_row(index, rows) if rows is not None else None
+    if last is not None:
+        current = {k: sh[k].iat[last] for k in STAGE_FIELDS}
+        if sh["changed_at"].iat[last] == as_of:
+            replaced = last if sh.index.is_unique else -1
     merged = {**current, **{k: fields[k] for k in STAGE_FIELDS if k in fields}}
     if _text(merged["stage"]) is None:
         raise ProblemError(
@@ -351,6 +355,24 @@ def _stage_change(
         "expected_close_date": merged["expected_close_date"],
     }
     return row, replaced
+
+
+def _last_stage_row(index: DataIndex, rows: np.ndarray) -> int | None:
+    """Position of the deal's last stage row at or before as_of (``rows``: its positions in
+    the stage history), as sorting them by (changed_at, stage) stably gives it (a row
+    without a stage name sorts after the named ones of its time); None when there is none."""
+    changed, stage = index.stage_columns
+    at = np.datetime64(index.as_of.to_datetime64(), "us")
+    mine = [int(r) for r in rows if changed[r] <= at]  # NaT compares False: never kept
+    if not mine:
+        return None
+
+    def key(r: int) -> tuple[np.datetime64, bool, str]:
+        name = stage[r]
+        missing = name is None or (isinstance(name, float) and np.isnan(name))
+        return changed[r], missing, "" if missing else str(name)
+
+    return max(reversed(mine), key=key)  # max keeps the first of equals: the stable last
 
 
 def _new_deal(index: DataIndex, change: Change) -> tuple[pd.DataFrame, dict[str, Any] | None]:
