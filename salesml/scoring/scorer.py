@@ -167,24 +167,32 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
     ``TIMING_COLUMNS``."""
     explain = model.bundle.booster is not None
     predicted = model.predict(features, explain=explain, top=DRIVERS_SHOWN)
-    rows = pd.DataFrame({"deal_id": features.index.astype(str)})
+    n = len(features)
+    # The columns gathered first and the frame built once: inserting them one by one costs
+    # ~0.3 ms a column, which a live one-row answer pays on every request.
+    rows: dict[str, Any] = {"deal_id": features.index.astype(str)}
     for column in ("owner_id", "team"):
-        rows[column] = features[column].astype("object").to_numpy() if column in features else None
+        rows[column] = (
+            features[column].astype("object").to_numpy()
+            if column in features
+            else np.full(n, None, dtype=object)
+        )
     probability = predicted["win_probability"].to_numpy()
     rows["win_probability"] = probability
     rows["score"] = predicted["score"].to_numpy()
     rows["model_version"] = model.version
     rows["as_of"] = as_of
-    rows = rows[SCORE_COLUMNS]
     for column in EXPLAIN_COLUMNS:
-        rows[column] = predicted[column].to_numpy() if column in predicted else None
+        rows[column] = (
+            predicted[column].to_numpy() if column in predicted else np.full(n, None, dtype=object)
+        )
     timing = model.timing
-    if timing is None or len(features) == 0:
-        return rows
+    if timing is None or n == 0:
+        return pd.DataFrame(rows, index=pd.RangeIndex(n))
     amount = (
         pd.to_numeric(features["amount"], errors="coerce").to_numpy(dtype=float)
         if "amount" in features
-        else np.full(len(features), np.nan)
+        else np.full(n, np.nan)
     )
     basis = np.full(len(amount), None, dtype=object)
     basis[~np.isnan(amount)] = BASIS_AMOUNT
@@ -197,4 +205,4 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
     for column in TIMING_COLUMNS[:-1]:
         rows[column] = columns[column].to_numpy()
     rows["expected_revenue_basis"] = basis
-    return rows
+    return pd.DataFrame(rows, index=pd.RangeIndex(n))
