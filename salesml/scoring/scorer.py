@@ -9,6 +9,7 @@ and the report all call it with the same ``Scorer``, so they return identical ro
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifac
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle
 
+FEW_ROWS = 8  # up to this many rows, per-row lookups beat a vectorised pandas call
 TIMING_DIR = "timing"  # the timing model's folder inside the win model's bundle folder
 
 
@@ -108,11 +110,18 @@ class ListPrices:
             by_deal = pd.Series(dtype="float64")
         return cls(prices, by_deal)
 
+    @functools.cached_property
+    def _price_of(self) -> dict[Any, float]:
+        return {k: float(v) for k, v in self.by_product.items()}
+
     def for_rows(self, features: pd.DataFrame) -> np.ndarray:
         """Each row's list price: its ``product`` column's when the rows carry one (a what-if
         may change it), else its deal's product's; NaN where there is none."""
         if "product" in features and len(self.by_product):
             product = features["product"].astype("object")
+            if len(product) <= FEW_ROWS:  # a live answer's row: a lookup, not a Series.map
+                price = self._price_of
+                return np.asarray([price.get(v, np.nan) for v in product], dtype="float64")
             return product.map(self.by_product).to_numpy(dtype="float64")
         if not len(self.by_deal):
             return np.full(len(features), np.nan)

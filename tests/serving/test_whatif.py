@@ -25,6 +25,7 @@ from serving.api.whatif import (
     plain_rows,
     whatif_rows,
 )
+from tests.features.histories import random_history
 from tests.serving.conftest import Workspace
 
 
@@ -152,6 +153,28 @@ def test_one_deal_rows_equal_the_changed_history_rows(workspace: Workspace) -> N
     index = build_index(history)
     rng = random.Random(7)
     for _ in range(60):
+        change = _random_change(rng, index, history)
+        try:
+            expected = _rows_on_changed_history(index, [change])
+        except ProblemError as error:
+            with pytest.raises(ProblemError) as raised:
+                whatif_rows(index, [change])
+            assert raised.value.args == error.args
+            continue
+        pd.testing.assert_frame_equal(whatif_rows(index, [change]), expected, check_exact=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_deal_rows_equal_the_changed_history_rows_on_random_histories(seed: int) -> None:
+    """The same on small random histories (ties at as_of, stage rows without names, pushes,
+    deals without stage history or activities): random what-ifs and new deals per seed."""
+    history = random_history(200 + seed, n_deals=40)
+    as_of = history.exported_at - pd.Timedelta(hours=6 * (seed % 3))
+    index = build_index(history, as_of)
+    if not len(index.features):
+        pytest.skip("no deal open at as_of")
+    rng = random.Random(seed)
+    for _ in range(25):
         change = _random_change(rng, index, history)
         try:
             expected = _rows_on_changed_history(index, [change])
