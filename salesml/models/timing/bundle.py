@@ -140,6 +140,11 @@ class TimingBundle:
         )
 
     @functools.cached_property
+    def _deal_contract(self) -> FeatureContract:
+        """The deal features' contract (the booster's without the bin features)."""
+        return FeatureContract(self.features, self.kinds, self.vocabularies)
+
+    @functools.cached_property
     def _codes_match(self) -> bool:
         return codes_match(self.booster, self.feature_contract())
 
@@ -154,9 +159,8 @@ class TimingBundle:
         ``expand_bins`` through the contract, as LightGBM was trained on it."""
         if self._codes_match:
             row, extra = bin_columns(features, as_of, self.edges, calendar=self.calendar_weights)
-            deals = FeatureContract(self.features, self.kinds, self.vocabularies)
             bins = np.column_stack([extra[name] for name in self.bin_features])
-            matrix = np.hstack([deals.model_matrix(features)[row], bins])
+            matrix = np.hstack([self._deal_contract.model_matrix(features)[row], bins])
             return matrix, extra["bin_calendar_intensity"]
         rows = expand_bins(features, as_of, self.edges, calendar=self.calendar_weights)
         intensity = rows["bin_calendar_intensity"].to_numpy(dtype=float)
