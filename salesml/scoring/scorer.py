@@ -19,6 +19,7 @@ import pandas as pd
 
 from salesml.explain.api import explain_columns
 from salesml.kpis.pipeline import list_prices as product_list_prices
+from salesml.models.contract import object_values
 from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifact
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle
@@ -182,7 +183,7 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
     rows: dict[str, Any] = {"deal_id": features.index.astype(str)}
     for column in ("owner_id", "team"):
         rows[column] = (
-            features[column].astype("object").to_numpy()
+            object_values(features[column])
             if column in features
             else np.full(n, None, dtype=object)
         )
