@@ -239,10 +239,40 @@ def _one_deal_rows(index: DataIndex, change: Change) -> pd.DataFrame:
 
 def _stage_frame(stage_history: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Stage-history rows as a frame with the history's columns and dtypes."""
+    if len(rows) == 1:
+        return _one_stage_frame(stage_history, rows[0])
     added = pd.DataFrame(rows, columns=stage_history.columns)
     added["changed_at"] = to_naive_utc(added["changed_at"])
     added["expected_close_date"] = to_naive_utc(added["expected_close_date"])
     return _as_dtypes(added, stage_history)
+
+
+def _one_stage_frame(stage_history: pd.DataFrame, row: dict[str, Any]) -> pd.DataFrame:
+    """``_stage_frame`` of one row, built column by column in the history's dtypes (the
+    general path's frame inference, UTC conversion and casts cost ~1 ms on a live request)."""
+    columns: dict[str, Any] = {}
+    for column, dtype in stage_history.dtypes.items():
+        value = row.get(str(column))
+        if column in ("changed_at", "expected_close_date"):
+            columns[column] = np.array([_naive_utc(value)], dtype="datetime64[us]")
+        else:
+            columns[column] = pd.array([None if _missing(value) else value], dtype=dtype)
+    out = pd.DataFrame(columns)
+    return _as_dtypes(out, stage_history)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT
+
+
+def _naive_utc(value: object) -> np.datetime64:
+    """``to_naive_utc`` of one value: naive UTC, NaT when missing."""
+    if _missing(value):
+        return np.datetime64("NaT", "us")
+    stamp = pd.Timestamp(value)  # type: ignore[arg-type]
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.to_datetime64().astype("datetime64[us]")
 
 
 def _as_dtypes(frame: pd.DataFrame, like: pd.DataFrame) -> pd.DataFrame:
