@@ -7,7 +7,9 @@ added, for a deal the history lacks). It reads the history once per context, the
 
 * every feature that reads the deal's own rows only (age, stage and amount history, activities,
   static fields, custom attributes, rep tenure, account profile, list price) comes from the
-  real feature code run on a one-deal history;
+  real feature code run on a one-deal history, or from its one-row equivalent read value by
+  value (the deal's arrays, activity counts, account profile, the row itself: pandas' per-call
+  cost on one row is most of a live request's);
 * the features that read other deals — the rep's and team's record, the rep's open pipeline,
   the account's wins, the product's typical amount, the stage order behind
   ``stage_regressions`` — from the same functions run on the context's arrays with the deal
