@@ -516,7 +516,7 @@ def _one_deal_arrays(deal: pd.DataFrame) -> Deals:
     """``deal_arrays`` of a one-row deals table: a value's vocabulary is the value itself."""
     lookups: dict[str, tuple[IntArray, pd.Index]] = {}
     for col in ("owner_id", "team", "account_id", "product"):
-        value = deal[col].iat[0]
+        value: Any = deal[col].iat[0]
         if pd.isna(value):
             lookups[col] = (np.full(1, -1, dtype=np.int64), _EMPTY)
         else:

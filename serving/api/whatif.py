@@ -251,8 +251,9 @@ def _one_stage_frame(stage_history: pd.DataFrame, row: dict[str, Any]) -> pd.Dat
     """``_stage_frame`` of one row, built column by column in the history's dtypes (the
     general path's frame inference, UTC conversion and casts cost ~1 ms on a live request)."""
     columns: dict[str, Any] = {}
-    for column, dtype in stage_history.dtypes.items():
-        value = row.get(str(column))
+    for name, dtype in stage_history.dtypes.items():
+        column = str(name)
+        value = row.get(column)
         if column in ("changed_at", "expected_close_date"):
             columns[column] = np.array([_naive_utc(value)], dtype="datetime64[us]")
         else:
@@ -265,8 +266,8 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT
 
 
-def _naive_utc(value: object) -> np.datetime64:
-    """``to_naive_utc`` of one value: naive UTC, NaT when missing."""
+def _naive_utc(value: object) -> Any:
+    """``to_naive_utc`` of one value: naive UTC ``datetime64[us]``, NaT when missing."""
     if _missing(value):
         return np.datetime64("NaT", "us")
     stamp = pd.Timestamp(value)  # type: ignore[arg-type]
@@ -392,7 +393,7 @@ def _last_stage_row(index: DataIndex, rows: np.ndarray) -> int | None:
     the stage history), as sorting them by (changed_at, stage) stably gives it (a row
     without a stage name sorts after the named ones of its time); None when there is none."""
     changed, stage = index.stage_columns
-    at = np.datetime64(index.as_of.to_datetime64(), "us")
+    at = index.as_of.to_datetime64().astype("datetime64[us]")
     mine = [int(r) for r in rows if changed[r] <= at]  # NaT compares False: never kept
     if not mine:
         return None
