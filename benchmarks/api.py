@@ -39,6 +39,9 @@ import httpx
 import numpy as np
 import pandas as pd
 
+CACHED = ("salesml_score_one_deal", "salesml_get_deal")  # computed once per snapshot
+LIVE = ("salesml_score_whatif", "salesml_score_new_deal")  # computed on every request
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -413,6 +416,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             result[f"{name}_throughput_ratio_vs_mlflow"] = round(
                 ours["throughput_rps"] / max(theirs["throughput_rps"], 1e-9), 2
             )
+    # Which rows are answers kept per snapshot and which are computed on every request.
+    result["cached_rows"] = [k for k in result if k.startswith(CACHED)]
+    result["live_rows"] = [k for k in result if k.startswith(LIVE)]
     result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result))
     return result

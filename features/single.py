@@ -7,7 +7,9 @@ added, for a deal the history lacks). It reads the history once per context, the
 
 * every feature that reads the deal's own rows only (age, stage and amount history, activities,
   static fields, custom attributes, rep tenure, account profile, list price) comes from the
-  real feature code run on a one-deal history;
+  real feature code run on a one-deal history, or from its one-row equivalent read value by
+  value (the deal's arrays, activity counts, account profile, the row itself: pandas' per-call
+  cost on one row is most of a live request's);
 * the features that read other deals — the rep's and team's record, the rep's open pipeline,
   the account's wins, the product's typical amount, the stage order behind
   ``stage_regressions`` — from the same functions run on the context's arrays with the deal
@@ -17,6 +19,7 @@ added, for a deal the history lacks). It reads the history once per context, the
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,9 +29,10 @@ import numpy as np
 import pandas as pd
 
 from features._context import (
+    SIZE_BANDS,
+    SIZE_EDGES,
     Deals,
     account_features,
-    account_profile,
     deal_arrays,
     product_features,
     rep_features,
@@ -42,8 +46,27 @@ from features._entities import (
     product_values,
     rep_values,
 )
-from features._events import NAT, FloatArray, IntArray, days_between, micros, open_pairs
-from features._frame import STATIC_COLUMNS, _activity_features, assemble, with_flat_values
+from features._events import (
+    MICROS_PER_DAY,
+    NAT,
+    FloatArray,
+    IntArray,
+    codes,
+    days_between,
+    micros,
+    open_pairs,
+    take_at,
+)
+from features._frame import (
+    ACTIVITY_WINDOWS,
+    INFO_COLUMNS,
+    MEETING_TYPES,
+    STATIC_COLUMNS,
+    _activity_features,
+    _attribute,
+    _categorical,
+    with_flat_values,
+)
 from features._stages import CodedStages, StageFeatures, code_stages, coded_stage_features
 from features.build import _naive_utc
 from features.history import History
@@ -93,6 +116,38 @@ class DealContext:
     # Per-entity aggregates at as_of (None when a stage row without a stage name would make a
     # one-deal correction of the stage order inexact: then every request reads the arrays).
     state: EntityState | None = None
+
+    def position(self, deal_id: object) -> int:
+        """Position of ``deal_id`` in the context's deal arrays (-1: a deal the history lacks)."""
+        return self._positions.get(deal_id, -1)
+
+    @functools.cached_property
+    def _positions(self) -> dict[Any, int]:
+        return {key: i for i, key in enumerate(self.deals.index)}
+
+    @functools.cached_property
+    def stage_names(self) -> np.ndarray:
+        """The stage history's ``stage`` column as objects."""
+        return self.history.stage_history["stage"].to_numpy(dtype=object)
+
+    @functools.cached_property
+    def group_codes(self) -> dict[str, dict[Any, int]]:
+        """owner / team / account / product -> value -> its code in the context's arrays."""
+        out: dict[str, dict[Any, int]] = {}
+        for _, attr in _GROUPS:
+            vocab: pd.Index = getattr(self.deals, attr + "s")
+            out[attr] = {v: i for i, v in reversed(list(enumerate(vocab)))}
+        return out
+
+    @functools.cached_property
+    def accounts(self) -> tuple[dict[str, int], FloatArray, np.ndarray]:
+        """The accounts table as ``account_profile`` reads it: each id's row, and the rows'
+        head counts and industries."""
+        table = self.history.accounts.drop_duplicates("account_id")
+        ids = table["account_id"].to_numpy(dtype=object)
+        rows = {str(v): i for i, v in reversed(list(enumerate(ids))) if not pd.isna(v)}
+        employees = table["employees"].to_numpy(dtype=np.float64)
+        return rows, employees, table["industry"].to_numpy(dtype=object)
 
 
 def deal_context(
@@ -173,11 +228,10 @@ def deal_features(
     ``deal`` has the columns of ``history.deals``; ``stage_rows`` and ``activities`` are all
     of the deal's rows (columns of the history's tables).
     """
-    history = context.history
     deal = deal.reset_index(drop=True)
     deal_id = deal["deal_id"].iat[0]
-    loc = int(context.deals.index.get_indexer(pd.Index([deal_id]))[0])
-    one = deal_arrays(deal)
+    loc = context.position(deal_id)
+    one = _one_deal_arrays(deal)
     if len(open_pairs(one.created, one.closed, context.dates)[0]) == 0:
         return None
     state = context.state
@@ -204,12 +258,12 @@ def deal_features(
         "amount": st.amount,
         "amount_changes": st.amount_changes,
     }
-    numeric |= _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
+    numeric |= _activities_of_one(activities, deal_id, t)
     numeric |= around
-    profile = account_profile(history.accounts, one)
+    profile = _account_profile(context, one)
     numeric["account_employees"] = profile["account_employees"]
     per_deal: dict[str, pd.Series | np.ndarray] = {
-        name: deal[column] for name, column in STATIC_COLUMNS.items()
+        name: deal[column].to_numpy(dtype=object) for name, column in STATIC_COLUMNS.items()
     }
     per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
     vocab, stages = _vocabularies(context, deal, loc, old_stage_rows, stage_rows)
@@ -217,13 +271,7 @@ def deal_features(
     # vocabulary may lack a name only the replaced rows had.
     where = {name: i for i, name in enumerate(stages)}
     stage = np.array([where[names[c]] if c >= 0 else -1 for c in st.stage], dtype=np.int64)
-    frame = assemble(
-        deal, context.spec, vocab, stages, np.zeros(1, np.int64), numeric, stage, per_deal
-    )
-    frame.insert(0, "deal_id", deal["deal_id"].take([0]).reset_index(drop=True))
-    frame = frame.set_index("deal_id")
-    wanted = pd.Index([deal_id])
-    return frame.loc[wanted[wanted.isin(frame.index)]]
+    return _assemble_one(deal, context.spec, vocab, stages, numeric, stage, per_deal)
 
 
 _Parts = tuple[StageFeatures, list[str], dict[str, FloatArray]]
@@ -295,10 +343,8 @@ def _from_state(
             return None
     else:
         slot = int(np.searchsorted(context.open_ids, np.asarray([deal_id], dtype=object))[0])
-    names = sorted({*context.stages.vocabulary, *_strings(stage_rows["stage"])})
-    own = code_stages(stage_rows, pd.Index([deal_id]))
-    remap = np.searchsorted(np.asarray(names, dtype=object), np.asarray(own.vocabulary, object))
-    own = replace(own, stage=_recode_stages(own.stage, remap), vocabulary=names)
+    names = sorted({*context.stages.vocabulary, *_few_strings(stage_rows["stage"])})
+    own = _own_stages(stage_rows, deal_id, names)
     t = context.dates
     positions = changed_positions(state, context.stages.vocabulary, names, loc, own)
     # The batch sorts the deals by id: a new deal's rows come after those of the ids before it.
@@ -308,28 +354,27 @@ def _from_state(
     st = coded_stage_features(own, 1, zero, zero, t, positions=positions, push_offset=offset)
     if len(stage_rows) == 0:
         st = _flat_values(context, deal, st)
-    owner = _code(base, one, "owner")
+    owner = _code(context, one, "owner")
     amounts = owner_amounts(
         state, context.open_amount, owner, slot, float(st.amount[0]), new=loc < 0
     )
     owner_id = one.owners[one.owner[0]] if one.owner[0] >= 0 else None
-    around = rep_values(state, owner, _code(base, one, "team"), owner_id, amounts)
-    product = _code(base, one, "product")
+    around = rep_values(state, owner, _code(context, one, "team"), owner_id, amounts)
+    product = _code(context, one, "product")
     name = one.products[one.product[0]] if one.product[0] >= 0 else None
     around |= product_values(state, product, name, st.amount)
-    around |= account_values(state, _code(base, one, "account"))
+    around |= account_values(state, _code(context, one, "account"))
     return st, names, around
 
 
-def _code(base: Deals, one: Deals, attr: str) -> int:
+def _code(context: DealContext, one: Deals, attr: str) -> int:
     """The code of the deal's ``attr`` (owner, team, account, product) in the context's
     vocabulary, as ``_changed_deals`` gives it (a value the history lacks: the next code)."""
     code = int(getattr(one, attr)[0])
     if code < 0:
         return -1
-    vocab: pd.Index = getattr(base, attr + "s")
-    found = int(vocab.get_indexer(pd.Index([getattr(one, attr + "s")[code]]))[0])
-    return found if found >= 0 else len(vocab)
+    found = context.group_codes[attr].get(getattr(one, attr + "s")[code], -1)
+    return found if found >= 0 else len(getattr(context.deals, attr + "s"))
 
 
 def _flat_values(context: DealContext, deal: pd.DataFrame, st: StageFeatures) -> StageFeatures:
@@ -354,9 +399,9 @@ def _vocabularies(
     """``vocabularies`` of the changed history, and its stage vocabulary: the context's,
     unless the change adds a value or removes a value's last occurrence."""
     out: dict[str, list[str]] = dict(context.fixed_vocab)
-    old_names = _strings(context.history.stage_history["stage"].iloc[old_stage_rows])
+    old_names = _few_strings(context.stage_names[old_stage_rows])
     stage_values = _changed_values(
-        context.stage_counts, context.stage_values, old_names, _strings(stage_rows["stage"])
+        context.stage_counts, context.stage_values, old_names, _few_strings(stage_rows["stage"])
     )
     stages = [*stage_values, MISSING]
     for name, source in context.sources.items():
@@ -383,6 +428,13 @@ def _changed_values(
     changed.subtract(old)
     changed.update(new)
     return sorted(v for v, n in changed.items() if n > 0)
+
+
+def _few_strings(values: pd.Series | np.ndarray) -> list[str]:
+    """``_strings`` of a few values, one by one (a column conversion costs more on a few)."""
+    if isinstance(values, pd.Series):
+        values = values.to_numpy(dtype=object)
+    return [v if isinstance(v, str) else str(v) for v in values if not pd.isna(v)]
 
 
 def _cell_strings(value: object) -> list[str]:
@@ -458,3 +510,149 @@ def _recode_stages(stage: IntArray, remap: IntArray) -> IntArray:
     if len(remap) == 0:
         return np.full(len(stage), -1, dtype=np.int64)
     return np.where(stage >= 0, remap[np.maximum(stage, 0)], -1).astype(np.int64)
+
+
+def _one_deal_arrays(deal: pd.DataFrame) -> Deals:
+    """``deal_arrays`` of a one-row deals table: a value's vocabulary is the value itself."""
+    lookups: dict[str, tuple[IntArray, pd.Index]] = {}
+    for col in ("owner_id", "team", "account_id", "product"):
+        value: Any = deal[col].iat[0]
+        if pd.isna(value):
+            lookups[col] = (np.full(1, -1, dtype=np.int64), _EMPTY)
+        else:
+            lookups[col] = (np.zeros(1, dtype=np.int64), pd.Index([value]))
+    status = deal["status"].iat[0]
+    closed = micros(deal["closed_at"])
+    return Deals(
+        index=pd.Index(deal["deal_id"]),
+        created=micros(deal["created_at"]),
+        closed=closed,
+        won=np.asarray([status == "won"]) & (closed != NAT),
+        lost=np.asarray([status == "lost"]) & (closed != NAT),
+        final_amount=deal["amount"].to_numpy(dtype=np.float64),
+        owner=lookups["owner_id"][0],
+        owners=lookups["owner_id"][1],
+        team=lookups["team"][0],
+        teams=lookups["team"][1],
+        account=lookups["account_id"][0],
+        accounts=lookups["account_id"][1],
+        product=lookups["product"][0],
+        products=lookups["product"][1],
+    )
+
+
+_EMPTY = pd.Index([])
+
+
+def _account_profile(context: DealContext, one: Deals) -> dict[str, np.ndarray]:
+    """``account_profile(history.accounts, one)`` from the context's indexed accounts table."""
+    rows, employees, industries = context.accounts
+    code = int(one.account[0])
+    row = np.asarray([rows.get(str(one.accounts[code]), -1) if code >= 0 else -1])
+    employee = take_at(employees, row, np.nan)
+    band = np.full(1, None, dtype=object)
+    if not np.isnan(employee[0]):
+        band[0] = SIZE_BANDS[int(np.searchsorted(SIZE_EDGES, employee, side="right")[0])]
+    return {
+        "account_employees": employee,
+        "account_industry": take_at(industries, row, None),
+        "account_size_band": band,
+    }
+
+
+def _assemble_one(
+    deal: pd.DataFrame,
+    spec: Sequence[Feature],
+    vocab: dict[str, list[str]],
+    stages: list[str],
+    numeric: dict[str, FloatArray],
+    stage: IntArray,
+    per_deal: dict[str, pd.Series | np.ndarray],
+) -> pd.DataFrame:
+    """``assemble`` of the deal's one row, indexed by its deal_id: the same values and dtypes,
+    each categorical coded by a lookup (not a column conversion), the frame built once."""
+    columns: dict[str, Any] = {c: deal[c].array[:1] for c in INFO_COLUMNS[:3]}
+    columns["stage"] = pd.array([stages[stage[0]] if stage[0] >= 0 else None], dtype="str")
+    for f in spec:
+        if f.kind == "numeric":
+            values = numeric.get(f.name)
+            if values is None:
+                raw_values = pd.to_numeric(_attribute(deal, f.name), errors="coerce")
+                values = raw_values.to_numpy(dtype=np.float64)[:1]
+            columns[f.name] = np.asarray(values, dtype=np.float64)
+        elif f.name == "current_stage":
+            code = stage[0] if stage[0] >= 0 else len(stages) - 1
+            columns[f.name] = _categorical(np.asarray([code]), stages)
+        else:
+            raw = per_deal[f.name] if f.name in per_deal else _attribute(deal, f.name)
+            known = vocab[f.name]
+            code = _category_code(raw[0] if isinstance(raw, np.ndarray) else raw.iat[0], known)
+            columns[f.name] = _categorical(np.asarray([code]), known)
+    return pd.DataFrame(columns, index=pd.Index(deal["deal_id"].array[:1], name="deal_id"))
+
+
+def _category_code(value: object, known: list[str]) -> int:
+    """``assemble``'s code of one value in ``known`` (its last entry, ``missing``, for a
+    missing or unknown value)."""
+    if not isinstance(value, str):
+        if pd.isna(value):  # type: ignore[call-overload]
+            return len(known) - 1
+        value = pd.Series([value], dtype=object).astype("str").iat[0]
+    try:
+        return known.index(value, 0, len(known) - 1)  # type: ignore[arg-type]
+    except ValueError:
+        return len(known) - 1
+
+
+def _activities_of_one(
+    activities: pd.DataFrame, deal_id: object, t: IntArray
+) -> dict[str, FloatArray]:
+    """``_activity_features`` of one deal at ``t[0]``, counted on its own rows."""
+    if len(activities) == 0:
+        return _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
+    times = micros(activities["occurred_at"])
+    mine = (codes(activities["deal_id"], pd.Index([deal_id])) >= 0) & (times != NAT)
+    now = int(t[0])
+    seen = times[mine & (times <= now)]
+
+    def upto(w: int) -> int:
+        return int(np.count_nonzero(seen <= now - w * MICROS_PER_DAY))
+
+    total = len(seen)
+    within = {w: total - upto(w) for w in ACTIVITY_WINDOWS}
+    last = np.asarray([seen.max() if total else NAT], dtype=np.int64)
+    meeting = np.zeros(len(activities), dtype=bool)
+    if "type" in activities.columns:
+        types = activities["type"].astype(object).where(activities["type"].notna(), "")
+        meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+    meetings = int(np.count_nonzero(meeting & mine & (times <= now)))
+
+    def one(value: float) -> FloatArray:
+        return np.asarray([value], dtype=np.float64)
+
+    return {
+        "activities_7d": one(within[7]),
+        "activities_30d": one(within[30]),
+        "activities_90d": one(within[90]),
+        "activities_total": one(total),
+        "days_since_last_activity": days_between(t, last),
+        "engagement_trend": one(2 * within[30] - within[60]),
+        "meetings_total": one(meetings),
+    }
+
+
+def _own_stages(stage_rows: pd.DataFrame, deal_id: object, names: list[str]) -> CodedStages:
+    """``code_stages(stage_rows, [deal_id])`` with its stages coded into ``names`` (which
+    hold them all), value by value."""
+    key = str(deal_id)
+    where = {name: i for i, name in enumerate(names)}
+    ids = stage_rows["deal_id"].to_numpy(dtype=object)
+    stages = stage_rows["stage"].to_numpy(dtype=object)
+    return CodedStages(
+        deal=np.asarray([0 if not pd.isna(v) and str(v) == key else -1 for v in ids], np.int64),
+        time=micros(stage_rows["changed_at"]),
+        stage=np.asarray([-1 if pd.isna(v) else where[str(v)] for v in stages], np.int64),
+        amount=stage_rows["amount"].to_numpy(dtype=np.float64),
+        expected_close=micros(stage_rows["expected_close_date"]),
+        vocabulary=names,
+    )

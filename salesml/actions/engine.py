@@ -18,6 +18,7 @@ import pandas as pd
 
 from salesml.actions.catalogue import BY_ID, RULES, Rule
 from salesml.errors import SalesmlError
+from salesml.models.contract import object_values
 
 if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
@@ -49,7 +50,7 @@ def _col(features: pd.DataFrame, name: str) -> FloatArray:
 def _text(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
     if name not in features:
         return np.full(len(features), None, dtype=object)
-    values = np.array(features[name].astype("object").to_numpy(), dtype=object)
+    values = object_values(features[name])
     values[pd.isna(values)] = None
     return values
 

@@ -21,6 +21,7 @@ import orjson
 import pandas as pd
 
 from salesml.explain import text
+from salesml.models.contract import object_values
 
 if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
@@ -170,7 +171,7 @@ def _stages(features: pd.DataFrame) -> np.ndarray:
     stage = np.full(len(features), None, dtype=object)
     for column in ("stage", "current_stage"):  # the later one wins where it is known
         if column in features:
-            values = features[column].astype("object").to_numpy()
+            values = object_values(features[column])
             known = pd.notna(values) & (values != "missing")
             stage[known] = values[known]
     return stage
@@ -223,7 +224,7 @@ def explain(
             total = totals_list[row][g]
             feature = names[lead[row][g]]
             if feature not in raw:
-                raw[feature] = features[feature].astype("object").to_numpy()
+                raw[feature] = object_values(features[feature])
             value = _json_value(raw[feature][row])
             key = (feature, stage if isinstance(stage, str) else None)
             if key not in typical:

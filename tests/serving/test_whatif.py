@@ -25,6 +25,7 @@ from serving.api.whatif import (
     plain_rows,
     whatif_rows,
 )
+from tests.features.histories import random_history
 from tests.serving.conftest import Workspace
 
 
@@ -163,6 +164,28 @@ def test_one_deal_rows_equal_the_changed_history_rows(workspace: Workspace) -> N
         pd.testing.assert_frame_equal(whatif_rows(index, [change]), expected, check_exact=True)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_one_deal_rows_equal_the_changed_history_rows_on_random_histories(seed: int) -> None:
+    """The same on small random histories (ties at as_of, stage rows without names, pushes,
+    deals without stage history or activities): random what-ifs and new deals per seed."""
+    history = random_history(200 + seed, n_deals=40)
+    as_of = history.exported_at - pd.Timedelta(hours=6 * (seed % 3))
+    index = build_index(history, as_of)
+    if not len(index.features):
+        pytest.skip("no deal open at as_of")
+    rng = random.Random(seed)
+    for _ in range(25):
+        change = _random_change(rng, index, history)
+        try:
+            expected = _rows_on_changed_history(index, [change])
+        except ProblemError as error:
+            with pytest.raises(ProblemError) as raised:
+                whatif_rows(index, [change])
+            assert raised.value.args == error.args
+            continue
+        pd.testing.assert_frame_equal(whatif_rows(index, [change]), expected, check_exact=True)
+
+
 def test_score_rows_equal_the_frame_path(workspace: Workspace) -> None:
     """Scoring from a float matrix (one LightGBM thread on a few rows, what-if actions
     written into the matrix) gives the rows of the pandas-frame path, bit for bit."""
@@ -205,3 +228,32 @@ def test_an_export_without_stage_history_knows_its_deals_stages(
         con.close()
     assert len(history.stage_history) == 0
     assert {"Engaging", "Prospecting"} <= set(build_index(history).stages)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_stage_row_frame_equals_the_general_construction(seed: int) -> None:
+    """A what-if's one stage row (built column by column) is the frame the general path
+    builds from the same row: dtypes, UTC conversion of zone-aware times, dates, missing
+    values."""
+    from serving.api.whatif import _stage_frame
+
+    history = random_history(300 + seed, n_deals=10)
+    sh = history.stage_history
+    rng = np.random.default_rng(seed)
+    moments: list[Any] = [
+        pd.Timestamp("2024-03-01 12:34:56.789123"),
+        pd.Timestamp("2024-03-01 23:30", tz="America/New_York"),
+        pd.Timestamp("2024-05-02").date(),
+        pd.NaT,
+        None,
+    ]
+    for _ in range(10):
+        row = {
+            "deal_id": f"D{int(rng.integers(0, 99))}",
+            "stage": [None, "Demo", "Brand New Stage"][int(rng.integers(0, 3))],
+            "changed_at": moments[int(rng.integers(0, 3))],
+            "amount": [np.nan, 1234.5, 0.0][int(rng.integers(0, 3))],
+            "expected_close_date": moments[int(rng.integers(0, len(moments)))],
+        }
+        general = _stage_frame(sh, [row, row]).iloc[:1]
+        pd.testing.assert_frame_equal(_stage_frame(sh, [row]), general, check_exact=True)

@@ -140,6 +140,11 @@ class TimingBundle:
         )
 
     @functools.cached_property
+    def _deal_contract(self) -> FeatureContract:
+        """The deal features' contract (the booster's without the bin features)."""
+        return FeatureContract(self.features, self.kinds, self.vocabularies)
+
+    @functools.cached_property
     def _codes_match(self) -> bool:
         return codes_match(self.booster, self.feature_contract())
 
@@ -154,9 +159,8 @@ class TimingBundle:
         ``expand_bins`` through the contract, as LightGBM was trained on it."""
         if self._codes_match:
             row, extra = bin_columns(features, as_of, self.edges, calendar=self.calendar_weights)
-            deals = FeatureContract(self.features, self.kinds, self.vocabularies)
             bins = np.column_stack([extra[name] for name in self.bin_features])
-            matrix = np.hstack([deals.model_matrix(features)[row], bins])
+            matrix = np.hstack([self._deal_contract.model_matrix(features)[row], bins])
             return matrix, extra["bin_calendar_intensity"]
         rows = expand_bins(features, as_of, self.edges, calendar=self.calendar_weights)
         intensity = rows["bin_calendar_intensity"].to_numpy(dtype=float)
@@ -251,7 +255,8 @@ class TimingBundle:
         start = pd.Timestamp(as_of).normalize()
         offset = (pd.Timestamp(as_of) - start) / pd.Timedelta(days=1)
         span = int(np.ceil(last_day + offset)) + 2
-        clock = _calendar_clock(start, span, self.calendar_weights, floor=1e-6)  # always moves
+        key = _calendar_key(self.calendar_weights)
+        clock = _calendar_clock_at(start, span, key, floor=1e-6)  # always moves
         axis = np.arange(len(clock), dtype=float) - offset
 
         def warp(x: np.ndarray) -> np.ndarray:
@@ -408,6 +413,52 @@ def bin_columns(
     if keep is not None:
         pair = pair[keep]
     row, bin_index = pair // k, pair % k
+    if keep is None and n > 0 and not isinstance(as_of, pd.Series):
+        # One as_of for every row and every bin kept: the calendar columns are the same for
+        # every deal, computed once per (as_of, edges, calendar) on the k bins and repeated
+        # (the same numbers: each is elementwise in the bin, and the calendar's span is the
+        # bins' span either way). The API's one-row what-ifs pay for them once per snapshot.
+        per_bin = _calendar_bins(pd.Timestamp(as_of), tuple(edges), _calendar_key(calendar))
+        extra = {name: values[bin_index] for name, values in per_bin.items()}
+        extra["bin_age_days"] = _column(features, "age_days")[row] + extra["bin_start"]
+        extra["bin_days_to_expected_close"] = (
+            _column(features, "days_to_expected_close")[row] - extra["bin_start"]
+        )
+        return row, {name: extra[name] for name in BIN_FEATURES}
+    return row, _bin_extra(features, as_of, edges, calendar, row, bin_index)
+
+
+_CalendarKey = tuple[tuple[str, tuple[float, ...]], ...] | None
+
+
+def _calendar_key(calendar: Mapping[str, list[float]] | None) -> _CalendarKey:
+    if not calendar:
+        return None
+    return tuple((name, tuple(float(v) for v in values)) for name, values in calendar.items())
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar_bins(
+    as_of: pd.Timestamp, edges: tuple[int, ...], calendar: _CalendarKey
+) -> dict[str, np.ndarray]:
+    """``bin_columns`` of one row at ``as_of`` (its row-dependent columns left as they come)."""
+    k = len(edges) - 1
+    one = pd.DataFrame({"age_days": [0.0], "days_to_expected_close": [0.0]})
+    weights = {name: list(values) for name, values in calendar} if calendar else None
+    out = _bin_extra(one, as_of, edges, weights, np.zeros(k, np.int64), np.arange(k))
+    for values in out.values():
+        values.flags.writeable = False
+    return out
+
+
+def _bin_extra(
+    features: pd.DataFrame,
+    as_of: pd.Series | pd.Timestamp,
+    edges: tuple[int, ...],
+    calendar: Mapping[str, list[float]] | None,
+    row: np.ndarray,
+    bin_index: np.ndarray,
+) -> dict[str, np.ndarray]:
     starts = np.asarray(edges[:-1], dtype=float)[bin_index]
     widths = np.diff(np.asarray(edges, dtype=float))[bin_index]
     when = (
@@ -430,7 +481,7 @@ def bin_columns(
         "bin_days_to_year_end": _days_to_period_end(start_at, 12),
         "bin_calendar_intensity": _calendar_intensity(start_at, widths, calendar),
     }
-    return row, extra
+    return extra
 
 
 def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
@@ -487,6 +538,18 @@ def _calendar_clock(
     month = np.asarray(calendar["month"], dtype=float)[dates.month - 1]
     weekday = np.asarray(calendar["weekday"], dtype=float)[dates.day_of_week]
     return np.concatenate([[0.0], np.cumsum(np.maximum(month * weekday, floor))])
+
+
+@functools.lru_cache(maxsize=64)
+def _calendar_clock_at(
+    first: pd.Timestamp, days: int, calendar: _CalendarKey, floor: float
+) -> np.ndarray:
+    """``_calendar_clock``, kept per (first day, span, weights): every deal scored as of one
+    time reads the same clock."""
+    assert calendar is not None
+    clock = _calendar_clock(first, days, {name: list(v) for name, v in calendar}, floor)
+    clock.flags.writeable = False
+    return clock
 
 
 def _calendar_intensity(
