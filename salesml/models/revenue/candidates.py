@@ -152,7 +152,7 @@ def monthly_forecasts(
     known = daily[daily.index < first_month]
     if len(known) == 0:
         return {}
-    months = known.groupby(known.index.to_period("M").to_timestamp()).sum()
+    months = known.groupby(pd.DatetimeIndex(known.index).to_period("M").to_timestamp()).sum()
     months = months.reindex(pd.date_range(months.index[0], periods=len(months), freq="MS"))
     weeks = period_range(start, h + 1, "week")
     n_months = len(periods_between(first_month, period_start(weeks[-1], "month"), "month")) + 1
@@ -181,11 +181,16 @@ def monthly_forecasts(
 
 def weekday_profile(daily: pd.Series) -> FloatArray:
     """Relative won revenue per weekday (Monday first) over the last 52 weeks of ``daily``;
-    equal weights with less than 8 weeks of days or where a weekday has none."""
+    equal weights with less than 8 weeks of days or no revenue in them."""
     recent = daily.iloc[-364:]
     if len(recent) < 56 or recent.sum() <= 0:
         return np.ones(7)
-    mean = recent.groupby(recent.index.day_of_week).mean().reindex(range(7)).fillna(0.0)
+    mean = (
+        recent.groupby(pd.DatetimeIndex(recent.index).day_of_week)
+        .mean()
+        .reindex(range(7))
+        .fillna(0.0)
+    )
     values = mean.to_numpy(dtype=float)
     return values / values.mean() if values.mean() > 0 else np.ones(7)
 
