@@ -14,8 +14,14 @@ import pytest
 
 from benchmarks.foreign.orders import daily_intensity, draw_shape, write_orders
 from features.history import History
-from salesml.models.revenue.bundle import ForecastBundle, FreqModel, Served, key
-from salesml.models.revenue.candidates import METHODS
+from salesml.models.revenue.bundle import ForecastBundle, FreqModel, Served, key, widened
+from salesml.models.revenue.candidates import (
+    METHODS,
+    MONTHLY,
+    candidate_forecasts,
+    monthly_forecasts,
+    weekday_profile,
+)
 from salesml.models.revenue.pipeline import PipelineForecast, simulate
 from salesml.models.revenue.prophet_model import fit_series
 from tests.helpers.history import import_history
@@ -273,3 +279,80 @@ def test_season_long_backtest_origins_follow_two_seasons_of_sales_and_spread_out
     assert positions[-1] == 63 - 12  # the latest with a complete horizon
     assert min(np.diff(positions)) >= 2  # spread over the span, not bunched at its end
     assert len(long_origins(total.iloc[: 3 + 36], "month", 12, 1)) < MIN_LONG_ORIGINS
+
+
+# --- past the blend's horizon: series methods only ---------------------------------------------
+
+
+def test_the_blends_series_is_never_served_alone_past_the_horizon() -> None:
+    """The tuned series is the best single forecaster of the far steps, yet only a mean of
+    the pool's best (of which it may be one) or a simple method carries them."""
+    rows = _rows(0.3, seed=3)
+    rng = np.random.default_rng(8)
+    actual = rows["actual"].to_numpy()
+    for name in ("seasonal_naive", "naive", "mean"):
+        rows[name] = actual * np.exp(0.3 * rng.normal(size=len(rows)))
+    rows["series"] = actual * np.exp(0.02 * rng.normal(size=len(rows)))
+    rows["theta"] = actual * np.exp(0.1 * rng.normal(size=len(rows)))
+    far = select(rows, 3, ["series", *METHODS], serve_from=3)
+    assert far.scores["series"]["wape_total"] < far.scores["ensemble"]["wape_total"]
+    assert far.champion == "ensemble"
+    assert "series" in far.members
+
+
+# --- weeks from months (temporal reconciliation) -----------------------------------------------
+
+
+def _daily(weekday_weights: list[float], years: int = 3) -> pd.Series:
+    days = pd.date_range("2021-01-01", periods=365 * years, freq="D")
+    season = 1 + 0.4 * np.sin(2 * np.pi * days.day_of_year.to_numpy() / 365.25)
+    return pd.Series(100.0 * season * np.asarray(weekday_weights)[days.day_of_week], index=days)
+
+
+def test_weeks_from_months_add_up_to_the_months_and_follow_the_weekdays() -> None:
+    """A monthly forecast spread to weeks keeps each month's total, and a week gets its
+    days' share by the weekday profile (here: nothing sold at weekends)."""
+    daily = _daily([1, 1, 1, 1, 1, 0, 0])
+    start = pd.Timestamp("2023-12-04")  # a Monday; November is the last complete month
+    weeks = monthly_forecasts(daily[daily.index < start], start, 9, ["seasonal_naive"])
+    per_week = weeks["seasonal_naive"]
+    # Seasonal naive's December is December 2022's total; the weeks of 4–31 December 2023
+    # hold 20 of December 2023's 21 weekdays (the 1st, a Friday, is before the start).
+    dec = daily[(daily.index >= "2022-12-01") & (daily.index < "2023-01-01")].sum()
+    assert per_week[:4].sum() == pytest.approx(dec * 20 / 21, rel=1e-3)
+    assert np.all(per_week > 0)
+    profile = weekday_profile(daily)
+    assert profile[5:].max() == 0 and profile[:5].min() > 0
+
+
+def test_weekly_candidates_include_the_monthly_fits_spread_to_weeks() -> None:
+    daily = _daily([1.2, 1, 1, 1, 1.3, 0.5, 0.2])
+    weekly = daily.groupby(daily.index.to_period("W-SUN").start_time).sum()
+    weekly = weekly[(weekly.index > daily.index[0]) & (weekly.index < pd.Timestamp("2023-12-25"))]
+    known = daily[daily.index < pd.Timestamp("2023-12-25")]
+    fast = ["monthly_seasonal_naive", "monthly_ets", "monthly_theta"]  # of MONTHLY: quick fits
+    out = candidate_forecasts(weekly, "week", 12, known, ["naive", *fast])
+    assert set(fast) <= set(out) and set(fast) <= set(MONTHLY)
+    level = weekly.iloc[-52:].mean()
+    for name in fast:
+        assert np.all(out[name][1:] > 0.3 * level) and np.all(out[name] < 3 * level), name
+    monthly = candidate_forecasts(weekly.iloc[-30:], "month", 3, known, ["naive", *fast])
+    assert set(monthly) == {"naive"}  # months are not spread to months
+
+
+# --- interval widths past the backtested steps ---------------------------------------------------
+
+
+def test_widths_past_the_backtest_grow_with_the_drift_not_with_the_noise() -> None:
+    """Errors that do not grow over the backtested steps (noise) keep their width a year
+    ahead; errors that grow like a random walk's keep growing like √ steps."""
+    flat = [{"lower_80": -0.3, "upper_80": 0.3}] * 8
+    assert widened(flat, 51)["upper_80"] == pytest.approx(0.3)
+    assert widened(flat, 51)["lower_80"] == pytest.approx(-0.3)
+    walk = [{"upper_80": 0.1 * np.sqrt(k)} for k in range(1, 4)]
+    assert widened(walk, 11)["upper_80"] == pytest.approx(0.1 * np.sqrt(12))
+    mixed = [{"upper_80": float(np.sqrt(0.04 + 0.01 * k))} for k in range(1, 4)]
+    grown = widened(mixed, 11)["upper_80"]
+    assert mixed[-1]["upper_80"] < grown < mixed[-1]["upper_80"] * np.sqrt(12 / 3)
+    assert grown == pytest.approx(np.sqrt(0.04 + 0.01 * 12))
+    assert widened(mixed, 1) == mixed[1]  # inside the table: the table's own row

@@ -78,7 +78,14 @@ def forecast_card(result: ForecastTrainingResult) -> str:
         "",
         "Served per period length: the pipeline + series blend, a simple method (seasonal naive, "
         "naive, the mean) or the mean of the best four standard forecasters on the backtest — "
-        "never one standard forecaster alone (the best of a few origins is mostly the luckiest).",
+        "never one standard forecaster alone (the best of a few origins is mostly the luckiest). "
+        "Past the pipeline's horizon the blend's series component is one forecaster of the "
+        "ensemble, not served alone. Weekly candidates include the monthly forecasters spread "
+        "to weeks by the weekday profile of the last year's sales.",
+        "",
+        "80 % / 95 % intervals: split-conformal on the served method's own backtest errors "
+        "(relative, per step ahead, finite-sample corrected); past the backtested steps they "
+        "grow as noise + drift fitted to those steps' widths (at most as √ steps).",
         "",
     ]
     for freq, choices in result.choices.items():

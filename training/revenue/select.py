@@ -29,6 +29,9 @@ from salesml.models.revenue.candidates import (
     ENSEMBLE,
     ENSEMBLE_SIZE,
     METHODS,
+    MONTHLY,
+    MONTHLY_BASE,
+    MONTHLY_PREFIX,
     POOL,
     SERIES,
     SIMPLE,
@@ -60,6 +63,10 @@ LABELS = {
     SERIES: "the blend's series component",
     ENSEMBLE: "mean of the best candidates",
 }
+LABELS |= {
+    MONTHLY_PREFIX + m: f"{LABELS[m].replace(' on periods', '')} on months, spread to weeks"
+    for m in MONTHLY_BASE
+}
 
 
 @dataclass
@@ -87,7 +94,7 @@ def candidate_records(
 ) -> pd.DataFrame:
     """One row per (origin, step) of the total: the actual and every candidate's forecast,
     each fitted on the complete periods before the origin only."""
-    daily = daily_won(deals, max(origins)) if any(m in DAILY for m in methods) else None
+    daily = daily_won(deals, max(origins)) if any(m in DAILY + MONTHLY for m in methods) else None
     rows = []
     for origin in origins:
         train = total[total.index < origin]
@@ -127,8 +134,10 @@ def choose(
     if len(members) >= 2:
         preds[ENSEMBLE] = np.mean([preds[c] for c in members], axis=0)
         scores[ENSEMBLE] = _wape(actual, preds[ENSEMBLE])
-    # Ties go to the simpler method: the order of the list is the preference.
-    own = (BLEND, SERIES)  # the product's own model (its series component past the horizon)
+    # Ties go to the simpler method: the order of the list is the preference. The blend is
+    # served alone only where its pipeline reaches; past that its series component is one
+    # forecaster of the pool (in the ensemble or not at all), like the other series methods.
+    own = (BLEND,)
     order = [c for c in (*SIMPLE, *own, ENSEMBLE) if c in scores and c in (*candidates, ENSEMBLE)]
     if not order:  # too short a history for the ensemble: the best of what ran
         order = sorted(scores, key=lambda c: scores[c])[:1]
@@ -295,7 +304,7 @@ def served_path(
     m = season_length(freq)
     n = max(PATH_SEASONS * m, 24)
     start = period_start(end, freq)
-    daily = daily_won(deals, start) if any(c in DAILY for c in members) else None
+    daily = daily_won(deals, start) if any(c in DAILY + MONTHLY for c in members) else None
     forecasts = candidate_forecasts(total[total.index < start], freq, n, daily, members)
     usable = [forecasts[c] for c in members if c in forecasts]
     if not usable:  # a method that fitted at every origin failed now: the level instead

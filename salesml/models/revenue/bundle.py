@@ -368,15 +368,42 @@ class ForecastBundle:
 
 def widened(table: list[dict[str, float]], step: int) -> dict[str, float]:
     """The log-error bounds of ``step``: the table's row, and past the backtested horizon the
-    last row widened as √(steps ahead / steps backtested) (errors of independent periods add
-    up like a random walk's)."""
+    bounds of a noise + drift error, ``q(k)² = a + b·k`` for step ``k`` (1-based), with
+    ``a, b ≥ 0`` fitted to the table's rows by least squares.
+
+    A period's error is its own noise (which does not grow with the steps ahead) plus the
+    level's drift (which grows like a random walk's). Growing the whole width as
+    √(steps ahead / steps backtested), as if it were all drift, made the 80 % bounds of a
+    year ahead cover 92–98 % on weeks and months whose near-step errors are mostly noise.
+    The extrapolation is never narrower than the last backtested row, nor wider than √
+    growth."""
     if not table:
         return dict.fromkeys(LEVELS, 0.0)
     row = table[min(step, len(table) - 1)]
     if step < len(table):
         return row
-    grow = math.sqrt((step + 1) / len(table))
-    return {name: value * grow for name, value in row.items()}
+    n = len(table)
+    out = {}
+    for name, value in row.items():
+        squares = np.array([float(r.get(name, 0.0)) ** 2 for r in table])
+        a, b = noise_and_drift(squares)
+        grown = math.sqrt(max(a + b * (step + 1), 0.0))
+        grown = min(max(grown, abs(value)), abs(value) * math.sqrt((step + 1) / n))
+        out[name] = math.copysign(grown, value)
+    return out
+
+
+def noise_and_drift(squares: np.ndarray) -> tuple[float, float]:
+    """Non-negative least squares of ``squares[k − 1] ≈ a + b·k`` (k = 1 … n), in closed form."""
+    k = np.arange(1, len(squares) + 1, dtype=float)
+    if len(squares) < 2:
+        return 0.0, float(squares[0]) if len(squares) else 0.0
+    b, a = np.polyfit(k, squares, 1)
+    if b < 0:
+        return float(squares.mean()), 0.0
+    if a < 0:
+        return 0.0, float((k * squares).sum() / (k * k).sum())
+    return float(a), float(b)
 
 
 def reconcile_rest(total: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:

@@ -13,7 +13,12 @@ period, from that series alone (Prophet-daily from the daily won revenue):
 - ``prophet_daily``: Prophet with default settings fitted on daily won revenue (weekly and,
   from a year of days, yearly seasonality) and summed per period;
 - ``series`` (asked for by name): the blend's tuned Prophet component, which carries the blend
-  past the steps where the pipeline matters.
+  past the steps where the pipeline matters;
+- ``monthly_<method>`` (weeks only; temporal reconciliation): ``<method>`` fitted on the
+  complete *months* before the forecast start, each month's forecast spread over its days by
+  the weekday profile of the last year's won revenue and summed per week. A week is a noisy
+  period to fit a year's seasonality on (52 seasonal terms from two or three years); the
+  month carries the same season with a quarter of the noise.
 
 Leading zero periods (before anything was won: an export's warm-up) are not history. Forecasts
 are clipped at 0. Training (``training.revenue.select``) backtests them, picks what is served
@@ -28,7 +33,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from salesml.models.revenue.periods import period_range, season_length
+from salesml.models.revenue.periods import (
+    period_range,
+    period_start,
+    periods_between,
+    season_length,
+)
 from salesml.models.revenue.prophet_model import (
     default_prophet_forecast,
     fit_series,
@@ -41,13 +51,17 @@ SIMPLE = ("seasonal_naive", "naive", "mean")
 STATS = ("ets", "theta", "arima", "mstl")
 DAILY = ("prophet_daily",)
 PROPHET = ("prophet",)  # Prophet with default settings on the periods
-METHODS: tuple[str, ...] = (*SIMPLE, *STATS, *PROPHET, *DAILY)
+# Weekly candidates fitted on months and disaggregated to weeks (``monthly_forecasts``).
+MONTHLY_PREFIX = "monthly_"
+MONTHLY_BASE: tuple[str, ...] = ("seasonal_naive", *STATS, *PROPHET)
+MONTHLY: tuple[str, ...] = tuple(MONTHLY_PREFIX + m for m in MONTHLY_BASE)
+METHODS: tuple[str, ...] = (*SIMPLE, *STATS, *PROPHET, *DAILY, *MONTHLY)
 SERIES = "series"  # the blend's own tuned Prophet component (opt-in: long-horizon backtests)
 ENSEMBLE = "ensemble"
 ENSEMBLE_SIZE = 4
 # What the ensemble averages (the best ``ENSEMBLE_SIZE`` of them on the backtest): the model-based
 # forecasters and seasonal naive; naive and the mean are levels, served alone or not at all.
-POOL: tuple[str, ...] = ("seasonal_naive", *STATS, *PROPHET, *DAILY, SERIES)
+POOL: tuple[str, ...] = ("seasonal_naive", *STATS, *PROPHET, *DAILY, SERIES, *MONTHLY)
 MIN_STATS_PERIODS = 6  # fewer active periods: the simple methods only
 MIN_DAILY_DAYS = 180  # Prophet on days needs this many days since the first sale
 
@@ -92,6 +106,11 @@ def candidate_forecasts(
         forecast = prophet_daily(daily, start, h, freq)
         if forecast is not None:
             out["prophet_daily"] = forecast
+    monthly = [m[len(MONTHLY_PREFIX) :] for m in methods if m in MONTHLY]
+    if monthly and freq == "week" and daily is not None and len(series):
+        start = pd.Timestamp(period_range(series.index[-1], 2, freq)[1])
+        for name, forecast in monthly_forecasts(daily, start, h, monthly).items():
+            out[MONTHLY_PREFIX + name] = forecast
     return {k: np.maximum(np.nan_to_num(v, nan=0.0), 0.0) for k, v in out.items()}
 
 
@@ -121,6 +140,59 @@ def _stats_forecast(name: str, values: FloatArray, m: int, h: int, freq: str) ->
     except Exception:  # a candidate that cannot fit this history simply does not compete
         return None
     return point if np.all(np.isfinite(point)) else None
+
+
+def monthly_forecasts(
+    daily: pd.Series, start: pd.Timestamp, h: int, methods: Sequence[str]
+) -> dict[str, FloatArray]:
+    """Method → forecast of the ``h`` weeks from ``start`` (a Monday), fitted on the complete
+    months of ``daily`` before the month holding ``start`` and spread over days by
+    ``weekday_profile`` (days of ``start``'s month before it are not forecast)."""
+    first_month = period_start(start, "month")
+    known = daily[daily.index < first_month]
+    if len(known) == 0:
+        return {}
+    months = known.groupby(pd.DatetimeIndex(known.index).to_period("M").to_timestamp()).sum()
+    months = months.reindex(pd.date_range(months.index[0], periods=len(months), freq="MS"))
+    weeks = period_range(start, h + 1, "week")
+    n_months = len(periods_between(first_month, period_start(weeks[-1], "month"), "month")) + 1
+    fitted = candidate_forecasts(months.fillna(0.0), "month", n_months, daily, methods)
+    days = pd.date_range(
+        first_month,
+        period_range(first_month, n_months + 1, "month")[-1],
+        inclusive="left",
+        freq="D",
+    )
+    weight = weekday_profile(daily)[days.day_of_week]
+    month_of_day = np.searchsorted(
+        np.asarray(period_range(first_month, n_months + 1, "month")[1:]),
+        np.asarray(days),
+        side="right",
+    )
+    share = weight / np.bincount(month_of_day, weights=weight, minlength=n_months)[month_of_day]
+    week_of_day = np.searchsorted(np.asarray(weeks), np.asarray(days), side="right") - 1
+    inside = (week_of_day >= 0) & (week_of_day < h)
+    out = {}
+    for name, per_month in fitted.items():
+        per_day = share * np.asarray(per_month, dtype=float)[month_of_day]
+        out[name] = np.bincount(week_of_day[inside], weights=per_day[inside], minlength=h)[:h]
+    return out
+
+
+def weekday_profile(daily: pd.Series) -> FloatArray:
+    """Relative won revenue per weekday (Monday first) over the last 52 weeks of ``daily``;
+    equal weights with less than 8 weeks of days or no revenue in them."""
+    recent = daily.iloc[-364:]
+    if len(recent) < 56 or recent.sum() <= 0:
+        return np.ones(7)
+    mean = (
+        recent.groupby(pd.DatetimeIndex(recent.index).day_of_week)
+        .mean()
+        .reindex(range(7))
+        .fillna(0.0)
+    )
+    values = mean.to_numpy(dtype=float)
+    return values / values.mean() if values.mean() > 0 else np.ones(7)
 
 
 def daily_won(deals: pd.DataFrame, end: pd.Timestamp) -> pd.Series:
