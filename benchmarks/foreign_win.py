@@ -372,6 +372,8 @@ def _row(
         "ece_truth": ece_truth,
         "peer_ece_truth": peer_ece_truth,
         "mean_p": float(np.mean(ours)),
+        # the scored deals' mean true probability (their outcomes are drawn from it)
+        "true_mean": None if oracle is None else float(np.mean(true_p)),
         "win_rate": float(np.mean(y)),
         "noise_top3": noise,
     }
@@ -417,8 +419,8 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             "| case | scored | served | AUC | peer AUC | oracle AUC | observable oracle AUC "
             "| Brier | peer Brier "
             "| ECE | peer ECE | ECE floor | oracle ECE | ECE vs truth | peer ECE vs truth "
-            "| mean p | win rate | noise in top 3 | bar |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| mean p | win rate | mean true p | noise in top 3 | bar |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         if header
         else []
@@ -431,7 +433,8 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             f"{f(r['brier'], 4)} | "
             f"{f(r['peer_brier'], 4)} | {f(r['ece'])} | {f(r['peer_ece'])} | "
             f"{f(r['ece_floor'])} | {f(r['oracle_ece'])} | {f(r['ece_truth'])} | "
-            f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | {noise} | "
+            f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | "
+            f"{f(r.get('true_mean'))} | {noise} | "
             f"{'pass' if r['passes'] else 'FAIL'} |"
         )
     return "\n".join(lines)
