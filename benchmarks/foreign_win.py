@@ -74,9 +74,9 @@ class Case:
     fmt: str
     mapping: Path | None = None
     truth: pd.DataFrame | None = None  # deal_id, true_probability
+    noise: tuple[str, ...] = ()  # noise attributes (as imported, without attr_)
     # salesml/synth's latent drivers (deals_truth.parquet), for the observable oracle
     latent: pd.DataFrame | None = None
-    noise: tuple[str, ...] = ()  # noise attributes (as imported, without attr_)
 
 
 def flat_case(root: Path, seed: int, deals: int, stage_share: float = 0.0) -> Case:

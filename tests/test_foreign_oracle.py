@@ -3,11 +3,14 @@ the latent engagement inferred from what the data shows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.foreign_win import observable_oracle
+from benchmarks.foreign.flat import NOISE_ATTRIBUTES
+from benchmarks.foreign_win import flat_case, observable_oracle
 from salesml.synth import effects
 
 
@@ -46,3 +49,11 @@ def test_a_busy_first_week_lowers_the_observable_chance() -> None:
     ids = latent["deal_id"].to_numpy()
     p = observable_oracle(latent, ids, np.full(2, 7.0), np.array([0, 4]))
     assert p[1] < p[0] - 0.1
+
+
+def test_a_flat_case_names_its_noise_and_has_no_latent(tmp_path: Path) -> None:
+    """The flat generator has no latent the data hides: its oracle is its truth."""
+    case = flat_case(tmp_path, 101, 300)
+    assert case.noise == NOISE_ATTRIBUTES
+    assert case.latent is None
+    assert case.truth is not None and len(case.truth) == 300
