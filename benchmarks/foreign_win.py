@@ -23,7 +23,8 @@ Per case, in one run:
 Reported: AUC, Brier, ECE of both; the oracle AUC (the generators' true probabilities); the
 share of scored deals whose top-3 drivers include a noise attribute; what training served.
 
-Usage: ``python -m benchmarks.foreign_win [--deals 6000] [--seeds 101,202,303]``; the rows
+Usage: ``python -m benchmarks.foreign_win [--deals 28000] [--seeds 101,202,303]`` (``--deals``
+sizes the flat exports; salesml/synth's stays at ``SYNTH_DEALS``); the rows
 come from :func:`foreign_rows` (for ``benchmarks.accuracy --foreign`` and ``make bench``).
 """
 
@@ -48,7 +49,16 @@ import pandas as pd
 FLAT_SEEDS = (101, 202, 303)
 PARTIAL_SEED = 404
 SYNTH_SEED = 505
-DEALS = 6000
+# Deals per flat export. ECE's sampling floor (a perfectly calibrated model's median ECE over
+# the newest quarter's outcomes) is about 0.030 at 6,000 deals (1,410 scored): the bar of
+# 0.025 was not measurable. Fixed before any model was run at the new size, from the flat
+# generator's true probabilities alone (seed 101): floor 0.0185 at 16,000 deals, 0.0171 at
+# 20,000, 0.0154 at 24,000, 0.0141 at 28,000 (6,613 scored). 28,000 is the smallest of these
+# with the floor at most 0.015. Seeds and generator settings are unchanged.
+DEALS = 28_000
+# salesml/synth's history stays at 6,000 deals (its generator writes leads, reps, accounts
+# and NPS too; the flat cases are where the ECE bar is judged at a measurable size).
+SYNTH_DEALS = 6000
 MAVEN = Path("/work/shared/data/maven-crm")
 TRAIN_SHARE = 0.75
 # The bar of issue 16.
@@ -65,6 +75,8 @@ class Case:
     mapping: Path | None = None
     truth: pd.DataFrame | None = None  # deal_id, true_probability
     noise: tuple[str, ...] = ()  # noise attributes (as imported, without attr_)
+    # salesml/synth's latent drivers (deals_truth.parquet), for the observable oracle
+    latent: pd.DataFrame | None = None
 
 
 def flat_case(root: Path, seed: int, deals: int, stage_share: float = 0.0) -> Case:
@@ -98,7 +110,62 @@ def synth_case(root: Path, seed: int, deals: int) -> Case:
         "canonical",
         truth=truth[["deal_id", "true_probability"]],
         noise=("noise_label", "noise_score"),
+        latent=truth,
     )
+
+
+def observable_oracle(
+    latent: pd.DataFrame,
+    ids: np.ndarray,
+    age_days: np.ndarray,
+    logged: np.ndarray,
+    draws: int = 4000,
+) -> np.ndarray:
+    """salesml/synth's win probability given what the data shows at the scoring date.
+
+    The true probability (``win_logit``) includes the deal's latent engagement (1.2 on the
+    log-odds per standard deviation, the largest single effect), which the data shows only
+    through the activities it produces: ``Poisson(rate * cycle)`` over the deal's life, front-
+    loaded for lost deals and late for won ones (``salesml.synth.activities``). A deal scored
+    a week after creation has logged about 0.7. This is the Bayes probability given the deal's
+    other drivers (taken as known: rep skill, price ratio, competitor, ...), the ``logged``
+    activities by the scoring date and the deal being open at ``age_days``: engagement, the
+    outcome, a lost deal's exit stage and the cycle drawn from the generator's laws (Monte
+    Carlo, seeded; quarter-end slips and weekdays left out)."""
+    from salesml.synth import catalog, effects
+
+    rows = latent.set_index("deal_id").loc[ids]
+    rest = rows["win_logit"].to_numpy() - effects.ENGAGEMENT_COEF * rows["engagement_z"].to_numpy()
+    factors = np.asarray(effects.CYCLE_LOST_EXIT_FACTOR)
+    exit_stage = rows["exit_stage"].astype(str).to_numpy()
+    stages = list(catalog.STAGES)
+    lost_factor = np.array(
+        [factors[stages.index(e)] if stages.index(e) < len(factors) else 1.0 for e in exit_stage]
+    )
+    won = (rows["eventual_status"].astype(str) == "won").to_numpy()
+    log_base = np.log(rows["cycle_median_days"].to_numpy()) - np.where(
+        won, 0.0, np.log(lost_factor)
+    )
+    rng = np.random.default_rng(0)
+    share = np.asarray(catalog.LOST_EXIT_STAGE_SHARE) / np.sum(catalog.LOST_EXIT_STAGE_SHARE)
+    out = np.empty(len(ids))
+    for i in range(len(ids)):
+        z = rng.standard_normal(draws)
+        w = rng.random(draws) < 1 / (1 + np.exp(-(rest[i] + effects.ENGAGEMENT_COEF * z)))
+        exit_factor = factors[rng.choice(len(share), draws, p=share)]
+        cycle = np.exp(
+            log_base[i]
+            + np.where(w, 0.0, np.log(exit_factor))
+            + effects.CYCLE_SIGMA * rng.standard_normal(draws)
+        )
+        rate = effects.ENGAGEMENT_BASE_RATE * np.exp(effects.ENGAGEMENT_SIGMA * z)
+        s = np.clip(age_days[i] / cycle, 0.0, 1.0)
+        mass = np.where(w, 0.6 * s + 0.4 * s**2, 2 * s - s**2)  # share of life's activities
+        mu = rate * cycle * mass
+        like = np.exp(logged[i] * np.log(np.maximum(mu, 1e-300)) - mu) * (cycle > age_days[i])
+        total = like.sum()
+        out[i] = float((like * w).sum() / total) if total > 0 else float(w.mean())
+    return out
 
 
 def cases(root: Path, seeds: tuple[int, ...], deals: int) -> list[tuple[str, Callable[[], Case]]]:
@@ -115,7 +182,10 @@ def cases(root: Path, seeds: tuple[int, ...], deals: int) -> list[tuple[str, Cal
     if MAVEN.is_dir():
         found.append(("Maven CRM export", lambda: Case("Maven CRM export", MAVEN, "maven")))
     found.append(
-        (f"synth seed {SYNTH_SEED}, no stage history", partial(synth_case, root, SYNTH_SEED, deals))
+        (
+            f"synth seed {SYNTH_SEED}, no stage history",
+            partial(synth_case, root, SYNTH_SEED, min(deals, SYNTH_DEALS)),
+        )
     )
     return found
 
@@ -150,7 +220,14 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
     scored = _score(history, newest)
     ours = scored["win_probability"].to_numpy()
     peer = _peer(history, cut, newest)
-    return _row(case, trained, newest, y, ours, peer, scored)
+    row = _row(case, trained, newest, y, ours, peer, scored)
+    seen = _observable(case, history, newest)
+    if seen is not None:
+        from sklearn.metrics import roc_auc_score
+
+        row["observable_auc"] = float(roc_auc_score(y, seen))
+        row["passes"] = _passes(row)
+    return row
 
 
 def _history(home: Path) -> Any:
@@ -164,12 +241,9 @@ def _history(home: Path) -> Any:
         con.close()
 
 
-def _score(history: Any, newest: pd.DataFrame) -> pd.DataFrame:
-    """The champion's scores and top-3 drivers of ``newest``, each at its scoring date."""
-    from features.build import build_snapshots
-    from salesml.scoring import load_scorer
-
-    scorer = load_scorer()
+def scoring_dates(newest: pd.DataFrame) -> pd.Series:
+    """Each deal's scoring date: the first Monday at least a week after its creation, or the
+    last Monday it was open, or its creation when it lived less than a week between Mondays."""
     created = newest["created_at"]
     closing = newest["closed_at"]
     first = created.dt.normalize() + pd.Timedelta(days=7)
@@ -177,7 +251,31 @@ def _score(history: Any, newest: pd.DataFrame) -> pd.DataFrame:
     last_open = (closing - pd.Timedelta(microseconds=1)).dt.normalize()
     last_open -= pd.to_timedelta(last_open.dt.day_of_week, unit="D")
     when = monday.where(monday < closing, last_open)
-    when = when.where(when >= created, created)
+    return when.where(when >= created, created)
+
+
+def _observable(case: Case, history: Any, newest: pd.DataFrame) -> np.ndarray | None:
+    """``observable_oracle`` of the scored deals, when the case has salesml/synth's latents."""
+    if case.latent is None:
+        return None
+    when = scoring_dates(newest)
+    acts = history.activities[["deal_id", "occurred_at"]].merge(
+        pd.DataFrame({"deal_id": newest["deal_id"].to_numpy(), "when": when.to_numpy()}),
+        on="deal_id",
+    )
+    logged = acts[acts["occurred_at"] <= acts["when"]].groupby("deal_id").size()
+    counts = logged.reindex(newest["deal_id"]).fillna(0).to_numpy(dtype=float)
+    age = (when - newest["created_at"]).dt.total_seconds().to_numpy() / 86400.0
+    return observable_oracle(case.latent, newest["deal_id"].to_numpy(), age, counts)
+
+
+def _score(history: Any, newest: pd.DataFrame) -> pd.DataFrame:
+    """The champion's scores and top-3 drivers of ``newest``, each at its scoring date."""
+    from features.build import build_snapshots
+    from salesml.scoring import load_scorer
+
+    scorer = load_scorer()
+    when = scoring_dates(newest)
     dates = sorted(set(when))
     snaps = build_snapshots(history, dates)
     wanted = pd.DataFrame({"deal_id": newest["deal_id"].to_numpy(), "as_of": when.to_numpy()})
@@ -264,6 +362,9 @@ def _row(
         "peer_brier": theirs["brier"],
         "peer_ece": theirs["ece"],
         "oracle_auc": oracle,
+        # The oracle on what the data shows at the scoring date (``observable_oracle``), where
+        # the true probabilities include a latent the data only hints at; else None.
+        "observable_auc": None,
         # ECE's sampling floor at this n (a perfectly calibrated model's median ECE), the
         # oracle's own ECE on these outcomes, and the ECE against the true probabilities.
         "ece_floor": ece_floor(ours),
@@ -271,6 +372,8 @@ def _row(
         "ece_truth": ece_truth,
         "peer_ece_truth": peer_ece_truth,
         "mean_p": float(np.mean(ours)),
+        # the scored deals' mean true probability (their outcomes are drawn from it)
+        "true_mean": None if oracle is None else float(np.mean(true_p)),
         "win_rate": float(np.mean(y)),
         "noise_top3": noise,
     }
@@ -284,8 +387,9 @@ def _passes(r: dict[str, Any]) -> bool:
         and r["brier"] <= r["peer_brier"] + BRIER_MARGIN
         and r["ece"] <= MAX_ECE
     )
-    if r["oracle_auc"] is not None:
-        ok = ok and r["auc"] >= r["oracle_auc"] - ORACLE_MARGIN
+    oracle = r["observable_auc"] if r.get("observable_auc") is not None else r["oracle_auc"]
+    if oracle is not None:
+        ok = ok and r["auc"] >= oracle - ORACLE_MARGIN
     if r["noise_top3"] is not None:
         ok = ok and r["noise_top3"] < MAX_NOISE
     return bool(ok)
@@ -312,10 +416,11 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
 
     lines = (
         [
-            "| case | scored | served | AUC | peer AUC | oracle AUC | Brier | peer Brier "
+            "| case | scored | served | AUC | peer AUC | oracle AUC | observable oracle AUC "
+            "| Brier | peer Brier "
             "| ECE | peer ECE | ECE floor | oracle ECE | ECE vs truth | peer ECE vs truth "
-            "| mean p | win rate | noise in top 3 | bar |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| mean p | win rate | mean true p | noise in top 3 | bar |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         if header
         else []
@@ -324,10 +429,12 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
         noise = "—" if r["noise_top3"] is None else f"{r['noise_top3']:.1%}"
         lines.append(
             f"| {r['case']} | {r['scored']:,} | {r['served']} | {f(r['auc'])} | "
-            f"{f(r['peer_auc'])} | {f(r['oracle_auc'])} | {f(r['brier'], 4)} | "
+            f"{f(r['peer_auc'])} | {f(r['oracle_auc'])} | {f(r.get('observable_auc'))} | "
+            f"{f(r['brier'], 4)} | "
             f"{f(r['peer_brier'], 4)} | {f(r['ece'])} | {f(r['peer_ece'])} | "
             f"{f(r['ece_floor'])} | {f(r['oracle_ece'])} | {f(r['ece_truth'])} | "
-            f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | {noise} | "
+            f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | "
+            f"{f(r.get('true_mean'))} | {noise} | "
             f"{'pass' if r['passes'] else 'FAIL'} |"
         )
     return "\n".join(lines)

@@ -135,3 +135,16 @@ def test_the_tree_size_follows_the_lower_log_loss_on_the_judging_halves(
     card = render_model_card(result, "1", "champion")
     assert f"Tree size: {min(fit.LEAVES)} leaves per tree" in card
     assert "a perfectly calibrated model with these probabilities would score about 0.0" in card
+
+
+def test_base_rate_counts_each_deal_once() -> None:
+    """A deal open for ten weeks is one outcome: one won deal with ten snapshots and three
+    lost deals with one each is a win rate of 1/4, not 10/13."""
+    rows = pd.DataFrame(
+        {
+            "deal_id": ["long"] * 10 + ["a", "b", "c"],
+            "label_won": [1.0] * 10 + [0.0, 0.0, 0.0],
+        }
+    )
+    assert fit.deal_rate(rows) == pytest.approx(0.25)
+    assert rows["label_won"].mean() == pytest.approx(10 / 13)

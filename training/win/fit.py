@@ -136,7 +136,7 @@ def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
     base_ll = _log_loss_constant(y_val, float(y_val.mean()))  # validation's own win rate
     chosen_ll = float(main.table[main.table["chosen"]].iloc[0]["log_loss"])
     little_signal = not chosen_ll < base_ll * (1 - SIGNAL_MARGIN)
-    y_seen = pd.concat([split.train, split.validation])["label_won"].to_numpy(dtype=float)
+    seen_rate = deal_rate(pd.concat([split.train, split.validation]))
     metadata: dict[str, Any] = {
         "feature_spec_version": FEATURE_SPEC_VERSION,
         "best_iteration": main.rounds,
@@ -146,10 +146,10 @@ def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
         "dropped_features": dropped,
         "flat_columns": flat_columns(history),
     }
-    full = main.bundle(float(y_seen.mean()), metadata)
+    full = main.bundle(seen_rate, metadata)
     candidates = {
         MODEL_NAME: full if not little_signal else full.constant(),
-        PEER_NAME: peer.bundle(float(y_seen.mean()), metadata),
+        PEER_NAME: peer.bundle(seen_rate, metadata),
     }
     y = split.holdout["label_won"].to_numpy(dtype=float)
     predicted = {
@@ -285,6 +285,14 @@ def deal_weights(rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(weights / weights.mean(), dtype=float)
 
 
+def deal_rate(rows: pd.DataFrame) -> float:
+    """The win rate of the deals among ``rows``, each deal once (``deal_weights``): a base
+    rate of snapshots counts a deal open for a year 52 times, and long deals are more often
+    won (Maven: 0.704 over snapshots against 0.660 over deals)."""
+    y = rows["label_won"].to_numpy(dtype=float)
+    return float(np.average(y, weights=deal_weights(rows)))
+
+
 def one_row_per_deal(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """One snapshot of each deal, drawn at random (seeded): what a plain model fitted on the
     deals table sees — each closed deal once, not once per week it stayed open."""
@@ -368,7 +376,7 @@ def _refit(
     newest deals count. Its calibrator (the kind chosen on validation) is refitted on
     out-of-sample scores in time order: the training-period fit's on the validation period and
     a train + validation fit's on the holdout period."""
-    y_all = labelled["label_won"].to_numpy(dtype=float)
+    rate = deal_rate(labelled)
     metadata = {**served.metadata, **extra, "refit_rows": len(labelled)}
     if served.booster is None:
         bundle = WinBundle(
@@ -377,7 +385,7 @@ def _refit(
             served.vocabularies,
             served.calibrator,
             None,
-            float(y_all.mean()),
+            rate,
             metadata,
         )
     else:
@@ -398,7 +406,7 @@ def _refit(
             dict(contract.vocabularies),
             calibrator,
             booster,
-            float(y_all.mean()),
+            rate,
             metadata,
         )
     kept = [f for f in spec if f.name in bundle.features]

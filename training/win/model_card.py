@@ -100,7 +100,9 @@ def render_model_card(result: WinTrainingResult, version: str, decision: str) ->
             "- **Little signal.** The features carry too little information about winning: the "
             "calibrated LightGBM model did not beat the base rate on validation (its holdout AUC "
             f"was {_fmt(booster.get('auc'))}). This model therefore predicts the base rate "
-            f"({bundle.base_rate:.1%}) for every deal — an honest answer, not a ranking. Add "
+            f"({bundle.base_rate:.1%}: the win rate of the matured deals, each deal counted "
+            "once however many weeks it stayed open) for every deal — an honest answer, not a "
+            "ranking. Add "
             "stage history and activities to the export to give it something to learn from."
         )
     lines += [
