@@ -26,8 +26,8 @@ LABEL_COLUMNS = ("outcome", "label_won", "closed_at", "days_to_close", "days_obs
 __all__ = [
     "INFO_COLUMNS",
     "LABEL_COLUMNS",
-    "build_features",
     "build_feature_slices",
+    "build_features",
     "build_snapshots",
     "open_deal_ids",
     "vocabularies",

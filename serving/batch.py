@@ -277,10 +277,10 @@ def _feature_slices(
 ) -> Iterator[pd.DataFrame]:
     """The features of the open deals not in ``keep``, slice by slice (deal_id order), with
     string deal ids; empty slices are left out."""
-    for frame in build_feature_slices(history, as_of, slice_deals):
-        frame.index = frame.index.astype(str)
-        if len(keep):
-            frame = frame.loc[~frame.index.isin(keep)]
+    for built in build_feature_slices(history, as_of, slice_deals):
+        built.index = built.index.astype(str)
+        frame = built.loc[~built.index.isin(keep)] if len(keep) else built
+        del built
         if len(frame):
             yield frame
 

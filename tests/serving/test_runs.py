@@ -222,7 +222,7 @@ def test_worker_processes_give_the_same_rows(workspace: Workspace) -> None:
 def test_features_built_in_slices_give_the_same_run(workspace: Workspace, tmp_path: Path) -> None:
     """The batch builds and scores the open deals slice by slice (here 37 deals, in 2 worker
     processes, and incrementally): the same rows as run r1, built in one slice."""
-    import serving.batch as batch
+    from serving import batch
 
     store = _store(workspace, tmp_path)
     history, model = workspace.history, workspace.model
