@@ -46,6 +46,7 @@ class TreePeak:
         import threading
 
         self.interval, self.bytes = interval, 0
+        self.parent_bytes, self.child_bytes = 0, 0  # this process's peak; the largest child's
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -57,7 +58,12 @@ class TreePeak:
             total = 0
             for proc in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
+                    rss = proc.memory_info().rss
+                    total += rss
+                    if proc is me:
+                        self.parent_bytes = max(self.parent_bytes, rss)
+                    else:
+                        self.child_bytes = max(self.child_bytes, rss)
             self.bytes = max(self.bytes, total)
             self._stop.wait(self.interval)
 

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.batch import TreePeak, _peak_bytes
+from benchmarks.batch import TreePeak
 
 
 def _prepare(cache: Path, deals: int) -> dict[str, str]:
@@ -56,53 +56,142 @@ def _prepare(cache: Path, deals: int) -> dict[str, str]:
     return env
 
 
-def _replicated(history: Any, copies: int) -> Any:
-    """``history`` with each deal open at export copied ``copies`` times (new ids)."""
-    from dataclasses import replace
+def _replicated(cache: Path, env: dict[str, str], target: int) -> tuple[Path, int]:
+    """A copy of the cached warehouse in which each deal open at export is copied ``k`` times
+    (ids ``<id>~<k>``, with its stage history and activities) until about ``target`` deals are
+    open; made once per size and reused. Returns its path and the number of copies."""
+    import shutil
 
-    deals = history.deals
-    is_open = deals["closed_at"].isna() | (deals["closed_at"] > history.exported_at)
-    open_ids = pd.Index(deals.loc[is_open, "deal_id"].astype(str))
-
-    def copy(table: pd.DataFrame) -> pd.DataFrame:
-        mine = table[table["deal_id"].astype(str).isin(open_ids)]
-        parts = [table]
-        for k in range(1, copies):
-            part = mine.copy()
-            part["deal_id"] = part["deal_id"].astype(str) + f"~{k}"
-            parts.append(part.astype(table.dtypes.to_dict()))
-        return pd.concat(parts, ignore_index=True)
-
-    return replace(
-        history,
-        deals=copy(deals),
-        stage_history=copy(history.stage_history),
-        activities=copy(history.activities),
-    )
-
-
-def _night(history: Any, share: float) -> Any:
-    """One new activity at export for ``share`` of the open deals (seeded)."""
-    from dataclasses import replace
+    import duckdb
 
     from features.build import open_deal_ids
+    from features.history import load_history
 
-    ids = open_deal_ids(history, history.exported_at)
-    chosen = ids[np.random.default_rng(0).random(len(ids)) < share]
-    owner = history.deals.set_index("deal_id")["owner_id"]
-    extra = pd.DataFrame(
-        {
-            "deal_id": chosen,
-            "occurred_at": history.exported_at,
-            "type": "call",
-            "owner_id": owner.reindex(chosen).to_numpy(),
-        }
+    source = Path(env["SALESML_HOME"]) / "warehouse.duckdb"
+    con = duckdb.connect(str(source), read_only=True)
+    try:
+        base = load_history(con)
+    finally:
+        con.close()
+    open_ids = pd.DataFrame({"deal_id": open_deal_ids(base, base.exported_at).astype(str)})
+    copies = max(1, round(target / max(len(open_ids), 1)))
+    path = cache / f"warehouse-{copies}x.duckdb"
+    if path.exists():
+        return path, copies
+    partial = path.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    shutil.copyfile(source, partial)
+    con = duckdb.connect(str(partial))
+    try:
+        con.register("open_ids", open_ids)
+        con.execute(f"CREATE TEMP TABLE k AS SELECT range AS k FROM range(1, {copies})")
+        for table, renamed in (
+            ("deals", "deal_id || '~' || k AS deal_id"),
+            ("stage_history", "deal_id || '~' || k AS deal_id"),
+            (
+                "activities",
+                "deal_id || '~' || k AS deal_id, activity_id || '~' || k AS activity_id",
+            ),
+        ):
+            con.execute(
+                f"INSERT INTO {table} SELECT t.* REPLACE ({renamed}) FROM "
+                f"(SELECT * FROM {table} WHERE deal_id IN (SELECT deal_id FROM open_ids)) t, k"
+            )
+        con.execute("CHECKPOINT")
+    finally:
+        con.close()
+    partial.replace(path)
+    return path, copies
+
+
+def _night(warehouse: Path, share: float) -> tuple[Path, int]:
+    """A copy of ``warehouse`` where ``share`` of the open deals (seeded) got one new activity
+    at export time."""
+    import shutil
+
+    import duckdb
+
+    from features.build import open_deal_ids
+    from features.history import load_history
+
+    night = warehouse.with_name(warehouse.stem + "-night.duckdb")
+    night.unlink(missing_ok=True)
+    shutil.copyfile(warehouse, night)
+    con = duckdb.connect(str(night))
+    try:
+        history = load_history(con)
+        ids = open_deal_ids(history, history.exported_at).astype(str)
+        chosen = ids[np.random.default_rng(0).random(len(ids)) < share]
+        owner = history.deals.set_index("deal_id")["owner_id"].reindex(chosen).to_numpy()
+        extra = pd.DataFrame(
+            {
+                "activity_id": [f"night-{n}" for n in range(len(chosen))],
+                "deal_id": chosen,
+                "occurred_at": history.exported_at,
+                "type": "call",
+                "owner_id": owner,
+            }
+        )
+        del history
+        con.register("extra", extra)
+        con.execute("INSERT INTO activities BY NAME SELECT *, 0::UBIGINT AS _row_hash FROM extra")
+    finally:
+        con.close()
+    return night, len(chosen)
+
+
+def _load(warehouse: Path) -> Any:
+    """The history as ``salesml score`` reads it (``features.history.load_history``)."""
+    from features.history import load_history
+    from salesml.warehouse import connect
+
+    con = connect(warehouse, read_only=True)
+    try:
+        return load_history(con)
+    finally:
+        con.close()
+
+
+def _measure(warehouse: Path, store_root: Path, run_id: str, changed: bool) -> dict[str, Any]:
+    """Load the history and run the batch, as ``salesml score [--changed]`` does, with the
+    process tree's memory sampled throughout."""
+    from salesml.scoring import load_scorer
+    from serving.batch import batch_workers, run_batch
+    from serving.runs import RunStore
+
+    model = load_scorer("champion")
+    store = RunStore(store_root)
+    with TreePeak() as peak:
+        start = time.perf_counter()
+        history = _load(warehouse)
+        loaded = time.perf_counter() - start
+        result = run_batch(
+            history, model, history.exported_at, store, run_id=run_id, changed=changed
+        )
+        seconds = time.perf_counter() - start
+    return {
+        "seconds": seconds,
+        "load_seconds": loaded,
+        "rescored": result.rescored,
+        "copied": result.copied,
+        "tree_peak_bytes": peak.bytes,
+        "parent_peak_bytes": peak.parent_bytes,
+        "worker_peak_bytes": peak.child_bytes,
+        "workers": batch_workers(),
+        "load_avg": os.getloadavg()[0],
+    }
+
+
+def _child(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """This module run in a fresh process (what one measured run holds is its own)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.batch_run", *args],
+        check=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    activities = pd.concat(
-        [history.activities, extra.astype(history.activities.dtypes.to_dict())],
-        ignore_index=True,
-    )
-    return replace(history, activities=activities), len(chosen)
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -112,52 +201,46 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--changed", type=float, default=0.10)
     parser.add_argument("--cache", type=Path, default=Path(".salesml/bench-batch-run"))
     parser.add_argument("--no-night", action="store_true", help="only the full run")
+    parser.add_argument("--step", choices=["replicate", "night", "full", "incremental"])
+    parser.add_argument("--warehouse", type=Path)
+    parser.add_argument("--store", type=Path)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    env = _prepare(args.cache.resolve(), args.deals)
+    cache = args.cache.resolve()
+    env = _prepare(cache, args.deals)
     os.environ.update(env)
-    from features.build import open_deal_ids
-    from features.history import load_history
-    from salesml.scoring import load_scorer
-    from salesml.warehouse import connect
-    from serving.batch import batch_workers, run_batch
-    from serving.runs import RunStore
-
-    warehouse = Path(env["SALESML_HOME"]) / "warehouse.duckdb"
-    model = load_scorer("champion")
-    out: dict[str, Any] = {}
-    with TreePeak() as full_peak:
-        start = time.perf_counter()
-        con = connect(warehouse, read_only=True)
-        try:
-            base = load_history(con)
-        finally:
-            con.close()
-        per_copy = len(open_deal_ids(base, base.exported_at))
-        copies = max(1, round(args.open / max(per_copy, 1)))
-        history = _replicated(base, copies)
-        del base
-        out["setup_seconds"] = time.perf_counter() - start
-        store = RunStore(Path(env["SALESML_HOME"]) / f"runs-{os.getpid()}")
-        start = time.perf_counter()
-        full = run_batch(history, model, history.exported_at, store, run_id="full")
-        out["full_seconds"] = time.perf_counter() - start
-    out |= {"open_deals": full.rescored, "copies": copies, "full_tree_peak_bytes": full_peak.bytes}
-    if not args.no_night:
-        history, changed = _night(history, args.changed)
-        with TreePeak() as night_peak:
-            start = time.perf_counter()
-            night = run_batch(
-                history, model, history.exported_at, store, run_id="night", changed=True
+    out: dict[str, Any]
+    if args.step == "replicate":
+        path, copies = _replicated(cache, env, args.open)
+        out = {"warehouse": str(path), "copies": copies}
+    elif args.step == "night":
+        path, changed = _night(args.warehouse, args.changed)
+        out = {"warehouse": str(path), "changed": changed}
+    elif args.step in ("full", "incremental"):
+        changed_run = args.step == "incremental"
+        out = _measure(args.warehouse, args.store, args.step, changed_run)
+    else:
+        common = ["--cache", str(cache), "--deals", str(args.deals)]
+        made = _child(env, "--step", "replicate", "--open", str(args.open), *common)
+        store = Path(env["SALESML_HOME"]) / f"runs-{os.getpid()}"
+        at = ["--store", str(store), *common]
+        full = _child(env, "--step", "full", "--warehouse", made["warehouse"], *at)
+        out = {"copies": made["copies"], "open_deals": full["rescored"]}
+        out |= {f"full_{k}": v for k, v in full.items()}
+        if not args.no_night:
+            night = _child(
+                env,
+                "--step",
+                "night",
+                "--warehouse",
+                made["warehouse"],
+                "--changed",
+                str(args.changed),
+                *common,
             )
-            out["incremental_seconds"] = time.perf_counter() - start
-        out |= {
-            "incremental_changed": changed,
-            "incremental_rescored": night.rescored,
-            "incremental_copied": night.copied,
-            "incremental_tree_peak_bytes": night_peak.bytes,
-        }
-    out |= {"peak_bytes": _peak_bytes(), "workers": batch_workers(), "load_avg": os.getloadavg()[0]}
+            inc = _child(env, "--step", "incremental", "--warehouse", night["warehouse"], *at)
+            out["incremental_changed"] = night["changed"]
+            out |= {f"incremental_{k}": v for k, v in inc.items()}
     print(json.dumps(out))
     return out
 

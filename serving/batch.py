@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_feature_slices, open_deal_ids
@@ -31,7 +32,7 @@ from salesml.explain import treeshap
 from salesml.scoring import SCORE_COLUMNS, score_features
 from salesml.settings import Settings
 from serving import runs
-from serving.changes import input_hashes
+from serving.changes import hash_text, input_hash_codes
 from serving.chunk import model_version, priced, score_chunk
 from serving.runs import HASH_COLUMN, RunInfo, RunStore, to_storable
 
@@ -145,7 +146,8 @@ def score_frames(
     if n <= size or not parallel:
         for frame in frames:
             for start in range(0, len(frame), size):
-                yield score_chunk(frame.iloc[start : start + size], model, as_of, hashes)
+                part = frame.iloc[start : start + size]
+                yield score_chunk(part, model, as_of, _part_hashes(hashes, part.index))
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
@@ -159,7 +161,7 @@ def score_frames(
         for frame in frames:
             for start in range(0, len(frame), size):
                 part = frame.iloc[start : start + size]
-                part_hashes = None if hashes is None else hashes.reindex(part.index.astype(str))
+                part_hashes = _part_hashes(hashes, part.index)
                 pending.append(pool.submit(_score_part, part, as_of, part_hashes))
                 del part
                 if len(pending) > workers:
@@ -222,7 +224,8 @@ def run_batch(
     with store.writing():
         say("finding the open deals")
         open_ids = open_deal_ids(history, as_of)
-        hashes = input_hashes(history, open_ids, as_of, version)
+        # 8 bytes a deal for the whole run; their text is made slice by slice, when written.
+        hashes = input_hash_codes(history, open_ids, as_of, version)
         keep: pd.Index = pd.Index([], dtype=object)
         previous = store.latest() if changed else None
         if previous is not None:
@@ -285,6 +288,21 @@ def _feature_slices(
             yield frame
 
 
+def _part_hashes(hashes: pd.Series | None, index: pd.Index) -> pd.Series | None:
+    """The stored hash text of the deals of ``index`` (absent ones: None), from ``hashes`` as
+    text or as ``input_hash_codes``; made per slice, so the text is never held for a run."""
+    if hashes is None:
+        return None
+    ids = pd.Index(index.astype(str))
+    if hashes.dtype != np.uint64:
+        return hashes.reindex(ids)
+    position = hashes.index.get_indexer(ids)
+    found = position >= 0
+    text = np.full(len(ids), None, dtype=object)
+    text[found] = hash_text(hashes.to_numpy()[position[found]])
+    return pd.Series(text, index=ids, name=hashes.name)
+
+
 def _scored(
     frames: Iterator[pd.DataFrame],
     total: int,
@@ -298,7 +316,8 @@ def _scored(
         from serving.spark import score_with_spark
 
         for features in frames:
-            yield score_with_spark(features, model, as_of, hashes, master=master)
+            part_hashes = _part_hashes(hashes, features.index)
+            yield score_with_spark(features, model, as_of, part_hashes, master=master)
         return
     yield from score_frames(frames, total, model, as_of, hashes)
 
@@ -316,7 +335,9 @@ def plan_copies(
     if HASH_COLUMN not in previous.columns:
         return pd.Index([], dtype=object)
     keys = store.read(previous, columns=["deal_id", HASH_COLUMN, "as_of"])
-    current = hashes.reindex(keys["deal_id"].astype(str)).to_numpy()
+    text = _part_hashes(hashes, pd.Index(keys["deal_id"].astype(str)))
+    assert text is not None
+    current = text.to_numpy()
     age = (pd.Timestamp(as_of) - pd.to_datetime(keys["as_of"])).dt.total_seconds() / 86_400
     fresh_enough = ((age >= 0) & (age <= max_age_days)).to_numpy()  # never rows from later
     same = (keys[HASH_COLUMN].to_numpy() == current) & fresh_enough
