@@ -13,6 +13,9 @@ which calls
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import multiprocessing
 import os
 from collections import deque
@@ -50,7 +53,9 @@ Engine = Literal["local", "spark"]
 Progress = Callable[[str], None]
 
 
-CHUNK_ROWS = 20_000  # per slice a worker holds ~1 GB at 50,000 rows (2 workers + parent ≤ 4 GB)
+# Rows a worker scores at once: its peak is ~0.35 GB (model, libraries) plus ~23 KB a row
+# (drivers, actions and their JSON), measured 0.81 GB at 20,000 (docs/benchmarks.md).
+CHUNK_ROWS = 10_000
 # Open deals whose features are built at once: each slice re-reads the history's event tables
 # (a pass over them per slice), and holds ~1 KB per deal until it is scored.
 FEATURE_ROWS = 100_000
@@ -78,7 +83,18 @@ def _start_worker(model: Any, threads: int) -> None:
 def _score_part(
     features: pd.DataFrame, as_of: pd.Timestamp, hashes: pd.Series | None
 ) -> pd.DataFrame:
-    return score_chunk(features, _WORKER["model"], as_of, hashes)
+    rows = score_chunk(features, _WORKER["model"], as_of, hashes)
+    del features
+    release_memory()
+    return rows
+
+
+def release_memory() -> None:
+    """Hand the heap freed by a slice's Python objects back to the system: glibc keeps it
+    otherwise, and a worker (or the parent) would stay at its largest slice for good."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def score_in_chunks(
@@ -148,6 +164,7 @@ def score_frames(
             for start in range(0, len(frame), size):
                 part = frame.iloc[start : start + size]
                 yield score_chunk(part, model, as_of, _part_hashes(hashes, part.index))
+                release_memory()
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
@@ -231,6 +248,7 @@ def run_batch(
         if previous is not None:
             say(f"comparing with run {previous.run_id}")
             keep = plan_copies(store, previous, hashes, as_of, max_age_days)
+        release_memory()  # the hashing's and the plan's working copies
         n_scored = len(open_ids) - len(keep)  # keep: open deals only (their hashes matched)
         slices = _feature_slices(history, as_of, keep, feature_rows)
         head = [first] if (first := next(slices, None)) is not None else []
@@ -286,6 +304,8 @@ def _feature_slices(
         del built
         if len(frame):
             yield frame
+        del frame
+        release_memory()  # the slice's working copies, before the next is built
 
 
 def _part_hashes(hashes: pd.Series | None, index: pd.Index) -> pd.Series | None:
