@@ -1,20 +1,21 @@
 """The nightly batch through ``serving.batch.run_batch``: history → features → scores → run.
 
 ``benchmarks/batch.py`` times the scoring of ready-made feature rows; this one times what
-``salesml score`` runs, with the memory of the parent and its workers sampled together
-(``TreePeak``): finding the open deals, their input hashes, building their features, scoring
-(drivers, actions, timing) and writing the score run, then an incremental night
-(``changed=True``) after 10 % of the open deals got one new activity.
+``salesml score`` runs — load the history from the warehouse (``load_history``), find the open
+deals, their input hashes, build their features, score them (drivers, actions, timing) and
+write the score run — with the memory of the parent and its workers sampled together
+(``TreePeak``: the RSS sum, the PSS sum, the parent's and the largest worker's peaks). Then an
+incremental night (``changed=True``) after 10 % of the open deals got one new activity.
 
 A synthetic history never has hundreds of thousands of deals open at once, so the open deals
 of one (``--deals``, seed 7) are copied ``k`` times under new ids (``<id>~<k>``) with their
-stage history and activities, until about ``--open`` deals are open; closed deals stay as they
-are. The owners' pipelines are then far larger than real ones: the figures are for time and
-memory only. The champion (win + timing) is trained on the unreplicated history.
+stage history and activities, in a copy of its warehouse, until about ``--open`` deals are
+open; closed deals stay as they are. The owners' pipelines are then far larger than real
+ones: the figures are for time and memory only. The champion (win + timing) is trained on the
+unreplicated history. Each measured run is a fresh process (what it holds is its own).
 
 The data set-up (synthesis, import, training, replication) is done once per ``--cache``
-folder and reused. ``--load`` reads the history the way the code under test does
-(``features.history.load_history``).
+folder and size, and reused.
 
 Usage: ``python -m benchmarks.batch_run --open 150000 [--deals 20000] [--cache DIR]``.
 Prints one JSON object.
@@ -175,6 +176,7 @@ def _measure(warehouse: Path, store_root: Path, run_id: str, changed: bool) -> d
         "rescored": result.rescored,
         "copied": result.copied,
         "tree_peak_bytes": peak.bytes,
+        "tree_peak_pss_bytes": peak.pss_bytes,
         "parent_peak_bytes": peak.parent_bytes,
         "worker_peak_bytes": peak.child_bytes,
         "workers": batch_workers(),
