@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.build import build_feature_slices, open_deal_ids
 from features.history import History
@@ -93,6 +94,7 @@ def release_memory() -> None:
     """Hand the heap freed by a slice's Python objects back to the system: glibc keeps it
     otherwise, and a worker (or the parent) would stay at its largest slice for good."""
     gc.collect()
+    pa.default_memory_pool().release_unused()  # Arrow's own allocator keeps freed blocks too
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
