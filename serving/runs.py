@@ -406,7 +406,8 @@ def _written_ids(files: Sequence[Path]) -> pd.Index:
         [pc.cast(pq.read_table(f, columns=["deal_id"]).column(0), pa.string()) for f in files],
         type=pa.string(),
     )
-    return pd.Index(ids.to_numpy(zero_copy_only=False), dtype=object)
+    written: pd.Index = pd.Index(ids.to_numpy(zero_copy_only=False), dtype=object)
+    return written
 
 
 class PartsWriter:
