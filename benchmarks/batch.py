@@ -46,6 +46,11 @@ class TreePeak:
         import threading
 
         self.interval, self.bytes = interval, 0
+        self.parent_bytes, self.child_bytes = 0, 0  # this process's peak; the largest child's
+        # Resident memory counts the pages of shared libraries in every process that maps
+        # them: the proportional set size (each shared page split among its users) is the
+        # tree's real footprint; ``bytes`` (the RSS sum) overstates it.
+        self.pss_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -54,11 +59,19 @@ class TreePeak:
 
         me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
+            total = pss = 0
             for proc in [me, *me.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
+                    full = proc.memory_full_info()
+                    rss = full.rss
+                    total += rss
+                    pss += getattr(full, "pss", rss)
+                    if proc is me:
+                        self.parent_bytes = max(self.parent_bytes, rss)
+                    else:
+                        self.child_bytes = max(self.child_bytes, rss)
             self.bytes = max(self.bytes, total)
+            self.pss_bytes = max(self.pss_bytes, pss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreePeak:

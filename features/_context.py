@@ -117,8 +117,13 @@ def rep_features(
     q_time: IntArray,
     q_date: IntArray,
     amount_now: FloatArray,
+    pipeline: tuple[FloatArray, FloatArray] | None = None,
 ) -> dict[str, FloatArray]:
-    """Track record (shrunk win rate and cycle), open pipeline load and tenure of the owner."""
+    """Track record (shrunk win rate and cycle), open pipeline load and tenure of the owner.
+
+    ``pipeline``: the owner's open deals and open amount per query, as ``open_pipeline`` gives
+    them for every deal open at each date; without it they are counted over the queries (which
+    must then include every deal open at each date)."""
     after = q_time - REP_WINDOW_DAYS * MICROS_PER_DAY
     owner, team = d.owner[q_deal], d.team[q_deal]
     closed = d.won | d.lost
@@ -143,11 +148,9 @@ def rep_features(
         record(np.zeros_like(d.owner), 1, np.zeros_like(owner)),
     )
     known = owner >= 0
-    load_key = q_date * max(len(d.owners), 1) + np.maximum(owner, 0)
-    size = (int(q_date.max()) + 1 if len(q_date) else 0) * max(len(d.owners), 1)
-    open_deals = np.bincount(load_key[known], minlength=size)[load_key]
-    amounts = np.nan_to_num(amount_now[known], nan=0.0)
-    open_amount = np.bincount(load_key[known], weights=amounts, minlength=size)[load_key]
+    if pipeline is None:
+        pipeline = open_pipeline(d, q_deal, q_date, amount_now)
+    open_deals, open_amount = pipeline
     reps = history_reps.drop_duplicates("owner_id")
     hired = take_at(micros(reps["hired_at"]), lookup(d.owners, owner, reps["owner_id"]), NAT)
     return {
@@ -158,6 +161,21 @@ def rep_features(
         "rep_open_amount": np.where(known, open_amount, np.nan),
         "rep_tenure_days": days_between(q_time, hired),
     }
+
+
+def open_pipeline(
+    d: Deals, q_deal: IntArray, q_date: IntArray, amount_now: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Per query: how many of the queried deals (every deal open at its date) its owner holds
+    at that date, and their amount at that date (unknown amounts count 0)."""
+    owner = d.owner[q_deal]
+    known = owner >= 0
+    load_key = q_date * max(len(d.owners), 1) + np.maximum(owner, 0)
+    size = (int(q_date.max()) + 1 if len(q_date) else 0) * max(len(d.owners), 1)
+    open_deals = np.bincount(load_key[known], minlength=size)[load_key].astype(np.float64)
+    amounts = np.nan_to_num(amount_now[known], nan=0.0)
+    open_amount = np.bincount(load_key[known], weights=amounts, minlength=size)[load_key]
+    return open_deals, np.asarray(open_amount, dtype=np.float64)
 
 
 def account_profile(history_accounts: pd.DataFrame, d: Deals) -> dict[str, np.ndarray]:

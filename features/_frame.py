@@ -15,6 +15,7 @@ from features._context import (
     Deals,
     account_features,
     account_profile,
+    open_pipeline,
     product_features,
     rep_features,
 )
@@ -124,10 +125,13 @@ def feature_frame(
     q_deal: IntArray,
     q_date: IntArray,
     spec: Sequence[Feature],
+    pipeline: tuple[FloatArray, FloatArray] | None = None,
 ) -> pd.DataFrame:
     """INFO_COLUMNS then the features of ``spec``, one row per (q_deal, dates[q_date]) pair.
 
-    The pairs must include every deal open at each date: a rep's open pipeline counts them.
+    The pairs must include every deal open at each date (a rep's open pipeline counts them),
+    unless ``pipeline`` (``history_pipeline`` of all of them, taken at these pairs) is given:
+    then any subset of them gives the same rows as the whole.
     """
     fixed = {f.name for f in FIXED_FEATURES}
     unknown = [
@@ -150,7 +154,7 @@ def feature_frame(
     }
     numeric |= _activity_features(history.activities, deals.index, q_deal, q_time)
     numeric |= product_features(history.products, deals, q_deal, q_time, st.amount)
-    numeric |= rep_features(history.reps, deals, q_deal, q_time, q_date, st.amount)
+    numeric |= rep_features(history.reps, deals, q_deal, q_time, q_date, st.amount, pipeline)
     numeric |= account_features(deals, q_deal, q_time)
     profile = account_profile(history.accounts, deals)
     numeric["account_employees"] = profile["account_employees"][q_deal]
@@ -162,6 +166,16 @@ def feature_frame(
     vocab = vocabularies(history, spec)
     stages = vocab.get("current_stage", [*current_stage_vocabulary(history), MISSING])
     return assemble(history.deals, spec, vocab, stages, q_deal, numeric, st.stage, per_deal)
+
+
+def history_pipeline(
+    history: History, deals: Deals, dates: IntArray, q_deal: IntArray, q_date: IntArray
+) -> tuple[FloatArray, FloatArray]:
+    """The owner's open deals and open amount per (q_deal, dates[q_date]) pair, counted over
+    these pairs (every deal open at each date), for ``feature_frame`` of a subset of them."""
+    st = stage_features(history.stage_history, deals.index, q_deal, q_date, dates)
+    amount = with_flat_values(history, st, q_deal).amount
+    return open_pipeline(deals, q_deal, q_date, amount)
 
 
 def assemble(

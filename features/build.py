@@ -7,7 +7,7 @@ open at each, and labels each row with what happened after (training). See docs/
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +15,7 @@ import pandas as pd
 
 from features._context import deal_arrays
 from features._events import NAT, days_between, micros, open_pairs
-from features._frame import INFO_COLUMNS, feature_frame, vocabularies
+from features._frame import INFO_COLUMNS, feature_frame, history_pipeline, vocabularies
 from features.history import History
 from features.spec import Feature, feature_spec
 from salesml.errors import ConfigError
@@ -26,6 +26,7 @@ LABEL_COLUMNS = ("outcome", "label_won", "closed_at", "days_to_close", "days_obs
 __all__ = [
     "INFO_COLUMNS",
     "LABEL_COLUMNS",
+    "build_feature_slices",
     "build_features",
     "build_snapshots",
     "open_deal_ids",
@@ -64,6 +65,46 @@ def build_features(
         wanted = pd.Index(list(deal_ids))
         frame = frame.loc[wanted[wanted.isin(frame.index)]]
     return frame
+
+
+def build_feature_slices(
+    history: History,
+    as_of: pd.Timestamp,
+    slice_deals: int,
+    *,
+    features: Sequence[Feature] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """``build_features(history, as_of)`` in slices of at most ``slice_deals`` open deals, in
+    deal_id order: concatenated, the slices are its frame, value for value.
+
+    What grows with the number of open deals is then one slice's frame at a time (the batch
+    scores and writes a slice before the next is built). The owners' open pipeline counts every
+    open deal, so it is counted once for all of them first (a few numbers per deal); every other
+    feature reads the history and its own deal only.
+    """
+    if slice_deals < 1:
+        raise ConfigError(f"slice_deals must be 1 or more, got {slice_deals}")
+    spec = list(features) if features is not None else feature_spec(history)
+    dates = micros(pd.Series([_naive_utc(as_of)], dtype=object))
+    deals_table = history.deals.sort_values("deal_id", kind="stable", ignore_index=True)
+    sorted_history = replace(history, deals=deals_table)
+    deals = deal_arrays(deals_table)
+    q_deal, q_date = open_pairs(deals.created, deals.closed, dates)
+    open_deals, open_amount = history_pipeline(sorted_history, deals, dates, q_deal, q_date)
+    ids = deals_table["deal_id"]
+    for start in range(0, len(q_deal), slice_deals):
+        part = slice(start, start + slice_deals)
+        frame = feature_frame(
+            sorted_history,
+            deals,
+            dates,
+            q_deal[part],
+            q_date[part],
+            spec,
+            (open_deals[part], open_amount[part]),
+        )
+        frame.insert(0, "deal_id", ids.take(q_deal[part]).reset_index(drop=True))
+        yield frame.set_index("deal_id")
 
 
 def open_deal_ids(history: History, as_of: pd.Timestamp) -> pd.Index:

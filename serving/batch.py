@@ -1,7 +1,9 @@
 """Batch scoring: every deal open at a date, scored by the champion, written as a score run.
 
-``run_batch`` is the nightly job behind ``salesml score``: features for every open deal (one
-vectorised pass over the history), a hash per deal of its feature row and the model version,
+``run_batch`` is the nightly job behind ``salesml score``: features for the open deals (built
+slice by slice of deal ids, each slice scored and written before the next is built, so what
+the parent holds does not grow with the deal count beyond a few numbers per deal), a hash per
+deal of its inputs and the model version,
 then scoring — of every deal, or with ``changed=True`` only of the deals whose hash differs
 from the latest run's (the others are copied) — through the local engine or Spark, and finally
 one immutable score run (``serving.runs``). Both engines call ``serving.chunk.score_chunk``,
@@ -11,25 +13,30 @@ which calls
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from features.build import build_features, open_deal_ids
+from features.build import build_feature_slices, open_deal_ids
 from features.history import History
 from salesml.errors import ConfigError
 from salesml.explain import treeshap
 from salesml.scoring import SCORE_COLUMNS, score_features
 from salesml.settings import Settings
 from serving import runs
-from serving.changes import input_hashes
+from serving.changes import hash_text, input_hash_codes
 from serving.chunk import model_version, priced, score_chunk
 from serving.runs import HASH_COLUMN, RunInfo, RunStore, to_storable
 
@@ -47,7 +54,12 @@ Engine = Literal["local", "spark"]
 Progress = Callable[[str], None]
 
 
-CHUNK_ROWS = 20_000  # per slice a worker holds ~1 GB at 50,000 rows (2 workers + parent ≤ 4 GB)
+# Rows a worker scores at once: its peak is ~0.35 GB (model, libraries) plus ~23 KB a row
+# (drivers, actions and their JSON), measured 0.81 GB at 20,000 (docs/benchmarks.md).
+CHUNK_ROWS = 10_000
+# Open deals whose features are built at once: each slice re-reads the history's event tables
+# (a pass over them per slice), and holds ~1 KB per deal until it is scored.
+FEATURE_ROWS = 100_000
 PARALLEL_FROM = 20_000  # fewer deals: one process (a worker takes seconds to start)
 
 
@@ -72,7 +84,19 @@ def _start_worker(model: Any, threads: int) -> None:
 def _score_part(
     features: pd.DataFrame, as_of: pd.Timestamp, hashes: pd.Series | None
 ) -> pd.DataFrame:
-    return score_chunk(features, _WORKER["model"], as_of, hashes)
+    rows = score_chunk(features, _WORKER["model"], as_of, hashes)
+    del features
+    release_memory()
+    return rows
+
+
+def release_memory() -> None:
+    """Hand the heap freed by a slice's Python objects back to the system: glibc keeps it
+    otherwise, and a worker (or the parent) would stay at its largest slice for good."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()  # Arrow's own allocator keeps freed blocks too
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def score_in_chunks(
@@ -111,7 +135,26 @@ def score_stream(
     processes (``batch_workers``, one per core), each with its share of the cores for the
     numeric kernels. The rows are the same, in the same order, whatever the number of workers.
     """
-    n = len(features)
+    yield from score_frames(
+        [features], len(features), model, as_of, hashes, chunk_rows, workers, parallel_from
+    )
+
+
+def score_frames(
+    frames: Iterable[pd.DataFrame],
+    total: int,
+    model: Any,
+    as_of: pd.Timestamp,
+    hashes: pd.Series | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
+) -> Iterator[pd.DataFrame]:
+    """``score_stream`` of the rows of ``frames`` (``total`` rows in all), taken one frame at
+    a time: a frame is only read when the slices before it are in flight, so the caller may
+    build each as it is asked for (``features.build.build_feature_slices``) and only one is
+    held at a time. Each worker is sent its slice of rows, never a whole frame."""
+    n = total
     workers = min(batch_workers() if workers is None else max(1, workers), max(1, n))
     parallel = n >= parallel_from and workers > 1
     # Even slices in parallel: every worker gets work even below workers × chunk_rows.
@@ -119,25 +162,30 @@ def score_stream(
     if n == 0:
         return
     if n <= size or not parallel:
-        for start in range(0, n, size):
-            yield score_chunk(features.iloc[start : start + size], model, as_of, hashes)
+        for frame in frames:
+            for start in range(0, len(frame), size):
+                part = frame.iloc[start : start + size]
+                yield score_chunk(part, model, as_of, _part_hashes(hashes, part.index))
+                release_memory()
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    starts = range(0, n, size)
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(starts)),
+        max_workers=min(workers, -(-n // size)),
         mp_context=context,
         initializer=_start_worker,
         initargs=(model, threads),
     ) as pool:
         pending: deque[Future[pd.DataFrame]] = deque()
-        for start in starts:
-            part = features.iloc[start : start + size]
-            part_hashes = None if hashes is None else hashes.reindex(part.index.astype(str))
-            pending.append(pool.submit(_score_part, part, as_of, part_hashes))
-            if len(pending) > workers:
-                yield pending.popleft().result()
+        for frame in frames:
+            for start in range(0, len(frame), size):
+                part = frame.iloc[start : start + size]
+                part_hashes = _part_hashes(hashes, part.index)
+                pending.append(pool.submit(_score_part, part, as_of, part_hashes))
+                del part
+                if len(pending) > workers:
+                    yield pending.popleft().result()
+            del frame
         while pending:
             yield pending.popleft().result()
 
@@ -174,6 +222,7 @@ def run_batch(
     progress: Progress | None = None,
     part_rows: int = 250_000,
     publish: bool = True,
+    feature_rows: int = FEATURE_ROWS,
 ) -> BatchResult:
     """Score the deals open at ``as_of`` and write run ``run_id``; with ``publish``, then move
     ``LATEST`` to it (forward in as-of only, ``RunStore.advance_latest``). A caller with more
@@ -194,25 +243,34 @@ def run_batch(
     with store.writing():
         say("finding the open deals")
         open_ids = open_deal_ids(history, as_of)
-        hashes = input_hashes(history, open_ids, as_of, version)
+        # 8 bytes a deal for the whole run; their text is made slice by slice, when written.
+        hashes = input_hash_codes(history, open_ids, as_of, version)
         keep: pd.Index = pd.Index([], dtype=object)
         previous = store.latest() if changed else None
         if previous is not None:
             say(f"comparing with run {previous.run_id}")
             keep = plan_copies(store, previous, hashes, as_of, max_age_days)
-        say("building features")
-        features = build_features(history, as_of)
-        features.index = features.index.astype(str)
-        if len(keep):
-            features = features.loc[~features.index.isin(keep)]
-        json_columns = stored_json_columns(features, model, as_of, previous)
+        release_memory()  # the hashing's and the plan's working copies
+        n_scored = len(open_ids) - len(keep)  # keep: open deals only (their hashes matched)
+        slices = _feature_slices(history, as_of, keep, feature_rows)
+        head = [first] if (first := next(slices, None)) is not None else []
+        json_columns = stored_json_columns(
+            head[0] if head else pd.DataFrame(), model, as_of, previous
+        )
+        del first  # the slice is held by ``head`` until scored, then let go
+
+        def frames() -> Iterator[pd.DataFrame]:
+            if head:
+                yield head.pop()
+            yield from slices
+
         counts = {"scored": 0, "copied": 0}
 
         def write_parts(folder: Path) -> None:
             """Scored slices, then the copied rows, each written as it comes."""
             writer = runs.PartsWriter(folder, part_rows)
-            say(f"scoring {len(features):,} deals ({engine})")
-            for part in _scored(features, model, as_of, hashes, engine, master):
+            say(f"scoring {n_scored:,} deals ({engine}), features built per slice")
+            for part in _scored(frames(), n_scored, model, as_of, hashes, engine, master):
                 writer.write(part)
                 counts["scored"] += len(part)
             if previous is not None and len(keep):
@@ -229,7 +287,7 @@ def run_batch(
             model_version=version,
             engine=engine,
             expected_deals=open_ids,
-            rescored=len(features),
+            rescored=n_scored,
             copied=len(keep),
             json_columns=json_columns,
             flip_latest=publish,
@@ -237,8 +295,39 @@ def run_batch(
     return BatchResult(info, store, counts["scored"], counts["copied"])
 
 
+def _feature_slices(
+    history: History, as_of: pd.Timestamp, keep: pd.Index, slice_deals: int
+) -> Iterator[pd.DataFrame]:
+    """The features of the open deals not in ``keep``, slice by slice (deal_id order), with
+    string deal ids; empty slices are left out."""
+    for built in build_feature_slices(history, as_of, slice_deals):
+        built.index = built.index.astype(str)
+        frame = built.loc[~built.index.isin(keep)] if len(keep) else built
+        del built
+        if len(frame):
+            yield frame
+        del frame
+        release_memory()  # the slice's working copies, before the next is built
+
+
+def _part_hashes(hashes: pd.Series | None, index: pd.Index) -> pd.Series | None:
+    """The stored hash text of the deals of ``index`` (absent ones: None), from ``hashes`` as
+    text or as ``input_hash_codes``; made per slice, so the text is never held for a run."""
+    if hashes is None:
+        return None
+    ids = pd.Index(index.astype(str))
+    if hashes.dtype != np.uint64:
+        return hashes.reindex(ids)
+    position = hashes.index.get_indexer(ids)
+    found = position >= 0
+    text = np.full(len(ids), None, dtype=object)
+    text[found] = hash_text(hashes.to_numpy()[position[found]])
+    return pd.Series(text, index=ids, name=hashes.name)
+
+
 def _scored(
-    features: pd.DataFrame,
+    frames: Iterator[pd.DataFrame],
+    total: int,
     model: Any,
     as_of: pd.Timestamp,
     hashes: pd.Series,
@@ -248,10 +337,11 @@ def _scored(
     if engine == "spark":
         from serving.spark import score_with_spark
 
-        if len(features):
-            yield score_with_spark(features, model, as_of, hashes, master=master)
+        for features in frames:
+            part_hashes = _part_hashes(hashes, features.index)
+            yield score_with_spark(features, model, as_of, part_hashes, master=master)
         return
-    yield from score_stream(features, model, as_of, hashes)
+    yield from score_frames(frames, total, model, as_of, hashes)
 
 
 def plan_copies(
@@ -267,7 +357,9 @@ def plan_copies(
     if HASH_COLUMN not in previous.columns:
         return pd.Index([], dtype=object)
     keys = store.read(previous, columns=["deal_id", HASH_COLUMN, "as_of"])
-    current = hashes.reindex(keys["deal_id"].astype(str)).to_numpy()
+    text = _part_hashes(hashes, pd.Index(keys["deal_id"].astype(str)))
+    assert text is not None
+    current = text.to_numpy()
     age = (pd.Timestamp(as_of) - pd.to_datetime(keys["as_of"])).dt.total_seconds() / 86_400
     fresh_enough = ((age >= 0) & (age <= max_age_days)).to_numpy()  # never rows from later
     same = (keys[HASH_COLUMN].to_numpy() == current) & fresh_enough

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.history import History
 
@@ -29,8 +31,30 @@ MIX = np.uint64(0x9E3779B97F4A7C15)
 LOW = np.uint64(0xFFFFFFFF)
 
 
+# Rows hashed at a time: hashing a text column makes a Python string per row, so a whole
+# table of millions of rows at once leaves the process's heap that much larger for good.
+BLOCK_ROWS = 250_000
+
+
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
-    return np.asarray(pd.util.hash_pandas_object(frame, index=False), dtype=np.uint64)
+    out = np.empty(len(frame), dtype=np.uint64)
+    for start in range(0, len(frame), BLOCK_ROWS):
+        block = frame.iloc[start : start + BLOCK_ROWS]
+        out[start : start + len(block)] = pd.util.hash_pandas_object(block, index=False)
+    return out
+
+
+def _positions(keys: pd.Series | pd.Index, index: pd.Index) -> np.ndarray:
+    """Position of each key in ``index`` (-1 when absent), matched as text in Arrow (no
+    Python string per key)."""
+    if len(index) == 0 or len(keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
+    found = pc.index_in(
+        pa.array(keys, type=pa.string(), from_pandas=True),
+        value_set=pa.array(index, type=pa.string(), from_pandas=True),
+        skip_nulls=True,
+    )
+    return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _aligned(hashes: np.ndarray, keys: pd.Index, index: pd.Index) -> np.ndarray:
@@ -41,21 +65,32 @@ def _aligned(hashes: np.ndarray, keys: pd.Index, index: pd.Index) -> np.ndarray:
     return np.where(position >= 0, hashes[np.maximum(position, 0)], np.uint64(0)).astype(np.uint64)
 
 
-def _sum_by(keys: pd.Series, hashes: np.ndarray, index: pd.Index) -> np.ndarray:
-    """Order-independent combination of ``hashes`` per key, aligned to ``index`` (0 if none)."""
-    out = np.zeros(len(index), dtype=np.uint64)
-    if len(hashes) == 0:
-        return out
-    # Sums of the two 32-bit halves cannot overflow int64; mixing them back gives 64 bits.
-    halves = pd.DataFrame(
-        {"lo": (hashes & LOW).astype(np.int64), "hi": (hashes >> np.uint64(32)).astype(np.int64)}
+def _table_sums(table: pd.DataFrame, ids: pd.Index, stamp: str, as_of: pd.Timestamp) -> np.ndarray:
+    """Order-independent combination of the row hashes of each deal of ``ids`` in ``table``
+    (rows stamped after ``as_of`` left out; unknown times count), 0 for a deal with none.
+    Read block by block of rows: what it holds beyond the table is a few numbers per deal."""
+    n = len(ids)
+    lo, hi = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    rows = np.zeros(n, dtype=np.int64)
+    for start in range(0, len(table), BLOCK_ROWS):
+        block = table.iloc[start : start + BLOCK_ROWS]
+        position = _positions(block["deal_id"], ids)
+        mask = position >= 0
+        if stamp in block:
+            mask &= ~(block[stamp] > as_of).to_numpy(dtype=bool)
+        if not mask.any():
+            continue
+        hashes = _row_hashes(block[mask])
+        mine = position[mask]
+        # Sums of the two 32-bit halves cannot overflow int64; mixing them back gives 64 bits.
+        np.add.at(lo, mine, (hashes & LOW).astype(np.int64))
+        np.add.at(hi, mine, (hashes >> np.uint64(32)).astype(np.int64))
+        np.add.at(rows, mine, 1)
+    out = np.zeros(n, dtype=np.uint64)
+    found = rows > 0
+    out[found] = (lo[found].astype(np.uint64) * MIX) ^ (
+        hi[found].astype(np.uint64) * (MIX + np.uint64(2))
     )
-    sums = halves.groupby(keys.to_numpy(), sort=False).sum()
-    sums = sums.reindex(index)
-    found = sums["lo"].notna().to_numpy()
-    lo = sums["lo"].to_numpy()[found].astype(np.uint64)
-    hi = sums["hi"].to_numpy()[found].astype(np.uint64)
-    out[found] = (lo * MIX) ^ (hi * (MIX + np.uint64(2)))
     return out
 
 
@@ -63,6 +98,20 @@ def input_hashes(
     history: History, deal_ids: pd.Index, as_of: pd.Timestamp, model_version: str
 ) -> pd.Series:
     """Per deal of ``deal_ids``: a 16-hex-digit hash of its inputs (see the module docstring)."""
+    codes = input_hash_codes(history, deal_ids, as_of, model_version)
+    return pd.Series(hash_text(codes.to_numpy()), index=codes.index, name="input_hash")
+
+
+def hash_text(codes: np.ndarray) -> list[str]:
+    """``input_hash_codes`` as the 16-hex-digit text a score run stores."""
+    return [f"{int(v):016x}" for v in codes]
+
+
+def input_hash_codes(
+    history: History, deal_ids: pd.Index, as_of: pd.Timestamp, model_version: str
+) -> pd.Series:
+    """``input_hashes`` as unsigned 64-bit numbers (8 bytes a deal, where the text costs ~70):
+    the batch holds these for every open deal and writes the text slice by slice."""
     ids = pd.Index(deal_ids.astype(str))
     as_of = pd.Timestamp(as_of)
     all_ids = history.deals["deal_id"].astype(str)
@@ -73,13 +122,7 @@ def input_hashes(
         (history.stage_history, "changed_at"),
         (history.activities, "occurred_at"),
     ):
-        keys = table["deal_id"].astype(str)
-        mask = np.array(keys.isin(ids), dtype=bool)
-        if stamp in table:
-            mask &= ~(table[stamp] > as_of).to_numpy(dtype=bool)  # unknown times count
-        rows = table[mask]
-        part = _sum_by(keys[mask], _row_hashes(rows), ids)
-        combined = (combined * MIX) ^ part
+        combined = (combined * MIX) ^ _table_sums(table, ids, stamp, as_of)
     accounts = history.accounts
     if len(accounts) and "account_id" in deals:
         account_ids = pd.Index(accounts["account_id"].astype(str))
@@ -93,4 +136,4 @@ def input_hashes(
         combined = (combined * MIX) ^ account_hash
     salt = pd.util.hash_array(np.asarray([str(model_version)], dtype=object))[0]
     mixed = (combined ^ np.uint64(salt)) * MIX
-    return pd.Series([f"{int(v):016x}" for v in mixed], index=ids, name="input_hash")
+    return pd.Series(np.asarray(mixed, dtype=np.uint64), index=ids, name="input_hash")

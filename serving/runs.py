@@ -229,11 +229,14 @@ class RunStore:
         memory)."""
         wanted = pa.array(pd.Index(deal_ids).astype(str).to_numpy(dtype=object), type=pa.string())
         for f in sorted((run.path / SCORES).glob("part-*.parquet")):
-            table = pq.read_table(f)
-            ids = pc.cast(table.column("deal_id"), pa.string())
-            kept = table.filter(pc.is_in(ids, value_set=wanted))
-            if kept.num_rows:
-                yield kept
+            parquet = pq.ParquetFile(f)
+            for group in range(parquet.num_row_groups):  # a row group per batch write
+                table = parquet.read_row_group(group)
+                ids = pc.cast(table.column("deal_id"), pa.string())
+                kept = table.filter(pc.is_in(ids, value_set=wanted))
+                del table
+                if kept.num_rows:
+                    yield kept
 
     def iter_parts(self, run: RunInfo) -> Iterator[pd.DataFrame]:
         """The rows of a run one part at a time (JSON columns as text)."""
@@ -311,22 +314,19 @@ class RunStore:
         try:
             write_parts(scores)
             files = sorted(scores.glob("part-*.parquet"))
-            ids = (
-                pd.concat([pd.read_parquet(f, columns=["deal_id"]) for f in files])["deal_id"]
-                if files
-                else pd.Series([], dtype=object)
-            )
+            ids = _written_ids(files)
             if not ids.is_unique:
-                twice = ids[ids.duplicated()].iloc[0]
+                twice = ids[ids.duplicated()][0]
                 raise RunError(f"run {run_id}: deals scored twice ({twice})")
             if expected_deals is not None:
-                missing = expected_deals.difference(pd.Index(ids))
-                extra = pd.Index(ids).difference(expected_deals)
+                missing = expected_deals.difference(ids)
+                extra = ids.difference(expected_deals)
                 if len(missing) or len(extra):
                     raise RunError(
                         f"run {run_id}: {len(missing)} deals missing, {len(extra)} unexpected"
                     )
-            columns = [str(c) for c in pd.read_parquet(files[0]).columns] if files else ["deal_id"]
+            # The names from the first part's schema: its rows are never read back here.
+            columns = [str(c) for c in pq.read_schema(files[0]).names] if files else ["deal_id"]
             manifest = {
                 "format": RUN_FORMAT,
                 "run_id": run_id,
@@ -396,6 +396,18 @@ def _write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _written_ids(files: Sequence[Path]) -> pd.Index:
+    """The deal ids of the written parts, read column-only (as strings)."""
+    if not files:
+        return pd.Index([], dtype=object)
+    ids = pa.chunked_array(
+        [pc.cast(pq.read_table(f, columns=["deal_id"]).column(0), pa.string()) for f in files],
+        type=pa.string(),
+    )
+    written: pd.Index = pd.Index(ids.to_numpy(zero_copy_only=False), dtype=object)
+    return written
 
 
 class PartsWriter:

@@ -1,0 +1,44 @@
+"""The batch hashes each deal's inputs block by block of rows (``serving.changes.BLOCK_ROWS``)
+so that millions of activities never become Python strings at once: the hashes are the same
+whatever the block size, and change when one of the deal's rows does."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from features.build import open_deal_ids
+from serving import changes
+from tests.features.histories import START, STEP, random_history
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_hashes_do_not_depend_on_the_block_size(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    history = random_history(seed, n_deals=60)
+    as_of = START + 200 * STEP
+    ids = open_deal_ids(history, as_of).append(pd.Index(["not-a-deal"]))
+    whole = changes.input_hashes(history, ids, as_of, "v1")
+    for rows in (1, 7, 50):
+        monkeypatch.setattr(changes, "BLOCK_ROWS", rows)
+        pd.testing.assert_series_equal(changes.input_hashes(history, ids, as_of, "v1"), whole)
+    codes = changes.input_hash_codes(history, ids, as_of, "v1")
+    assert changes.hash_text(codes.to_numpy()) == whole.tolist()
+
+
+def test_one_changed_activity_changes_only_its_deal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(changes, "BLOCK_ROWS", 5)
+    history = random_history(2, n_deals=60)
+    as_of = START + 300 * STEP
+    ids = open_deal_ids(history, as_of)
+    before = changes.input_hashes(history, ids, as_of, "v1")
+    activities = history.activities
+    mine = activities.index[activities["deal_id"].isin(ids) & (activities["occurred_at"] <= as_of)]
+    assert len(mine)
+    row = mine[len(mine) // 2]
+    moved = activities.copy()
+    moved.loc[row, "type"] = "meeting" if moved.loc[row, "type"] != "meeting" else "call"
+    after = changes.input_hashes(replace(history, activities=moved), ids, as_of, "v1")
+    differs = before != after
+    assert differs.sum() == 1 and differs[str(activities.loc[row, "deal_id"])]
