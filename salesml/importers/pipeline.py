@@ -20,7 +20,13 @@ import duckdb
 from salesml import jsonio
 from salesml.errors import ImportFailedError
 from salesml.importers.base import ImportBatch, SourceTable, require_columns
-from salesml.importers.validate import REJECTS_DDL, Limits, StagedTable, stage_sources
+from salesml.importers.validate import (
+    REJECTS_DDL,
+    Limits,
+    StagedTable,
+    reject_whole_lines,
+    stage_sources,
+)
 from salesml.schemas import ATTRIBUTE_PREFIX, DUCKDB_TYPES, IMPORT_ORDER, TABLES, TableSchema
 from salesml.warehouse import attribute_columns, connect, quote
 
@@ -121,6 +127,7 @@ def run_import(
                     "CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM "
                     "valid_deals UNION SELECT deal_id FROM deals"
                 )
+        reject_whole_lines(con, batch.tables)
         say("writing to the warehouse")
         con.execute("BEGIN TRANSACTION")
         try:

@@ -627,3 +627,48 @@ def _fill_reject_records(
         f"AND _rejects.table_name = {_lit(table)} AND _rejects.file = {_lit(source.source_file)} "
         f"AND _rejects.row = v.{SOURCE_ROW}"
     )
+
+
+def reject_whole_lines(con: duckdb.DuckDBPyConnection, sources: list[SourceTable]) -> int:
+    """Sources sharing a ``line_group`` come from the same lines: a line rejected in one of
+    them is taken out of the others' ``valid_<table>`` and rejected there too, naming what
+    rejected it (no part of a bad line is imported on its own). Returns the rows taken out.
+
+    Runs after every table is staged and before the upsert."""
+    groups: dict[str, list[SourceTable]] = {}
+    for source in sources:
+        if source.line_group is not None:
+            groups.setdefault(source.line_group, []).append(source)
+    taken = 0
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        files = ", ".join(_lit(s.source_file) for s in members)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _bad_lines AS SELECT row, string_agg(DISTINCT "
+            "table_name || '.' || field, ', ' ORDER BY table_name || '.' || field) AS what "
+            f"FROM _rejects WHERE file IN ({files}) GROUP BY row"
+        )
+        for i, source in enumerate(members):
+            valid = f"valid_{source.table}"
+            where = f"v._source_file = {_lit(source.source_file)} AND v.{SOURCE_ROW} = b.row"
+            con.execute(
+                f"INSERT INTO _rejects SELECT {_lit(source.table)}, v._source_file, "
+                f"v.{SOURCE_ROW}, 'line', NULL, 'line ' || CAST(b.row AS VARCHAR) || ' is "
+                "rejected as a whole: its ' || b.what || ' was rejected (see that reject), and "
+                f"the {source.table} it also carries is not imported without it', NULL "
+                f"FROM {valid} v JOIN _bad_lines b ON {where}"
+            )
+            done = con.execute(f"DELETE FROM {valid} v USING _bad_lines b WHERE {where}")
+            taken += int((done.fetchone() or (0,))[0])
+            view = f"_line_{source.table}_{i}"
+            if isinstance(source.data, ParquetFile):
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {source.data.sql()}")
+                _fill_reject_records(con, source.table, view, source)
+                con.execute(f"DROP VIEW {view}")
+            else:
+                con.register(view, source.data)
+                _fill_reject_records(con, source.table, view, source)
+                con.unregister(view)
+        con.execute("DROP TABLE _bad_lines")
+    return taken
