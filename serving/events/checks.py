@@ -68,7 +68,10 @@ def parse_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond a double: not a finite number
+            return math.inf if value > 0 else -math.inf
     cleaned = MONEY_NOISE.sub("", str(value))
     if THOUSANDS.fullmatch(cleaned):
         cleaned = cleaned.replace(",", "")

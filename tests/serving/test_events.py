@@ -329,3 +329,35 @@ def _stage_of(data: Any, deal_id: str) -> str:
     rows = data.history.stage_history
     mine = rows[rows["deal_id"] == deal_id].sort_values("changed_at")
     return str(mine["stage"].iloc[-1]) if len(mine) else ""
+
+
+def test_an_overflowing_amount_is_rejected_on_its_field(served: Served) -> None:
+    """1e400 overflows a double: the event is rejected on deal.amount (not the whole body on
+    ``body``) with the finite-number reason; the other events of the body still go in."""
+    deal_id = served.deals[3]
+    body = (
+        '{"events": [{"event_id": "inf-1", "type": "deal.updated", "occurred_at": "%s", '
+        '"deal": {"deal_id": "%s", "amount": 1e400}}, {"event_id": "inf-2", "type": '
+        '"deal.updated", "occurred_at": "%s", "deal": {"deal_id": "%s", "amount": -1e999}}]}'
+    ) % (WHEN, deal_id, WHEN, deal_id)
+    answer = served.client.post(
+        "/v1/events",
+        headers={**served.headers, "content-type": "application/json"},
+        content=body.encode(),
+    )
+    assert answer.status_code == 422, answer.text
+    errors = answer.json()["errors"]
+    assert [e["field"] for e in errors] == ["events[0].deal.amount", "events[1].deal.amount"]
+    assert "1e400 is not a finite number" in errors[0]["message"]
+    assert served.live.journal.entry("inf-1") is None
+
+
+def test_a_numeric_event_id_is_rejected_not_coerced(served: Served) -> None:
+    deal_id = served.deals[3]
+    event = stage_change("num-1", deal_id, "Qualification")
+    answer = served.post({"events": [{**event, "event_id": 42}]})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["errors"][0]
+    assert error["field"] == "events[0].event_id"
+    assert "must be a string" in error["message"]
+    assert served.live.journal.entry("42") is None
