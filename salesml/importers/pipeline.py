@@ -326,10 +326,21 @@ def _reject_unreadable(
         )
 
 
+REJECT_FIELDS = "; "
+REJECT_REASONS = " | "
+
+
 def _write_rejects(con: duckdb.DuckDBPyConnection, rejects_dir: Path, import_id: str) -> str | None:
+    # One line per bad row, naming every bad field: fields and values joined by "; ", their
+    # reasons (in the same order) by " | " (REJECT_FIELDS / REJECT_REASONS).
     rows = con.execute(
-        "SELECT table_name, file, row, field, value, reason, record FROM _rejects "
-        "ORDER BY table_name, file, row, field"
+        "SELECT table_name, file, row, "
+        "CASE WHEN count(*) = 1 THEN any_value(field) ELSE string_agg(coalesce(field, ''), "
+        f"'{REJECT_FIELDS}' ORDER BY field, reason) END, "
+        "CASE WHEN count(*) = 1 THEN any_value(value) ELSE string_agg(coalesce(value, ''), "
+        f"'{REJECT_FIELDS}' ORDER BY field, reason) END, "
+        f"string_agg(reason, '{REJECT_REASONS}' ORDER BY field, reason), any_value(record) "
+        "FROM _rejects GROUP BY table_name, file, row ORDER BY table_name, file, row"
     ).fetchall()
     con.execute("DELETE FROM _rejects")
     if not rows:
