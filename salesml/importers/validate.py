@@ -27,11 +27,20 @@ from salesml.importers.base import (
 from salesml.schemas import ATTRIBUTE_PREFIX, Column, TableSchema
 from salesml.warehouse import quote
 
-ISO_HINT = "use ISO 8601 (2025-03-31 or 2025-03-31T14:00:00Z) or declare date_formats in a mapping"
-NUMBER_HINT = (
-    "use a plain number such as 1234.50; for numbers written 1.234,50 import with a mapping "
-    'that declares decimal: ","'
+ISO_HINT = "use ISO 8601 (2025-03-31 or 2025-03-31T14:00:00Z)"
+NUMBER_HINT = "use a plain number such as 1234.50"
+DECIMAL_COMMA = "-?[0-9][0-9.]*,[0-9]+"
+"""A number written with a decimal comma (``1234,5``, ``12.345,67``) that did not read as
+one with thousands commas (``12,345``)."""
+DECIMAL_HINT = (
+    "it is written with ',' as the decimal separator (and '.' or a space between thousands); "
+    'import with --decimal , (with --format mapping: decimal: "," in the mapping), or '
+    "write it as 1234.50"
 )
+EXCEL_SERIAL = "[0-9]{5}(\\.[0-9]+)?"
+"""A bare five-digit number in a date column: Excel's serial date (days since 1899-12-30),
+written when a date cell is saved as a number. Not converted (a number could be anything;
+the fix belongs in the export), but named with the date it would be."""
 REJECTS_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS _rejects (table_name VARCHAR, file VARCHAR, row BIGINT, "
     "field VARCHAR, value VARCHAR, reason VARCHAR, record VARCHAR)"
@@ -158,6 +167,28 @@ def _parse_expr(col: Column, raw: str, arrow_type: pa.DataType, formats: list[st
     )
 
 
+def _parse_hint(kind: str, raw: str) -> str:
+    """SQL for how to fix a value of ``kind`` that did not parse (``raw``: SQL for the value
+    as written): the advice that fits the value — an Excel serial date, a decimal comma —
+    else the kind's usual form."""
+    usual = _lit(PARSE_HINTS[kind])
+    if kind in ("date", "timestamp"):
+        return (
+            f"CASE WHEN regexp_full_match({raw}, {_lit(EXCEL_SERIAL)}) THEN 'it looks like an "
+            f"Excel serial date (days since 1899-12-30: ' || {raw} || ' would be ' || "
+            f"strftime(DATE '1899-12-30' + CAST(floor(CAST({raw} AS DOUBLE)) AS INTEGER), "
+            "'%Y-%m-%d') || '); format the column as a date (yyyy-mm-dd) in the spreadsheet "
+            f"before saving it as CSV' ELSE {usual} END"
+        )
+    if kind in ("float", "int"):
+        cleaned = f"regexp_replace({raw}, '[\\s$€£¥]', '', 'g')"
+        return (
+            f"CASE WHEN regexp_full_match({cleaned}, {_lit(DECIMAL_COMMA)}) THEN "
+            f"{_lit(DECIMAL_HINT)} ELSE {usual} END"
+        )
+    return usual
+
+
 def _shown(sql: str) -> str:
     """SQL for an offending value as the rejects file shows it (long values cut short)."""
     return (
@@ -272,7 +303,8 @@ def _checks(
                     raw(name),
                     _lit("could not read ")
                     + f" || quote({raw(name)}) || "
-                    + _lit(f" as {col.kind}; {PARSE_HINTS[col.kind]}"),
+                    + _lit(f" as {col.kind}; ")
+                    + f" || {_parse_hint(col.kind, raw(name))}",
                 )
             )
         if not col.nullable and not (table.derived_key and name in table.key):
