@@ -135,11 +135,21 @@ def test_every_monday_line_is_a_deal_a_reject_or_layout(monday: Imported) -> Non
     deals = monday.first.tables["deals"]
     assert (deals.input, deals.imported, deals.unchanged, deals.rejected) == (11, 7, 1, 3)
     assert monday.first.unreadable_lines == 1
-    layout = 2 + 2 + 3  # board title + first group, two more groups, three header lines
+    # board title + first group, two more groups, three header lines and a subitems header
+    layout = 2 + 2 + 3 + 1
     blank = 3
+    rejects = monday.rejects()
+    subitems = [r for r in rejects if r["table"] == "(subitem)"]
     assert (
-        deals.input + monday.first.unreadable_lines + layout + blank == data_lines(MONDAY_FILE) + 1
+        deals.input + monday.first.unreadable_lines + len(subitems) + layout + blank
+        == data_lines(MONDAY_FILE) + 1
     )
+    # Subitems (lines 24-25, under item 1523456752) are not deals: each is a reject naming
+    # its parent item, and a warning says why they are not imported.
+    assert [r["row"] for r in subitems] == ["24", "25"]
+    assert "'Bundle licences' of item '1523456752' (line 22)" in subitems[0]["reason"]
+    assert "Onboarding workshop" in subitems[1]["reason"]
+    assert any("subitems are not imported" in w for w in monday.first.warnings)
     reasons = monday.reasons()
     assert "TBD" in reasons[("deals", "7", "expected_close_date")]
     assert "empty" in reasons[("deals", "10", "created_at")]

@@ -141,6 +141,12 @@ class UnparsedRow:
     line: int
     reason: str
     record: str
+    # What the line is, in the rejects file's ``table`` column: an unreadable line, or a line
+    # the format has but the data model does not take (a Monday subitem, ``SUBITEM``).
+    kind: str = "(unreadable line)"
+
+
+SUBITEM = "(subitem)"
 
 
 @dataclass

@@ -313,11 +313,13 @@ def _reject_unreadable(
     con.execute(REJECTS_DDL)
     con.executemany(
         "INSERT INTO _rejects VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-        [[UNREADABLE, u.file, u.line, u.reason, u.record] for u in batch.unparsed],
+        [[u.kind, u.file, u.line, u.reason, u.record] for u in batch.unparsed],
     )
-    summary.unreadable_lines = len(batch.unparsed)
+    # Lines of another kind (Monday subitems) are warned about by their importer.
+    unreadable = [u for u in batch.unparsed if u.kind == UNREADABLE]
+    summary.unreadable_lines = len(unreadable)
     files: dict[str, int] = {}
-    for u in batch.unparsed:
+    for u in unreadable:
         files[u.file] = files.get(u.file, 0) + 1
     for file, n in files.items():
         summary.warnings.append(
