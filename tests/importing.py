@@ -39,7 +39,8 @@ class Imported:
             fields = r["field"].split(REJECT_FIELDS)
             reasons = r["reason"].split(REJECT_REASONS)
             assert len(fields) == len(reasons), r  # one reason per field, in the same order
-            out.update({(r["table"], r["row"], f): why for f, why in zip(fields, reasons)})
+            for name, why in zip(fields, reasons, strict=True):
+                out[(r["table"], r["row"], name)] = why
         return out
 
 

@@ -67,7 +67,7 @@ def test_decimal_comma_option_reads_the_amounts(tmp_path: Path) -> None:
 
 
 def test_decimal_option_is_checked(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="'.' or ','"):
+    with pytest.raises(ConfigError, match=r"'\.' or ','"):
         read_export(_export(tmp_path), "canonical", decimal=";")
     with pytest.raises(ConfigError, match="in the mapping file"):
         read_export(tmp_path, "mapping", tmp_path / "m.yaml", decimal=",")

@@ -7,10 +7,10 @@ schema's columns (kind, required, nullable, minimum, choices), ``Limits`` (absur
 amounts, text lengths, control characters, the settings that move them) and the deal rules
 (closed deals have ``closed_at``, open ones do not, closing follows creation, ISO currency) —
 with the importer's messages, except how to fix an unreadable value: an event is told the
-form to send (``EVENT_HINTS``), not an import option. tests/serving/test_events_checks.py runs both validators over
-the same good and bad rows and requires the same verdict per field, so they cannot drift apart
-unnoticed. The warehouse fold then imports the events' rows through the importer itself
-(``serving.events.fold``): it is the last word.
+form to send (``EVENT_HINTS``), not an import option. tests/serving/test_events_checks.py runs
+both validators over the same good and bad rows and requires the same verdict per field, so
+they cannot drift apart unnoticed. The warehouse fold then imports the events' rows through
+the importer itself (``serving.events.fold``): it is the last word.
 """
 
 from __future__ import annotations
