@@ -483,8 +483,8 @@ def _attribute_columns(
                     name,
                     quote("_raw_" + target),
                     f"'custom attribute {name} is numeric, got ' || "
-                    f"quote({quote('_raw_' + target)}) || '; fix the value or declare the "
-                    "attribute categorical in a mapping'",
+                    f"quote({quote('_raw_' + target)}) || '; fix the value (with --format "
+                    "mapping, or declare the attribute categorical in the mapping)'",
                 )
             )
             checks.append(

@@ -312,8 +312,8 @@ def _attribute_problems(
                 problems.append(
                     Problem(
                         attr,
-                        f"custom attribute {attr} is numeric, got {text!r}; "
-                        "fix the value or declare the attribute categorical",
+                        f"custom attribute {attr} is numeric in the data, got {text!r}; "
+                        "send a number such as 12.5",
                     )
                 )
             typed[ATTRIBUTE_PREFIX + attr] = number
