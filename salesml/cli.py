@@ -174,6 +174,13 @@ def import_cmd(
         Path | None, typer.Option(help="YAML mapping file (with --format mapping).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    decimal: Annotated[
+        str | None,
+        typer.Option(
+            help="The export's decimal separator: ',' for numbers written 1.234,50 or 1234,5 "
+            "(default '.'; with --format mapping, declare it in the mapping)."
+        ),
+    ] = None,
 ) -> None:
     """Import a CRM export into the warehouse; bad rows go to a rejects file with reasons."""
     from salesml.importers import read_export, run_import
@@ -188,7 +195,7 @@ def import_cmd(
         max_text_chars=settings.import_max_text_chars,
     )
     with err.status("reading export…") as status:
-        batch = read_export(path, fmt.value, mapping)
+        batch = read_export(path, fmt.value, mapping, decimal)
         summary = run_import(
             batch,
             settings.warehouse_path,

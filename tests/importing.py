@@ -11,6 +11,7 @@ from typing import Any
 import duckdb
 
 from salesml.importers import ImportBatch, ImportSummary, run_import
+from salesml.importers.pipeline import REJECT_FIELDS, REJECT_REASONS
 from salesml.warehouse import connect
 
 
@@ -33,7 +34,14 @@ class Imported:
 
     def reasons(self) -> dict[tuple[str, str, str], str]:
         """(table, row, field) → reason, from the first import's rejects file."""
-        return {(r["table"], r["row"], r["field"]): r["reason"] for r in self.rejects()}
+        out = {}
+        for r in self.rejects():
+            fields = r["field"].split(REJECT_FIELDS)
+            reasons = r["reason"].split(REJECT_REASONS)
+            assert len(fields) == len(reasons), r  # one reason per field, in the same order
+            for name, why in zip(fields, reasons, strict=True):
+                out[(r["table"], r["row"], name)] = why
+        return out
 
 
 def import_twice(

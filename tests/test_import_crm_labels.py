@@ -135,11 +135,21 @@ def test_every_monday_line_is_a_deal_a_reject_or_layout(monday: Imported) -> Non
     deals = monday.first.tables["deals"]
     assert (deals.input, deals.imported, deals.unchanged, deals.rejected) == (11, 7, 1, 3)
     assert monday.first.unreadable_lines == 1
-    layout = 2 + 2 + 3  # board title + first group, two more groups, three header lines
+    # board title + first group, two more groups, three header lines and a subitems header
+    layout = 2 + 2 + 3 + 1
     blank = 3
+    rejects = monday.rejects()
+    subitems = [r for r in rejects if r["table"] == "(subitem)"]
     assert (
-        deals.input + monday.first.unreadable_lines + layout + blank == data_lines(MONDAY_FILE) + 1
+        deals.input + monday.first.unreadable_lines + len(subitems) + layout + blank
+        == data_lines(MONDAY_FILE) + 1
     )
+    # Subitems (lines 24-25, under item 1523456752) are not deals: each is a reject naming
+    # its parent item, and a warning says why they are not imported.
+    assert [r["row"] for r in subitems] == ["24", "25"]
+    assert "'Bundle licences' of item '1523456752' (line 22)" in subitems[0]["reason"]
+    assert "Onboarding workshop" in subitems[1]["reason"]
+    assert any("subitems are not imported" in w for w in monday.first.warnings)
     reasons = monday.reasons()
     assert "TBD" in reasons[("deals", "7", "expected_close_date")]
     assert "empty" in reasons[("deals", "10", "created_at")]
@@ -228,3 +238,26 @@ def test_a_monday_cell_over_csvs_field_limit_is_one_rejected_row(
     rejects = Path(summary["rejects_file"]).read_text(encoding="utf-8")
     assert "characters long" in rejects and ",name," in rejects
     assert summary["deals"]["imported"] >= 5
+
+
+def test_a_zoho_owner_with_a_control_character_is_one_reject_line(tmp_path: Path) -> None:
+    """The owner makes the deal's owner_id and a rep: a bad owner rejects the line once (on
+    the deal), not again for the rep's id and name; a line with two bad fields is one reject
+    line naming both."""
+    source = (ZOHO / "Deals_2024_06_03.csv").read_text(encoding="utf-8").splitlines()
+    header, first = source[0], source[1]
+    bad = first.replace("zcrm_5725767000000427001", "zcrm_1").replace("Priya Nair,B", "Pri\aya,B")
+    worse = bad.replace("zcrm_1,", "zcrm_2,").replace("24000.00", "-24000.00", 1)
+    lines = [header, first, bad, worse]
+    (tmp_path / "Deals.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    imported = next(import_twice(reader(tmp_path / "Deals.csv", "zoho"), tmp_path, twice=False))
+    rejects = imported.rejects()
+    assert [(r["table"], r["row"], r["field"]) for r in rejects] == [
+        ("deals", "3", "owner_id"),
+        ("deals", "4", "amount; owner_id"),
+    ]
+    assert "control characters" in rejects[0]["reason"]
+    negative, control = rejects[1]["reason"].split(" | ")
+    assert "negative" in negative and "control characters" in control
+    assert imported.first.tables["deals"].rejected == 2
+    assert imported.query("SELECT owner_id FROM reps") == [("Priya Nair",)]

@@ -54,9 +54,11 @@ def ga4(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
 def test_every_ga4_line_is_a_row_or_a_reject(ga4: Imported) -> None:
     sessions = ga4.first.tables["web_sessions"]
     # 23 lines: 9 comment lines, the header, 12 channel-days and the grand total.
-    assert (sessions.input, sessions.imported, sessions.rejected) == (12, 10, 2)
+    # A line is imported whole or not at all: 18 (negative sessions), 20 (no such date) and
+    # 21 (cost "n/a") are rejected in both tables.
+    assert (sessions.input, sessions.imported, sessions.rejected) == (12, 9, 3)
     spend = ga4.first.tables["marketing_spend"]
-    assert (spend.input, spend.imported, spend.rejected) == (6, 4, 2)
+    assert (spend.input, spend.imported, spend.rejected) == (6, 3, 3)
     reasons = ga4.reasons()
     assert "negative" in reasons[("web_sessions", "18", "sessions")]
     assert "2024-05-32" in reasons[("web_sessions", "20", "period")]
@@ -74,11 +76,11 @@ def test_ga4_dates_channels_and_costs(ga4: Imported) -> None:
     assert [(str(p), s, k) for p, s, k in rows] == [
         ("2024-04-01", 1240, 18),
         ("2024-05-01", 1310, 21),
-        ("2024-06-01", 1280, 20),
-    ]
+    ]  # 2024-06-01's line is rejected: its cost "n/a"
     spend = dict(ga4.query("SELECT channel, sum(amount) FROM marketing_spend GROUP BY 1"))
     # Organic and direct traffic cost nothing in ads: no spend rows rather than a spend of 0.
-    assert spend == {"google / cpc": 940.5 + 1012.75, "linkedin / paid_social": 800.0}
+    # linkedin's 380.00 of 2024-05-01 came on a line whose sessions were rejected: not counted.
+    assert spend == {"google / cpc": 940.5 + 1012.75, "linkedin / paid_social": 420.0}
 
 
 def test_kpis_show_conversion_and_cac_by_web_channel(ga4: Imported) -> None:
@@ -87,10 +89,10 @@ def test_kpis_show_conversion_and_cac_by_web_channel(ga4: Imported) -> None:
     overall = compute_kpis(ga4.con, as_of=datetime(2024, 6, 30))["overall"]
     web = {row["channel"]: row for row in overall["web_traffic"]}
     cpc = web["google / cpc"]
-    assert (cpc["sessions"], cpc["key_events"], cpc["new_customers"]) == (3830, 59, 2)
+    assert (cpc["sessions"], cpc["key_events"], cpc["new_customers"]) == (2550, 39, 2)
     assert cpc["cac"] == round((940.5 + 1012.75) / 2, 2)
-    assert cpc["session_to_customer_rate"] == round(2 / 3830, 4)
-    assert web["linkedin / paid_social"]["cac"] == 800.0
+    assert cpc["session_to_customer_rate"] == round(2 / 2550, 4)
+    assert web["linkedin / paid_social"]["cac"] == 420.0
     organic = web["google / organic"]
     assert organic["new_customers"] == 1 and organic["marketing_spend"] is None
     assert organic["cac"] is None  # no ad spend is not a CAC of 0
@@ -156,3 +158,19 @@ def test_web_sessions_after_the_last_deal_event_move_the_default_as_of(tmp_path:
     kpis = json.loads(runner.invoke(app, ["kpis", "--json"], env=env).stdout)
     assert kpis["as_of"] > "2024-06-01"  # the latest GA4 day, not the deals' 2024-02-20
     assert kpis["overall"]["web_traffic"]
+
+
+def test_a_rejected_line_rejects_everything_it_carries(ga4: Imported) -> None:
+    """A line whose sessions are rejected brings in no spend (and one whose cost is rejected
+    no sessions); the rejects file names the field that rejected the line."""
+    rejects = {(r["table"], r["row"], r["field"]): r for r in ga4.rejects()}
+    spend = rejects[("marketing_spend", "18", "line")]
+    assert "web_sessions.sessions" in spend["reason"] and "380.00" in spend["record"]
+    sessions = rejects[("web_sessions", "21", "line")]
+    assert "marketing_spend.amount" in sessions["reason"] and "1280" in sessions["record"]
+    # line 20 was rejected in both tables on its own (the date): no extra 'line' reject
+    assert ("marketing_spend", "20", "line") not in rejects
+    assert ("marketing_spend", "20", "period") in rejects
+    lines = {(str(p), c) for p, c in ga4.query("SELECT period, channel FROM web_sessions")}
+    spent = set(ga4.query("SELECT CAST(period AS VARCHAR), channel FROM marketing_spend"))
+    assert spent <= lines  # no spend without its accepted traffic row

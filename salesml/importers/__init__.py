@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from salesml.errors import ConfigError
-from salesml.importers.base import ImportBatch, collecting_unparsed
+from salesml.importers.base import ImportBatch, SourceTable, collecting_unparsed
 from salesml.importers.pipeline import ImportSummary, TableCounts, run_import
+from salesml.schemas import TABLES
 
 FORMATS = (
     "canonical",
@@ -22,14 +27,44 @@ FORMATS = (
 )
 
 
-def read_export(path: Path, fmt: str, mapping: Path | None = None) -> ImportBatch:
+def read_export(
+    path: Path, fmt: str, mapping: Path | None = None, decimal: str | None = None
+) -> ImportBatch:
     """Read an export of format ``fmt`` (one of ``FORMATS``) into an ``ImportBatch``; lines of
     its CSV files that are not rows are left out and listed in ``unparsed`` (the rejects file
-    gets them)."""
+    gets them). ``decimal=","``: the export writes numbers with a decimal comma (``1.234,50``,
+    ``1234,5``), read as such in every number column of the data model."""
+    if decimal not in (None, ".", ","):
+        raise ConfigError(f"--decimal is '.' or ',', not {decimal!r}")
+    if decimal == "," and fmt == "mapping":
+        raise ConfigError(
+            "with --format mapping, declare the decimal comma in the mapping file (decimal: "
+            '"," at the top, or per field) instead of --decimal; see docs/mapping.md'
+        )
     with collecting_unparsed() as unparsed:
         batch = _read_export(path, fmt, mapping)
     batch.unparsed = [*batch.unparsed, *unparsed]
+    if decimal == ",":
+        batch.tables = [decimal_comma(source) for source in batch.tables]
     return batch
+
+
+def decimal_comma(source: SourceTable) -> SourceTable:
+    """``source`` with its text number columns (canonical ``float`` / ``int``) read with a
+    decimal comma: ``12.345,67`` → ``12345.67``, ``1234,5`` → ``1234.5``. Typed (Parquet)
+    columns are numbers already and stay as they are."""
+    data = source.data
+    if not isinstance(data, pa.Table) or source.table not in TABLES:
+        return source
+    for col in TABLES[source.table].columns:
+        if col.kind not in ("float", "int") or col.name not in data.column_names:
+            continue
+        values = data.column(col.name)
+        if not pa.types.is_string(values.type):
+            continue
+        plain = pc.replace_substring(pc.replace_substring_regex(values, r"[.\s]", ""), ",", ".")
+        data = data.set_column(data.column_names.index(col.name), col.name, plain)
+    return replace(source, data=data)
 
 
 def _read_export(path: Path, fmt: str, mapping: Path | None) -> ImportBatch:

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from salesml.errors import MissingColumnsError
 from salesml.importers import _recode as rc
 from salesml.importers.base import SOURCE_ROW, AttributeKind, SourceTable
+from salesml.importers.validate import ID_CONTROL, Limits
 from salesml.schemas import ATTRIBUTE_PREFIX
 
 # Roles a spec may fill (each with the labels that export uses for it):
@@ -245,6 +246,13 @@ def _reps(
     ids = first_name(rc.text(data, cols["owner_id"] or name_col))
     names = first_name(rc.text(data, name_col))
     known = pc.and_(pc.is_valid(ids), pc.is_valid(names))
+    # An owner that cannot be an id (control characters, too long) rejects its deal's line
+    # on owner_id; a rep made from it would only repeat that reject (one bad line, one reject).
+    usable = pc.and_(
+        pc.invert(pc.match_substring_regex(ids, ID_CONTROL)),
+        pc.less_equal(pc.utf8_length(ids), Limits.max_id_chars),
+    )
+    known = pc.and_(known, pc.fill_null(usable, False))
     if not pc.any(known).as_py():
         return None
     ids, names = pc.filter(ids, known), pc.filter(names, known)

@@ -117,6 +117,10 @@ class SourceTable:
         date_formats: strptime formats per column, tried in order (default: ISO 8601).
         attributes: custom attribute columns in ``data`` → kind (``None`` = infer).
         hints: per canonical column, how to fix a bad value in this format.
+        line_group: sources with the same ``line_group`` are read from the same lines of one
+            file (a GA4 line is a ``web_sessions`` row and a ``marketing_spend`` row): a line
+            rejected in one of them is rejected in all of them, so no part of a bad line is
+            imported on its own.
     """
 
     table: str
@@ -125,6 +129,7 @@ class SourceTable:
     date_formats: dict[str, list[str]] = field(default_factory=dict)
     attributes: dict[str, AttributeKind | None] = field(default_factory=dict)
     hints: dict[str, str] = field(default_factory=dict)
+    line_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,12 @@ class UnparsedRow:
     line: int
     reason: str
     record: str
+    # What the line is, in the rejects file's ``table`` column: an unreadable line, or a line
+    # the format has but the data model does not take (a Monday subitem, ``SUBITEM``).
+    kind: str = "(unreadable line)"
+
+
+SUBITEM = "(subitem)"
 
 
 @dataclass

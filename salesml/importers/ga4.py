@@ -16,7 +16,10 @@ skipped. The columns, matched ignoring case and punctuation:
 Every line of the table is one ``web_sessions`` row (imported or rejected). A line with a
 cost above zero is also a ``marketing_spend`` row for the same period and channel (lines
 without cost, such as organic traffic, have no spend row: they cost nothing in ads, which is
-not the same as a known acquisition cost of zero). A ``Grand total`` / ``Totals`` line is
+not the same as a known acquisition cost of zero). A line is imported whole or not at all:
+when its sessions are rejected its spend is rejected with them, and the other way round (the
+rejects file says which field rejected the line), so no spend is counted without the traffic
+it bought, nor traffic without the spend it cost. A ``Grand total`` / ``Totals`` line is
 left out with a warning. GA4 keeps no link from a session to a CRM deal, so no leads are made
 up from key events: conversion and CAC by channel come from matching the channel to the deals'
 ``lead_source`` (see docs/importers.md).
@@ -116,6 +119,7 @@ def read_ga4(path: Path) -> ImportBatch:
                 "sessions": f"GA4 {cols['sessions']}",
                 "key_events": f"GA4 {cols['key_events']}",
             },
+            line_group=str(file),
         )
     ]
     if cols["cost"] is not None:
@@ -136,6 +140,7 @@ def read_ga4(path: Path) -> ImportBatch:
                 f"{file} [{cols['cost']}]",
                 date_formats={"period": DATE_FORMATS},
                 hints={**hints, "amount": f"GA4 {cols['cost']}"},
+                line_group=str(file),
             )
         )
     return ImportBatch("ga4", str(path), sources, warnings)

@@ -486,8 +486,11 @@ class _Reader:
                 f"from {fspec.describe()} via {where}.columns.{field} in {self.mapping_name}"
             )
             formats = fspec.date_format or self.spec.date_format
-            if formats and schema.column(field).kind in ("date", "timestamp"):
+            kind = schema.column(field).kind
+            if formats and kind in ("date", "timestamp"):
                 date_formats[field] = list(formats)
+            if kind in ("date", "timestamp"):
+                hints[field] += "; declare its date_format there for another layout"
         for field, fspec in tspec.columns.items():
             if fspec.for_status is not None:
                 keep = pc.is_in(columns["status"], pa.array(fspec.for_status))

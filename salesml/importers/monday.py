@@ -25,6 +25,12 @@ punctuation):
   updated`` and ``Deal Length`` are left out with a warning (they follow the outcome), and so
   are ``Subitems`` and ``Files``. The group an item sits in is not imported: boards often group
   deals by outcome ("Closed won"), which would leak it.
+- Subitems: the export writes an item's subitems on the lines under it, after a line starting
+  "Subitems" with their column titles, each subitem line leaving the first cell empty. They are
+  not imported — the data model has no line items, and a subitem (a product, a task to do) is a
+  part or a plan of the deal, not a logged activity, so reading it as one would invent touches —
+  but every subitem line is accounted for: it is in the rejects file as ``(subitem)``, naming
+  its parent item, and a warning says so. The "Subitems" line is a header line of the layout.
 """
 
 from __future__ import annotations
@@ -48,7 +54,13 @@ from salesml.importers._crm_deals import (
     read_deals,
     unusual_labels,
 )
-from salesml.importers.base import SOURCE_ROW, ImportBatch, UnparsedRow, note_unparsed
+from salesml.importers.base import (
+    SOURCE_ROW,
+    SUBITEM,
+    ImportBatch,
+    UnparsedRow,
+    note_unparsed,
+)
 
 WON = ("Won", "Closed Won", "Deal Won")
 LOST = ("Lost", "Closed Lost", "Deal Lost")
@@ -135,7 +147,8 @@ def _board_table(file: Path, warnings: list[str]) -> pa.Table:
     header: list[str] | None = None
     records: list[dict[str, str | None]] = []
     rows: list[int] = []
-    left_out = {"title": 0, "group": 0, "header": 0}
+    left_out = {"title": 0, "group": 0, "header": 0, "subitems": 0}
+    subitems: list[str] | None = None  # the "Subitems" header over the lines that follow
     filled = [(n, cells) for n, cells in lines if any(c.strip() for c in cells)]
     for i, (number, cells) in enumerate(filled):
         if _is_header(cells):
@@ -143,7 +156,16 @@ def _board_table(file: Path, warnings: list[str]) -> pa.Table:
             while header and not header[-1]:  # a workbook pads rows to its widest one
                 header.pop()
             left_out["header"] += 1
+            subitems = None
             continue
+        if header is not None and _is_subitems_header(cells):
+            subitems = [c.strip() for c in cells]
+            left_out["subitems"] += 1
+            continue
+        if subitems is not None and not cells[0].strip():
+            _subitem(file, number, subitems, cells, records[-1] if records else None, rows)
+            continue
+        subitems = None
         following = filled[i + 1][1] if i + 1 < len(filled) else []
         if header is None or (_single_cell(cells) and _is_header(following)):
             left_out["title" if header is None else "group"] += 1
@@ -161,8 +183,16 @@ def _board_table(file: Path, warnings: list[str]) -> pa.Table:
         )
     warnings.append(
         f"{file.name}: left out {left_out['title']} title line(s), {left_out['group']} group "
-        f"line(s) and {left_out['header']} header line(s) of the board layout (not deals)"
+        f"line(s) and {left_out['header'] + left_out['subitems']} header line(s) of the board "
+        "layout (not deals)"
     )
+    if left_out["subitems"]:
+        warnings.append(
+            f"{file.name}: subitems are not imported (the data model has no line items, and a "
+            "subitem is a part or a plan of the deal, not a logged activity); each subitem line "
+            f"is in the rejects file as {SUBITEM} with its parent item — their parent items are "
+            "imported as deals"
+        )
     names = list(dict.fromkeys(k for r in records for k in r)) or header
     table = pa.table({n: pa.array([r.get(n) for r in records], pa.string()) for n in names})
     return table.append_column(SOURCE_ROW, pa.array(rows, pa.int64()))
@@ -186,6 +216,42 @@ def _record(
         return None
     padded = [*cells, *[""] * (len(header) - len(cells))]
     return {h: (v.strip() or None) for h, v in zip(header, padded, strict=False) if h}
+
+
+def _is_subitems_header(cells: list[str]) -> bool:
+    """Monday's line over an item's subitems: "Subitems" then the subitems' column titles
+    (the subitem lines under it leave the first cell empty)."""
+    return (
+        bool(cells) and rc.header_key(cells[0]) == "subitems" and any(c.strip() for c in cells[1:])
+    )
+
+
+def _subitem(
+    file: Path,
+    number: int,
+    titles: list[str],
+    cells: list[str],
+    parent: dict[str, str | None] | None,
+    rows: list[int],
+) -> None:
+    """A subitem line: into the rejects file (``SUBITEM``) naming its parent item."""
+    name = next((v.strip() for t, v in zip(titles[1:], cells[1:], strict=False) if v.strip()), "")
+    if parent is None:
+        of = "no item above it"
+    else:
+        item = parent.get("Item ID") or parent.get("Name") or "?"
+        of = f"item {item!r} (line {rows[-1]})"
+    note_unparsed(
+        UnparsedRow(
+            str(file),
+            number,
+            f"subitem {name!r} of {of}: Monday subitems are not imported (the data model has "
+            "no line items, and a subitem is a part or a plan of the deal, not a logged "
+            "activity); the parent item is imported as the deal",
+            ",".join(cells),
+            kind=SUBITEM,
+        )
+    )
 
 
 def _is_header(cells: list[str]) -> bool:

@@ -20,7 +20,13 @@ import duckdb
 from salesml import jsonio
 from salesml.errors import ImportFailedError
 from salesml.importers.base import ImportBatch, SourceTable, require_columns
-from salesml.importers.validate import REJECTS_DDL, Limits, StagedTable, stage_sources
+from salesml.importers.validate import (
+    REJECTS_DDL,
+    Limits,
+    StagedTable,
+    reject_whole_lines,
+    stage_sources,
+)
 from salesml.schemas import ATTRIBUTE_PREFIX, DUCKDB_TYPES, IMPORT_ORDER, TABLES, TableSchema
 from salesml.warehouse import attribute_columns, connect, quote
 
@@ -121,6 +127,7 @@ def run_import(
                     "CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM "
                     "valid_deals UNION SELECT deal_id FROM deals"
                 )
+        reject_whole_lines(con, batch.tables)
         say("writing to the warehouse")
         con.execute("BEGIN TRANSACTION")
         try:
@@ -306,11 +313,13 @@ def _reject_unreadable(
     con.execute(REJECTS_DDL)
     con.executemany(
         "INSERT INTO _rejects VALUES (?, ?, ?, NULL, NULL, ?, ?)",
-        [[UNREADABLE, u.file, u.line, u.reason, u.record] for u in batch.unparsed],
+        [[u.kind, u.file, u.line, u.reason, u.record] for u in batch.unparsed],
     )
-    summary.unreadable_lines = len(batch.unparsed)
+    # Lines of another kind (Monday subitems) are warned about by their importer.
+    unreadable = [u for u in batch.unparsed if u.kind == UNREADABLE]
+    summary.unreadable_lines = len(unreadable)
     files: dict[str, int] = {}
-    for u in batch.unparsed:
+    for u in unreadable:
         files[u.file] = files.get(u.file, 0) + 1
     for file, n in files.items():
         summary.warnings.append(
@@ -319,10 +328,21 @@ def _reject_unreadable(
         )
 
 
+REJECT_FIELDS = "; "
+REJECT_REASONS = " | "
+
+
 def _write_rejects(con: duckdb.DuckDBPyConnection, rejects_dir: Path, import_id: str) -> str | None:
+    # One line per bad row, naming every bad field: fields and values joined by "; ", their
+    # reasons (in the same order) by " | " (REJECT_FIELDS / REJECT_REASONS).
     rows = con.execute(
-        "SELECT table_name, file, row, field, value, reason, record FROM _rejects "
-        "ORDER BY table_name, file, row, field"
+        "SELECT table_name, file, row, "
+        "CASE WHEN count(*) = 1 THEN any_value(field) ELSE string_agg(coalesce(field, ''), "
+        f"'{REJECT_FIELDS}' ORDER BY field, reason) END, "
+        "CASE WHEN count(*) = 1 THEN any_value(value) ELSE string_agg(coalesce(value, ''), "
+        f"'{REJECT_FIELDS}' ORDER BY field, reason) END, "
+        f"string_agg(reason, '{REJECT_REASONS}' ORDER BY field, reason), any_value(record) "
+        "FROM _rejects GROUP BY table_name, file, row ORDER BY table_name, file, row"
     ).fetchall()
     con.execute("DELETE FROM _rejects")
     if not rows:

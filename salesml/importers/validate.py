@@ -27,11 +27,20 @@ from salesml.importers.base import (
 from salesml.schemas import ATTRIBUTE_PREFIX, Column, TableSchema
 from salesml.warehouse import quote
 
-ISO_HINT = "use ISO 8601 (2025-03-31 or 2025-03-31T14:00:00Z) or declare date_formats in a mapping"
-NUMBER_HINT = (
-    "use a plain number such as 1234.50; for numbers written 1.234,50 import with a mapping "
-    'that declares decimal: ","'
+ISO_HINT = "use ISO 8601 (2025-03-31 or 2025-03-31T14:00:00Z)"
+NUMBER_HINT = "use a plain number such as 1234.50"
+DECIMAL_COMMA = "-?[0-9][0-9.]*,[0-9]+"
+"""A number written with a decimal comma (``1234,5``, ``12.345,67``) that did not read as
+one with thousands commas (``12,345``)."""
+DECIMAL_HINT = (
+    "it is written with ',' as the decimal separator (and '.' or a space between thousands); "
+    'import with --decimal , (with --format mapping: decimal: "," in the mapping), or '
+    "write it as 1234.50"
 )
+EXCEL_SERIAL = "[0-9]{5}(\\.[0-9]+)?"
+"""A bare five-digit number in a date column: Excel's serial date (days since 1899-12-30),
+written when a date cell is saved as a number. Not converted (a number could be anything;
+the fix belongs in the export), but named with the date it would be."""
 REJECTS_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS _rejects (table_name VARCHAR, file VARCHAR, row BIGINT, "
     "field VARCHAR, value VARCHAR, reason VARCHAR, record VARCHAR)"
@@ -158,6 +167,28 @@ def _parse_expr(col: Column, raw: str, arrow_type: pa.DataType, formats: list[st
     )
 
 
+def _parse_hint(kind: str, raw: str) -> str:
+    """SQL for how to fix a value of ``kind`` that did not parse (``raw``: SQL for the value
+    as written): the advice that fits the value — an Excel serial date, a decimal comma —
+    else the kind's usual form."""
+    usual = _lit(PARSE_HINTS[kind])
+    if kind in ("date", "timestamp"):
+        return (
+            f"CASE WHEN regexp_full_match({raw}, {_lit(EXCEL_SERIAL)}) THEN 'it looks like an "
+            f"Excel serial date (days since 1899-12-30: ' || {raw} || ' would be ' || "
+            f"strftime(DATE '1899-12-30' + CAST(floor(CAST({raw} AS DOUBLE)) AS INTEGER), "
+            "'%Y-%m-%d') || '); format the column as a date (yyyy-mm-dd) in the spreadsheet "
+            f"before saving it as CSV' ELSE {usual} END"
+        )
+    if kind in ("float", "int"):
+        cleaned = f"regexp_replace({raw}, '[\\s$€£¥]', '', 'g')"
+        return (
+            f"CASE WHEN regexp_full_match({cleaned}, {_lit(DECIMAL_COMMA)}) THEN "
+            f"{_lit(DECIMAL_HINT)} ELSE {usual} END"
+        )
+    return usual
+
+
 def _shown(sql: str) -> str:
     """SQL for an offending value as the rejects file shows it (long values cut short)."""
     return (
@@ -272,7 +303,8 @@ def _checks(
                     raw(name),
                     _lit("could not read ")
                     + f" || quote({raw(name)}) || "
-                    + _lit(f" as {col.kind}; {PARSE_HINTS[col.kind]}"),
+                    + _lit(f" as {col.kind}; ")
+                    + f" || {_parse_hint(col.kind, raw(name))}",
                 )
             )
         if not col.nullable and not (table.derived_key and name in table.key):
@@ -451,8 +483,8 @@ def _attribute_columns(
                     name,
                     quote("_raw_" + target),
                     f"'custom attribute {name} is numeric, got ' || "
-                    f"quote({quote('_raw_' + target)}) || '; fix the value or declare the "
-                    "attribute categorical in a mapping'",
+                    f"quote({quote('_raw_' + target)}) || '; fix the value (with --format "
+                    "mapping, or declare the attribute categorical in the mapping)'",
                 )
             )
             checks.append(
@@ -627,3 +659,48 @@ def _fill_reject_records(
         f"AND _rejects.table_name = {_lit(table)} AND _rejects.file = {_lit(source.source_file)} "
         f"AND _rejects.row = v.{SOURCE_ROW}"
     )
+
+
+def reject_whole_lines(con: duckdb.DuckDBPyConnection, sources: list[SourceTable]) -> int:
+    """Sources sharing a ``line_group`` come from the same lines: a line rejected in one of
+    them is taken out of the others' ``valid_<table>`` and rejected there too, naming what
+    rejected it (no part of a bad line is imported on its own). Returns the rows taken out.
+
+    Runs after every table is staged and before the upsert."""
+    groups: dict[str, list[SourceTable]] = {}
+    for source in sources:
+        if source.line_group is not None:
+            groups.setdefault(source.line_group, []).append(source)
+    taken = 0
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        files = ", ".join(_lit(s.source_file) for s in members)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _bad_lines AS SELECT row, string_agg(DISTINCT "
+            "table_name || '.' || field, ', ' ORDER BY table_name || '.' || field) AS what "
+            f"FROM _rejects WHERE file IN ({files}) GROUP BY row"
+        )
+        for i, source in enumerate(members):
+            valid = f"valid_{source.table}"
+            where = f"v._source_file = {_lit(source.source_file)} AND v.{SOURCE_ROW} = b.row"
+            con.execute(
+                f"INSERT INTO _rejects SELECT {_lit(source.table)}, v._source_file, "
+                f"v.{SOURCE_ROW}, 'line', NULL, 'line ' || CAST(b.row AS VARCHAR) || ' is "
+                "rejected as a whole: its ' || b.what || ' was rejected (see that reject), and "
+                f"the {source.table} it also carries is not imported without it', NULL "
+                f"FROM {valid} v JOIN _bad_lines b ON {where}"
+            )
+            done = con.execute(f"DELETE FROM {valid} v USING _bad_lines b WHERE {where}")
+            taken += int((done.fetchone() or (0,))[0])
+            view = f"_line_{source.table}_{i}"
+            if isinstance(source.data, ParquetFile):
+                con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS {source.data.sql()}")
+                _fill_reject_records(con, source.table, view, source)
+                con.execute(f"DROP VIEW {view}")
+            else:
+                con.register(view, source.data)
+                _fill_reject_records(con, source.table, view, source)
+                con.unregister(view)
+        con.execute("DROP TABLE _bad_lines")
+    return taken

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,7 @@ from serving.api.state import (
     Snapshot,
     dumps,
     encode_score_row,
+    jsonable,
     records,
 )
 from serving.api.whatif import (
@@ -122,6 +126,96 @@ def deal_answer(run: RunView, deal_id: str) -> tuple[str | None, bytes] | None:
     if len(run.answers) < MEMO_MAX_ROWS:
         run.answers[deal_id] = hit
     return hit
+
+
+# -- closed deals ----------------------------------------------------------------------------
+CLOSED_NOTE = "closed deals are not scored"
+CLOSED = ("won", "lost")
+PendingRow = Callable[[str], dict[str, Any] | None]
+"""A deal's newest row from events not yet in the served data (``LiveEvents.pending_row``)."""
+_CLOSED_LOCK = threading.Lock()
+
+
+@dataclass
+class _ClosedCache:
+    """The closed deals of the served data (one data at a time; a new data builds anew)."""
+
+    data: weakref.ref[DataIndex] | None = None
+    deals: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+_CLOSED = _ClosedCache()
+
+
+def _closed_in(data: DataIndex) -> dict[str, dict[str, Any]]:
+    """The closed deals of ``data``: deal_id → status, closed_at, owner_id, team (built once
+    per data, only of the closed deals)."""
+    cache = _CLOSED
+    if cache.data is not None and cache.data() is data:
+        return cache.deals
+    with _CLOSED_LOCK:
+        if cache.data is not None and cache.data() is data:
+            return cache.deals
+        deals = data.history.deals
+        closed = deals[deals["status"].isin(CLOSED)]
+        cols = [c for c in ("status", "closed_at", "owner_id", "team") if c in closed]
+        found = {
+            str(deal): jsonable(dict(zip(cols, values, strict=True)))
+            for deal, values in zip(
+                closed["deal_id"], closed[cols].itertuples(index=False), strict=True
+            )
+        }
+        cache.deals, cache.data = found, weakref.ref(data)
+    return found
+
+
+def closed_deal(
+    data: DataIndex | None, pending: PendingRow | None, deal_id: str
+) -> dict[str, Any] | None:
+    """The deal's row when it is closed as it stands — by an event not yet in the served data
+    (``pending``), else in the data — else ``None`` (open, or unknown)."""
+    row = pending(deal_id) if pending is not None else None
+    if row is not None:
+        return row if row.get("status") in CLOSED else None
+    if data is None:
+        return None
+    return _closed_in(data).get(deal_id)
+
+
+def closed_answer(run: RunView, deal_id: str, row: dict[str, Any]) -> tuple[str | None, bytes]:
+    """``(team, encoded DealResponse)`` of a closed deal: its status and closed_at, no score
+    (win_probability null, with the note why) and its points in the runs that scored it."""
+    points = run.history(deal_id)
+    closed_at = jsonable(row.get("closed_at"))
+    answer = DealResponse(
+        run_id=run.info.run_id,
+        status=row["status"],
+        closed_at=None if closed_at is None else str(closed_at),
+        note=CLOSED_NOTE,
+        score=ScoreRow(
+            deal_id=deal_id,
+            owner_id=row.get("owner_id"),
+            team=row.get("team"),
+            win_probability=None,
+            score=None,
+            model_version=str(run.info.model_version),
+        ),
+        history=[RunPoint(**p) for p in points],
+        change=None,
+    )
+    return row.get("team"), dumps(answer.model_dump(mode="json")).encode()
+
+
+def deal_document(
+    run: RunView, deal_id: str, data: DataIndex | None, pending: PendingRow | None
+) -> tuple[str | None, bytes] | None:
+    """The GET /v1/deals/{id} answer: a closed deal's status (won / lost, with closed_at and
+    no score — an event or the data closed it, whatever the last run scored), else the deal's
+    score (``deal_answer``), else ``None`` (404)."""
+    row = closed_deal(data, pending, deal_id)
+    if row is not None:
+        return closed_answer(run, deal_id, row)
+    return deal_answer(run, deal_id)
 
 
 def warm(state: ServingState, snap: Snapshot, chunk: int = 64) -> int:

@@ -57,7 +57,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
     app.state.metrics = Metrics()
     app.state.events = LiveEvents(state, home, _limits(Settings()))
-    hot = HotPath(state, settings, app.state.keys, app.state.limiter) if settings.hot_path else None
+    hot = (
+        HotPath(state, settings, app.state.keys, app.state.limiter, app.state.events)
+        if settings.hot_path
+        else None
+    )
     app.edge = Edge(app.inner, settings=settings, metrics=app.state.metrics, hot=hot)
     for router in ROUTERS:
         app.include_router(router)

@@ -134,7 +134,12 @@ class Edge:
         except _TooLargeError:
             if not status["started"]:
                 await self._problem(
-                    scope, send_with_id, 413, f"request body over {limit} bytes", rid
+                    scope,
+                    send_with_id,
+                    413,
+                    f"request body over the limit of {limit} bytes (SALESML_API_MAX_BODY_BYTES); "
+                    "send less per request (fewer events or deals)",
+                    rid,
                 )
         except _BodyTimeoutError:
             if not status["started"]:
@@ -142,7 +147,8 @@ class Edge:
                     scope,
                     send_with_id,
                     408,
-                    f"request body not received within {self.settings.body_timeout_seconds} s",
+                    f"request body not received within {self.settings.body_timeout_seconds} s; "
+                    "send the whole body at once",
                     rid,
                 )
         except Exception as exc:
@@ -165,16 +171,19 @@ class Edge:
 
     @staticmethod
     async def _problem(scope: Scope, send: Send, code: int, detail: str, rid: str) -> None:
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": problems.TITLES[code],
-                "status": code,
-                "detail": detail,
-                "instance": scope.get("path"),
-                "request_id": rid,
-            }
-        ).encode()
+        """A problem answered at the edge; a 4xx names its field (the body: the only thing
+        the edge refuses)."""
+        problem: dict[str, object] = {
+            "type": "about:blank",
+            "title": problems.TITLES[code],
+            "status": code,
+            "detail": detail,
+            "instance": scope.get("path"),
+            "request_id": rid,
+        }
+        if 400 <= code < 500:
+            problem["errors"] = [{"field": "body", "message": detail}]
+        body = json.dumps(problem).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -33,7 +33,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from salesml.errors import SalesmlError
 from serving.api import deps
-from serving.api.answers import deal_answer, not_found, score_answer
+from serving.api.answers import deal_document, not_found, score_answer
 from serving.api.problems import ProblemError, problem_response, salesml_problem
 from serving.api.schemas import ScoreRequest
 from serving.api.security import RateLimiter, principal_of, rate_limited
@@ -107,11 +107,23 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+class _Pending(Protocol):
+    """What the hot path needs of ``serving.api.live.LiveEvents``."""
+
+    def pending_row(self, deal_id: str) -> dict[str, Any] | None: ...
+
+
 class HotPath:
     def __init__(
-        self, state: ServingState, settings: ApiSettings, keys: KeyStore, limiter: RateLimiter
+        self,
+        state: ServingState,
+        settings: ApiSettings,
+        keys: KeyStore,
+        limiter: RateLimiter,
+        events: _Pending | None = None,
     ) -> None:
         self.state, self.settings, self.keys, self.limiter = state, settings, keys, limiter
+        self.events = events  # a deal closed by an event answers its status
 
     def _key(self, scope: Scope, needs: str) -> ApiKey | None:
         raw = _header(scope, b"x-api-key")
@@ -139,7 +151,8 @@ class HotPath:
             wait = self.limiter.take(key.key_id)
             if wait > 0:
                 raise rate_limited(wait)
-            hit = deal_answer(snap.run, deal_id)
+            pending = self.events.pending_row if self.events is not None else None
+            hit = deal_document(snap.run, deal_id, snap.data, pending)
             if hit is None or not principal_of(key).sees_team(hit[0]):
                 raise not_found("deal", deal_id, "path.deal_id")
         except ProblemError as exc:

@@ -329,6 +329,12 @@ class LiveEvents:
                     )
         return rows
 
+    def pending_row(self, deal_id: str) -> dict[str, Any] | None:
+        """The deal's newest row from events not yet in the served data (GET /v1/deals/{id}
+        answers a deal an event closed by its status; ``serving.api.answers.deal_document``)."""
+        pending = self._pending.get(deal_id)
+        return None if pending is None else pending[1]
+
     def knows_deal(self, deal_id: str, staged: dict[str, Any]) -> bool:
         return deal_id in staged or deal_id in self._pending or deal_id in self._deal_pos
 

@@ -167,6 +167,10 @@ def salesml_problem(exc: SalesmlError, tag: str | None) -> ProblemError:
     return ProblemError(status, detail, field=field)
 
 
+HTTP_FIELDS = {404: "path", 405: "method", 413: "body", 408: "body"}
+"""The field a 4xx raised by Starlette itself (no route, wrong method) names."""
+
+
 def install(app: FastAPI) -> None:
     """Answer every error as problem+json."""
 
@@ -192,7 +196,11 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else None
         headers: dict[str, Any] = dict(exc.headers or {})
-        return problem_response(request, exc.status_code, detail, headers=headers)
+        errors = None
+        if 400 <= exc.status_code < 500:  # every 4xx names its field
+            where = HTTP_FIELDS.get(exc.status_code, "request")
+            errors = [FieldError(field=where, message=detail or TITLES.get(exc.status_code, ""))]
+        return problem_response(request, exc.status_code, detail, errors=errors, headers=headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

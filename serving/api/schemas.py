@@ -366,6 +366,15 @@ class DealResponse(BaseModel):
     )
 
     run_id: str
+    status: Literal["open", "won", "lost"] = Field(
+        default="open",
+        description="The deal's status as it stands (events included). A won or lost deal "
+        "is not scored: its score has win_probability and score null, and note says why.",
+    )
+    closed_at: str | None = Field(default=None, description="When a won or lost deal closed.")
+    note: str | None = Field(
+        default=None, description='Why there is no score: "closed deals are not scored".'
+    )
     score: ScoreRow
     history: list[RunPoint]
     change: ScoreChange | None

@@ -6,10 +6,11 @@ an event within the second. ``check_row`` applies the same rules from the same s
 schema's columns (kind, required, nullable, minimum, choices), ``Limits`` (absurd dates,
 amounts, text lengths, control characters, the settings that move them) and the deal rules
 (closed deals have ``closed_at``, open ones do not, closing follows creation, ISO currency) —
-with the importer's messages. tests/serving/test_events_checks.py runs both validators over
-the same good and bad rows and requires the same verdict per field, so they cannot drift apart
-unnoticed. The warehouse fold then imports the events' rows through the importer itself
-(``serving.events.fold``): it is the last word.
+with the importer's messages, except how to fix an unreadable value: an event is told the
+form to send (``EVENT_HINTS``), not an import option. tests/serving/test_events_checks.py runs
+both validators over the same good and bad rows and requires the same verdict per field, so
+they cannot drift apart unnoticed. The warehouse fold then imports the events' rows through
+the importer itself (``serving.events.fold``): it is the last word.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from salesml.importers.validate import ISO_HINT, NUMBER_HINT, PARSE_HINTS, Limits
+from salesml.importers.validate import Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES, Column, TableSchema
 
 ID_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -30,7 +31,18 @@ MONEY_NOISE = re.compile(r"[\s$€£¥]")
 CURRENCY = re.compile(r"[A-Z]{3}")
 TRUE_TEXT = ("true", "t", "1", "yes", "y")
 FALSE_TEXT = ("false", "f", "0", "no", "n")
-_ = (ISO_HINT, NUMBER_HINT)  # the hints quoted in PARSE_HINTS
+EXCEL_SERIAL = re.compile(r"[0-9]{5}(\.[0-9]+)?")
+DECIMAL_COMMA = re.compile(r"-?[0-9][0-9.]*,[0-9]+")
+EVENT_HINTS = {
+    "timestamp": "send ISO 8601 such as 2026-04-01T10:00:00Z (an offset such as +02:00 is "
+    "honoured)",
+    "date": "send ISO 8601 such as 2026-04-01",
+    "float": 'send a JSON number such as 1234.5, or a string such as "1234.50"',
+    "int": "send a whole number such as 3",
+    "bool": "send true or false",
+}
+"""How to send a value an event field cannot read: the accepted form (an event has no
+--mapping or --decimal to declare another)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,10 @@ def parse_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond a double: not a finite number
+            return math.inf if value > 0 else -math.inf
     cleaned = MONEY_NOISE.sub("", str(value))
     if THOUSANDS.fullmatch(cleaned):
         cleaned = cleaned.replace(",", "")
@@ -146,6 +161,23 @@ def _absurd(table: TableSchema, col: Column, value: Any, raw: str, limits: Limit
     return None
 
 
+def _event_hint(kind: str, raw: str) -> str:
+    """The accepted form of a ``kind`` field, naming what the value looks like when that
+    explains it (an Excel serial date, a decimal comma)."""
+    text = raw.strip()
+    if kind in ("timestamp", "date") and EXCEL_SERIAL.fullmatch(text):
+        return (
+            f"{text} looks like an Excel serial date (days since 1899-12-30); "
+            + (EVENT_HINTS[kind])
+        )
+    if kind in ("float", "int") and DECIMAL_COMMA.fullmatch(MONEY_NOISE.sub("", text)):
+        return (
+            f"{text} has ',' as the decimal separator, which an event does not take; "
+            + (EVENT_HINTS[kind])
+        )
+    return EVENT_HINTS[kind]
+
+
 def _column_problems(
     table: TableSchema, col: Column, raw_value: Any, limits: Limits
 ) -> tuple[Any, Problem | None]:
@@ -153,7 +185,7 @@ def _column_problems(
     raw = "" if raw_value is None else str(raw_value)
     if not ok:
         return None, Problem(
-            col.name, f"could not read {raw!r} as {col.kind}; {PARSE_HINTS[col.kind]}"
+            col.name, f"could not read {raw!r} as {col.kind}; {_event_hint(col.kind, raw)}"
         )
     absurd = _absurd(table, col, value, raw, limits)
     if absurd is not None:
@@ -280,8 +312,8 @@ def _attribute_problems(
                 problems.append(
                     Problem(
                         attr,
-                        f"custom attribute {attr} is numeric, got {text!r}; "
-                        "fix the value or declare the attribute categorical",
+                        f"custom attribute {attr} is numeric in the data, got {text!r}; "
+                        "send a number such as 12.5",
                     )
                 )
             typed[ATTRIBUTE_PREFIX + attr] = number

@@ -135,7 +135,16 @@ class _Reject(Exception):  # noqa: N818 - internal signal, turned into an Unusab
 def _canonical_event(i: int, item: Any) -> Parsed:
     if not isinstance(item, dict):
         raise _Reject("event", "an event is a JSON object")
-    event_id = _check_id(item.get("event_id"), "event_id")
+    raw_id = item.get("event_id")
+    if raw_id is not None and not isinstance(raw_id, str):
+        # strict: 42 and "42" would be one event to us and two to a sender that tells them
+        # apart (HubSpot's numeric eventId is read by its own shape, not this one)
+        raise _Reject(
+            "event_id",
+            f"event_id must be a string, got {type(raw_id).__name__} {raw_id!r}; send it "
+            f'quoted ("{raw_id}")',
+        )
+    event_id = _check_id(raw_id, "event_id")
     kind = item.get("type")
     if kind not in EVENT_TYPES:
         raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")

@@ -329,3 +329,86 @@ def _stage_of(data: Any, deal_id: str) -> str:
     rows = data.history.stage_history
     mine = rows[rows["deal_id"] == deal_id].sort_values("changed_at")
     return str(mine["stage"].iloc[-1]) if len(mine) else ""
+
+
+def test_an_overflowing_amount_is_rejected_on_its_field(served: Served) -> None:
+    """1e400 overflows a double: the event is rejected on deal.amount (not the whole body on
+    ``body``) with the finite-number reason; the other events of the body still go in."""
+    deal_id = served.deals[3]
+    events = [
+        {
+            "event_id": f"inf-{n}",
+            "type": "deal.updated",
+            "occurred_at": WHEN,
+            "deal": {"deal_id": deal_id, "amount": 0.5},
+        }
+        for n in (1, 2)
+    ]
+    # JSON numbers no double holds (json.dumps cannot write them): put in as text
+    body = json.dumps({"events": events}).replace("0.5", "1e400", 1).replace("0.5", "-1e999")
+    answer = served.client.post(
+        "/v1/events",
+        headers={**served.headers, "content-type": "application/json"},
+        content=body.encode(),
+    )
+    assert answer.status_code == 422, answer.text
+    errors = answer.json()["errors"]
+    assert [e["field"] for e in errors] == ["events[0].deal.amount", "events[1].deal.amount"]
+    assert "1e400 is not a finite number" in errors[0]["message"]
+    assert served.live.journal.entry("inf-1") is None
+
+
+def test_a_numeric_event_id_is_rejected_not_coerced(served: Served) -> None:
+    deal_id = served.deals[3]
+    event = stage_change("num-1", deal_id, "Qualification")
+    answer = served.post({"events": [{**event, "event_id": 42}]})
+    assert answer.status_code == 422, answer.text
+    error = answer.json()["errors"][0]
+    assert error["field"] == "events[0].event_id"
+    assert "must be a string" in error["message"]
+    assert served.live.journal.entry("42") is None
+
+
+@pytest.mark.parametrize("hot_path", [True, False], ids=["hot", "fastapi"])
+def test_a_closed_deal_answers_its_status_not_a_score(served: Served, hot_path: bool) -> None:
+    """GET /v1/deals/{id} of a deal an event closed (before the event reaches the warehouse)
+    or that the data holds closed: 200 with status, closed_at and no score, not a 404 or the
+    last run's score of the deal while it was open — on the hot path and the FastAPI route."""
+    deal_id = served.deals[5 if hot_path else 6]
+    closed = served.post(
+        {
+            "events": [
+                {
+                    "event_id": f"close-{deal_id}",
+                    "type": "deal.updated",
+                    "occurred_at": WHEN,
+                    "deal": {"deal_id": deal_id, "status": "lost"},
+                }
+            ]
+        }
+    )
+    assert closed.status_code == 202, closed.text
+    served.settle(closed)
+    deals = served.app.state.serving.snapshot().data.history.deals
+    won = deals[deals["status"] == "won"].iloc[0]
+    edge = served.app.edge  # type: ignore[attr-defined]
+    hot = edge.hot
+    edge.hot = hot if hot_path else None
+    try:
+        for deal, status in ((deal_id, "lost"), (str(won["deal_id"]), "won")):
+            found = served.client.get(f"/v1/deals/{deal}", headers=served.headers)
+            assert found.status_code == 200, found.text
+            doc = found.json()
+            assert (doc["status"], doc["note"]) == (status, "closed deals are not scored")
+            assert doc["score"]["deal_id"] == deal
+            assert doc["score"]["win_probability"] is None and doc["score"]["score"] is None
+            assert doc["change"] is None
+        assert doc["closed_at"][:10] == str(won["closed_at"])[:10]
+        lost = served.client.get(f"/v1/deals/{deal_id}", headers=served.headers).json()
+        assert lost["closed_at"][:10] == WHEN[:10]
+        # the event-closed deal keeps its runs' points from while it was open
+        assert lost["history"] and lost["history"][-1]["win_probability"] is not None
+        open_deal = served.client.get(f"/v1/deals/{served.deals[7]}", headers=served.headers)
+        assert open_deal.json()["status"] == "open" and open_deal.json()["note"] is None
+    finally:
+        edge.hot = hot

@@ -49,6 +49,10 @@ CASES: dict[str, list[dict[str, Any]]] = {
         {**GOOD_DEAL, "owner_id": "R" * 300},
         {**GOOD_DEAL, "expected_close_date": "2031-01-01"},
         {**GOOD_DEAL, "created_at": None},
+        {**GOOD_DEAL, "created_at": "45231"},
+        {**GOOD_DEAL, "amount": "1234,5"},
+        {**GOOD_DEAL, "amount": "12.345,67"},
+        {**GOOD_DEAL, "amount": "1e400"},
     ],
     "stage_history": [
         {"deal_id": "D1", "stage": "Proposal", "changed_at": "2026-04-01T10:00:00Z"},
@@ -109,3 +113,17 @@ def test_event_checks_and_the_importer_reject_the_same_fields(table: str) -> Non
         else:
             assert mine == fields, (row, mine, fields)
         assert bool(mine) == bool(fields), row
+
+
+def test_an_unreadable_event_value_is_told_the_form_to_send() -> None:
+    """An event has no --mapping or --decimal: its reasons name the accepted form, and what
+    the value looks like when that explains it."""
+    _, serial = check_row("deals", {**GOOD_DEAL, "created_at": "45231"}, LIMITS, KNOWN)
+    _, comma = check_row("deals", {**GOOD_DEAL, "amount": "€ 1.234,5"}, LIMITS, KNOWN)
+    _, huge = check_row("deals", {**GOOD_DEAL, "amount": 10**400}, LIMITS, KNOWN)
+    assert [p.field for p in serial + comma + huge] == ["created_at", "amount", "amount"]
+    assert "Excel serial date" in serial[0].reason and "ISO 8601" in serial[0].reason
+    assert "decimal separator" in comma[0].reason and "JSON number" in comma[0].reason
+    assert "not a finite number" in huge[0].reason
+    for problem in serial + comma + huge:
+        assert "mapping" not in problem.reason and "--decimal" not in problem.reason

@@ -14,8 +14,10 @@ from serving.api.app import create_app
 from tests.serving.conftest import make_app_settings
 
 
-def _call(app: Any, chunks: list[bytes], stall: bool = False) -> tuple[int, dict[str, Any]]:
-    """One POST /v1/deals/score at the ASGI level, its body in ``chunks`` (no Content-Length:
+def _call(
+    app: Any, chunks: list[bytes], stall: bool = False, path: str = "/v1/deals/score"
+) -> tuple[int, dict[str, Any]]:
+    """One POST ``path`` at the ASGI level, its body in ``chunks`` (no Content-Length:
     chunked), the client then silent when ``stall``."""
     scope = {
         "type": "http",
@@ -23,8 +25,8 @@ def _call(app: Any, chunks: list[bytes], stall: bool = False) -> tuple[int, dict
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/deals/score",
-        "raw_path": b"/v1/deals/score",
+        "path": path,
+        "raw_path": path.encode(),
         "root_path": "",
         "query_string": b"",
         "headers": [(b"content-type", b"application/json"), (b"x-api-key", b"sml_x_y")],
@@ -52,11 +54,15 @@ def _call(app: Any, chunks: list[bytes], stall: bool = False) -> tuple[int, dict
     return int(start["status"]), json.loads(body)
 
 
+@pytest.mark.parametrize("path", ["/v1/deals/score", "/v1/events"])
 @pytest.mark.parametrize("hot_path", [True, False], ids=["hot", "fastapi"])
-def test_a_chunked_body_over_the_limit_is_413(tmp_path: Path, hot_path: bool) -> None:
+def test_a_chunked_body_over_the_limit_is_413(tmp_path: Path, hot_path: bool, path: str) -> None:
     app = create_app(make_app_settings(tmp_path, hot_path=hot_path, max_body_bytes=2048))
-    status, problem = _call(app, [b'{"deals": [' + b" " * 1500, b" " * 1500 + b"]}"])
+    status, problem = _call(app, [b'{"deals": [' + b" " * 1500, b" " * 1500 + b"]}"], path=path)
     assert status == 413 and problem["status"] == 413
+    # like every 4xx, it names the field, and says the limit
+    assert problem["errors"][0]["field"] == "body"
+    assert "2048 bytes" in problem["errors"][0]["message"]
 
 
 @pytest.mark.parametrize("hot_path", [True, False], ids=["hot", "fastapi"])
@@ -64,3 +70,4 @@ def test_a_stalled_body_is_408(tmp_path: Path, hot_path: bool) -> None:
     settings = make_app_settings(tmp_path, hot_path=hot_path, body_timeout_seconds=0.2)
     status, problem = _call(create_app(settings), [b'{"deals": ['], stall=True)
     assert status == 408 and problem["title"] == "Request timeout"
+    assert problem["errors"][0]["field"] == "body"

@@ -7,10 +7,10 @@ tests/serving/test_routes.py keeps their dependencies and the hot path's checks 
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serving.api.answers import deal_answer, not_found, score_answer
+from serving.api.answers import deal_document, not_found, score_answer
 from serving.api.deps import (
     DealId,
     ScoresReadKey,
@@ -48,13 +48,19 @@ async def score_deals(
 @router.get(
     "/v1/deals/{deal_id}",
     response_model=DealResponse,
-    summary="A deal's score from the latest run, its history across runs, and what changed",
+    summary="A deal's score from the latest run, its history across runs, and what changed; "
+    "a won or lost deal's status and closed_at (closed deals are not scored)",
     dependencies=[strict_query()],
 )
-async def get_deal(deal_id: DealId, principal: ScoresReadKey, snap: SnapshotDep) -> Response:
-    """The deal's row in the latest score run, its history and what changed since the last."""
+async def get_deal(
+    deal_id: DealId, principal: ScoresReadKey, snap: SnapshotDep, request: Request
+) -> Response:
+    """The deal's row in the latest score run, its history and what changed since the last.
+    A won or lost deal (closed by an event or in the data) answers its status and closed_at,
+    with no score (``win_probability`` null, ``note`` "closed deals are not scored")."""
     assert snap.run is not None
-    hit = deal_answer(snap.run, deal_id)
+    live = getattr(request.app.state, "events", None)
+    hit = deal_document(snap.run, deal_id, snap.data, live.pending_row if live else None)
     if hit is None or not principal.sees_team(hit[0]):
         raise not_found("deal", deal_id, "path.deal_id")
     # The answer is computed once per score run and kept encoded (the run is immutable).

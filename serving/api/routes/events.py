@@ -6,6 +6,8 @@ rescored on the applier thread right after (``serving.api.live``).
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -90,8 +92,25 @@ def _reading(body: bytes, content_type: str, source: str | None) -> Reading:
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ProblemError(422, f"the body is not JSON: {exc}", field="body") from None
+        if "infinity" not in str(exc):
+            raise ProblemError(422, f"the body is not JSON: {exc}", field="body") from None
+        parsed = _with_overflowing_numbers(body)
     return read_json(parsed, source)
+
+
+def _finite_or_text(text: str) -> float | str:
+    number = float(text)
+    return number if math.isfinite(number) else text
+
+
+def _with_overflowing_numbers(body: bytes) -> Any:
+    """A JSON body holding a number too large for a double (``1e400``): read with each such
+    number kept as its text, so the event's own check rejects it on its field (``deal.amount
+    1e400 is not a finite number``) instead of the whole body failing to parse."""
+    try:
+        return json.loads(body, parse_float=_finite_or_text, parse_constant=lambda text: text)
+    except (ValueError, RecursionError) as exc:
+        raise ProblemError(422, f"the body is not JSON: {exc}", field="body") from None
 
 
 @router.post(

@@ -1,0 +1,73 @@
+"""Rejects give the advice that fits the value: an Excel serial date is named as one (with the
+date it would be), a decimal comma names the separator and ``--decimal ,``; no format but
+``mapping`` is told to write a mapping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from salesml.cli import app
+from salesml.errors import ConfigError
+from salesml.importers import read_export
+from tests.importing import import_twice
+
+DEALS = (
+    "deal_id,created_at,status,closed_at,amount,owner_id\n"
+    "D1,2023-10-02,won,2023-11-20,1000,R1\n"
+    "D2,45231,open,,500,R1\n"  # an Excel serial date (2023-11-01)
+    "D3,2023-10-05,open,,12.345,67,R1\n".replace("12.345,67", '"12.345,67"')
+    + 'D4,2023-10-06,open,,"1234,5",R1\nD5,2023-10-07,open,,€ 2.000,50,R1\n'.replace(
+        "€ 2.000,50", '"€ 2.000,50"'
+    )
+    + "D6,2023-10-08,open,,abc,R1\n"
+    "D7,03/10/2023,open,,10,R1\n"
+)
+
+
+def _export(tmp_path: Path) -> Path:
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "deals.csv").write_text(DEALS, encoding="utf-8")
+    return folder
+
+
+def test_serial_dates_and_decimal_commas_get_their_own_advice(tmp_path: Path) -> None:
+    folder = _export(tmp_path)
+    imported = next(import_twice(lambda: read_export(folder, "canonical"), tmp_path))
+    reasons = imported.reasons()
+    serial = reasons[("deals", "3", "created_at")]
+    assert "Excel serial date" in serial and "2023-11-01" in serial
+    for row in ("4", "5", "6"):
+        comma = reasons[("deals", row, "amount")]
+        assert "',' as the decimal separator" in comma and "--decimal ," in comma, comma
+    assert "--decimal" not in reasons[("deals", "7", "amount")]
+    assert "1234.50" in reasons[("deals", "7", "amount")]
+    assert "Excel" not in reasons[("deals", "8", "created_at")]
+    for (_, row, _), reason in reasons.items():
+        assert "mapping" not in reason or "--format mapping" in reason, (row, reason)
+
+
+def test_decimal_comma_option_reads_the_amounts(tmp_path: Path) -> None:
+    folder = _export(tmp_path)
+    env = {"SALESML_HOME": str(tmp_path / "home")}
+    result = CliRunner().invoke(app, ["import", str(folder), "--decimal", ",", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    # D1 (1000), D3, D4, D5 are read; the serial date, 'abc' and 03/10/2023 stay rejected
+    assert (summary["deals"]["imported"], summary["deals"]["rejected"]) == (4, 3)
+    imported = next(
+        import_twice(lambda: read_export(folder, "canonical", decimal=","), tmp_path / "again")
+    )
+    amounts = dict(imported.query("SELECT deal_id, amount FROM deals"))
+    assert amounts == {"D1": 1000.0, "D3": 12345.67, "D4": 1234.5, "D5": 2000.5}
+
+
+def test_decimal_option_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'\.' or ','"):
+        read_export(_export(tmp_path), "canonical", decimal=";")
+    with pytest.raises(ConfigError, match="in the mapping file"):
+        read_export(tmp_path, "mapping", tmp_path / "m.yaml", decimal=",")
