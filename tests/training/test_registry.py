@@ -144,6 +144,7 @@ def test_registered_requirements_are_those_mlflow_would_infer(
     """The pinned list logged in place of MLflow's inference (a subprocess importing the model,
     ~10 s per registration) names the same distributions that inference finds."""
     import mlflow
+    from mlflow.pyfunc.model import get_default_pip_requirements
     from mlflow.utils.environment import infer_pip_requirements
 
     from training.win.register import log_and_register
@@ -154,7 +155,11 @@ def test_registered_requirements_are_those_mlflow_would_infer(
     reg = log_and_register(result, None)
     local = mlflow.artifacts.download_artifacts(f"models:/salesml-win/{reg.version}")
     logged = Path(local, "requirements.txt").read_text(encoding="utf-8").split()
-    inferred = infer_pip_requirements(local, "python_function")
+    # What ``log_model`` would log: the inference plus pyfunc's defaults (cloudpickle).
+    inferred = [
+        *infer_pip_requirements(local, "python_function"),
+        *get_default_pip_requirements(),
+    ]
 
     def pins(requirements: list[str]) -> set[str]:  # MLflow pins itself either way
         return {r.lower().replace("_", "-") for r in requirements if not r.startswith("mlflow")}
