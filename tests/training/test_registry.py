@@ -157,8 +157,8 @@ def test_registered_requirements_are_those_mlflow_would_infer(
     logged = Path(local, "requirements.txt").read_text(encoding="utf-8").split()
     # What ``log_model`` would log: the inference plus pyfunc's defaults (cloudpickle).
     inferred = [
-        *infer_pip_requirements(local, "python_function"),
-        *get_default_pip_requirements(),
+        *infer_pip_requirements(local, "python_function"),  # type: ignore[no-untyped-call]
+        *get_default_pip_requirements(),  # type: ignore[no-untyped-call]
     ]
 
     def pins(requirements: list[str]) -> set[str]:  # MLflow pins itself either way
