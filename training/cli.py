@@ -78,15 +78,16 @@ def train(
         result, snapshots = None, None
         if "win" in wanted:
             status.update("training the win model…")
+            # Built once per history: the win and timing models read the same snapshots.
+            snapshots = build_snapshots(history, weekly_as_of_dates(history))
             try:
-                result = train_win_model(history, seed=seed)
+                result = train_win_model(history, seed=seed, snapshots=snapshots)
             except NotEnoughDataError as exc:
                 out["win_model"] = {"skipped": str(exc)}
         if result is not None:
             timing = None
             if "timing" in wanted:
                 status.update("training the close-timing model…")
-                snapshots = build_snapshots(history, weekly_as_of_dates(history))
                 timing = train_timing_model(history, seed=seed, snapshots=snapshots)
             status.update("logging to MLflow…")
             reg = log_and_register(result, label, timing.bundle if timing is not None else None)

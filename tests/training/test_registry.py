@@ -136,3 +136,33 @@ def test_train_registers_and_score_uses_the_champion(
     assert unknown.exit_code != 0
     assert "unknown deal id 'NO-SUCH-DEAL'" in unknown.output
     assert "Traceback" not in unknown.output
+
+
+def test_registered_requirements_are_those_mlflow_would_infer(
+    result: WinTrainingResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pinned list logged in place of MLflow's inference (a subprocess importing the model,
+    ~10 s per registration) names the same distributions that inference finds."""
+    import mlflow
+    from mlflow.pyfunc.model import get_default_pip_requirements
+    from mlflow.utils.environment import infer_pip_requirements
+
+    from training.win.register import log_and_register
+
+    monkeypatch.setenv("SALESML_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    reg = log_and_register(result, None)
+    local = mlflow.artifacts.download_artifacts(f"models:/salesml-win/{reg.version}")
+    logged = Path(local, "requirements.txt").read_text(encoding="utf-8").split()
+    # What ``log_model`` would log: the inference plus pyfunc's defaults (cloudpickle).
+    inferred = [
+        *infer_pip_requirements(local, "python_function"),  # type: ignore[no-untyped-call]
+        *get_default_pip_requirements(),  # type: ignore[no-untyped-call]
+    ]
+
+    def pins(requirements: list[str]) -> set[str]:  # MLflow pins itself either way
+        return {r.lower().replace("_", "-") for r in requirements if not r.startswith("mlflow")}
+
+    assert pins(inferred), "MLflow inferred no requirements: the check would prove nothing"
+    assert pins(logged) == pins(inferred)  # same pins too: both read this environment

@@ -123,11 +123,15 @@ def lgb_params(n_rows: int, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def train_win_model(history: History, seed: int = 0) -> WinTrainingResult:
+def train_win_model(
+    history: History, seed: int = 0, snapshots: pd.DataFrame | None = None
+) -> WinTrainingResult:
     """Train, screen, calibrate, compare with the plain peer, pick, refit and evaluate on
-    ``history`` (already cut at the training date)."""
+    ``history`` (already cut at the training date). ``snapshots``: the history's weekly
+    snapshots when the caller already built them (the timing model reads the same ones)."""
     spec = feature_spec(history)
-    snapshots = build_snapshots(history, weekly_as_of_dates(history))
+    if snapshots is None:
+        snapshots = build_snapshots(history, weekly_as_of_dates(history))
     split = temporal_split(snapshots, history)
     params = lgb_params(len(split.train), seed)
     main, dropped, params = _fit_model(spec, split, params, seed)
@@ -222,17 +226,21 @@ def _fit_model(
     half = set(np.random.default_rng(seed).permutation(deals)[: len(deals) // 2])
     in_half = split.validation["deal_id"].isin(half).to_numpy()
 
+    weights = deal_weights(split.train)
+    # The training rows binned once per feature set: every candidate (tree size, judging
+    # half) reads the same bins, so building them again would only repeat the same work.
+    built: dict[tuple[str, ...], tuple[FeatureContract, lgb.Dataset]] = {}
+
     def early(
         features: list[str], validation: pd.DataFrame, settings: dict[str, Any]
     ) -> tuple[lgb.Booster, FeatureContract]:
-        contract = _contract(spec, features, split.train)
+        if tuple(features) not in built:
+            contract = _contract(spec, features, split.train)
+            matrix = contract.matrix(split.train)
+            data = lgb.Dataset(matrix, y_train, weight=weights, free_raw_data=False)
+            built[tuple(features)] = contract, data
+        contract, train_set = built[tuple(features)]
         p = {**settings, "monotone_constraints": [MONOTONE.get(n, 0) for n in features]}
-        train_set = lgb.Dataset(
-            contract.matrix(split.train),
-            y_train,
-            weight=deal_weights(split.train),
-            free_raw_data=False,
-        )
         y_val = validation["label_won"].to_numpy(dtype=float)
         valid = lgb.Dataset(contract.matrix(validation), y_val, reference=train_set)
         booster = lgb.train(

@@ -44,6 +44,32 @@ def bundle_model_code() -> Path:
     return Path(spec.origin)
 
 
+# The distributions the registered scorer imports when served (``salesml.scoring.pyfunc``),
+# pinned to the installed versions. Without them MLflow infers them by importing the model
+# again in a subprocess: about 10 s of every registration, for the same list each time.
+# ``tests/training/test_registry.py`` checks it against that inference.
+SERVING_DISTRIBUTIONS = (
+    "cloudpickle",
+    "duckdb",
+    "lightgbm",
+    "numpy",
+    "orjson",
+    "pandas",
+    "psutil",
+    "pydantic-settings",
+    "rich",
+    "scikit-learn",
+    "scipy",
+)
+
+
+def pip_requirements() -> list[str]:
+    """``SERVING_DISTRIBUTIONS`` pinned to this environment's versions (MLflow adds itself)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in SERVING_DISTRIBUTIONS]
+
+
 @dataclass(frozen=True)
 class Registration:
     """What the registry now says about the new model."""
@@ -136,6 +162,7 @@ def log_and_register(
             registered_model_name=WIN_MODEL_NAME,
             signature=_signature(bundle, example),
             input_example=example,
+            pip_requirements=pip_requirements(),
         )
         version = str(info.registered_model_version)
         card = render_model_card(result, version, f"{alias} — {reason}")
