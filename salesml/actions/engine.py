@@ -48,26 +48,28 @@ def _col(features: pd.DataFrame, name: str) -> FloatArray:
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+def few_values(column: pd.Series) -> npt.NDArray[Any]:
+    """``object_values(column)`` (the values as Python objects, NaN where missing); on a live
+    answer's few rows of a string categorical, each category looked up by its code (``tolist``
+    converts the column through Arrow, ~0.3 ms a call)."""
+    dtype = column.dtype
+    if (
+        len(column) <= FEW_ROWS
+        and isinstance(dtype, pd.CategoricalDtype)
+        and (dtype.categories.dtype == object or pd.api.types.is_string_dtype(dtype.categories))
+    ):
+        categories = dtype.categories
+        return np.array(
+            [np.nan if code < 0 else categories[code] for code in column.array.codes.tolist()],
+            dtype=object,
+        )
+    return object_values(column)
+
+
 def _text(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
     if name not in features:
         return np.full(len(features), None, dtype=object)
-    column = features[name]
-    if (
-        len(column) <= FEW_ROWS
-        and isinstance(column.dtype, pd.CategoricalDtype)
-        and (
-            column.dtype.categories.dtype == object
-            or pd.api.types.is_string_dtype(column.dtype.categories)
-        )
-    ):
-        # A live answer's row: its category looked up by code (``tolist`` converts the column
-        # through Arrow, ~0.3 ms a call); missing (code -1) is None, as below.
-        categories = column.dtype.categories
-        return np.array(
-            [None if code < 0 else categories[code] for code in column.array.codes.tolist()],
-            dtype=object,
-        )
-    values = object_values(column)
+    values = few_values(features[name])
     values[pd.isna(values)] = None
     return values
 

@@ -20,8 +20,8 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
+from salesml.actions.engine import few_values
 from salesml.explain import text
-from salesml.models.contract import object_values
 
 if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
@@ -171,7 +171,7 @@ def _stages(features: pd.DataFrame) -> np.ndarray:
     stage = np.full(len(features), None, dtype=object)
     for column in ("stage", "current_stage"):  # the later one wins where it is known
         if column in features:
-            values = object_values(features[column])
+            values = few_values(features[column])
             known = pd.notna(values) & (values != "missing")
             stage[known] = values[known]
     return stage
@@ -224,7 +224,7 @@ def explain(
             total = totals_list[row][g]
             feature = names[lead[row][g]]
             if feature not in raw:
-                raw[feature] = object_values(features[feature])
+                raw[feature] = few_values(features[feature])
             value = _json_value(raw[feature][row])
             key = (feature, stage if isinstance(stage, str) else None)
             if key not in typical:
