@@ -109,16 +109,19 @@ def contributions(
     features: pd.DataFrame,
     engine: str = "auto",
     matrix: npt.NDArray[np.float64] | None = None,
+    margin: npt.NDArray[np.float64] | None = None,
 ) -> Contributions:
     """Probability-point contributions of every feature for every row of ``features``
-    (``matrix``: their ``bundle.model_matrix``, when the caller has it)."""
+    (``matrix``: their ``bundle.model_matrix``, ``margin``: their ``bundle.raw_score``, when
+    the caller has them)."""
     if bundle.booster is None:
         zero = pd.DataFrame(0.0, index=features.index, columns=bundle.features)
         p = np.full(len(features), bundle.base_rate)
         return Contributions(bundle.base_rate * POINTS, zero, p, zero.copy(), 0.0)
     phi = log_odds_contributions(bundle, features, engine, matrix)
     expected = float(phi[0, -1]) if len(phi) else _expected(bundle)
-    margin = bundle.raw_score(features, matrix)
+    if margin is None:
+        margin = bundle.raw_score(features, matrix)
     shown = bundle.calibrator.predict(margin) if len(phi) else np.zeros(0)
     slope = secant_slopes(bundle, margin, shown, expected)
     base = float(bundle.calibrator.predict(np.array([expected]))[0])
