@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
 
 FloatArray = npt.NDArray[np.float64]
+FEW_ROWS = 8  # up to this many rows (a live answer's), categories are read code by code
 BASIS = "model estimate (what-if re-score), not a promise"
 ACTIVITY = (
     "activities_7d",
@@ -47,10 +48,28 @@ def _col(features: pd.DataFrame, name: str) -> FloatArray:
     return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+def few_values(column: pd.Series) -> npt.NDArray[Any]:
+    """``object_values(column)`` (the values as Python objects, NaN where missing); on a live
+    answer's few rows of a string categorical, each category looked up by its code (``tolist``
+    converts the column through Arrow, ~0.3 ms a call)."""
+    dtype = column.dtype
+    if (
+        len(column) <= FEW_ROWS
+        and isinstance(dtype, pd.CategoricalDtype)
+        and (dtype.categories.dtype == object or pd.api.types.is_string_dtype(dtype.categories))
+    ):
+        categories = dtype.categories
+        return np.array(
+            [np.nan if code < 0 else categories[code] for code in column.array.codes.tolist()],
+            dtype=object,
+        )
+    return object_values(column)
+
+
 def _text(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
     if name not in features:
         return np.full(len(features), None, dtype=object)
-    values = object_values(features[name])
+    values = few_values(features[name])
     values[pd.isna(values)] = None
     return values
 
@@ -78,6 +97,10 @@ class _Context:
         self.bundle = bundle
         self.features = features
         self.p = probability
+        # Each column read once (a rule and its what-if read a few of the same columns); the
+        # arrays are shared, so no rule writes into one.
+        self._cols: dict[str, FloatArray] = {}
+        self._texts: dict[str, npt.NDArray[Any]] = {}
         self.ex = bundle.explainer
         self.won = self.ex.get("won", {})
         self.acts = self.ex.get("actions", {})
@@ -85,9 +108,23 @@ class _Context:
         info = _text(features, "stage")
         unknown = pd.isna(stage) | (stage == "missing")
         self.stage = np.where(unknown, info, stage)
-        self.amount = _col(features, "amount")
+        self.amount = self.col("amount")
         meta = self.ex.get("features", {})
         self.actionable = {n for n, m in meta.items() if m.get("actionable")}
+
+    def col(self, name: str) -> FloatArray:
+        """``_col`` of the deals' features, read once."""
+        hit = self._cols.get(name)
+        if hit is None:
+            hit = self._cols[name] = _col(self.features, name)
+        return hit
+
+    def text(self, name: str) -> npt.NDArray[Any]:
+        """``_text`` of the deals' features, read once."""
+        hit = self._texts.get(name)
+        if hit is None:
+            hit = self._texts[name] = _text(self.features, name)
+        return hit
 
     def won_stat(self, feature: str, key: str) -> float:
         return float(self.won.get(feature, {}).get(key, np.nan))
@@ -100,12 +137,12 @@ Firing = tuple[npt.NDArray[np.bool_], list[str], list[str], Changes | None]
 def _activity_changes(c: _Context, rows: npt.NDArray[np.bool_], added: FloatArray) -> Changes:
     out: Changes = {"days_since_last_activity": np.zeros(int(rows.sum()))}
     for name in ACTIVITY:
-        out[name] = np.nan_to_num(_col(c.features, name)[rows]) + added[rows]
+        out[name] = np.nan_to_num(c.col(name)[rows]) + added[rows]
     return out
 
 
 def _stalled(c: _Context) -> Firing:
-    days = _col(c.features, "days_in_stage")
+    days = c.col("days_in_stage")
     p75 = _stage_stat(c.bundle, c.stage, "days_in_stage", "p75")
     order = list(c.ex.get("stage_order", []))
     nxt = np.array(
@@ -130,7 +167,7 @@ def _stalled(c: _Context) -> Firing:
 
 
 def _no_recent_activity(c: _Context) -> Firing:
-    since = _col(c.features, "days_since_last_activity")
+    since = c.col("days_since_last_activity")
     p75 = c.won_stat("days_since_last_activity", "p75")
     median = c.won_stat("days_since_last_activity", "median")
     if not math.isfinite(p75):  # no won deal had an activity: the data logs none to compare
@@ -149,7 +186,7 @@ def _no_recent_activity(c: _Context) -> Firing:
 
 
 def _few_activities(c: _Context) -> Firing:
-    total = np.nan_to_num(_col(c.features, "activities_total"))
+    total = np.nan_to_num(c.col("activities_total"))
     p25 = _stage_stat(c.bundle, c.stage, "activities_total", "p25")
     median = _stage_stat(c.bundle, c.stage, "activities_total", "median")
     rows = total < p25
@@ -166,8 +203,8 @@ def _few_activities(c: _Context) -> Firing:
 
 
 def _engagement_fading(c: _Context) -> Firing:
-    trend = _col(c.features, "engagement_trend")
-    recent = np.nan_to_num(_col(c.features, "activities_30d"))
+    trend = c.col("engagement_trend")
+    recent = np.nan_to_num(c.col("activities_30d"))
     p25 = c.won_stat("activities_30d", "p25")
     median = c.won_stat("activities_30d", "median")
     rows = (trend < 0) & (recent < p25)
@@ -182,7 +219,7 @@ def _engagement_fading(c: _Context) -> Firing:
 
 
 def _close_date(c: _Context, rule: str) -> Firing:
-    days = _col(c.features, "days_to_expected_close")
+    days = c.col("days_to_expected_close")
     target = _stage_stat(c.bundle, c.stage, "days_to_expected_close", "median")
     target = np.where(np.isnan(target) | (target < 1), 14.0, target)
     if rule == "close_date_overdue":
@@ -196,7 +233,7 @@ def _close_date(c: _Context, rule: str) -> Firing:
 
 
 def _pushed(c: _Context) -> Firing:
-    pushes = _col(c.features, "close_date_pushes")
+    pushes = c.col("close_date_pushes")
     limit = max(2.0, np.nan_to_num(c.won_stat("close_date_pushes", "p90"), nan=2.0))
     rows = pushes >= limit
     reasons = [
@@ -210,13 +247,13 @@ def _scaled(c: _Context, rows: npt.NDArray[np.bool_], target: FloatArray) -> Cha
     factor = target[rows] / c.amount[rows]
     out: Changes = {"amount": target[rows]}
     for name in ("amount_vs_product_typical", "amount_vs_list_price"):
-        out[name] = _col(c.features, name)[rows] * factor
+        out[name] = c.col(name)[rows] * factor
     return out
 
 
 def _amount_above_rep(c: _Context) -> Firing:
     typical_by_rep = c.acts.get("rep_won_amount", {})
-    owners = _text(c.features, "owner_id")
+    owners = c.text("owner_id")
     typical = np.array([typical_by_rep.get(str(o), np.nan) for o in owners], dtype=float)
     rows = c.amount > 2 * typical
     actions = [
@@ -230,7 +267,7 @@ def _amount_above_rep(c: _Context) -> Firing:
 
 
 def _price_above_list(c: _Context) -> Firing:
-    ratio = _col(c.features, "amount_vs_list_price")
+    ratio = c.col("amount_vs_list_price")
     median = c.won_stat("amount_vs_list_price", "median")
     p90 = c.won_stat("amount_vs_list_price", "p90")
     rows = (ratio > p90) & (c.amount > 0)
@@ -244,7 +281,7 @@ def _price_above_list(c: _Context) -> Firing:
 
 
 def _regression(c: _Context) -> Firing:
-    n = _col(c.features, "stage_regressions")
+    n = c.col("stage_regressions")
     rows = n >= 1
     reasons = [f"Moved back to an earlier stage {_fmt(k)} time(s)" for k in n[rows]]
     return rows, [BY_ID["stage_regression"].action] * int(rows.sum()), reasons, None
@@ -261,8 +298,8 @@ def _missing_amount(c: _Context) -> Firing:
 
 
 def _overloaded(c: _Context) -> Firing:
-    load = _col(c.features, "rep_open_deals")
-    teams = _text(c.features, "team")
+    load = c.col("rep_open_deals")
+    teams = c.text("team")
     cap = c.acts.get("capacity", {})
     high = np.array([cap.get(str(t), {}).get("high", np.nan) for t in teams], dtype=float)
     median = np.array([cap.get(str(t), {}).get("median", np.nan) for t in teams], dtype=float)
@@ -281,7 +318,7 @@ def _overloaded(c: _Context) -> Firing:
 
 def _coaching(c: _Context, rule: str, column: npt.NDArray[Any]) -> Firing:
     flags = c.acts.get(rule, {})
-    owners = _text(c.features, "owner_id")
+    owners = c.text("owner_id")
     found = [flags.get(f"{o}|{s}") for o, s in zip(owners, column, strict=True)]
     rows = np.array([f is not None for f in found], dtype=bool)
     actions, reasons = [], []
@@ -334,7 +371,7 @@ EVALUATORS: dict[str, Callable[[_Context], Firing]] = {
     "stage_regression": _regression,
     "missing_amount": _missing_amount,
     "rep_overloaded": _overloaded,
-    "coaching_product": lambda c: _coaching(c, "coaching_product", _text(c.features, "product")),
+    "coaching_product": lambda c: _coaching(c, "coaching_product", c.text("product")),
     "coaching_stage": lambda c: _coaching(c, "coaching_stage", c.stage),
     "process_stage_drop": _process,
 }
@@ -369,6 +406,70 @@ def _check_changes(bundle: WinBundle, changes: Changes, rule: Rule | None) -> No
             )
 
 
+WHAT_IF_BATCH_ROWS = 65_536  # what-if rows scored in one LightGBM call (bounds the stack)
+
+
+class _Pending:
+    """The direct what-ifs of several rules, written into model-matrix rows and scored by one
+    ``margin`` call (a row's margin never depends on the other rows in the call)."""
+
+    def __init__(self, bundle: WinBundle) -> None:
+        self.bundle = bundle
+        self.blocks: list[npt.NDArray[np.float64]] = []
+        self.slots: list[list[Any]] = []
+        self.rows = 0
+
+    def add(self, block: npt.NDArray[np.float64], slot: list[Any]) -> None:
+        self.blocks.append(block)
+        self.slots.append(slot)
+        self.rows += len(block)
+        if self.rows >= WHAT_IF_BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.blocks:
+            return
+        stacked = self.blocks[0] if len(self.blocks) == 1 else np.vstack(self.blocks)
+        p_all = np.asarray(self.bundle.calibrator.predict(self.bundle.margin(stacked)), dtype=float)
+        start = 0
+        for block, slot in zip(self.blocks, self.slots, strict=True):
+            slot[0] = p_all[start : start + len(block)]
+            start += len(block)
+        self.blocks, self.slots, self.rows = [], [], 0
+
+
+def _direct_block(
+    bundle: WinBundle,
+    features: pd.DataFrame,
+    matrix: npt.NDArray[np.float64] | None,
+    rows: npt.NDArray[np.int64],
+    changes: Changes,
+    rule: Rule,
+) -> npt.NDArray[np.float64] | None:
+    """The model-matrix rows of ``features.iloc[rows]`` with ``changes`` written in (what
+    ``bundle.model_matrix(what_if(...))`` gives), or ``None`` when a change cannot be written
+    into the matrix directly."""
+    if matrix is None:
+        return None
+    dtypes = dict(zip(features.columns, features.dtypes, strict=True))
+    if not all(_direct(bundle, dtypes, n, v) for n, v in changes.items()):
+        return None
+    _check_changes(bundle, changes, rule)
+    sub = matrix[rows]
+    position = {name: i for i, name in enumerate(bundle.features)}
+    for name, values in changes.items():
+        if name not in position:
+            continue  # not a model input: the score does not read it
+        if bundle.kinds[name] == "categorical":
+            # what_if makes the column object-typed and writes the values in.
+            column = pd.Series(np.asarray(values, dtype=object), dtype=object)
+            sub[:, position[name]] = bundle.encode(name, column)
+        else:
+            # what ``encode`` gives for a float64 column: its values (numeric ones, ``_direct``)
+            sub[:, position[name]] = np.asarray(values, dtype=np.float64)
+    return sub
+
+
 def _what_if_probability(
     bundle: WinBundle,
     features: pd.DataFrame,
@@ -380,32 +481,63 @@ def _what_if_probability(
     """The win probability of ``features.iloc[rows]`` with ``changes`` applied: what
     ``bundle.predict(what_if(...))`` gives, from the deals' model matrix when the changes
     can be written into it directly (no frame copy, one LightGBM call on a float matrix)."""
-    if matrix is None or not all(_direct(bundle, features, n, v) for n, v in changes.items()):
+    sub = _direct_block(bundle, features, matrix, rows, changes, rule)
+    if sub is None:
         changed = what_if(bundle, features.iloc[rows], changes, rule)
         return np.asarray(bundle.predict(changed)["win_probability"].to_numpy(), dtype=float)
-    _check_changes(bundle, changes, rule)
-    sub = matrix[rows]
-    position = {name: i for i, name in enumerate(bundle.features)}
-    for name, values in changes.items():
-        if name not in position:
-            continue  # not a model input: the score does not read it
-        if bundle.kinds[name] == "categorical":
-            # what_if makes the column object-typed and writes the values in.
-            column = pd.Series(np.asarray(values, dtype=object), dtype=object)
-        else:
-            column = pd.Series(np.asarray(values, dtype=np.float64))
-        sub[:, position[name]] = bundle.encode(name, column)
     return np.asarray(bundle.calibrator.predict(bundle.margin(sub)), dtype=float)
 
 
-def _direct(bundle: WinBundle, features: pd.DataFrame, name: str, values: Any) -> bool:
+def _direct(bundle: WinBundle, dtypes: dict[Any, Any], name: str, values: Any) -> bool:
     """Whether a change can go straight into the model matrix with the result ``what_if``
-    gives: a known column, and for a numeric feature a float64 column and numeric values."""
-    if name not in features.columns:
+    gives: a known column (``dtypes``: the features' column → dtype), and for a numeric
+    feature a float64 column and numeric values."""
+    if name not in dtypes:
         return False
     if name not in bundle.kinds or bundle.kinds[name] == "categorical":
         return True
-    return bool(features[name].dtype == np.float64 and np.asarray(values).dtype.kind in ("f", "i"))
+    return bool(dtypes[name] == np.float64 and np.asarray(values).dtype.kind in ("f", "i"))
+
+
+# One fired rule: the rule, its rows, actions, reasons, changes and (filled in by
+# ``_Pending.flush``) the what-if probabilities in slot[0].
+_Fired = tuple[Rule, npt.NDArray[np.int64], list[str], list[str], Changes | None, list[Any]]
+
+
+def _fire_rules(c: _Context, matrix: npt.NDArray[np.float64] | None, batched: bool) -> list[_Fired]:
+    """Every rule evaluated on every deal; the what-ifs of all rules scored together (one
+    LightGBM call for the direct ones when ``batched``, else one call per rule)."""
+    bundle, features = c.bundle, c.features
+    can_what_if = bundle.booster is not None and bool(c.actionable)
+    direct = can_what_if and bundle.codes_match_booster
+    pending = _Pending(bundle)
+    inputs = set(bundle.features)
+    fired: list[_Fired] = []
+    for rule in DEAL_RULES:
+        rows, actions, reasons, changes = EVALUATORS[rule.id](c)
+        # A model the training screen narrowed (or the plain peer) does not read every
+        # feature a rule may change: a change it cannot see has no modelled impact.
+        if changes:
+            changes = {k: v for k, v in changes.items() if k in inputs}
+        index = np.flatnonzero(rows)
+        if index.size == 0:
+            continue
+        slot: list[Any] = [None]
+        if changes and can_what_if:
+            if direct and matrix is None:
+                matrix = bundle.model_matrix(features)
+            block = (
+                _direct_block(bundle, features, matrix, index, changes, rule) if batched else None
+            )
+            if block is None:
+                slot[0] = _what_if_probability(bundle, features, matrix, index, changes, rule)
+            else:
+                pending.add(block, slot)
+        else:
+            changes = None
+        fired.append((rule, index, actions, reasons, changes, slot))
+    pending.flush()
+    return fired
 
 
 def recommend(
@@ -414,9 +546,11 @@ def recommend(
     probability: FloatArray | None = None,
     top: int | None = None,
     matrix: npt.NDArray[np.float64] | None = None,
+    batched: bool = True,
 ) -> list[list[dict[str, Any]]]:
     """The actions of each deal, what-if ones first by expected revenue impact (``matrix``:
-    the deals' ``bundle.model_matrix``, when the caller has it).
+    the deals' ``bundle.model_matrix``, when the caller has it; ``batched``: the what-ifs of
+    every rule and deal scored in one LightGBM call, else one call per rule — the same values).
 
     Each action: ``id`` (catalogue rule), ``kind``, ``concept``, ``action``, ``reason``,
     ``expected_impact`` (``{"win_probability_points", "revenue", "basis"}`` or ``None`` when the
@@ -432,23 +566,11 @@ def recommend(
         else bundle.predict(features)["win_probability"].to_numpy()
     )
     c = _Context(bundle, features, np.asarray(p, dtype=float))
-    can_what_if = bundle.booster is not None and bool(c.actionable)
-    direct = can_what_if and bundle.codes_match_booster
-    for rule in DEAL_RULES:
-        rows, actions, reasons, changes = EVALUATORS[rule.id](c)
-        # A model the training screen narrowed (or the plain peer) does not read every
-        # feature a rule may change: a change it cannot see has no modelled impact.
-        if changes:
-            changes = {k: v for k, v in changes.items() if k in bundle.features}
-        index = np.flatnonzero(rows)
-        if index.size == 0:
-            continue
+    for rule, index, actions, reasons, changes, slot in _fire_rules(c, matrix, batched):
         impact: list[dict[str, Any] | None] = [None] * index.size
         shown: list[dict[str, Any]] = [{} for _ in index]
-        if changes and can_what_if:
-            if direct and matrix is None:
-                matrix = bundle.model_matrix(features)
-            p_new = _what_if_probability(bundle, features, matrix, index, changes, rule)
+        if changes is not None:
+            p_new = slot[0]
             amount_new = (
                 np.asarray(changes["amount"], dtype=float)
                 if "amount" in changes

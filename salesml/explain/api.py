@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,26 @@ if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
 
 
+def explain_arrays(
+    bundle: WinBundle,
+    features: pd.DataFrame,
+    top: int | None = DEFAULT_TOP,
+    matrix: np.ndarray | None = None,
+    margin: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``explain_columns`` as plain values (``drivers``, ``actions``: a JSON text per row;
+    ``drivers_base``: one float per row), without the frame; ``margin``: the rows'
+    ``bundle.raw_score``, when the caller has it."""
+    c = contributions(bundle, features, matrix=matrix, margin=margin)
+    drivers = explain(bundle, features, top=top, contribution=c)
+    actions = recommend(bundle, features, probability=c.probability, matrix=matrix)
+    return {
+        "drivers": to_json(drivers),
+        "actions": to_json(actions),
+        "drivers_base": np.full(len(features), c.base, dtype=np.float64),
+    }
+
+
 def explain_columns(
     bundle: WinBundle,
     features: pd.DataFrame,
@@ -22,14 +42,4 @@ def explain_columns(
 ) -> pd.DataFrame:
     """``drivers``, ``actions`` and ``drivers_base`` per row of ``features`` (same index);
     ``matrix``: their ``bundle.model_matrix``, when the caller has it."""
-    c = contributions(bundle, features, matrix=matrix)
-    drivers = explain(bundle, features, top=top, contribution=c)
-    actions = recommend(bundle, features, probability=c.probability, matrix=matrix)
-    return pd.DataFrame(
-        {
-            "drivers": to_json(drivers),
-            "actions": to_json(actions),
-            "drivers_base": c.base,
-        },
-        index=features.index,
-    )
+    return pd.DataFrame(explain_arrays(bundle, features, top, matrix), index=features.index)

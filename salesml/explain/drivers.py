@@ -20,8 +20,8 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
+from salesml.actions.engine import few_values
 from salesml.explain import text
-from salesml.models.contract import object_values
 
 if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
@@ -109,16 +109,19 @@ def contributions(
     features: pd.DataFrame,
     engine: str = "auto",
     matrix: npt.NDArray[np.float64] | None = None,
+    margin: npt.NDArray[np.float64] | None = None,
 ) -> Contributions:
     """Probability-point contributions of every feature for every row of ``features``
-    (``matrix``: their ``bundle.model_matrix``, when the caller has it)."""
+    (``matrix``: their ``bundle.model_matrix``, ``margin``: their ``bundle.raw_score``, when
+    the caller has them)."""
     if bundle.booster is None:
         zero = pd.DataFrame(0.0, index=features.index, columns=bundle.features)
         p = np.full(len(features), bundle.base_rate)
         return Contributions(bundle.base_rate * POINTS, zero, p, zero.copy(), 0.0)
     phi = log_odds_contributions(bundle, features, engine, matrix)
     expected = float(phi[0, -1]) if len(phi) else _expected(bundle)
-    margin = bundle.raw_score(features, matrix)
+    if margin is None:
+        margin = bundle.raw_score(features, matrix)
     shown = bundle.calibrator.predict(margin) if len(phi) else np.zeros(0)
     slope = secant_slopes(bundle, margin, shown, expected)
     base = float(bundle.calibrator.predict(np.array([expected]))[0])
@@ -171,7 +174,7 @@ def _stages(features: pd.DataFrame) -> np.ndarray:
     stage = np.full(len(features), None, dtype=object)
     for column in ("stage", "current_stage"):  # the later one wins where it is known
         if column in features:
-            values = object_values(features[column])
+            values = few_values(features[column])
             known = pd.notna(values) & (values != "missing")
             stage[known] = values[known]
     return stage
@@ -224,7 +227,7 @@ def explain(
             total = totals_list[row][g]
             feature = names[lead[row][g]]
             if feature not in raw:
-                raw[feature] = object_values(features[feature])
+                raw[feature] = few_values(features[feature])
             value = _json_value(raw[feature][row])
             key = (feature, stage if isinstance(stage, str) else None)
             if key not in typical:

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from salesml.explain.api import explain_columns
+from salesml.explain.api import explain_arrays
 from salesml.kpis.pipeline import list_prices as product_list_prices
 from salesml.models.contract import object_values
 from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifact
 from salesml.models.timing.bundle import TimingBundle
-from salesml.models.win.bundle import WinBundle
+from salesml.models.win.bundle import WinBundle, to_score
 
 FEW_ROWS = 8  # up to this many rows, per-row lookups beat a vectorised pandas call
 TIMING_DIR = "timing"  # the timing model's folder inside the win model's bundle folder
@@ -62,16 +62,31 @@ class Scorer:
         ``drivers_base`` (probability points: base + the contributions of every concept = 100 ×
         ``win_probability``).
         """
+        return pd.DataFrame(self.columns(features, explain, top), index=features.index)
+
+    def columns(
+        self, features: pd.DataFrame, explain: bool = False, top: int | None = 5
+    ) -> dict[str, Any]:
+        """``predict``'s columns as arrays (no frame): what ``score_features`` reads."""
         bundle = self.bundle
-        # One model matrix for the score, the contributions and the actions' what-ifs.
+        # One model matrix (and one margin) for the score, the contributions and the actions'
+        # what-ifs.
         matrix = bundle.model_matrix(features) if bundle.codes_match_booster else None
-        out = bundle.predict(features, matrix)
+        margin = None
+        if bundle.booster is None:
+            probability = np.full(len(features), bundle.base_rate)
+        else:
+            margin = bundle.raw_score(features, matrix)
+            probability = bundle.calibrator.predict(margin)
+        out: dict[str, Any] = {"win_probability": probability, "score": to_score(probability)}
         if explain:
             # Drivers and actions read what the model reads (and the owner, team and stage):
             # a feature the training screen dropped is not an input of the registered model,
             # so a caller going through MLflow never sends it, and both must agree.
             read = [c for c in features.columns if c in bundle.features or c in EXPLAIN_INFO]
-            out = out.join(explain_columns(bundle, features[read], top=top, matrix=matrix))
+            if len(read) < len(features.columns):
+                features = features[read]
+            out |= explain_arrays(bundle, features, top=top, matrix=matrix, margin=margin)
         return out
 
     def save(self, path: Path) -> Path:
@@ -176,7 +191,7 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
     ``EXPLAIN_COLUMNS`` (empty for a constant base-rate model) and, with a timing model,
     ``TIMING_COLUMNS``."""
     explain = model.bundle.booster is not None
-    predicted = model.predict(features, explain=explain, top=DRIVERS_SHOWN)
+    predicted = model.columns(features, explain=explain, top=DRIVERS_SHOWN)
     n = len(features)
     # The columns gathered first and the frame built once: inserting them one by one costs
     # ~0.3 ms a column, which a live one-row answer pays on every request.
@@ -187,14 +202,16 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
             if column in features
             else np.full(n, None, dtype=object)
         )
-    probability = predicted["win_probability"].to_numpy()
+    probability = np.asarray(predicted["win_probability"])
     rows["win_probability"] = probability
-    rows["score"] = predicted["score"].to_numpy()
+    rows["score"] = np.asarray(predicted["score"])
     rows["model_version"] = model.version
     rows["as_of"] = as_of
     for column in EXPLAIN_COLUMNS:
         rows[column] = (
-            predicted[column].to_numpy() if column in predicted else np.full(n, None, dtype=object)
+            np.asarray(predicted[column], dtype=object if column != "drivers_base" else None)
+            if column in predicted
+            else np.full(n, None, dtype=object)
         )
     timing = model.timing
     if timing is None or n == 0:

@@ -138,3 +138,44 @@ def test_no_activity_advice_needs_an_export_that_logs_activities(
     silent = replace(bundle, explainer={**bundle.explainer, "won": won})
     for row in recommend(silent, scoring):
         assert not any(a["id"] == "no_recent_activity" for a in row)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batched_what_ifs_equal_one_call_per_what_if(
+    trained: tuple[WinTrainingResult, History],
+    scoring: pd.DataFrame,
+    seed: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All the what-ifs of a deal (and of a batch of deals) scored in one LightGBM call give
+    the actions, impacts and order of one call per rule, and of re-scoring each what-if frame
+    on its own."""
+    from salesml.actions import engine
+
+    bundle = trained[0].bundle
+    rng = np.random.default_rng(seed)
+    picked = scoring.iloc[np.sort(rng.choice(len(scoring), size=40, replace=False))]
+    batched = recommend(bundle, picked)
+    assert batched == recommend(bundle, picked, batched=False)
+    # A stack bound smaller than one rule's rows: several flushes, the same answer.
+    monkeypatch.setattr(engine, "WHAT_IF_BATCH_ROWS", 3)
+    assert recommend(bundle, picked) == batched
+    impacts = 0
+    for i in range(len(picked)):
+        one = picked.iloc[[i]]
+        alone = recommend(bundle, one)
+        assert alone == [batched[i]]
+        p = float(bundle.predict(one)["win_probability"].iloc[0])
+        for action in alone[0]:
+            impact = action["expected_impact"]
+            if impact is None:
+                continue
+            changes = {
+                k: np.asarray([np.nan if v is None else v]) for k, v in action["changes"].items()
+            }
+            rule = engine.BY_ID[action["id"]]
+            changed = what_if(bundle, one, changes, rule)
+            p_new = float(bundle.predict(changed)["win_probability"].iloc[0])
+            assert impact["win_probability_points"] == pytest.approx((p_new - p) * 100, abs=1e-9)
+            impacts += 1
+    assert impacts > 0

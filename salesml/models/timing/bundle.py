@@ -232,7 +232,17 @@ class TimingBundle:
     ) -> np.ndarray:
         """(n, periods): conditional probability of closing won in [start, end) days, given won
         (with ``as_of``: each bin's mass spread over its days by ``calendar_weights``)."""
-        grid, cdf = self.conditional_cdf(hazards)
+        return self._won_between_cdf(self.conditional_cdf(hazards), starts, ends, as_of)
+
+    def _won_between_cdf(
+        self,
+        grid_cdf: tuple[np.ndarray, np.ndarray],
+        starts: np.ndarray,
+        ends: np.ndarray,
+        as_of: pd.Timestamp | None,
+    ) -> np.ndarray:
+        """``won_between`` from the rows' ``conditional_cdf`` (computed once by the caller)."""
+        grid, cdf = grid_cdf
         lo_days, hi_days = np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)
         warp = self._calendar_warp(as_of, grid[-1])
         if warp is not None:
@@ -281,21 +291,20 @@ class TimingBundle:
         hz = self.hazards(features, as_of)
         p = np.asarray(win_probability, dtype=float)
         as_of = pd.Timestamp(as_of)
-        month_end = (as_of + pd.offsets.MonthBegin(1)).normalize()
-        quarter_end = (as_of + pd.offsets.QuarterBegin(1, startingMonth=1)).normalize()
         out: dict[str, Any] = {}  # one frame at the end (column inserts cost ~1 ms each)
-        windows = {f"p_close_{days}d": float(days) for days in (30, 60, 90)} | {
-            f"p_close_this_{name}": (end - as_of) / pd.Timedelta(days=1)
-            for name, end in (("month", month_end), ("quarter", quarter_end))
-        }
-        # one conditional CDF and one calendar clock for every window ([0, end) = by end)
-        within = self.won_between(
-            hz, np.zeros(len(windows)), np.array(list(windows.values())), as_of
+        windows = _windows(as_of)
+        # one conditional CDF and one calendar clock for every window ([0, end) = by end) and
+        # every quantile
+        grid_cdf = self.conditional_cdf(hz)
+        within = self._won_between_cdf(
+            grid_cdf, np.zeros(len(windows)), np.array(list(windows.values())), as_of
         )
         for k, column in enumerate(windows):
             out[column] = p * within[:, k]
-        median = self.quantile_days(hz, 0.5)
-        low, high = np.floor(self.quantile_days(hz, 0.1)), np.ceil(self.quantile_days(hz, 0.9))
+        grid, cdf = grid_cdf
+        median = _inverse_cdf_rows(grid, cdf, float(self.conformal_level(0.5)))
+        low = np.floor(_inverse_cdf_rows(grid, cdf, float(self.conformal_level(0.1))))
+        high = np.ceil(_inverse_cdf_rows(grid, cdf, float(self.conformal_level(0.9))))
         # "When, if won" is unknown for a deal whose median close would make it older than
         # any deal the data saw won (Maven's open deals aged 150-420 days, won cycles <= 138):
         # the model's tail would date them two years out.
@@ -565,6 +574,18 @@ def _calendar_intensity(
     lo = np.asarray((start_at - first) / pd.Timedelta(days=1), dtype=float)
     hi = lo + np.asarray(width, dtype=float)
     return np.asarray((np.interp(hi, axis, clock) - np.interp(lo, axis, clock)) / width)
+
+
+@functools.lru_cache(maxsize=8)
+def _windows(as_of: pd.Timestamp) -> dict[str, float]:
+    """The ``p_close_*`` windows in days after ``as_of`` (30, 60, 90 days, to the end of the
+    month and of the quarter): the date offsets once per snapshot, not per request."""
+    month_end = (as_of + pd.offsets.MonthBegin(1)).normalize()
+    quarter_end = (as_of + pd.offsets.QuarterBegin(1, startingMonth=1)).normalize()
+    return {f"p_close_{days}d": float(days) for days in (30, 60, 90)} | {
+        f"p_close_this_{name}": (end - as_of) / pd.Timedelta(days=1)
+        for name, end in (("month", month_end), ("quarter", quarter_end))
+    }
 
 
 def _cdf_at(grid: np.ndarray, cdf: np.ndarray, days: np.ndarray) -> np.ndarray:
