@@ -20,13 +20,13 @@ from serving.api.settings import ApiSettings
 from serving.api.state import ServingState, Snapshot
 from serving.forecast import forecast_for_api
 
-DEAL_ID_MAX_LENGTH = 128
+DEAL_ID_MAX_LENGTH = 256  # the importer's and the events' ceiling (Limits.max_id_chars)
 DEAL_ID_CHARACTER = r"[^\x00-\x1f]"
 DEAL_ID_PATTERN = rf"^{DEAL_ID_CHARACTER}+$"
 DealId = Annotated[
     str, PathParam(min_length=1, max_length=DEAL_ID_MAX_LENGTH, pattern=DEAL_ID_PATTERN)
 ]
-"""A deal or rep id in a path: 1 to 128 characters, no control characters."""
+"""A deal or rep id in a path: 1 to 256 characters, no control characters."""
 
 # -- who is calling ----------------------------------------------------------------------------
 ScoresReadKey = Annotated[Principal, Depends(require("scores:read"))]

@@ -39,14 +39,14 @@ import pandas as pd
 
 from features.history import History, _canonical
 from salesml.explain import attribute_change
-from salesml.importers.validate import PARSE_HINTS, Limits
+from salesml.importers.validate import Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
 from serving.api.answers import probability_move
 from serving.api.live_context import LiveContext
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
 from serving.changes import input_hashes
-from serving.events.checks import check_row, parse_timestamp
+from serving.events.checks import check_row, event_hint, parse_timestamp
 from serving.events.fold import fold
 from serving.events.journal import Entry, Journal, LiveScore
 from serving.events.resolve import Unapplicable, deal_ids, resolve
@@ -632,7 +632,7 @@ def _occurred_problem(text: str, limits: Limits) -> str | None:
     """Why an event's time is unusable (the import rules' reading and bounds), or None."""
     stamp = parse_timestamp(text)
     if stamp is None:
-        return f"could not read {text!r} as timestamp; {PARSE_HINTS['timestamp']}"
+        return f"could not read {text!r} as timestamp; {event_hint('timestamp', text)}"
     if stamp < limits.earliest or stamp > limits.latest("occurred_at"):
         return (
             f"occurred_at {text} is not a plausible date (before {limits.earliest.date()} or "

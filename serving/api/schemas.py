@@ -20,8 +20,9 @@ from pydantic import (
 )
 
 # No C0/C1 controls, and no bidi controls (an id that displays as another): the importer's rule.
+# Ids: 1 to 256 characters, the importer's and the events' ceiling (Limits.max_id_chars).
 PRINTABLE = r"^[^\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+$"
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=PRINTABLE)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
 AttrName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]{1,64}$")]
 AttrValue = Annotated[str, StringConstraints(max_length=256)] | float | bool | None

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pandas as pd
+
 from salesml.importers.validate import Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES, Column, TableSchema
 
@@ -161,14 +163,15 @@ def _absurd(table: TableSchema, col: Column, value: Any, raw: str, limits: Limit
     return None
 
 
-def _event_hint(kind: str, raw: str) -> str:
+def event_hint(kind: str, raw: str) -> str:
     """The accepted form of a ``kind`` field, naming what the value looks like when that
-    explains it (an Excel serial date, a decimal comma)."""
+    explains it (an Excel serial date, with the date it would be; a decimal comma)."""
     text = raw.strip()
     if kind in ("timestamp", "date") and EXCEL_SERIAL.fullmatch(text):
+        would_be = (pd.Timestamp("1899-12-30") + pd.Timedelta(days=float(text))).date()
         return (
-            f"{text} looks like an Excel serial date (days since 1899-12-30); "
-            + (EVENT_HINTS[kind])
+            f"{text} looks like an Excel serial date (days since 1899-12-30: {text} would be "
+            f"{would_be}); " + (EVENT_HINTS[kind])
         )
     if kind in ("float", "int") and DECIMAL_COMMA.fullmatch(MONEY_NOISE.sub("", text)):
         return (
@@ -185,7 +188,7 @@ def _column_problems(
     raw = "" if raw_value is None else str(raw_value)
     if not ok:
         return None, Problem(
-            col.name, f"could not read {raw!r} as {col.kind}; {_event_hint(col.kind, raw)}"
+            col.name, f"could not read {raw!r} as {col.kind}; {event_hint(col.kind, raw)}"
         )
     absurd = _absurd(table, col, value, raw, limits)
     if absurd is not None:

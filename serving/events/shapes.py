@@ -149,8 +149,19 @@ def _canonical_event(i: int, item: Any) -> Parsed:
     if kind not in EVENT_TYPES:
         raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
     occurred = item.get("occurred_at")
-    if not isinstance(occurred, str) or not occurred.strip():
+    if occurred is None or (isinstance(occurred, str) and not occurred.strip()):
         raise _Reject("occurred_at", "occurred_at is required: when it happened in the CRM")
+    if not isinstance(occurred, str):
+        raise _Reject(
+            "occurred_at",
+            f"occurred_at must be a string in ISO 8601 such as 2026-04-01T10:00:00Z, got the "
+            f"{'boolean' if isinstance(occurred, bool) else type(occurred).__name__} {occurred!r}"
+            + (
+                " (a number like this is an Excel serial date: send the date itself)"
+                if isinstance(occurred, int | float) and not isinstance(occurred, bool)
+                else ""
+            ),
+        )
     table = TABLE_OF[kind]
     key = BODY_KEY[table]
     body = item.get(key)

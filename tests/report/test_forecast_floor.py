@@ -114,3 +114,30 @@ def test_a_deal_closed_at_the_as_of_moment_counts_as_won() -> None:
     )
     won = won_so_far(make_history(deals, exported_at=AS_OF), "month", AS_OF)
     assert won[key("total", "total")] == 140.0
+
+
+def test_a_period_whose_last_day_is_the_as_of_is_what_was_won() -> None:
+    """CRM dates are days: at an as_of on a month's last day (midnight: the whole day is in the
+    data, as the KPIs count it complete) nothing of that month is left to forecast, so its
+    forecast and range are what was won; the day before, the pipeline still adds to it."""
+    fm = freq_model("month", {"total": [FLAT], "segment": [FLAT]})
+    bundle = ForecastBundle({"month": fm})
+    won = {key("total", "total"): 200.0}
+    last_day = pd.Timestamp("2026-03-31")
+    pipe = PipelineForecast(
+        pd.DataFrame(
+            [
+                {
+                    "dimension": "total",
+                    "segment": "total",
+                    "period_start": pd.Timestamp("2026-03-01"),
+                    "expected": 10.0,
+                }
+            ]
+        )
+    )
+    done = bundle.forecast("month", 2, last_day, pipe, won).iloc[0]
+    assert done["forecast"] == 200.0
+    assert all(done[b] == 200.0 for b in BOUNDS)
+    before = bundle.forecast("month", 2, pd.Timestamp("2026-03-30"), pipe, won).iloc[0]
+    assert before["forecast"] > 200.0 and before["upper_80"] > 200.0

@@ -43,3 +43,32 @@ def test_without_won_amounts_nothing_is_compared() -> None:
     assert forecast_flags({"month": {}}, False, SERVED) == []
     cells = {r[2] for r in candidate_rows(SERVED, defined=False)}
     assert cells == {fmt.pct(None, 1)} and "26.0%" not in cells
+
+
+def test_old_export_is_flagged_against_when_the_report_is_generated() -> None:
+    """An export whose last event is years before the report was generated is flagged, even
+    when the report is dated (as of) that last event."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from serving.report.sections.freshness import freshness
+
+    def rows(generated: datetime) -> list[dict[str, object]]:
+        ctx = SimpleNamespace(
+            history=SimpleNamespace(exported_at=pd.Timestamp("2017-12-31")),
+            as_of=pd.Timestamp("2017-12-31"),
+            generated_at=generated,
+            win=None,
+            forecast=None,
+            scores=SimpleNamespace(source="run r1"),
+        )
+        return freshness(ctx)  # type: ignore[arg-type]
+
+    old = rows(datetime(2026, 12, 7, tzinfo=UTC))[0]
+    assert old["flag"] is True
+    assert "before this report was generated" in str(old["note"])
+    fresh = rows(datetime(2018, 1, 2, tzinfo=UTC))[0]
+    assert fresh["flag"] is False
+    assert "generated" not in str(fresh["note"])

@@ -178,6 +178,21 @@ def test_unknown_deal_and_route_are_404(workspace: Workspace, client: TestClient
     )
     _problem(client.get("/v1/nothing", headers=headers(workspace, "reader")), 404)
     _problem(client.get("/v1/reps/NOBODY", headers=headers(workspace, "reader")), 404)
+    # Ids as long as the importer and the events accept (256) are looked up, not refused.
+    long_id = "L" * 256
+    _problem(client.get(f"/v1/deals/{long_id}", headers=headers(workspace, "reader")), 404)
+    _problem(
+        client.post(
+            "/v1/deals/score",
+            json={"deals": [{"deal_id": long_id}]},
+            headers=headers(workspace, "writer"),
+        ),
+        404,
+    )
+    too_long = _problem(
+        client.get(f"/v1/deals/{long_id}L", headers=headers(workspace, "reader")), 422
+    )
+    assert too_long["errors"][0]["field"] == "path.deal_id"  # type: ignore[index]
 
 
 def test_authentication_and_scopes(workspace: Workspace, client: TestClient) -> None:

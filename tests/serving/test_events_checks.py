@@ -127,3 +127,21 @@ def test_an_unreadable_event_value_is_told_the_form_to_send() -> None:
     assert "not a finite number" in huge[0].reason
     for problem in serial + comma + huge:
         assert "mapping" not in problem.reason and "--decimal" not in problem.reason
+
+
+def test_an_event_time_that_is_not_a_string_is_named_for_what_it_is() -> None:
+    """occurred_at sent as a number or a boolean is not 'missing': the reason says what came
+    and what to send; an Excel serial date in a string names the date it would be."""
+    from serving.events.checks import event_hint
+    from serving.events.shapes import Unusable, read_canonical
+
+    base = {"event_id": "e1", "type": "activity.logged", "activity": {"deal_id": "D1"}}
+    number, boolean, missing = read_canonical(
+        [{**base, "occurred_at": 45231}, {**base, "occurred_at": True}, base]
+    ).events
+    assert isinstance(number, Unusable) and number.field is not None
+    assert "occurred_at" in number.field and "must be a string" in number.reason
+    assert "Excel serial date" in number.reason
+    assert isinstance(boolean, Unusable) and "boolean" in boolean.reason
+    assert isinstance(missing, Unusable) and "is required" in missing.reason
+    assert "2023-11-01" in event_hint("timestamp", "45231")

@@ -300,8 +300,12 @@ class ForecastBundle:
             .to_numpy(dtype=float)
         )
         # The current period: what is already won is known; forecast only the rest of it.
+        # CRM dates are days: an as_of at midnight covers its whole day (the KPIs' rule, a
+        # period is complete when as_of falls on its last day), so a month whose last day is
+        # the as_of has nothing left to forecast.
         ends = period_range(periods[0], 2, fm.freq)
-        remaining = float(np.clip((ends[1] - as_of) / (ends[1] - ends[0]), 0.0, 1.0))
+        covered = as_of + pd.Timedelta(days=1) if as_of == as_of.normalize() else as_of
+        remaining = float(np.clip((ends[1] - covered) / (ends[1] - ends[0]), 0.0, 1.0))
         known = np.zeros(len(periods))
         known[0] = to_cents(max(float(won_so_far.get(key(dimension, segment), 0.0)), 0.0)) / 100
         series = series.copy()
@@ -324,6 +328,11 @@ class ForecastBundle:
                 uncertain = max(float(part.values(periods[step : step + 1], fm.freq)[0]), 0.0)
                 uncertain *= share
                 errors, c = widened(part.errors, step), part.offset
+            if step == 0 and remaining == 0.0:  # complete: the period is what was won
+                point[step] = known[step]
+                for name in LEVELS:
+                    bounds[name][step] = known[step]
+                continue
             point[step] = known[step] + uncertain
             for name in LEVELS:
                 bound = (uncertain + c) * np.exp(errors.get(name, 0.0)) - c

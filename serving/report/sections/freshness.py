@@ -12,6 +12,7 @@ from serving.report.data import Context
 from serving.report.sections.base import flag_views
 
 COMPONENTS = ("blend", "series", "pipeline", "seasonal_naive")
+STALE_DATA_DAYS = 30  # data older than this when the report is generated is flagged
 
 
 def forecast_health(ctx: Context) -> dict[str, Any] | None:
@@ -83,13 +84,28 @@ def freshness(ctx: Context) -> list[dict[str, Any]]:
     """Rows of what, when and a note (``flag``: the note is a warning pill)."""
     exported = pd.Timestamp(ctx.history.exported_at)
     age = (ctx.as_of - exported).days
+    generated = pd.Timestamp(ctx.generated_at)
+    generated = generated.tz_convert(None) if generated.tzinfo else generated
+    # How old the data is when the report is read, not only against the report's as-of date:
+    # an old export reported "as of" its own last day would otherwise read as fresh.
+    stale_days = (generated - exported).days
+    note = (
+        f"{fmt.days(max(age, 0))} before the report date"
+        if age >= 0
+        else "after the report date (the report reads history up to its date)"
+    )
+    stale = stale_days > STALE_DATA_DAYS
+    if stale:
+        note += (
+            f"; {fmt.days(stale_days)} before this report was generated: "
+            "import a newer export for current figures"
+        )
     rows: list[dict[str, Any]] = [
         {
             "what": "latest event in the data",
             "when": fmt.date(exported),
-            "note": f"{fmt.days(max(age, 0))} before the report date"
-            if age >= 0
-            else "after the report date (the report reads history up to its date)",
+            "note": note,
+            "flag": stale,
         }
     ]
     if ctx.win is not None:
