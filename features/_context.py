@@ -57,12 +57,20 @@ def deal_arrays(deals: pd.DataFrame) -> Deals:
     if not index.is_unique:
         dupes = index[index.duplicated()].unique()[:5].tolist()
         raise ValueError(f"deal_id must be unique in the history; repeated: {dupes}")
-    status = deals["status"].to_numpy(dtype=object)
-    closed = micros(deals["closed_at"])
     lookups = {}
     for col in ("owner_id", "team", "account_id", "product"):
         vocab = pd.Index(sorted(deals[col].dropna().unique()))
         lookups[col] = (codes(deals[col], vocab), vocab)
+    return deals_from(deals, index, lookups)
+
+
+def deals_from(
+    deals: pd.DataFrame, index: pd.Index, lookups: dict[str, tuple[IntArray, pd.Index]]
+) -> Deals:
+    """``Deals`` of the deals table rows ``index`` names, with each entity column's codes and
+    vocabulary from ``lookups`` (``deal_arrays``; the one-deal path's own vocabularies)."""
+    status = deals["status"].to_numpy(dtype=object)
+    closed = micros(deals["closed_at"])
     return Deals(
         index=index,
         created=micros(deals["created_at"]),

@@ -34,6 +34,7 @@ from features._context import (
     Deals,
     account_features,
     deal_arrays,
+    deals_from,
     product_features,
     rep_features,
 )
@@ -521,24 +522,7 @@ def _one_deal_arrays(deal: pd.DataFrame) -> Deals:
             lookups[col] = (np.full(1, -1, dtype=np.int64), _EMPTY)
         else:
             lookups[col] = (np.zeros(1, dtype=np.int64), pd.Index([value]))
-    status = deal["status"].iat[0]
-    closed = micros(deal["closed_at"])
-    return Deals(
-        index=pd.Index(deal["deal_id"]),
-        created=micros(deal["created_at"]),
-        closed=closed,
-        won=np.asarray([status == "won"]) & (closed != NAT),
-        lost=np.asarray([status == "lost"]) & (closed != NAT),
-        final_amount=deal["amount"].to_numpy(dtype=np.float64),
-        owner=lookups["owner_id"][0],
-        owners=lookups["owner_id"][1],
-        team=lookups["team"][0],
-        teams=lookups["team"][1],
-        account=lookups["account_id"][0],
-        accounts=lookups["account_id"][1],
-        product=lookups["product"][0],
-        products=lookups["product"][1],
-    )
+    return deals_from(deal, pd.Index(deal["deal_id"]), lookups)
 
 
 _EMPTY = pd.Index([])

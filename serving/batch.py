@@ -13,8 +13,8 @@ which calls
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
+import functools
 import gc
 import multiprocessing
 import os
@@ -95,8 +95,18 @@ def release_memory() -> None:
     otherwise, and a worker (or the parent) would stay at its largest slice for good."""
     gc.collect()
     pa.default_memory_pool().release_unused()  # Arrow's own allocator keeps freed blocks too
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, loaded once per process (None where there is no glibc)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def score_in_chunks(
