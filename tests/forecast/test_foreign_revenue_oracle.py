@@ -18,15 +18,16 @@ from salesml.synth.truth import DEALS_TRUTH, TRUTH_DIR
 
 def test_order_expectation_matches_what_the_generator_draws_on_average() -> None:
     """Two years of one seed's orders: the months' won revenue scatters around the expected
-    values without bias (months of ~30 orders a day: a few % of noise each)."""
+    values without bias. The gamma-mixed daily counts give a month about 9 % of noise (seed
+    7), so the mean of 24 months is within 2 % (1 sd) and 6 % is a 3-sd bound."""
     start, end = date(2022, 1, 1), date(2024, 1, 1)
     deals, _ = make_orders(7, start, end)
     day = pd.to_datetime(deals["closed_at"]).dt.tz_localize(None).dt.normalize()
     won = deals.groupby(day)["amount"].sum()
     ratio = period_totals(won, "month") / period_totals(order_expected(7, start, end), "month")
     assert len(ratio) == 24
-    assert ratio.mean() == pytest.approx(1.0, abs=0.03)
-    assert ratio.min() > 0.75 and ratio.max() < 1.25
+    assert ratio.mean() == pytest.approx(1.0, abs=0.06)
+    assert ratio.min() > 0.7 and ratio.max() < 1.3
 
 
 def _truth(tmp_path: Path, median: float, status: str, stage: str) -> Path:
