@@ -356,23 +356,3 @@ def test_widths_past_the_backtest_grow_with_the_drift_not_with_the_noise() -> No
     assert mixed[-1]["upper_80"] < grown < mixed[-1]["upper_80"] * np.sqrt(12 / 3)
     assert grown == pytest.approx(np.sqrt(0.04 + 0.01 * 12))
     assert widened(mixed, 1) == mixed[1]  # inside the table: the table's own row
-
-
-def test_ensemble_members_are_those_best_on_most_origins_not_on_the_biggest_one() -> None:
-    """One origin's actuals are ten times the others'. ``prophet`` is exact there and fifth of
-    seven elsewhere; ``mstl`` is second on the seven small origins and last on the big one.
-    By pooled WAPE prophet (0.06) would beat mstl (0.20) into the ensemble; by the mean rank
-    over origins mstl is in and prophet out."""
-    rows = _rows(0.4, seed=1)
-    big = (rows["origin"] == rows["origin"].max()).to_numpy()
-    rows.loc[big, "actual"] *= 10
-    actual = rows["actual"].to_numpy()
-    for name, err in (("ets", 0.02), ("theta", 0.08), ("arima", 0.1), ("prophet_daily", 0.2)):
-        rows[name] = actual * (1 + err)
-    rows["seasonal_naive"] = actual * 1.3
-    rows["mstl"] = actual * np.where(big, 1.3, 1.05)
-    rows["prophet"] = actual * np.where(big, 1.0, 1.15)
-    choice = select(rows, 3, [BLEND, *METHODS])
-    assert choice.scores["prophet"]["wape_total"] < choice.scores["mstl"]["wape_total"]
-    assert choice.champion == "ensemble"
-    assert sorted(choice.members) == ["arima", "ets", "mstl", "theta"]

@@ -129,11 +129,7 @@ def choose(
         c: rows[c].to_numpy(dtype=float) for c in candidates if c in rows and rows[c].notna().all()
     }
     scores = {c: _wape(actual, p) for c, p in preds.items()}
-    pool = [c for c in scores if c in POOL]
-    ranks = origin_ranks(rows, {c: preds[c] for c in pool})
-    # Members by their mean rank over origins (ties: pooled WAPE): one big origin (a December)
-    # does not buy a place in the ensemble for a forecaster that loses the other ones.
-    ranked = sorted(pool, key=lambda c: (ranks[c], scores[c]))
+    ranked = sorted((c for c in scores if c in POOL), key=lambda c: scores[c])
     members = ranked[:ENSEMBLE_SIZE]
     if len(members) >= 2:
         preds[ENSEMBLE] = np.mean([preds[c] for c in members], axis=0)
@@ -150,21 +146,6 @@ def choose(
     champion = min(dict.fromkeys(order), key=lambda c: scores[c])
     chosen = members if champion == ENSEMBLE else [champion]
     return champion, {c: 1.0 / len(chosen) for c in chosen}, preds
-
-
-def origin_ranks(rows: pd.DataFrame, preds: dict[str, np.ndarray]) -> dict[str, float]:
-    """Each method's mean over origins of its rank (1 = best) by that origin's WAPE: how often
-    it is among the best, whatever the size of the origin's periods."""
-    if not preds:
-        return {}
-    actual = rows["actual"].to_numpy(dtype=float)
-    names = list(preds)
-    per_origin = []
-    for idx in rows.groupby("origin", sort=True).indices.values():
-        values = [_wape(actual[idx], preds[c][idx]) for c in names]
-        per_origin.append(pd.Series(values, index=names).rank(method="average").to_numpy())
-    mean = np.mean(per_origin, axis=0)
-    return {c: float(m) for c, m in zip(names, mean, strict=True)}
 
 
 def select(
