@@ -711,8 +711,7 @@ def _from_state(
     # The batch sorts the deals by id: a new deal's rows come after those of the ids before it.
     at = loc if loc >= 0 else int(base.index.searchsorted([deal_id])[0])
     offset = float(state.push_before[at])
-    zero = np.zeros(1, np.int64)
-    st = coded_stage_features(coded, 1, zero, zero, t, positions=positions, push_offset=offset)
+    st = _one_deal_stages(coded, int(t[0]), positions[0], offset)
     if len(own.stage) == 0:
         st = _flat_values(context, fields, st)
     owner_id = fields.get("owner_id")
@@ -972,4 +971,57 @@ def _own_stages(own: OwnRows, names: list[str], where: dict[str, int] | None) ->
         amount=own.amount,
         expected_close=own.expected_close,
         vocabulary=names,
+    )
+
+
+def _one_deal_stages(
+    coded: CodedStages, now: int, positions: FloatArray, push_offset: float
+) -> StageFeatures:
+    """``coded_stage_features(coded, 1, [0], [0], [now], positions=[positions],
+    push_offset=push_offset)`` of one deal's rows (deal 0), row by row: the same comparisons
+    and the same float additions in the same order (its running totals are sequential sums),
+    without the vectorised machinery's per-call cost."""
+    time, stage_code = coded.time, coded.stage
+    keep = np.flatnonzero(time != NAT)
+    order = keep[np.lexsort([stage_code[keep], time[keep]])]  # by (time, stage), stable
+    times = time[order]
+    end = int(np.searchsorted(times, now, side="right"))
+    if end == 0:
+        nan = np.full(1, np.nan)
+        return StageFeatures(
+            np.full(1, -1, np.int64), nan, nan, nan, nan, nan, nan, np.full(1, NAT, np.int64)
+        )
+    stage = stage_code[order[:end]].tolist()
+    ecd = coded.expected_close[order[:end]].tolist()
+    amount = coded.amount[order[:end]].tolist()
+    pos = np.nan_to_num(positions, nan=-1.0).tolist() if len(positions) else []
+    run_start, pushes, push_total, changes, back = 0, 0.0, push_offset, 0.0, 0.0
+    for i in range(1, end):
+        here, before = stage[i], stage[i - 1]
+        if here != before:
+            run_start = i
+            # a code of -1 reads the last position, as the vectorised lookup does
+            if pos and 0 <= pos[here] < pos[max(before, 0)]:
+                back += 1.0
+        if ecd[i] != NAT and ecd[i - 1] != NAT and ecd[i] > ecd[i - 1]:
+            pushes += 1.0
+            push_total += float(np.float64(ecd[i] - ecd[i - 1]) / MICROS_PER_DAY)
+        a, b = amount[i], amount[i - 1]
+        if not (math.isnan(a) and math.isnan(b)) and a != b:
+            changes += 1.0
+    last = end - 1
+    t = np.array([now], dtype=np.int64)
+
+    def one(value: float) -> FloatArray:
+        return np.array([value], dtype=np.float64)
+
+    return StageFeatures(
+        stage=np.array([stage[last]], dtype=np.int64),
+        days_in_stage=days_between(t, times[run_start : run_start + 1]),
+        stage_regressions=one(back),
+        close_date_pushes=one(pushes),
+        push_days_total=one(push_total - push_offset),
+        amount=one(amount[last]),
+        amount_changes=one(changes),
+        expected_close=np.array([ecd[last]], dtype=np.int64),
     )
