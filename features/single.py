@@ -150,13 +150,34 @@ class DealContext:
 
     # What a feature row reads per request, indexed once (on first use) for plain lookups.
     @functools.cached_property
-    def columns(self) -> dict[str, np.ndarray]:
-        """The deals table's columns as arrays (datetimes in microseconds, others objects)."""
-        out: dict[str, np.ndarray] = {}
+    def columns(self) -> dict[str, _Column]:
+        """The deals table's columns a feature row reads (not the deal's name, not unread
+        custom fields), each as numbers or as codes into its distinct values: what
+        ``known_deal`` reads a deal's fields from, in about the memory of the numbers."""
+        read = {
+            *DATETIME_COLUMNS,
+            "status",
+            "amount",
+            "stage",
+            *INFO_COLUMNS[:3],
+            "product",
+            *STATIC_COLUMNS.values(),
+            *(s for s in self.sources.values() if s is not None and s != "stage"),
+            *(f.name for f in self.spec),
+        }
+        out: dict[str, _Column] = {}
         for column in self.deals_table.columns:
             name = str(column)
+            if name not in read:
+                continue
             values = self.deals_table[column]
-            out[name] = micros(values) if name in DATETIME_COLUMNS else values.to_numpy(object)
+            if name in DATETIME_COLUMNS:
+                out[name] = _Column(micros(values), None)
+            elif values.dtype == np.float64:
+                out[name] = _Column(values.to_numpy(), None)
+            else:
+                codes_, uniques = pd.factorize(values, use_na_sentinel=True)
+                out[name] = _Column(codes_, np.append(uniques.to_numpy(dtype=object), np.nan))
         return out
 
     @functools.cached_property
@@ -233,6 +254,19 @@ class DealContext:
         if base is not None and base[0] is vocab:
             return base[2]
         return _category_dtype(tuple(vocab))
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A deals column: its values (``labels`` None), or codes into ``labels`` (-1: missing,
+    the last label)."""
+
+    values: np.ndarray
+    labels: np.ndarray | None
+
+    def at(self, loc: int) -> object:
+        value = self.values[loc]
+        return value.item() if self.labels is None else self.labels[value]
 
 
 @dataclass(frozen=True)
@@ -494,7 +528,8 @@ def known_deal(context: DealContext, deal_id: object) -> tuple[dict[str, object]
     loc = context.position(deal_id)
     if loc < 0:
         raise KeyError(deal_id)
-    fields = {name: column[loc] for name, column in context.columns.items()}
+    fields = {name: column.at(loc) for name, column in context.columns.items()}
+    fields["deal_id"] = context.deals.index[loc]
     stages = context.stages
     if context.state is not None:
         rows = context.state.rows_of(loc)
@@ -776,7 +811,7 @@ def _vocabularies(
             continue
         if source is None:
             continue
-        old = [] if loc < 0 else _cell_strings(context.columns[source][loc])
+        old = [] if loc < 0 else _cell_strings(context.columns[source].at(loc))
         values = context.values[name]
         new = _changed_values(context.counts[name], values, old, _cell_strings(fields.get(source)))
         if new is not values:
