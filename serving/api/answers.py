@@ -5,6 +5,7 @@ encoded JSON."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -13,9 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
-
 from salesml.explain import score_change as attribute_change
+from serving.api.encoding import encode_row
 from serving.api.problems import ProblemError
 from serving.api.schemas import (
     DealResponse,
@@ -34,7 +34,6 @@ from serving.api.state import (
     ServingState,
     Snapshot,
     dumps,
-    encode_score_row,
     jsonable,
     records,
 )
@@ -369,12 +368,27 @@ async def _whatif_records(
     snap: Snapshot, state: ServingState, changes: list[Change]
 ) -> list[dict[str, Any]]:
     """The score rows of the what-ifs and new deals, in the order of ``changes``."""
-    assert snap.data is not None
+    data = snap.data
+    assert data is not None
     out: list[dict[str, Any]] = [{} for _ in changes]
-    for group in _rounds(changes):
-        picked = [changes[n] for n in group]
-        rows = await run_in_threadpool(whatif_rows, snap.data, picked)
-        future = state.scorer.submit(rows, snap.models, snap.data.as_of, batchable=False)
+    # Each round's feature rows are built on the scoring thread, where they are scored (one
+    # hop instead of a thread pool's and then the scorer's), and scored in one call with the
+    # rows of the other requests waiting (rows are scored one by one: the batch changes no
+    # value; tests/serving/test_live_answers.py).
+    futures = [
+        (
+            group,
+            state.scorer.submit(
+                None,
+                snap.models,
+                data.as_of,
+                batchable=True,
+                build=functools.partial(whatif_rows, data, [changes[n] for n in group]),
+            ),
+        )
+        for group in _rounds(changes)
+    ]
+    for group, future in futures:
         for n, record in zip(group, records(await asyncio.wrap_future(future)), strict=True):
             out[n] = record
     return out
@@ -405,7 +419,7 @@ async def score_answer(
         for deal_id, record in zip(
             misses, records(await asyncio.wrap_future(pending)), strict=True
         ):
-            encoded = encode_score_row(record)
+            encoded = encode_row(record)
             plain_out[deal_id] = encoded
             if memo is not None:
                 memo.put(deal_id, encoded)
@@ -416,7 +430,7 @@ async def score_answer(
         else:
             row = dict(whatif_out[n])
             row["deal_id"] = plan.changes[n].client_id
-            scores.append(encode_score_row(row))
+            scores.append(encode_row(row))
     # Pre-encoded JSON (rows validated by ScoreRow on encoding): exactly what ScoreResponse
     # would render, without validating and encoding the rows again.
     return b"".join(

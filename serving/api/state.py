@@ -48,11 +48,27 @@ log = logging.getLogger("salesml.api")
 # -- the scoring thread ----------------------------------------------------------------------
 @dataclass
 class _Job:
-    features: pd.DataFrame
+    features: pd.DataFrame | None  # None until ``build`` has run (on the scoring thread)
     models: Any
     as_of: pd.Timestamp
     batchable: bool
     future: Future[pd.DataFrame] = field(default_factory=Future)
+    build: Callable[[], pd.DataFrame] | None = None
+
+    @property
+    def rows(self) -> int:
+        return 1 if self.features is None else len(self.features)
+
+    def ready(self) -> bool:
+        """Build the features when the job carries a builder; False when that failed (the
+        request gets the exception, e.g. a ``ProblemError`` for a what-if asked wrongly)."""
+        if self.features is None and self.build is not None:
+            try:
+                self.features = self.build()
+            except Exception as exc:
+                self.future.set_exception(exc)
+                return False
+        return True
 
 
 def _batches(jobs: list[_Job]) -> list[list[_Job]]:
@@ -60,6 +76,7 @@ def _batches(jobs: list[_Job]) -> list[list[_Job]]:
     concurrent requests for one deal are scored apart: the frame's index must be unique)."""
     groups: dict[tuple[int, pd.Timestamp], list[tuple[list[_Job], set[Any]]]] = {}
     for job in jobs:
+        assert job.features is not None
         batches = groups.setdefault((id(job.models), job.as_of), [])
         ids = set(job.features.index)
         home = next((b for b in batches if not b[1] & ids), None)
@@ -81,9 +98,19 @@ class Scorer:
         self._lock = threading.Lock()
 
     def submit(
-        self, features: pd.DataFrame, models: Any, as_of: pd.Timestamp, *, batchable: bool
+        self,
+        features: pd.DataFrame | None,
+        models: Any,
+        as_of: pd.Timestamp,
+        *,
+        batchable: bool,
+        build: Callable[[], pd.DataFrame] | None = None,
     ) -> Future[pd.DataFrame]:
-        job = _Job(features, models, as_of, batchable)
+        """Score ``features`` (or what ``build()`` gives, called on the scoring thread: a live
+        answer's feature row is built where it is scored, with no hop through a thread pool)."""
+        if features is None and build is None:
+            raise ValueError("give features or a build function")
+        job = _Job(features, models, as_of, batchable, build=build)
         self._ensure_thread()
         self._queue.put(job)
         return job.future
@@ -106,7 +133,7 @@ class Scorer:
             job = self._queue.get()
             if job is None:
                 return
-            jobs, rows = [job], len(job.features)
+            jobs, rows = [job], job.rows
             while rows < self.max_rows:
                 try:
                     more = self._queue.get_nowait()
@@ -116,7 +143,8 @@ class Scorer:
                     self._queue.put(None)
                     break
                 jobs.append(more)
-                rows += len(more.features)
+                rows += more.rows
+            jobs = [j for j in jobs if j.ready()]
             for j in jobs:
                 if not j.batchable:
                     self._score([j])
@@ -126,7 +154,7 @@ class Scorer:
     @staticmethod
     def _score(jobs: list[_Job]) -> None:
         try:
-            frames = [j.features for j in jobs]
+            frames = [j.features for j in jobs if j.features is not None]
             features = pd.concat(frames) if len(frames) > 1 else frames[0]
             rows = score_features(features, jobs[0].models, jobs[0].as_of)
         except Exception as exc:  # handed to the requests, which answer 500 without details
@@ -135,7 +163,7 @@ class Scorer:
             return
         start = 0
         for j in jobs:
-            n = len(j.features)
+            n = j.rows
             j.future.set_result(rows.iloc[start : start + n].reset_index(drop=True))
             start += n
 
