@@ -195,6 +195,22 @@ def _cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def _rss_mb(pid: int | None) -> float | None:
+    """Resident memory of a server process and its children, MB (None without psutil)."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        return round(sum(p.memory_info().rss for p in procs) / 2**20, 1)
+    except psutil.Error:
+        return None
+
+
 def _load(
     port: int, requests: list[bytes], clients: int, seconds: float, pid: int | None = None
 ) -> dict[str, Any]:
@@ -217,6 +233,9 @@ def _load(
     }
     if cpu_before is not None and cpu_after is not None and len(ms):
         out["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / len(ms), 3)
+    rss = _rss_mb(pid)
+    if rss is not None:
+        out["server_rss_mb"] = rss
     return out
 
 
@@ -322,6 +341,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of both servers (salesml serve --workers, mlflow models serve "
+        "--workers); both default to 1",
+    )
     args = parser.parse_args(argv)
     home = args.home.resolve()
     env = dict(os.environ)
@@ -354,12 +380,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds": args.seconds,
         "deals_in_run": len(deal_ids),
         "cpus": os.cpu_count(),
+        "workers": args.workers,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     bin_dir = Path(sys.executable).parent
     port = _free_port()
     server = subprocess.Popen(
-        [str(bin_dir / "salesml"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(bin_dir / "salesml"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -395,6 +431,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "127.0.0.1",
                 "-p",
                 str(peer_port),
+                "--workers",
+                str(args.workers),
             ],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -35,7 +35,6 @@ from serving.api.state import (
     Snapshot,
     dumps,
     jsonable,
-    records,
 )
 from serving.api.whatif import (
     NEW_PREFIX,
@@ -384,12 +383,13 @@ async def _whatif_records(
                 data.as_of,
                 batchable=True,
                 build=functools.partial(whatif_rows, data, [changes[n] for n in group]),
+                as_records=True,
             ),
         )
         for group in _rounds(changes)
     ]
     for group, future in futures:
-        for n, record in zip(group, records(await asyncio.wrap_future(future)), strict=True):
+        for n, record in zip(group, await asyncio.wrap_future(future), strict=True):
             out[n] = record
     return out
 
@@ -413,12 +413,12 @@ async def score_answer(
     misses = list(dict.fromkeys(d for d in plan.plain if d not in plain_out))
     pending = None
     if misses:
-        pending = state.scorer.submit(plain_rows(data, misses), models, data.as_of, batchable=True)
+        pending = state.scorer.submit(
+            plain_rows(data, misses), models, data.as_of, batchable=True, as_records=True
+        )
     whatif_out = await _whatif_records(snap, state, plan.changes) if plan.changes else []
     if pending is not None:
-        for deal_id, record in zip(
-            misses, records(await asyncio.wrap_future(pending)), strict=True
-        ):
+        for deal_id, record in zip(misses, await asyncio.wrap_future(pending), strict=True):
             encoded = encode_row(record)
             plain_out[deal_id] = encoded
             if memo is not None:

@@ -52,8 +52,9 @@ class _Job:
     models: Any
     as_of: pd.Timestamp
     batchable: bool
-    future: Future[pd.DataFrame] = field(default_factory=Future)
+    future: Future[Any] = field(default_factory=Future)
     build: Callable[[], pd.DataFrame] | None = None
+    as_records: bool = False  # the result as ``records(rows)``, not a frame
 
     @property
     def rows(self) -> int:
@@ -105,12 +106,15 @@ class Scorer:
         *,
         batchable: bool,
         build: Callable[[], pd.DataFrame] | None = None,
-    ) -> Future[pd.DataFrame]:
+        as_records: bool = False,
+    ) -> Future[Any]:
         """Score ``features`` (or what ``build()`` gives, called on the scoring thread: a live
-        answer's feature row is built where it is scored, with no hop through a thread pool)."""
+        answer's feature row is built where it is scored, with no hop through a thread pool).
+        The future gives the score rows' frame, or with ``as_records`` their ``records`` (read
+        once for the whole batch instead of once per request)."""
         if features is None and build is None:
             raise ValueError("give features or a build function")
-        job = _Job(features, models, as_of, batchable, build=build)
+        job = _Job(features, models, as_of, batchable, build=build, as_records=as_records)
         self._ensure_thread()
         self._queue.put(job)
         return job.future
@@ -161,10 +165,14 @@ class Scorer:
             for j in jobs:
                 j.future.set_exception(exc)
             return
+        listed = records(rows) if any(j.as_records for j in jobs) else []
         start = 0
         for j in jobs:
             n = j.rows
-            j.future.set_result(rows.iloc[start : start + n].reset_index(drop=True))
+            if j.as_records:
+                j.future.set_result(listed[start : start + n])
+            else:
+                j.future.set_result(rows.iloc[start : start + n].reset_index(drop=True))
             start += n
 
 
