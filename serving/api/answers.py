@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -244,6 +245,9 @@ FOREIGN_OWNER = "this key scores deals of its own team's reps only"
 status and text for both, so a key cannot learn another team's rep ids or statistics."""
 
 
+_NEW_KEYS = itertools.count()  # the internal ids of new deals, unique in the process
+
+
 @dataclass
 class _Plan:
     """A score request's deals, checked: known deals scored as they are, what-ifs and new deals,
@@ -321,7 +325,9 @@ def _new_item(
     _check_owner(data, principal, deal.owner_id, f"{where}.deal")
     _check_stage(data, deal.stage, f"{where}.deal")
     client_id = deal.deal_id or f"new-{i + 1}"
-    change = Change(f"{NEW_PREFIX}{i}", client_id, where, new=deal)
+    # A key of its own (never shown): new deals of concurrent requests are scored together,
+    # and a scoring batch holds each key once.
+    change = Change(f"{NEW_PREFIX}{next(_NEW_KEYS)}", client_id, where, new=deal)
     team = effective_team(data, change)
     if principal.team is not None:
         if team is None:

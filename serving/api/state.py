@@ -34,7 +34,7 @@ import pandas as pd
 
 from features.history import load_history
 from salesml.scoring import Scorer as ScoringModel
-from salesml.scoring import score_features
+from salesml.scoring.scorer import score_columns
 from salesml.warehouse import connect, data_span
 from serving.api import models as registry
 from serving.api.schemas import ScoreRow
@@ -160,18 +160,27 @@ class Scorer:
         try:
             frames = [j.features for j in jobs if j.features is not None]
             features = pd.concat(frames) if len(frames) > 1 else frames[0]
-            rows = score_features(features, jobs[0].models, jobs[0].as_of)
+            n_rows = len(features)
+            # Records are read straight from the columns; a frame is built only for the jobs
+            # that want one (the same values: tests/serving/test_live_answers.py).
+            columns = score_columns(features, jobs[0].models, jobs[0].as_of)
+            listed = column_records(columns, n_rows) if any(j.as_records for j in jobs) else []
+            rows = (
+                pd.DataFrame(columns, index=pd.RangeIndex(n_rows))
+                if not all(j.as_records for j in jobs)
+                else None
+            )
         except Exception as exc:  # handed to the requests, which answer 500 without details
             for j in jobs:
                 j.future.set_exception(exc)
             return
-        listed = records(rows) if any(j.as_records for j in jobs) else []
         start = 0
         for j in jobs:
             n = j.rows
             if j.as_records:
                 j.future.set_result(listed[start : start + n])
             else:
+                assert rows is not None
                 j.future.set_result(rows.iloc[start : start + n].reset_index(drop=True))
             start += n
 
@@ -327,6 +336,33 @@ def _priced(snap: Snapshot) -> Snapshot:
         return snap
     models = snap.models.priced(snap.data.list_prices)
     return snap if models is snap.models else replace(snap, models=models)
+
+
+def column_records(columns: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """``records(pd.DataFrame(columns))`` without the frame (``score_columns``' output: arrays
+    of ``n`` values, or one value for every row). A live answer's row pays ~1 ms for building
+    the frame and reading it back."""
+    if not columns:
+        return [{} for _ in range(n)]
+    names = list(columns)
+    values = [_column_values(columns[name], n) for name in names]
+    return [jsonable(dict(zip(names, row, strict=True))) for row in zip(*values, strict=True)]
+
+
+def _column_values(column: Any, n: int) -> list[Any]:
+    """The values a frame's column built from ``column`` gives to ``tolist`` (before
+    ``jsonable``): datetimes as ``Timestamp``/``NaT``, scalars repeated."""
+    if isinstance(column, np.ndarray):
+        if column.dtype.kind == "M":
+            return list(pd.DatetimeIndex(column).tolist())
+        if column.ndim != 1 or len(column) != n:
+            raise ValueError(f"a column of {column.shape} values for {n} rows")
+        return list(column.tolist())
+    if isinstance(column, pd.Index | pd.Series | pd.api.extensions.ExtensionArray):
+        return list(column.tolist())
+    if isinstance(column, np.datetime64):
+        column = pd.Timestamp(column)
+    return [column] * n
 
 
 def records(rows: pd.DataFrame) -> list[dict[str, Any]]:

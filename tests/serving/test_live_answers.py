@@ -76,13 +76,13 @@ def test_live_rows_built_and_batched_on_the_scoring_thread_equal_one_by_one(
     changes = _random_changes(index, random.Random(SEED), 24)
     expected = [_one_by_one(index, model, c) for c in changes]
     batch_sizes: list[int] = []
-    real = state_module.score_features
+    real = state_module.score_columns
 
-    def counted(features: pd.DataFrame, models: Any, as_of: pd.Timestamp) -> pd.DataFrame:
+    def counted(features: pd.DataFrame, models: Any, as_of: pd.Timestamp) -> dict[str, Any]:
         batch_sizes.append(len(features))
         return real(features, models, as_of)
 
-    monkeypatch.setattr(state_module, "score_features", counted)
+    monkeypatch.setattr(state_module, "score_columns", counted)
     gate = threading.Event()
 
     def held() -> pd.DataFrame:  # keeps the thread busy until every job is queued
@@ -200,3 +200,21 @@ def test_fast_encoding_equals_the_pydantic_rows_on_random_requests(
         for _ in range(3):
             edited = _mutated(record, rng)
             assert _encoded(encode_row, edited) == _encoded(encode_score_row, edited)
+
+
+def test_a_new_deals_internal_key_changes_none_of_its_values(
+    workspace: Workspace, index: DataIndex
+) -> None:
+    """New deals get a process-wide unique internal key (so concurrent requests' new deals are
+    scored together); the key is never a value of the row."""
+    model = workspace.model.priced(index.list_prices)
+    for change in _random_changes(index, random.Random(SEED + 2), 30):
+        if change.new is None:
+            continue
+        other = Change(f"{NEW_PREFIX}987654", change.client_id, change.where, new=change.new)
+        first, second = whatif_rows(index, [change]), whatif_rows(index, [other])
+        pd.testing.assert_frame_equal(
+            first.reset_index(drop=True), second.reset_index(drop=True), check_exact=True
+        )
+        a, b = _one_by_one(index, model, change), _one_by_one(index, model, other)
+        assert [{**r, "deal_id": None} for r in a] == [{**r, "deal_id": None} for r in b]
