@@ -18,7 +18,10 @@ each at ``--clients`` clients and at 1 client, and ``GET /v1/deals/{id}`` (cache
 and at ``--clients`` clients. The peer: ``mlflow models serve`` on the same bundle, one
 ``dataframe_split`` row of the same deals' features to ``/invocations`` (prediction only).
 Prints one JSON object: latencies in ms, throughput in requests per second, the server's CPU
-time per request, the load average around each phase, and the ratios against the peer.
+time per request and resident memory (its worker processes included), the load average around
+each phase, and the ratios against the peer. ``--workers N`` starts both servers with N worker
+processes (default 1 each: ``salesml serve``'s default, which CRM events need, and ``mlflow
+models serve``'s).
 """
 
 from __future__ import annotations
