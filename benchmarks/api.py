@@ -338,6 +338,45 @@ def _open_stages(home: Path) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def _peer(
+    home: Path, env: dict[str, str], workers: int, clients: int, seconds: float
+) -> dict[str, Any]:
+    """``mlflow models serve`` on the champion, driven like ours (one ``dataframe_split`` row
+    of a deal's features per request)."""
+    bin_dir = Path(sys.executable).parent
+    peer_port = _free_port()
+    peer = subprocess.Popen(
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/salesml-win@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(peer_port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{peer_port}/ping", 300, peer)
+        rows = [
+            request("POST", peer_port, "/invocations", {}, row) for row in _peer_rows(home, 200)
+        ]
+        _load(peer_port, rows[:20], 4, 2.0)
+        return _load(peer_port, rows, clients, seconds, peer.pid)
+    finally:
+        peer.terminate()
+        peer.wait(30)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
@@ -420,37 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         server.terminate()
         server.wait(30)
     if not args.skip_peer:
-        peer_port = _free_port()
-        peer = subprocess.Popen(
-            [
-                str(bin_dir / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                "models:/salesml-win@champion",
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "-p",
-                str(peer_port),
-                "--workers",
-                str(args.workers),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait(f"http://127.0.0.1:{peer_port}/ping", 300, peer)
-            rows = [
-                request("POST", peer_port, "/invocations", {}, row) for row in _peer_rows(home, 200)
-            ]
-            _load(peer_port, rows[:20], 4, 2.0)
-            result["mlflow_serve_one_deal"] = _load(peer_port, rows, clients, seconds, peer.pid)
-        finally:
-            peer.terminate()
-            peer.wait(30)
+        result["mlflow_serve_one_deal"] = _peer(home, env, args.workers, clients, seconds)
         theirs = result["mlflow_serve_one_deal"]
         for name in ("one_deal", "whatif", "new_deal"):  # cached, then the live answers
             ours = result[f"salesml_score_{name}"]
