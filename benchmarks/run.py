@@ -226,7 +226,12 @@ def _latency_row(
         Measurement(load["p99_ms"] / 1000, 0),
         peer,
         "mlflow models serve (prediction only)" if peer is not None else "—",
-        note=f"p50 {load['p50_ms']:.1f} ms, {load['throughput_rps']:.0f} req/s",
+        note=f"p50 {load['p50_ms']:.1f} ms, {load['throughput_rps']:.0f} req/s"
+        + (
+            f", server CPU {load['server_cpu_ms_per_request']:.1f} ms/request"
+            if load.get("server_cpu_ms_per_request") is not None
+            else ""
+        ),
     )
 
 
