@@ -22,6 +22,7 @@ Activities are read per deal only, so an activity never changes the context.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
@@ -117,7 +118,7 @@ class LiveContext:
         if (locs < 0).any():
             raise StaleContextError("a new deal")
         old = np.concatenate([state.rows_of(int(loc)) for loc in locs])
-        new_rows = history.stage_history[history.stage_history["deal_id"].isin(dirty)]
+        new_rows = history.stage_history.iloc[positions_of(history.stage_history, dirty)]
         if new_rows["stage"].isna().any():
             raise StaleContextError("a stage row without a stage")
         names = Counter(ctx.stage_counts)
@@ -164,7 +165,7 @@ class LiveContext:
         locs = ctx.deals.index.get_indexer(pd.Index(touched))
         if (locs < 0).any():
             raise StaleContextError("a new deal")
-        mine = _positions_of(history.deals, touched)
+        mine = positions_of(history.deals, touched)
         now = history.deals.iloc[mine]
         now = now.set_index(pd.Index(now["deal_id"].to_numpy(dtype=object).astype(str)))
         if len(now) != len(touched):
@@ -300,17 +301,42 @@ class LiveContext:
         return out, ctx
 
 
-def _positions_of(frame: pd.DataFrame, deals: Sequence[str]) -> np.ndarray:
+# id(frame) -> (a weak reference to the frame, its deal_id column as text objects)
+_DEAL_IDS: dict[int, tuple[weakref.ref[pd.DataFrame], np.ndarray]] = {}
+
+
+def deal_id_array(frame: pd.DataFrame) -> np.ndarray:
+    """``frame``'s ``deal_id`` column as an object array of ``str`` (None where missing), kept
+    while the frame lives: the applier reads the same history's ids several times a round,
+    and turning an Arrow string column of the whole history into objects costs more than
+    the round's own work (``remember_deal_ids`` hands over a grown frame's ids)."""
+    found = _DEAL_IDS.get(id(frame))
+    if found is not None and found[0]() is frame:
+        return found[1]
+    ids = frame["deal_id"].to_numpy(dtype=object, na_value=None)
+    ids = np.asarray([v if v is None or isinstance(v, str) else str(v) for v in ids], object)
+    remember_deal_ids(frame, ids)
+    return ids
+
+
+def remember_deal_ids(frame: pd.DataFrame, ids: np.ndarray) -> None:
+    """Keep ``ids`` as ``frame``'s (``deal_id_array``); entries of dead frames are dropped."""
+    for key in [k for k, (ref, _) in _DEAL_IDS.items() if ref() is None]:
+        del _DEAL_IDS[key]
+    _DEAL_IDS[id(frame)] = (weakref.ref(frame), ids)
+
+
+def positions_of(frame: pd.DataFrame, deals: Sequence[str]) -> np.ndarray:
     """Row positions of ``frame`` whose ``deal_id`` is one of ``deals``, in frame order (on
     plain object arrays: pandas' isin on Arrow-backed strings is slow, ``features.spec``)."""
-    ids = pd.Series(frame["deal_id"].to_numpy(dtype=object))
+    ids = pd.Series(deal_id_array(frame), copy=False)
     return np.flatnonzero(ids.isin(list(deals)).to_numpy(dtype=bool))
 
 
 def _rows_by_deal(frame: pd.DataFrame, deals: Sequence[str]) -> dict[str, np.ndarray]:
     """``deal_id -> its row positions in frame`` (in frame order) for ``deals``."""
-    found = _positions_of(frame, deals)
-    ids = frame["deal_id"].to_numpy(dtype=object)[found].astype(str)
+    found = positions_of(frame, deals)
+    ids = deal_id_array(frame)[found].astype(str)
     out: dict[str, list[int]] = {}
     for position, deal_id in zip(found.tolist(), ids.tolist(), strict=True):
         out.setdefault(deal_id, []).append(position)
