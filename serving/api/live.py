@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ def typed_rows(history: History, name: str, new: list[dict[str, Any]]) -> pd.Dat
                 series = pd.to_numeric(series, errors="coerce")
             columns[column] = series.astype(base[column].dtype)
         elif kind in ("timestamp", "date"):
-            if not all(v is None or isinstance(v, datetime) for v in values):
+            if not all(v is None or isinstance(v, date) for v in values):
                 return _canonical_rows(history, name, new)
             columns[column] = to_naive_utc(pd.Series(values, dtype=object))
         elif kind in ("float", "int"):
@@ -631,12 +631,12 @@ class LiveEvents:
             answers = dict(run.answers)
             stale, todo = [], []
             for deal, live in list(self._live.items()):
-                if self._covered(run, live.score):
+                if live.answer is not None and live.base is run.info:
+                    answers[deal] = live.answer  # published on this run: nothing to check
+                elif self._covered(run, live.score):
                     stale.append(deal)
-                elif live.answer is None or live.base is not run.info:
-                    todo.append(live)
                 else:
-                    answers[deal] = live.answer
+                    todo.append(live)
             for deal, answer in live_answers(run, [live.score for live in todo]).items():
                 self._live[deal].answer, self._live[deal].base = answer, run.info
                 answers[deal] = answer

@@ -21,11 +21,13 @@ Activities are read per deal only, so an activity never changes the context.
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -166,18 +168,19 @@ class LiveContext:
         if (locs < 0).any():
             raise StaleContextError("a new deal")
         mine = positions_of(history.deals, touched)
-        now = history.deals.iloc[mine]
-        now = now.set_index(pd.Index(now["deal_id"].to_numpy(dtype=object).astype(str)))
-        if len(now) != len(touched):
+        if len(mine) != len(touched):
             raise StaleContextError("a deal id twice")
         columns = [c for c in table.columns if c not in STAGE_COLUMNS]
         # (``current_stage``'s source "stage" names the stage history, not the column)
         read = {v for k, v in ctx.sources.items() if k != "current_stage"}
         if read & {*STAGE_COLUMNS}:
             columns = list(table.columns)
-        before = table.iloc[locs][columns].set_index(pd.Index(touched))
-        after = now.loc[list(touched), columns]
-        if not before.astype(str).equals(after.astype(str)):
+        # Compared as text, value by value, on the touched rows only (a DataFrame per step
+        # costs more than the round's few rows).
+        ids = deal_id_array(history.deals)[mine]
+        now = dict(zip(ids, _texts(history.deals, mine, columns), strict=True))
+        before = _texts(table, locs, columns)
+        if any(now.get(deal) != row for deal, row in zip(touched, before, strict=True)):
             raise StaleContextError("a deal field other than stage, amount or close date changed")
         # The leakage screen of the deals without stage history reads these columns: only
         # their rows, and which deals they are. A touched deal with stage rows in the context
@@ -331,6 +334,19 @@ def positions_of(frame: pd.DataFrame, deals: Sequence[str]) -> np.ndarray:
     plain object arrays: pandas' isin on Arrow-backed strings is slow, ``features.spec``)."""
     ids = pd.Series(deal_id_array(frame), copy=False)
     return np.flatnonzero(ids.isin(list(deals)).to_numpy(dtype=bool))
+
+
+def _texts(frame: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> list[tuple[Any, ...]]:
+    """The values of ``frame``'s ``rows`` in ``columns`` as text (None where missing)."""
+    part = frame[columns].take(rows)
+    values = [part[c].to_numpy(dtype=object) for c in columns]
+    return [
+        tuple(None if _missing(v) else str(v) for v in row) for row in zip(*values, strict=True)
+    ]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
 def _rows_by_deal(frame: pd.DataFrame, deals: Sequence[str]) -> dict[str, np.ndarray]:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from salesml.importers.validate import Limits
+from serving.api import live
 from serving.api.live import (
     HISTORY_TABLES,
     _canonical_rows,
@@ -94,8 +95,14 @@ def test_live_scores_survive_a_reopen_and_events_stay_durably_committed(tmp_path
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def _no_reference(*args: object) -> pd.DataFrame:
+    raise AssertionError("typed_rows fell back to _canonical for values the checks give")
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_typed_event_rows_are_what_the_canonical_normalisation_gives(seed: int) -> None:
+def test_typed_event_rows_are_what_the_canonical_normalisation_gives(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The applier types a round's rows value by value; ``features.history._canonical`` (a
     DataFrame per step) is the reference, on rows as the events' checks type them — gaps,
     zone-aware times and custom attributes included — and on values the fast path leaves to
@@ -118,7 +125,10 @@ def test_typed_event_rows_are_what_the_canonical_normalisation_gives(seed: int) 
             typed.update({k: v for k, v in raw.items() if k.startswith("attr_")})
             rows.append(typed)
         expected = _canonical_rows(history, table, rows)
-        pd.testing.assert_frame_equal(typed_rows(history, table, rows), expected)
+        with monkeypatch.context() as patched:  # the checks' types take the fast path
+            patched.setattr(live, "_canonical_rows", _no_reference)
+            got = typed_rows(history, table, rows)
+        pd.testing.assert_frame_equal(got, expected)
         if "amount" in frame.columns:  # a number sent as text takes the reference path
             odd = [{**rows[0], "amount": "12.5"}, *rows[1:]]
             pd.testing.assert_frame_equal(
