@@ -272,11 +272,13 @@ class LiveEvents:
         self._pending: dict[str, tuple[int, dict[str, Any]]] = {}
         self._history_seq = 0  # the last journal entry in the history
         self._scored_seq = 0
+        self._saved_seq = 0  # the last entry whose live scores are in the journal
         self._journaled_seq = 0  # the last entry this process journaled
         self._as_of: pd.Timestamp | None = None  # the last round's
         self._live: dict[str, _Live] = {s.deal_id: _Live(s) for s in self.journal.live_scores()}
         if self._live:
             self._scored_seq = max(v.score.seq for v in self._live.values())
+            self._saved_seq = self._scored_seq
         self._published: RunView | None = None
         self._context: LiveContext | None = None  # the one-deal feature context (per data)
         self._context_data: Any = None
@@ -619,6 +621,9 @@ class LiveEvents:
             for score in scored:
                 score.row["record"][HASH_COLUMN] = hashes.get(score.deal_id)
             self.journal.put_live(scored)
+        self._saved_seq = self._scored_seq
+        with self.scored:
+            self.scored.notify_all()
         self._context.refresh(history, as_of)
 
     def _publish(self) -> None:
@@ -662,11 +667,12 @@ class LiveEvents:
             return bool(run_as_of >= pd.Timestamp(record["as_of"]))
         return False
 
-    def wait_scored(self, seq: int, timeout: float) -> bool:
-        """Block until the entry ``seq`` has been scored and published (tests, benchmarks)."""
+    def wait_scored(self, seq: int, timeout: float, saved: bool = False) -> bool:
+        """Block until the entry ``seq`` has been scored and published — and, with ``saved``,
+        its live score written to the journal too (tests, benchmarks)."""
         end = time.monotonic() + timeout
         with self.scored:
-            while self._scored_seq < seq:
+            while (self._saved_seq if saved else self._scored_seq) < seq:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False

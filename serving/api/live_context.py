@@ -316,8 +316,10 @@ def deal_id_array(frame: pd.DataFrame) -> np.ndarray:
     found = _DEAL_IDS.get(id(frame))
     if found is not None and found[0]() is frame:
         return found[1]
-    ids = frame["deal_id"].to_numpy(dtype=object, na_value=None)
-    ids = np.asarray([v if v is None or isinstance(v, str) else str(v) for v in ids], object)
+    values = frame["deal_id"].to_numpy(dtype=object)
+    ids = np.asarray(
+        [v if isinstance(v, str) else None if _missing(v) else str(v) for v in values], object
+    )
     remember_deal_ids(frame, ids)
     return ids
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,14 +140,18 @@ def test_typed_event_rows_are_what_the_canonical_normalisation_gives(
 def test_the_grown_historys_deal_ids_are_handed_over_not_read_again() -> None:
     history = random_history(5, n_deals=30)
     first = history.stage_history.iloc[0]
-    rows = {
-        "stage_history": [{**first.to_dict(), "amount": 1.5}],  # same key: replaced
-        "activities": [{**history.activities.iloc[0].to_dict(), "deal_id": "NEW"}],
+    rows: dict[str, list[dict[str, Any]]] = {
+        "stage_history": [
+            {**{str(k): v for k, v in first.items()}, "amount": 1.5}
+        ],  # same key: replaced
+        "activities": [
+            {**{str(k): v for k, v in history.activities.iloc[0].items()}, "deal_id": "NEW"}
+        ],
     }
     grown = overlay(history, rows)
     for table in HISTORY_TABLES:
         frame = getattr(grown, table)
-        expected = frame["deal_id"].to_numpy(dtype=object, na_value=None)
+        expected = [None if pd.isna(v) else v for v in frame["deal_id"].to_numpy(dtype=object)]
         np.testing.assert_array_equal(deal_id_array(frame), expected)
     assert len(grown.stage_history) == len(history.stage_history)
     assert len(grown.activities) == len(history.activities) + 1
