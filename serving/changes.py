@@ -49,14 +49,15 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _column_hashes(values: pd.Series) -> np.ndarray:
-    """``pd.util.hash_array`` of one column, the same numbers. Text is hashed once per distinct
-    value (factorised in Arrow), not made into a Python string per row first."""
-    if not isinstance(values.dtype, pd.StringDtype):
+    """``pd.util.hash_array`` of one column, the same numbers. Text and categoricals are hashed
+    once per distinct value present (text factorised in Arrow), not once per row."""
+    if not isinstance(values.dtype, pd.StringDtype | pd.CategoricalDtype):
         extension = isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
         array = values.array if extension else values.to_numpy()
         return np.asarray(pd.util.hash_array(array), dtype=np.uint64)
+    # A categorical's own hashing would hash all its categories for every block of rows.
     code, uniques = pd.factorize(values, use_na_sentinel=True)
-    hashed = pd.util.hash_array(np.asarray(uniques, dtype=object), categorize=False)
+    hashed = pd.util.hash_array(np.asarray(uniques), categorize=False)
     out = np.full(len(values), U8MAX, dtype=np.uint64)
     known = code >= 0
     out[known] = hashed[code[known]]

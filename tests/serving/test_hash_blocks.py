@@ -56,6 +56,8 @@ def test_row_hashes_are_pandas_hashes() -> None:
             "stamp": pd.to_datetime(["2025-01-01", None, "2025-01-02", None, "2025-01-01", None]),
             "flag": pd.Series([True, None, False, True, None, False], dtype=object),
             "all_missing": pd.Series([None] * 6, dtype="str"),
+            "category": pd.Series(["x", None, "y", "x", "z", "x"], dtype="category"),
+            "int_category": pd.Series([3, 1, None, 3, 2, 2], dtype="category"),
         }
     )
     frames = [history.deals, history.stage_history, history.activities, history.accounts]
