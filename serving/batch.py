@@ -141,9 +141,10 @@ def score_stream(
     million deals at once would need tens of GB), and so does the stream: at most one slice
     per worker (plus one) is in flight, and the caller writes each slice before the next is
     scored, so the scored rows never accumulate. Drivers, actions and their JSON are Python
-    work that one process does on one core, so large batches are scored by a pool of worker
-    processes (``batch_workers``, one per core), each with its share of the cores for the
-    numeric kernels. The rows are the same, in the same order, whatever the number of workers.
+    work that one process does on one core, so large batches are scored by ``batch_workers``
+    processes (one per core: this one and a pool of the others), each with its share of the
+    cores for the numeric kernels. The rows are the same, in the same order, whatever the
+    number of workers.
     """
     yield from score_frames(
         [features], len(features), model, as_of, hashes, chunk_rows, workers, parallel_from
@@ -180,24 +181,49 @@ def score_frames(
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
+    # The parent is one of the ``workers``: it scores every ``workers``-th slice itself
+    # (between writing the others), so one process fewer holds the libraries and the model.
     with ProcessPoolExecutor(
-        max_workers=min(workers, -(-n // size)),
+        max_workers=min(workers - 1, -(-n // size)),
         mp_context=context,
         initializer=_start_worker,
         initargs=(model, threads),
     ) as pool:
         pending: deque[Future[pd.DataFrame]] = deque()
+        count = 0
         for frame in frames:
             for start in range(0, len(frame), size):
                 part = frame.iloc[start : start + size]
                 part_hashes = _part_hashes(hashes, part.index)
-                pending.append(pool.submit(_score_part, part, as_of, part_hashes))
+                if count % workers == workers - 1:
+                    pending.append(_scored_here(part, model, as_of, part_hashes, threads))
+                else:
+                    pending.append(pool.submit(_score_part, part, as_of, part_hashes))
+                count += 1
                 del part
                 if len(pending) > workers:
                     yield pending.popleft().result()
             del frame
         while pending:
             yield pending.popleft().result()
+
+
+def _scored_here(
+    part: pd.DataFrame, model: Any, as_of: pd.Timestamp, hashes: pd.Series | None, threads: int
+) -> Future[pd.DataFrame]:
+    """``score_chunk`` of ``part`` in this process, with a worker's share of the cores, as a
+    finished future (it queues with the workers' slices, in order)."""
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+
+    done: Future[pd.DataFrame] = Future()
+    with threadpool_limits(limits=threads):
+        treeshap.limit_threads(threads)
+        try:
+            done.set_result(score_chunk(part, model, as_of, hashes))
+        finally:
+            treeshap.limit_threads(0)  # no limit: what the process had before
+    release_memory()
+    return done
 
 
 @dataclass(frozen=True)
