@@ -152,8 +152,8 @@ class FrameParts:
     vocab: dict[str, list[str]]
     stages: list[str]
 
-    def take(self, rows: slice) -> FrameParts:
-        """The parts of the queries ``rows`` (views, no copy)."""
+    def take(self, rows: slice | IntArray) -> FrameParts:
+        """The parts of the queries ``rows`` (positions, or a slice: views, no copy)."""
         numeric = {name: values[rows] for name, values in self.numeric.items()}
         return replace(self, numeric=numeric, stage=self.stage[rows])
 

@@ -73,9 +73,12 @@ def build_feature_slices(
     slice_deals: int,
     *,
     features: Sequence[Feature] | None = None,
+    skip: pd.Index | None = None,
 ) -> Iterator[pd.DataFrame]:
     """``build_features(history, as_of)`` in slices of at most ``slice_deals`` open deals, in
-    deal_id order: concatenated, the slices are its frame, value for value.
+    deal_id order: concatenated, the slices are its frame, value for value. With ``skip``
+    (deal ids), the rows of those deals are left out (the others' values do not change: the
+    owners' open pipeline still counts every open deal); empty slices are not yielded.
 
     Every table of the history is read once, for all the open deals, into a few numbers a deal
     (``features._frame.frame_parts``: the owners' open pipeline counts every open deal); each
@@ -95,8 +98,11 @@ def build_feature_slices(
     # then only assembles its rows from them.
     parts = frame_parts(sorted_history, deals, dates, q_deal, q_date, spec)
     ids = deals_table["deal_id"]
-    for start in range(0, len(q_deal), slice_deals):
-        part = slice(start, start + slice_deals)
+    wanted = np.arange(len(q_deal))
+    if skip is not None and len(skip):
+        wanted = wanted[~ids.take(q_deal).astype(str).isin(skip).to_numpy(dtype=bool)]
+    for start in range(0, len(wanted), slice_deals):
+        part = wanted[start : start + slice_deals]
         frame = assemble(deals_table, spec, q_deal[part], parts.take(part))
         frame.insert(0, "deal_id", ids.take(q_deal[part]).reset_index(drop=True))
         yield frame.set_index("deal_id")

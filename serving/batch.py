@@ -335,13 +335,10 @@ def _feature_slices(
     history: History, as_of: pd.Timestamp, keep: pd.Index, slice_deals: int
 ) -> Iterator[pd.DataFrame]:
     """The features of the open deals not in ``keep``, slice by slice (deal_id order), with
-    string deal ids; empty slices are left out."""
-    for built in build_feature_slices(history, as_of, slice_deals):
-        built.index = built.index.astype(str)
-        frame = built.loc[~built.index.isin(keep)] if len(keep) else built
-        del built
-        if len(frame):
-            yield frame
+    string deal ids; the kept deals' rows are never built."""
+    for frame in build_feature_slices(history, as_of, slice_deals, skip=keep):
+        frame.index = frame.index.astype(str)
+        yield frame
         del frame
         release_memory()  # the slice's working copies, before the next is built
 
