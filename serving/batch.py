@@ -213,7 +213,7 @@ def _scored_here(
 ) -> Future[pd.DataFrame]:
     """``score_chunk`` of ``part`` in this process, with a worker's share of the cores, as a
     finished future (it queues with the workers' slices, in order)."""
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     done: Future[pd.DataFrame] = Future()
     with threadpool_limits(limits=threads):
