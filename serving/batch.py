@@ -1,9 +1,10 @@
 """Batch scoring: every deal open at a date, scored by the champion, written as a score run.
 
-``run_batch`` is the nightly job behind ``salesml score``: features for the open deals (built
-slice by slice of deal ids, each slice scored and written before the next is built, so what
-the parent holds does not grow with the deal count beyond a few numbers per deal), a hash per
-deal of its inputs and the model version,
+``run_batch`` is the nightly job behind ``salesml score``: features for the open deals (every
+history table read once for all of them, then assembled slice by slice of deal ids, each slice
+scored and written before the next is assembled, so what the parent holds does not grow with
+the deal count beyond a few numbers per deal), a hash per deal of its inputs and the model
+version,
 then scoring — of every deal, or with ``changed=True`` only of the deals whose hash differs
 from the latest run's (the others are copied) — through the local engine or Spark, and finally
 one immutable score run (``serving.runs``). Both engines call ``serving.chunk.score_chunk``,
@@ -57,8 +58,8 @@ Progress = Callable[[str], None]
 # Rows a worker scores at once: its peak is ~0.35 GB (model, libraries) plus ~23 KB a row
 # (drivers, actions and their JSON), measured 0.81 GB at 20,000 (docs/benchmarks.md).
 CHUNK_ROWS = 10_000
-# Open deals whose features are built at once: each slice re-reads the history's event tables
-# (a pass over them per slice), and holds ~1 KB per deal until it is scored.
+# Open deals whose feature rows are assembled at once (from values computed once for every
+# open deal, ``features.build.build_feature_slices``); a slice is held until it is scored.
 FEATURE_ROWS = 100_000
 PARALLEL_FROM = 20_000  # fewer deals: one process (a worker takes seconds to start)
 
