@@ -85,6 +85,10 @@ def _positions(keys: pd.Series | pd.Index, index: pd.Index) -> np.ndarray:
     Python string per key)."""
     if len(index) == 0 or len(keys) == 0:
         return np.full(len(keys), -1, dtype=np.int64)
+    if isinstance(keys.dtype, pd.CategoricalDtype):  # each category matched once
+        values = pd.Categorical(keys)
+        found = np.append(_positions(pd.Index(values.categories), index), -1)
+        return np.asarray(found[values.codes], dtype=np.int64)  # code -1 (missing): the -1
     found = pc.index_in(
         pa.array(keys, type=pa.string(), from_pandas=True),
         value_set=pa.array(index, type=pa.string(), from_pandas=True),
@@ -152,7 +156,7 @@ def input_hash_codes(
     ids = pd.Index(deal_ids.astype(str))
     as_of = pd.Timestamp(as_of)
     all_ids = history.deals["deal_id"].astype(str)
-    mine = all_ids.isin(ids).to_numpy()
+    mine = _positions(all_ids, ids) >= 0  # pandas' isin makes a Python string per id
     deals, deal_ids = history.deals[mine], pd.Index(all_ids[mine])
     combined = _aligned(_row_hashes(deals), deal_ids, ids)
     for table, stamp in (
