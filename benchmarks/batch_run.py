@@ -148,7 +148,7 @@ def _load(warehouse: Path) -> Any:
 
     con = connect(warehouse, read_only=True)
     try:
-        return load_history(con)
+        return load_history(con, compact=True)
     finally:
         con.close()
 

@@ -302,25 +302,38 @@ def foreign_benchmark() -> list[Result]:
 
 
 def batch_benchmark(ns: argparse.Namespace) -> list[Result]:
-    out = json_step("batch", ["--rows", str(ns.batch_rows)])
-    rows = int(out["rows"])
+    """``salesml score``'s path end to end (``benchmarks.batch_run``: load the history, hash,
+    build features, score, write the run), then an incremental night; memory is the whole
+    process tree's, as the PSS sum (shared pages counted once), the RSS sum beside it."""
+    out = json_step("batch_run", ["--open", str(ns.batch_rows)])
+    rows = int(out["open_deals"])
+
+    def peaks(step: str) -> str:
+        return (
+            f"PSS sum; RSS sum {int(out[f'{step}_tree_peak_bytes']) / GB:.2f} GB, "
+            f"load average {float(out[f'{step}_load_avg']):.1f}"
+        )
+
     return [
         Result(
-            f"nightly batch: {rows:,} open deals, drivers + actions + timing, score run "
-            f"({int(out.get('workers', 1))} worker processes; peak: the parent and every "
-            "worker together)",
+            f"nightly batch: {rows:,} open deals, history to score run, drivers + actions + "
+            f"timing ({int(out.get('full_workers', 1))} scoring processes; peak: the parent "
+            f"and every worker together, {peaks('full')})",
             300,
             4.0,
-            Measurement(float(out["full_seconds"]), int(out["full_tree_peak_bytes"])),
+            Measurement(float(out["full_seconds"]), int(out["full_tree_peak_pss_bytes"])),
             None,
             "—",
         ),
         Result(
             f"incremental night: {int(out['incremental_rescored']):,} changed deals rescored, "
-            f"{int(out['incremental_copied']):,} copied (peak: parent and workers together)",
+            f"{int(out['incremental_copied']):,} copied (peak: parent and workers together, "
+            f"{peaks('incremental')})",
             60,
             4.0,
-            Measurement(float(out["incremental_seconds"]), int(out["incremental_tree_peak_bytes"])),
+            Measurement(
+                float(out["incremental_seconds"]), int(out["incremental_tree_peak_pss_bytes"])
+            ),
             Measurement(float(out["full_seconds"]), 0),
             "the full run",
         ),

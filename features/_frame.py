@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -15,7 +15,6 @@ from features._context import (
     Deals,
     account_features,
     account_profile,
-    open_pipeline,
     product_features,
     rep_features,
 )
@@ -130,9 +129,45 @@ def feature_frame(
     """INFO_COLUMNS then the features of ``spec``, one row per (q_deal, dates[q_date]) pair.
 
     The pairs must include every deal open at each date (a rep's open pipeline counts them),
-    unless ``pipeline`` (``history_pipeline`` of all of them, taken at these pairs) is given:
-    then any subset of them gives the same rows as the whole.
+    unless ``pipeline`` (``features._context.open_pipeline`` of all of them, taken at these
+    pairs) is given: then any subset of them gives the same rows as the whole.
     """
+    parts = frame_parts(history, deals, dates, q_deal, q_date, spec, pipeline)
+    return assemble(history.deals, spec, q_deal, parts)
+
+
+@dataclass(frozen=True)
+class FrameParts:
+    """``feature_frame``'s values before they become a frame: per query, every numeric feature
+    and the stage code (into ``stages``, -1: none); per deal (its position in the history),
+    each categorical feature's code into its vocabulary (``vocab``).
+
+    Every value of a query depends on that query alone, so ``take`` of some queries assembles
+    into exactly those rows of the whole frame (the batch computes the parts once, then
+    assembles them slice by slice)."""
+
+    numeric: dict[str, FloatArray]
+    stage: IntArray
+    categories: dict[str, IntArray]
+    vocab: dict[str, list[str]]
+    stages: list[str]
+
+    def take(self, rows: slice | IntArray) -> FrameParts:
+        """The parts of the queries ``rows`` (positions, or a slice: views, no copy)."""
+        numeric = {name: values[rows] for name, values in self.numeric.items()}
+        return replace(self, numeric=numeric, stage=self.stage[rows])
+
+
+def frame_parts(
+    history: History,
+    deals: Deals,
+    dates: IntArray,
+    q_deal: IntArray,
+    q_date: IntArray,
+    spec: Sequence[Feature],
+    pipeline: tuple[FloatArray, FloatArray] | None = None,
+) -> FrameParts:
+    """The values of ``feature_frame`` (same arguments), before assembly."""
     fixed = {f.name for f in FIXED_FEATURES}
     unknown = [
         f.name for f in spec if f.name not in fixed and not f.name.startswith(ATTRIBUTE_PREFIX)
@@ -158,6 +193,10 @@ def feature_frame(
     numeric |= account_features(deals, q_deal, q_time)
     profile = account_profile(history.accounts, deals)
     numeric["account_employees"] = profile["account_employees"][q_deal]
+    for f in spec:
+        if f.kind == "numeric" and f.name not in numeric:
+            raw_values = pd.to_numeric(_attribute(history.deals, f.name), errors="coerce")
+            numeric[f.name] = raw_values.to_numpy(dtype=np.float64)[q_deal]
     # Static categoricals: one value per deal, coded once, then repeated per as_of date.
     per_deal: dict[str, pd.Series | np.ndarray] = {
         name: history.deals[column] for name, column in STATIC_COLUMNS.items()
@@ -165,50 +204,34 @@ def feature_frame(
     per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
     vocab = vocabularies(history, spec)
     stages = vocab.get("current_stage", [*current_stage_vocabulary(history), MISSING])
-    return assemble(history.deals, spec, vocab, stages, q_deal, numeric, st.stage, per_deal)
-
-
-def history_pipeline(
-    history: History, deals: Deals, dates: IntArray, q_deal: IntArray, q_date: IntArray
-) -> tuple[FloatArray, FloatArray]:
-    """The owner's open deals and open amount per (q_deal, dates[q_date]) pair, counted over
-    these pairs (every deal open at each date), for ``feature_frame`` of a subset of them."""
-    st = stage_features(history.stage_history, deals.index, q_deal, q_date, dates)
-    amount = with_flat_values(history, st, q_deal).amount
-    return open_pipeline(deals, q_deal, q_date, amount)
+    categories = {}
+    for f in spec:
+        if f.kind == "numeric" or f.name == "current_stage":
+            continue
+        raw = per_deal[f.name] if f.name in per_deal else _attribute(history.deals, f.name)
+        known = vocab[f.name]
+        code = codes(pd.Series(raw, dtype=object).astype("str"), pd.Index(known[:-1]))
+        categories[f.name] = np.where(code >= 0, code, len(known) - 1)
+    return FrameParts(numeric, st.stage, categories, vocab, stages)
 
 
 def assemble(
-    deals: pd.DataFrame,
-    spec: Sequence[Feature],
-    vocab: dict[str, list[str]],
-    stages: list[str],
-    q_deal: IntArray,
-    numeric: dict[str, FloatArray],
-    stage: IntArray,
-    per_deal: dict[str, pd.Series | np.ndarray],
+    deals: pd.DataFrame, spec: Sequence[Feature], q_deal: IntArray, parts: FrameParts
 ) -> pd.DataFrame:
-    """The frame of ``feature_frame`` from its computed parts: ``numeric`` per query,
-    ``stage`` (code into ``stages``, -1: none) per query, ``per_deal`` values per deal."""
+    """The frame of ``feature_frame`` from its parts (``frame_parts``, or a ``take`` of them
+    with the ``q_deal`` of those queries)."""
     columns: dict[str, Any] = {
         c: deals[c].take(q_deal).reset_index(drop=True) for c in INFO_COLUMNS[:3]
     }
+    stages, stage = parts.stages, parts.stage
     columns["stage"] = pd.Series(_categorical(stage, stages), dtype="str")
     for f in spec:
         if f.kind == "numeric":
-            values = numeric.get(f.name)
-            if values is None:
-                raw_values = pd.to_numeric(_attribute(deals, f.name), errors="coerce")
-                values = raw_values.to_numpy(dtype=np.float64)[q_deal]
-            columns[f.name] = np.asarray(values, dtype=np.float64)
+            columns[f.name] = np.asarray(parts.numeric[f.name], dtype=np.float64)
         elif f.name == "current_stage":
             columns[f.name] = _categorical(np.where(stage >= 0, stage, len(stages) - 1), stages)
         else:
-            raw = per_deal[f.name] if f.name in per_deal else _attribute(deals, f.name)
-            known = vocab[f.name]
-            code = codes(pd.Series(raw, dtype=object).astype("str"), pd.Index(known[:-1]))
-            code = np.where(code >= 0, code, len(known) - 1)
-            columns[f.name] = _categorical(code[q_deal], known)
+            columns[f.name] = _categorical(parts.categories[f.name][q_deal], parts.vocab[f.name])
     return pd.DataFrame(columns)
 
 

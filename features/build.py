@@ -15,7 +15,7 @@ import pandas as pd
 
 from features._context import deal_arrays
 from features._events import NAT, days_between, micros, open_pairs
-from features._frame import INFO_COLUMNS, feature_frame, history_pipeline, vocabularies
+from features._frame import INFO_COLUMNS, assemble, feature_frame, frame_parts, vocabularies
 from features.history import History
 from features.spec import Feature, feature_spec
 from salesml.errors import ConfigError
@@ -73,14 +73,18 @@ def build_feature_slices(
     slice_deals: int,
     *,
     features: Sequence[Feature] | None = None,
+    skip: pd.Index | None = None,
 ) -> Iterator[pd.DataFrame]:
     """``build_features(history, as_of)`` in slices of at most ``slice_deals`` open deals, in
-    deal_id order: concatenated, the slices are its frame, value for value.
+    deal_id order: concatenated, the slices are its frame, value for value. With ``skip``
+    (deal ids), the rows of those deals are left out (the others' values do not change: the
+    owners' open pipeline still counts every open deal); empty slices are not yielded.
 
-    What grows with the number of open deals is then one slice's frame at a time (the batch
-    scores and writes a slice before the next is built). The owners' open pipeline counts every
-    open deal, so it is counted once for all of them first (a few numbers per deal); every other
-    feature reads the history and its own deal only.
+    Every table of the history is read once, for all the open deals, into a few numbers a deal
+    (``features._frame.frame_parts``: the owners' open pipeline counts every open deal); each
+    slice is then assembled from them, so what grows with the number of open deals beyond
+    those numbers is one slice's frame at a time (the batch scores and writes a slice before
+    the next is built).
     """
     if slice_deals < 1:
         raise ConfigError(f"slice_deals must be 1 or more, got {slice_deals}")
@@ -90,19 +94,16 @@ def build_feature_slices(
     sorted_history = replace(history, deals=deals_table)
     deals = deal_arrays(deals_table)
     q_deal, q_date = open_pairs(deals.created, deals.closed, dates)
-    open_deals, open_amount = history_pipeline(sorted_history, deals, dates, q_deal, q_date)
+    # Every table is read once for all the open deals (a few numbers a deal); each slice
+    # then only assembles its rows from them.
+    parts = frame_parts(sorted_history, deals, dates, q_deal, q_date, spec)
     ids = deals_table["deal_id"]
-    for start in range(0, len(q_deal), slice_deals):
-        part = slice(start, start + slice_deals)
-        frame = feature_frame(
-            sorted_history,
-            deals,
-            dates,
-            q_deal[part],
-            q_date[part],
-            spec,
-            (open_deals[part], open_amount[part]),
-        )
+    wanted = np.arange(len(q_deal))
+    if skip is not None and len(skip):
+        wanted = wanted[~ids.take(q_deal).astype(str).isin(skip).to_numpy(dtype=bool)]
+    for start in range(0, len(wanted), slice_deals):
+        part = wanted[start : start + slice_deals]
+        frame = assemble(deals_table, spec, q_deal[part], parts.take(part))
         frame.insert(0, "deal_id", ids.take(q_deal[part]).reset_index(drop=True))
         yield frame.set_index("deal_id")
 

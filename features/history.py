@@ -59,8 +59,20 @@ class History:
     export_excluded: Mapping[str, str] = field(default_factory=dict)
 
 
-def load_history(con: duckdb.DuckDBPyConnection, span: DataSpan | None = None) -> History:
+# The tables with many rows per deal: with ``compact``, their text columns (deal ids, stage
+# names, activity types, owners) are loaded as categoricals, a small code a row.
+EVENT_TABLES = ("stage_history", "activities")
+
+
+def load_history(
+    con: duckdb.DuckDBPyConnection, span: DataSpan | None = None, *, compact: bool = False
+) -> History:
     """Read the deal-related warehouse tables into a :class:`History`.
+
+    With ``compact`` (the nightly batch: ``serving.batch.run_batch`` reads it and nothing
+    else), the text columns of the stage history and the activities are pandas categoricals
+    instead of strings: the same values (features, input hashes) in a fraction of the memory,
+    as their values repeat (a deal's id once per activity).
 
     ``exported_at`` is the data's as-of, ``span.end`` (``salesml.warehouse.data_span``: the
     latest event in any table, capped at the clock by the caller) — the same date every command
@@ -75,7 +87,9 @@ def load_history(con: duckdb.DuckDBPyConnection, span: DataSpan | None = None) -
         # the costliest column to load, so it is left out.
         drop = "_row_hash, activity_id" if name == "activities" else "_row_hash"
         table = con.sql(f"SELECT * EXCLUDE ({drop}) FROM {name}").to_arrow_table()
-        frames[name] = table.to_pandas(date_as_object=False)
+        categorical = compact and name in EVENT_TABLES
+        frames[name] = table.to_pandas(date_as_object=False, strings_to_categorical=categorical)
+        del table
     kinds = attribute_columns(con, "deals")
     attributes = {col.removeprefix(ATTRIBUTE_PREFIX): kind for col, kind in kinds.items()}
     return make_history(
@@ -87,6 +101,7 @@ def load_history(con: duckdb.DuckDBPyConnection, span: DataSpan | None = None) -
         products=frames["products"],
         attributes=attributes,
         exported_at=_as_timestamp((span or data_span(con)).end),
+        categorical_events=compact,
     )
 
 
@@ -104,13 +119,16 @@ def make_history(
     products: pd.DataFrame | None = None,
     attributes: Mapping[str, str] | None = None,
     exported_at: pd.Timestamp | None = None,
+    categorical_events: bool = False,
 ) -> History:
     """Build a :class:`History` from canonical DataFrames (missing tables become empty).
 
     Canonical columns an input lacks are added as nulls, time columns become naive UTC
     ``datetime64[us]``. Custom attributes are the ``attr_<name>`` columns of ``deals``; their
     kind comes from ``attributes`` or, when not given, from the column's dtype. ``exported_at``
-    defaults to the latest event timestamp (creation, closing, stage change, activity).
+    defaults to the latest event timestamp (creation, closing, stage change, activity). With
+    ``categorical_events``, categorical text columns of the stage history and activities stay
+    categorical (``load_history(compact=True)``); otherwise every text column becomes ``str``.
 
     Raises:
         EmptyHistoryError: If ``deals`` has no rows.
@@ -130,7 +148,8 @@ def make_history(
             kinds[name] = "numeric" if numeric else "categorical"
     tables = {"deals": _canonical(deals, TABLES["deals"], attr_cols)}
     for name, frame in given.items():
-        tables[name] = _canonical(frame, TABLES[name], [])
+        keep = categorical_events and name in EVENT_TABLES
+        tables[name] = _canonical(frame, TABLES[name], [], keep_categories=keep)
     for name, kind in kinds.items():
         col = ATTRIBUTE_PREFIX + name
         values = tables["deals"].get(col)
@@ -157,8 +176,15 @@ def make_history(
     )
 
 
-def _canonical(frame: pd.DataFrame | None, table: TableSchema, extra: list[str]) -> pd.DataFrame:
-    """The table's canonical columns (then ``extra``), with normalised dtypes."""
+def _canonical(
+    frame: pd.DataFrame | None,
+    table: TableSchema,
+    extra: list[str],
+    *,
+    keep_categories: bool = False,
+) -> pd.DataFrame:
+    """The table's canonical columns (then ``extra``), with normalised dtypes (text columns:
+    ``str``, or with ``keep_categories`` categoricals kept as they are)."""
     source = frame.reset_index(drop=True) if frame is not None else pd.DataFrame()
     out = pd.DataFrame(index=pd.RangeIndex(len(source)))
     for column in table.columns:
@@ -174,6 +200,8 @@ def _canonical(frame: pd.DataFrame | None, table: TableSchema, extra: list[str])
             out[column.name] = pd.to_numeric(values, errors="coerce").astype("float64")
         elif column.kind == "bool":
             out[column.name] = values.astype(object)
+        elif keep_categories and isinstance(values.dtype, pd.CategoricalDtype):
+            out[column.name] = values
         else:
             out[column.name] = values.astype("str")
     for col in extra:

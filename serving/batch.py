@@ -1,9 +1,10 @@
 """Batch scoring: every deal open at a date, scored by the champion, written as a score run.
 
-``run_batch`` is the nightly job behind ``salesml score``: features for the open deals (built
-slice by slice of deal ids, each slice scored and written before the next is built, so what
-the parent holds does not grow with the deal count beyond a few numbers per deal), a hash per
-deal of its inputs and the model version,
+``run_batch`` is the nightly job behind ``salesml score``: features for the open deals (every
+history table read once for all of them, then assembled slice by slice of deal ids, each slice
+scored and written before the next is assembled, so what the parent holds does not grow with
+the deal count beyond a few numbers per deal), a hash per deal of its inputs and the model
+version,
 then scoring — of every deal, or with ``changed=True`` only of the deals whose hash differs
 from the latest run's (the others are copied) — through the local engine or Spark, and finally
 one immutable score run (``serving.runs``). Both engines call ``serving.chunk.score_chunk``,
@@ -57,8 +58,8 @@ Progress = Callable[[str], None]
 # Rows a worker scores at once: its peak is ~0.35 GB (model, libraries) plus ~23 KB a row
 # (drivers, actions and their JSON), measured 0.81 GB at 20,000 (docs/benchmarks.md).
 CHUNK_ROWS = 10_000
-# Open deals whose features are built at once: each slice re-reads the history's event tables
-# (a pass over them per slice), and holds ~1 KB per deal until it is scored.
+# Open deals whose feature rows are assembled at once (from values computed once for every
+# open deal, ``features.build.build_feature_slices``); a slice is held until it is scored.
 FEATURE_ROWS = 100_000
 PARALLEL_FROM = 20_000  # fewer deals: one process (a worker takes seconds to start)
 
@@ -141,9 +142,10 @@ def score_stream(
     million deals at once would need tens of GB), and so does the stream: at most one slice
     per worker (plus one) is in flight, and the caller writes each slice before the next is
     scored, so the scored rows never accumulate. Drivers, actions and their JSON are Python
-    work that one process does on one core, so large batches are scored by a pool of worker
-    processes (``batch_workers``, one per core), each with its share of the cores for the
-    numeric kernels. The rows are the same, in the same order, whatever the number of workers.
+    work that one process does on one core, so large batches are scored by ``batch_workers``
+    processes (one per core: this one and a pool of the others), each with its share of the
+    cores for the numeric kernels. The rows are the same, in the same order, whatever the
+    number of workers.
     """
     yield from score_frames(
         [features], len(features), model, as_of, hashes, chunk_rows, workers, parallel_from
@@ -180,24 +182,49 @@ def score_frames(
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
+    # The parent is one of the ``workers``: it scores every ``workers``-th slice itself
+    # (between writing the others), so one process fewer holds the libraries and the model.
     with ProcessPoolExecutor(
-        max_workers=min(workers, -(-n // size)),
+        max_workers=min(workers - 1, -(-n // size)),
         mp_context=context,
         initializer=_start_worker,
         initargs=(model, threads),
     ) as pool:
         pending: deque[Future[pd.DataFrame]] = deque()
+        count = 0
         for frame in frames:
             for start in range(0, len(frame), size):
                 part = frame.iloc[start : start + size]
                 part_hashes = _part_hashes(hashes, part.index)
-                pending.append(pool.submit(_score_part, part, as_of, part_hashes))
+                if count % workers == workers - 1:
+                    pending.append(_scored_here(part, model, as_of, part_hashes, threads))
+                else:
+                    pending.append(pool.submit(_score_part, part, as_of, part_hashes))
+                count += 1
                 del part
                 if len(pending) > workers:
                     yield pending.popleft().result()
             del frame
         while pending:
             yield pending.popleft().result()
+
+
+def _scored_here(
+    part: pd.DataFrame, model: Any, as_of: pd.Timestamp, hashes: pd.Series | None, threads: int
+) -> Future[pd.DataFrame]:
+    """``score_chunk`` of ``part`` in this process, with a worker's share of the cores, as a
+    finished future (it queues with the workers' slices, in order)."""
+    from threadpoolctl import threadpool_limits
+
+    done: Future[pd.DataFrame] = Future()
+    with threadpool_limits(limits=threads):
+        treeshap.limit_threads(threads)
+        try:
+            done.set_result(score_chunk(part, model, as_of, hashes))
+        finally:
+            treeshap.limit_threads(0)  # no limit: what the process had before
+    release_memory()
+    return done
 
 
 @dataclass(frozen=True)
@@ -309,13 +336,10 @@ def _feature_slices(
     history: History, as_of: pd.Timestamp, keep: pd.Index, slice_deals: int
 ) -> Iterator[pd.DataFrame]:
     """The features of the open deals not in ``keep``, slice by slice (deal_id order), with
-    string deal ids; empty slices are left out."""
-    for built in build_feature_slices(history, as_of, slice_deals):
-        built.index = built.index.astype(str)
-        frame = built.loc[~built.index.isin(keep)] if len(keep) else built
-        del built
-        if len(frame):
-            yield frame
+    string deal ids; the kept deals' rows are never built."""
+    for frame in build_feature_slices(history, as_of, slice_deals, skip=keep):
+        frame.index = frame.index.astype(str)
+        yield frame
         del frame
         release_memory()  # the slice's working copies, before the next is built
 

@@ -31,16 +31,52 @@ MIX = np.uint64(0x9E3779B97F4A7C15)
 LOW = np.uint64(0xFFFFFFFF)
 
 
-# Rows hashed at a time: hashing a text column makes a Python string per row, so a whole
-# table of millions of rows at once leaves the process's heap that much larger for good.
+# Rows hashed at a time: what the hashing holds beyond the table is a few arrays of this many
+# numbers (and the distinct text values of a block, the only Python strings it makes).
 BLOCK_ROWS = 250_000
+U8MAX = np.uint64(np.iinfo(np.uint64).max)
 
 
 def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """``pd.util.hash_pandas_object(frame, index=False)``, the same numbers, block by block."""
     out = np.empty(len(frame), dtype=np.uint64)
     for start in range(0, len(frame), BLOCK_ROWS):
         block = frame.iloc[start : start + BLOCK_ROWS]
-        out[start : start + len(block)] = pd.util.hash_pandas_object(block, index=False)
+        out[start : start + len(block)] = _combined(
+            [_column_hashes(block[c]) for c in block.columns], len(block)
+        )
+    return out
+
+
+def _column_hashes(values: pd.Series) -> np.ndarray:
+    """``pd.util.hash_array`` of one column, the same numbers. Text and categoricals are hashed
+    once per distinct value present (text factorised in Arrow), not once per row."""
+    if not isinstance(values.dtype, pd.StringDtype | pd.CategoricalDtype):
+        extension = isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
+        array = values.array if extension else values.to_numpy()
+        return np.asarray(pd.util.hash_array(array), dtype=np.uint64)
+    # A categorical's own hashing would hash all its categories for every block of rows.
+    code, uniques = pd.factorize(values, use_na_sentinel=True)
+    hashed = pd.util.hash_array(np.asarray(uniques), categorize=False)
+    out = np.full(len(values), U8MAX, dtype=np.uint64)
+    known = code >= 0
+    out[known] = hashed[code[known]]
+    return out
+
+
+def _combined(columns: list[np.ndarray], length: int) -> np.ndarray:
+    """Row hashes from column hashes, as ``hash_pandas_object`` combines them (CPython's
+    tuple hash; ``pandas.core.util.hashing.combine_hash_arrays``)."""
+    if not columns:
+        return np.full(length, 0x345678 + 97531, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    out = np.zeros(length, dtype=np.uint64) + np.uint64(0x345678)
+    for i, column in enumerate(columns):
+        inverse = len(columns) - i
+        out ^= column
+        out *= mult
+        mult += np.uint64(82520 + inverse + inverse)
+    out += np.uint64(97531)
     return out
 
 
@@ -49,6 +85,10 @@ def _positions(keys: pd.Series | pd.Index, index: pd.Index) -> np.ndarray:
     Python string per key)."""
     if len(index) == 0 or len(keys) == 0:
         return np.full(len(keys), -1, dtype=np.int64)
+    if isinstance(keys.dtype, pd.CategoricalDtype):  # each category matched once
+        values = pd.Categorical(keys)
+        found = np.append(_positions(pd.Index(values.categories), index), -1)
+        return np.asarray(found[values.codes], dtype=np.int64)  # code -1 (missing): the -1
     found = pc.index_in(
         pa.array(keys, type=pa.string(), from_pandas=True),
         value_set=pa.array(index, type=pa.string(), from_pandas=True),
@@ -68,20 +108,21 @@ def _aligned(hashes: np.ndarray, keys: pd.Index, index: pd.Index) -> np.ndarray:
 def _table_sums(table: pd.DataFrame, ids: pd.Index, stamp: str, as_of: pd.Timestamp) -> np.ndarray:
     """Order-independent combination of the row hashes of each deal of ``ids`` in ``table``
     (rows stamped after ``as_of`` left out; unknown times count), 0 for a deal with none.
-    Read block by block of rows: what it holds beyond the table is a few numbers per deal."""
+    Deals are matched once for the whole table, rows hashed block by block: what it holds
+    beyond the table is a few numbers per row."""
     n = len(ids)
     lo, hi = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
     rows = np.zeros(n, dtype=np.int64)
+    position = _positions(table["deal_id"], ids)
+    mask = position >= 0
+    if stamp in table:
+        mask &= ~(table[stamp] > as_of).to_numpy(dtype=bool)
     for start in range(0, len(table), BLOCK_ROWS):
-        block = table.iloc[start : start + BLOCK_ROWS]
-        position = _positions(block["deal_id"], ids)
-        mask = position >= 0
-        if stamp in block:
-            mask &= ~(block[stamp] > as_of).to_numpy(dtype=bool)
-        if not mask.any():
+        block_mask = mask[start : start + BLOCK_ROWS]
+        if not block_mask.any():
             continue
-        hashes = _row_hashes(block[mask])
-        mine = position[mask]
+        hashes = _row_hashes(table.iloc[start : start + BLOCK_ROWS][block_mask])
+        mine = position[start : start + BLOCK_ROWS][block_mask]
         # Sums of the two 32-bit halves cannot overflow int64; mixing them back gives 64 bits.
         np.add.at(lo, mine, (hashes & LOW).astype(np.int64))
         np.add.at(hi, mine, (hashes >> np.uint64(32)).astype(np.int64))
@@ -115,7 +156,7 @@ def input_hash_codes(
     ids = pd.Index(deal_ids.astype(str))
     as_of = pd.Timestamp(as_of)
     all_ids = history.deals["deal_id"].astype(str)
-    mine = all_ids.isin(ids).to_numpy()
+    mine = _positions(all_ids, ids) >= 0  # pandas' isin makes a Python string per id
     deals, deal_ids = history.deals[mine], pd.Index(all_ids[mine])
     combined = _aligned(_row_hashes(deals), deal_ids, ids)
     for table, stamp in (

@@ -141,7 +141,7 @@ def score(
         con = connect(settings.warehouse_path, read_only=True)
         try:
             span = data_span(con, now_utc())
-            history = load_history(con, span)
+            history = load_history(con, span, compact=True)  # read by the batch alone
             when = pd.Timestamp(resolve_as_of(span, as_of))
         finally:
             con.close()

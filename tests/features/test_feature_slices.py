@@ -38,3 +38,17 @@ def test_owner_pipeline_counts_deals_outside_the_slice() -> None:
 def test_slice_size_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="slice_deals"):
         next(build_feature_slices(random_history(0, n_deals=5), START, 0))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_skipped_deals_are_left_out_and_the_others_keep_their_values(seed: int) -> None:
+    """The incremental night builds only the deals it rescores: the rows of the others are the
+    whole frame's (their owners' pipeline still counts the skipped deals)."""
+    history = random_history(seed, n_deals=60)
+    as_of = START + 300 * STEP
+    whole = build_features(history, as_of)
+    skip = pd.Index(whole.index[::3].astype(str))
+    assert 0 < len(skip) < len(whole)
+    rest = pd.concat(build_feature_slices(history, as_of, 4, skip=skip))
+    pd.testing.assert_frame_equal(rest, whole.loc[~whole.index.isin(skip)])
+    assert list(build_feature_slices(history, as_of, 4, skip=pd.Index(whole.index))) == []

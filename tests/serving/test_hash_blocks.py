@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -42,3 +43,24 @@ def test_one_changed_activity_changes_only_its_deal(monkeypatch: pytest.MonkeyPa
     after = changes.input_hashes(replace(history, activities=moved), ids, as_of, "v1")
     differs = before != after
     assert differs.sum() == 1 and differs[str(activities.loc[row, "deal_id"])]
+
+
+def test_row_hashes_are_pandas_hashes() -> None:
+    """The text columns are hashed per distinct value; every row's hash is still exactly
+    ``hash_pandas_object``'s (the API recomputes the hashes a run stored by earlier code)."""
+    history = random_history(4, n_deals=80)
+    mixed = pd.DataFrame(
+        {
+            "text": pd.Series(["a", None, "", "a", "b", None], dtype="str"),
+            "number": [1.0, float("nan"), -0.0, 0.0, 2.5, 1.0],
+            "stamp": pd.to_datetime(["2025-01-01", None, "2025-01-02", None, "2025-01-01", None]),
+            "flag": pd.Series([True, None, False, True, None, False], dtype=object),
+            "all_missing": pd.Series([None] * 6, dtype="str"),
+            "category": pd.Series(["x", None, "y", "x", "z", "x"], dtype="category"),
+            "int_category": pd.Series([3, 1, None, 3, 2, 2], dtype="category"),
+        }
+    )
+    frames = [history.deals, history.stage_history, history.activities, history.accounts]
+    for frame in [*frames, mixed, mixed.iloc[:0]]:
+        expected = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+        np.testing.assert_array_equal(changes._row_hashes(frame), expected)

@@ -246,3 +246,35 @@ def test_features_built_in_slices_give_the_same_run(workspace: Workspace, tmp_pa
         history, model, history.exported_at, store, run_id="r3", changed=True, feature_rows=37
     )
     assert night.rescored == 0 and night.copied == len(first)
+
+
+def test_a_compact_history_gives_the_same_run(workspace: Workspace, tmp_path: Path) -> None:
+    """``salesml score`` loads the stage history and activities with categorical text columns
+    (``load_history(compact=True)``): the same features, input hashes and rows as run r1,
+    scored from the history loaded as strings."""
+    from features.build import build_feature_slices
+    from features.history import load_history
+    from salesml.warehouse import connect
+    from serving.changes import input_hashes
+
+    home = workspace.copy_home(tmp_path / "home")
+    store = RunStore(home)
+    con = connect(home / "warehouse.duckdb", read_only=True)
+    try:
+        compact = load_history(con, compact=True)
+    finally:
+        con.close()
+    history = workspace.history
+    for name, column in (("activities", "deal_id"), ("stage_history", "stage")):
+        assert isinstance(getattr(compact, name)[column].dtype, pd.CategoricalDtype)
+        assert not isinstance(getattr(history, name)[column].dtype, pd.CategoricalDtype)
+    as_of = history.exported_at
+    whole = build_features(history, as_of)
+    pd.testing.assert_frame_equal(pd.concat(build_feature_slices(compact, as_of, 50)), whole)
+    pd.testing.assert_series_equal(
+        input_hashes(compact, whole.index, as_of, "v1"),
+        input_hashes(history, whole.index, as_of, "v1"),
+    )
+    first = store.read(store.info("r1")).set_index("deal_id").sort_index()  # type: ignore[arg-type]
+    again = run_batch(compact, workspace.model, as_of, store, run_id="r2")
+    pd.testing.assert_frame_equal(store.read(again.run).set_index("deal_id").sort_index(), first)
