@@ -239,10 +239,11 @@ def _drift_verdict() -> str:
     check = load_scorer().bundle.metadata.get("calibration_drift") or {}
     if not check:
         return "—"
-    t = "—" if check.get("t") is None else f"{check['t']:.1f}"
+    ts = ", ".join(f"{name} t {t:.1f}" for name, t in (check.get("t") or {}).items())
     slope = check.get("slope_per_year")
-    trend = "" if slope is None else f", {slope:+.2f}/yr"
-    return f"{'on' if check.get('served') else 'off'} (t {t}{trend})"
+    trend = "" if slope is None else f"; trend {slope:+.2f}/yr"
+    verdict = check.get("adopted") if check.get("served") else "off"
+    return f"{verdict} ({ts or 'not judged'}{trend})"
 
 
 def _oracle_at_cut_ece(

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from training.win.drift import MIN_T, drift_check, first_of_new_cohort, fit_trend
+from training.win.drift import MIN_T, drift_check, first_of_new_cohort, fit_candidate, fit_trend
 
 START = pd.Timestamp("2024-01-01")
 
@@ -34,7 +34,7 @@ def _deals(n: int, days: int, slope: float, seed: int) -> tuple[pd.DataFrame, np
     return rows, np.repeat(score, weeks)
 
 
-def _check(slope: float, seed: int) -> tuple[bool, float | None]:
+def _check(slope: float, seed: int) -> tuple[str | None, dict[str, float]]:
     rows, scores = _deals(6_000, 1000, slope, seed)
     cut = START + pd.Timedelta(days=700)
     created = rows["as_of"] - pd.to_timedelta(rows["age_days"], unit="D")
@@ -46,13 +46,13 @@ def _check(slope: float, seed: int) -> tuple[bool, float | None]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_steady_trend_turns_the_drift_calibration_on(seed: int) -> None:
     adopted, t = _check(slope=0.6, seed=seed)
-    assert adopted and t is not None and t > MIN_T
+    assert adopted in ("trend", "recent") and t[adopted] > MIN_T
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_no_trend_leaves_the_plain_calibrator(seed: int) -> None:
     adopted, t = _check(slope=0.0, seed=seed)
-    assert not adopted and t is not None and t <= MIN_T
+    assert adopted is None and set(t) == {"trend", "recent"} and max(t.values()) <= MIN_T
 
 
 def test_the_trend_served_at_the_as_of_carries_the_level_forward() -> None:
@@ -73,3 +73,17 @@ def test_only_new_deals_are_judged_once_each_at_their_first_snapshot() -> None:
     assert (picked["age_days"] == 1).all()
     created = rows["as_of"] - pd.to_timedelta(rows["age_days"], unit="D")
     assert picked["deal_id"].nunique() == rows.loc[created >= since, "deal_id"].nunique()
+
+
+def test_a_base_rate_follows_a_steady_trend_only_when_the_check_keeps_it() -> None:
+    rows, _ = _deals(6_000, 1000, 0.8, seed=6)
+    cut = START + pd.Timedelta(days=700)
+    created = rows["as_of"] - pd.to_timedelta(rows["age_days"], unit="D")
+    older, newer = rows[created < cut - pd.Timedelta(days=30)], rows[created >= cut]
+    weights = 1.0 / older.groupby("deal_id")["deal_id"].transform("size").to_numpy(float)
+    check = drift_check(older, None, newer, None, cut, None, weights)
+    assert check.adopted is not None and check.t[check.adopted] > MIN_T
+    at = START + pd.Timedelta(days=1000)
+    plain = fit_candidate("plain", rows, None, None, None, at)
+    trend = fit_candidate("trend", rows, None, None, None, at)
+    assert isinstance(plain, float) and isinstance(trend, float) and trend > plain + 0.05

@@ -6,9 +6,13 @@ The drift candidate adds the creation date to the calibration,
 ``logit p = a + b * score + c * years`` (``c`` alone for the base rate), and serves it at the
 as-of: a Platt calibrator (or a base rate) whose intercept carries the trend up to the as-of.
 
+The second candidate, ``recent``, levels the plain calibrator to the newest matured deals: the
+same kind refitted on the newest half of the calibration rows by creation date only.
+
 A trend fitted on one year points the wrong way the next wherever there is none (salesml/synth)
-or where it turns (Maven), so the candidate has to earn its place in a nested temporal check
-inside training (``drift_check``), the same test one period earlier:
+or where it turns (Maven, a yearly wave), and the newest deals' level is noisier than all of
+them, so a candidate has to earn its place in a nested temporal check inside training
+(``drift_check``), the same test one period earlier:
 
 - **fit** both calibrators on the validation period (out-of-sample scores of the training-period
   fit; outcomes known by the holdout's start, the inner as-of), the drift one served at that
@@ -17,8 +21,9 @@ inside training (``drift_check``), the same test one period earlier:
   knows (the holdout's new creation cohort, matured: the holdout ends a maturity before the
   export), each deal once at its first snapshot — a new deal scored as it comes in, as the
   deals after the real as-of will be;
-- **keep** the drift candidate only when its mean log loss per judged deal beats the plain
-  calibrator's by more than ``MIN_T`` standard errors of the paired per-deal difference.
+- **keep** the candidate with the larger gain only when its mean log loss per judged deal
+  beats the plain calibrator's by more than ``MIN_T`` standard errors of the paired per-deal
+  difference.
 
 When kept, it is refitted on the validation and holdout periods (as the plain calibrator is)
 and served at the as-of; the check's figures go to the bundle's metadata (``calibration_drift``)
@@ -37,9 +42,14 @@ from sklearn.linear_model import LogisticRegression
 
 from salesml.models.calibration import Calibrator, calibrator_from_params, select_calibrator
 
-# The drift candidate is kept when its log-loss gain per judged deal exceeds this many of its
-# standard errors (one-sided, about 2.3 % by chance when there is no gain).
-MIN_T = 2.0
+# The candidates: a trend over creation dates served at the as-of, and the plain calibrator's
+# kind refitted on the recent window only (the newest ``RECENT_SHARE`` of the calibration rows
+# by creation date, which levels it to the newest matured deals).
+CANDIDATES = ("trend", "recent")
+RECENT_SHARE = 0.5
+# A candidate is kept when its log-loss gain per judged deal exceeds this many of its standard
+# errors (one-sided; with two candidates about 1 % each by chance when neither gains).
+MIN_T = 2.3
 # Fewer judged deals than this (or either outcome under a tenth of it) and the check cannot
 # tell a trend from noise: the plain calibrator stays.
 MIN_JUDGED = 200
@@ -50,11 +60,11 @@ DAYS_PER_YEAR = 365.25
 class DriftCheck:
     """The nested check's verdict and its evidence (all JSON-ready)."""
 
-    adopted: bool
+    adopted: str | None  # the candidate kept ("trend" / "recent"), None: the plain one stays
     judged_deals: int
-    gain_per_deal: float | None  # plain log loss - drift log loss, mean over judged deals
-    t: float | None  # gain / its standard error
-    slope_per_year: float | None  # c of the candidate fitted in the check (log-odds / year)
+    t: dict[str, float]  # per candidate: its gain over the plain calibrator / standard error
+    gain_per_deal: dict[str, float]  # per candidate: plain log loss - its log loss, mean
+    slope_per_year: float | None  # the trend fitted in the check (log-odds per year)
     reason: str
 
     def as_dict(self) -> dict[str, Any]:
@@ -121,6 +131,49 @@ def first_of_new_cohort(rows: pd.DataFrame, since: pd.Timestamp) -> np.ndarray:
     return np.sort(first[created[first] >= np.datetime64(since)])
 
 
+def recent_mask(rows: pd.DataFrame) -> np.ndarray:
+    """The recent window: rows of the deals created in the newest ``RECENT_SHARE`` of the
+    rows' creation dates."""
+    created = creation_dates(rows)
+    return np.asarray(created >= created.quantile(1 - RECENT_SHARE), dtype=bool)
+
+
+Fitted = Calibrator | float  # a calibrator of scores, or a base rate
+
+
+def fit_candidate(
+    name: str,
+    rows: pd.DataFrame,
+    scores: np.ndarray | None,
+    kind: str | None,
+    weights: np.ndarray | None,
+    at: pd.Timestamp,
+) -> Fitted | None:
+    """Candidate ``name`` ("plain", "trend", "recent") fitted on labelled ``rows`` and served
+    at ``at``: a calibrator of the plain ``kind`` (``scores`` given), else a base rate
+    (``weights``: each deal once). None when it cannot be fitted."""
+    y = rows["label_won"].to_numpy(dtype=float)
+    keep = recent_mask(rows) if name == "recent" else np.ones(len(rows), dtype=bool)
+    if len(np.unique(y[keep])) < 2:
+        return None
+    if name == "trend":
+        trend = fit_trend(rows, scores, weights)
+        if trend is None:
+            return None
+        return trend.rate_at(at) if scores is None else trend.platt_at(at)
+    if scores is None:
+        return float(np.average(y[keep], weights=None if weights is None else weights[keep]))
+    assert kind is not None
+    return select_calibrator(scores[keep], y[keep], candidates=(kind,))[0]
+
+
+def _predict(fitted: Fitted, scores: np.ndarray | None, n: int) -> np.ndarray:
+    if isinstance(fitted, float):
+        return np.full(n, fitted)
+    assert scores is not None
+    return fitted.predict(scores)
+
+
 def _log_loss_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)), dtype=float)
@@ -133,40 +186,41 @@ def drift_check(
     newer_scores: np.ndarray | None,
     inner_as_of: pd.Timestamp,
     plain_kind: str | None,
-    plain_rate: float | None = None,
     older_weights: np.ndarray | None = None,
 ) -> DriftCheck:
     """The nested temporal check (module docstring). ``older``: the validation period's
     snapshots with ``older_scores``; ``newer``: the holdout's, scored by the same fit;
-    ``plain_kind``: the plain calibrator's kind, or None for a base rate ``plain_rate``
-    (``older`` and ``newer`` scores then None; ``older_weights``: each deal once)."""
+    ``plain_kind``: the plain calibrator's kind, or None for a base rate (scores then None;
+    ``older_weights``: each deal once)."""
     judged = first_of_new_cohort(newer, inner_as_of)
     y = newer["label_won"].to_numpy(dtype=float)[judged]
     won = int(y.sum())
     if len(judged) < MIN_JUDGED or min(won, len(y) - won) < MIN_JUDGED // 10:
-        return DriftCheck(False, len(judged), None, None, None, "too few new deals to judge")
-    y_older = older["label_won"].to_numpy(dtype=float)
-    if plain_kind is None:
-        trend = fit_trend(older, None, older_weights)
-        assert plain_rate is not None
-        p_plain = np.full(len(y), plain_rate)
-        p_trend = np.full(len(y), trend.rate_at(inner_as_of) if trend else plain_rate)
-    else:
-        assert older_scores is not None and newer_scores is not None
-        plain = select_calibrator(older_scores, y_older, candidates=(plain_kind,))[0]
-        trend = fit_trend(older, older_scores)
-        s = newer_scores[judged]
-        p_plain = plain.predict(s)
-        p_trend = trend.platt_at(inner_as_of).predict(s) if trend else p_plain
-    if trend is None:
-        return DriftCheck(False, len(judged), None, None, None, "no increasing trend fit")
-    gain = _log_loss_rows(y, p_plain) - _log_loss_rows(y, p_trend)
-    se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
-    t = float(gain.mean() / se) if se > 0 else 0.0
-    adopted = t > MIN_T
-    reason = (
-        f"beats the plain calibrator on the newest matured cohort by {t:.1f} standard errors"
-        if adopted
-        else f"not better than the plain calibrator by {MIN_T} standard errors (t = {t:.1f})"
-    )
-    return DriftCheck(adopted, len(judged), float(gain.mean()), t, trend.c, reason)
+        return DriftCheck(None, len(judged), {}, {}, None, "too few new deals to judge")
+    s = None if newer_scores is None else newer_scores[judged]
+    fit = {
+        name: fit_candidate(name, older, older_scores, plain_kind, older_weights, inner_as_of)
+        for name in ("plain", *CANDIDATES)
+    }
+    plain = fit.pop("plain")
+    if plain is None:
+        return DriftCheck(None, len(judged), {}, {}, None, "no plain fit to compare with")
+    base = _log_loss_rows(y, _predict(plain, s, len(y)))
+    t: dict[str, float] = {}
+    gains: dict[str, float] = {}
+    for name, fitted in fit.items():
+        if fitted is None:
+            continue
+        gain = base - _log_loss_rows(y, _predict(fitted, s, len(y)))
+        se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
+        t[name] = float(gain.mean() / se) if se > 0 else 0.0
+        gains[name] = float(gain.mean())
+    trend = fit_trend(older, older_scores, older_weights)
+    slope = None if trend is None else trend.c
+    best = max(t, key=lambda n: t[n], default=None)
+    if best is None or t[best] <= MIN_T:
+        shown = ", ".join(f"{n} {v:.1f}" for n, v in t.items()) or "none fitted"
+        reason = f"no candidate beats the plain calibrator by {MIN_T} standard errors ({shown})"
+        return DriftCheck(None, len(judged), t, gains, slope, reason)
+    reason = f"{best} beats the plain calibrator on the newest matured cohort by {t[best]:.1f} SE"
+    return DriftCheck(best, len(judged), t, gains, slope, reason)

@@ -39,7 +39,7 @@ from salesml.scoring import OLDEST_CLOSE_KEY
 from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
-from training.win.drift import DriftCheck, drift_check, fit_trend
+from training.win.drift import DriftCheck, drift_check, fit_candidate
 from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
 from training.win.screening import Fold, concept_screen, judged_log_loss
 
@@ -402,20 +402,7 @@ def _refit(
     rate = deal_rate(labelled)
     metadata = {**served.metadata, **extra, "refit_rows": len(labelled)}
     if served.booster is None:
-        seen = pd.concat([split.train, split.validation])
-        check = drift_check(
-            seen,
-            None,
-            split.holdout,
-            None,
-            split.holdout_start,
-            None,
-            deal_rate(seen),
-            deal_weights(seen),
-        )
-        trend = fit_trend(labelled, None, deal_weights(labelled)) if check.adopted else None
-        rate = trend.rate_at(as_of) if trend is not None else rate
-        metadata["calibration_drift"] = _drift_metadata(check, trend is not None, as_of)
+        rate = _drift_rate(split, labelled, as_of, metadata)
         bundle = WinBundle(
             served.features,
             served.kinds,
@@ -435,22 +422,7 @@ def _refit(
         scores = np.concatenate([chosen.val_scores, h_scores])
         y = np.concatenate([split.validation["label_won"].to_numpy(float), y_h])
         calibrator = select_calibrator(scores, y, candidates=(chosen.calibrator.name,))[0]
-        inner = FeatureContract(chosen.features, chosen.kinds, chosen.vocab)
-        inner_scores = np.asarray(
-            chosen.booster.predict(inner.matrix(split.holdout), raw_score=True), dtype=float
-        )
-        check = drift_check(
-            split.validation,
-            chosen.val_scores,
-            split.holdout,
-            inner_scores,
-            split.holdout_start,
-            chosen.calibrator.name,
-        )
-        both = pd.concat([split.validation, split.holdout])
-        trend = fit_trend(both, scores) if check.adopted else None
-        calibrator = trend.platt_at(as_of) if trend is not None else calibrator
-        metadata["calibration_drift"] = _drift_metadata(check, trend is not None, as_of)
+        calibrator = _drift_calibrator(chosen, split, scores, as_of, metadata) or calibrator
         contract = _contract(spec, chosen.features, labelled)
         booster = chosen.fit(labelled, contract)
         bundle = WinBundle(
@@ -474,6 +446,53 @@ def _refit(
             "rows": len(sample),
         }
     return bundle
+
+
+def _drift_rate(
+    split: TemporalSplit, labelled: pd.DataFrame, as_of: pd.Timestamp, metadata: dict[str, Any]
+) -> float:
+    """The served base rate: each matured deal once, or the drift candidate the nested check
+    keeps (``training.win.drift``); the check's figures go to ``metadata``."""
+    seen = pd.concat([split.train, split.validation])
+    check = drift_check(
+        seen, None, split.holdout, None, split.holdout_start, None, deal_weights(seen)
+    )
+    fitted = None
+    if check.adopted is not None:
+        fitted = fit_candidate(check.adopted, labelled, None, None, deal_weights(labelled), as_of)
+    metadata["calibration_drift"] = _drift_metadata(check, fitted is not None, as_of)
+    return fitted if isinstance(fitted, float) else deal_rate(labelled)
+
+
+def _drift_calibrator(
+    chosen: Candidate,
+    split: TemporalSplit,
+    scores: np.ndarray,
+    as_of: pd.Timestamp,
+    metadata: dict[str, Any],
+) -> Calibrator | None:
+    """The drift candidate the nested check keeps, fitted on the validation and holdout
+    periods' out-of-sample ``scores`` (None: the plain calibrator stays); the check judges the
+    holdout with the training-period fit, the one that scored the validation period."""
+    inner = FeatureContract(chosen.features, chosen.kinds, chosen.vocab)
+    inner_scores = np.asarray(
+        chosen.booster.predict(inner.matrix(split.holdout), raw_score=True), dtype=float
+    )
+    check = drift_check(
+        split.validation,
+        chosen.val_scores,
+        split.holdout,
+        inner_scores,
+        split.holdout_start,
+        chosen.calibrator.name,
+    )
+    fitted = None
+    if check.adopted is not None:
+        both = pd.concat([split.validation, split.holdout])
+        fitted = fit_candidate(check.adopted, both, scores, chosen.calibrator.name, None, as_of)
+    calibrator = None if fitted is None or isinstance(fitted, float) else fitted
+    metadata["calibration_drift"] = _drift_metadata(check, calibrator is not None, as_of)
+    return calibrator
 
 
 def _drift_metadata(check: DriftCheck, served: bool, as_of: pd.Timestamp) -> dict[str, Any]:
