@@ -46,13 +46,13 @@ def _check(slope: float, seed: int) -> tuple[str | None, dict[str, float]]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_steady_trend_turns_the_drift_calibration_on(seed: int) -> None:
     adopted, t = _check(slope=0.6, seed=seed)
-    assert adopted in ("trend", "recent") and t[adopted] > MIN_T
+    assert adopted == "trend" and t[adopted] > MIN_T
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_no_trend_leaves_the_plain_calibrator(seed: int) -> None:
     adopted, t = _check(slope=0.0, seed=seed)
-    assert adopted is None and set(t) == {"trend", "recent"} and max(t.values()) <= MIN_T
+    assert adopted is None and set(t) == {"trend"} and max(t.values()) <= MIN_T
 
 
 def test_the_trend_served_at_the_as_of_carries_the_level_forward() -> None:
