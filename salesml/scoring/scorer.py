@@ -235,7 +235,10 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
     rows["score"] = np.asarray(predicted["score"])
     rows["model_version"] = model.version
     rows["as_of"] = as_of
-    rows["score_basis"], rows["score_warning"] = score_basis(features, model.bundle)
+    basis, warning = score_basis(features, model.bundle)
+    # Text columns as pandas' str dtype whatever their content: a slice without any warning
+    # must give the same column as one with some (batch slices, workers, score runs).
+    rows["score_basis"], rows["score_warning"] = pd.array(basis, "str"), pd.array(warning, "str")
     for column in EXPLAIN_COLUMNS:
         rows[column] = (
             np.asarray(predicted[column], dtype=object if column != "drivers_base" else None)
