@@ -221,6 +221,8 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
     ours = scored["win_probability"].to_numpy()
     peer = _peer(history, cut, newest)
     row = _row(case, trained, newest, y, ours, peer, scored)
+    row["drift"] = _drift_verdict()
+    row["oracle_at_cut_ece"] = _oracle_at_cut_ece(case, closed, cut, newest, y)
     seen = _observable(case, history, newest)
     if seen is not None:
         from sklearn.metrics import roc_auc_score
@@ -228,6 +230,44 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
         row["observable_auc"] = float(roc_auc_score(y, seen))
         row["passes"] = _passes(row)
     return row
+
+
+def _drift_verdict() -> str:
+    """The served model's drift check (``training.win.drift``) in a few words."""
+    from salesml.scoring import load_scorer
+
+    check = load_scorer().bundle.metadata.get("calibration_drift") or {}
+    if not check:
+        return "—"
+    ts = ", ".join(f"{name} t {t:.1f}" for name, t in (check.get("t") or {}).items())
+    slope = check.get("slope_per_year")
+    trend = "" if slope is None else f"; trend {slope:+.2f}/yr"
+    verdict = check.get("adopted") if check.get("served") else "off"
+    return f"{verdict} ({ts or 'not judged'}{trend})"
+
+
+def _oracle_at_cut_ece(
+    case: Case, closed: pd.DataFrame, cut: pd.Timestamp, newest: pd.DataFrame, y: np.ndarray
+) -> float | None:
+    """The oracle under drift: the generator's true probabilities, Platt-calibrated on the
+    deals closed by the cut (what anyone fitting at T sees), then judged by ECE on the scored
+    deals. What a model that ranks perfectly but is levelled at T scores against the bar."""
+    if case.truth is None:
+        return None
+    from scipy.special import logit
+    from sklearn.linear_model import LogisticRegression
+
+    from salesml.models.evaluation import expected_calibration_error
+
+    known = closed[(closed["created_at"] < cut) & (closed["closed_at"] <= cut)]
+    truth = case.truth.set_index("deal_id")["true_probability"]
+
+    def x(rows: pd.DataFrame) -> np.ndarray:
+        p = truth.reindex(rows["deal_id"]).to_numpy(dtype=float)
+        return np.asarray(logit(np.clip(p, 1e-6, 1 - 1e-6)))[:, None]
+
+    fitted = LogisticRegression(C=1e4).fit(x(known), (known["status"] == "won").to_numpy(float))
+    return expected_calibration_error(y, fitted.predict_proba(x(newest))[:, 1])
 
 
 def _history(home: Path) -> Any:
@@ -419,8 +459,10 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             "| case | scored | served | AUC | peer AUC | oracle AUC | observable oracle AUC "
             "| Brier | peer Brier "
             "| ECE | peer ECE | ECE floor | oracle ECE | ECE vs truth | peer ECE vs truth "
-            "| mean p | win rate | mean true p | noise in top 3 | bar |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| mean p | win rate | mean true p | noise in top 3 | drift calibration "
+            "| oracle at T ECE | bar |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "---|",
         ]
         if header
         else []
@@ -434,8 +476,8 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             f"{f(r['peer_brier'], 4)} | {f(r['ece'])} | {f(r['peer_ece'])} | "
             f"{f(r['ece_floor'])} | {f(r['oracle_ece'])} | {f(r['ece_truth'])} | "
             f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | "
-            f"{f(r.get('true_mean'))} | {noise} | "
-            f"{'pass' if r['passes'] else 'FAIL'} |"
+            f"{f(r.get('true_mean'))} | {noise} | {r.get('drift', '—')} | "
+            f"{f(r.get('oracle_at_cut_ece'))} | {'pass' if r['passes'] else 'FAIL'} |"
         )
     return "\n".join(lines)
 

@@ -5,21 +5,29 @@
 """
 
 from salesml.scoring.scorer import (
+    BASIS_BEYOND,
     DRIVERS_SHOWN,
     EXPLAIN_COLUMNS,
+    OLDEST_CLOSE_KEY,
+    SCORE_BASIS_COLUMNS,
     SCORE_COLUMNS,
     TIMING_COLUMNS,
     Scorer,
     load_scorer,
+    score_basis,
     score_features,
 )
 
 __all__ = [
+    "BASIS_BEYOND",
     "DRIVERS_SHOWN",
     "EXPLAIN_COLUMNS",
+    "OLDEST_CLOSE_KEY",
+    "SCORE_BASIS_COLUMNS",
     "SCORE_COLUMNS",
     "TIMING_COLUMNS",
     "Scorer",
     "load_scorer",
+    "score_basis",
     "score_features",
 ]

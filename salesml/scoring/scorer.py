@@ -184,12 +184,40 @@ TIMING_COLUMNS = [
 # What ``expected_revenue`` multiplies the win probability by: the deal's ``amount``, else its
 # product's ``list_price`` (the KPI engine's rule for the open pipeline), else nothing (null).
 BASIS_AMOUNT, BASIS_LIST_PRICE = "amount", "list_price"
+# What a win probability rests on (``score_basis``): the model's reading of the deal, the base
+# rate (a constant model), or nothing the data supports — the deal has been open longer than
+# any training deal was when it closed, an age no outcome was ever observed at
+# (``score_warning`` then says so in words). The model stores that age at training
+# (``OLDEST_CLOSE_KEY`` in its metadata); a model without it flags nothing.
+SCORE_BASIS_COLUMNS = ["score_basis", "score_warning"]
+BASIS_MODEL, BASIS_BASE_RATE, BASIS_BEYOND = "model", "base_rate", "beyond_observed_ages"
+OLDEST_CLOSE_KEY = "oldest_close_age_days"
+
+
+def score_basis(features: pd.DataFrame, bundle: WinBundle) -> tuple[np.ndarray, np.ndarray]:
+    """``score_basis`` and ``score_warning`` per row of ``features`` (see ``BASIS_BEYOND``)."""
+    n = len(features)
+    basis = np.full(n, BASIS_MODEL if bundle.booster is not None else BASIS_BASE_RATE, object)
+    warning = np.full(n, None, dtype=object)
+    oldest = bundle.metadata.get(OLDEST_CLOSE_KEY)
+    if oldest is None or "age_days" not in features or n == 0:
+        return basis, warning
+    age = pd.to_numeric(features["age_days"], errors="coerce").to_numpy(dtype=float)
+    beyond = np.flatnonzero(age > float(oldest))  # NaN ages compare False: not flagged
+    basis[beyond] = BASIS_BEYOND
+    for i in beyond:
+        warning[i] = (
+            f"open {age[i]:.0f} days, longer than any training deal lasted before it closed "
+            f"({float(oldest):.0f} days): no outcome was observed at this age, so the win "
+            "probability is an extrapolation the data does not support"
+        )
+    return basis, warning
 
 
 def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -> pd.DataFrame:
     """One row per row of ``features`` (indexed by deal_id): ``SCORE_COLUMNS``,
-    ``EXPLAIN_COLUMNS`` (empty for a constant base-rate model) and, with a timing model,
-    ``TIMING_COLUMNS``."""
+    ``SCORE_BASIS_COLUMNS``, ``EXPLAIN_COLUMNS`` (empty for a constant base-rate model) and,
+    with a timing model, ``TIMING_COLUMNS``."""
     return pd.DataFrame(score_columns(features, model, as_of), index=pd.RangeIndex(len(features)))
 
 
@@ -213,6 +241,10 @@ def score_columns(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) ->
     rows["score"] = np.asarray(predicted["score"])
     rows["model_version"] = model.version
     rows["as_of"] = as_of
+    basis, warning = score_basis(features, model.bundle)
+    # Text columns as pandas' str dtype whatever their content: a slice without any warning
+    # must give the same column as one with some (batch slices, workers, score runs).
+    rows["score_basis"], rows["score_warning"] = pd.array(basis, "str"), pd.array(warning, "str")
     for column in EXPLAIN_COLUMNS:
         rows[column] = (
             np.asarray(predicted[column], dtype=object if column != "drivers_base" else None)

@@ -110,3 +110,17 @@ def test_maven_has_little_signal_and_stays_at_the_base_rate(
     assert result.booster_holdout_metrics["auc"] is not None
     assert result.booster_holdout_metrics["auc"] < 0.65
     assert result.little_signal
+
+
+def test_the_drift_check_is_recorded_and_stays_off_without_a_trend(
+    trained: tuple[WinTrainingResult, History, pd.DataFrame],
+) -> None:
+    """salesml/synth's base rate does not drift: the nested check keeps the plain calibrator,
+    and the bundle says what it judged (training.win.drift)."""
+    result, history, _ = trained
+    drift = result.bundle.metadata["calibration_drift"]
+    assert drift["judged_deals"] > 0 and set(drift["t"]) == {"trend"}
+    assert drift["adopted"] is None and not drift["served"] and drift["reason"]
+    closed = history.deals[history.deals["closed_at"].notna()]
+    oldest = (closed["closed_at"] - closed["created_at"]).dt.total_seconds().max() / 86400
+    assert result.bundle.metadata["oldest_close_age_days"] == oldest

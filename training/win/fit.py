@@ -35,9 +35,11 @@ from salesml.models.contract import FeatureContract
 from salesml.models.evaluation import binary_metrics, reliability_curve
 from salesml.models.win.bundle import WinBundle
 from salesml.schemas import ATTRIBUTE_PREFIX
+from salesml.scoring import OLDEST_CLOSE_KEY
 from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
+from training.win.drift import DriftCheck, drift_check, fit_candidate
 from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
 from training.win.screening import Fold, concept_screen, judged_log_loss
 
@@ -149,6 +151,7 @@ def train_win_model(
         "data_window": split.window(),
         "dropped_features": dropped,
         "flat_columns": flat_columns(history),
+        OLDEST_CLOSE_KEY: oldest_close_age(history),
     }
     full = main.bundle(seen_rate, metadata)
     candidates = {
@@ -285,6 +288,17 @@ def _fit_model(
     return _calibrated(MODEL_NAME, contract, booster, rounds, fit, split), dropped, params
 
 
+def oldest_close_age(history: History) -> float | None:
+    """Days from creation to close of the longest-lived closed deal (None: none closed). An
+    open deal older than that is at an age no outcome was ever observed at, and its score is
+    flagged (``salesml.scoring.score_basis``)."""
+    deals = history.deals[history.deals["closed_at"].notna()]
+    if deals.empty:
+        return None
+    days = (deals["closed_at"] - deals["created_at"]).dt.total_seconds() / 86400.0
+    return float(days.max())
+
+
 def deal_weights(rows: pd.DataFrame) -> np.ndarray:
     """1 / (the deal's snapshots among ``rows``), scaled to mean 1: every deal counts once,
     however long it stayed open (a long deal's weekly rows are not that many outcomes)."""
@@ -384,9 +398,11 @@ def _refit(
     newest deals count. Its calibrator (the kind chosen on validation) is refitted on
     out-of-sample scores in time order: the training-period fit's on the validation period and
     a train + validation fit's on the holdout period."""
+    as_of = split.holdout_end + pd.Timedelta(days=split.maturity_days)
     rate = deal_rate(labelled)
     metadata = {**served.metadata, **extra, "refit_rows": len(labelled)}
     if served.booster is None:
+        rate = _drift_rate(split, labelled, as_of, metadata)
         bundle = WinBundle(
             served.features,
             served.kinds,
@@ -406,6 +422,7 @@ def _refit(
         scores = np.concatenate([chosen.val_scores, h_scores])
         y = np.concatenate([split.validation["label_won"].to_numpy(float), y_h])
         calibrator = select_calibrator(scores, y, candidates=(chosen.calibrator.name,))[0]
+        calibrator = _drift_calibrator(chosen, split, scores, as_of, metadata) or calibrator
         contract = _contract(spec, chosen.features, labelled)
         booster = chosen.fit(labelled, contract)
         bundle = WinBundle(
@@ -429,6 +446,58 @@ def _refit(
             "rows": len(sample),
         }
     return bundle
+
+
+def _drift_rate(
+    split: TemporalSplit, labelled: pd.DataFrame, as_of: pd.Timestamp, metadata: dict[str, Any]
+) -> float:
+    """The served base rate: each matured deal once, or the drift candidate the nested check
+    keeps (``training.win.drift``); the check's figures go to ``metadata``."""
+    seen = pd.concat([split.train, split.validation])
+    check = drift_check(
+        seen, None, split.holdout, None, split.holdout_start, None, deal_weights(seen)
+    )
+    fitted = None
+    if check.adopted is not None:
+        fitted = fit_candidate(check.adopted, labelled, None, None, deal_weights(labelled), as_of)
+    metadata["calibration_drift"] = _drift_metadata(check, fitted is not None, as_of)
+    return fitted if isinstance(fitted, float) else deal_rate(labelled)
+
+
+def _drift_calibrator(
+    chosen: Candidate,
+    split: TemporalSplit,
+    scores: np.ndarray,
+    as_of: pd.Timestamp,
+    metadata: dict[str, Any],
+) -> Calibrator | None:
+    """The drift candidate the nested check keeps, fitted on the validation and holdout
+    periods' out-of-sample ``scores`` (None: the plain calibrator stays); the check judges the
+    holdout with the training-period fit, the one that scored the validation period."""
+    inner = FeatureContract(chosen.features, chosen.kinds, chosen.vocab)
+    inner_scores = np.asarray(
+        chosen.booster.predict(inner.matrix(split.holdout), raw_score=True), dtype=float
+    )
+    check = drift_check(
+        split.validation,
+        chosen.val_scores,
+        split.holdout,
+        inner_scores,
+        split.holdout_start,
+        chosen.calibrator.name,
+    )
+    fitted = None
+    if check.adopted is not None:
+        both = pd.concat([split.validation, split.holdout])
+        fitted = fit_candidate(check.adopted, both, scores, chosen.calibrator.name, None, as_of)
+    calibrator = None if fitted is None or isinstance(fitted, float) else fitted
+    metadata["calibration_drift"] = _drift_metadata(check, calibrator is not None, as_of)
+    return calibrator
+
+
+def _drift_metadata(check: DriftCheck, served: bool, as_of: pd.Timestamp) -> dict[str, Any]:
+    """The nested drift check's figures (``training.win.drift``), for the card and MLflow."""
+    return {**check.as_dict(), "served": served, "at": f"{as_of:%Y-%m-%d}"}
 
 
 def _evaluate(

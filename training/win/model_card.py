@@ -150,6 +150,20 @@ def served_lines(result: WinTrainingResult) -> list[str]:
             "The holdout metrics below are those of the fit made before the holdout.",
             "",
         ]
+    drift = result.bundle.metadata.get("calibration_drift")
+    if drift:
+        verdict = (
+            f"served: the calibration carries the win rate's trend over creation dates up to "
+            f"{drift['at']}"
+            if drift.get("served")
+            else "not served: the plain calibrator stays"
+        )
+        lines += [
+            f"Calibration under drift (a trend over creation dates, checked on the newest "
+            f"matured cohort, {drift.get('judged_deals', 0):,} deals): {drift.get('reason')}; "
+            f"{verdict}.",
+            "",
+        ]
     leaves = result.params.get("num_leaves")
     if result.served == MODEL_NAME and leaves is not None:
         lines += [

@@ -9,9 +9,10 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from salesml.models.evaluation import binary_metrics, reliability_curve
+from salesml.scoring import BASIS_BEYOND
 from serving.report import charts
 from serving.report import format as fmt
-from serving.report.baselines import WIN_BASELINES, timing_flag, win_flag
+from serving.report.baselines import WIN_BASELINES, Flag, timing_flag, win_flag
 from serving.report.data import Context, calibration_sample, registry_metrics
 from serving.report.sections.base import Section, flag_views, no_team
 from serving.report.sections.freshness import forecast_health, freshness
@@ -68,6 +69,24 @@ def _calibration(sample: pd.DataFrame, described: str) -> charts.Chart:
     return charts.chart(fig, "chart-calibration", caption)
 
 
+def beyond_ages_flag(open_deals: pd.DataFrame) -> Flag | None:
+    """Open deals older than any training deal was when it closed (``score_basis``): their
+    win probabilities rest on no observed outcome (None: there are none)."""
+    if "score_basis" not in open_deals:
+        return None
+    n = int((open_deals["score_basis"] == BASIS_BEYOND).sum())
+    if n == 0:
+        return None
+    deals = "deal is" if n == 1 else "deals are"
+    return Flag(
+        "win",
+        f"{n} open {deals} older than any training deal was when it closed: no outcome was "
+        "observed at that age, so their win probabilities are extrapolations (score_basis "
+        f"{BASIS_BEYOND})",
+        "warn",
+    )
+
+
 def _timing(logged: dict[str, float]) -> list[list[str]]:
     """Close timing against the stage-median baseline ([] when the metrics were not logged)."""
     timing = {
@@ -114,7 +133,7 @@ def health(ctx: Context) -> Section:
         "live": {m: fmt.number(live.get(m), 3) for m in ("auc", "brier", "ece")},
         "described": described,
     }
-    view["win"]["flags"] = flag_views([win_flag(logged)])
+    view["win"]["flags"] = flag_views([win_flag(logged), beyond_ages_flag(ctx.open_deals)])
     timing = _timing(logged)
     view["win"]["timing"] = bool(timing) or win.timing is not None
     view["win"]["timing_rows"] = timing
