@@ -69,11 +69,12 @@ def quarters_from_months(
     current_month = period_start(as_of, "month")
     # Won in the quarter's months before the current month: those months are over.
     earlier = int(to_cents(max(quarter_won, 0.0))) - int(to_cents(max(month_won, 0.0)))
+    starts = pd.DatetimeIndex(out["period_start"])
     for i in range(min(steps, len(out))):
-        q = pd.Timestamp(out.loc[i, "period_start"])
-        wanted = period_range(max(q, current_month), 1, "month")[0]
+        q = starts[i]
+        first_open = max(q, current_month)  # the quarter's months not over yet start here
         expected = len(
-            pd.date_range(wanted, period_range(q, 2, "quarter")[1], freq="MS", inclusive="left")
+            pd.date_range(first_open, period_range(q, 2, "quarter")[1], freq="MS", inclusive="left")
         )
         inside = month_rows[(month_quarter == q).to_numpy()]
         if len(inside) != expected or expected == 0 or expected > MONTHS_PER_QUARTER:
