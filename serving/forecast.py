@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
@@ -25,8 +26,14 @@ from salesml.models.registry import (
     tracking_uri,
 )
 from salesml.models.revenue.bundle import ForecastBundle, key
+from salesml.models.revenue.coherence import (
+    COHERENT_QUARTERS,
+    months_needed,
+    quarters_from_months,
+)
 from salesml.models.revenue.periods import period_range, period_start
 from salesml.models.revenue.pipeline import DIMENSIONS, pipeline_forecast
+from salesml.models.timing.bundle import TimingBundle
 from salesml.scoring import Scorer
 
 
@@ -62,15 +69,69 @@ def forecast_rows(
     """Rows of period_start, segment, forecast, lower/upper 80 and 95 (see ``ForecastBundle``).
 
     Without a win model (a won-only history) the pipeline component is empty and the series
-    models carry the forecast alone."""
+    models carry the forecast alone. Quarters agree with months: when the bundle has both, the
+    current and next quarter are the sums of their months
+    (``salesml.models.revenue.coherence``), so a quarter is never below a month inside it."""
     bundle.model(freq)  # a clear error for a frequency the bundle lacks, before any work
-    periods = period_range(as_of, horizon + 1, freq)
+    scored = _scored_pipeline(history, win, as_of)
+    rows = _rows(history, bundle, scored, freq, horizon, as_of, by, draws)
+    if freq != "quarter" or "month" not in bundle.freqs:
+        return rows
+    steps = min(horizon, COHERENT_QUARTERS)
+    n_months = months_needed(as_of, steps)
+    months = _rows(history, bundle, scored, "month", n_months, as_of, by, draws)
+    quarter_won = won_so_far(history, "quarter", as_of)
+    month_won = won_so_far(history, "month", as_of)
+    parts = []
+    for level, (q_rows, m_rows) in enumerate(
+        [
+            (rows.iloc[:horizon], months.iloc[:n_months]),
+            (rows.iloc[horizon:], months.iloc[n_months:]),
+        ]
+    ):
+        for segment, q_seg in q_rows.groupby("segment", sort=False):
+            name = key("total", "total") if level == 0 else key(str(by), str(segment))
+            parts.append(
+                quarters_from_months(
+                    q_seg,
+                    m_rows[m_rows["segment"] == segment],
+                    quarter_won.get(name, 0.0),
+                    month_won.get(name, 0.0),
+                    as_of,
+                    steps,
+                )
+            )
+    return pd.concat(parts, ignore_index=True)[list(rows.columns)]
+
+
+Scored = tuple[TimingBundle | None, pd.DataFrame, np.ndarray | None, np.ndarray | None]
+
+
+def _scored_pipeline(history: History, win: Scorer | None, as_of: pd.Timestamp) -> Scored:
+    """The open deals at as_of, their win probabilities and timing hazards (computed once for
+    every period grid asked at that as_of)."""
     timing = win.timing if win is not None else None
-    if win is not None and timing is not None:
-        features = build_features(history, as_of)
-        probability = win.bundle.predict(features)["win_probability"].to_numpy()
-    else:
-        features, probability = pd.DataFrame(), None
+    if win is None or timing is None:
+        return None, pd.DataFrame(), None, None
+    features = build_features(history, as_of)
+    probability = win.bundle.predict(features)["win_probability"].to_numpy()
+    hazards = timing.hazards(features, as_of) if not features.empty else None
+    return timing, features, probability, hazards
+
+
+def _rows(
+    history: History,
+    bundle: ForecastBundle,
+    scored: Scored,
+    freq: str,
+    horizon: int,
+    as_of: pd.Timestamp,
+    by: str | None,
+    draws: int,
+) -> pd.DataFrame:
+    """``ForecastBundle.forecast`` of one period length, with its pipeline component."""
+    timing, features, probability, hazards = scored
+    periods = period_range(as_of, horizon + 1, freq)
     pipeline = pipeline_forecast(
         timing,
         features,
@@ -81,6 +142,7 @@ def forecast_rows(
         bundle.fallback_amount,
         win_probability=probability,
         draws=draws,
+        hazards=hazards,
     )
     return bundle.forecast(freq, horizon, as_of, pipeline, won_so_far(history, freq, as_of), by)
 
