@@ -212,9 +212,12 @@ def _column_problems(
 ) -> tuple[Any, Problem | None]:
     value, ok = parse_value(col, raw_value)
     raw = "" if raw_value is None else str(raw_value)
+    if isinstance(raw_value, bool):  # as the sender wrote it (JSON), not Python's True
+        raw = "true" if raw_value else "false"
     if not ok:
+        shown = raw if isinstance(raw_value, bool) else repr(raw)
         return None, Problem(
-            col.name, f"could not read {raw!r} as {col.kind}; {event_hint(col.kind, raw)}"
+            col.name, f"could not read {shown} as {col.kind}; {event_hint(col.kind, raw)}"
         )
     absurd = _absurd(table, col, value, raw, limits)
     if absurd is not None:

@@ -287,7 +287,8 @@ def _canonical_event(i: int, item: Any) -> Parsed:
     event_id = _check_id(raw_id, "event_id")
     kind = item.get("type")
     if kind not in EVENT_TYPES:
-        raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
+        got = "nothing" if kind is None else json.dumps(kind)
+        raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {got}")
     occurred = item.get("occurred_at")
     if occurred is None or (isinstance(occurred, str) and not occurred.strip()):
         raise _Reject("occurred_at", "occurred_at is required: when it happened in the CRM")
@@ -342,6 +343,9 @@ def _safely(i: int, item: Any, parse: Any) -> Parsed | Unusable:
         if isinstance(item, dict):
             raw = item.get("event_id") or item.get("eventId")
             event_id = str(raw) if isinstance(raw, str | int) else None
+            portal = item.get("portalId")
+            if "eventId" in item and event_id is not None and isinstance(portal, str | int):
+                event_id = f"hubspot-{portal}-{event_id}"  # the id its accepted twin gets
         return Unusable(i, event_id, exc.status, exc.field, exc.reason)
 
 
@@ -368,16 +372,16 @@ HUBSPOT_CONVERTED = {"opportunity", "customer"}
 
 
 def _hubspot_event(i: int, item: Any, mapping: CrmMapping | None = None) -> Parsed:
-    where = f"[{i}]"
+    # Fields are named within the event: the answer prefixes its position (events[3].objectId).
     if not isinstance(item, dict):
-        raise _Reject(where, f"{where} must be an object")
-    portal = _check_id(item.get("portalId"), f"{where}.portalId")
-    event_id = f"hubspot-{portal}-{_check_id(item.get('eventId'), f'{where}.eventId')}"
+        raise _Reject("event", "a HubSpot event is a JSON object")
+    portal = _check_id(item.get("portalId"), "portalId")
+    event_id = f"hubspot-{portal}-{_check_id(item.get('eventId'), 'eventId')}"
     occurred = _epoch_ms(item.get("occurredAt"))
     if occurred is None:
-        raise _Reject(f"{where}.occurredAt", "occurredAt must be epoch milliseconds")
+        raise _Reject("occurredAt", "occurredAt must be epoch milliseconds")
     kind = str(item.get("subscriptionType", ""))
-    object_id = _check_id(item.get("objectId"), f"{where}.objectId")
+    object_id = _check_id(item.get("objectId"), "objectId")
     obj, _, action = kind.partition(".")
     if action in ("deletion", "privacyDeletion", "merge", "restore", "associationChange"):
         raise _Reject(
@@ -391,7 +395,7 @@ def _hubspot_event(i: int, item: Any, mapping: CrmMapping | None = None) -> Pars
     if obj == "contact":
         return _hubspot_contact(i, item, event_id, occurred, object_id, action)
     raise _Reject(
-        f"{where}.subscriptionType",
+        "subscriptionType",
         f"{kind or 'no subscriptionType'} is not a deal or contact event: not applied",
         "ignored",
     )
@@ -409,13 +413,13 @@ def _hubspot_deal(
     if action == "creation":
         return Parsed(i, event_id, "deal.created", occurred, {"deal_id": deal_id})
     if action != "propertyChange":
-        raise _Reject(f"[{i}].subscriptionType", f"deal.{action} is not applied", "ignored")
+        raise _Reject("subscriptionType", f"deal.{action} is not applied", "ignored")
     prop = str(item.get("propertyName", ""))
     value = item.get("propertyValue")
     column = HUBSPOT_DEAL_PROPERTIES.get(prop)
     if column is None:
         raise _Reject(
-            f"[{i}].propertyName",
+            "propertyName",
             f"deal property {prop!r} is not mapped to the "
             f"data model (mapped: {', '.join(HUBSPOT_DEAL_PROPERTIES)})",
             "ignored",
@@ -456,7 +460,7 @@ def _hubspot_contact(
     column = HUBSPOT_CONTACT_PROPERTIES.get(prop)
     if column is None:
         raise _Reject(
-            f"[{i}].propertyName",
+            "propertyName",
             f"contact property {prop!r} (value {value!r}) is not mapped to the data model",
             "ignored",
         )
@@ -618,7 +622,7 @@ def _cdc_events(i: int, item: Any) -> list[Parsed | Unusable]:
                 i,
                 None,
                 "rejected",
-                f"[{i}].payload.ChangeEventHeader",
+                "payload.ChangeEventHeader",
                 "a change event carries a ChangeEventHeader object",
             )
         ]
@@ -633,7 +637,7 @@ def _cdc_events(i: int, item: Any) -> list[Parsed | Unusable]:
                 i,
                 None,
                 "rejected",
-                f"[{i}].payload.ChangeEventHeader",
+                "payload.ChangeEventHeader",
                 "commitTimestamp (epoch ms) and recordIds are required",
             )
         ]

@@ -182,3 +182,23 @@ def test_a_broken_mapping_file_is_named_not_ignored(tmp_path: Path) -> None:
     with pytest.raises(BodyError) as err:
         workspace_mapping(tmp_path)
     assert "hubspot.stages" in err.value.reason and err.value.status == 503
+
+
+def test_answers_name_fields_within_the_event_and_values_as_sent() -> None:
+    """The route prefixes the position (events[0].…): a shape's field does not repeat it; an
+    ignored HubSpot event carries the id its accepted twin would; JSON values, not reprs."""
+    deletion = {**hubspot(7, "x", None), "subscriptionType": "deal.deletion"}
+    no_portal = {k: v for k, v in hubspot(8, "amount", "5").items() if k != "portalId"}
+    ignored, rejected = read_json([deletion, no_portal], source="hubspot").events
+    assert isinstance(ignored, Unusable) and ignored.event_id == "hubspot-44871234-7"
+    assert isinstance(rejected, Unusable) and rejected.field == "portalId"
+    (cdc,) = read_json({"payload": {"ChangeEventHeader": "x"}}, source="salesforce-cdc").events
+    assert isinstance(cdc, Unusable) and cdc.field == "payload.ChangeEventHeader"
+    (untyped,) = read_canonical([{"event_id": "e1", "occurred_at": "2026-01-01"}]).events
+    assert isinstance(untyped, Unusable) and "got nothing" in untyped.reason
+    _, problems = check_row(
+        "deals",
+        {"deal_id": "D1", "created_at": "2026-01-01", "status": "open", "amount": True},
+        LIMITS,
+    )
+    assert "could not read true as float" in problems[0].reason
