@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from serving.events.checks import epoch_reading
+from serving.events.checks import epoch_reading, parse_timestamp
 
 EVENT_TYPES = (
     "deal.created",
@@ -200,6 +200,32 @@ def known_stages(history: Any) -> frozenset[str]:
                 values.update(str(v) for v in frame["stage"].dropna().unique())
         found = _STAGES[history] = frozenset(values)
     return found
+
+
+FUTURE_SKEW = timedelta(minutes=5)  # clocks differ; beyond this an event is ahead of time
+
+
+def future_events(reading: Reading, now: datetime) -> dict[int, str]:
+    """Per position, a warning for an event dated more than ``FUTURE_SKEW`` after ``now``
+    (naive UTC): it is stored (the import bounds allow a year), but the data's as-of follows
+    the latest event, so scores, KPIs and reports would be "as of" a time not reached yet."""
+    out = {}
+    for n, event in enumerate(reading.events):
+        if not isinstance(event, Parsed):
+            continue
+        stamp = parse_timestamp(event.occurred_at)
+        if stamp is not None and stamp > now + FUTURE_SKEW:
+            out[n] = (
+                f"occurred_at {event.occurred_at} is {_ahead(stamp - now)} ahead of the server's "
+                f"clock ({now.isoformat(timespec='seconds')}Z); the data's as-of follows the "
+                "latest event, so check the CRM's clock or the time zone sent"
+            )
+    return out
+
+
+def _ahead(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.0f} days" if hours >= 48 else f"{hours:.1f} hours"
 
 
 def unknown_stages(reading: Reading, known: Any) -> dict[int, str]:

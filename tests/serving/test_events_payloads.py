@@ -16,6 +16,7 @@ from serving.events.shapes import (
     BodyError,
     Parsed,
     Unusable,
+    future_events,
     read_canonical,
     read_json,
     unknown_stages,
@@ -202,3 +203,17 @@ def test_answers_name_fields_within_the_event_and_values_as_sent() -> None:
         LIMITS,
     )
     assert "could not read true as float" in problems[0].reason
+
+
+def test_an_event_dated_ahead_of_the_clock_is_warned_about() -> None:
+    base = {"event_id": "e1", "type": "activity.logged", "activity": {"deal_id": "D1"}}
+    reading = read_canonical(
+        [
+            {**base, "occurred_at": "2027-06-01T00:00:00Z"},
+            {**base, "event_id": "e2", "occurred_at": "2026-12-07T19:03:00Z"},  # clock skew
+            {**base, "event_id": "e3", "occurred_at": "2026-12-07T10:00:00Z"},
+        ]
+    )
+    warned = future_events(reading, datetime(2026, 12, 7, 19, 0))
+    assert list(warned) == [0]
+    assert "175 days ahead of the server's clock" in warned[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,7 @@ from serving.api.security import Principal, require
 from serving.events.shapes import (
     BodyError,
     Reading,
+    future_events,
     known_stages,
     read_json,
     read_salesforce_outbound,
@@ -62,7 +64,8 @@ class EventOutcome(BaseModel):
     deal_id: str | None = Field(default=None, description="The deal whose score it moves.")
     warning: str | None = Field(
         default=None,
-        description="Stored, but its score cannot reflect it (a stage the model never saw).",
+        description="Stored, but to check: a stage the model never saw (its score cannot "
+        "read it), or a time ahead of the server's clock.",
     )
 
 
@@ -164,6 +167,9 @@ async def post_events(
     results = await run_in_threadpool(live.ingest, reading, principal.team)
     stages = known_stages(snap.data.history) if snap.data is not None else frozenset()
     warnings = unknown_stages(reading, stages)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for n, text in future_events(reading, now).items():
+        warnings[n] = f"{warnings[n]}; {text}" if n in warnings else text
     return _answer(request, reading.source, results, warnings)
 
 
@@ -195,12 +201,13 @@ def _answer(
         "source": source,
         **counts,
         "results": [
-            r.to_json() | ({"warning": warnings[n]} if n in warnings else {})
+            r.to_json()
+            | ({"warning": warnings[n]} if n in warnings and r.status == "accepted" else {})
             for n, r in enumerate(results)
         ],
     }
     if warnings:
-        log.warning("events with stages the model does not know: %s", sorted(warnings.values()))
+        log.warning("events stored with a warning: %s", sorted(warnings.values()))
     return JSONResponse(
         EventsResponse(**payload).model_dump(mode="json", exclude_none=True),
         status_code=207 if unstored else 202,
