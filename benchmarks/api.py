@@ -18,7 +18,10 @@ each at ``--clients`` clients and at 1 client, and ``GET /v1/deals/{id}`` (cache
 and at ``--clients`` clients. The peer: ``mlflow models serve`` on the same bundle, one
 ``dataframe_split`` row of the same deals' features to ``/invocations`` (prediction only).
 Prints one JSON object: latencies in ms, throughput in requests per second, the server's CPU
-time per request, the load average around each phase, and the ratios against the peer.
+time per request and resident memory (its worker processes included), the load average around
+each phase, and the ratios against the peer. ``--workers N`` starts both servers with N worker
+processes (default 1 each: ``salesml serve``'s default, which CRM events need, and ``mlflow
+models serve``'s).
 """
 
 from __future__ import annotations
@@ -195,6 +198,22 @@ def _cpu_seconds(pid: int | None) -> float | None:
         return None
 
 
+def _rss_mb(pid: int | None) -> float | None:
+    """Resident memory of a server process and its children, MB (None without psutil)."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        return round(sum(p.memory_info().rss for p in procs) / 2**20, 1)
+    except psutil.Error:
+        return None
+
+
 def _load(
     port: int, requests: list[bytes], clients: int, seconds: float, pid: int | None = None
 ) -> dict[str, Any]:
@@ -217,6 +236,9 @@ def _load(
     }
     if cpu_before is not None and cpu_after is not None and len(ms):
         out["server_cpu_ms_per_request"] = round((cpu_after - cpu_before) * 1000 / len(ms), 3)
+    rss = _rss_mb(pid)
+    if rss is not None:
+        out["server_rss_mb"] = rss
     return out
 
 
@@ -316,12 +338,58 @@ def _open_stages(home: Path) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def _peer(
+    home: Path, env: dict[str, str], workers: int, clients: int, seconds: float
+) -> dict[str, Any]:
+    """``mlflow models serve`` on the champion, driven like ours (one ``dataframe_split`` row
+    of a deal's features per request)."""
+    bin_dir = Path(sys.executable).parent
+    peer_port = _free_port()
+    peer = subprocess.Popen(
+        [
+            str(bin_dir / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/salesml-win@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(peer_port),
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{peer_port}/ping", 300, peer)
+        rows = [
+            request("POST", peer_port, "/invocations", {}, row) for row in _peer_rows(home, 200)
+        ]
+        _load(peer_port, rows[:20], 4, 2.0)
+        return _load(peer_port, rows, clients, seconds, peer.pid)
+    finally:
+        peer.terminate()
+        peer.wait(30)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of both servers (salesml serve --workers, mlflow models serve "
+        "--workers); both default to 1",
+    )
     args = parser.parse_args(argv)
     home = args.home.resolve()
     env = dict(os.environ)
@@ -354,12 +422,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "seconds": args.seconds,
         "deals_in_run": len(deal_ids),
         "cpus": os.cpu_count(),
+        "workers": args.workers,
         "load_average_before": [round(x, 2) for x in os.getloadavg()],
     }
     bin_dir = Path(sys.executable).parent
     port = _free_port()
     server = subprocess.Popen(
-        [str(bin_dir / "salesml"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            str(bin_dir / "salesml"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -381,35 +459,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         server.terminate()
         server.wait(30)
     if not args.skip_peer:
-        peer_port = _free_port()
-        peer = subprocess.Popen(
-            [
-                str(bin_dir / "mlflow"),
-                "models",
-                "serve",
-                "-m",
-                "models:/salesml-win@champion",
-                "--env-manager",
-                "local",
-                "--host",
-                "127.0.0.1",
-                "-p",
-                str(peer_port),
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            _wait(f"http://127.0.0.1:{peer_port}/ping", 300, peer)
-            rows = [
-                request("POST", peer_port, "/invocations", {}, row) for row in _peer_rows(home, 200)
-            ]
-            _load(peer_port, rows[:20], 4, 2.0)
-            result["mlflow_serve_one_deal"] = _load(peer_port, rows, clients, seconds, peer.pid)
-        finally:
-            peer.terminate()
-            peer.wait(30)
+        result["mlflow_serve_one_deal"] = _peer(home, env, args.workers, clients, seconds)
         theirs = result["mlflow_serve_one_deal"]
         for name in ("one_deal", "whatif", "new_deal"):  # cached, then the live answers
             ours = result[f"salesml_score_{name}"]

@@ -149,30 +149,41 @@ def served_home(work: Path, ns: argparse.Namespace) -> Path:
     return home
 
 
+# Events per second of the events benchmark: the issue's "under 50" at its top, and 40.
+EVENT_RATES = (50, 40)
+
+
 def events_benchmark(work: Path, ns: argparse.Namespace) -> list[Result]:
-    """``benchmarks.events``: 40 events/s while GETs are served; acknowledgement to the new
-    score in ``GET /v1/deals/{id}``, against ``salesml score --changed`` in the same run."""
+    """``benchmarks.events``: 50 and 40 events/s while GETs are served; acknowledgement to the
+    new score in ``GET /v1/deals/{id}``, against ``salesml score --changed`` in the same run
+    (measured once, after the first rate)."""
     home = served_home(work, ns)
-    out = json_step("events", ["--home", str(home), "--rate", "40", "--seconds", "15"])
-    visible, ack = out["visible"], out["ack"]
-    peer = Measurement(out["score_changed_seconds"], 0)
-    note = (
-        f"p50 {visible.get('p50_ms', 0):.0f} ms; ack p99 {ack.get('p99_ms', 0):.0f} ms; "
-        f"{out['not_visible_within_10s']} not visible in 10 s; GET p99 during events "
-        f"{out['get_during_events'].get('p99_ms', 0):.0f} ms"
-    )
-    return [
-        Result(
-            "events: 40/s with GETs served, ack to new score in GET /v1/deals/{id}: p99",
-            1.0,
-            None,
-            Measurement(visible.get("p99_ms", float("inf")) / 1000, 0),
-            peer,
-            "salesml score --changed (batch path, same changes)",
-            note=note,
-            passed=out["not_visible_within_10s"] == 0 and out["errors"] == 0,
+    results, peer = [], None
+    for rate in EVENT_RATES:
+        args = ["--home", str(home), "--rate", str(rate), "--seconds", "15"]
+        out = json_step("events", args if peer is None else [*args, "--no-peer"])
+        if peer is None:
+            peer = Measurement(out["score_changed_seconds"], 0)
+        visible, ack = out["visible"], out["ack"]
+        note = (
+            f"p50 {visible.get('p50_ms', 0):.0f} ms; ack p99 {ack.get('p99_ms', 0):.0f} ms; "
+            f"server CPU {out.get('server_cpu_ms_per_event', 0):.0f} ms/event; "
+            f"{out['not_visible_within_10s']} not visible in 10 s; GET p99 during events "
+            f"{out['get_during_events'].get('p99_ms', 0):.0f} ms"
         )
-    ]
+        results.append(
+            Result(
+                f"events: {rate}/s with GETs served, ack to new score in GET /v1/deals/{{id}}: p99",
+                1.0,
+                None,
+                Measurement(visible.get("p99_ms", float("inf")) / 1000, 0),
+                peer,
+                "salesml score --changed (batch path, same changes)",
+                note=note,
+                passed=out["not_visible_within_10s"] == 0 and out["errors"] == 0,
+            )
+        )
+    return results
 
 
 def api_benchmark(work: Path, ns: argparse.Namespace) -> list[Result]:
@@ -226,7 +237,12 @@ def _latency_row(
         Measurement(load["p99_ms"] / 1000, 0),
         peer,
         "mlflow models serve (prediction only)" if peer is not None else "—",
-        note=f"p50 {load['p50_ms']:.1f} ms, {load['throughput_rps']:.0f} req/s",
+        note=f"p50 {load['p50_ms']:.1f} ms, {load['throughput_rps']:.0f} req/s"
+        + (
+            f", server CPU {load['server_cpu_ms_per_request']:.1f} ms/request"
+            if load.get("server_cpu_ms_per_request") is not None
+            else ""
+        ),
     )
 
 

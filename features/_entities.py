@@ -16,6 +16,7 @@ same order (running totals are continued from the batch's own total before the d
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,11 @@ class EntityState:
     push_before: FloatArray  # per deal position (+1: after the last): push days total before
     stage_rows: IntArray  # stage-history rows sorted by deal position
     stage_row_starts: IntArray  # per deal position (+1): where its rows start in stage_rows
+
+    @functools.cached_property
+    def positions(self) -> FloatArray:
+        """The stage order at ``time`` (``stage_positions``, one date) of the state's history."""
+        return positions_of(self.stage_counts[None, :, :])
 
     def rows_of(self, loc: int) -> IntArray:
         """The stage-history rows of the deal at position ``loc``."""
@@ -207,27 +213,58 @@ def changed_positions(
 ) -> FloatArray:
     """The stage order at ``state.time`` (``stage_positions``, one date) once the deal at
     ``loc`` (-1: a new deal) has the rows ``own`` (coded into ``names``, deal 0) instead of
-    its own."""
-    remap = np.searchsorted(np.asarray(names, dtype=object), np.asarray(old_vocabulary, object))
-    ev = EventIndex(own.deal, own.time, 1, tiebreak=own.stage)
-    stage = own.stage[ev.order]
-    if len(ev) and len(names):
-        first, rank = first_entries(ev, stage, len(names))
-    else:
-        first, rank = np.zeros(0, np.int64), np.zeros(0, np.int64)
-    n_ranks = max(state.stage_counts.shape[1], int(rank.max(initial=0)) + 1)
-    counts = np.zeros((len(names), n_ranks), dtype=np.int64)
-    base = state.stage_counts
-    counts[remap, : base.shape[1]] += base
+    its own.
+
+    The order counts each deal's first entry into each stage (and its rank); a change that
+    keeps the deal's counted first entries (an amount or close-date what-if, a repeated stage)
+    leaves it as the state has it."""
+    new = _first_entries(own, state.time)
+    same_names = names is old_vocabulary or names == old_vocabulary
+    old: list[tuple[int, int]] = []
     if loc >= 0:
         lo, hi = np.searchsorted(state.fe_deal, [loc, loc + 1])
         mine = slice(int(lo), int(hi))
         counted = state.fe_time[mine] <= state.time
-        old_stage = remap[state.fe_stage[mine][counted]]
-        np.subtract.at(counts, (old_stage, state.fe_rank[mine][counted]), 1)
-    counted = ev.time[first] <= state.time
-    np.add.at(counts, (stage[first][counted], rank[counted]), 1)
+        old_stage = state.fe_stage[mine][counted]
+        if not same_names:
+            remap = np.searchsorted(
+                np.asarray(names, dtype=object), np.asarray(old_vocabulary, dtype=object)
+            )
+            old_stage = remap[old_stage]
+        old = list(zip(old_stage.tolist(), state.fe_rank[mine][counted].tolist(), strict=True))
+    if same_names and new == old:
+        return state.positions
+    n_ranks = max(state.stage_counts.shape[1], max((r for _, r in new), default=0) + 1)
+    counts = np.zeros((len(names), n_ranks), dtype=np.int64)
+    base = state.stage_counts
+    if same_names:
+        counts[:, : base.shape[1]] += base
+    else:
+        remap = np.searchsorted(
+            np.asarray(names, dtype=object), np.asarray(old_vocabulary, dtype=object)
+        )
+        counts[remap, : base.shape[1]] += base
+    for stage, rank in old:
+        counts[stage, rank] -= 1
+    for stage, rank in new:
+        counts[stage, rank] += 1
     return positions_of(counts[None, :, :])
+
+
+def _first_entries(own: CodedStages, time: int) -> list[tuple[int, int]]:
+    """``first_entries`` of one deal's rows (deal 0) as (stage, rank) pairs, those stamped
+    at or before ``time``: rows in (time, stage) order, as ``EventIndex`` sorts them."""
+    keep = np.flatnonzero((own.deal >= 0) & (own.time != NAT))
+    order = keep[np.lexsort([own.stage[keep], own.time[keep]])]
+    seen: set[int] = set()
+    out = []
+    for stage, at in zip(own.stage[order].tolist(), own.time[order].tolist(), strict=True):
+        if stage in seen:
+            continue
+        if at <= time:
+            out.append((stage, len(seen)))
+        seen.add(stage)
+    return out
 
 
 def owner_amounts(

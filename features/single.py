@@ -20,6 +20,7 @@ added, for a deal the history lacks). It reads the history once per context, the
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -56,16 +57,13 @@ from features._events import (
     days_between,
     micros,
     open_pairs,
-    take_at,
 )
 from features._frame import (
     ACTIVITY_WINDOWS,
     INFO_COLUMNS,
     MEETING_TYPES,
     STATIC_COLUMNS,
-    _activity_features,
-    _attribute,
-    _categorical,
+    _category_dtype,
     with_flat_values,
 )
 from features._stages import CodedStages, StageFeatures, code_stages, coded_stage_features
@@ -150,6 +148,133 @@ class DealContext:
         employees = table["employees"].to_numpy(dtype=np.float64)
         return rows, employees, table["industry"].to_numpy(dtype=object)
 
+    # What a feature row reads per request, indexed once (on first use) for plain lookups.
+    @functools.cached_property
+    def columns(self) -> dict[str, _Column]:
+        """The deals table's columns a feature row reads (not the deal's name, not unread
+        custom fields), each as numbers or as codes into its distinct values: what
+        ``known_deal`` reads a deal's fields from, in about the memory of the numbers."""
+        read = {
+            *DATETIME_COLUMNS,
+            "status",
+            "amount",
+            "stage",
+            *INFO_COLUMNS[:3],
+            "product",
+            *STATIC_COLUMNS.values(),
+            *(s for s in self.sources.values() if s is not None and s != "stage"),
+            *(f.name for f in self.spec),
+        }
+        out: dict[str, _Column] = {}
+        for column in self.deals_table.columns:
+            name = str(column)
+            if name not in read:
+                continue
+            values = self.deals_table[column]
+            if name in DATETIME_COLUMNS:
+                out[name] = _Column(micros(values), None)
+            elif values.dtype == np.float64:
+                out[name] = _Column(values.to_numpy(), None)
+            else:
+                codes_, uniques = pd.factorize(values, use_na_sentinel=True)
+                out[name] = _Column(codes_, np.append(uniques.to_numpy(dtype=object), np.nan))
+        return out
+
+    @functools.cached_property
+    def activity_index(self) -> _Activities:
+        """Each deal's activities (times, meeting flags), grouped by deal position."""
+        acts = self.history.activities
+        deal = codes(acts["deal_id"], self.deals.index)
+        order = np.argsort(deal, kind="stable")
+        order = order[deal[order] >= 0]
+        meeting = np.zeros(len(acts), dtype=bool)
+        if "type" in acts.columns:
+            types = acts["type"].astype(object).where(acts["type"].notna(), "")
+            meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+        starts = np.searchsorted(deal[order], np.arange(len(self.deals.index) + 1))
+        return _Activities(micros(acts["occurred_at"])[order], meeting[order], starts)
+
+    @functools.cached_property
+    def layout(self) -> _Layout:
+        kinds = np.array([f.kind == "numeric" for f in self.spec], dtype=bool)
+        return _Layout(
+            columns=pd.Index([*INFO_COLUMNS, *(f.name for f in self.spec)]),
+            numeric=np.flatnonzero(kinds),
+            categorical=np.flatnonzero(~kinds),
+        )
+
+    @functools.cached_property
+    def positions_in_spec(self) -> dict[str, int]:
+        return {f.name: i for i, f in enumerate(self.spec)}
+
+    @functools.cached_property
+    def info_dtypes(self) -> tuple[Any, ...]:
+        return tuple(self.deals_table[c].dtype for c in INFO_COLUMNS[:3])
+
+    @functools.cached_property
+    def id_dtype(self) -> Any:
+        return self.deals_table["deal_id"].dtype
+
+    @functools.cached_property
+    def stage_code(self) -> dict[str, int]:
+        """Stage name -> its code in the context's stage vocabulary."""
+        return {name: i for i, name in enumerate(self.stages.vocabulary)}
+
+    @functools.cached_property
+    def base_stages(self) -> list[str]:
+        """``current_stage``'s vocabulary when a change adds or removes no stage name."""
+        return [*self.stage_values, MISSING]
+
+    @functools.cached_property
+    def base_vocab(self) -> dict[str, list[str]]:
+        """Each categorical's vocabulary when a change adds or removes no value."""
+        out: dict[str, list[str]] = dict(self.fixed_vocab)
+        for name, source in self.sources.items():
+            if source == "stage":
+                out[name] = self.base_stages
+            else:
+                out[name] = [*(v for v in self.values[name] if v != MISSING), MISSING]
+        return out
+
+    @functools.cached_property
+    def _base_codes(self) -> dict[str, tuple[list[str], dict[str, int], pd.CategoricalDtype]]:
+        return {
+            name: (vocab, {v: i for i, v in enumerate(vocab[:-1])}, _category_dtype(tuple(vocab)))
+            for name, vocab in self.base_vocab.items()
+        }
+
+    def code_of(self, name: str, vocab: list[str]) -> dict[str, int] | None:
+        """Positions of ``vocab``'s values (but ``missing``) when it is the base vocabulary."""
+        base = self._base_codes.get(name)
+        return base[1] if base is not None and base[0] is vocab else None
+
+    def category_dtype(self, name: str, vocab: list[str]) -> pd.CategoricalDtype:
+        """The categorical dtype of ``vocab`` (built once for the base vocabularies)."""
+        base = self._base_codes.get(name)
+        if base is not None and base[0] is vocab:
+            return base[2]
+        return _category_dtype(tuple(vocab))
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A deals column: its values (``labels`` None), or codes into ``labels`` (-1: missing,
+    the last label)."""
+
+    values: np.ndarray
+    labels: np.ndarray | None
+
+    def at(self, loc: int) -> object:
+        value = self.values[loc]
+        return value.item() if self.labels is None else self.labels[value]
+
+
+@dataclass(frozen=True)
+class _Activities:
+    time: IntArray  # sorted by deal position (stable)
+    meeting: np.ndarray
+    starts: IntArray  # per deal position (+1): where its activities start
+
 
 def deal_context(
     history: History, as_of: pd.Timestamp, features: Sequence[Feature] | None = None
@@ -218,6 +343,123 @@ def _strings(values: pd.Series) -> list[str]:
     return [str(v) for v in values.dropna().astype(str)]
 
 
+DATETIME_COLUMNS = ("created_at", "closed_at", "expected_close_date")
+
+
+@dataclass(frozen=True)
+class OwnRows:
+    """A deal's own stage-history and activity rows as plain arrays: the one-deal path's input
+    without frames (``own_rows`` makes it of frames, ``known_deal`` of a deal the context
+    holds). Stage rows in the history's order; times in microseconds (``NAT``: missing)."""
+
+    stage: list[object]  # stage names (None: missing)
+    changed_at: IntArray
+    amount: FloatArray
+    expected_close: IntArray
+    activity_time: IntArray  # the deal's activities' times (NAT: missing)
+    meeting: np.ndarray  # whether each activity is a meeting (``MEETING_TYPES``)
+    rows: IntArray | None = None  # stage rows' positions in the history (a known deal's)
+
+    def with_stage_row(
+        self, stage: str, changed_at: int, amount: float, expected_close: int, drop: int | None
+    ) -> OwnRows:
+        """These rows with the history row ``drop`` (a position in ``rows``'s terms, None:
+        none) removed and a stage row added last."""
+        keep = np.ones(len(self.stage), dtype=bool)
+        if drop is not None and self.rows is not None:
+            keep &= self.rows != drop
+        return replace(
+            self,
+            stage=[s for s, k in zip(self.stage, keep.tolist(), strict=True) if k] + [stage],
+            changed_at=np.append(self.changed_at[keep], np.int64(changed_at)),
+            amount=np.append(self.amount[keep], float(amount)),
+            expected_close=np.append(self.expected_close[keep], np.int64(expected_close)),
+            rows=None,
+        )
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    """One deal's feature row: ``values`` in ``spec`` order (a number, or a categorical's code
+    into ``vocabularies[name]``, whose last entry is ``missing``); ``frame()`` is the row
+    ``build_features`` gives."""
+
+    context: DealContext
+    deal_id: object
+    info: tuple[object, object, object]  # owner_id, account_id, team
+    stage: str | None
+    values: FloatArray
+    vocabularies: dict[str, list[str]]
+
+    def category(self, name: str) -> str:
+        """The value of categorical feature ``name``."""
+        i = self.context.positions_in_spec[name]
+        return self.vocabularies[name][int(self.values[i])]
+
+    def frame(self) -> pd.DataFrame:
+        """The row as ``build_features`` gives it: INFO_COLUMNS, then the features, indexed by
+        deal_id; built block by block (a frame of 40 one-value columns costs ~1.5 ms)."""
+        from pandas.api.internals import (  # type: ignore[import-not-found]  # no stubs yet
+            create_dataframe_from_blocks,
+        )
+
+        context = self.context
+        layout = context.layout
+        dtypes = context.info_dtypes
+        blocks: list[tuple[Any, np.ndarray]] = [
+            (_one_value(v, dtypes[i]), np.array([i])) for i, v in enumerate(self.info)
+        ]
+        blocks.append((_one_value(self.stage, _STR), np.array([3])))
+        blocks.append((self.values[layout.numeric][:, None], layout.numeric + 4))
+        for i in layout.categorical.tolist():
+            name = context.spec[i].name
+            dtype = context.category_dtype(name, self.vocabularies[name])
+            codes_ = np.array([int(self.values[i])], dtype=np.int64)
+            blocks.append((pd.Categorical.from_codes(codes_, dtype=dtype), np.array([i + 4])))
+        index = pd.Index(_one_value(self.deal_id, context.id_dtype), name="deal_id")
+        frame: pd.DataFrame = create_dataframe_from_blocks(
+            blocks, index=index, columns=layout.columns
+        )
+        return frame
+
+
+@dataclass(frozen=True)
+class _Layout:
+    columns: pd.Index  # INFO_COLUMNS then the spec's names
+    numeric: IntArray  # positions in the spec of the numeric features
+    categorical: IntArray
+
+
+_STR = pd.api.types.pandas_dtype("str")
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_value(value: object, dtype: Any) -> Any:
+    return pd.array([value], dtype=dtype)
+
+
+def _one_value(value: object, dtype: Any) -> Any:
+    """A one-value array of ``dtype`` (extension arrays of a value seen before are reused:
+    immutable in the frames built here, and ~50 us each to build)."""
+    missing = _isna(value)
+    if isinstance(dtype, np.dtype):
+        return np.array([np.nan if missing and dtype.kind == "f" else value], dtype=dtype)
+    try:
+        return _cached_value(None if missing else value, dtype)
+    except TypeError:  # unhashable
+        return pd.array([None if missing else value], dtype=dtype)
+
+
+def _isna(value: object) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    if isinstance(value, str):
+        return False
+    return bool(pd.isna(value)) if np.ndim(value) == 0 else False  # type: ignore[call-overload,arg-type]
+
+
 def deal_features(
     context: DealContext,
     deal: pd.DataFrame,
@@ -229,11 +471,94 @@ def deal_features(
     ``deal`` has the columns of ``history.deals``; ``stage_rows`` and ``activities`` are all
     of the deal's rows (columns of the history's tables).
     """
-    deal = deal.reset_index(drop=True)
-    deal_id = deal["deal_id"].iat[0]
+    fields = fields_of(deal)
+    row = deal_row(context, fields, own_rows(stage_rows, activities, fields["deal_id"]))
+    return None if row is None else row.frame()
+
+
+def fields_of(deal: pd.DataFrame) -> dict[str, object]:
+    """The one row of a deals frame as plain values (datetimes in microseconds)."""
+    out: dict[str, object] = {}
+    for column in deal.columns:
+        name = str(column)
+        if name in DATETIME_COLUMNS:
+            out[name] = int(micros(deal[column].iloc[:1])[0])
+        else:
+            out[name] = deal[column].iat[0]
+    return out
+
+
+def own_rows(stage_rows: pd.DataFrame, activities: pd.DataFrame, deal_id: object) -> OwnRows:
+    """The rows of ``deal_id`` among ``stage_rows`` and ``activities`` (frames with the history
+    tables' columns) as ``OwnRows``."""
+    key = str(deal_id)
+    ids = stage_rows["deal_id"].to_numpy(dtype=object)
+    mine = np.asarray([not _isna(v) and str(v) == key for v in ids], dtype=bool)
+    stages = stage_rows["stage"].to_numpy(dtype=object)[mine]
+    times = micros(activities["occurred_at"]) if len(activities) else np.zeros(0, np.int64)
+    acts = np.asarray(
+        [not _isna(v) and str(v) == key for v in activities["deal_id"].to_numpy(dtype=object)],
+        dtype=bool,
+    )
+    meeting = np.zeros(len(activities), dtype=bool)
+    if "type" in activities.columns and len(activities):
+        meeting = _meetings(activities["type"].to_numpy(dtype=object))
+    return OwnRows(
+        stage=[None if _isna(v) else v for v in stages.tolist()],
+        changed_at=micros(stage_rows["changed_at"])[mine] if len(mine) else np.zeros(0, np.int64),
+        amount=stage_rows["amount"].to_numpy(dtype=np.float64)[mine],
+        expected_close=(
+            micros(stage_rows["expected_close_date"])[mine] if len(mine) else np.zeros(0, np.int64)
+        ),
+        activity_time=times[acts],
+        meeting=meeting[acts],
+    )
+
+
+def _meetings(types: np.ndarray) -> np.ndarray:
+    """Whether each activity type is a meeting (``_activity_features``'s rule)."""
+    return np.asarray(
+        [not _isna(v) and str(v).lower() in MEETING_TYPES for v in types.tolist()], dtype=bool
+    )
+
+
+def known_deal(context: DealContext, deal_id: object) -> tuple[dict[str, object], OwnRows]:
+    """The plain inputs of a deal the context holds (its fields, a copy to change, and its own
+    rows): what a what-if changes before ``deal_row``. KeyError for an unknown deal."""
     loc = context.position(deal_id)
-    one = _one_deal_arrays(deal)
-    if len(open_pairs(one.created, one.closed, context.dates)[0]) == 0:
+    if loc < 0:
+        raise KeyError(deal_id)
+    fields = {name: column.at(loc) for name, column in context.columns.items()}
+    fields["deal_id"] = context.deals.index[loc]
+    stages = context.stages
+    if context.state is not None:
+        rows = context.state.rows_of(loc)
+    else:
+        rows = np.flatnonzero(stages.deal == loc)
+    names = context.stage_names[rows]
+    acts = context.activity_index
+    lo, hi = int(acts.starts[loc]), int(acts.starts[loc + 1])
+    own = OwnRows(
+        stage=[None if _isna(v) else v for v in names.tolist()],
+        changed_at=stages.time[rows],
+        amount=stages.amount[rows],
+        expected_close=stages.expected_close[rows],
+        activity_time=acts.time[lo:hi],
+        meeting=acts.meeting[lo:hi],
+        rows=rows,
+    )
+    return fields, own
+
+
+def deal_row(context: DealContext, fields: dict[str, object], own: OwnRows) -> FeatureRow | None:
+    """The feature row of the deal with ``fields`` (the deals table's columns, datetimes in
+    microseconds) and its own rows ``own``; None when it is not open at as_of."""
+    deal_id = fields["deal_id"]
+    loc = context.position(deal_id)
+    t = context.dates
+    now = int(t[0])
+    created, closed = int(fields["created_at"]), int(fields["closed_at"])  # type: ignore[call-overload]
+    if not (created <= now and (closed == NAT or closed > now)):
         return None
     state = context.state
     if state is not None and loc >= 0:
@@ -242,15 +567,16 @@ def deal_features(
         old_stage_rows = np.flatnonzero(context.stages.deal == loc)
     else:
         old_stage_rows = np.zeros(0, np.int64)
-    parts = _from_state(context, deal, one, loc, old_stage_rows, stage_rows)
+    new_names = [str(v) for v in own.stage if v is not None]
+    parts = _from_state(context, fields, loc, own, new_names)
     if parts is None:
-        parts = _from_arrays(context, deal, one, loc, old_stage_rows, stage_rows)
+        parts = _from_frames(context, fields, loc, old_stage_rows, own)
     if parts is None:
         return None
     st, names, around = parts
-    t = context.dates
+    created_at = np.array([created], dtype=np.int64)
     numeric: dict[str, FloatArray] = {
-        "age_days": days_between(t, one.created),
+        "age_days": days_between(t, created_at),
         "days_in_stage": st.days_in_stage,
         "stage_regressions": st.stage_regressions,
         "days_to_expected_close": days_between(st.expected_close, t),
@@ -259,20 +585,91 @@ def deal_features(
         "amount": st.amount,
         "amount_changes": st.amount_changes,
     }
-    numeric |= _activities_of_one(activities, deal_id, t)
+    numeric |= _activity_counts(own.activity_time, own.meeting, now)
     numeric |= around
-    profile = _account_profile(context, one)
-    numeric["account_employees"] = profile["account_employees"]
-    per_deal: dict[str, pd.Series | np.ndarray] = {
-        name: deal[column].to_numpy(dtype=object) for name, column in STATIC_COLUMNS.items()
+    employees, industry, band = _account_profile(context, fields.get("account_id"))
+    numeric["account_employees"] = np.array([employees])
+    per_deal: dict[str, object] = {
+        name: fields.get(column) for name, column in STATIC_COLUMNS.items()
     }
-    per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
-    vocab, stages = _vocabularies(context, deal, loc, old_stage_rows, stage_rows)
+    per_deal["account_industry"] = industry
+    per_deal["account_size_band"] = band
+    vocab, stages = _vocabularies(context, fields, loc, old_stage_rows, new_names)
     # st.stage codes into the union of old and new stage names; the changed history's
     # vocabulary may lack a name only the replaced rows had.
-    where = {name: i for i, name in enumerate(stages)}
-    stage = np.array([where[names[c]] if c >= 0 else -1 for c in st.stage], dtype=np.int64)
-    return _assemble_one(deal, context.spec, vocab, stages, numeric, stage, per_deal)
+    code = int(st.stage[0])
+    stage = -1 if code < 0 else _stage_index(stages, names[code])
+    values = np.empty(len(context.spec), dtype=np.float64)
+    for i, f in enumerate(context.spec):
+        if f.kind == "numeric":
+            found = numeric.get(f.name)
+            values[i] = found[0] if found is not None else _number(fields.get(f.name, np.nan))
+        elif f.name == "current_stage":
+            values[i] = stage if stage >= 0 else len(stages) - 1
+        else:
+            raw = per_deal[f.name] if f.name in per_deal else fields.get(f.name)
+            values[i] = _category_code(raw, vocab[f.name], context.code_of(f.name, vocab[f.name]))
+    info = (fields.get("owner_id"), fields.get("account_id"), fields.get("team"))
+    name = stages[stage] if stage >= 0 else None
+    return FeatureRow(context, deal_id, info, name, values, vocab)
+
+
+def _stage_index(stages: list[str], name: str) -> int:
+    return stages.index(name)
+
+
+def _number(value: object) -> float:
+    """``pd.to_numeric(value, errors="coerce")`` of one value, as a float."""
+    if _isna(value):
+        return np.nan
+    if isinstance(value, float | int | np.floating | np.integer) and not isinstance(value, bool):
+        return float(value)
+    out = pd.to_numeric(pd.Series([value], dtype=object), errors="coerce").to_numpy(np.float64)
+    return float(out[0])
+
+
+def _from_frames(
+    context: DealContext,
+    fields: dict[str, object],
+    loc: int,
+    old_stage_rows: IntArray,
+    own: OwnRows,
+) -> _Parts | None:
+    """``_from_arrays`` of plain inputs (the rare case the state does not cover)."""
+    deal = _deal_frame(context, fields)
+    n = len(own.stage)
+    stage_rows = pd.DataFrame(
+        {
+            "deal_id": pd.array([fields["deal_id"]] * n, dtype=context.id_dtype),
+            "stage": pd.Series(own.stage, dtype=object).astype(
+                context.history.stage_history["stage"].dtype
+            ),
+            "changed_at": own.changed_at.view("datetime64[us]"),
+            "amount": own.amount,
+            "expected_close_date": own.expected_close.view("datetime64[us]"),
+        }
+    )
+    return _from_arrays(context, deal, _one_deal_arrays(deal), loc, old_stage_rows, stage_rows)
+
+
+def _deal_frame(context: DealContext, fields: dict[str, object]) -> pd.DataFrame:
+    """A one-row deals frame of ``fields`` in the history's dtypes."""
+    table = context.deals_table
+    columns: dict[str, Any] = {}
+    for column, dtype in table.dtypes.items():
+        name = str(column)
+        value = fields.get(name)
+        if name in DATETIME_COLUMNS:
+            columns[name] = np.array([NAT if value is None else value], np.int64).view(
+                "datetime64[us]"
+            )
+        elif isinstance(dtype, np.dtype):
+            columns[name] = np.array([np.nan if _isna(value) else value], dtype=object).astype(
+                dtype
+            )
+        else:
+            columns[name] = pd.array([None if _isna(value) else value], dtype=dtype)
+    return pd.DataFrame(columns)
 
 
 _Parts = tuple[StageFeatures, list[str], dict[str, FloatArray]]
@@ -297,7 +694,7 @@ def _from_arrays(
     t = context.dates
     st = coded_stage_features(coded, len(d.created), q_one, np.zeros(1, np.int64), t)
     if len(stage_rows) == 0:
-        st = _flat_values(context, deal, st)
+        st = _flat_values(context, fields_of(deal), st)
     # The open deals in deal_id order, as build_features queries them (the open pipeline
     # sums their amounts in that order).
     if loc >= 0:
@@ -321,102 +718,105 @@ def _from_arrays(
 
 
 def _from_state(
-    context: DealContext,
-    deal: pd.DataFrame,
-    one: Deals,
-    loc: int,
-    old_stage_rows: IntArray,
-    stage_rows: pd.DataFrame,
+    context: DealContext, fields: dict[str, object], loc: int, own: OwnRows, new_names: list[str]
 ) -> _Parts | None:
     """``_from_arrays`` from the context's per-entity state: the deal's own rows, its owner's
     open deals and lookups. None where the state does not apply exactly (a deal closed after
     as_of, whose closing counts in the records; a stage row without a stage name)."""
     state = context.state
     base = context.deals
-    if state is None or one.closed[0] != NAT or (loc >= 0 and base.closed[loc] != NAT):
+    if state is None or fields["closed_at"] != NAT or (loc >= 0 and base.closed[loc] != NAT):
         return None
-    if stage_rows["stage"].isna().any():
+    if len(new_names) < len(own.stage):
         return None
-    deal_id = deal["deal_id"].iat[0]
+    deal_id = fields["deal_id"]
     if loc >= 0:
         slot = int(np.searchsorted(context.open_deal, loc))
         if slot >= len(context.open_deal) or context.open_deal[slot] != loc:
             return None
     else:
         slot = int(np.searchsorted(context.open_ids, np.asarray([deal_id], dtype=object))[0])
-    names = sorted({*context.stages.vocabulary, *_few_strings(stage_rows["stage"])})
-    own = _own_stages(stage_rows, deal_id, names)
+    vocabulary = context.stages.vocabulary
+    known = context.stage_code
+    fits = all(n in known for n in new_names)
+    names = vocabulary if fits else sorted({*vocabulary, *new_names})
+    coded = _own_stages(own, names, known if names is vocabulary else None)
     t = context.dates
-    positions = changed_positions(state, context.stages.vocabulary, names, loc, own)
+    positions = changed_positions(state, vocabulary, names, loc, coded)
     # The batch sorts the deals by id: a new deal's rows come after those of the ids before it.
-    at = loc if loc >= 0 else int(base.index.searchsorted(deal_id))  # type: ignore[arg-type]
+    at = loc if loc >= 0 else int(base.index.searchsorted([deal_id])[0])
     offset = float(state.push_before[at])
-    zero = np.zeros(1, np.int64)
-    st = coded_stage_features(own, 1, zero, zero, t, positions=positions, push_offset=offset)
-    if len(stage_rows) == 0:
-        st = _flat_values(context, deal, st)
-    owner = _code(context, one, "owner")
+    st = _one_deal_stages(coded, int(t[0]), positions[0], offset)
+    if len(own.stage) == 0:
+        st = _flat_values(context, fields, st)
+    owner_id = fields.get("owner_id")
+    owner = _code(context, "owner", owner_id)
     amounts = owner_amounts(
         state, context.open_amount, owner, slot, float(st.amount[0]), new=loc < 0
     )
-    owner_id = one.owners[one.owner[0]] if one.owner[0] >= 0 else None
-    around = rep_values(state, owner, _code(context, one, "team"), owner_id, amounts)
-    product = _code(context, one, "product")
-    name = one.products[one.product[0]] if one.product[0] >= 0 else None
-    around |= product_values(state, product, name, st.amount)
-    around |= account_values(state, _code(context, one, "account"))
+    hired_key = None if owner < 0 else owner_id
+    team = _code(context, "team", fields.get("team"))
+    around = rep_values(state, owner, team, hired_key, amounts)
+    product_id = fields.get("product")
+    product = _code(context, "product", product_id)
+    around |= product_values(state, product, None if product < 0 else product_id, st.amount)
+    around |= account_values(state, _code(context, "account", fields.get("account_id")))
     return st, names, around
 
 
-def _code(context: DealContext, one: Deals, attr: str) -> int:
-    """The code of the deal's ``attr`` (owner, team, account, product) in the context's
+def _code(context: DealContext, attr: str, value: object) -> int:
+    """The code of a deal's ``attr`` (owner, team, account, product) value in the context's
     vocabulary, as ``_changed_deals`` gives it (a value the history lacks: the next code)."""
-    code = int(getattr(one, attr)[0])
-    if code < 0:
+    if _isna(value):
         return -1
-    found = context.group_codes[attr].get(getattr(one, attr + "s")[code], -1)
+    found = context.group_codes[attr].get(value, -1)
     return found if found >= 0 else len(getattr(context.deals, attr + "s"))
 
 
-def _flat_values(context: DealContext, deal: pd.DataFrame, st: StageFeatures) -> StageFeatures:
+def _flat_values(
+    context: DealContext, fields: dict[str, object], st: StageFeatures
+) -> StageFeatures:
     """The deals table's amount and expected close date of a deal without stage history, where
     the context's leakage screen keeps them (as ``build_features`` reads them). A kept ``stage``
     column is not read here: the stage vocabulary of a what-if stays the stage history's."""
     changes: dict[str, Any] = {}
-    if "amount" in context.flat and "amount" in deal.columns:
-        changes["amount"] = pd.to_numeric(deal["amount"], errors="coerce").to_numpy(np.float64)
-    if "expected_close_date" in context.flat and "expected_close_date" in deal.columns:
-        changes["expected_close"] = micros(deal["expected_close_date"])
+    if "amount" in context.flat and "amount" in fields:
+        changes["amount"] = np.array([_number(fields["amount"])], dtype=np.float64)
+    if "expected_close_date" in context.flat and "expected_close_date" in fields:
+        value = fields["expected_close_date"]
+        changes["expected_close"] = np.array([NAT if value is None else value], np.int64)
     return replace(st, **changes) if changes else st
 
 
 def _vocabularies(
     context: DealContext,
-    deal: pd.DataFrame,
+    fields: dict[str, object],
     loc: int,
     old_stage_rows: IntArray,
-    stage_rows: pd.DataFrame,
+    new_names: list[str],
 ) -> tuple[dict[str, list[str]], list[str]]:
-    """``vocabularies`` of the changed history, and its stage vocabulary: the context's,
-    unless the change adds a value or removes a value's last occurrence."""
-    out: dict[str, list[str]] = dict(context.fixed_vocab)
+    """``vocabularies`` of the changed history, and its stage vocabulary: the context's
+    (the very lists), unless the change adds a value or removes a value's last occurrence."""
+    out = context.base_vocab
+    changed: dict[str, list[str]] = {}
     old_names = _few_strings(context.stage_names[old_stage_rows])
-    stage_values = _changed_values(
-        context.stage_counts, context.stage_values, old_names, _few_strings(stage_rows["stage"])
-    )
-    stages = [*stage_values, MISSING]
+    stage_values = _changed_values(context.stage_counts, context.stage_values, old_names, new_names)
+    stages = context.base_stages
+    if stage_values is not context.stage_values:
+        stages = [*stage_values, MISSING]
     for name, source in context.sources.items():
         if source == "stage":
-            out[name] = stages
+            if stages is not context.base_stages:
+                changed[name] = stages
             continue
+        if source is None:
+            continue
+        old = [] if loc < 0 else _cell_strings(context.columns[source].at(loc))
         values = context.values[name]
-        if source is not None:
-            old = [] if loc < 0 else _cell_strings(context.deals_table[source].iat[loc])
-            values = _changed_values(
-                context.counts[name], values, old, _cell_strings(deal[source].iat[0])
-            )
-        out[name] = [*(v for v in values if v != MISSING), MISSING]
-    return out, stages
+        new = _changed_values(context.counts[name], values, old, _cell_strings(fields.get(source)))
+        if new is not values:
+            changed[name] = [*(v for v in new if v != MISSING), MISSING]
+    return ({**out, **changed} if changed else out), stages
 
 
 def _changed_values(
@@ -528,91 +928,60 @@ def _one_deal_arrays(deal: pd.DataFrame) -> Deals:
 _EMPTY = pd.Index([])
 
 
-def _account_profile(context: DealContext, one: Deals) -> dict[str, np.ndarray]:
-    """``account_profile(history.accounts, one)`` from the context's indexed accounts table."""
+def _account_profile(context: DealContext, account: object) -> tuple[float, object, object]:
+    """``account_profile`` of one deal's account (head count, industry, size band) from the
+    context's indexed accounts table."""
     rows, employees, industries = context.accounts
-    code = int(one.account[0])
-    row = np.asarray([rows.get(str(one.accounts[code]), -1) if code >= 0 else -1])
-    employee = take_at(employees, row, np.nan)
-    band = np.full(1, None, dtype=object)
-    if not np.isnan(employee[0]):
-        band[0] = SIZE_BANDS[int(np.searchsorted(SIZE_EDGES, employee, side="right")[0])]
-    return {
-        "account_employees": employee,
-        "account_industry": take_at(industries, row, None),
-        "account_size_band": band,
-    }
+    row = -1 if _isna(account) else rows.get(str(account), -1)
+    if row < 0:
+        return np.nan, None, None
+    employee = float(employees[row])
+    band = None
+    if not np.isnan(employee):
+        band = SIZE_BANDS[int(np.searchsorted(SIZE_EDGES, employee, side="right"))]
+    return employee, industries[row], band
 
 
-def _assemble_one(
-    deal: pd.DataFrame,
-    spec: Sequence[Feature],
-    vocab: dict[str, list[str]],
-    stages: list[str],
-    numeric: dict[str, FloatArray],
-    stage: IntArray,
-    per_deal: dict[str, pd.Series | np.ndarray],
-) -> pd.DataFrame:
-    """``assemble`` of the deal's one row, indexed by its deal_id: the same values and dtypes,
-    each categorical coded by a lookup (not a column conversion), the frame built once."""
-    columns: dict[str, Any] = {c: deal[c].array[:1] for c in INFO_COLUMNS[:3]}
-    columns["stage"] = pd.array([stages[stage[0]] if stage[0] >= 0 else None], dtype="str")
-    for f in spec:
-        if f.kind == "numeric":
-            values = numeric.get(f.name)
-            if values is None:
-                raw_values = pd.to_numeric(_attribute(deal, f.name), errors="coerce")
-                values = raw_values.to_numpy(dtype=np.float64)[:1]
-            columns[f.name] = np.asarray(values, dtype=np.float64)
-        elif f.name == "current_stage":
-            code = stage[0] if stage[0] >= 0 else len(stages) - 1
-            columns[f.name] = _categorical(np.asarray([code]), stages)
-        else:
-            raw = per_deal[f.name] if f.name in per_deal else _attribute(deal, f.name)
-            known = vocab[f.name]
-            code = _category_code(raw[0] if isinstance(raw, np.ndarray) else raw.iat[0], known)
-            columns[f.name] = _categorical(np.asarray([code]), known)
-    return pd.DataFrame(columns, index=pd.Index(deal["deal_id"].array[:1], name="deal_id"))
-
-
-def _category_code(value: object, known: list[str]) -> int:
+def _category_code(value: object, known: list[str], where: dict[str, int] | None = None) -> int:
     """``assemble``'s code of one value in ``known`` (its last entry, ``missing``, for a
-    missing or unknown value)."""
+    missing or unknown value); ``where``: ``known``'s positions, when the caller has them."""
     if not isinstance(value, str):
-        if pd.isna(value):  # type: ignore[call-overload]
+        if _isna(value):
             return len(known) - 1
         value = pd.Series([value], dtype=object).astype("str").iat[0]
+    if where is not None:
+        return where.get(value, len(known) - 1)  # type: ignore[arg-type]
     try:
         return known.index(value, 0, len(known) - 1)  # type: ignore[arg-type]
     except ValueError:
         return len(known) - 1
 
 
-def _activities_of_one(
-    activities: pd.DataFrame, deal_id: object, t: IntArray
-) -> dict[str, FloatArray]:
-    """``_activity_features`` of one deal at ``t[0]``, counted on its own rows."""
-    if len(activities) == 0:
-        return _activity_features(activities, pd.Index([deal_id]), np.zeros(1, np.int64), t)
-    times = micros(activities["occurred_at"])
-    mine = (codes(activities["deal_id"], pd.Index([deal_id])) >= 0) & (times != NAT)
-    now = int(t[0])
-    seen = times[mine & (times <= now)]
-
-    def upto(w: int) -> int:
-        return int(np.count_nonzero(seen <= now - w * MICROS_PER_DAY))
-
+def _activity_counts(times: IntArray, meeting: np.ndarray, now: int) -> dict[str, FloatArray]:
+    """``_activity_features`` of one deal at ``now`` from its activities' times and meeting
+    flags."""
+    t = np.array([now], dtype=np.int64)
+    kept = (times != NAT) & (times <= now)
+    seen = times[kept]
     total = len(seen)
-    within = {w: total - upto(w) for w in ACTIVITY_WINDOWS}
-    last = np.asarray([seen.max() if total else NAT], dtype=np.int64)
-    meeting = np.zeros(len(activities), dtype=bool)
-    if "type" in activities.columns:
-        types = activities["type"].astype(object).where(activities["type"].notna(), "")
-        meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
-    meetings = int(np.count_nonzero(meeting & mine & (times <= now)))
+    if total:
+        after = np.sort(seen)
+        edges = now - np.asarray(ACTIVITY_WINDOWS, dtype=np.int64) * MICROS_PER_DAY
+        within = dict(
+            zip(
+                ACTIVITY_WINDOWS,
+                (total - np.searchsorted(after, edges, "right")).tolist(),
+                strict=True,
+            )
+        )
+        last = np.array([after[-1]], dtype=np.int64)
+    else:
+        within = dict.fromkeys(ACTIVITY_WINDOWS, 0)
+        last = np.array([NAT], dtype=np.int64)
+    meetings = int(np.count_nonzero(meeting[kept]))
 
     def one(value: float) -> FloatArray:
-        return np.asarray([value], dtype=np.float64)
+        return np.array([value], dtype=np.float64)
 
     return {
         "activities_7d": one(within[7]),
@@ -625,18 +994,69 @@ def _activities_of_one(
     }
 
 
-def _own_stages(stage_rows: pd.DataFrame, deal_id: object, names: list[str]) -> CodedStages:
-    """``code_stages(stage_rows, [deal_id])`` with its stages coded into ``names`` (which
-    hold them all), value by value."""
-    key = str(deal_id)
-    where = {name: i for i, name in enumerate(names)}
-    ids = stage_rows["deal_id"].to_numpy(dtype=object)
-    stages = stage_rows["stage"].to_numpy(dtype=object)
+def _own_stages(own: OwnRows, names: list[str], where: dict[str, int] | None) -> CodedStages:
+    """``code_stages`` of the deal's rows alone (deal 0) with its stages coded into ``names``
+    (which hold them all; ``where``: their positions, when the caller has them)."""
+    if where is None:
+        where = {name: i for i, name in enumerate(names)}
     return CodedStages(
-        deal=np.asarray([0 if not pd.isna(v) and str(v) == key else -1 for v in ids], np.int64),
-        time=micros(stage_rows["changed_at"]),
-        stage=np.asarray([-1 if pd.isna(v) else where[str(v)] for v in stages], np.int64),
-        amount=stage_rows["amount"].to_numpy(dtype=np.float64),
-        expected_close=micros(stage_rows["expected_close_date"]),
+        deal=np.zeros(len(own.stage), dtype=np.int64),
+        time=own.changed_at,
+        stage=np.array([-1 if v is None else where[str(v)] for v in own.stage], np.int64),
+        amount=own.amount,
+        expected_close=own.expected_close,
         vocabulary=names,
+    )
+
+
+def _one_deal_stages(
+    coded: CodedStages, now: int, positions: FloatArray, push_offset: float
+) -> StageFeatures:
+    """``coded_stage_features(coded, 1, [0], [0], [now], positions=[positions],
+    push_offset=push_offset)`` of one deal's rows (deal 0), row by row: the same comparisons
+    and the same float additions in the same order (its running totals are sequential sums),
+    without the vectorised machinery's per-call cost."""
+    time, stage_code = coded.time, coded.stage
+    keep = np.flatnonzero(time != NAT)
+    order = keep[np.lexsort([stage_code[keep], time[keep]])]  # by (time, stage), stable
+    times = time[order]
+    end = int(np.searchsorted(times, now, side="right"))
+    if end == 0:
+        nan = np.full(1, np.nan)
+        return StageFeatures(
+            np.full(1, -1, np.int64), nan, nan, nan, nan, nan, nan, np.full(1, NAT, np.int64)
+        )
+    stage = stage_code[order[:end]].tolist()
+    ecd = coded.expected_close[order[:end]].tolist()
+    amount = coded.amount[order[:end]].tolist()
+    pos = np.nan_to_num(positions, nan=-1.0).tolist() if len(positions) else []
+    run_start, pushes, push_total, changes, back = 0, 0.0, push_offset, 0.0, 0.0
+    for i in range(1, end):
+        here, before = stage[i], stage[i - 1]
+        if here != before:
+            run_start = i
+            # a code of -1 reads the last position, as the vectorised lookup does
+            if pos and 0 <= pos[here] < pos[max(before, 0)]:
+                back += 1.0
+        if ecd[i] != NAT and ecd[i - 1] != NAT and ecd[i] > ecd[i - 1]:
+            pushes += 1.0
+            push_total += float(np.float64(ecd[i] - ecd[i - 1]) / MICROS_PER_DAY)
+        a, b = amount[i], amount[i - 1]
+        if not (math.isnan(a) and math.isnan(b)) and a != b:
+            changes += 1.0
+    last = end - 1
+    t = np.array([now], dtype=np.int64)
+
+    def one(value: float) -> FloatArray:
+        return np.array([value], dtype=np.float64)
+
+    return StageFeatures(
+        stage=np.array([stage[last]], dtype=np.int64),
+        days_in_stage=days_between(t, times[run_start : run_start + 1]),
+        stage_regressions=one(back),
+        close_date_pushes=one(pushes),
+        push_days_total=one(push_total - push_offset),
+        amount=one(amount[last]),
+        amount_changes=one(changes),
+        expected_close=np.array([ecd[last]], dtype=np.int64),
     )

@@ -124,9 +124,9 @@ BI_TABLES: dict[str, tuple[BiColumn, ...]] = {
         _c("period", "string", "month or quarter"),
         _c("period_start_date_key", "int32", f"first day of the period, {DATE_KEY}"),
         _c("complete", "bool", "false for the period holding the as-of"),
-        _c("revenue", "float64", "won revenue in the period"),
-        _c("deals_won", "int64", "deals won in the period"),
-        _c("deals_lost", "int64", "deals lost in the period"),
+        _c("revenue", "float64", "won revenue in the period; empty before any recorded close"),
+        _c("deals_won", "int64", "deals won in the period; empty before any recorded close"),
+        _c("deals_lost", "int64", "deals lost in the period; empty before any recorded close"),
         _c("win_rate", "float64", "won / closed, 0–1; empty with no closed deals"),
         _c("average_order_value", "float64", "revenue / deals won; empty with none"),
         _c("median_cycle_days", "float64", "median days from creation to win"),
@@ -134,6 +134,12 @@ BI_TABLES: dict[str, tuple[BiColumn, ...]] = {
         _c("marketing_spend", "float64", "spend in the period (overall only)"),
         _c("cac", "float64", "spend / new customers (overall only); empty when undefined"),
         _c("nps", "float64", "net promoter score −100…100; empty with no answers"),
+        _c(
+            "closes_recorded",
+            "bool",
+            "false for periods before the first deal closed anywhere in the export (their "
+            "closed-deal figures are empty: unknown, not 0)",
+        ),
         _c(
             "rep_key",
             "string",

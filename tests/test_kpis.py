@@ -201,8 +201,9 @@ def test_overall_figures_by_hand(shop: duckdb.DuckDBPyConnection) -> None:
     # open at as_of: D6 (3000 from the list price), D7 5000, D8 4000 (closes after as_of)
     assert (o["open_pipeline"], o["open_pipeline_deals"]) == (12000.0, 3)
     assert o["open_pipeline_estimated"] == 3000.0
-    # complete quarters Q4 2023, Q1, Q2: revenue 0, 2200, 5000 -> mean 2400; 12000 / 2400
-    assert o["pipeline_coverage"] == 5.0
+    # complete quarters Q4 2023, Q1, Q2: Q4 has no recorded close (unknown, left out), so
+    # revenue 2200, 5000 -> mean 3600; 12000 / 3600
+    assert o["pipeline_coverage"] == 3.3333
     assert o["lead_conversion"] == [
         # L5 has no source
         {"source": "Unknown", "leads": 1, "converted": 0, "customers": 0,
@@ -241,16 +242,19 @@ def test_periods_by_hand(shop: duckdb.DuckDBPyConnection) -> None:
     assert [p["period_start"] for p in periods] == ["2023-10-01", "2024-01-01", "2024-04-01"]
     assert [p["complete"] for p in periods] == [True, True, True]
     q4, q1, q2 = periods
+    # No deal closes before Q1 2024: Q4's closed figures are unknown, not 0 (the export cannot
+    # tell "nothing closed" from "closes not recorded yet").
     assert q4 == {
-        "period_start": "2023-10-01", "complete": True, "revenue": 0.0, "revenue_growth": None,
-        "revenue_growth_yoy": None, "deals_won": 0, "deals_lost": 0, "win_rate": None,
-        "average_order_value": None, "median_cycle_days": None, "new_customers": 0,
-        "marketing_spend": 600.0, "cac": None, "nps": None,
+        "period_start": "2023-10-01", "complete": True, "closes_recorded": False,
+        "revenue": None, "revenue_growth": None, "revenue_growth_yoy": None, "deals_won": None,
+        "deals_lost": None, "win_rate": None, "average_order_value": None,
+        "median_cycle_days": None, "new_customers": None, "marketing_spend": 600.0, "cac": None,
+        "nps": None,
     }  # fmt: skip
     # Q1: won D1, D10, D11 (2200), lost D2; cycles [29, 30, 34]; new: D1, D10; spend 300;
     # growth vs Q4's 0 is undefined; NPS: one 10 -> 100.
     assert q1 == {
-        "period_start": "2024-01-01", "complete": True, "revenue": 2200.0,
+        "period_start": "2024-01-01", "complete": True, "closes_recorded": True, "revenue": 2200.0,
         "revenue_growth": None, "revenue_growth_yoy": None, "deals_won": 3, "deals_lost": 1,
         "win_rate": 0.75, "average_order_value": 733.33, "median_cycle_days": 30.0,
         "new_customers": 2, "marketing_spend": 300.0, "cac": 150.0, "nps": 100.0,
@@ -258,7 +262,7 @@ def test_periods_by_hand(shop: duckdb.DuckDBPyConnection) -> None:
     # Q2: won D3, D4 (5000), lost D5; cycles [61, 70]; new: D3; spend 1500 + 200;
     # NPS 9, 3, 7: one promoter, one detractor -> 0.
     assert q2 == {
-        "period_start": "2024-04-01", "complete": True, "revenue": 5000.0,
+        "period_start": "2024-04-01", "complete": True, "closes_recorded": True, "revenue": 5000.0,
         "revenue_growth": 1.2727, "revenue_growth_yoy": None, "deals_won": 2, "deals_lost": 1,
         "win_rate": 0.6667, "average_order_value": 2500.0, "median_cycle_days": 65.5,
         "new_customers": 1, "marketing_spend": 1700.0, "cac": 1700.0, "nps": 0.0,
@@ -285,9 +289,9 @@ def test_group_by_team_by_hand(shop: duckdb.DuckDBPyConnection) -> None:
     # Enterprise has only open D7
     assert (ent["revenue"], ent["deals_won"], ent["win_rate"]) == (0.0, 0, None)
     assert (ent["average_order_value"], ent["median_cycle_days"]) == (None, None)
-    # new customers: East D1 (Q1); West D10 (Q1), D3 (Q2)
-    assert [p["new_customers"] for p in east["periods"]] == [0, 1, 0]
-    assert [p["new_customers"] for p in west["periods"]] == [0, 1, 1]
+    # new customers: East D1 (Q1); West D10 (Q1), D3 (Q2); Q4 2023 has no close anywhere
+    assert [p["new_customers"] for p in east["periods"]] == [None, 1, 0]
+    assert [p["new_customers"] for p in west["periods"]] == [None, 1, 1]
     # CAC is not attributable to a team
     for grp in (east, ent, west):
         assert (grp["cac"], grp["cac_by_channel"]) == (None, None)
@@ -301,10 +305,10 @@ def test_group_by_team_by_hand(shop: duckdb.DuckDBPyConnection) -> None:
     assert (west["open_pipeline"], west["open_pipeline_estimated"]) == (7000.0, 3000.0)
     assert (ent["open_pipeline"], ent["open_pipeline_deals"]) == (5000.0, 1)
     assert (east["open_pipeline"], east["open_pipeline_deals"]) == (0.0, 0)
-    # coverage: East 0 / mean(0, 1700, 2000); Enterprise has no revenue to compare with
+    # coverage: East 0 / mean(1700, 2000) (Q4 2023 unknown); Enterprise: no revenue to compare
     assert (east["pipeline_coverage"], ent["pipeline_coverage"]) == (0.0, None)
-    # West: 7000 / mean(0, 500, 3000)
-    assert west["pipeline_coverage"] == round(7000 / (3500 / 3), 4)
+    # West: 7000 / mean(500, 3000)
+    assert west["pipeline_coverage"] == round(7000 / (3500 / 2), 4)  # Q4 2023 unknown
     # leads by the owner's team: R1 East (L1, L2, L5), R2 West (L3, L4, L7)
     assert [
         (x["source"], x["leads"], x["converted"], x["customers"]) for x in east["lead_conversion"]

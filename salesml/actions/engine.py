@@ -271,7 +271,8 @@ def _price_above_list(c: _Context) -> Firing:
     median = c.won_stat("amount_vs_list_price", "median")
     p90 = c.won_stat("amount_vs_list_price", "p90")
     rows = (ratio > p90) & (c.amount > 0)
-    target = c.amount * median / ratio
+    with np.errstate(divide="ignore", invalid="ignore"):  # used on firing rows only (ratio > 0)
+        target = c.amount * median / ratio
     actions = [BY_ID["price_above_list"].action.format(typical=f"{median:.2f}×")] * int(rows.sum())
     reasons = [
         f"Amount is {r:.2f}× list price (won deals: median {median:.2f}×, 90 % below {p90:.2f}×)"

@@ -16,7 +16,7 @@ import duckdb
 from salesml.errors import ConfigError, WarehouseError
 from salesml.kpis import _funnel, _marketing
 from salesml.kpis import _queries as q
-from salesml.kpis._assemble import Facts, block, period_grid
+from salesml.kpis._assemble import Facts, block, first_close_period, period_grid
 from salesml.kpis._queries import GroupBy, PeriodUnit
 from salesml.warehouse import data_span
 
@@ -134,6 +134,19 @@ def _compute(
         funnel=_funnel.funnel(cur, tables, by, moment),
         web=_marketing.web_traffic(cur, tables, moment),
     )
+    closes_from = first_close_period(facts)
+    unrecorded = [s for s, _ in facts.grid if closes_from is None or s < closes_from]
+    if unrecorded:
+        since = (
+            "the export holds no closed deal"
+            if closes_from is None
+            else (f"the first deal closes in the {unit} of {closes_from.isoformat()}")
+        )
+        warnings.append(
+            f"{since} though the data starts {facts.grid[0][0].isoformat()}: closed-deal "
+            f"figures of the {len(unrecorded)} {unit}(s) without any close are unknown (null), "
+            "not 0; if the CRM recorded closes then, include them in the export"
+        )
     if facts.web is not None and not set(facts.web) & set(new_by_channel):
         warnings.append(
             "no new customer's lead_source names a web-analytics channel "

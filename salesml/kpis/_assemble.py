@@ -96,17 +96,31 @@ def _period_spend(per: dict[date, float], start: date) -> float | None:
     return 0.0 if min(per) <= start <= max(per) else None
 
 
-def _periods(facts: Facts, g: str | None) -> tuple[list[dict[str, Any]], list[float]]:
-    """The period rows of one block, and their unrounded revenues."""
+def first_close_period(facts: Facts) -> date | None:
+    """The earliest period any deal closed in (over every group), None with no close."""
+    starts = [p for (g, p) in facts.closed if g is None and p is not None]
+    return min(starts) if starts else None
+
+
+def _periods(facts: Facts, g: str | None) -> tuple[list[dict[str, Any]], list[float | None]]:
+    """The period rows of one block, and their unrounded revenues (None where unknown).
+
+    Periods before the first period in which any deal closed (over the whole export, not just
+    this group) have no recorded closes at all: an export that starts recording closes later
+    than creations (Maven: deals from Oct 2016, first close Mar 2017) cannot tell "nothing
+    closed" from "closes not in the export", so their closed-deal figures are null, not 0.
+    """
     overall = g is None
     lag = YEAR_LAG[facts.unit]
-    revenues: list[float] = []
+    recorded_from = first_close_period(facts)
+    revenues: list[float | None] = []
     rows: list[dict[str, Any]] = []
     for i, (start, complete) in enumerate(facts.grid):
+        recorded = recorded_from is not None and start >= recorded_from
         c = facts.closed.get((g, start), ClosedAgg())
-        revenue = c.revenue or 0.0
+        revenue = (c.revenue or 0.0) if recorded else None
         revenues.append(revenue)
-        new = facts.new_customers.get((g, start), 0)
+        new = facts.new_customers.get((g, start), 0) if recorded else None
         spend = None
         if overall and facts.spend is not None:
             spend = _period_spend(facts.spend[0], start)
@@ -114,13 +128,14 @@ def _periods(facts: Facts, g: str | None) -> tuple[list[dict[str, Any]], list[fl
             {
                 "period_start": start.isoformat(),
                 "complete": complete,
+                "closes_recorded": recorded,
                 "revenue": money(revenue),
-                "revenue_growth": rate(growth(revenue, revenues[i - 1] if i else None)),
+                "revenue_growth": rate(_growth(revenue, revenues[i - 1] if i else None)),
                 "revenue_growth_yoy": rate(
-                    growth(revenue, revenues[i - lag] if i >= lag else None)
+                    _growth(revenue, revenues[i - lag] if i >= lag else None)
                 ),
-                "deals_won": c.won,
-                "deals_lost": c.lost,
+                "deals_won": c.won if recorded else None,
+                "deals_lost": c.lost if recorded else None,
                 "win_rate": rate(ratio(c.won, c.won + c.lost)),
                 "average_order_value": money(ratio(c.revenue, c.won_with_amount)),
                 "median_cycle_days": money(c.median_cycle),
@@ -133,13 +148,17 @@ def _periods(facts: Facts, g: str | None) -> tuple[list[dict[str, Any]], list[fl
     return rows, revenues
 
 
+def _growth(current: float | None, previous: float | None) -> float | None:
+    return None if current is None else growth(current, previous)
+
+
 def block(facts: Facts, g: str | None) -> dict[str, Any]:
     """One BLOCK of the JSON contract (see docs/kpis.md) for group ``g`` (None = overall)."""
     overall = g is None
     periods, revenues = _periods(facts, g)
     complete = [i for i, (_, done) in enumerate(facts.grid) if done]
     latest = periods[complete[-1]] if complete else None
-    recent = [revenues[i] for i in complete[-COVERAGE_PERIODS:]]
+    recent = [r for r in (revenues[i] for i in complete[-COVERAGE_PERIODS:]) if r is not None]
     c = facts.closed.get((g, None), ClosedAgg())
     n_deals, pipeline, estimated = facts.pipeline.get(g, (0, 0.0, 0.0))
     nps = facts.nps.get((g, None))

@@ -190,6 +190,12 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
     """One row per row of ``features`` (indexed by deal_id): ``SCORE_COLUMNS``,
     ``EXPLAIN_COLUMNS`` (empty for a constant base-rate model) and, with a timing model,
     ``TIMING_COLUMNS``."""
+    return pd.DataFrame(score_columns(features, model, as_of), index=pd.RangeIndex(len(features)))
+
+
+def score_columns(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -> dict[str, Any]:
+    """``score_features``' columns before they become a frame: arrays of one value per row,
+    or one value for every row (``model_version``, ``as_of``)."""
     explain = model.bundle.booster is not None
     predicted = model.columns(features, explain=explain, top=DRIVERS_SHOWN)
     n = len(features)
@@ -215,7 +221,7 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
         )
     timing = model.timing
     if timing is None or n == 0:
-        return pd.DataFrame(rows, index=pd.RangeIndex(n))
+        return rows
     amount = (
         pd.to_numeric(features["amount"], errors="coerce").to_numpy(dtype=float)
         if "amount" in features
@@ -228,8 +234,8 @@ def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -
         priced = np.isnan(amount) & ~np.isnan(price)
         amount = np.where(priced, price, amount)
         basis[priced] = BASIS_LIST_PRICE
-    columns = timing.predict(features, as_of, probability, amount)
+    columns = timing.predict_columns(features, as_of, probability, amount)
     for column in TIMING_COLUMNS[:-1]:
-        rows[column] = columns[column].to_numpy()
+        rows[column] = np.asarray(columns[column])
     rows["expected_revenue_basis"] = basis
-    return pd.DataFrame(rows, index=pd.RangeIndex(n))
+    return rows

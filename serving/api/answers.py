@@ -5,6 +5,8 @@ encoded JSON."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 import threading
 import time
@@ -13,9 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi.concurrency import run_in_threadpool
-
 from salesml.explain import score_change as attribute_change
+from serving.api.encoding import encode_row
 from serving.api.problems import ProblemError
 from serving.api.schemas import (
     DealResponse,
@@ -34,9 +35,7 @@ from serving.api.state import (
     ServingState,
     Snapshot,
     dumps,
-    encode_score_row,
     jsonable,
-    records,
 )
 from serving.api.whatif import (
     NEW_PREFIX,
@@ -246,6 +245,9 @@ FOREIGN_OWNER = "this key scores deals of its own team's reps only"
 status and text for both, so a key cannot learn another team's rep ids or statistics."""
 
 
+_NEW_KEYS = itertools.count()  # the internal ids of new deals, unique in the process
+
+
 @dataclass
 class _Plan:
     """A score request's deals, checked: known deals scored as they are, what-ifs and new deals,
@@ -323,7 +325,9 @@ def _new_item(
     _check_owner(data, principal, deal.owner_id, f"{where}.deal")
     _check_stage(data, deal.stage, f"{where}.deal")
     client_id = deal.deal_id or f"new-{i + 1}"
-    change = Change(f"{NEW_PREFIX}{i}", client_id, where, new=deal)
+    # A key of its own (never shown): new deals of concurrent requests are scored together,
+    # and a scoring batch holds each key once.
+    change = Change(f"{NEW_PREFIX}{next(_NEW_KEYS)}", client_id, where, new=deal)
     team = effective_team(data, change)
     if principal.team is not None:
         if team is None:
@@ -369,13 +373,29 @@ async def _whatif_records(
     snap: Snapshot, state: ServingState, changes: list[Change]
 ) -> list[dict[str, Any]]:
     """The score rows of the what-ifs and new deals, in the order of ``changes``."""
-    assert snap.data is not None
+    data = snap.data
+    assert data is not None
     out: list[dict[str, Any]] = [{} for _ in changes]
-    for group in _rounds(changes):
-        picked = [changes[n] for n in group]
-        rows = await run_in_threadpool(whatif_rows, snap.data, picked)
-        future = state.scorer.submit(rows, snap.models, snap.data.as_of, batchable=False)
-        for n, record in zip(group, records(await asyncio.wrap_future(future)), strict=True):
+    # Each round's feature rows are built on the scoring thread, where they are scored (one
+    # hop instead of a thread pool's and then the scorer's), and scored in one call with the
+    # rows of the other requests waiting (rows are scored one by one: the batch changes no
+    # value; tests/serving/test_live_answers.py).
+    futures = [
+        (
+            group,
+            state.scorer.submit(
+                None,
+                snap.models,
+                data.as_of,
+                batchable=True,
+                build=functools.partial(whatif_rows, data, [changes[n] for n in group]),
+                as_records=True,
+            ),
+        )
+        for group in _rounds(changes)
+    ]
+    for group, future in futures:
+        for n, record in zip(group, await asyncio.wrap_future(future), strict=True):
             out[n] = record
     return out
 
@@ -399,13 +419,13 @@ async def score_answer(
     misses = list(dict.fromkeys(d for d in plan.plain if d not in plain_out))
     pending = None
     if misses:
-        pending = state.scorer.submit(plain_rows(data, misses), models, data.as_of, batchable=True)
+        pending = state.scorer.submit(
+            plain_rows(data, misses), models, data.as_of, batchable=True, as_records=True
+        )
     whatif_out = await _whatif_records(snap, state, plan.changes) if plan.changes else []
     if pending is not None:
-        for deal_id, record in zip(
-            misses, records(await asyncio.wrap_future(pending)), strict=True
-        ):
-            encoded = encode_score_row(record)
+        for deal_id, record in zip(misses, await asyncio.wrap_future(pending), strict=True):
+            encoded = encode_row(record)
             plain_out[deal_id] = encoded
             if memo is not None:
                 memo.put(deal_id, encoded)
@@ -416,7 +436,7 @@ async def score_answer(
         else:
             row = dict(whatif_out[n])
             row["deal_id"] = plan.changes[n].client_id
-            scores.append(encode_score_row(row))
+            scores.append(encode_row(row))
     # Pre-encoded JSON (rows validated by ScoreRow on encoding): exactly what ScoreResponse
     # would render, without validating and encoding the rows again.
     return b"".join(

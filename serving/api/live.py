@@ -30,19 +30,24 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.history import History, _canonical
+from features.history import History, _canonical, to_naive_utc
 from salesml.explain import attribute_change
 from salesml.importers.validate import Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
 from serving.api.answers import probability_move
-from serving.api.live_context import LiveContext
+from serving.api.live_context import (
+    LiveContext,
+    deal_id_array,
+    positions_of,
+    remember_deal_ids,
+)
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
 from serving.changes import input_hashes
@@ -116,7 +121,8 @@ def _typed_frame(rows: list[dict[str, Any]], like: pd.DataFrame) -> pd.DataFrame
 
 def overlay(history: History, rows: dict[str, list[dict[str, Any]]]) -> History:
     """``history`` with typed canonical rows upserted by key (later rows win). Only the new
-    rows are normalised (``features.history``'s dtypes); the history's frames are reused."""
+    rows are normalised (``features.history``'s dtypes); the history's frames are reused,
+    and the deal ids of the grown frames are handed over (``deal_id_array``), not re-read."""
     tables: dict[str, pd.DataFrame] = {}
     for name in HISTORY_TABLES:
         base: pd.DataFrame = getattr(history, name)
@@ -124,26 +130,80 @@ def overlay(history: History, rows: dict[str, list[dict[str, Any]]]) -> History:
         if not new:
             tables[name] = base
             continue
-        extra = [c for c in base.columns if c.startswith(ATTRIBUTE_PREFIX)]
-        added = _canonical(pd.DataFrame(new), TABLES[name], [])
-        for column in extra:
-            values = pd.Series([r.get(column) for r in new], index=added.index)
-            kind = history.attributes.get(column.removeprefix(ATTRIBUTE_PREFIX))
-            added[column] = (
-                pd.to_numeric(values, errors="coerce") if kind == "numeric" else values
-            ).astype(base[column].dtype)
-        added = added[list(base.columns)].astype(base.dtypes.to_dict())
+        added = typed_rows(history, name, new)
         # The history leaves activity_id out (no feature reads it): an activity is then known
         # by its deal, time and type.
         keys = [k for k in KEYS[name] if k in base.columns] or ["deal_id", "occurred_at", "type"]
-        added = added.drop_duplicates(keys, keep="last")
-        tables[name] = pd.concat([base[~_replaced(base, added, keys)], added], ignore_index=True)
+        added = _last_per_key(added, keys)
+        replaced = _replaced(base, added, keys)
+        ids = deal_id_array(base)
+        if replaced.any():
+            base, ids = base[~replaced], ids[~replaced]
+        tables[name] = pd.concat([base, added], ignore_index=True)
+        remember_deal_ids(tables[name], np.concatenate([ids, deal_id_array(added)]))
     return replace(
         history,
         deals=tables["deals"],
         stage_history=tables["stage_history"],
         activities=tables["activities"],
     )
+
+
+def typed_rows(history: History, name: str, new: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of the history's table ``name`` as ``features.history`` types them (its
+    ``_canonical``, then the history's own dtypes), built column by column from the rows'
+    values: a round's few rows, where a DataFrame per step costs more than the values.
+    Values of a kind the fast path does not expect take ``_canonical`` itself."""
+    base: pd.DataFrame = getattr(history, name)
+    kinds = {c.name: c.kind for c in TABLES[name].columns}
+    columns: dict[str, Any] = {}
+    for column in base.columns:
+        values = [r.get(column) for r in new]
+        kind = kinds.get(column)
+        if column.startswith(ATTRIBUTE_PREFIX):
+            series = pd.Series(values, dtype=object)
+            if history.attributes.get(column.removeprefix(ATTRIBUTE_PREFIX)) == "numeric":
+                series = pd.to_numeric(series, errors="coerce")
+            columns[column] = series.astype(base[column].dtype)
+        elif kind in ("timestamp", "date"):
+            if not all(v is None or isinstance(v, date) for v in values):
+                return _canonical_rows(history, name, new)
+            columns[column] = to_naive_utc(pd.Series(values, dtype=object))
+        elif kind in ("float", "int"):
+            if not all(v is None or isinstance(v, (int, float, np.number)) for v in values):
+                return _canonical_rows(history, name, new)
+            columns[column] = np.array([np.nan if v is None else v for v in values], np.float64)
+        elif kind == "bool":
+            columns[column] = pd.Series(values, dtype=object)
+        else:
+            if not all(v is None or isinstance(v, str) for v in values):
+                return _canonical_rows(history, name, new)
+            columns[column] = pd.array(values, dtype="str")
+    out = pd.DataFrame(columns)
+    differ = {c: t for c, t in base.dtypes.items() if out[c].dtype != t}
+    return out.astype(differ) if differ else out
+
+
+def _canonical_rows(history: History, name: str, new: list[dict[str, Any]]) -> pd.DataFrame:
+    """``typed_rows`` through ``features.history._canonical`` (the reference it stands for)."""
+    base: pd.DataFrame = getattr(history, name)
+    added = _canonical(pd.DataFrame(new), TABLES[name], [])
+    for column in [c for c in base.columns if c.startswith(ATTRIBUTE_PREFIX)]:
+        values = pd.Series([r.get(column) for r in new], index=added.index)
+        kind = history.attributes.get(column.removeprefix(ATTRIBUTE_PREFIX))
+        added[column] = (
+            pd.to_numeric(values, errors="coerce") if kind == "numeric" else values
+        ).astype(base[column].dtype)
+    return added[list(base.columns)].astype(base.dtypes.to_dict())
+
+
+def _last_per_key(added: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``added.drop_duplicates(keys, keep="last")``, without the DataFrame work when the
+    round's rows have distinct keys (the usual case)."""
+    strings = _key_strings(added, keys, np.arange(len(added)))
+    if len(set(strings)) == len(strings):
+        return added
+    return added.drop_duplicates(keys, keep="last")
 
 
 def _replaced(base: pd.DataFrame, added: pd.DataFrame, keys: list[str]) -> np.ndarray:
@@ -153,9 +213,8 @@ def _replaced(base: pd.DataFrame, added: pd.DataFrame, keys: list[str]) -> np.nd
     out = np.zeros(len(base), dtype=bool)
     candidates = np.arange(len(base))
     if "deal_id" in keys:
-        ids = pd.Series(base["deal_id"].to_numpy(dtype=object))
-        wanted = pd.unique(added["deal_id"].to_numpy(dtype=object))
-        candidates = np.flatnonzero(ids.isin(wanted).to_numpy(dtype=bool))
+        wanted = list(pd.unique(deal_id_array(added)))
+        candidates = positions_of(base, [w for w in wanted if w is not None])
     if len(candidates) == 0 or len(added) == 0:
         return out
     theirs = set(_key_strings(added, keys, np.arange(len(added))))
@@ -177,8 +236,7 @@ def _only(history: History, deals: pd.Index) -> History:
     tables = {}
     for name in HISTORY_TABLES:
         frame: pd.DataFrame = getattr(history, name)
-        ids = pd.Series(frame["deal_id"].to_numpy(dtype=object))
-        tables[name] = frame[ids.isin(wanted).to_numpy(dtype=bool)]
+        tables[name] = frame.iloc[positions_of(frame, wanted)]
     return replace(
         history,
         deals=tables["deals"],
@@ -214,11 +272,13 @@ class LiveEvents:
         self._pending: dict[str, tuple[int, dict[str, Any]]] = {}
         self._history_seq = 0  # the last journal entry in the history
         self._scored_seq = 0
+        self._saved_seq = 0  # the last entry whose live scores are in the journal
         self._journaled_seq = 0  # the last entry this process journaled
         self._as_of: pd.Timestamp | None = None  # the last round's
         self._live: dict[str, _Live] = {s.deal_id: _Live(s) for s in self.journal.live_scores()}
         if self._live:
             self._scored_seq = max(v.score.seq for v in self._live.values())
+            self._saved_seq = self._scored_seq
         self._published: RunView | None = None
         self._context: LiveContext | None = None  # the one-deal feature context (per data)
         self._context_data: Any = None
@@ -568,6 +628,9 @@ class LiveEvents:
             for score in scored:
                 score.row["record"][HASH_COLUMN] = hashes.get(score.deal_id)
             self.journal.put_live(scored)
+        self._saved_seq = self._scored_seq
+        with self.scored:
+            self.scored.notify_all()
         self._context.refresh(history, as_of)
 
     def _publish(self) -> None:
@@ -580,12 +643,12 @@ class LiveEvents:
             answers = dict(run.answers)
             stale, todo = [], []
             for deal, live in list(self._live.items()):
-                if self._covered(run, live.score):
+                if live.answer is not None and live.base is run.info:
+                    answers[deal] = live.answer  # published on this run: nothing to check
+                elif self._covered(run, live.score):
                     stale.append(deal)
-                elif live.answer is None or live.base is not run.info:
-                    todo.append(live)
                 else:
-                    answers[deal] = live.answer
+                    todo.append(live)
             for deal, answer in live_answers(run, [live.score for live in todo]).items():
                 self._live[deal].answer, self._live[deal].base = answer, run.info
                 answers[deal] = answer
@@ -611,11 +674,12 @@ class LiveEvents:
             return bool(run_as_of >= pd.Timestamp(record["as_of"]))
         return False
 
-    def wait_scored(self, seq: int, timeout: float) -> bool:
-        """Block until the entry ``seq`` has been scored and published (tests, benchmarks)."""
+    def wait_scored(self, seq: int, timeout: float, saved: bool = False) -> bool:
+        """Block until the entry ``seq`` has been scored and published — and, with ``saved``,
+        its live score written to the journal too (tests, benchmarks)."""
         end = time.monotonic() + timeout
         with self.scored:
-            while self._scored_seq < seq:
+            while (self._saved_seq if saved else self._scored_seq) < seq:
                 left = end - time.monotonic()
                 if left <= 0:
                     return False
@@ -660,8 +724,8 @@ class _Known:
 
 
 def _positions(history: History) -> dict[str, int]:
-    ids = history.deals["deal_id"].astype(str).tolist()
-    return {d: i for i, d in enumerate(ids)}
+    ids = deal_id_array(history.deals).tolist()
+    return {str(d): i for i, d in enumerate(ids)}
 
 
 def describe(entry: Entry) -> str:

@@ -21,10 +21,13 @@ Activities are read per deal only, so an activity never changes the context.
 
 from __future__ import annotations
 
+import math
 import time
+import weakref
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -117,7 +120,7 @@ class LiveContext:
         if (locs < 0).any():
             raise StaleContextError("a new deal")
         old = np.concatenate([state.rows_of(int(loc)) for loc in locs])
-        new_rows = history.stage_history[history.stage_history["deal_id"].isin(dirty)]
+        new_rows = history.stage_history.iloc[positions_of(history.stage_history, dirty)]
         if new_rows["stage"].isna().any():
             raise StaleContextError("a stage row without a stage")
         names = Counter(ctx.stage_counts)
@@ -164,19 +167,20 @@ class LiveContext:
         locs = ctx.deals.index.get_indexer(pd.Index(touched))
         if (locs < 0).any():
             raise StaleContextError("a new deal")
-        mine = _positions_of(history.deals, touched)
-        now = history.deals.iloc[mine]
-        now = now.set_index(pd.Index(now["deal_id"].to_numpy(dtype=object).astype(str)))
-        if len(now) != len(touched):
+        mine = positions_of(history.deals, touched)
+        if len(mine) != len(touched):
             raise StaleContextError("a deal id twice")
         columns = [c for c in table.columns if c not in STAGE_COLUMNS]
         # (``current_stage``'s source "stage" names the stage history, not the column)
         read = {v for k, v in ctx.sources.items() if k != "current_stage"}
         if read & {*STAGE_COLUMNS}:
             columns = list(table.columns)
-        before = table.iloc[locs][columns].set_index(pd.Index(touched))
-        after = now.loc[list(touched), columns]
-        if not before.astype(str).equals(after.astype(str)):
+        # Compared as text, value by value, on the touched rows only (a DataFrame per step
+        # costs more than the round's few rows).
+        ids = deal_id_array(history.deals)[mine]
+        now = dict(zip(ids, _texts(history.deals, mine, columns), strict=True))
+        before = _texts(table, locs, columns)
+        if any(now.get(deal) != row for deal, row in zip(touched, before, strict=True)):
             raise StaleContextError("a deal field other than stage, amount or close date changed")
         # The leakage screen of the deals without stage history reads these columns: only
         # their rows, and which deals they are. A touched deal with stage rows in the context
@@ -300,17 +304,57 @@ class LiveContext:
         return out, ctx
 
 
-def _positions_of(frame: pd.DataFrame, deals: Sequence[str]) -> np.ndarray:
+# id(frame) -> (a weak reference to the frame, its deal_id column as text objects)
+_DEAL_IDS: dict[int, tuple[weakref.ref[pd.DataFrame], np.ndarray]] = {}
+
+
+def deal_id_array(frame: pd.DataFrame) -> np.ndarray:
+    """``frame``'s ``deal_id`` column as an object array of ``str`` (None where missing), kept
+    while the frame lives: the applier reads the same history's ids several times a round,
+    and turning an Arrow string column of the whole history into objects costs more than
+    the round's own work (``remember_deal_ids`` hands over a grown frame's ids)."""
+    found = _DEAL_IDS.get(id(frame))
+    if found is not None and found[0]() is frame:
+        return found[1]
+    values = frame["deal_id"].to_numpy(dtype=object)
+    ids = np.asarray(
+        [v if isinstance(v, str) else None if _missing(v) else str(v) for v in values], object
+    )
+    remember_deal_ids(frame, ids)
+    return ids
+
+
+def remember_deal_ids(frame: pd.DataFrame, ids: np.ndarray) -> None:
+    """Keep ``ids`` as ``frame``'s (``deal_id_array``); entries of dead frames are dropped."""
+    for key in [k for k, (ref, _) in _DEAL_IDS.items() if ref() is None]:
+        del _DEAL_IDS[key]
+    _DEAL_IDS[id(frame)] = (weakref.ref(frame), ids)
+
+
+def positions_of(frame: pd.DataFrame, deals: Sequence[str]) -> np.ndarray:
     """Row positions of ``frame`` whose ``deal_id`` is one of ``deals``, in frame order (on
     plain object arrays: pandas' isin on Arrow-backed strings is slow, ``features.spec``)."""
-    ids = pd.Series(frame["deal_id"].to_numpy(dtype=object))
+    ids = pd.Series(deal_id_array(frame), copy=False)
     return np.flatnonzero(ids.isin(list(deals)).to_numpy(dtype=bool))
+
+
+def _texts(frame: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> list[tuple[Any, ...]]:
+    """The values of ``frame``'s ``rows`` in ``columns`` as text (None where missing)."""
+    part = frame[columns].take(rows)
+    values = [part[c].to_numpy(dtype=object) for c in columns]
+    return [
+        tuple(None if _missing(v) else str(v) for v in row) for row in zip(*values, strict=True)
+    ]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
 def _rows_by_deal(frame: pd.DataFrame, deals: Sequence[str]) -> dict[str, np.ndarray]:
     """``deal_id -> its row positions in frame`` (in frame order) for ``deals``."""
-    found = _positions_of(frame, deals)
-    ids = frame["deal_id"].to_numpy(dtype=object)[found].astype(str)
+    found = positions_of(frame, deals)
+    ids = deal_id_array(frame)[found].astype(str)
     out: dict[str, list[int]] = {}
     for position, deal_id in zip(found.tolist(), ids.tolist(), strict=True):
         out.setdefault(deal_id, []).append(position)

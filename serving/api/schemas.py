@@ -417,6 +417,11 @@ class FunnelStep(_Open):
 class KpiPeriod(_Open):
     period_start: str
     complete: bool
+    closes_recorded: bool | None = Field(
+        default=None,
+        description="False before the first deal closed anywhere in the data: the period's "
+        "closed-deal figures are null (unknown), not 0.",
+    )
     revenue: float | None = None
     revenue_growth: float | None = None
     revenue_growth_yoy: float | None = None

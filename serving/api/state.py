@@ -34,7 +34,7 @@ import pandas as pd
 
 from features.history import load_history
 from salesml.scoring import Scorer as ScoringModel
-from salesml.scoring import score_features
+from salesml.scoring.scorer import score_columns
 from salesml.warehouse import connect, data_span
 from serving.api import models as registry
 from serving.api.schemas import ScoreRow
@@ -48,11 +48,28 @@ log = logging.getLogger("salesml.api")
 # -- the scoring thread ----------------------------------------------------------------------
 @dataclass
 class _Job:
-    features: pd.DataFrame
+    features: pd.DataFrame | None  # None until ``build`` has run (on the scoring thread)
     models: Any
     as_of: pd.Timestamp
     batchable: bool
-    future: Future[pd.DataFrame] = field(default_factory=Future)
+    future: Future[Any] = field(default_factory=Future)
+    build: Callable[[], pd.DataFrame] | None = None
+    as_records: bool = False  # the result as ``records(rows)``, not a frame
+
+    @property
+    def rows(self) -> int:
+        return 1 if self.features is None else len(self.features)
+
+    def ready(self) -> bool:
+        """Build the features when the job carries a builder; False when that failed (the
+        request gets the exception, e.g. a ``ProblemError`` for a what-if asked wrongly)."""
+        if self.features is None and self.build is not None:
+            try:
+                self.features = self.build()
+            except Exception as exc:
+                self.future.set_exception(exc)
+                return False
+        return True
 
 
 def _batches(jobs: list[_Job]) -> list[list[_Job]]:
@@ -60,6 +77,7 @@ def _batches(jobs: list[_Job]) -> list[list[_Job]]:
     concurrent requests for one deal are scored apart: the frame's index must be unique)."""
     groups: dict[tuple[int, pd.Timestamp], list[tuple[list[_Job], set[Any]]]] = {}
     for job in jobs:
+        assert job.features is not None
         batches = groups.setdefault((id(job.models), job.as_of), [])
         ids = set(job.features.index)
         home = next((b for b in batches if not b[1] & ids), None)
@@ -81,9 +99,22 @@ class Scorer:
         self._lock = threading.Lock()
 
     def submit(
-        self, features: pd.DataFrame, models: Any, as_of: pd.Timestamp, *, batchable: bool
-    ) -> Future[pd.DataFrame]:
-        job = _Job(features, models, as_of, batchable)
+        self,
+        features: pd.DataFrame | None,
+        models: Any,
+        as_of: pd.Timestamp,
+        *,
+        batchable: bool,
+        build: Callable[[], pd.DataFrame] | None = None,
+        as_records: bool = False,
+    ) -> Future[Any]:
+        """Score ``features`` (or what ``build()`` gives, called on the scoring thread: a live
+        answer's feature row is built where it is scored, with no hop through a thread pool).
+        The future gives the score rows' frame, or with ``as_records`` their ``records`` (read
+        once for the whole batch instead of once per request)."""
+        if features is None and build is None:
+            raise ValueError("give features or a build function")
+        job = _Job(features, models, as_of, batchable, build=build, as_records=as_records)
         self._ensure_thread()
         self._queue.put(job)
         return job.future
@@ -106,7 +137,7 @@ class Scorer:
             job = self._queue.get()
             if job is None:
                 return
-            jobs, rows = [job], len(job.features)
+            jobs, rows = [job], job.rows
             while rows < self.max_rows:
                 try:
                     more = self._queue.get_nowait()
@@ -116,7 +147,8 @@ class Scorer:
                     self._queue.put(None)
                     break
                 jobs.append(more)
-                rows += len(more.features)
+                rows += more.rows
+            jobs = [j for j in jobs if j.ready()]
             for j in jobs:
                 if not j.batchable:
                     self._score([j])
@@ -126,17 +158,30 @@ class Scorer:
     @staticmethod
     def _score(jobs: list[_Job]) -> None:
         try:
-            frames = [j.features for j in jobs]
+            frames = [j.features for j in jobs if j.features is not None]
             features = pd.concat(frames) if len(frames) > 1 else frames[0]
-            rows = score_features(features, jobs[0].models, jobs[0].as_of)
+            n_rows = len(features)
+            # Records are read straight from the columns; a frame is built only for the jobs
+            # that want one (the same values: tests/serving/test_live_answers.py).
+            columns = score_columns(features, jobs[0].models, jobs[0].as_of)
+            listed = column_records(columns, n_rows) if any(j.as_records for j in jobs) else []
+            rows = (
+                pd.DataFrame(columns, index=pd.RangeIndex(n_rows))
+                if not all(j.as_records for j in jobs)
+                else None
+            )
         except Exception as exc:  # handed to the requests, which answer 500 without details
             for j in jobs:
                 j.future.set_exception(exc)
             return
         start = 0
         for j in jobs:
-            n = len(j.features)
-            j.future.set_result(rows.iloc[start : start + n].reset_index(drop=True))
+            n = j.rows
+            if j.as_records:
+                j.future.set_result(listed[start : start + n])
+            else:
+                assert rows is not None
+                j.future.set_result(rows.iloc[start : start + n].reset_index(drop=True))
             start += n
 
 
@@ -291,6 +336,33 @@ def _priced(snap: Snapshot) -> Snapshot:
         return snap
     models = snap.models.priced(snap.data.list_prices)
     return snap if models is snap.models else replace(snap, models=models)
+
+
+def column_records(columns: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """``records(pd.DataFrame(columns))`` without the frame (``score_columns``' output: arrays
+    of ``n`` values, or one value for every row). A live answer's row pays ~1 ms for building
+    the frame and reading it back."""
+    if not columns:
+        return [{} for _ in range(n)]
+    names = list(columns)
+    values = [_column_values(columns[name], n) for name in names]
+    return [jsonable(dict(zip(names, row, strict=True))) for row in zip(*values, strict=True)]
+
+
+def _column_values(column: Any, n: int) -> list[Any]:
+    """The values a frame's column built from ``column`` gives to ``tolist`` (before
+    ``jsonable``): datetimes as ``Timestamp``/``NaT``, scalars repeated."""
+    if isinstance(column, np.ndarray):
+        if column.dtype.kind == "M":
+            return list(pd.DatetimeIndex(column).tolist())
+        if column.ndim != 1 or len(column) != n:
+            raise ValueError(f"a column of {column.shape} values for {n} rows")
+        return list(column.tolist())
+    if isinstance(column, pd.Index | pd.Series | pd.api.extensions.ExtensionArray):
+        return list(column.tolist())
+    if isinstance(column, np.datetime64):
+        column = pd.Timestamp(column)
+    return [column] * n
 
 
 def records(rows: pd.DataFrame) -> list[dict[str, Any]]:

@@ -25,7 +25,14 @@ import pandas as pd
 
 from features.build import build_features
 from features.history import History, to_naive_utc
-from features.single import DealContext, deal_context, deal_features
+from features.single import (
+    DATETIME_COLUMNS,
+    DealContext,
+    OwnRows,
+    deal_context,
+    deal_row,
+    known_deal,
+)
 from features.spec import Feature, feature_spec
 from salesml.schemas import ATTRIBUTE_PREFIX
 from salesml.scoring.scorer import ListPrices
@@ -199,42 +206,42 @@ def whatif_rows(index: DataIndex, changes: list[Change]) -> pd.DataFrame:
 
 def _one_deal_rows(index: DataIndex, change: Change) -> pd.DataFrame:
     """``_rows_on_changed_history`` for one change, without rebuilding the whole history:
-    ``features.single.deal_features`` gives the same row from the deal's own rows and the
-    index's context (see its docstring)."""
-    history = index.history
-    sh = history.stage_history
+    ``features.single.deal_row`` gives the same row from the deal's plain values and own rows
+    and the index's context (see its docstring)."""
+    context = index.context
     if change.new is not None:
-        deal, stage_row = _new_deal(index, change)
-        deal = _as_dtypes(deal, history.deals)
-        stages = sh.iloc[:0]
-        if stage_row is not None:
-            stages = _stage_frame(sh, [stage_row])
-        activities = history.activities.iloc[:0]
+        values, stage_row = _new_deal_values(index, change)
+        replaced = None
+        fields = {k: _us(v) if k in DATETIME_COLUMNS else v for k, v in values.items()}
+        own = OwnRows([], _NONE, np.zeros(0), _NONE, _NONE, np.zeros(0, dtype=bool))
     else:
         assert change.overrides is not None
-        loc = position(index.deal_pos, change.key)
-        deal = history.deals.iloc[[loc]].copy()
-        fields = change.overrides.model_dump(exclude_none=True)
-        for name in STATIC_FIELDS:
-            if name in fields:
-                deal.iat[0, _column(deal, name)] = fields[name]
-        for name, value in (fields.get("attributes") or {}).items():
+        fields, own = known_deal(context, change.key)
+        given = change.overrides.model_dump(exclude_none=True)
+        fields |= {name: given[name] for name in STATIC_FIELDS if name in given}
+        for name, value in (given.get("attributes") or {}).items():
             column = _attribute_column(index, name, value, f"{change.where}.overrides")
-            deal.iat[0, _column(deal, column)] = _attribute_value(index, name, value)
-        own = index.stage_rows.get(change.key)
-        stages = sh.iloc[own] if own is not None else sh.iloc[:0]
-        if any(name in fields for name in STAGE_FIELDS):
-            stage_change, replaced = _stage_change(index, change.key, fields, change.where)
-            if replaced is not None:
-                stages = stages.drop(index=sh.index[replaced])
-            stages = pd.concat([stages, _stage_frame(sh, [stage_change])], ignore_index=True)
-        acts = index.activity_rows.get(change.key)
-        activities = history.activities.iloc[acts if acts is not None else []]
-    rows = deal_features(index.context, deal, stages, activities)
-    if rows is None:  # not open at as_of: the general path gives the (empty) answer
+            fields[column] = _attribute_value(index, name, value)
+        stage_row, replaced = None, None
+        if any(name in given for name in STAGE_FIELDS):
+            stage_row, replaced = _stage_change(index, change.key, given, change.where)
+    if stage_row is not None:
+        at, ecd = _us(stage_row["changed_at"]), _us(stage_row["expected_close_date"])
+        own = own.with_stage_row(str(stage_row["stage"]), at, stage_row["amount"], ecd, replaced)
+    row = deal_row(context, fields, own)
+    if row is None:  # not open at as_of: the general path gives the (empty) answer
         return _rows_on_changed_history(index, [change])
+    rows = row.frame()
     rows.index = rows.index.astype(str)
     return rows
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+def _us(value: object) -> int:
+    """A time in microseconds since the epoch (``NAT`` when missing), as feature rows read it."""
+    return int(_naive_utc(value).astype(np.int64))
 
 
 def _stage_frame(stage_history: pd.DataFrame, rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -407,6 +414,19 @@ def _last_stage_row(index: DataIndex, rows: np.ndarray) -> int | None:
 
 
 def _new_deal(index: DataIndex, change: Change) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    history = index.history
+    values, stage_row = _new_deal_values(index, change)
+    row = pd.DataFrame([values], columns=history.deals.columns)
+    for column in history.deals.columns:
+        if pd.api.types.is_datetime64_any_dtype(history.deals[column].dtype):
+            row[column] = to_naive_utc(row[column])
+    return row, stage_row
+
+
+def _new_deal_values(
+    index: DataIndex, change: Change
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A new deal's row of the deals table (a value per column) and its stage row."""
     deal = change.new
     assert deal is not None
     history = index.history
@@ -440,10 +460,6 @@ def _new_deal(index: DataIndex, change: Change) -> tuple[pd.DataFrame, dict[str,
     for name, value in (deal.attributes or {}).items():
         column = _attribute_column(index, name, value, f"{change.where}.deal")
         values[column] = _attribute_value(index, name, value)
-    row = pd.DataFrame([values], columns=history.deals.columns)
-    for column in history.deals.columns:
-        if pd.api.types.is_datetime64_any_dtype(history.deals[column].dtype):
-            row[column] = to_naive_utc(row[column])
     stage_row = None
     if any(getattr(deal, name) is not None for name in STAGE_FIELDS):
         if deal.stage is None:
@@ -459,7 +475,7 @@ def _new_deal(index: DataIndex, change: Change) -> tuple[pd.DataFrame, dict[str,
             "amount": deal.amount if deal.amount is not None else np.nan,
             "expected_close_date": deal.expected_close_date,
         }
-    return row, stage_row
+    return values, stage_row
 
 
 def _owner_field(history: History, owner_id: str, field: str) -> str | None:

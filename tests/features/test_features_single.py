@@ -9,7 +9,15 @@ import pandas as pd
 import pytest
 
 from features.build import build_features, open_deal_ids
-from features.single import deal_context, deal_features
+from features.history import History
+from features.single import (
+    DealContext,
+    OwnRows,
+    deal_context,
+    deal_features,
+    deal_row,
+    known_deal,
+)
 from tests.features.histories import STAGES, random_history
 
 
@@ -126,3 +134,152 @@ def test_new_deals_read_the_snapshot_state_exactly(
         assert got is not None
         pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)
     assert taken and all(taken)
+
+
+NAT = np.iinfo(np.int64).min
+
+
+def _us(stamp: pd.Timestamp) -> int:
+    return int(stamp.to_datetime64().astype("datetime64[us]").astype(np.int64))
+
+
+def _changed(history: History, fields: dict[str, object], own: OwnRows) -> History:
+    """``history`` with the deal of ``fields`` replaced (or added) and its stage-history and
+    activity rows those of ``own`` (the batch's view of a plain what-if or new deal)."""
+    deals = history.deals
+    deal_id = fields["deal_id"]
+    row = dict(fields)
+    for column in ("created_at", "closed_at", "expected_close_date"):
+        row[column] = np.array([row[column]], np.int64).view("datetime64[us]")[0]
+    one = pd.DataFrame([row], columns=deals.columns).astype(deals.dtypes.to_dict())
+    sh, acts = history.stage_history, history.activities
+    mine = pd.DataFrame(
+        {
+            "deal_id": [deal_id] * len(own.stage),
+            "stage": own.stage,
+            "changed_at": own.changed_at.view("datetime64[us]"),
+            "amount": own.amount,
+            "expected_close_date": own.expected_close.view("datetime64[us]"),
+        }
+    ).astype(sh.dtypes.to_dict())
+    own_acts = pd.DataFrame(
+        {
+            "deal_id": [deal_id] * len(own.activity_time),
+            "occurred_at": own.activity_time.view("datetime64[us]"),
+            "type": ["Meeting" if m else "email" for m in own.meeting.tolist()],
+            "owner_id": ["R1"] * len(own.activity_time),
+        }
+    ).astype(acts.dtypes.to_dict())
+    return replace(
+        history,
+        deals=pd.concat([deals[deals["deal_id"] != deal_id], one], ignore_index=True),
+        stage_history=pd.concat([sh[sh["deal_id"] != deal_id], mine], ignore_index=True),
+        activities=pd.concat([acts[acts["deal_id"] != deal_id], own_acts], ignore_index=True),
+    )
+
+
+def _check(context: DealContext, history: History, fields: dict[str, object], own: OwnRows) -> None:
+    """The plain path's row (and its numbers and category values) is build_features' row on
+    the changed history, bit for bit."""
+    expected = build_features(
+        _changed(history, fields, own),
+        context.as_of,
+        deal_ids=[fields["deal_id"]],
+        features=context.spec,
+    )
+    row = deal_row(context, dict(fields), own)
+    if len(expected) == 0:
+        assert row is None
+        return
+    assert row is not None
+    got = row.frame()
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    for f in context.spec:
+        if f.kind == "numeric":
+            np.testing.assert_array_equal(
+                row.values[[context.positions_in_spec[f.name]]],
+                expected[f.name].to_numpy(np.float64),
+            )
+        else:
+            assert row.category(f.name) == str(expected[f.name].iat[0])
+
+
+OVERRIDES = ("amount", "stage", "expected_close_date", "owner_id", "product", "team")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_overrides_of_known_deals_on_plain_inputs(seed: int) -> None:
+    """What-ifs as the API makes them (known_deal, fields replaced, the stage fields as a row
+    at as_of replacing one already there): amount, stage (a new name too), close date, owner,
+    product and team, in random combinations, on every open deal: build_features' row."""
+    history = random_history(300 + seed, n_deals=40)
+    rng = np.random.default_rng(seed)
+    as_of = history.exported_at - pd.Timedelta(hours=6 * int(rng.integers(0, 40)))
+    context = deal_context(history, as_of)
+    now = _us(context.as_of)
+    pick: dict[str, list[object]] = {
+        "owner_id": ["R1", "R2", "R9", "R-new", None],
+        "product": ["Basic", "Pro", "Ghost", "Gizmo", None],
+        "team": ["East", "West", "North", None],
+    }
+    for deal_id in open_deal_ids(history, as_of):
+        fields, own = known_deal(context, deal_id)
+        chosen = [o for o in OVERRIDES if rng.random() < 0.4] or ["amount"]
+        for name in chosen:
+            if name in pick:
+                fields[name] = pick[name][int(rng.integers(0, len(pick[name])))]
+        if {"amount", "stage", "expected_close_date"} & set(chosen):
+            seen = np.flatnonzero(own.changed_at <= now)
+            last = int(seen[-1]) if len(seen) else -1
+            stage = own.stage[last] if last >= 0 else None
+            if "stage" in chosen or stage is None:
+                stage = str(rng.choice([*STAGES, "Brand New Stage"]))
+            amount = own.amount[last] if last >= 0 else np.nan
+            if "amount" in chosen:
+                amount = float(rng.integers(1, 10_000)) / 3
+            ecd = int(own.expected_close[last]) if last >= 0 else NAT
+            if "expected_close_date" in chosen:
+                ecd = now + int(rng.integers(-5, 60)) * 86_400_000_000
+            drop = None
+            if last >= 0 and own.changed_at[last] == now and own.rows is not None:
+                drop = int(own.rows[last])
+            own = own.with_stage_row(str(stage), now, float(amount), ecd, drop)
+        _check(context, history, fields, own)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_new_deals_with_and_without_activities_on_plain_inputs(seed: int) -> None:
+    """New deals from plain fields, with activities (meetings or not, some after as_of or
+    without a time) or none, stage rows or none: build_features' row."""
+    history = random_history(400 + seed, n_deals=40)
+    rng = np.random.default_rng(seed)
+    as_of = history.exported_at - pd.Timedelta(days=int(rng.integers(0, 5)))
+    context = deal_context(history, as_of)
+    now = _us(context.as_of)
+    day = 86_400_000_000
+    for n in range(8):
+        created = now - int(rng.integers(0, 90)) * day // 4
+        fields: dict[str, object] = {c: None for c in history.deals.columns}
+        fields |= {
+            "deal_id": f"D{int(rng.integers(0, 50)):03d}x{n}",
+            "status": "open",
+            "created_at": created,
+            "closed_at": NAT,
+            "expected_close_date": NAT,
+            "owner_id": [None, "R1", "R3", "R-new"][n % 4],
+            "product": ["Pro", None, "Gizmo", "Basic"][n % 4],
+            "account_id": ["A1", "A-new", None, "A3"][n % 4],
+            "amount": float(rng.integers(1, 5000)) if n % 3 else np.nan,
+            "attr_score": float(rng.normal(50, 10)),
+            "attr_competitor": ["BigCo", None, "Newcomer"][n % 3],
+        }
+        k = int(rng.integers(0, 6)) if n % 2 else 0
+        times = created + rng.integers(0, max(now - created, 1) + 3 * day, size=k)
+        times[rng.random(k) < 0.1] = NAT
+        empty = np.zeros(0, np.int64)
+        own = OwnRows([], empty, np.zeros(0), empty, times.astype(np.int64), rng.random(k) < 0.4)
+        if n % 4 != 1:
+            own = own.with_stage_row(
+                str(rng.choice(STAGES)), created, float(rng.integers(1, 900)), now + 5 * day, None
+            )
+        _check(context, history, fields, own)

@@ -133,6 +133,8 @@ def kpis_from_frames(
     if len(currencies) > 1:
         warnings.append("currencies")
     ctx = _context(frames, deals, d, at, by, period)
+    if ctx.closes_from is None or ctx.grid[0] < ctx.closes_from:
+        warnings.append("periods before the first close")
     new = d[d["new_customer"] & (d["st"] == "won")]
     if len(ctx.web) and not set(ctx.web["channel"]) & set(new["lead_source"].dropna()):
         warnings.append("web channels")
@@ -215,6 +217,7 @@ class _Context:
     period: str
     grid: list[int]  # period starts (month indexes) from the first event to as_of
     complete: list[bool]  # per grid period: over by as_of
+    closes_from: int | None  # the first period any deal closed in (earlier ones: unknown)
     spend: pd.DataFrame  # marketing spend up to as_of, with its period ``p``
     web: pd.DataFrame  # web sessions up to as_of
     nps: pd.DataFrame  # NPS responses up to as_of
@@ -256,6 +259,7 @@ def _context(
         period=period,
         grid=grid,
         complete=complete,
+        closes_from=None if d["p"].isna().all() else int(d["p"].min()),
         spend=spend,
         web=web,
         nps=nps,
@@ -330,7 +334,7 @@ def _block(ctx: _Context, sub: pd.DataFrame, g: str | None) -> dict[str, Any]:
     rows, revs = _period_rows(ctx, sub, scores, overall)
     done = [i for i, c in enumerate(ctx.complete) if c]
     last = rows[done[-1]] if done else None
-    recent = [revs[i] for i in done[-4:]]
+    recent = [r for r in (revs[i] for i in done[-4:]) if r is not None]
     revenue = float(w["amount"].sum())
     cac, by_channel = _cac(ctx, sub) if overall else (None, None)
     op = sub[sub["st"] == "open"]
@@ -375,8 +379,8 @@ def _scores(ctx: _Context, g: str | None) -> pd.DataFrame:
 
 def _period_rows(
     ctx: _Context, sub: pd.DataFrame, scores: pd.DataFrame, overall: bool
-) -> tuple[list[dict[str, Any]], list[float]]:
-    """One row of figures per grid period, and the revenue of each."""
+) -> tuple[list[dict[str, Any]], list[float | None]]:
+    """One row of figures per grid period, and the revenue of each (None: unknown)."""
     w = sub[sub["st"] == "won"]
     wp = w.groupby("p")
     rev_p = wp["amount"].sum().to_dict()
@@ -390,9 +394,11 @@ def _period_rows(
         _pidx(scores["responded_at"], ctx.period))}  # fmt: skip
     lag = LAG[ctx.period]
     rows: list[dict[str, Any]] = []
-    revs: list[float] = []
+    revs: list[float | None] = []
     for i, p in enumerate(ctx.grid):
-        rev = float(rev_p.get(p, 0.0))
+        # before any deal closed anywhere: closed figures unknown (null), not 0
+        known = ctx.closes_from is not None and p >= ctx.closes_from
+        rev = float(rev_p.get(p, 0.0)) if known else None
         revs.append(rev)
         nw, nl = int(won_p.get(p, 0)), int(lost_p.get(p, 0))
         prev = revs[i - 1] if i >= 1 else None
@@ -403,16 +409,21 @@ def _period_rows(
             # outside it, spend was not recorded (unknown).
             inside = bool(spend_p) and min(spend_p) <= p <= max(spend_p)
             sp = float(spend_p.get(p, 0.0)) if inside else None
-        nc = int(new_p.get(p, 0))
+        nc = int(new_p.get(p, 0)) if known else None
         rows.append(
             {
                 "period_start": _pdate(p).isoformat(),
                 "complete": ctx.complete[i],
-                "revenue": round(rev, 2),
-                "revenue_growth": _r(_div(rev - prev, prev) if prev else None, 4),
-                "revenue_growth_yoy": _r(_div(rev - yoy, yoy) if yoy else None, 4),
-                "deals_won": nw,
-                "deals_lost": nl,
+                "closes_recorded": known,
+                "revenue": None if rev is None else round(rev, 2),
+                "revenue_growth": _r(
+                    _div(rev - prev, prev) if rev is not None and prev else None, 4
+                ),
+                "revenue_growth_yoy": _r(
+                    _div(rev - yoy, yoy) if rev is not None and yoy else None, 4
+                ),
+                "deals_won": nw if known else None,
+                "deals_lost": nl if known else None,
                 "win_rate": _r(_div(nw, nw + nl), 4),
                 "average_order_value": _r(_div(rev, int(amt_p.get(p, 0))), 2),
                 "median_cycle_days": _r(med_p.get(p), 2),

@@ -363,7 +363,7 @@ def test_errors_and_logs_leak_no_secrets_or_traces(
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret-db-password=hunter2")
 
-    monkeypatch.setattr(state_module, "score_features", boom)
+    monkeypatch.setattr(state_module, "score_columns", boom)
     # the deal's row is memoised from the score run: make the request score it now
     monkeypatch.setattr(state_module.ScoreMemo, "get", lambda self, deal_id: None)
     deal = _open(workspace)["deal_id"].iloc[0]

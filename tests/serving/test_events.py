@@ -45,10 +45,11 @@ class Served:
         return self.client.post("/v1/events", headers=self.headers, json=body, **kwargs)
 
     def settle(self, response: Any) -> None:
-        """Wait until every accepted event of ``response`` is scored and published."""
+        """Wait until every accepted event of ``response`` is scored, published and its live
+        score written to the journal (the applier writes it after publishing)."""
         seqs = [r["seq"] for r in response.json()["results"] if r.get("seq")]
         if seqs:
-            assert self.live.wait_scored(max(seqs), timeout=60)
+            assert self.live.wait_scored(max(seqs), timeout=60, saved=True)
 
     def deal(self, deal_id: str) -> dict[str, Any]:
         found = self.client.get(f"/v1/deals/{deal_id}", headers=self.headers)

@@ -5,13 +5,26 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from serving.api.live import _only, _replaced
+from salesml.importers.validate import Limits
+from serving.api import live
+from serving.api.live import (
+    HISTORY_TABLES,
+    _canonical_rows,
+    _only,
+    _raw,
+    _replaced,
+    overlay,
+    typed_rows,
+)
+from serving.api.live_context import deal_id_array
 from serving.changes import input_hashes
+from serving.events.checks import check_row
 from serving.events.journal import Journal, LiveScore
 from tests.features.histories import random_history
 
@@ -81,3 +94,64 @@ def test_live_scores_survive_a_reopen_and_events_stay_durably_committed(tmp_path
     again.close()
     with sqlite3.connect(tmp_path / "events" / "journal.sqlite") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _no_reference(*args: object) -> pd.DataFrame:
+    raise AssertionError("typed_rows fell back to _canonical for values the checks give")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_typed_event_rows_are_what_the_canonical_normalisation_gives(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The applier types a round's rows value by value; ``features.history._canonical`` (a
+    DataFrame per step) is the reference, on rows as the events' checks type them — gaps,
+    zone-aware times and custom attributes included — and on values the fast path leaves to
+    the reference (numbers as text)."""
+    history = random_history(seed, n_deals=30)
+    rng = np.random.default_rng(seed)
+    limits = Limits(pd.Timestamp("2030-01-01"))
+    for table in HISTORY_TABLES:
+        frame = getattr(history, table)
+        picked = frame.iloc[rng.choice(len(frame), size=min(6, len(frame)), replace=False)]
+        rows = []
+        for record in picked.to_dict(orient="records"):
+            raw = {str(k): _raw(v) for k, v in record.items()}
+            if rng.random() < 0.5:  # a field left out, or a zone-aware time
+                raw.pop(str(rng.choice([k for k in raw if k != "deal_id"])))
+            for key, value in raw.items():
+                if isinstance(value, str) and "T" in value and rng.random() < 0.5:
+                    raw[key] = value + "+02:00"
+            typed, _ = check_row(table, raw, limits, None, None)
+            typed.update({k: v for k, v in raw.items() if k.startswith("attr_")})
+            rows.append(typed)
+        expected = _canonical_rows(history, table, rows)
+        with monkeypatch.context() as patched:  # the checks' types take the fast path
+            patched.setattr(live, "_canonical_rows", _no_reference)
+            got = typed_rows(history, table, rows)
+        pd.testing.assert_frame_equal(got, expected)
+        if "amount" in frame.columns:  # a number sent as text takes the reference path
+            odd = [{**rows[0], "amount": "12.5"}, *rows[1:]]
+            pd.testing.assert_frame_equal(
+                typed_rows(history, table, odd), _canonical_rows(history, table, odd)
+            )
+
+
+def test_the_grown_historys_deal_ids_are_handed_over_not_read_again() -> None:
+    history = random_history(5, n_deals=30)
+    first = history.stage_history.iloc[0]
+    rows: dict[str, list[dict[str, Any]]] = {
+        "stage_history": [
+            {**{str(k): v for k, v in first.items()}, "amount": 1.5}
+        ],  # same key: replaced
+        "activities": [
+            {**{str(k): v for k, v in history.activities.iloc[0].items()}, "deal_id": "NEW"}
+        ],
+    }
+    grown = overlay(history, rows)
+    for table in HISTORY_TABLES:
+        frame = getattr(grown, table)
+        expected = [None if pd.isna(v) else v for v in frame["deal_id"].to_numpy(dtype=object)]
+        np.testing.assert_array_equal(deal_id_array(frame), expected)
+    assert len(grown.stage_history) == len(history.stage_history)
+    assert len(grown.activities) == len(history.activities) + 1

@@ -288,6 +288,18 @@ class TimingBundle:
         won, ``days_to_close_low/high`` its 80 % interval, ``expected_revenue`` win probability
         × amount (NaN without an amount).
         """
+        out = self.predict_columns(features, as_of, win_probability, amount)
+        return pd.DataFrame(out, index=features.index)
+
+    def predict_columns(
+        self,
+        features: pd.DataFrame,
+        as_of: pd.Timestamp,
+        win_probability: np.ndarray,
+        amount: np.ndarray | None = None,
+    ) -> dict[str, Any]:
+        """``predict``'s columns as arrays, without the frame (a live answer's one row pays
+        ~0.5 ms for building it)."""
         hz = self.hazards(features, as_of)
         p = np.asarray(win_probability, dtype=float)
         as_of = pd.Timestamp(as_of)
@@ -316,7 +328,7 @@ class TimingBundle:
         out["expected_revenue"] = (
             p * amount if amount is not None else np.full(len(features), np.nan)
         )
-        return pd.DataFrame(out, index=features.index)
+        return out
 
     def beyond_support(self, features: pd.DataFrame, days: np.ndarray) -> np.ndarray:
         """Rows whose age at close (age now + ``days``) would exceed, by a quarter, the oldest
