@@ -12,6 +12,7 @@ from typing import Any, Literal
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -20,6 +21,12 @@ from serving.bi_schema import BI_TABLES, TARGETS, arrow_schema
 
 FORMATS = ("parquet", "csv")
 KPI_GROUPINGS: tuple[Literal["team", "rep"] | None, ...] = (None, "team", "rep")
+KPI_KEYS = ("as_of_date_key", "grouping", "group_key", "period", "period_start_date_key")
+KPI_FIGURES = tuple(
+    c.name for c in BI_TABLES["fact_kpis"] if c.name not in (*KPI_KEYS, "rep_key", "team_key")
+)
+FORMULA_START = r"^[=+\-@\t\r]"
+UNASSIGNED = "Unassigned"  # the KPI engine's group of deals without an owner or team
 DATE_YEARS_AHEAD = 2  # dim_date runs to the end of the as-of year + this (forecasts, close dates)
 
 
@@ -59,20 +66,28 @@ def dim_date(first: date, last: date) -> pd.DataFrame:
 
 
 def dim_rep(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per rep, and the ``Unassigned`` member: the rep key of deals without an owner,
+    as ``fact_kpis`` groups them (``salesml kpis --by rep``), so every key finds its row."""
     rows = con.execute(
         "SELECT owner_id AS rep_key, CASE WHEN coalesce(is_placeholder, FALSE) THEN NULL "
-        "ELSE name END AS rep_name, team AS team_key, manager, region, hired_at "
-        "FROM reps ORDER BY owner_id"
+        f"ELSE name END AS rep_name, coalesce(NULLIF(team, ''), '{UNASSIGNED}') AS team_key, "
+        "manager, region, hired_at FROM reps ORDER BY owner_id"
     ).df()
     rows["hired_date_key"] = date_key(rows.pop("hired_at"))
+    if UNASSIGNED not in set(rows["rep_key"]):
+        member = {"rep_key": UNASSIGNED, "rep_name": UNASSIGNED, "team_key": UNASSIGNED}
+        rows = pd.concat([rows, pd.DataFrame([member])], ignore_index=True)
     return rows
 
 
 def dim_team(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One row per team of the reps and deals, and the ``Unassigned`` member (deals and reps
+    without a team, as ``fact_kpis`` groups them)."""
     return con.execute(
         "SELECT team_key, count(DISTINCT rep) AS reps FROM ("
-        "SELECT team AS team_key, owner_id AS rep FROM reps WHERE team IS NOT NULL "
-        "UNION ALL SELECT team, NULL FROM deals WHERE team IS NOT NULL) "
+        f"SELECT coalesce(NULLIF(team, ''), '{UNASSIGNED}') AS team_key, owner_id AS rep "
+        f"FROM reps UNION ALL SELECT team, NULL FROM deals WHERE NULLIF(team, '') IS NOT NULL "
+        f"UNION ALL SELECT '{UNASSIGNED}', NULL) "
         "GROUP BY team_key ORDER BY team_key"
     ).df()
 
@@ -81,7 +96,8 @@ def dim_deal(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     rows = con.execute(
         """
         SELECT d.deal_id AS deal_key, d.name AS deal_name, d.status, d.stage, d.amount,
-               d.currency, d.owner_id AS rep_key, coalesce(d.team, r.team) AS team_key,
+               d.currency, coalesce(NULLIF(d.owner_id, ''), $none) AS rep_key,
+               coalesce(NULLIF(d.team, ''), NULLIF(r.team, ''), $none) AS team_key,
                coalesce(d.region, r.region) AS region, d.account_id, a.name AS account_name,
                a.industry, d.product, d.lead_source, d.deal_type, d.created_at, d.closed_at,
                d.expected_close_date
@@ -91,7 +107,8 @@ def dim_deal(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         LEFT JOIN (SELECT account_id, any_value(name) AS name, any_value(industry) AS industry
                    FROM accounts GROUP BY account_id) a ON d.account_id = a.account_id
         ORDER BY d.deal_id
-        """
+        """,
+        {"none": UNASSIGNED},
     ).df()
     rows["created_date_key"] = date_key(rows["created_at"])
     rows["closed_date_key"] = date_key(rows.pop("closed_at"))
@@ -99,8 +116,17 @@ def dim_deal(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return rows
 
 
-def fact_deal_scores(scores: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    """The latest score run's rows in the star's shape (timing columns empty without them)."""
+def deal_keys(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """``dim_deal``'s rep and team keys by deal (what a score row without them takes)."""
+    return dim_deal(con).set_index("deal_key")[["rep_key", "team_key"]]
+
+
+def fact_deal_scores(
+    scores: pd.DataFrame, run_id: str, keys: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The latest score run's rows in the star's shape (timing columns empty without them).
+    A row without a rep or team takes the deal's (``keys``: ``deal_keys``), so a deal has
+    the same keys here as in ``dim_deal``."""
 
     def first(values: pd.Series, key: str) -> list[Any]:
         out: list[Any] = []
@@ -115,11 +141,19 @@ def fact_deal_scores(scores: pd.DataFrame, run_id: str) -> pd.DataFrame:
             return scores[name]
         return pd.Series([None] * len(scores), index=scores.index, dtype=object)
 
+    deal = scores["deal_id"].astype(str)
+
+    def key(name: str, source: str) -> pd.Series:
+        values = column(source).astype(object).replace("", None)
+        if keys is not None:
+            values = values.fillna(pd.Series(deal.map(keys[name]).to_numpy(), index=values.index))
+        return values.where(values.notna(), UNASSIGNED)
+
     return pd.DataFrame(
         {
-            "deal_key": scores["deal_id"].astype(str),
-            "rep_key": column("owner_id"),
-            "team_key": column("team"),
+            "deal_key": deal,
+            "rep_key": key("rep_key", "owner_id"),
+            "team_key": key("team_key", "team"),
             "as_of_date_key": date_key(scores["as_of"]),
             "run_id": run_id,
             "model_version": scores["model_version"].astype(str),
@@ -150,7 +184,9 @@ def fact_kpis(kpis: Iterable[dict[str, Any]]) -> pd.DataFrame:
                         "group_key": group,
                         "period": result["period"],
                         "period_start_date_key": _key(date.fromisoformat(p["period_start"])),
-                        **{c.name: p.get(c.name) for c in BI_TABLES["fact_kpis"][5:]},
+                        **{name: p.get(name) for name in KPI_FIGURES},
+                        "rep_key": group if grouping == "rep" else None,
+                        "team_key": group if grouping == "team" else None,
                     }
                 )
     return pd.DataFrame(rows, columns=[c.name for c in BI_TABLES["fact_kpis"]])
@@ -193,6 +229,21 @@ def to_arrow(table: str, frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def defuse_formulas(data: pa.Table) -> pa.Table:
+    """Text cells a spreadsheet would run as a formula (starting with ``= + - @``, a tab or a
+    carriage return: ``=HYPERLINK("http://evil";"x")`` in a deal name) prefixed with ``'``, as
+    OWASP advises for CSV files that may be opened in Excel. Only text columns change; numbers,
+    dates and keys without such a first character are written as they are."""
+    columns = []
+    for column, field in zip(data.columns, data.schema, strict=True):
+        if pa.types.is_string(field.type):
+            risky = pc.match_substring_regex(column, FORMULA_START)
+            columns.append(pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column))
+        else:
+            columns.append(column)
+    return pa.Table.from_arrays(columns, schema=data.schema)
+
+
 def write_table(data: pa.Table, folder: Path, name: str, fmt: str) -> Path:
     """Write ``name.parquet`` / ``name.csv`` into ``folder``, replacing it atomically."""
     path = folder / f"{name}.{fmt}"
@@ -201,7 +252,7 @@ def write_table(data: pa.Table, folder: Path, name: str, fmt: str) -> Path:
         if fmt == "parquet":
             pq.write_table(data, tmp)
         else:
-            pacsv.write_csv(data, tmp, pacsv.WriteOptions(quoting_style="needed"))
+            pacsv.write_csv(defuse_formulas(data), tmp, pacsv.WriteOptions(quoting_style="needed"))
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)

@@ -51,14 +51,18 @@ BI_TABLES: dict[str, tuple[BiColumn, ...]] = {
     ),
     "dim_rep": (
         _c("rep_key", "string", "the rep's CRM user id (`reps.owner_id`)"),
-        _c("rep_name", "string", "name; empty for placeholder reps"),
-        _c("team_key", "string", "the rep's team (`dim_team.team_key`)"),
+        _c("rep_name", "string", "name; empty for placeholder reps; `Unassigned` for its row"),
+        _c("team_key", "string", "the rep's team (`dim_team.team_key`; `Unassigned` without one)"),
         _c("manager", "string", "manager's name"),
         _c("region", "string", "region"),
         _c("hired_date_key", "int32", f"start date, {DATE_KEY}"),
     ),
     "dim_team": (
-        _c("team_key", "string", "team name as in the CRM"),
+        _c(
+            "team_key",
+            "string",
+            "team name as in the CRM; `Unassigned` holds deals and reps without a team",
+        ),
         _c("reps", "int64", "reps in the team"),
     ),
     "dim_deal": (
@@ -68,8 +72,12 @@ BI_TABLES: dict[str, tuple[BiColumn, ...]] = {
         _c("stage", "string", "current (last) stage"),
         _c("amount", "float64", "deal value in `currency`; empty when unknown"),
         _c("currency", "string", "ISO 4217"),
-        _c("rep_key", "string", "owner (`dim_rep.rep_key`)"),
-        _c("team_key", "string", "the deal's team, else its owner's (`dim_team.team_key`)"),
+        _c("rep_key", "string", "owner (`dim_rep.rep_key`; `Unassigned` without one)"),
+        _c(
+            "team_key",
+            "string",
+            "the deal's team, else its owner's (`dim_team.team_key`; `Unassigned` without one)",
+        ),
         _c("region", "string", "the deal's region, else its owner's"),
         _c("account_id", "string", "customer account id"),
         _c("account_name", "string", "customer account name"),
@@ -84,8 +92,8 @@ BI_TABLES: dict[str, tuple[BiColumn, ...]] = {
     ),
     "fact_deal_scores": (
         _c("deal_key", "string", "`dim_deal.deal_key`"),
-        _c("rep_key", "string", "`dim_rep.rep_key`"),
-        _c("team_key", "string", "`dim_team.team_key`"),
+        _c("rep_key", "string", "`dim_rep.rep_key` (as `dim_deal.rep_key`)"),
+        _c("team_key", "string", "`dim_team.team_key` (as `dim_deal.team_key`)"),
         _c("as_of_date_key", "int32", f"the score run's as-of, {DATE_KEY}"),
         _c("run_id", "string", "the score run the row comes from"),
         _c("model_version", "string", "win model version"),
@@ -131,6 +139,18 @@ BI_TABLES: dict[str, tuple[BiColumn, ...]] = {
             "bool",
             "false for periods before the first deal closed anywhere in the export (their "
             "closed-deal figures are empty: unknown, not 0)",
+        ),
+        _c(
+            "rep_key",
+            "string",
+            "`dim_rep.rep_key` of a `rep` row (`Unassigned`: deals without an owner); "
+            "empty otherwise",
+        ),
+        _c(
+            "team_key",
+            "string",
+            "`dim_team.team_key` of a `team` row (`Unassigned`: deals without a team); "
+            "empty otherwise",
         ),
     ),
     "fact_forecast": (

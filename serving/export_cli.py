@@ -105,7 +105,7 @@ def _builders(
     if Target.kpis in targets:
         builders["fact_kpis"] = lambda: _kpis(con, when, period)
     if Target.scores in targets:
-        builders["fact_deal_scores"] = _scores
+        builders["fact_deal_scores"] = lambda: _scores(bx.deal_keys(con))
     if Target.forecast in targets:
         builders["fact_forecast"] = lambda: _forecast(con, when, freq, horizon)
     return builders
@@ -123,7 +123,7 @@ def _kpis(con: Any, when: datetime, period: str) -> Any:
     return fact_kpis(results)
 
 
-def _scores() -> Any:
+def _scores(keys: Any) -> Any:
     from serving.bi_export import ExportError, fact_deal_scores
     from serving.runs import RunStore
 
@@ -131,7 +131,7 @@ def _scores() -> Any:
     run = store.latest()
     if run is None:
         raise ExportError("no score runs yet; score the pipeline first: salesml score --all")
-    return fact_deal_scores(store.read(run), run.run_id)
+    return fact_deal_scores(store.read(run), run.run_id, keys)
 
 
 def _forecast(con: Any, when: datetime, freq: str, horizon: int) -> Any:

@@ -25,7 +25,8 @@ from salesml.schemas import ATTRIBUTE_PREFIX
 # Roles a spec may fill (each with the labels that export uses for it):
 # deal_id, name, stage, status, amount, currency, owner, owner_id, account, lead_source,
 # deal_type, created, close (the one close date: actual when closed, planned when open),
-# expected_close, won_time, lost_time, pipeline.
+# expected_close, won_time, lost_time, pipeline, account_id (the account's id, preferred over
+# its name), team, region, product.
 ROLES = (
     "deal_id",
     "name",
@@ -44,7 +45,14 @@ ROLES = (
     "won_time",
     "lost_time",
     "pipeline",
+    "account_id",
+    "team",
+    "region",
+    "product",
 )
+# Roles every format reads from a column with the canonical name when its spec names no other
+# (a board's own "Region" column is the region, not a custom attribute ``region``).
+CANONICAL_ROLES = ("team", "region", "product")
 StatusRule = Callable[[pa.Table, dict[str, str | None]], pa.ChunkedArray]
 
 
@@ -91,7 +99,12 @@ def deals_file(path: Path, spec: DealsSpec, suffixes: tuple[str, ...] = ()) -> P
 
 def find_columns(data: pa.Table, spec: DealsSpec, file: Path) -> dict[str, str | None]:
     """Role → the export's column for it; raises ``MissingColumnsError`` for required ones."""
-    cols = {role: rc.find_column(data, *spec.fields.get(role, ())) for role in ROLES}
+    cols = {
+        role: rc.find_column(
+            data, *spec.fields.get(role, ()), *((role,) if role in CANONICAL_ROLES else ())
+        )
+        for role in ROLES
+    }
     missing = [label for role, label in spec.required.items() if cols[role] is None]
     if missing:
         names = [c for c in data.column_names if c != SOURCE_ROW]
@@ -130,10 +143,14 @@ def read_deals(
         "currency": rc.text(data, cols["currency"]),
         "owner_id": first_name(owner),
         "stage": rc.text(data, cols["stage"]),
-        "account_id": rc.text(data, cols["account"]),
+        # the account's id when the export has it (a stable key), else its name
+        "account_id": rc.text(data, cols["account_id"] or cols["account"]),
         "lead_source": rc.text(data, cols["lead_source"]),
         "deal_type": rc.text(data, cols["deal_type"]),
     }
+    for role in CANONICAL_ROLES:
+        if cols[role] is not None:
+            columns[role] = rc.text(data, cols[role])
     attributes = _attributes(data, cols, spec, file, warnings, columns)
     columns[SOURCE_ROW] = data.column(SOURCE_ROW)
     deals = pa.table(columns)
@@ -177,6 +194,8 @@ def _attributes(
     used = {c for c in cols.values() if c is not None} | {SOURCE_ROW}
     if cols["owner_id"] is not None and cols["owner"] is not None:
         used.add(cols["owner"])
+    if cols["account_id"] is not None and cols["account"] is not None:
+        used.add(cols["account"])  # the account's name: its id is the key
     leaky_keys = {rc.header_key(c) for c in spec.leaky}
     ignored_keys = {rc.header_key(c) for c in spec.ignored}
     foreign = tuple(rc.header_key(p) for p in spec.foreign_prefixes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import csv
 import gzip
 import re
 from collections.abc import Iterator
@@ -163,6 +164,7 @@ class ImportBatch:
 _UNPARSED: contextvars.ContextVar[list[UnparsedRow] | None] = contextvars.ContextVar(
     "unparsed_rows", default=None
 )
+ROW_LINES = b"salesml.row_lines"  # schema metadata: each row's source line, when not 1:1
 SKIPPED_LINES = b"salesml.skipped_lines"  # schema metadata: lines read_tabular left out
 
 
@@ -279,14 +281,17 @@ def _read_csv_as_text(path: Path) -> pa.Table:
         table = pacsv.read_csv(
             path, read_options=read_options, parse_options=options, convert_options=convert
         )
-        if bad:  # read again on one thread: only then does Arrow know each bad row's line
+        if bad:  # read again on one thread: only then does Arrow know each bad row's record
             bad.clear()
             one = pacsv.ReadOptions(block_size=64 << 20, use_threads=False)
             table = pacsv.read_csv(
                 path, read_options=one, parse_options=options, convert_options=convert
             )
-            return _skipping(table, path, names, bad)
-        return table
+        starts = _record_lines(path, parse_options.delimiter, table.num_rows + len(bad) + 1)
+        line_of: dict[int, int] = {}
+        if starts is not None:
+            table, line_of = _with_row_lines(table, starts, bad)
+        return _skipping(table, path, names, bad, line_of) if bad else table
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "utf8" in msg.lower() or "utf-8" in msg.lower():
@@ -294,15 +299,65 @@ def _read_csv_as_text(path: Path) -> pa.Table:
         raise WrongFileError(str(path), "a well-formed CSV file", f"({msg})") from exc
 
 
+def _physical_lines(path: Path) -> int:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    lines, last = 0, b"\n"
+    with opener(path, "rb") as fh:
+        while chunk := fh.read(16 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+def _record_lines(path: Path, delimiter: str, records: int) -> list[int] | None:
+    """The source line each record starts on (header first), when records and lines differ
+    (a quoted value spanning lines, blank lines); ``None`` when every record is one line —
+    the common case, told by counting newlines, so large files are not scanned twice."""
+    if _physical_lines(path) == records:
+        return None
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    starts: list[int] = []
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter)
+        previous = 0
+        try:
+            for record in reader:
+                if record:  # Arrow skips blank lines: they are not records
+                    starts.append(previous + 1)
+                previous = reader.line_num
+        except csv.Error:  # a field beyond the csv module's limit: keep Arrow's numbering
+            return None
+    return starts
+
+
+def _with_row_lines(
+    table: pa.Table, starts: list[int], bad: list[pacsv.InvalidRow]
+) -> tuple[pa.Table, dict[int, int]]:
+    """Arrow numbers rows by record (header = 1), not by line: each kept row's source line
+    (``ROW_LINES`` metadata, read by ``with_source_rows``) and each bad row's (Arrow's record
+    number -> line), from ``starts``."""
+    skipped = {int(row.number) for row in bad if row.number is not None}
+    kept = [line for n, line in enumerate(starts[1:], start=2) if n not in skipped]
+    if len(kept) != table.num_rows:  # the two readers disagree: keep Arrow's numbering
+        return table, {}
+    line_of = {n: starts[n - 1] for n in skipped if 0 < n <= len(starts)}
+    metadata = dict(table.schema.metadata or {}) | {ROW_LINES: ",".join(map(str, kept)).encode()}
+    return table.replace_schema_metadata(metadata), line_of
+
+
 def _skipping(
-    table: pa.Table, path: Path, names: list[str], bad: list[pacsv.InvalidRow]
+    table: pa.Table,
+    path: Path,
+    names: list[str],
+    bad: list[pacsv.InvalidRow],
+    line_of: dict[int, int] | None = None,
 ) -> pa.Table:
     """``table`` without the lines that are not rows: listed for the rejects file (inside
     ``collecting_unparsed``), else the read fails naming the first."""
     unparsed = [
         UnparsedRow(
             str(path),
-            int(row.number) if row.number is not None else 0,
+            (line_of or {}).get(int(row.number), int(row.number)) if row.number is not None else 0,
             f"this line has {row.actual_columns} fields, the header has {row.expected_columns} "
             f"({', '.join(names[:4])}{', …' if len(names) > 4 else ''}); quote values that "
             "contain the separator, or fix the line",
@@ -327,6 +382,10 @@ def _skipping(
 def with_source_rows(data: pa.Table, header_lines: int = 1) -> pa.Table:
     """Append ``_source_row``: the 1-based line of each row in its file (header = line 1),
     counting the lines ``read_tabular`` left out (``collecting_unparsed``)."""
+    known = (data.schema.metadata or {}).get(ROW_LINES)
+    if known is not None:  # records spanning lines: each row's line was counted when read
+        rows = np.array([int(v) for v in known.decode().split(",") if v], dtype=np.int64)
+        return data.append_column(SOURCE_ROW, pa.array(rows))
     lines = np.arange(header_lines + 1, header_lines + 1 + data.num_rows, dtype=np.int64)
     skipped = (data.schema.metadata or {}).get(SKIPPED_LINES, b"")
     for line in sorted(int(v) for v in skipped.decode().split(",") if v):

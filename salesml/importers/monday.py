@@ -20,7 +20,9 @@ punctuation):
   ``Creation log`` cell ("Dana Lee 2024-03-05 14:22:10") is ``created_at``.
 - ``Person`` / ``Owner`` / ``Sales Rep`` (the first person of several) is the owner and a rep;
   ``Deal Value`` / ``Value`` / ``Amount`` the amount; ``Currency`` the currency; ``Company`` /
-  ``Account`` the account; ``Source`` / ``Lead Source`` the lead source; ``Deal Type`` the type.
+  ``Account`` / ``Accounts`` (the Sales CRM template's connected column) the account;
+  ``Source`` / ``Lead Source`` the lead source; ``Deal Type`` the type; ``Region`` / ``Team`` /
+  ``Product`` those fields.
 - Other columns become custom attributes. ``Close Probability``, ``Forecast Value``, ``Last
   updated`` and ``Deal Length`` are left out with a warning (they follow the outcome), and so
   are ``Subitems`` and ``Files``. The group an item sits in is not imported: boards often group
@@ -86,7 +88,7 @@ SPEC = DealsSpec(
         "amount": ("Deal Value", "Value", "Amount", "Deal Size"),
         "currency": ("Currency",),
         "owner": ("Person", "Owner", "Sales Rep", "Deal Owner", "People"),
-        "account": ("Company", "Account", "Organization", "Client"),
+        "account": ("Company", "Account", "Accounts", "Organization", "Client"),
         "lead_source": ("Source", "Lead Source"),
         "deal_type": ("Deal Type", "Type"),
         "created": ("Date Created", "Created", "Creation Date", "Creation log", "Created At"),

@@ -121,6 +121,7 @@ def run_import(
                 k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in attribute_columns(con, name).items()
             }
             staged[name] = stage_sources(con, TABLES[name], by_table[name], known, limits)
+            summary.warnings.extend(staged[name].warnings)
             if name == "deals":
                 _reconcile_products(con, summary)
                 con.execute(

@@ -109,6 +109,7 @@ class StagedTable:
     input_rows: int = 0
     duplicate_rows: int = 0  # exact duplicates of another row with the same key
     attributes: dict[str, AttributeKind] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def valid_name(self) -> str:
@@ -390,15 +391,36 @@ def _checks(
     return checks
 
 
-def _infer_attribute_kind(con: duckdb.DuckDBPyConnection, view: str, column: str) -> AttributeKind:
+MOSTLY_NUMERIC = 0.8  # share of filled cells that read as numbers: a text cell is suspect
+
+
+def _infer_attribute_kind(
+    con: duckdb.DuckDBPyConnection, view: str, column: str, warnings: list[str] | None = None
+) -> AttributeKind:
+    """Numeric when every filled cell reads as a number. A column of numbers with a few text
+    cells (``seats=many``) is categorical — and said, in ``warnings``: one cell should not
+    silently turn a number into a label."""
     row = con.execute(
         f"SELECT count(*) FILTER (WHERE v IS NOT NULL), "
-        f"count(*) FILTER (WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL) "
+        f"count(*) FILTER (WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL), "
+        f"list(DISTINCT v) FILTER (WHERE v IS NOT NULL AND TRY_CAST(v AS DOUBLE) IS NULL)[:3] "
         f"FROM (SELECT NULLIF(TRIM(CAST({quote(column)} AS VARCHAR)), '') AS v FROM {view})"
     ).fetchone()
     assert row is not None
     filled, non_numeric = int(row[0]), int(row[1])
-    return "numeric" if filled > 0 and non_numeric == 0 else "categorical"
+    if filled > 0 and non_numeric == 0:
+        return "numeric"
+    numbers = filled - non_numeric
+    if warnings is not None and numbers >= 2 and numbers >= MOSTLY_NUMERIC * filled:
+        name = column.removeprefix(ATTRIBUTE_PREFIX)
+        shown = ", ".join(repr(v) for v in row[2] or [])
+        warnings.append(
+            f"custom attribute {name}: {numbers:,} of {filled:,} values are numbers but "
+            f"{non_numeric:,} {'is' if non_numeric == 1 else 'are'} text ({shown}), so {name} "
+            "is read as categories (each number a label); fix those cells to read it as a "
+            "number, or declare it in a mapping (docs/mapping.md)"
+        )
+    return "categorical"
 
 
 def stage_sources(
@@ -469,7 +491,7 @@ def _attribute_columns(
         name = column.removeprefix(ATTRIBUTE_PREFIX)
         found = known_attributes.get(name) or staged.attributes.get(name) or declared
         if found is None:
-            found = _infer_attribute_kind(con, view, column)
+            found = _infer_attribute_kind(con, view, column, staged.warnings)
         kind: AttributeKind = "numeric" if found == "numeric" else "categorical"
         staged.attributes[name] = kind
         target = ATTRIBUTE_PREFIX + name

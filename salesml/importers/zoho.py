@@ -15,9 +15,9 @@ How the export is read:
   Time`` it reads as that time) and ``expected_close_date`` of an open one.
 - ``Created Time`` looks like ``2024-03-05 14:22:10`` (the exporting user's time zone, stored
   as given); ``Mar 05, 2024 02:22 PM`` is read too.
-- ``Deal Owner`` (a name) becomes ``owner_id`` and a rep with that name; ``Account Name`` is the
-  account, ``Lead Source`` the lead source, ``Type`` the deal type, ``Pipeline`` the attribute
-  ``pipeline``.
+- ``Deal Owner`` (a name) becomes ``owner_id`` and a rep with that name; ``Account Name.id``
+  (else ``Account Name``) is the account, ``Lead Source`` the lead source, ``Type`` the deal
+  type, ``Pipeline`` the attribute ``pipeline``.
 - Custom fields become custom attributes. Fields Zoho derives from the stage or the outcome
   (``Probability (%)``, ``Expected Revenue``, ``Reason For Loss``, the sales-cycle durations,
   ``Last Activity Time``, ``Modified Time``) are left out with a warning, and so are system
@@ -65,6 +65,7 @@ SPEC = DealsSpec(
         "owner": ("Deal Owner",),
         "owner_id": ("Deal Owner.id", "Deal Owner Id"),
         "account": ("Account Name",),
+        "account_id": ("Account Name.id", "Account Id"),
         "lead_source": ("Lead Source",),
         "deal_type": ("Type",),
         "created": ("Created Time",),
@@ -99,7 +100,6 @@ SPEC = DealsSpec(
         "Layout",
         "Description",
         "Contact Name",
-        "Account Name.id",
         "Contact Name.id",
         "Created By.id",
         "Modified By.id",

@@ -54,7 +54,7 @@ from serving.changes import input_hashes
 from serving.events.checks import check_row, event_hint, parse_timestamp
 from serving.events.fold import fold
 from serving.events.journal import Entry, Journal, LiveScore
-from serving.events.resolve import Unapplicable, deal_ids, resolve
+from serving.events.resolve import Unapplicable, deal_ids, resent, resolve
 from serving.events.shapes import BODY_KEY, Parsed, Reading, Unusable
 from serving.runs import HASH_COLUMN
 
@@ -307,18 +307,24 @@ class LiveEvents:
             known = self.journal.known([e.event_id for e in parsed])
             staged: dict[str, dict[str, Any]] = {}
             accepted: list[tuple[int, dict[str, Any]]] = []
+            sent: dict[str, dict[str, Any]] = {}  # this request's accepted events, by id
+            source = reading.source
             limits = self.limits()
             for n, event in enumerate(reading.events):
                 if not isinstance(event, Parsed):
                     continue
                 if event.event_id in known:
-                    results[n] = EventResult(event.index, event.event_id, "duplicate")
+                    entry = sent.get(event.event_id) or self.journal.entry(event.event_id)
+                    stored = entry if isinstance(entry, dict) else getattr(entry, "event", {})
+                    status, field, why = resent(event.event_id, stored, event.to_json(), source)
+                    results[n] = EventResult(event.index, event.event_id, status, None, field, why)
                     continue
                 outcome = self._check(event, staged, limits, team)
                 if isinstance(outcome, EventResult):
                     results[n] = outcome
                     continue
                 known.add(event.event_id)
+                sent[event.event_id] = event.to_json()
                 for row in outcome.get("deals", []):
                     staged[str(row["deal_id"])] = row
                 accepted.append((n, {**event.to_json(), "rows": outcome}))
@@ -352,7 +358,8 @@ class LiveEvents:
         deal_id = str(event.fields.get("deal_id", "")) if event.table != "leads" else ""
         current = staged.get(deal_id) or self._current(deal_id) if deal_id else None
         try:
-            rows = resolve(event.to_json(), current)
+            reps = self._history.reps if self._history is not None else None
+            rows = resolve(event.to_json(), current, reps)
         except Unapplicable as exc:
             return EventResult(
                 event.index,

@@ -35,6 +35,8 @@ TRUE_TEXT = ("true", "t", "1", "yes", "y")
 FALSE_TEXT = ("false", "f", "0", "no", "n")
 EXCEL_SERIAL = re.compile(r"[0-9]{5}(\.[0-9]+)?")
 DECIMAL_COMMA = re.compile(r"-?[0-9][0-9.]*,[0-9]+")
+UNIX_NUMBER = re.compile(r"[0-9]{9,13}(\.[0-9]+)?")
+EPOCH_PLAUSIBLE = (315_532_800.0, 4_102_444_800.0)  # 1980-01-01 .. 2100-01-01, in seconds
 EVENT_HINTS = {
     "timestamp": "send ISO 8601 such as 2026-04-01T10:00:00Z (an offset such as +02:00 is "
     "honoured)",
@@ -163,15 +165,39 @@ def _absurd(table: TableSchema, col: Column, value: Any, raw: str, limits: Limit
     return None
 
 
+def epoch_reading(text: str) -> str | None:
+    """What a bare number in a date field is when it is a plausible Unix timestamp (seconds
+    or milliseconds since 1970-01-01 giving a date from 1980 to 2100): ``None`` otherwise."""
+    if not UNIX_NUMBER.fullmatch(text):
+        return None
+    number = float(text)
+    for unit, scale in (("seconds", 1.0), ("milliseconds", 1000.0)):
+        seconds = number / scale
+        if EPOCH_PLAUSIBLE[0] <= seconds < EPOCH_PLAUSIBLE[1]:
+            stamp = datetime.fromtimestamp(seconds, tz=UTC).replace(tzinfo=None)
+            return (
+                f"{text} looks like a Unix timestamp in {unit} (it would be "
+                f"{stamp.isoformat(timespec='seconds')}Z)"
+            )
+    return None
+
+
 def event_hint(kind: str, raw: str) -> str:
     """The accepted form of a ``kind`` field, naming what the value looks like when that
-    explains it (an Excel serial date, with the date it would be; a decimal comma)."""
+    explains it (a Unix timestamp or an Excel serial date, with the date it would be; a
+    decimal comma)."""
     text = raw.strip()
+    epoch = epoch_reading(text) if kind in ("timestamp", "date") else None
+    if epoch is not None:
+        return f"{epoch}; {EVENT_HINTS[kind]}"
     if kind in ("timestamp", "date") and EXCEL_SERIAL.fullmatch(text):
-        would_be = (pd.Timestamp("1899-12-30") + pd.Timedelta(days=float(text))).date()
+        days = float(text)
+        would_be = (pd.Timestamp("1899-12-30") + pd.Timedelta(days=days)).date()
+        unix_day = (pd.Timestamp("1970-01-01") + pd.Timedelta(days=days)).date()
         return (
             f"{text} looks like an Excel serial date (days since 1899-12-30: {text} would be "
-            f"{would_be}); " + (EVENT_HINTS[kind])
+            f"{would_be}) or a Unix day number (days since 1970-01-01: {unix_day}); "
+            + (EVENT_HINTS[kind])
         )
     if kind in ("float", "int") and DECIMAL_COMMA.fullmatch(MONEY_NOISE.sub("", text)):
         return (
@@ -186,9 +212,12 @@ def _column_problems(
 ) -> tuple[Any, Problem | None]:
     value, ok = parse_value(col, raw_value)
     raw = "" if raw_value is None else str(raw_value)
+    if isinstance(raw_value, bool):  # as the sender wrote it (JSON), not Python's True
+        raw = "true" if raw_value else "false"
     if not ok:
+        shown = raw if isinstance(raw_value, bool) else repr(raw)
         return None, Problem(
-            col.name, f"could not read {raw!r} as {col.kind}; {event_hint(col.kind, raw)}"
+            col.name, f"could not read {shown} as {col.kind}; {event_hint(col.kind, raw)}"
         )
     absurd = _absurd(table, col, value, raw, limits)
     if absurd is not None:

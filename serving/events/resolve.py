@@ -75,7 +75,25 @@ def _refuse_moving_a_closed_deal(
         )
 
 
-def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
+def _owner_defaults(row: dict[str, Any], reps: Any) -> None:
+    """A deal with an owner and no team (or region) takes its rep's, as the schema says
+    (``team``: "defaults to the owner's team") and as dim_deal and the report read it; in
+    place. ``reps`` is the reps table (a DataFrame with owner_id, team, region) or None."""
+    owner = row.get("owner_id")
+    wanted = [c for c in ("team", "region") if row.get(c) in (None, "")]
+    if reps is None or owner in (None, "") or not wanted or len(reps) == 0:
+        return
+    match = reps[reps["owner_id"].astype(str) == str(owner).strip()]
+    if match.empty:
+        return
+    rep = match.iloc[0]
+    for column in wanted:
+        value = rep.get(column)
+        if isinstance(value, str) and value.strip():
+            row[column] = value
+
+
+def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None, reps: Any = None) -> Rows:
     fields = _deal_fields(event["fields"])
     kind, occurred = event["type"], event["occurred_at"]
     deal_id = str(fields["deal_id"])
@@ -94,6 +112,7 @@ def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
         _refuse_moving_a_closed_deal(deal_id, current, fields)
         row = {**current, **fields}
         previous = current
+    _owner_defaults(row, reps)
     status = row.get("status")
     if "status" in fields and status in ("won", "lost") and row.get("closed_at") in (None, ""):
         row["closed_at"] = occurred
@@ -118,12 +137,13 @@ def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
     return rows
 
 
-def resolve(event: dict[str, Any], current_deal: dict[str, Any] | None) -> Rows:
-    """The rows ``event`` writes, given the deal it names as it stands (``None``: unknown)."""
+def resolve(event: dict[str, Any], current_deal: dict[str, Any] | None, reps: Any = None) -> Rows:
+    """The rows ``event`` writes, given the deal it names as it stands (``None``: unknown)
+    and the reps table (a deal without a team takes its owner's team and region)."""
     kind = event["type"]
     fields = dict(event["fields"])
     if kind.startswith("deal."):
-        return resolve_deal(event, current_deal)
+        return resolve_deal(event, current_deal, reps)
     if kind == "activity.logged":
         fields.setdefault("activity_id", event["event_id"])
         fields.setdefault("occurred_at", event["occurred_at"])
@@ -140,3 +160,63 @@ def deal_ids(rows: Rows) -> set[str]:
     for table in ("deals", "stage_history", "activities"):
         out.update(str(r["deal_id"]) for r in rows.get(table, []) if r.get("deal_id"))
     return out
+
+
+def _content(event: dict[str, Any], source: str) -> dict[str, Any]:
+    """What a resend of ``event`` must repeat: its type, time and fields. A Salesforce
+    outbound message without LastModifiedDate is stamped with its arrival, so a retry of it
+    differs there by design: its time (and a field holding it) is left out."""
+    occurred = event.get("occurred_at")
+    fields = dict(event.get("fields") or {})
+    if source == "salesforce-outbound":
+        fields = {k: v for k, v in fields.items() if v != occurred}
+        occurred = None
+    return {"type": event.get("type"), "occurred_at": occurred, "fields": fields}
+
+
+def conflict(stored: dict[str, Any], sent: dict[str, Any], source: str) -> tuple[str, str] | None:
+    """``(field, why)`` when ``sent`` is not a resend of the journaled event of the same id
+    (``None``: it is, a ``duplicate``). Fields compare as JSON values: ``42000`` and
+    ``"42000"`` differ, as the sender wrote them differently."""
+    was, now = _content(stored, source), _content(sent, source)
+    if was == now:
+        return None
+    for name in ("type", "occurred_at"):
+        if was[name] != now[name]:
+            return name, f"{name} {_shown(was[name])} then, {_shown(now[name])} now"
+    names = sorted(set(was["fields"]) | set(now["fields"]))
+    diff = [n for n in names if was["fields"].get(n, _MISSING) != now["fields"].get(n, _MISSING)]
+    shown = "; ".join(
+        f"{n} {_shown(was['fields'].get(n, _MISSING))} then, "
+        f"{_shown(now['fields'].get(n, _MISSING))} now"
+        for n in diff[:3]
+    )
+    body = BODY_KEYS.get(str(now["type"]).split(".")[0], "fields")
+    return f"{body}.{diff[0]}", shown + (" …" if len(diff) > 3 else "")
+
+
+_MISSING = object()
+BODY_KEYS = {"deal": "deal", "activity": "activity", "lead": "lead"}
+
+
+def _shown(value: Any) -> str:
+    return "(absent)" if value is _MISSING else "null" if value is None else repr(value)
+
+
+def resent(
+    event_id: str, stored: dict[str, Any], sent: dict[str, Any], source: str
+) -> tuple[str, str | None, str | None]:
+    """``(status, field, reason)`` of an event whose id is already journaled: ``duplicate``
+    (the same event again: a retry, a replay) or ``conflict`` (another body under the id:
+    not stored, and said, so a CRM mapping that reuses ids shows up)."""
+    found = conflict(stored, sent, source)
+    if found is None:
+        return "duplicate", None, None
+    field, why = found
+    return (
+        "conflict",
+        field,
+        f"event id {event_id!r} is already stored with another body ({why}); the first one "
+        "stands and this one was not stored. An event id names one change: send a new "
+        "change under a new id",
+    )

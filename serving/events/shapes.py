@@ -21,11 +21,16 @@ map — with the reason).
 
 from __future__ import annotations
 
+import json
 import re
+import weakref
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+from serving.events.checks import epoch_reading, parse_timestamp
 
 EVENT_TYPES = (
     "deal.created",
@@ -100,6 +105,156 @@ class BodyError(ValueError):
         self.field, self.reason, self.status = field, reason, status
 
 
+# -- the workspace's CRM value mapping ---------------------------------------------------------
+MAPPING_FILE = "mapping.json"  # in $SALESML_HOME/events/
+
+
+@dataclass(frozen=True)
+class CrmMapping:
+    """CRM internal ids to the labels the export used, for webhooks that send ids: HubSpot
+    sends ``dealstage=contractsent`` and ``hubspot_owner_id=61234567`` where its UI export
+    says ``Contract Sent`` and ``Gavin Belson`` (docs/events.md, "HubSpot ids and labels")."""
+
+    hubspot_stages: dict[str, str] = field(default_factory=dict)
+    hubspot_owners: dict[str, str] = field(default_factory=dict)
+
+
+def _id_labels(value: Any, where: str) -> dict[str, str]:
+    """``{id: label}`` from a plain object, or from the HubSpot API's own answer saved as is:
+    ``GET /crm/v3/pipelines/deals`` (stage ``id`` -> ``label``) or ``GET /crm/v3/owners``
+    (``id`` -> "firstName lastName", as the UI export names owners)."""
+    if isinstance(value, dict) and isinstance(value.get("results"), list):
+        out: dict[str, str] = {}
+        for item in value["results"]:
+            if not isinstance(item, dict):
+                continue
+            for stage in item.get("stages") or []:
+                if isinstance(stage, dict) and stage.get("id") and stage.get("label"):
+                    out[str(stage["id"])] = str(stage["label"])
+            if "stages" not in item and item.get("id") is not None:
+                name = " ".join(
+                    str(item[k]).strip() for k in ("firstName", "lastName") if item.get(k)
+                )
+                out[str(item["id"])] = name or str(item.get("email") or item["id"])
+        return out
+    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+        return {str(k): v for k, v in value.items()}
+    raise BodyError(
+        where,
+        f"{where} must be an object of id -> label (or the HubSpot API's answer saved as is)",
+        503,
+    )
+
+
+def load_mapping(path: Path) -> CrmMapping:
+    """The mapping file (``{"hubspot": {"stages": {...}, "owners": {...}}}``), or an empty
+    mapping when there is none. A file that cannot be read is a ``BodyError`` naming it (the
+    server's set-up, answered 503) — never silently ignored."""
+    if not path.exists():
+        return CrmMapping()
+    where = str(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BodyError(
+            where, f"{where} is not readable JSON ({exc}); fix or remove it", 503
+        ) from None
+    hubspot = data.get("hubspot", {}) if isinstance(data, dict) else None
+    if not isinstance(hubspot, dict):
+        raise BodyError(
+            where, f'{where} must be {{"hubspot": {{"stages": ..., "owners": ...}}}}', 503
+        )
+    return CrmMapping(
+        _id_labels(hubspot.get("stages", {}), f"{where}: hubspot.stages"),
+        _id_labels(hubspot.get("owners", {}), f"{where}: hubspot.owners"),
+    )
+
+
+_LOADED: dict[Path, tuple[float, CrmMapping]] = {}
+
+
+def workspace_mapping(home: Path) -> CrmMapping:
+    """``$SALESML_HOME/events/mapping.json`` as last read (read again when it changes)."""
+    path = home / "events" / MAPPING_FILE
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return CrmMapping()
+    cached = _LOADED.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = (stamp, load_mapping(path))
+        _LOADED[path] = cached
+    return cached[1]
+
+
+_STAGES: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def known_stages(history: Any) -> frozenset[str]:
+    """The stages of a history (its stage history and deals), once per history object."""
+    found = _STAGES.get(history)
+    if found is None:
+        values: set[str] = set()
+        for frame in (history.stage_history, history.deals):
+            if "stage" in frame:
+                values.update(str(v) for v in frame["stage"].dropna().unique())
+        found = _STAGES[history] = frozenset(values)
+    return found
+
+
+FUTURE_SKEW = timedelta(minutes=5)  # clocks differ; beyond this an event is ahead of time
+
+
+def future_events(reading: Reading, now: datetime) -> dict[int, str]:
+    """Per position, a warning for an event dated more than ``FUTURE_SKEW`` after ``now``
+    (naive UTC): it is stored (the import bounds allow a year), but the data's as-of follows
+    the latest event, so scores, KPIs and reports would be "as of" a time not reached yet."""
+    out = {}
+    for n, event in enumerate(reading.events):
+        if not isinstance(event, Parsed):
+            continue
+        stamp = parse_timestamp(event.occurred_at)
+        if stamp is not None and stamp > now + FUTURE_SKEW:
+            out[n] = (
+                f"occurred_at {event.occurred_at} is {_ahead(stamp - now)} ahead of the server's "
+                f"clock ({now.isoformat(timespec='seconds')}Z); the data's as-of follows the "
+                "latest event, so check the CRM's clock or the time zone sent"
+            )
+    return out
+
+
+def _ahead(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.0f} days" if hours >= 48 else f"{hours:.1f} hours"
+
+
+def unknown_stages(reading: Reading, known: Any) -> dict[int, str]:
+    """Per position in ``reading.events``, a warning for an accepted-to-be event of a CRM
+    shape that moves an open deal to a stage the data (so the model) has never seen: its score
+    cannot read it, and would otherwise show "unchanged" without a word."""
+    if reading.source == "canonical":
+        return {}
+    out = {}
+    for n, event in enumerate(reading.events):
+        if not isinstance(event, Parsed) or not event.type.startswith("deal."):
+            continue
+        stage = event.fields.get("stage")
+        if stage in (None, "") or event.fields.get("status") in ("won", "lost"):
+            continue
+        if str(stage) not in known:
+            hint = (
+                "HubSpot webhooks send the stage's internal id: map ids to the labels of "
+                f"your export in $SALESML_HOME/events/{MAPPING_FILE} (docs/events.md)"
+                if reading.source == "hubspot"
+                else "check that the CRM sends the stage names the export has"
+            )
+            out[n] = (
+                f"stage {stage!r} is not a stage of the data the model learned from, so the "
+                f"score cannot read it; {hint}"
+            )
+    return out
+
+
 # -- helpers ---------------------------------------------------------------------------------
 def _epoch_ms(value: Any) -> str | None:
     """An epoch in milliseconds (HubSpot, Salesforce CDC) as ISO 8601 UTC."""
@@ -111,7 +266,18 @@ def _epoch_ms(value: Any) -> str | None:
         stamp = datetime.fromtimestamp(number / 1000, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
-    return stamp.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    return stamp.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def _number_advice(value: Any) -> str:
+    """Why a bare number is not a time: a Unix timestamp (named as such, with the time it
+    would be) or, for other numbers, an Excel serial date."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return ""
+    epoch = epoch_reading(str(value))
+    if epoch is not None:
+        return f" ({epoch}: send it as ISO 8601)"
+    return " (a number like this is an Excel serial date: send the date itself)"
 
 
 def _check_id(value: Any, where: str) -> str:
@@ -147,7 +313,8 @@ def _canonical_event(i: int, item: Any) -> Parsed:
     event_id = _check_id(raw_id, "event_id")
     kind = item.get("type")
     if kind not in EVENT_TYPES:
-        raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {kind!r}")
+        got = "nothing" if kind is None else json.dumps(kind)
+        raise _Reject("type", f"type must be one of {', '.join(EVENT_TYPES)}, got {got}")
     occurred = item.get("occurred_at")
     if occurred is None or (isinstance(occurred, str) and not occurred.strip()):
         raise _Reject("occurred_at", "occurred_at is required: when it happened in the CRM")
@@ -156,11 +323,7 @@ def _canonical_event(i: int, item: Any) -> Parsed:
             "occurred_at",
             f"occurred_at must be a string in ISO 8601 such as 2026-04-01T10:00:00Z, got the "
             f"{'boolean' if isinstance(occurred, bool) else type(occurred).__name__} {occurred!r}"
-            + (
-                " (a number like this is an Excel serial date: send the date itself)"
-                if isinstance(occurred, int | float) and not isinstance(occurred, bool)
-                else ""
-            ),
+            + _number_advice(occurred),
         )
     table = TABLE_OF[kind]
     key = BODY_KEY[table]
@@ -206,6 +369,9 @@ def _safely(i: int, item: Any, parse: Any) -> Parsed | Unusable:
         if isinstance(item, dict):
             raw = item.get("event_id") or item.get("eventId")
             event_id = str(raw) if isinstance(raw, str | int) else None
+            portal = item.get("portalId")
+            if "eventId" in item and event_id is not None and isinstance(portal, str | int):
+                event_id = f"hubspot-{portal}-{event_id}"  # the id its accepted twin gets
         return Unusable(i, event_id, exc.status, exc.field, exc.reason)
 
 
@@ -227,20 +393,21 @@ HUBSPOT_CONTACT_PROPERTIES = {
 HUBSPOT_DATES = {"closedate", "createdate"}
 HUBSPOT_DEAL_TYPES = {"newbusiness": "new_business", "existingbusiness": "existing_business"}
 HUBSPOT_CLOSED = {"closedwon": "won", "closedlost": "lost"}
+HUBSPOT_CLOSED_LABELS = {"closed won": "won", "closed lost": "lost"}
 HUBSPOT_CONVERTED = {"opportunity", "customer"}
 
 
-def _hubspot_event(i: int, item: Any) -> Parsed:
-    where = f"[{i}]"
+def _hubspot_event(i: int, item: Any, mapping: CrmMapping | None = None) -> Parsed:
+    # Fields are named within the event: the answer prefixes its position (events[3].objectId).
     if not isinstance(item, dict):
-        raise _Reject(where, f"{where} must be an object")
-    portal = _check_id(item.get("portalId"), f"{where}.portalId")
-    event_id = f"hubspot-{portal}-{_check_id(item.get('eventId'), f'{where}.eventId')}"
+        raise _Reject("event", "a HubSpot event is a JSON object")
+    portal = _check_id(item.get("portalId"), "portalId")
+    event_id = f"hubspot-{portal}-{_check_id(item.get('eventId'), 'eventId')}"
     occurred = _epoch_ms(item.get("occurredAt"))
     if occurred is None:
-        raise _Reject(f"{where}.occurredAt", "occurredAt must be epoch milliseconds")
+        raise _Reject("occurredAt", "occurredAt must be epoch milliseconds")
     kind = str(item.get("subscriptionType", ""))
-    object_id = _check_id(item.get("objectId"), f"{where}.objectId")
+    object_id = _check_id(item.get("objectId"), "objectId")
     obj, _, action = kind.partition(".")
     if action in ("deletion", "privacyDeletion", "merge", "restore", "associationChange"):
         raise _Reject(
@@ -250,29 +417,35 @@ def _hubspot_event(i: int, item: Any) -> Parsed:
             "ignored",
         )
     if obj == "deal":
-        return _hubspot_deal(i, item, event_id, occurred, object_id, action)
+        return _hubspot_deal(i, item, event_id, occurred, object_id, action, mapping)
     if obj == "contact":
         return _hubspot_contact(i, item, event_id, occurred, object_id, action)
     raise _Reject(
-        f"{where}.subscriptionType",
+        "subscriptionType",
         f"{kind or 'no subscriptionType'} is not a deal or contact event: not applied",
         "ignored",
     )
 
 
 def _hubspot_deal(
-    i: int, item: dict[str, Any], event_id: str, occurred: str, deal_id: str, action: str
+    i: int,
+    item: dict[str, Any],
+    event_id: str,
+    occurred: str,
+    deal_id: str,
+    action: str,
+    mapping: CrmMapping | None = None,
 ) -> Parsed:
     if action == "creation":
         return Parsed(i, event_id, "deal.created", occurred, {"deal_id": deal_id})
     if action != "propertyChange":
-        raise _Reject(f"[{i}].subscriptionType", f"deal.{action} is not applied", "ignored")
+        raise _Reject("subscriptionType", f"deal.{action} is not applied", "ignored")
     prop = str(item.get("propertyName", ""))
     value = item.get("propertyValue")
     column = HUBSPOT_DEAL_PROPERTIES.get(prop)
     if column is None:
         raise _Reject(
-            f"[{i}].propertyName",
+            "propertyName",
             f"deal property {prop!r} is not mapped to the "
             f"data model (mapped: {', '.join(HUBSPOT_DEAL_PROPERTIES)})",
             "ignored",
@@ -281,11 +454,17 @@ def _hubspot_deal(
         value = _epoch_ms(value) or value
     if prop == "dealtype" and isinstance(value, str):
         value = HUBSPOT_DEAL_TYPES.get(value.lower(), value)
+    mapping = mapping or CrmMapping()
+    status = HUBSPOT_CLOSED.get(str(value).lower()) if prop == "dealstage" else None
+    if prop == "dealstage" and value is not None:
+        value = mapping.hubspot_stages.get(str(value), value)
+        status = status or HUBSPOT_CLOSED_LABELS.get(str(value).lower())
+    if prop == "hubspot_owner_id" and value not in (None, ""):
+        value = mapping.hubspot_owners.get(str(value), value)
     fields: dict[str, Any] = {"deal_id": deal_id, column: value}
     kind = "deal.updated"
     if prop == "dealstage":
         kind = "deal.stage_changed"
-        status = HUBSPOT_CLOSED.get(str(value).lower())
         if status is not None:
             fields |= {"status": status, "closed_at": occurred}
     return Parsed(i, event_id, kind, occurred, fields)
@@ -307,17 +486,21 @@ def _hubspot_contact(
     column = HUBSPOT_CONTACT_PROPERTIES.get(prop)
     if column is None:
         raise _Reject(
-            f"[{i}].propertyName",
+            "propertyName",
             f"contact property {prop!r} (value {value!r}) is not mapped to the data model",
             "ignored",
         )
     return Parsed(i, event_id, "lead.updated", occurred, {"lead_id": lead_id, column: value})
 
 
-def read_hubspot(body: Any) -> Reading:
+def read_hubspot(body: Any, mapping: CrmMapping | None = None) -> Reading:
     if not isinstance(body, list):
         raise BodyError("body", "a HubSpot webhook body is a JSON array of events")
-    return Reading("hubspot", [_safely(i, item, _hubspot_event) for i, item in enumerate(body)])
+
+    def parse(i: int, item: Any) -> Parsed:
+        return _hubspot_event(i, item, mapping)
+
+    return Reading("hubspot", [_safely(i, item, parse) for i, item in enumerate(body)])
 
 
 # -- Salesforce --------------------------------------------------------------------------------
@@ -343,7 +526,38 @@ SF_LEAD = {
     "ConvertedOpportunityId": "deal_id",
 }
 SF_ACTIVITY = {"Id": "activity_id", "WhatId": "deal_id", "OwnerId": "owner_id"}
+SF_DATETIMES = ("CreatedDate", "LastModifiedDate", "SystemModstamp", "ActivityDateTime")
+SF_DATES = ("CloseDate", "ConvertedDate", "ActivityDate")
+"""The mapped Salesforce fields of type datetime and date: the Pub/Sub API's Avro payloads
+carry them as numbers (datetimes in epoch milliseconds, dates in days since 1970-01-01)."""
 SF_OPPORTUNITY_PREFIX = "006"
+
+
+def _whole_number(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"-?[0-9]{1,15}", value.strip()):
+        return int(value.strip())
+    return None
+
+
+def _cdc_numeric_dates(values: dict[str, Any]) -> dict[str, Any]:
+    """A CDC payload's datetime and date fields sent as numbers (the Pub/Sub API's Avro
+    encoding) as ISO 8601; text (CometD's ISO strings) is left as it is."""
+    out = dict(values)
+    for name in SF_DATETIMES:
+        number = _whole_number(values.get(name))
+        if number is not None:
+            out[name] = _epoch_ms(number) or values[name]
+    for name in SF_DATES:
+        number = _whole_number(values.get(name))
+        if number is not None and abs(number) < 3_000_000:
+            out[name] = (date(1970, 1, 1) + timedelta(days=number)).isoformat()
+    return out
 
 
 def _sf_bool(value: Any) -> bool | None:
@@ -434,7 +648,7 @@ def _cdc_events(i: int, item: Any) -> list[Parsed | Unusable]:
                 i,
                 None,
                 "rejected",
-                f"[{i}].payload.ChangeEventHeader",
+                "payload.ChangeEventHeader",
                 "a change event carries a ChangeEventHeader object",
             )
         ]
@@ -449,7 +663,7 @@ def _cdc_events(i: int, item: Any) -> list[Parsed | Unusable]:
                 i,
                 None,
                 "rejected",
-                f"[{i}].payload.ChangeEventHeader",
+                "payload.ChangeEventHeader",
                 "commitTimestamp (epoch ms) and recordIds are required",
             )
         ]
@@ -472,6 +686,7 @@ def _cdc_events(i: int, item: Any) -> list[Parsed | Unusable]:
         for nulled in header.get("nulledFields") or []:
             values[nulled] = None
         values["Id"] = record
+        values = _cdc_numeric_dates(values)
         try:
             out.append(_sf_record(i, entity, values, occurred, event_id, change == "CREATE"))
         except _Reject as exc:
@@ -512,7 +727,7 @@ def read_salesforce_outbound(body: bytes) -> Reading:
             "http://soap.sforce.com/2005/09/outbound: not a Salesforce outbound message",
         )
     reading = Reading("salesforce-outbound")
-    received = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+    received = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
     for i, note in enumerate(notes.findall(f"{OUTBOUND_NS}Notification")):
         note_id = (note.findtext(f"{OUTBOUND_NS}Id") or "").strip()
         sobject = note.find(f"{OUTBOUND_NS}sObject")
@@ -557,10 +772,10 @@ def detect(body: Any) -> str:
     return "canonical"
 
 
-def read_json(body: Any, source: str | None = None) -> Reading:
+def read_json(body: Any, source: str | None = None, mapping: CrmMapping | None = None) -> Reading:
     source = source or detect(body)
     if source == "hubspot":
-        reading = read_hubspot(body)
+        reading = read_hubspot(body, mapping)
     elif source == "salesforce-cdc":
         reading = read_salesforce_cdc(body)
     elif source == "canonical":

@@ -53,3 +53,20 @@ def test_an_open_deals_stage_change_is_stage_history() -> None:
     open_deal = {**LOST, "status": "open", "closed_at": None}
     rows = resolve(event("deal.stage_changed", stage="Negotiation"), open_deal)
     assert rows["stage_history"][0]["stage"] == "Negotiation"
+
+
+def test_a_new_deal_without_a_team_takes_its_owners_team_and_region() -> None:
+    import pandas as pd
+
+    reps = pd.DataFrame(
+        {"owner_id": ["R6", "R7"], "team": ["Enterprise", None], "region": ["EMEA", "West"]}
+    )
+    created = event("deal.created", owner_id="R6", stage="Discovery")
+    (deal,) = resolve(created, None, reps)["deals"]
+    assert (deal["team"], deal["region"]) == ("Enterprise", "EMEA")
+    given = {**created, "fields": {**created["fields"], "team": "SMB"}}
+    (deal,) = resolve(given, None, reps)["deals"]
+    assert (deal["team"], deal["region"]) == ("SMB", "EMEA")
+    teamless = event("deal.created", owner_id="R7")
+    (deal,) = resolve(teamless, None, reps)["deals"]
+    assert deal.get("team") is None and deal["region"] == "West"

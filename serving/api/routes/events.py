@@ -7,7 +7,10 @@ rescored on the applier thread right after (``serving.api.live``).
 from __future__ import annotations
 
 import json
+import logging
 import math
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -20,8 +23,18 @@ from serving.api.deps import DealId, SnapshotDep, strict_query
 from serving.api.live import EventResult, LiveEvents
 from serving.api.problems import PROBLEM_RESPONSES, FieldError, ProblemError, problem_response
 from serving.api.security import Principal, require
-from serving.events.shapes import BodyError, Reading, read_json, read_salesforce_outbound
+from serving.events.shapes import (
+    BodyError,
+    Reading,
+    future_events,
+    known_stages,
+    read_json,
+    read_salesforce_outbound,
+    unknown_stages,
+    workspace_mapping,
+)
 
+log = logging.getLogger("salesml.events")
 router = APIRouter(tags=["events"])
 EventsWriteKey = Annotated[Principal, Depends(require("events:write"))]
 Source = Literal["canonical", "hubspot", "salesforce-cdc", "salesforce-outbound"]
@@ -40,19 +53,29 @@ class EventOutcome(BaseModel):
 
     index: int = Field(description="Position of the event (or notification) in the body.")
     event_id: str | None = Field(description="The event's id (as derived for CRM payloads).")
-    status: Literal["accepted", "duplicate", "rejected", "ignored"]
+    status: Literal["accepted", "duplicate", "conflict", "rejected", "ignored"] = Field(
+        description="duplicate: this id was stored with the same body (a retry); conflict: "
+        "this id was stored with another body, this one was not stored (field and reason say "
+        "what differs)."
+    )
     seq: int | None = Field(default=None, description="Journal position of an accepted event.")
     field: str | None = Field(default=None, description="The offending field of a rejection.")
     reason: str | None = None
     deal_id: str | None = Field(default=None, description="The deal whose score it moves.")
+    warning: str | None = Field(
+        default=None,
+        description="Stored, but to check: a stage the model never saw (its score cannot "
+        "read it), or a time ahead of the server's clock.",
+    )
 
 
 class EventsResponse(BaseModel):
-    """Per-event outcomes: 202 when none was rejected, 207 when some were."""
+    """Per-event outcomes: 202 when none was rejected or in conflict, 207 when some were."""
 
     source: Source
     accepted: int
     duplicate: int
+    conflict: int
     rejected: int
     ignored: int
     results: list[EventOutcome]
@@ -78,7 +101,7 @@ async def live_events(request: Request) -> LiveEvents:
 LiveDep = Annotated[LiveEvents, Depends(live_events)]
 
 
-def _reading(body: bytes, content_type: str, source: str | None) -> Reading:
+def _reading(body: bytes, content_type: str, source: str | None, home: Path) -> Reading:
     media = content_type.split(";", maxsplit=1)[0].strip().lower()
     if media in XML_TYPES or source == "salesforce-outbound":
         return read_salesforce_outbound(body)
@@ -95,7 +118,7 @@ def _reading(body: bytes, content_type: str, source: str | None) -> Reading:
         if "infinity" not in str(exc):
             raise ProblemError(422, f"the body is not JSON: {exc}", field="body") from None
         parsed = _with_overflowing_numbers(body)
-    return read_json(parsed, source)
+    return read_json(parsed, source, workspace_mapping(home))
 
 
 def _finite_or_text(text: str) -> float | str:
@@ -136,20 +159,26 @@ async def post_events(
 ) -> Response:
     """Check each event like an import row, journal the good ones (idempotent by event id)
     and rescore their deals; one outcome per event."""
-    del snap  # ready: the events resolve against the loaded data
     body = await request.body()
     try:
-        reading = _reading(body, request.headers.get("content-type", ""), source)
+        reading = _reading(body, request.headers.get("content-type", ""), source, live.home)
     except BodyError as exc:
         raise ProblemError(exc.status, exc.reason, field=exc.field) from None
     results = await run_in_threadpool(live.ingest, reading, principal.team)
-    return _answer(request, reading.source, results)
+    stages = known_stages(snap.data.history) if snap.data is not None else frozenset()
+    warnings = unknown_stages(reading, stages)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for n, text in future_events(reading, now).items():
+        warnings[n] = f"{warnings[n]}; {text}" if n in warnings else text
+    return _answer(request, reading.source, results, warnings)
 
 
-def _answer(request: Request, source: str, results: list[EventResult]) -> Response:
+def _answer(
+    request: Request, source: str, results: list[EventResult], warnings: dict[int, str]
+) -> Response:
     counts = {
         s: sum(r.status == s for r in results)
-        for s in ("accepted", "duplicate", "rejected", "ignored")
+        for s in ("accepted", "duplicate", "conflict", "rejected", "ignored")
     }
     rejected = [r for r in results if r.status == "rejected"]
     if rejected and len(rejected) == len(results):
@@ -165,16 +194,23 @@ def _answer(request: Request, source: str, results: list[EventResult]) -> Respon
             f"all {len(rejected)} events were rejected; nothing was stored",
             errors=errors,
         )
-    if source == "salesforce-outbound" and not rejected:
+    unstored = rejected or counts["conflict"]
+    if source == "salesforce-outbound" and not unstored:
         return Response(SOAP_ACK, media_type="text/xml")
     payload: dict[str, Any] = {
         "source": source,
         **counts,
-        "results": [r.to_json() for r in results],
+        "results": [
+            r.to_json()
+            | ({"warning": warnings[n]} if n in warnings and r.status == "accepted" else {})
+            for n, r in enumerate(results)
+        ],
     }
+    if warnings:
+        log.warning("events stored with a warning: %s", sorted(warnings.values()))
     return JSONResponse(
         EventsResponse(**payload).model_dump(mode="json", exclude_none=True),
-        status_code=207 if rejected else 202,
+        status_code=207 if unstored else 202,
     )
 
 

@@ -1,0 +1,219 @@
+"""CRM payload shapes read as their senders write them (``serving.events.shapes``): the
+Salesforce Pub/Sub API's numeric datetimes and dates, and the advice for a bare number."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from salesml.importers.validate import Limits
+from serving.events.checks import check_row, event_hint
+from serving.events.shapes import (
+    BodyError,
+    Parsed,
+    Unusable,
+    future_events,
+    read_canonical,
+    read_json,
+    unknown_stages,
+    workspace_mapping,
+)
+
+OPPORTUNITY = "0065g00000AbCdEAAA"
+LIMITS = Limits(now=datetime(2026, 12, 7, 19, 0))
+
+
+def pubsub(entity: str, change: str, record: str, **fields: Any) -> dict[str, Any]:
+    """A change event as the Pub/Sub API decodes it from Avro (datetimes are epoch ms)."""
+    header = {
+        "entityName": entity,
+        "recordIds": [record],
+        "changeType": change,
+        "transactionKey": f"tk-{record}",
+        "sequenceNumber": 1,
+        "commitTimestamp": 1796666460000,
+        "commitUser": "0055g00000Ab1CdAAJ",
+        "changedFields": [],
+        "nulledFields": [],
+    }
+    return {"schema": "s1", "payload": {"ChangeEventHeader": header, **fields}, "event": {}}
+
+
+def test_pubsub_epoch_millisecond_datetimes_and_day_number_dates_are_read() -> None:
+    """Avro-decoded CDC: CreatedDate 1796666460000 is 2026-12-07T18:01Z and CloseDate 20543
+    is 2026-03-31 (days since 1970-01-01), not an Excel serial date of 1956."""
+    body = [
+        pubsub(
+            "Opportunity",
+            "CREATE",
+            OPPORTUNITY,
+            Name="Globex",
+            StageName="Prospecting",
+            Amount=38000.0,
+            CloseDate=20543,
+            OwnerId="005A",
+            CreatedDate=1796666460000,
+        ),
+        pubsub(
+            "Task",
+            "CREATE",
+            "00T5g00000LmN3pEAF",
+            WhatId=OPPORTUNITY,
+            OwnerId="005A",
+            TaskSubtype="Call",
+            CreatedDate=1796666520000,
+        ),
+    ]
+    deal, task = read_json(body).events
+    assert isinstance(deal, Parsed) and isinstance(task, Parsed)
+    assert deal.fields["created_at"] == "2026-12-07T18:01:00.000Z"
+    assert deal.fields["expected_close_date"] == "2026-03-31"
+    assert task.fields["occurred_at"] == "2026-12-07T18:02:00.000Z"
+    limits = LIMITS
+    _, problems = check_row("deals", {"status": "open", **deal.fields}, limits)
+    assert problems == []
+    _, problems = check_row("activities", task.fields, limits, known_deals={OPPORTUNITY})
+    assert problems == []
+
+
+def test_cometd_iso_strings_are_left_as_sent() -> None:
+    event = pubsub(
+        "Opportunity",
+        "CREATE",
+        OPPORTUNITY,
+        CreatedDate="2026-12-04T08:20:00.000Z",
+        CloseDate="2027-02-26",
+    )
+    (deal,) = read_json({"data": event}).events
+    assert isinstance(deal, Parsed)
+    assert deal.fields["created_at"] == "2026-12-04T08:20:00.000Z"
+    assert deal.fields["expected_close_date"] == "2027-02-26"
+
+
+def test_a_number_outside_the_cdc_shape_is_named_a_unix_timestamp_when_it_looks_like_one() -> None:
+    """Elsewhere a bare number is not read, and the advice names what it looks like: Unix
+    seconds or milliseconds (with the time it would be), else an Excel serial date."""
+    base = {"event_id": "e1", "type": "activity.logged", "activity": {"deal_id": "D1"}}
+    seconds, serial = read_canonical(
+        [{**base, "occurred_at": 1796666460}, {**base, "occurred_at": 45231}]
+    ).events
+    assert isinstance(seconds, Unusable) and isinstance(serial, Unusable)
+    assert (
+        "Unix timestamp in seconds" in seconds.reason and "2026-12-07T18:01:00Z" in seconds.reason
+    )
+    assert "Excel serial" not in seconds.reason
+    assert "Excel serial date" in serial.reason and "Unix" not in serial.reason
+    millis = event_hint("timestamp", "1796666460000")
+    assert "Unix timestamp in milliseconds" in millis and "2026-12-07T18:01:00Z" in millis
+    days = event_hint("date", "20543")
+    assert "Excel serial date" in days and "1956-03-29" in days and "2026-03-31" in days
+    # a canonical deal's created_at as a number keeps its advice, naming the epoch
+    _, problems = check_row(
+        "deals",
+        {"deal_id": "D1", "created_at": 1796666460000, "status": "open", "owner_id": "R1"},
+        LIMITS,
+    )
+    assert (
+        problems[0].field == "created_at" and "Unix timestamp in milliseconds" in problems[0].reason
+    )
+
+
+def hubspot(event_id: int, prop: str, value: Any) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "portalId": 44871234,
+        "occurredAt": 1796666460000,
+        "subscriptionType": "deal.propertyChange",
+        "objectId": 555,
+        "propertyName": prop,
+        "propertyValue": value,
+    }
+
+
+def test_hubspot_stage_and_owner_ids_are_mapped_to_the_exports_labels(tmp_path: Path) -> None:
+    """A webhook sends ``contractsent`` and ``61234567`` where the UI export said ``Contract
+    Sent`` and ``Gavin Belson``: the workspace's mapping file (or the HubSpot API's own
+    answers saved as is) turns one into the other."""
+    (tmp_path / "events").mkdir()
+    pipelines = {
+        "results": [
+            {
+                "id": "default",
+                "label": "Sales Pipeline",
+                "stages": [
+                    {"id": "contractsent", "label": "Contract Sent"},
+                    {"id": "closedwon", "label": "Closed Won"},
+                ],
+            }
+        ]
+    }
+    owners = {"results": [{"id": "61234567", "firstName": "Gavin", "lastName": "Belson"}]}
+    (tmp_path / "events" / "mapping.json").write_text(
+        json.dumps({"hubspot": {"stages": pipelines, "owners": owners}})
+    )
+    mapping = workspace_mapping(tmp_path)
+    body = [
+        hubspot(1, "dealstage", "contractsent"),
+        hubspot(2, "hubspot_owner_id", "61234567"),
+        hubspot(3, "dealstage", "closedwon"),
+        hubspot(4, "dealstage", "somethingelse"),
+    ]
+    stage, owner, won, other = read_json(body, mapping=mapping).events
+    assert isinstance(stage, Parsed) and stage.fields["stage"] == "Contract Sent"
+    assert isinstance(owner, Parsed) and owner.fields["owner_id"] == "Gavin Belson"
+    assert isinstance(won, Parsed)
+    assert (won.fields["stage"], won.fields["status"]) == ("Closed Won", "won")
+    assert isinstance(other, Parsed) and other.fields["stage"] == "somethingelse"
+    # without a mapping the ids come through as sent
+    (plain, *_) = read_json(body).events
+    assert isinstance(plain, Parsed) and plain.fields["stage"] == "contractsent"
+    # a stage the data has never seen is flagged, not silently scored "unchanged"
+    reading = read_json(body, mapping=mapping)
+    warned = unknown_stages(reading, frozenset({"Contract Sent", "Closed Won"}))
+    assert list(warned) == [3] and "mapping.json" in warned[3]
+
+
+def test_a_broken_mapping_file_is_named_not_ignored(tmp_path: Path) -> None:
+    (tmp_path / "events").mkdir()
+    (tmp_path / "events" / "mapping.json").write_text('{"hubspot": {"stages": [1, 2]}}')
+    with pytest.raises(BodyError) as err:
+        workspace_mapping(tmp_path)
+    assert "hubspot.stages" in err.value.reason and err.value.status == 503
+
+
+def test_answers_name_fields_within_the_event_and_values_as_sent() -> None:
+    """The route prefixes the position (events[0].…): a shape's field does not repeat it; an
+    ignored HubSpot event carries the id its accepted twin would; JSON values, not reprs."""
+    deletion = {**hubspot(7, "x", None), "subscriptionType": "deal.deletion"}
+    no_portal = {k: v for k, v in hubspot(8, "amount", "5").items() if k != "portalId"}
+    ignored, rejected = read_json([deletion, no_portal], source="hubspot").events
+    assert isinstance(ignored, Unusable) and ignored.event_id == "hubspot-44871234-7"
+    assert isinstance(rejected, Unusable) and rejected.field == "portalId"
+    (cdc,) = read_json({"payload": {"ChangeEventHeader": "x"}}, source="salesforce-cdc").events
+    assert isinstance(cdc, Unusable) and cdc.field == "payload.ChangeEventHeader"
+    (untyped,) = read_canonical([{"event_id": "e1", "occurred_at": "2026-01-01"}]).events
+    assert isinstance(untyped, Unusable) and "got nothing" in untyped.reason
+    _, problems = check_row(
+        "deals",
+        {"deal_id": "D1", "created_at": "2026-01-01", "status": "open", "amount": True},
+        LIMITS,
+    )
+    assert "could not read true as float" in problems[0].reason
+
+
+def test_an_event_dated_ahead_of_the_clock_is_warned_about() -> None:
+    base = {"event_id": "e1", "type": "activity.logged", "activity": {"deal_id": "D1"}}
+    reading = read_canonical(
+        [
+            {**base, "occurred_at": "2027-06-01T00:00:00Z"},
+            {**base, "event_id": "e2", "occurred_at": "2026-12-07T19:03:00Z"},  # clock skew
+            {**base, "event_id": "e3", "occurred_at": "2026-12-07T10:00:00Z"},
+        ]
+    )
+    warned = future_events(reading, datetime(2026, 12, 7, 19, 0))
+    assert list(warned) == [0]
+    assert "175 days ahead of the server's clock" in warned[0]
