@@ -264,15 +264,6 @@ class ScoreRow(BaseModel):
     expected_revenue_basis: Literal["amount", "list_price"] | None = Field(
         default=None, description="What expected_revenue multiplies: amount or list_price."
     )
-    score_basis: Literal["model", "base_rate", "beyond_observed_ages"] | None = Field(
-        default=None,
-        description="What the win probability rests on: the model; the base rate (a model "
-        "with little signal); or beyond_observed_ages — the deal is older than any training "
-        "deal was when it closed, so the probability is an extrapolation (see score_warning).",
-    )
-    score_warning: str | None = Field(
-        default=None, description="Why the score should be read with care; null when not."
-    )
 
     @field_validator("drivers", "actions", mode="before")
     @classmethod
