@@ -92,6 +92,8 @@ def test_train_registers_and_score_uses_the_champion(
         "score",
         "model_version",
         "as_of",
+        "score_basis",
+        "score_warning",
         "drivers",
         "actions",
         "drivers_base",
