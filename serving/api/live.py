@@ -809,7 +809,8 @@ def live_answers(run: RunView, scores: Sequence[LiveScore]) -> dict[str, tuple[s
             change = _change(prev, cur, drivers.get(live.deal_id), live.row["event"])
         shown = [{k: v for k, v in p.items() if k not in EXPLAIN_COLUMNS} for p in points]
         answer = DealResponse(
-            run_id=run.info.run_id,
+            # the score is the event's, not the score run's: the same id as history[-1]
+            run_id=str(points[-1].get("run_id") or run.info.run_id),
             score=ScoreRow(**record),
             history=[RunPoint(**p) for p in shown],
             change=change,

@@ -366,7 +366,10 @@ class DealResponse(BaseModel):
         }
     )
 
-    run_id: str
+    run_id: str = Field(
+        description="Where the score comes from: a score run's id, or event:<event_id> when "
+        "a CRM event rescored the deal since (the same as history[-1].run_id)."
+    )
     status: Literal["open", "won", "lost"] = Field(
         default="open",
         description="The deal's status as it stands (events included). A won or lost deal "

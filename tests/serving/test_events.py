@@ -93,6 +93,7 @@ def test_a_stage_change_is_scored_with_the_event_as_the_reason(served: Served) -
     served.settle(answer)
     after = served.deal(deal_id)
     assert after["history"][-1]["run_id"] == "event:sc-1"
+    assert after["run_id"] == "event:sc-1"  # the top level names where the score comes from
     assert after["history"][:-1] == before["history"]
     assert after["change"]["current_run_id"] == "event:sc-1"
     assert after["change"]["previous_run_id"] == before["run_id"]

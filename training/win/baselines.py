@@ -64,7 +64,16 @@ def _logistic(features: list[str], kinds: dict[str, str]) -> Pipeline:
     transformers: list[tuple[str, object, list[str]]] = []
     if numeric:
         transformers.append(
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric)
+            # keep_empty_features: a column with no value in this window becomes a constant 0
+            # (no effect on the fit) instead of a dropped column and a raw sklearn warning
+            # printed to the user on every train
+            (
+                "num",
+                make_pipeline(
+                    SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+                ),
+                numeric,
+            )
         )
     if categorical:
         encoder = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20)
