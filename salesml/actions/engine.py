@@ -93,10 +93,29 @@ def _money(v: float) -> str:
 
 
 class _Context:
-    def __init__(self, bundle: WinBundle, features: pd.DataFrame, probability: FloatArray):
+    def __init__(
+        self,
+        bundle: WinBundle,
+        features: pd.DataFrame,
+        probability: FloatArray,
+        matrix: npt.NDArray[np.float64] | None = None,
+    ):
         self.bundle = bundle
         self.features = features
         self.p = probability
+        # A numeric model input's ``_col`` is its column of the model matrix (``encode`` and
+        # ``_col`` convert a column alike), so with the matrix at hand it is not read again.
+        self._matrix = matrix
+        self._numeric = (
+            {
+                name: i
+                for i, name in enumerate(bundle.features)
+                if bundle.kinds.get(name) != "categorical"
+            }
+            if matrix is not None
+            else {}
+        )
+        self._dtypes: dict[Any, Any] | None = None
         # Each column read once (a rule and its what-if read a few of the same columns); the
         # arrays are shared, so no rule writes into one.
         self._cols: dict[str, FloatArray] = {}
@@ -116,8 +135,21 @@ class _Context:
         """``_col`` of the deals' features, read once."""
         hit = self._cols.get(name)
         if hit is None:
-            hit = self._cols[name] = _col(self.features, name)
+            i = self._numeric.get(name)
+            if i is not None and self._matrix is not None:
+                hit = np.array(self._matrix[:, i], dtype=np.float64)
+            else:
+                hit = _col(self.features, name)
+            self._cols[name] = hit
         return hit
+
+    @property
+    def dtypes(self) -> dict[Any, Any]:
+        """The features' column → dtype, read once (every what-if checks it)."""
+        if self._dtypes is None:
+            features = self.features
+            self._dtypes = dict(zip(features.columns, features.dtypes, strict=True))
+        return self._dtypes
 
     def text(self, name: str) -> npt.NDArray[Any]:
         """``_text`` of the deals' features, read once."""
@@ -446,13 +478,15 @@ def _direct_block(
     rows: npt.NDArray[np.int64],
     changes: Changes,
     rule: Rule,
+    dtypes: dict[Any, Any] | None = None,
 ) -> npt.NDArray[np.float64] | None:
     """The model-matrix rows of ``features.iloc[rows]`` with ``changes`` written in (what
     ``bundle.model_matrix(what_if(...))`` gives), or ``None`` when a change cannot be written
     into the matrix directly."""
     if matrix is None:
         return None
-    dtypes = dict(zip(features.columns, features.dtypes, strict=True))
+    if dtypes is None:
+        dtypes = dict(zip(features.columns, features.dtypes, strict=True))
     if not all(_direct(bundle, dtypes, n, v) for n, v in changes.items()):
         return None
     _check_changes(bundle, changes, rule)
@@ -478,11 +512,12 @@ def _what_if_probability(
     rows: npt.NDArray[np.int64],
     changes: Changes,
     rule: Rule,
+    dtypes: dict[Any, Any] | None = None,
 ) -> FloatArray:
     """The win probability of ``features.iloc[rows]`` with ``changes`` applied: what
     ``bundle.predict(what_if(...))`` gives, from the deals' model matrix when the changes
     can be written into it directly (no frame copy, one LightGBM call on a float matrix)."""
-    sub = _direct_block(bundle, features, matrix, rows, changes, rule)
+    sub = _direct_block(bundle, features, matrix, rows, changes, rule, dtypes)
     if sub is None:
         changed = what_if(bundle, features.iloc[rows], changes, rule)
         return np.asarray(bundle.predict(changed)["win_probability"].to_numpy(), dtype=float)
@@ -528,10 +563,14 @@ def _fire_rules(c: _Context, matrix: npt.NDArray[np.float64] | None, batched: bo
             if direct and matrix is None:
                 matrix = bundle.model_matrix(features)
             block = (
-                _direct_block(bundle, features, matrix, index, changes, rule) if batched else None
+                _direct_block(bundle, features, matrix, index, changes, rule, c.dtypes)
+                if batched
+                else None
             )
             if block is None:
-                slot[0] = _what_if_probability(bundle, features, matrix, index, changes, rule)
+                slot[0] = _what_if_probability(
+                    bundle, features, matrix, index, changes, rule, c.dtypes
+                )
             else:
                 pending.add(block, slot)
         else:
@@ -566,7 +605,7 @@ def recommend(
         if probability is not None
         else bundle.predict(features)["win_probability"].to_numpy()
     )
-    c = _Context(bundle, features, np.asarray(p, dtype=float))
+    c = _Context(bundle, features, np.asarray(p, dtype=float), matrix)
     for rule, index, actions, reasons, changes, slot in _fire_rules(c, matrix, batched):
         impact: list[dict[str, Any] | None] = [None] * index.size
         shown: list[dict[str, Any]] = [{} for _ in index]

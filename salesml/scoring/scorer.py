@@ -68,6 +68,13 @@ class Scorer:
         self, features: pd.DataFrame, explain: bool = False, top: int | None = 5
     ) -> dict[str, Any]:
         """``predict``'s columns as arrays (no frame): what ``score_features`` reads."""
+        return self._columns(features, explain, top)[0]
+
+    def _columns(
+        self, features: pd.DataFrame, explain: bool, top: int | None
+    ) -> tuple[dict[str, Any], np.ndarray | None]:
+        """``columns``, and the rows' model matrix when one was built (the timing model
+        re-uses its columns)."""
         bundle = self.bundle
         # One model matrix (and one margin) for the score, the contributions and the actions'
         # what-ifs.
@@ -83,11 +90,13 @@ class Scorer:
             # Drivers and actions read what the model reads (and the owner, team and stage):
             # a feature the training screen dropped is not an input of the registered model,
             # so a caller going through MLflow never sends it, and both must agree.
-            read = [c for c in features.columns if c in bundle.features or c in EXPLAIN_INFO]
+            inputs = set(bundle.features)
+            read = [i for i, c in enumerate(features.columns) if c in inputs or c in EXPLAIN_INFO]
             if len(read) < len(features.columns):
-                features = features[read]
+                # ``take`` gives ``features[names]`` at a fifth of its cost on a live row.
+                features = features.take(read, axis=1)
             out |= explain_arrays(bundle, features, top=top, matrix=matrix, margin=margin)
-        return out
+        return out, matrix
 
     def save(self, path: Path) -> Path:
         """Write the win bundle into ``path`` and the timing model into ``path/timing``."""
@@ -225,7 +234,7 @@ def score_columns(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) ->
     """``score_features``' columns before they become a frame: arrays of one value per row,
     or one value for every row (``model_version``, ``as_of``)."""
     explain = model.bundle.booster is not None
-    predicted = model.columns(features, explain=explain, top=DRIVERS_SHOWN)
+    predicted, matrix = model._columns(features, explain, DRIVERS_SHOWN)
     n = len(features)
     # The columns gathered first and the frame built once: inserting them one by one costs
     # ~0.3 ms a column, which a live one-row answer pays on every request.
@@ -266,7 +275,8 @@ def score_columns(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) ->
         priced = np.isnan(amount) & ~np.isnan(price)
         amount = np.where(priced, price, amount)
         basis[priced] = BASIS_LIST_PRICE
-    columns = timing.predict_columns(features, as_of, probability, amount)
+    encoded = None if matrix is None else (model.bundle, matrix)
+    columns = timing.predict_columns(features, as_of, probability, amount, encoded)
     for column in TIMING_COLUMNS[:-1]:
         rows[column] = np.asarray(columns[column])
     rows["expected_revenue_basis"] = basis

@@ -62,6 +62,9 @@ NONE, WON, LOST = 0, 1, 2
 SUPPORT_SLACK = 1.25  # how far past the oldest won age a close date is still given
 SINGLE_THREAD_DEALS = 8  # deals below which the booster predicts on one thread
 LEVELS = np.linspace(0.0, 1.0, 101)
+# Another contract (``features``, ``kinds``, ``vocabularies``: the win model's) and its model
+# matrix of the same rows.
+Encoded = tuple[Any, np.ndarray]
 
 
 @dataclass
@@ -118,15 +121,23 @@ class TimingBundle:
 
     # --- prediction -----------------------------------------------------------------------
 
-    def hazards(self, features: pd.DataFrame, as_of: pd.Series | pd.Timestamp) -> np.ndarray:
-        """(n, bins, 3): probability of none / won / lost in each bin, given open at its start."""
+    def hazards(
+        self,
+        features: pd.DataFrame,
+        as_of: pd.Series | pd.Timestamp,
+        encoded: Encoded | None = None,
+    ) -> np.ndarray:
+        """(n, bins, 3): probability of none / won / lost in each bin, given open at its start.
+
+        ``encoded``: another contract's model matrix of the same rows (the win model's), whose
+        columns of the features both encode alike are used instead of encoding them again."""
         n, k = len(features), len(self.edges) - 1
         if n == 0:
             return np.zeros((0, k, 3))
         if self.booster is None:
             table = np.asarray(self.constant_hazards or [[1.0, 0.0, 0.0]] * k, dtype=float)
             return np.broadcast_to(table, (n, k, 3)).copy()
-        matrix, intensity = self._bin_matrix(features, as_of)
+        matrix, intensity = self._bin_matrix(features, as_of, encoded)
         # A few rows (the API's what-ifs): one thread saves the OpenMP wake-up.
         threads: dict[str, Any] = {"num_threads": 1} if n <= SINGLE_THREAD_DEALS else {}
         if self.bin_log_priors is None:
@@ -149,7 +160,10 @@ class TimingBundle:
         return codes_match(self.booster, self.feature_contract())
 
     def _bin_matrix(
-        self, features: pd.DataFrame, as_of: pd.Series | pd.Timestamp
+        self,
+        features: pd.DataFrame,
+        as_of: pd.Series | pd.Timestamp,
+        encoded: Encoded | None = None,
     ) -> tuple[np.ndarray | pd.DataFrame, np.ndarray]:
         """The booster's input over (deal, bin) rows, and the rows' calendar intensities.
 
@@ -160,11 +174,56 @@ class TimingBundle:
         if self._codes_match:
             row, extra = bin_columns(features, as_of, self.edges, calendar=self.calendar_weights)
             bins = np.column_stack([extra[name] for name in self.bin_features])
-            matrix = np.hstack([self._deal_contract.model_matrix(features)[row], bins])
+            matrix = np.hstack([self._deal_matrix(features, encoded)[row], bins])
             return matrix, extra["bin_calendar_intensity"]
         rows = expand_bins(features, as_of, self.edges, calendar=self.calendar_weights)
         intensity = rows["bin_calendar_intensity"].to_numpy(dtype=float)
         return self.feature_contract().matrix(rows), intensity
+
+    def _deal_matrix(self, features: pd.DataFrame, encoded: Encoded | None) -> np.ndarray:
+        """``_deal_contract.model_matrix(features)``, with the columns ``encoded`` holds taken
+        from it: a feature both contracts encode alike (numeric in both, or categorical on
+        the same vocabulary) has the same column, so ``encode`` would give the same numbers."""
+        contract = self._deal_contract
+        if encoded is None:
+            return contract.model_matrix(features)
+        other, given = encoded
+        same = self._shared_columns(other)
+        missing = [f for f in self.features if f not in same and f not in features.columns]
+        if missing:
+            contract.matrix(features)  # raises the BundleError naming them
+        out = np.empty((len(features), len(self.features)), dtype=np.float64)
+        for i, name in enumerate(self.features):
+            j = same.get(name)
+            out[:, i] = given[:, j] if j is not None else contract.encode(name, features[name])
+        return out
+
+    def _shared_columns(self, other: Any) -> dict[str, int]:
+        """Feature → its column in ``other``'s model matrix, for the features ``other``
+        (a contract: ``features``, ``kinds``, ``vocabularies``) encodes as this model does."""
+        key = id(other)
+        hit = self._shared.get(key)
+        if hit is not None and hit[0] is other:
+            return hit[1]
+        position = {name: j for j, name in enumerate(other.features)}
+        same: dict[str, int] = {}
+        for name in self.features:
+            j = position.get(name)
+            if j is None:
+                continue
+            mine, theirs = self.kinds.get(name), other.kinds.get(name)
+            numeric = mine != "categorical" and theirs != "categorical"
+            if numeric or (
+                mine == theirs == "categorical"
+                and list(self.vocabularies[name]) == list(other.vocabularies[name])
+            ):
+                same[name] = j
+        self._shared[key] = (other, same)
+        return same
+
+    @functools.cached_property
+    def _shared(self) -> dict[int, tuple[Any, dict[str, int]]]:
+        return {}
 
     def cif_won(self, hazards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cumulative probability of having closed won by each edge, and of still being open.
@@ -297,10 +356,11 @@ class TimingBundle:
         as_of: pd.Timestamp,
         win_probability: np.ndarray,
         amount: np.ndarray | None = None,
+        encoded: Encoded | None = None,
     ) -> dict[str, Any]:
         """``predict``'s columns as arrays, without the frame (a live answer's one row pays
-        ~0.5 ms for building it)."""
-        hz = self.hazards(features, as_of)
+        ~0.5 ms for building it); ``encoded`` as in ``hazards``."""
+        hz = self.hazards(features, as_of, encoded)
         p = np.asarray(win_probability, dtype=float)
         as_of = pd.Timestamp(as_of)
         out: dict[str, Any] = {}  # one frame at the end (column inserts cost ~1 ms each)
