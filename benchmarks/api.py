@@ -182,8 +182,9 @@ def _run(coro_fn: Callable[[], Any]) -> Any:
     return uvloop.run(coro_fn())
 
 
-def _cpu_seconds(pid: int | None) -> float | None:
-    """CPU time of a server process and its children (None without psutil)."""
+def _over_server(pid: int | None, read: Callable[[Any], float]) -> float | None:
+    """``read`` summed over a server process and its children (None without a pid, without
+    psutil, or when the process is gone)."""
     if pid is None:
         return None
     try:
@@ -192,26 +193,20 @@ def _cpu_seconds(pid: int | None) -> float | None:
         return None
     try:
         proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-        return float(sum(p.cpu_times().user + p.cpu_times().system for p in procs))
+        return float(sum(read(p) for p in [proc, *proc.children(recursive=True)]))
     except psutil.Error:
         return None
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU time of a server process and its children (None without psutil)."""
+    return _over_server(pid, lambda p: p.cpu_times().user + p.cpu_times().system)
 
 
 def _rss_mb(pid: int | None) -> float | None:
     """Resident memory of a server process and its children, MB (None without psutil)."""
-    if pid is None:
-        return None
-    try:
-        import psutil
-    except ImportError:
-        return None
-    try:
-        proc = psutil.Process(pid)
-        procs = [proc, *proc.children(recursive=True)]
-        return round(sum(p.memory_info().rss for p in procs) / 2**20, 1)
-    except psutil.Error:
-        return None
+    rss = _over_server(pid, lambda p: p.memory_info().rss)
+    return None if rss is None else round(rss / 2**20, 1)
 
 
 def _load(

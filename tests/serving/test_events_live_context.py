@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,6 +52,21 @@ def _round(
     return changed, touched, dirty
 
 
+def _assert_rows_as_built(
+    live: LiveContext,
+    history: History,
+    as_of: pd.Timestamp,
+    touched: list[str],
+    dirty: list[str],
+    spec: Any,
+) -> None:
+    """The context's rows of the touched deals equal a fresh ``build_features`` of them."""
+    got = live.rows(history, as_of, touched, dirty)
+    expected = build_features(history, as_of, deal_ids=touched, features=spec)
+    expected.index = expected.index.astype(str)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_live_rows_equal_a_fresh_build_after_each_round(seed: int) -> None:
     history = random_history(seed, n_deals=40)
@@ -63,10 +79,7 @@ def test_live_rows_equal_a_fresh_build_after_each_round(seed: int) -> None:
     for _ in range(8):
         as_of = as_of + pd.Timedelta(seconds=int(rng.integers(0, 5)))
         history, touched, dirty = _round(rng, history, as_of, ids)
-        got = live.rows(history, as_of, touched, dirty)
-        expected = build_features(history, as_of, deal_ids=touched, features=spec)
-        expected.index = expected.index.astype(str)
-        pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)
+        _assert_rows_as_built(live, history, as_of, touched, dirty, spec)
         live.refresh(history, as_of)
     # The context was kept, not rebuilt (the point of it): these rounds are all expressible.
     assert live.patches > 0
@@ -135,10 +148,7 @@ def test_live_rows_equal_a_fresh_build_on_either_path_and_across_new_and_closed_
             lifecycle += 1
         else:
             history, touched, dirty = _round(rng, history, as_of, ids)
-        got = live.rows(history, as_of, touched, dirty)
-        expected = build_features(history, as_of, deal_ids=touched, features=spec)
-        expected.index = expected.index.astype(str)
-        pd.testing.assert_frame_equal(got, expected, check_exact=True, check_index_type=False)
+        _assert_rows_as_built(live, history, as_of, touched, dirty, spec)
         live.refresh(history, as_of)
     assert lifecycle >= 2
     assert live.rebuilds > 1 and sum(live.fallbacks.values()) >= 1

@@ -146,6 +146,19 @@ def _random_change(rng: random.Random, index: DataIndex, history: History) -> Ch
     return Change(deal, deal, "x", overrides=DealOverrides(**fields))
 
 
+def _assert_one_deal_rows(index: DataIndex, change: Change) -> None:
+    """``whatif_rows`` of one change equals the rows of the changed history, or refuses it
+    with the same problem."""
+    try:
+        expected = _rows_on_changed_history(index, [change])
+    except ProblemError as error:
+        with pytest.raises(ProblemError) as raised:
+            whatif_rows(index, [change])
+        assert raised.value.args == error.args
+        return
+    pd.testing.assert_frame_equal(whatif_rows(index, [change]), expected, check_exact=True)
+
+
 def test_one_deal_rows_equal_the_changed_history_rows(workspace: Workspace) -> None:
     """The one-deal path (features.single) gives exactly the rows of build_features on the
     whole history with the change applied, for what-ifs and new deals of every kind."""
@@ -153,15 +166,7 @@ def test_one_deal_rows_equal_the_changed_history_rows(workspace: Workspace) -> N
     index = build_index(history)
     rng = random.Random(7)
     for _ in range(60):
-        change = _random_change(rng, index, history)
-        try:
-            expected = _rows_on_changed_history(index, [change])
-        except ProblemError as error:
-            with pytest.raises(ProblemError) as raised:
-                whatif_rows(index, [change])
-            assert raised.value.args == error.args
-            continue
-        pd.testing.assert_frame_equal(whatif_rows(index, [change]), expected, check_exact=True)
+        _assert_one_deal_rows(index, _random_change(rng, index, history))
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -175,15 +180,7 @@ def test_one_deal_rows_equal_the_changed_history_rows_on_random_histories(seed: 
         pytest.skip("no deal open at as_of")
     rng = random.Random(seed)
     for _ in range(25):
-        change = _random_change(rng, index, history)
-        try:
-            expected = _rows_on_changed_history(index, [change])
-        except ProblemError as error:
-            with pytest.raises(ProblemError) as raised:
-                whatif_rows(index, [change])
-            assert raised.value.args == error.args
-            continue
-        pd.testing.assert_frame_equal(whatif_rows(index, [change]), expected, check_exact=True)
+        _assert_one_deal_rows(index, _random_change(rng, index, history))
 
 
 def test_score_rows_equal_the_frame_path(workspace: Workspace) -> None:
