@@ -174,3 +174,82 @@ def test_a_rejected_line_rejects_everything_it_carries(ga4: Imported) -> None:
     lines = {(str(p), c) for p, c in ga4.query("SELECT period, channel FROM web_sessions")}
     spent = set(ga4.query("SELECT CAST(period AS VARCHAR), channel FROM marketing_spend"))
     assert spent <= lines  # no spend without its accepted traffic row
+
+
+TWINS = """\
+# Traffic acquisition: Session source / medium
+# Start date: 20241101
+# End date: 20241130
+Session source / medium,Date,Sessions,Key events,Ads cost
+linkedin / paid,20241115,50,2,120.00
+newsletter / email,20241116,30,1,10.00
+x / display,20241117,5,0,7.00
+bing / cpc,20241118,40,3,60.00
+bing / cpc,20241118,41,3,60.00
+duck / cpc,20241119,9,1,4.00
+duck / cpc,20241119,9,1,4.00
+linkedin / paid,20241115,-4,0,99.00
+newsletter / email,20241116,abc,0,20.00
+x / display,20241117,6,0,n/a
+"""
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
+    """Valid lines with a twin (same day and channel) rejected for one field each: a
+    negative count (line 12), text in a number (13), an unreadable cost (14); plus two
+    valid lines that truly conflict (8, 9) and an exact duplicate (10, 11)."""
+    home = tmp_path_factory.mktemp("ga4twins")
+    write_deals(home / "crm")
+    from salesml.importers import run_import
+
+    run_import(read_export(home / "crm", "canonical"), home / "w.duckdb", home / "rejects")
+    file = home / "twins.csv"
+    file.write_text(TWINS, encoding="utf-8")
+    yield from import_twice(lambda: read_export(file, "ga4"), home)
+
+
+@pytest.mark.parametrize(
+    ("line", "table", "field", "channel"),
+    [
+        ("12", "web_sessions", "sessions", "linkedin / paid"),  # out of range
+        ("13", "web_sessions", "sessions", "newsletter / email"),  # not a number
+        ("14", "marketing_spend", "amount", "x / display"),  # the cost, not the sessions
+    ],
+)
+def test_a_rejected_line_never_takes_its_valid_twin_down(
+    twins: Imported, line: str, table: str, field: str, channel: str
+) -> None:
+    """Whatever field rejected a line, it takes no part in duplicate detection: its valid
+    twin (same day and channel) is imported whole, sessions and spend."""
+    reasons = twins.reasons()
+    assert (table, line, field) in reasons
+    other = "marketing_spend" if table == "web_sessions" else "web_sessions"
+    assert (other, line, "line") in reasons  # the bad line is still rejected whole
+    assert not any("appears on" in why for why in reasons.values() if channel in why)
+    sessions = twins.query("SELECT count(*) FROM web_sessions WHERE channel = ?", [channel])
+    spend = twins.query("SELECT count(*) FROM marketing_spend WHERE channel = ?", [channel])
+    assert (sessions[0][0], spend[0][0]) == (1, 1)
+
+
+def test_valid_lines_that_disagree_are_rejected_whole_and_exact_copies_counted(
+    twins: Imported,
+) -> None:
+    reasons = twins.reasons()
+    for line in ("8", "9"):
+        assert "(lines 8, 9)" in reasons[("web_sessions", line, "period/channel")]
+        # their spend is identical, but is not imported without its traffic
+        assert "web_sessions.period/channel" in reasons[("marketing_spend", line, "line")]
+    assert twins.query("SELECT count(*) FROM marketing_spend WHERE channel = 'bing / cpc'") == [
+        (0,)
+    ]
+    sessions = twins.first.tables["web_sessions"]
+    spend = twins.first.tables["marketing_spend"]
+    # 10 lines: 4 imported (3 twins + one of the exact copies), 1 unchanged, 5 rejected
+    assert (sessions.input, sessions.imported, sessions.unchanged, sessions.rejected) == (
+        10,
+        4,
+        1,
+        5,
+    )
+    assert (spend.input, spend.imported, spend.unchanged, spend.rejected) == (10, 4, 1, 5)

@@ -19,7 +19,9 @@ without cost, such as organic traffic, have no spend row: they cost nothing in a
 not the same as a known acquisition cost of zero). A line is imported whole or not at all:
 when its sessions are rejected its spend is rejected with them, and the other way round (the
 rejects file says which field rejected the line), so no spend is counted without the traffic
-it bought, nor traffic without the spend it cost. A ``Grand total`` / ``Totals`` line is
+it bought, nor traffic without the spend it cost. A line rejected for any field takes no
+part in duplicate detection (``resolve_line_groups``): it never takes a valid line with the
+same day and channel down with it. A ``Grand total`` / ``Totals`` line is
 left out with a warning. GA4 keeps no link from a session to a CRM deal, so no leads are made
 up from key events: conversion and CAC by channel come from matching the channel to the deals'
 ``lead_source`` (see docs/importers.md).

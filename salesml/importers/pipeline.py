@@ -24,7 +24,8 @@ from salesml.importers.validate import (
     REJECTS_DDL,
     Limits,
     StagedTable,
-    reject_whole_lines,
+    line_grouped_tables,
+    resolve_line_groups,
     stage_sources,
 )
 from salesml.schemas import ATTRIBUTE_PREFIX, DUCKDB_TYPES, IMPORT_ORDER, TABLES, TableSchema
@@ -113,6 +114,7 @@ def run_import(
             _require_deals_in_warehouse(con, batch.source)
             con.execute("CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM deals")
         staged: dict[str, StagedTable] = {}
+        grouped = line_grouped_tables(batch.tables)
         for name in IMPORT_ORDER:
             if name not in by_table:
                 continue
@@ -120,7 +122,14 @@ def run_import(
             known = {
                 k.removeprefix(ATTRIBUTE_PREFIX): v for k, v in attribute_columns(con, name).items()
             }
-            staged[name] = stage_sources(con, TABLES[name], by_table[name], known, limits)
+            staged[name] = stage_sources(
+                con,
+                TABLES[name],
+                by_table[name],
+                known,
+                limits,
+                resolve_duplicates=name not in grouped,
+            )
             summary.warnings.extend(staged[name].warnings)
             if name == "deals":
                 _reconcile_products(con, summary)
@@ -128,7 +137,7 @@ def run_import(
                     "CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM "
                     "valid_deals UNION SELECT deal_id FROM deals"
                 )
-        reject_whole_lines(con, batch.tables)
+        resolve_line_groups(con, batch.tables, staged, TABLES)
         say("writing to the warehouse")
         con.execute("BEGIN TRANSACTION")
         try:

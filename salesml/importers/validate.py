@@ -429,9 +429,12 @@ def stage_sources(
     sources: list[SourceTable],
     known_attributes: dict[str, str],
     limits: Limits,
+    resolve_duplicates: bool = True,
 ) -> StagedTable:
     """Validate ``sources`` of one table into ``valid_<table>``; rejects go to ``_rejects``.
-    Values outside ``limits`` are rejected like any other broken rule."""
+    Values outside ``limits`` are rejected like any other broken rule. Rows sharing a key are
+    resolved among the rows that passed (unless ``resolve_duplicates`` is false: then the
+    caller does it, as ``resolve_line_groups`` does for sources that share lines)."""
     con.execute(REJECTS_DDL)
     con.execute("CREATE OR REPLACE TEMP MACRO quote(x) AS chr(39) || x || chr(39)")
     staged = StagedTable(table=table.name)
@@ -447,7 +450,7 @@ def stage_sources(
         part = f"_stg_{table.name}_{i}"
         _stage_one(con, table, source, view, part, staged, known_attributes, limits)
         parts.append(part)
-    cols = [*table.column_names, *(ATTRIBUTE_PREFIX + a for a in sorted(staged.attributes))]
+    cols = staged_columns(table, staged)
     valid = staged.valid_name
     con.execute(f"DROP TABLE IF EXISTS {valid}")
     if len(parts) == 1:
@@ -465,12 +468,19 @@ def stage_sources(
         con.execute(f"CREATE TEMP TABLE {valid} AS {' UNION ALL BY NAME '.join(selects)}")
         for part in parts:
             con.execute(f"DROP TABLE {part}")
-    staged.duplicate_rows = _resolve_duplicates(con, table, valid, cols)
+    if resolve_duplicates:
+        reject_conflicts(con, table, valid, cols)
+        staged.duplicate_rows = drop_exact_duplicates(con, table, valid)
     for view, source in views:
         _fill_reject_records(con, table.name, view, source)
         if not isinstance(source.data, ParquetFile):
             con.unregister(view)
     return staged
+
+
+def staged_columns(table: TableSchema, staged: StagedTable) -> list[str]:
+    """The columns of ``valid_<table>`` that make up a row's content."""
+    return [*table.column_names, *(ATTRIBUTE_PREFIX + a for a in sorted(staged.attributes))]
 
 
 def _attribute_columns(
@@ -613,15 +623,52 @@ def _stage_one(
         )
 
 
-def _resolve_duplicates(
+def reject_conflicts(
     con: duckdb.DuckDBPyConnection, table: TableSchema, valid: str, cols: list[str]
-) -> int:
-    """Drop exact duplicates (returned as a count); reject every row of a conflicting key.
+) -> None:
+    """Reject every row of a key that occurs in ``valid`` with different content.
 
     Rows sharing a key but differing in content are all rejected: we cannot tell which is
-    right. Only keys that occur more than once are examined, so a clean export costs one
-    aggregation.
+    right. Only rows still in ``valid`` take part — a row already rejected for any field is
+    not a candidate, so it never takes a valid row with the same key down with it. Only keys
+    that occur more than once are examined, so a clean export costs one aggregation.
     """
+    keys = ", ".join(quote(k) for k in table.key)
+    content = f"hash({', '.join(quote(c) for c in cols)})"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _dupkeys AS SELECT {keys} FROM {valid} "
+        f"GROUP BY {keys} HAVING count(*) > 1"
+    )
+    row = con.execute("SELECT count(*) FROM _dupkeys").fetchone()
+    if row and row[0]:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _dupkeys AS SELECT {keys} FROM {valid} SEMI JOIN "
+            f"_dupkeys USING ({keys}) GROUP BY {keys} HAVING count(DISTINCT {content}) > 1"
+        )
+        row = con.execute("SELECT count(*) FROM _dupkeys").fetchone()
+    if not row or not row[0]:
+        con.execute("DROP TABLE _dupkeys")
+        return
+    key_text = " || '/' || ".join(f"CAST({quote(k)} AS VARCHAR)" for k in table.key)
+    label = "/".join(table.key)
+    con.execute(
+        f"INSERT INTO _rejects SELECT {_lit(table.name)}, _source_file, {SOURCE_ROW}, "
+        f"{_lit(label)}, {key_text}, '{label} ' || quote({key_text}) || ' appears on ' || "
+        f"CAST(count(*) OVER (PARTITION BY {keys}) AS VARCHAR) || ' rows with different data "
+        f"(lines ' || string_agg(CAST({SOURCE_ROW} AS VARCHAR), ', ' ORDER BY {SOURCE_ROW}) "
+        f"OVER (PARTITION BY {keys}) || '); keep one row per {label} and re-import', NULL "
+        f"FROM {valid} SEMI JOIN _dupkeys USING ({keys})"
+    )
+    con.execute(
+        f"DELETE FROM {valid} v USING _dupkeys d WHERE "
+        + " AND ".join(f"v.{quote(k)} = d.{quote(k)}" for k in table.key)
+    )
+    con.execute("DROP TABLE _dupkeys")
+
+
+def drop_exact_duplicates(con: duckdb.DuckDBPyConnection, table: TableSchema, valid: str) -> int:
+    """Keep the first row (by file and line) of each key left in ``valid`` after
+    ``reject_conflicts`` (its rows are identical); return how many were dropped."""
     keys = ", ".join(quote(k) for k in table.key)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _dupkeys AS SELECT {keys} FROM {valid} "
@@ -631,36 +678,18 @@ def _resolve_duplicates(
     if not row or not row[0]:
         con.execute("DROP TABLE _dupkeys")
         return 0
-    content = f"hash({', '.join(quote(c) for c in cols)})"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _duprows AS SELECT v.*, {content} AS _h FROM {valid} v "
+        f"CREATE OR REPLACE TEMP TABLE _duprows AS SELECT v.*, row_number() OVER (PARTITION "
+        f"BY {keys} ORDER BY _source_file, {SOURCE_ROW}) AS _rn FROM {valid} v "
         f"SEMI JOIN _dupkeys d USING ({keys})"
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _duprows AS SELECT *, count(DISTINCT _h) OVER "
-        f"(PARTITION BY {keys}) > 1 AS _conflict, row_number() OVER (PARTITION BY {keys} "
-        f"ORDER BY _source_file, {SOURCE_ROW}) AS _rn FROM _duprows"
-    )
-    key_text = " || '/' || ".join(f"CAST({quote(k)} AS VARCHAR)" for k in table.key)
-    label = "/".join(table.key)
-    con.execute(
-        f"INSERT INTO _rejects SELECT {_lit(table.name)}, _source_file, {SOURCE_ROW}, "
-        f"{_lit(label)}, {key_text}, '{label} ' || quote({key_text}) || ' appears on ' || "
-        f"CAST(count(*) OVER (PARTITION BY {keys}) AS VARCHAR) || ' rows with different data "
-        f"(lines ' || string_agg(CAST({SOURCE_ROW} AS VARCHAR), ', ') OVER (PARTITION BY "
-        f"{keys}) || '); keep one row per {label} and re-import', NULL FROM _duprows "
-        "WHERE _conflict"
-    )
-    exact = con.execute("SELECT count(*) FROM _duprows WHERE NOT _conflict AND _rn > 1")
-    n_exact = int((exact.fetchone() or (0,))[0])
+    exact = con.execute("SELECT count(*) FROM _duprows WHERE _rn > 1").fetchone()
+    n_exact = int((exact or (0,))[0])
     con.execute(
         f"DELETE FROM {valid} v USING _dupkeys d WHERE "
         + " AND ".join(f"v.{quote(k)} = d.{quote(k)}" for k in table.key)
     )
-    con.execute(
-        f"INSERT INTO {valid} SELECT * EXCLUDE (_h, _conflict, _rn) FROM _duprows "
-        "WHERE NOT _conflict AND _rn = 1"
-    )
+    con.execute(f"INSERT INTO {valid} SELECT * EXCLUDE (_rn) FROM _duprows WHERE _rn = 1")
     con.execute("DROP TABLE _dupkeys")
     con.execute("DROP TABLE _duprows")
     return n_exact
@@ -681,6 +710,36 @@ def _fill_reject_records(
         f"AND _rejects.table_name = {_lit(table)} AND _rejects.file = {_lit(source.source_file)} "
         f"AND _rejects.row = v.{SOURCE_ROW}"
     )
+
+
+def line_grouped_tables(sources: list[SourceTable]) -> set[str]:
+    """Tables with a source whose lines are shared with another table (``line_group``):
+    their duplicates are resolved by ``resolve_line_groups``, not by ``stage_sources``."""
+    return {s.table for s in sources if s.line_group is not None}
+
+
+def resolve_line_groups(
+    con: duckdb.DuckDBPyConnection,
+    sources: list[SourceTable],
+    staged: dict[str, StagedTable],
+    schemas: dict[str, TableSchema],
+) -> None:
+    """Reject whole lines and resolve duplicates of line-grouped tables, in the order that
+    keeps one rule for every bad field: a line rejected for any field, in any table it
+    carries, never takes part in duplicate detection (so it cannot take a valid line with
+    the same key down with it); then a key with conflicting valid lines rejects those lines
+    whole; then exact duplicates are dropped (counted as unchanged)."""
+    grouped = line_grouped_tables(sources) & staged.keys()
+    reject_whole_lines(con, sources)
+    for name in sorted(grouped):
+        reject_conflicts(
+            con, schemas[name], staged[name].valid_name, staged_columns(schemas[name], staged[name])
+        )
+    reject_whole_lines(con, sources)
+    for name in sorted(grouped):
+        staged[name].duplicate_rows = drop_exact_duplicates(
+            con, schemas[name], staged[name].valid_name
+        )
 
 
 def reject_whole_lines(con: duckdb.DuckDBPyConnection, sources: list[SourceTable]) -> int:
