@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -414,3 +416,114 @@ def test_a_closed_deal_answers_its_status_not_a_score(served: Served, hot_path: 
         assert open_deal.json()["status"] == "open" and open_deal.json()["note"] is None
     finally:
         edge.hot = hot
+
+
+def soap_message(*opportunities: dict[str, str]) -> bytes:
+    """A hand-written Salesforce outbound message: one Opportunity notification per dict
+    (``note`` is its Notification Id, the rest its fields)."""
+    notes = []
+    for opp in opportunities:
+        fields = "".join(f"<sf:{k}>{v}</sf:{k}>" for k, v in opp.items() if k != "note")
+        notes.append(
+            f"<Notification><Id>{opp['note']}</Id>"
+            '<sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+            f"{fields}</sObject></Notification>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
+        "<OrganizationId>00D5g000004Ab1CEAS</OrganizationId>"
+        "<ActionId>04k5g000000Xy3QAAS</ActionId>"
+        f"{''.join(notes)}</notifications></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+
+
+def opportunity(note: str, deal: str, amount: str, modified: str) -> dict[str, str]:
+    return {
+        "note": note,
+        "Id": deal,
+        "Amount": amount,
+        "CloseDate": "2027-03-31",
+        "CreatedDate": "2026-11-02T09:00:00.000Z",
+        "IsClosed": "false",
+        "IsWon": "false",
+        "LastModifiedDate": modified,
+        "StageName": "Prospecting",
+    }
+
+
+def outbound_rejects(home: Path) -> list[dict[str, str]]:
+    path = home / "rejects" / "salesforce-outbound.csv"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_an_outbound_message_of_good_notifications_is_acknowledged(served: Served) -> None:
+    body = soap_message(
+        opportunity("04l5g00002obA1AAAU", "0065g00000ObA1AAAA", "1500.0", "2026-11-03T10:00:00Z"),
+        opportunity("04l5g00002obA2AAAU", "0065g00000ObA2AAAA", "2500.0", "2026-11-03T10:01:00Z"),
+    )
+    xml = {**served.headers, "content-type": "text/xml"}
+    answer = served.client.post("/v1/events", headers=xml, content=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("text/xml")
+    assert b"<Ack>true</Ack>" in answer.content
+    assert served.live.journal.entry("sfobm-04l5g00002obA2AAAU") is not None
+    assert not any(
+        r["notification_id"].startswith("04l5g00002obA") for r in outbound_rejects(served.home)
+    )
+
+
+def test_an_outbound_message_with_a_rejected_notification_is_faulted_and_retried_once(
+    served: Served,
+) -> None:
+    """One bad notification: a SOAP fault naming it (Salesforce retries), the good one is
+    stored now and only once over the retries; the fixed retry is acknowledged."""
+    good = opportunity("04l5g00002obB1AAAU", "0065g00000ObB1AAAA", "900.0", "2026-11-04T10:00:00Z")
+    bad = opportunity("04l5g00002obB2AAAU", "0065g00000ObB2AAAA", "-40", "2026-11-04T10:01:00Z")
+    xml = {**served.headers, "content-type": "text/xml"}
+    answer = served.client.post("/v1/events", headers=xml, content=soap_message(good, bad))
+    assert answer.status_code == 500, answer.text
+    assert answer.headers["content-type"].startswith("text/xml")
+    assert b"<Ack>" not in answer.content
+    fault = ET.fromstring(answer.content).find(".//{*}Fault")
+    assert fault is not None and fault.findtext("faultcode") == "soapenv:Client"
+    text = fault.findtext("faultstring") or ""
+    assert "04l5g00002obB2AAAU deal.amount" in text and "-40" in text
+    assert "04l5g00002obB1AAAU" not in text and "1 of 2" in text
+    assert served.live.journal.entry("sfobm-04l5g00002obB1AAAU") is not None  # stored now
+    assert served.live.journal.entry("sfobm-04l5g00002obB2AAAU") is None
+    stored = served.live.journal.counts()["events"]
+    again = served.client.post("/v1/events", headers=xml, content=soap_message(good, bad))
+    assert again.status_code == 500  # Salesforce's retry: the same fault, nothing applied twice
+    assert served.live.journal.counts()["events"] == stored
+    rejects = [r for r in outbound_rejects(served.home) if r["notification_id"].endswith("B2AAAU")]
+    assert len(rejects) == 1 and rejects[0]["field"] == "deal.amount"  # on record once
+    fixed = {**bad, "Amount": "40.0", "LastModifiedDate": "2026-11-04T10:05:00Z"}
+    done = served.client.post("/v1/events", headers=xml, content=soap_message(good, fixed))
+    assert done.status_code == 200 and b"<Ack>true</Ack>" in done.content
+    assert served.live.journal.counts()["events"] == stored + 1
+    assert served.live.journal.entry("sfobm-04l5g00002obB2AAAU") is not None
+
+
+def test_an_outbound_retry_carrying_newer_fields_is_acknowledged_and_recorded(
+    served: Served,
+) -> None:
+    """Salesforce retries with the record's current fields: a stored notification that comes
+    back changed is not stored again (the first stands) — acknowledged, so the message is not
+    retried for 24 hours in vain, and the newer values are on record."""
+    first = opportunity("04l5g00002obC1AAAU", "0065g00000ObC1AAAA", "700.0", "2026-11-05T10:00:00Z")
+    xml = {**served.headers, "content-type": "text/xml"}
+    assert (
+        served.client.post("/v1/events", headers=xml, content=soap_message(first)).status_code
+        == 200
+    )
+    edited = {**first, "Amount": "750.0", "LastModifiedDate": "2026-11-05T11:00:00Z"}
+    answer = served.client.post("/v1/events", headers=xml, content=soap_message(edited))
+    assert answer.status_code == 200 and b"<Ack>true</Ack>" in answer.content
+    rows = [r for r in outbound_rejects(served.home) if r["notification_id"].endswith("C1AAAU")]
+    assert [r["status"] for r in rows] == ["conflict"] and "750" in rows[0]["reason"]

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from serving.api.deps import DealId, SnapshotDep, strict_query
 from serving.api.live import EventResult, LiveEvents
 from serving.api.problems import PROBLEM_RESPONSES, FieldError, ProblemError, problem_response
+from serving.api.routes.events_outbound import outbound_answer
 from serving.api.security import Principal, require
 from serving.events.shapes import (
     BodyError,
@@ -39,13 +40,6 @@ router = APIRouter(tags=["events"])
 EventsWriteKey = Annotated[Principal, Depends(require("events:write"))]
 Source = Literal["canonical", "hubspot", "salesforce-cdc", "salesforce-outbound"]
 XML_TYPES = ("text/xml", "application/xml", "application/soap+xml")
-SOAP_ACK = (
-    b'<?xml version="1.0" encoding="UTF-8"?>'
-    b'<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/">'
-    b"<soapenv:Body>"
-    b'<notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">'
-    b"<Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"
-)
 
 
 class EventOutcome(BaseModel):
@@ -145,6 +139,11 @@ def _with_overflowing_numbers(body: bytes) -> Any:
     dependencies=[strict_query("source")],
     responses={
         207: {"model": EventsResponse, "description": "Some events were rejected"},
+        500: {
+            "description": "A Salesforce outbound message with a rejected notification: a "
+            "SOAP fault naming each one (Salesforce retries it; docs/events.md)",
+            "content": {"text/xml": {}},
+        },
         413: PROBLEM_RESPONSES[422],
     },
 )
@@ -170,6 +169,10 @@ async def post_events(
     now = datetime.now(UTC).replace(tzinfo=None)
     for n, text in future_events(reading, now).items():
         warnings[n] = f"{warnings[n]}; {text}" if n in warnings else text
+    if reading.source == "salesforce-outbound":
+        if warnings:
+            log.warning("events stored with a warning: %s", sorted(warnings.values()))
+        return await outbound_answer(results, live.home)
     return _answer(request, reading.source, results, warnings)
 
 
@@ -195,8 +198,6 @@ def _answer(
             errors=errors,
         )
     unstored = rejected or counts["conflict"]
-    if source == "salesforce-outbound" and not unstored:
-        return Response(SOAP_ACK, media_type="text/xml")
     payload: dict[str, Any] = {
         "source": source,
         **counts,
