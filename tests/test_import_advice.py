@@ -71,3 +71,47 @@ def test_decimal_option_is_checked(tmp_path: Path) -> None:
         read_export(_export(tmp_path), "canonical", decimal=";")
     with pytest.raises(ConfigError, match="in the mapping file"):
         read_export(tmp_path, "mapping", tmp_path / "m.yaml", decimal=",")
+
+
+POINT_AMOUNTS = (
+    "deal_id,created_at,status,closed_at,amount,owner_id\n"
+    'P1,2023-10-02,won,2023-11-20,"1.234,50",R1\n'
+    "P2,2023-10-03,won,2023-11-20,1.234,R1\n"  # thousands: 1234
+    "P3,2023-10-04,won,2023-11-20,1234.5,R1\n"  # a decimal point, not a thousands group
+    "P4,2023-10-05,won,2023-11-20,12.34,R1\n"
+    'P5,2023-10-06,won,2023-11-20,"$12,500.00",R1\n'
+    "P6,2023-10-07,won,2023-11-20,1 234 567,R1\n"
+)
+
+
+@pytest.mark.parametrize("fmt", ["canonical", "mapping"])
+def test_decimal_comma_rejects_a_number_it_would_misread(tmp_path: Path, fmt: str) -> None:
+    """Read with a decimal comma, '1234.5' would be 12345 and '$12,500.00' 12.5: such values
+    are rejected with the reason, never stored ten or a thousand times off."""
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "deals.csv").write_text(POINT_AMOUNTS, encoding="utf-8")
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text(
+        'decimal: ","\ntables:\n  deals:\n    file: deals.csv\n    columns:\n'
+        + "".join(
+            f"      {c}: {c}\n"
+            for c in ("deal_id", "created_at", "status", "closed_at", "amount", "owner_id")
+        ),
+        encoding="utf-8",
+    )
+    imported = next(
+        import_twice(
+            lambda: read_export(folder, "mapping", mapping)
+            if fmt == "mapping"
+            else read_export(folder, "canonical", decimal=","),
+            tmp_path,
+        )
+    )
+    amounts = dict(imported.query("SELECT deal_id, amount FROM deals"))
+    assert amounts == {"P1": 1234.5, "P2": 1234.0, "P6": 1234567.0}
+    reasons = imported.reasons()
+    for row, value in (("4", "1234.5"), ("5", "12.34"), ("6", "$12,500.00")):
+        reason = reasons[("deals", row, "amount")]
+        assert value in reason and "would be misread" in reason, reason
+    assert {r["value"] for r in imported.rejects()} == {"1234.5", "12.34", "$12,500.00"}

@@ -7,7 +7,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from salesml.errors import ConfigError
 from salesml.importers.base import ImportBatch, SourceTable, collecting_unparsed
@@ -51,20 +50,20 @@ def read_export(
 
 def decimal_comma(source: SourceTable) -> SourceTable:
     """``source`` with its text number columns (canonical ``float`` / ``int``) read with a
-    decimal comma: ``12.345,67`` → ``12345.67``, ``1234,5`` → ``1234.5``. Typed (Parquet)
+    decimal comma: ``12.345,67`` → ``12345.67``, ``1234,5`` → ``1234.5``; a value that is not
+    written so (``1234.5``) is rejected rather than read as another number. Typed (Parquet)
     columns are numbers already and stay as they are."""
     data = source.data
     if not isinstance(data, pa.Table) or source.table not in TABLES:
         return source
-    for col in TABLES[source.table].columns:
-        if col.kind not in ("float", "int") or col.name not in data.column_names:
-            continue
-        values = data.column(col.name)
-        if not pa.types.is_string(values.type):
-            continue
-        plain = pc.replace_substring(pc.replace_substring_regex(values, r"[.\s]", ""), ",", ".")
-        data = data.set_column(data.column_names.index(col.name), col.name, plain)
-    return replace(source, data=data)
+    columns = {
+        col.name
+        for col in TABLES[source.table].columns
+        if col.kind in ("float", "int")
+        and col.name in data.column_names
+        and pa.types.is_string(data.column(col.name).type)
+    }
+    return replace(source, decimal_comma=source.decimal_comma | columns)
 
 
 def _read_export(path: Path, fmt: str, mapping: Path | None) -> ImportBatch:

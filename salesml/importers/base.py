@@ -118,6 +118,9 @@ class SourceTable:
         date_formats: strptime formats per column, tried in order (default: ISO 8601).
         attributes: custom attribute columns in ``data`` → kind (``None`` = infer).
         hints: per canonical column, how to fix a bad value in this format.
+        decimal_comma: text number columns written with ``,`` as the decimal separator and
+            ``.`` or a space between groups of three digits (``1.234,50``); a value that is
+            not such a number (``1234.5``, ``$12,500.00``) is rejected, never re-read.
         line_group: sources with the same ``line_group`` are read from the same lines of one
             file (a GA4 line is a ``web_sessions`` row and a ``marketing_spend`` row): a line
             rejected in one of them is rejected in all of them, so no part of a bad line is
@@ -130,6 +133,7 @@ class SourceTable:
     date_formats: dict[str, list[str]] = field(default_factory=dict)
     attributes: dict[str, AttributeKind | None] = field(default_factory=dict)
     hints: dict[str, str] = field(default_factory=dict)
+    decimal_comma: frozenset[str] = frozenset()
     line_group: str | None = None
 
 

@@ -506,7 +506,18 @@ class _Reader:
             warning = rc.outcome_only_warning(str(file), columns["status"], out)
             if warning:
                 warnings.append(warning)
-        return [SourceTable(table, out, str(file), date_formats, attributes, hints)]
+        # Text numbers declared with a decimal comma are read so by the validator, which
+        # rejects a value not written that way (1234.5) instead of misreading it.
+        comma = frozenset(
+            field
+            for field, fspec in tspec.columns.items()
+            if schema.column(field).kind in ("float", "int")
+            and (fspec.decimal or self.spec.decimal) == ","
+            and pa.types.is_string(out.column(field).type)
+        )
+        return [
+            SourceTable(table, out, str(file), date_formats, attributes, hints, decimal_comma=comma)
+        ]
 
     def _link(
         self,
@@ -611,18 +622,12 @@ class _Reader:
             return _cases(fspec, data, resolve)
         assert fspec.column is not None
         cols = [resolve[c] for c in fspec.column]
-        decimal = fspec.decimal or self.spec.decimal
-        numeric = schema.column(field).kind in ("float", "int")
-        plain = len(cols) == 1 and fspec.map is None and not (numeric and decimal == ",")
+        plain = len(cols) == 1 and fspec.map is None
         if plain and not pa.types.is_string(data.column(cols[0]).type):
             return data.column(cols[0])  # typed Parquet columns stay typed
         values = rc.coalesce(*(rc.text(data, c) for c in cols))
         if fspec.map is not None:
             values = rc.recode(values, fspec.map, fspec.default)
-        if numeric and decimal == ",":
-            values = pc.replace_substring(
-                pc.replace_substring_regex(values, r"[.\s]", ""), ",", "."
-            )
         return values
 
     def _attributes(

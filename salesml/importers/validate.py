@@ -37,6 +37,17 @@ DECIMAL_HINT = (
     'import with --decimal , (with --format mapping: decimal: "," in the mapping), or '
     "write it as 1234.50"
 )
+COMMA_NUMBER = "-?([0-9]{1,3}(\\.[0-9]{3})+|[0-9]+)(,[0-9]+)?"
+"""A number as a decimal-comma export writes it, once currency signs and spaces are taken out:
+``1.234,50``, ``1234,5``, ``1234``. A ``.`` anywhere else (``1234.5``, ``12.34``) or a ``,``
+between thousands (``12,500.00``) is not one: read with a decimal comma it would be off by a
+power of ten, so it is rejected instead."""
+COMMA_HINT = (
+    "this column is read with ',' as the decimal separator and '.' or a space between groups "
+    'of three digits (--decimal , or decimal: "," in the mapping), so this value would be '
+    "misread; write it as 1.234,50 or 1234,50, or import without the decimal comma if the "
+    "export writes 1234.50"
+)
 EXCEL_SERIAL = "[0-9]{5}(\\.[0-9]+)?"
 """A bare five-digit number in a date column: Excel's serial date (days since 1899-12-30),
 written when a date cell is saved as a number. Not converted (a number could be anything;
@@ -126,8 +137,11 @@ def _is_text(arrow_type: pa.DataType) -> bool:
     return bool(pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type))
 
 
-def _parse_expr(col: Column, raw: str, arrow_type: pa.DataType, formats: list[str]) -> str:
-    """SQL turning the source column ``raw`` into the canonical kind (NULL when unparseable)."""
+def _parse_expr(
+    col: Column, raw: str, arrow_type: pa.DataType, formats: list[str], comma: bool = False
+) -> str:
+    """SQL turning the source column ``raw`` into the canonical kind (NULL when unparseable);
+    ``comma``: a text number is written with a decimal comma (``COMMA_NUMBER``)."""
     kind = col.kind
     text = f"NULLIF(TRIM(CAST({raw} AS VARCHAR)), '')"
     if kind == "str":
@@ -149,6 +163,12 @@ def _parse_expr(col: Column, raw: str, arrow_type: pa.DataType, formats: list[st
     if kind in ("float", "int"):
         if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
             number = f"CAST({raw} AS DOUBLE)"
+        elif comma:
+            cleaned = f"regexp_replace({text}, '[\\s$€£¥]', '', 'g')"
+            number = (
+                f"CASE WHEN regexp_full_match({cleaned}, {_lit(COMMA_NUMBER)}) THEN TRY_CAST("
+                f"replace(replace({cleaned}, '.', ''), ',', '.') AS DOUBLE) END"
+            )
         else:
             cleaned = f"regexp_replace({text}, '[\\s$€£¥]', '', 'g')"
             thousands = "'-?[0-9]{1,3}(,[0-9]{3})+(\\.[0-9]+)?'"
@@ -168,7 +188,7 @@ def _parse_expr(col: Column, raw: str, arrow_type: pa.DataType, formats: list[st
     )
 
 
-def _parse_hint(kind: str, raw: str) -> str:
+def _parse_hint(kind: str, raw: str, comma: bool = False) -> str:
     """SQL for how to fix a value of ``kind`` that did not parse (``raw``: SQL for the value
     as written): the advice that fits the value — an Excel serial date, a decimal comma —
     else the kind's usual form."""
@@ -181,6 +201,8 @@ def _parse_hint(kind: str, raw: str) -> str:
             "'%Y-%m-%d') || '); format the column as a date (yyyy-mm-dd) in the spreadsheet "
             f"before saving it as CSV' ELSE {usual} END"
         )
+    if kind in ("float", "int") and comma:
+        return _lit(COMMA_HINT)
     if kind in ("float", "int"):
         cleaned = f"regexp_replace({raw}, '[\\s$€£¥]', '', 'g')"
         return (
@@ -285,12 +307,17 @@ def _absurd_checks(
 
 
 def _checks(
-    table: TableSchema, parsed: set[str], raw: Callable[[str], str], limits: Limits
+    table: TableSchema,
+    parsed: set[str],
+    raw: Callable[[str], str],
+    limits: Limits,
+    comma: frozenset[str] = frozenset(),
 ) -> list[Check]:
     """Every row-level rule of ``table``.
 
     ``parsed`` are the columns parsed from text (they can fail to parse); ``raw(name)`` is SQL
-    for a column's value as the source wrote it.
+    for a column's value as the source wrote it; ``comma`` the columns read with a decimal
+    comma.
     """
     checks: list[Check] = []
     for col in table.columns:
@@ -305,7 +332,7 @@ def _checks(
                     _lit("could not read ")
                     + f" || quote({raw(name)}) || "
                     + _lit(f" as {col.kind}; ")
-                    + f" || {_parse_hint(col.kind, raw(name))}",
+                    + f" || {_parse_hint(col.kind, raw(name), name in comma)}",
                 )
             )
         if not col.nullable and not (table.derived_key and name in table.key):
@@ -564,7 +591,8 @@ def _stage_one(
             continue
         arrow_type = column_type(source.data, col.name)
         formats = source.date_formats.get(col.name, [])
-        exprs.append(f"{_parse_expr(col, q, arrow_type, formats)} AS {q}")
+        comma = col.name in source.decimal_comma
+        exprs.append(f"{_parse_expr(col, q, arrow_type, formats, comma)} AS {q}")
         if col.kind != "str" and _is_text(arrow_type):
             parsed.add(col.name)
             raws.append(f"NULLIF(TRIM({q}), '') AS {quote('_raw_' + col.name)}")
@@ -573,7 +601,7 @@ def _stage_one(
     def raw(name: str) -> str:
         return f"_raw_{name}" if name in parsed else f"CAST({quote(name)} AS VARCHAR)"
 
-    checks = _checks(table, parsed, raw, limits) + checks
+    checks = _checks(table, parsed, raw, limits, source.decimal_comma) + checks
     for column, parent, _ in table.references:
         # _known_deals: deal ids of this import and of the warehouse (made by the pipeline).
         checks.append(
