@@ -102,9 +102,11 @@ def test_decimal_comma_rejects_a_number_it_would_misread(tmp_path: Path, fmt: st
     )
     imported = next(
         import_twice(
-            lambda: read_export(folder, "mapping", mapping)
-            if fmt == "mapping"
-            else read_export(folder, "canonical", decimal=","),
+            lambda: (
+                read_export(folder, "mapping", mapping)
+                if fmt == "mapping"
+                else read_export(folder, "canonical", decimal=",")
+            ),
             tmp_path,
         )
     )

@@ -262,3 +262,25 @@ def test_without_is_won_and_is_closed_the_stage_name_decides(tmp_path: Path) -> 
     assert status.to_pylist() == ["won", "lost", "open"]
     assert pc.all(pc.is_null(batch.tables[0].data.column("closed_at")).slice(2)).as_py()
     assert any("status read from StageName" in w for w in batch.warnings)
+
+
+def test_a_closed_opportunity_without_is_won_is_rejected_not_called_lost(tmp_path: Path) -> None:
+    """IsClosed without IsWon: 'Signed' (a custom won stage) is not a loss; only the default
+    closed stage names tell the outcome, the rest is rejected with how to fix the export."""
+    (tmp_path / "Opportunity.csv").write_text(
+        "Id,StageName,CreatedDate,CloseDate,IsClosed\n"
+        "006A,Signed,2024-01-01,2024-02-01,true\n"
+        "006B,Closed Won,2024-01-01,2024-02-01,true\n"
+        "006C,Closed Lost,2024-01-01,2024-02-01,true\n"
+        "006D,Negotiation,2024-01-01,2024-06-01,false\n",
+        encoding="utf-8",
+    )
+    done = next(import_twice(lambda: read_salesforce(tmp_path), tmp_path / "home"))
+    assert dict(done.query("SELECT deal_id, status FROM deals")) == {
+        "006B": "won",
+        "006C": "lost",
+        "006D": "open",
+    }
+    reason = done.reasons()[("deals", "2", "status")]
+    assert "add IsWon to the export" in reason
+    assert any("is rejected, as whether it was won is unknown" in w for w in done.first.warnings)

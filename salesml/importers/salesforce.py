@@ -165,6 +165,9 @@ def _date_formats(*columns: str) -> dict[str, list[str]]:
     return {c: list(SF_DATETIME_FORMATS) for c in columns}
 
 
+UNKNOWN_OUTCOME = "closed, IsWon missing"  # the status of a row rejected for it
+
+
 def _opportunities(file: Path, warnings: list[str]) -> SourceTable:
     known = (*OPPORTUNITY_FIELDS, *LEAKY_FIELDS)
     data = _read(file, known, warnings)
@@ -177,16 +180,27 @@ def _opportunities(file: Path, warnings: list[str]) -> SourceTable:
     )
     missing_flags = [f for f in ("IsWon", "IsClosed") if f not in data.column_names]
     if missing_flags:
+        other = (
+            "other closed stages would be read as open"
+            if "IsClosed" in missing_flags
+            else "an opportunity closed (IsClosed) in another stage is rejected, as whether it "
+            "was won is unknown"
+        )
         warnings.append(
             f"{file.name} has no {' or '.join(missing_flags)}: status read from StageName "
-            "('Closed Won' / 'Closed Lost'); other closed stages would be read as open — add "
-            "IsClosed and IsWon to the export"
+            f"('Closed Won' / 'Closed Lost'); {other} — add IsClosed and IsWon to the export"
         )
     status = pc.if_else(
         pc.fill_null(is_won, False),
         pa.scalar("won"),
         pc.if_else(pc.fill_null(is_closed, False), pa.scalar("lost"), pa.scalar("open")),
     )
+    if "IsWon" not in data.column_names and "IsClosed" in data.column_names:
+        # Closed, but won or lost? Without IsWon only the default stage names tell; a custom
+        # closed stage ("Signed") is not a loss, so the row is rejected rather than guessed.
+        named = pc.is_in(stage_key, pa.array(["closed won", "closed lost"]))
+        unknown = pc.and_(pc.fill_null(is_closed, False), pc.invert(named))
+        status = pc.if_else(unknown, pa.scalar(UNKNOWN_OUTCOME), status)
     # An unreadable flag passes through as the status, so the pipeline rejects the row with it.
     status = pc.if_else(bad_closed, _col(data, "IsClosed"), status)
     status = pc.if_else(bad_won, _col(data, "IsWon"), status)
@@ -235,7 +249,8 @@ def _opportunities(file: Path, warnings: list[str]) -> SourceTable:
                 },
             ),
             "status": "Salesforce Opportunity status comes from IsWon and IsClosed, which must "
-            "be true or false (1/0)",
+            "be true or false (1/0); without IsWon a closed opportunity is won or lost only by "
+            "the StageName 'Closed Won' / 'Closed Lost' — add IsWon to the export",
             "closed_at": "Salesforce Opportunity.CloseDate of a closed opportunity; "
             "opportunities entered after they closed often have a CloseDate before their "
             f"CreatedDate; {SF_DATE_HINT}",

@@ -711,6 +711,24 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def _outcome_known(entity: str, values: dict[str, Any]) -> None:
+    """An outbound notification is a snapshot of the fields the message selects: a closed
+    Opportunity without ``IsWon`` is won or lost only by the default stage names. Another
+    closed stage ("Signed") is rejected rather than read as a loss. (A change event leaves
+    ``IsWon`` out when it did not change, so this holds for outbound messages only.)"""
+    if entity != "Opportunity" or "IsWon" in values or _sf_bool(values.get("IsClosed")) is not True:
+        return
+    stage = str(values.get("StageName") or "").strip()
+    if stage.lower() in ("closed won", "closed lost"):
+        return
+    raise _Reject(
+        "IsWon",
+        f"the opportunity is closed (IsClosed true) in stage {stage or '(none)'!r} and the "
+        "message has no IsWon, so whether it was won is unknown; add IsWon to the outbound "
+        "message's fields",
+    )
+
+
 def read_salesforce_outbound(body: bytes) -> Reading:
     """A Salesforce outbound message (SOAP ``notifications``): one event per Notification."""
     if re.search(rb"<!(DOCTYPE|ENTITY)", body, re.IGNORECASE):
@@ -751,6 +769,7 @@ def read_salesforce_outbound(body: bytes) -> Reading:
         created = "CreatedDate" in values
         event_id = f"sfobm-{note_id}"
         try:
+            _outcome_known(entity, values)
             reading.events.append(_sf_record(i, entity, values, str(occurred), event_id, created))
         except _Reject as exc:
             reading.events.append(Unusable(i, event_id, exc.status, exc.field, exc.reason))

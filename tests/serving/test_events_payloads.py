@@ -19,6 +19,7 @@ from serving.events.shapes import (
     future_events,
     read_canonical,
     read_json,
+    read_salesforce_outbound,
     unknown_stages,
     workspace_mapping,
 )
@@ -217,3 +218,33 @@ def test_an_event_dated_ahead_of_the_clock_is_warned_about() -> None:
     warned = future_events(reading, datetime(2026, 12, 7, 19, 0))
     assert list(warned) == [0]
     assert "175 days ahead of the server's clock" in warned[0]
+
+
+def test_an_outbound_closed_opportunity_without_is_won_is_rejected_not_called_lost() -> None:
+    def message(fields: str) -> bytes:
+        return (
+            '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+            '<notifications xmlns="http://soap.sforce.com/2005/09/outbound"><Notification>'
+            '<Id>04l5g00002xyZ1AAAU</Id><sObject xsi:type="sf:Opportunity" '
+            'xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+            f"<sf:Id>{OPPORTUNITY}</sf:Id><sf:CloseDate>2026-11-30</sf:CloseDate>"
+            f"<sf:LastModifiedDate>2026-11-30T10:00:00.000Z</sf:LastModifiedDate>{fields}"
+            "</sObject></Notification></notifications></soapenv:Body></soapenv:Envelope>"
+        ).encode()
+
+    signed = read_salesforce_outbound(
+        message("<sf:IsClosed>true</sf:IsClosed><sf:StageName>Signed</sf:StageName>")
+    ).events[0]
+    assert isinstance(signed, Unusable) and signed.status == "rejected"
+    assert signed.field == "IsWon" and "'Signed'" in signed.reason
+    for fields, status in (
+        ("<sf:IsClosed>true</sf:IsClosed><sf:StageName>Closed Lost</sf:StageName>", "lost"),
+        (
+            "<sf:IsClosed>true</sf:IsClosed><sf:IsWon>true</sf:IsWon>"
+            "<sf:StageName>Signed</sf:StageName>",
+            "won",
+        ),
+    ):
+        event = read_salesforce_outbound(message(fields)).events[0]
+        assert isinstance(event, Parsed) and event.fields["status"] == status
