@@ -227,3 +227,24 @@ def test_cli_prints_the_import_summary_as_json(api: CliImport) -> None:
         assert set(summary[table]) == {"input", "imported", "updated", "unchanged", "rejected"}
     assert any("hs_time_in_appointmentscheduled" in w for w in summary["warnings"])
     assert (api.home / "warehouse.duckdb").exists()
+
+
+def test_closed_flags_never_guess_an_outcome(tmp_path: Path) -> None:
+    """With "Is Deal Closed?" but no "Is Closed Won", a custom pipeline's closed stage is not
+    read as lost, and a flag that is not true/false is not ignored: both are rejected."""
+    file = tmp_path / "hubspot-deals.csv"
+    file.write_text(
+        "Record ID,Deal Stage,Create Date,Close Date,Is Deal Closed?\n"
+        "201,Contract signed (Enterprise),2024-01-02 10:00,2024-02-01 10:00,true\n"
+        "202,Closed Won (Sales Pipeline),2024-01-02 10:00,2024-02-01 10:00,true\n"
+        "203,Closed Lost,2024-01-02 10:00,2024-02-01 10:00,true\n"
+        "204,Appointment Scheduled,2024-01-02 10:00,2024-06-01 10:00,false\n"
+        "205,Appointment Scheduled,2024-01-02 10:00,2024-06-01 10:00,Ja\n",
+        encoding="utf-8",
+    )
+    done = next(import_twice(lambda: read_hubspot(file), tmp_path / "home"))
+    statuses = dict(done.query("SELECT deal_id, status FROM deals"))
+    assert statuses == {"202": "won", "203": "lost", "204": "open"}
+    reasons = done.reasons()
+    assert "add Is Closed Won" in reasons[("deals", "2", "status")]
+    assert "'Ja'" in reasons[("deals", "6", "status")]

@@ -208,22 +208,40 @@ def _stage_columns(data: pa.Table, pipeline_col: str | None) -> dict[str, str]:
     return out
 
 
+UNKNOWN_OUTCOME = "closed, Is Closed Won missing"  # the status of a row rejected for it
+
+
 def _status(data: pa.Table, cols: dict[str, str | None]) -> pa.ChunkedArray:
     stage = rc.text(data, cols["stage"])
     stripped = pc.replace_substring_regex(stage, r"\s*\([^()]*\)\s*$", "")
     key = pc.fill_null(pc.replace_substring_regex(pc.utf8_lower(stripped), r"[^0-9a-z]+", ""), "")
     won = pc.equal(key, "closedwon")
-    closed = pc.or_(won, pc.equal(key, "closedlost"))
+    named = pc.or_(won, pc.equal(key, "closedlost"))
+    closed = named
+    bad: list[tuple[pa.ChunkedArray, pa.ChunkedArray]] = []  # (unreadable mask, its text)
     if cols["is_closed_won"] is not None:
-        flag, _ = rc.parse_bool(rc.text(data, cols["is_closed_won"]))
+        text = rc.text(data, cols["is_closed_won"])
+        flag, invalid = rc.parse_bool(text)
         won = pc.coalesce(flag, won)
+        bad.append((invalid, text))
     if cols["is_closed"] is not None:
-        flag, _ = rc.parse_bool(rc.text(data, cols["is_closed"]))
+        text = rc.text(data, cols["is_closed"])
+        flag, invalid = rc.parse_bool(text)
         closed = pc.coalesce(flag, closed)
+        bad.append((invalid, text))
     closed = pc.or_(won, closed)
-    return pc.if_else(
+    status = pc.if_else(
         won, pa.scalar("won"), pc.if_else(closed, pa.scalar("lost"), pa.scalar("open"))
     )
+    if cols["is_closed"] is not None and cols["is_closed_won"] is None:
+        # Closed, but won? Without "Is Closed Won" only the default stage names tell; a
+        # custom pipeline's won stage is not a loss, so such a deal is rejected, not guessed.
+        unknown = pc.and_(pc.fill_null(closed, False), pc.invert(pc.fill_null(named, False)))
+        status = pc.if_else(unknown, pa.scalar(UNKNOWN_OUTCOME), status)
+    for invalid, text in bad:
+        # An unreadable flag passes through as the status: the pipeline rejects it with it.
+        status = pc.if_else(pc.fill_null(invalid, False), text, status)
+    return status
 
 
 def _deals(
@@ -288,6 +306,10 @@ def _deals(
         "expected_close_date": f"HubSpot {cols['close']} of an open deal; {DATE_HINT}",
         "amount": f"HubSpot {cols['amount']}",
         "currency": f"HubSpot {cols['currency']}",
+        "status": "HubSpot status comes from Is Closed Won / Is Deal Closed? (true or false) "
+        "when the export has them, else from the stage (Closed Won / Closed Lost); with Is "
+        "Deal Closed? but no Is Closed Won, a closed deal in another stage has no known "
+        "outcome — add Is Closed Won (hs_is_closed_won) to the export",
     }
     source = SourceTable(
         "deals",
