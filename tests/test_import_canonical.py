@@ -274,3 +274,25 @@ def test_settings_refuse_a_home_that_is_a_file(
     monkeypatch.setenv("SALESML_HOME", str(home))
     with pytest.raises(ValidationError, match="point it at a folder"):
         Settings()
+
+
+def test_column_names_differing_only_in_case_or_spaces_are_read_as_canonical(
+    tmp_path: Path,
+) -> None:
+    """'Deal_ID ', 'STATUS', 'Created At' are deal_id, status, created_at (said in a
+    warning), not custom attributes beside a 'missing' required column."""
+    folder = tmp_path / "crm"
+    folder.mkdir()
+    (folder / "deals.csv").write_text(
+        "Deal_ID ,Created At,STATUS, closed_at ,Amount,amount\n"
+        "H1,2024-01-01,won,2024-02-01,100,100\n",
+        encoding="utf-8",
+    )
+    summary = run_import(read_export(folder, "canonical"), tmp_path / "w.duckdb", tmp_path / "r")
+    assert summary.tables["deals"].imported == 1
+    assert any("'Deal_ID ' as deal_id" in w for w in summary.warnings)
+    assert any("'amount' is used" in w for w in summary.warnings)
+    con = connect(tmp_path / "w.duckdb")
+    row = con.execute("SELECT deal_id, status, CAST(closed_at AS DATE), amount FROM deals")
+    assert [tuple(map(str, r)) for r in row.fetchall()] == [("H1", "won", "2024-02-01", "100.0")]
+    con.close()

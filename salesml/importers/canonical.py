@@ -79,6 +79,7 @@ def read_canonical(path: Path) -> ImportBatch:
         else:
             data = with_source_rows(read_tabular(file))
         schema = TABLES[table]
+        data = _canonical_names(data, table, file, warnings)
         extras = [c for c in column_names(data) if c not in schema.column_names and c != SOURCE_ROW]
         attributes: dict[str, AttributeKind | None] = {}
         if schema.allows_attributes:
@@ -98,6 +99,37 @@ def read_canonical(path: Path) -> ImportBatch:
             )
         sources.append(SourceTable(table, data, str(file), attributes=attributes))
     return ImportBatch("canonical", str(path), sources, warnings)
+
+
+def _canonical_names(data: SourceData, table: str, file: Path, warnings: list[str]) -> SourceData:
+    """A column named as a canonical column but for case, spaces or punctuation (``Deal ID``,
+    ``Created_At``, ``amount `` with a trailing space) is read as that column, with a warning,
+    instead of becoming a custom attribute while the column is reported missing. When the
+    export also has the exact name, nothing is renamed (the warning says which is used)."""
+    wanted = set(TABLES[table].column_names)
+    names = [c for c in column_names(data) if c != SOURCE_ROW]
+    taken = {c for c in names if c in wanted}
+    renames: dict[str, str] = {}
+    for column in names:
+        target = snake_case(column)
+        if column in wanted or target not in wanted:
+            continue
+        if target in taken:
+            warnings.append(
+                f"{file.name}: column {column!r} reads as {target}, which the file also has: "
+                f"{target!r} is used"
+                + (" and this one kept as a custom attribute" if table == "deals" else "")
+            )
+            continue
+        taken.add(target)
+        renames[column] = target
+    if renames:
+        warnings.append(
+            f"{file.name}: read "
+            + ", ".join(f"{c!r} as {t}" for c, t in renames.items())
+            + " (canonical column names are lower case with underscores)"
+        )
+    return _rename(data, renames) if renames else data
 
 
 def _rename(data: SourceData, renames: dict[str, str]) -> SourceData:
