@@ -253,3 +253,18 @@ def test_valid_lines_that_disagree_are_rejected_whole_and_exact_copies_counted(
         5,
     )
     assert (spend.input, spend.imported, spend.unchanged, spend.rejected) == (10, 4, 1, 5)
+
+
+def test_a_zero_cost_in_any_locale_is_no_spend_row(tmp_path: Path) -> None:
+    """'0,00' (a decimal-comma download) or '$0.00' cost nothing: no spend row — neither a
+    rejected one that takes the line's sessions down, nor a known cost of zero."""
+    file = tmp_path / "ga4.csv"
+    file.write_text(
+        "# Start date: 20241101\nSession source / medium,Date,Sessions,Ads cost\n"
+        'google / organic,20241101,120,"0,00"\n(direct) / (none),20241101,80,$0.00\n'
+        "google / cpc,20241101,40,12.50\n",
+        encoding="utf-8",
+    )
+    sessions, spend = read_export(file, "ga4").tables
+    assert sessions.data.num_rows == 3
+    assert spend.data.column("amount").to_pylist() == ["12.50"]

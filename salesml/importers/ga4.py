@@ -58,6 +58,9 @@ SESSIONS = ("Sessions",)
 KEY_EVENTS = ("Key events", "Conversions")
 COST = ("Ads cost", "Google Ads cost", "Advertiser ad cost", "Cost")
 TOTALS = ("grandtotal", "totals", "total")
+ZERO_COST = r"^[\s$€£¥]*0+([.,]0*)?[\s$€£¥]*$"
+"""A cost of nothing as GA4 writes it in any locale (``0``, ``0.00``, ``0,00``, ``$0.00``):
+no spend row, like an empty cost (not a spend of zero)."""
 START_DATE = re.compile(r"^#\s*start date:\s*(\d{8})\s*$", re.IGNORECASE)
 DATE_FORMATS = ["%Y%m%d", "%Y-%m-%d"]
 MISSING_HINT = (
@@ -126,7 +129,7 @@ def read_ga4(path: Path) -> ImportBatch:
     ]
     if cols["cost"] is not None:
         cost = rc.text(data, cols["cost"])
-        spent = pc.fill_null(pc.invert(pc.match_substring_regex(cost, r"^0+(\.0*)?$")), False)
+        spent = pc.fill_null(pc.invert(pc.match_substring_regex(cost, ZERO_COST)), False)
         spend = pa.table(
             {
                 "period": period,
