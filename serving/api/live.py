@@ -24,10 +24,12 @@ nightly batch, ``salesml score --changed``).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -284,6 +286,10 @@ class LiveEvents:
         self._context_data: Any = None
         self._last_fold = 0.0
         self.scored = threading.Condition()
+        self._journaled_at: dict[int, float] = {}  # seq -> monotonic time it was journaled
+        # The last rounds, for tracing where a round's time goes (also logged at DEBUG).
+        self.rounds: deque[dict[str, Any]] = deque(maxlen=500)
+        self._trace: dict[str, Any] = {}
 
     # -- ingestion ------------------------------------------------------------------------
     def ingest(self, reading: Reading, team: str | None = None) -> list[EventResult]:
@@ -342,6 +348,8 @@ class LiveEvents:
                 )
             top = max((seq for seq in seqs if seq), default=0)
             self._journaled_seq = max(self._journaled_seq, top)
+            stamp = time.monotonic()
+            self._journaled_at.update({seq: stamp for seq in seqs if seq})
             self._pending.update({deal: (top, row) for deal, row in staged.items()})
         self._wake.set()
         return [results[n] for n in order]
@@ -424,6 +432,7 @@ class LiveEvents:
         if snap.data is None or snap.data is self._data:
             return
         entries = self.journal.since_folded(snap.warehouse_stamp)
+        self._trace["rebased"] = len(entries)
         history = snap.data.history
         typed = self._typed(entries)
         if typed:
@@ -519,11 +528,33 @@ class LiveEvents:
         snap = self.state.snapshot()
         if not snap.ready or snap.models is None or snap.data is None:
             return
+        started = time.monotonic()
+        self._trace = {"t": round(time.time(), 3)}
         self.rebase()
+        self._lap("rebase", started)
         entries = self.journal.after(self._scored_seq)
+        self._sync_context(snap)
         if entries:
-            self._score(entries, snap, self._extend(entries))
+            seqs = [self._journaled_at.pop(e.seq, None) for e in entries]
+            waited = [started - t for t in seqs if t is not None]
+            self._trace.update(events=len(entries), wait=round(max(waited, default=0.0), 3))
+            mark = time.monotonic()
+            history = self._extend(entries)
+            self._lap("extend", mark)
+            self._score(entries, snap, history)
+        mark = time.monotonic()
         self._publish()
+        self._lap("publish_run", mark)
+        if entries or self._trace.get("rebase", 0) > 0.01:
+            self._trace["total"] = round(time.monotonic() - started, 3)
+            self.rounds.append(self._trace)
+            log.debug("round %s", json.dumps(self._trace))
+
+    def _lap(self, name: str, since: float) -> float:
+        """Record ``name``'s time in this round's trace (seconds since ``since``)."""
+        now = time.monotonic()
+        self._trace[name] = round(now - since, 3)
+        return now
 
     def fold_now(self) -> int:
         """Import unfolded journal entries into the warehouse; the entries folded."""
@@ -536,6 +567,16 @@ class LiveEvents:
             if summary is None:
                 return 0
             self.journal.mark_folded([e.seq for e in entries])
+            log.debug(
+                "fold %s",
+                json.dumps(
+                    {
+                        "t": round(time.time(), 3),
+                        "entries": len(entries),
+                        "seconds": round(time.monotonic() - self._last_fold, 3),
+                    }
+                ),
+            )
         rejected = sum(t.rejected for t in summary.tables.values())
         if rejected:
             log.warning(
@@ -558,8 +599,7 @@ class LiveEvents:
         as_of = min(max(latest), max(_now(), snap.data.as_of))
         self._as_of = as_of
         wanted = [d for d in last if d in self._deal_pos]
-        if self._context is None or self._context_data is not snap.data:
-            self._context, self._context_data = LiveContext(snap.data.spec), snap.data
+        assert self._context is not None
         dirty = sorted(
             {
                 str(row["deal_id"])
@@ -568,11 +608,15 @@ class LiveEvents:
                 if str(row["deal_id"]) in wanted
             }
         )
+        mark = time.monotonic()
         features = self._context.rows(history, as_of, wanted, dirty)
+        mark = self._lap("rows", mark)
+        self._trace["path"] = self._context.last_path
         scored: list[LiveScore] = []
         if len(features):
             future = self.state.scorer.submit(features, snap.models, as_of, batchable=False)
             rows = future.result(timeout=60)
+            mark = self._lap("score", mark)
             stamp = _now().isoformat()
             for found in rows.to_dict(orient="records"):
                 deal = str(found["deal_id"])
@@ -619,6 +663,7 @@ class LiveEvents:
         self._scored_seq = max(e.seq for e in entries)
         with self.scored:
             self.scored.notify_all()
+        mark = self._lap("publish", mark)
         # After the answers are out: the records' input hashes (provenance, not in the
         # answer), the journal's copy (a crash before it rescores these entries at the next
         # start, to the same rows), the context for the next round.
@@ -631,7 +676,28 @@ class LiveEvents:
         self._saved_seq = self._scored_seq
         with self.scored:
             self.scored.notify_all()
-        self._context.refresh(history, as_of)
+        mark = self._lap("save", mark)
+        self._context.refresh(history, as_of, wait=False)
+        self._lap("refresh", mark)
+
+    def _sync_context(self, snap: Snapshot) -> LiveContext:
+        """The one-deal context for the served data. At start-up and after a reload of the
+        data it is rebuilt on the builder thread (the rounds meanwhile are scored by
+        ``build_features``), so no round waits for it; kept across a reload of the same
+        feature spec (its costs measured so far stay)."""
+        assert snap.data is not None and self._history is not None
+        context = self._context
+        if context is not None and self._context_data is snap.data:
+            return context
+        if context is None or list(context.spec) != list(snap.data.spec):
+            context = LiveContext(snap.data.spec)
+        # As of the last round's (events are stamped as they happen: the next round's is
+        # about now); the context is moved to the round's as_of when nothing happens between.
+        now = max(_now(), snap.data.as_of)
+        as_of = self._as_of if self._as_of is not None else now
+        context.start_rebuild(self._history, as_of)
+        self._context, self._context_data = context, snap.data
+        return context
 
     def _publish(self) -> None:
         """Put the live answers on top of the served run (again, after a new run)."""
