@@ -285,6 +285,7 @@ class LiveEvents:
         self._context: LiveContext | None = None  # the one-deal feature context (per data)
         self._context_data: Any = None
         self._last_fold = 0.0
+        self._last_ingest = 0.0  # monotonic time of the last accepted event
         self.scored = threading.Condition()
         self._journaled_at: dict[int, float] = {}  # seq -> monotonic time it was journaled
         # The last rounds, for tracing where a round's time goes (also logged at DEBUG).
@@ -349,7 +350,10 @@ class LiveEvents:
             top = max((seq for seq in seqs if seq), default=0)
             self._journaled_seq = max(self._journaled_seq, top)
             stamp = time.monotonic()
+            if len(self._journaled_at) > 100_000:  # entries scored elsewhere (a rebase)
+                self._journaled_at.clear()
             self._journaled_at.update({seq: stamp for seq in seqs if seq})
+            self._last_ingest = stamp
             self._pending.update({deal: (top, row) for deal, row in staged.items()})
         self._wake.set()
         return [results[n] for n in order]
@@ -493,15 +497,16 @@ class LiveEvents:
         self.journal.close()
 
     def _fold_loop(self) -> None:
-        # Every fold_seconds while the applier keeps up; while it is busy scoring (a steady
-        # stream of events), at most FOLD_DEFER times less often: a fold is a fixed ~0.1-0.5 s
-        # of import work on the cores the scoring needs, and nothing waits for it (the
-        # journal, not the warehouse, makes an event durable).
+        # Every fold_seconds once events stop coming; while they come (one within the last
+        # fold_seconds) or the applier is behind, at most FOLD_DEFER times less often: a fold
+        # is a fixed ~0.1-0.5 s of import work on the cores the scoring needs, and nothing
+        # waits for it (the journal, not the warehouse, makes an event durable).
         while not self._stop.wait(min(self.fold_seconds, 0.25)):
             since = time.monotonic() - self._last_fold
             if since < self.fold_seconds:
                 continue
-            busy = self._scored_seq < self._journaled_seq
+            streaming = time.monotonic() - self._last_ingest < self.fold_seconds
+            busy = streaming or self._scored_seq < self._journaled_seq
             if busy and since < FOLD_DEFER * self.fold_seconds:
                 continue
             try:
@@ -539,9 +544,10 @@ class LiveEvents:
             waited = [started - t for t in seqs if t is not None]
             self._trace.update(events=len(entries), wait=round(max(waited, default=0.0), 3))
             mark = time.monotonic()
+            stages = self._stages_before(entries)
             history = self._extend(entries)
             self._lap("extend", mark)
-            self._score(entries, snap, history)
+            self._score(entries, snap, history, stages)
         mark = time.monotonic()
         self._publish()
         self._lap("publish_run", mark)
@@ -584,12 +590,35 @@ class LiveEvents:
             )
         return len(entries)
 
-    def _score(self, entries: Sequence[Entry], snap: Snapshot, history: History) -> None:
+    def _stages_before(self, entries: Sequence[Entry]) -> dict[str, str | None]:
+        """The stage before this round of each deal the round's deal rows touch (None when
+        unknown: a new deal, or a history that already holds some of the round's rows)."""
+        if self._history is None or min(e.seq for e in entries) <= self._history_seq:
+            return {}
+        stage = self._history.deals["stage"]
+        out: dict[str, str | None] = {}
+        for entry in entries:
+            for row in (entry.rows or {}).get("deals", []):
+                deal = str(row["deal_id"])
+                loc = self._deal_pos.get(deal)
+                if deal not in out:
+                    out[deal] = None if loc is None else _raw(stage.iat[loc])
+        return out
+
+    def _score(
+        self,
+        entries: Sequence[Entry],
+        snap: Snapshot,
+        history: History,
+        stages: dict[str, str | None] | None = None,
+    ) -> None:
         assert snap.data is not None
         last = {}
+        of_deal: dict[str, list[Entry]] = {}  # the round's events of each deal, in order
         for entry in entries:
             for deal in deal_ids(entry.rows or {}):
                 last[deal] = entry
+                of_deal.setdefault(deal, []).append(entry)
         stamps = [pd.Timestamp(e.occurred_at) for e in entries]
         stamps = [s.tz_convert(None) if s.tzinfo else s for s in stamps]
         # As of the latest event applied so far (never before an earlier round's: events sent
@@ -652,7 +681,7 @@ class LiveEvents:
                             "previous": previous.score.row["point"]
                             if previous is not None
                             else None,
-                            "event": describe(entry),
+                            "event": describe_round(of_deal[deal], (stages or {}).get(deal)),
                         },
                     )
                 )
@@ -803,6 +832,51 @@ def describe(entry: Entry) -> str:
     elif entry.type == "activity.logged":
         detail = f" ({fields.get('type')})"
     return f"{entry.type}{detail} at {entry.occurred_at} (event {entry.event_id})"
+
+
+# A change summary names at most this many of a round's events of one deal (then "and N
+# more"), each id cut to ID_CHARS: the summary stays a line, however large the round.
+NAMED_EVENTS = 5
+ID_CHARS = 40
+STAGE_CHARS = 40
+
+
+def _cut(text: Any, limit: int) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _what(entry: Entry, before: str | None) -> tuple[str, str | None]:
+    """One event of a round in a few words, and the deal's stage after it."""
+    fields = entry.event.get("fields", {})
+    if entry.type == "deal.stage_changed" or "stage" in fields:
+        stage = fields.get("stage")
+        moved = f"{_cut(before, STAGE_CHARS)}->" if before not in (None, stage) else ""
+        return f"stage {moved}{_cut(stage, STAGE_CHARS)}", stage
+    if entry.type == "activity.logged":
+        return str(_cut(fields.get("type"), STAGE_CHARS)), before
+    named = sorted(k for k in fields if k != "deal_id")
+    if entry.type == "deal.updated" and named:
+        return f"{entry.type} ({_cut(', '.join(named), STAGE_CHARS)})", before
+    return entry.type, before
+
+
+def describe_round(entries: Sequence[Entry], stage: str | None = None) -> str:
+    """A deal's events of one round for its change summary: the event as ``describe`` puts
+    it when there is one; else every event, in order and bounded — "2 events: stage
+    Proposal->Negotiation (rv-1), call (rv-2)" (``stage``: the deal's stage before them)."""
+    if len(entries) == 1:
+        return describe(entries[0])
+    parts = []
+    for entry in entries:
+        text, stage = _what(entry, stage)
+        parts.append(f"{text} ({_cut(entry.event_id, ID_CHARS)})")
+    more = len(parts) - NAMED_EVENTS
+    shown = (
+        parts[:NAMED_EVENTS] if more <= 0 else [*parts[: NAMED_EVENTS - 1], f"and {more + 1} more"]
+    )
+    last = entries[-1]
+    return f"{len(entries)} events: {', '.join(shown)}; the last at {last.occurred_at}"
 
 
 def _change(prev: dict[str, Any], cur: dict[str, Any], drivers: Any, event: str) -> ScoreChange:
