@@ -494,6 +494,8 @@ class LiveEvents:
         for thread in (self._thread, self._folder):
             if thread is not None:
                 thread.join(timeout=30)
+        if self._context is not None:
+            self._context.join(timeout=30)  # a context build in flight
         self.journal.close()
 
     def _fold_loop(self) -> None:

@@ -121,6 +121,11 @@ def test_a_round_of_several_events_names_every_one_of_them(served: Served) -> No
     served.settle(answer)
     summary = served.deal(deal_id)["change"]["summary"]
     assert "after 2 events: stage Proposal->Negotiation (rv-1), call (rv-2)" in summary
+    # and the round is traced: where its time went (docs/events.md, "Tracing the rounds")
+    traced = [r for r in served.live.rounds if r.get("events")]
+    assert traced and {"wait", "extend", "rows", "path", "score", "publish", "total"} <= set(
+        traced[-1]
+    )
 
 
 def test_replaying_the_same_events_changes_nothing(served: Served) -> None:
