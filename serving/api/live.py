@@ -843,8 +843,8 @@ ID_CHARS = 40
 STAGE_CHARS = 40
 
 
-def _cut(text: Any, limit: int) -> str:
-    text = str(text)
+def _cut(value: Any, limit: int) -> str:
+    text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
