@@ -24,10 +24,12 @@ nightly batch, ``salesml score --changed``).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -283,7 +285,12 @@ class LiveEvents:
         self._context: LiveContext | None = None  # the one-deal feature context (per data)
         self._context_data: Any = None
         self._last_fold = 0.0
+        self._last_ingest = 0.0  # monotonic time of the last accepted event
         self.scored = threading.Condition()
+        self._journaled_at: dict[int, float] = {}  # seq -> monotonic time it was journaled
+        # The last rounds, for tracing where a round's time goes (also logged at DEBUG).
+        self.rounds: deque[dict[str, Any]] = deque(maxlen=500)
+        self._trace: dict[str, Any] = {}
 
     # -- ingestion ------------------------------------------------------------------------
     def ingest(self, reading: Reading, team: str | None = None) -> list[EventResult]:
@@ -342,6 +349,11 @@ class LiveEvents:
                 )
             top = max((seq for seq in seqs if seq), default=0)
             self._journaled_seq = max(self._journaled_seq, top)
+            stamp = time.monotonic()
+            if len(self._journaled_at) > 100_000:  # entries scored elsewhere (a rebase)
+                self._journaled_at.clear()
+            self._journaled_at.update({seq: stamp for seq in seqs if seq})
+            self._last_ingest = stamp
             self._pending.update({deal: (top, row) for deal, row in staged.items()})
         self._wake.set()
         return [results[n] for n in order]
@@ -424,6 +436,7 @@ class LiveEvents:
         if snap.data is None or snap.data is self._data:
             return
         entries = self.journal.since_folded(snap.warehouse_stamp)
+        self._trace["rebased"] = len(entries)
         history = snap.data.history
         typed = self._typed(entries)
         if typed:
@@ -481,18 +494,21 @@ class LiveEvents:
         for thread in (self._thread, self._folder):
             if thread is not None:
                 thread.join(timeout=30)
+        if self._context is not None:
+            self._context.join(timeout=30)  # a context build in flight
         self.journal.close()
 
     def _fold_loop(self) -> None:
-        # Every fold_seconds while the applier keeps up; while it is busy scoring (a steady
-        # stream of events), at most FOLD_DEFER times less often: a fold is a fixed ~0.1-0.5 s
-        # of import work on the cores the scoring needs, and nothing waits for it (the
-        # journal, not the warehouse, makes an event durable).
+        # Every fold_seconds once events stop coming; while they come (one within the last
+        # fold_seconds) or the applier is behind, at most FOLD_DEFER times less often: a fold
+        # is a fixed ~0.1-0.5 s of import work on the cores the scoring needs, and nothing
+        # waits for it (the journal, not the warehouse, makes an event durable).
         while not self._stop.wait(min(self.fold_seconds, 0.25)):
             since = time.monotonic() - self._last_fold
             if since < self.fold_seconds:
                 continue
-            busy = self._scored_seq < self._journaled_seq
+            streaming = time.monotonic() - self._last_ingest < self.fold_seconds
+            busy = streaming or self._scored_seq < self._journaled_seq
             if busy and since < FOLD_DEFER * self.fold_seconds:
                 continue
             try:
@@ -519,11 +535,34 @@ class LiveEvents:
         snap = self.state.snapshot()
         if not snap.ready or snap.models is None or snap.data is None:
             return
+        started = time.monotonic()
+        self._trace = {"t": round(time.time(), 3)}
         self.rebase()
+        self._lap("rebase", started)
         entries = self.journal.after(self._scored_seq)
+        self._sync_context(snap)
         if entries:
-            self._score(entries, snap, self._extend(entries))
+            seqs = [self._journaled_at.pop(e.seq, None) for e in entries]
+            waited = [started - t for t in seqs if t is not None]
+            self._trace.update(events=len(entries), wait=round(max(waited, default=0.0), 3))
+            mark = time.monotonic()
+            stages = self._stages_before(entries)
+            history = self._extend(entries)
+            self._lap("extend", mark)
+            self._score(entries, snap, history, stages)
+        mark = time.monotonic()
         self._publish()
+        self._lap("publish_run", mark)
+        if entries or self._trace.get("rebase", 0) > 0.01:
+            self._trace["total"] = round(time.monotonic() - started, 3)
+            self.rounds.append(self._trace)
+            log.debug("round %s", json.dumps(self._trace))
+
+    def _lap(self, name: str, since: float) -> float:
+        """Record ``name``'s time in this round's trace (seconds since ``since``)."""
+        now = time.monotonic()
+        self._trace[name] = round(now - since, 3)
+        return now
 
     def fold_now(self) -> int:
         """Import unfolded journal entries into the warehouse; the entries folded."""
@@ -536,6 +575,16 @@ class LiveEvents:
             if summary is None:
                 return 0
             self.journal.mark_folded([e.seq for e in entries])
+            log.debug(
+                "fold %s",
+                json.dumps(
+                    {
+                        "t": round(time.time(), 3),
+                        "entries": len(entries),
+                        "seconds": round(time.monotonic() - self._last_fold, 3),
+                    }
+                ),
+            )
         rejected = sum(t.rejected for t in summary.tables.values())
         if rejected:
             log.warning(
@@ -543,12 +592,35 @@ class LiveEvents:
             )
         return len(entries)
 
-    def _score(self, entries: Sequence[Entry], snap: Snapshot, history: History) -> None:
+    def _stages_before(self, entries: Sequence[Entry]) -> dict[str, str | None]:
+        """The stage before this round of each deal the round's deal rows touch (None when
+        unknown: a new deal, or a history that already holds some of the round's rows)."""
+        if self._history is None or min(e.seq for e in entries) <= self._history_seq:
+            return {}
+        stage = self._history.deals["stage"]
+        out: dict[str, str | None] = {}
+        for entry in entries:
+            for row in (entry.rows or {}).get("deals", []):
+                deal = str(row["deal_id"])
+                loc = self._deal_pos.get(deal)
+                if deal not in out:
+                    out[deal] = None if loc is None else _raw(stage.iat[loc])
+        return out
+
+    def _score(
+        self,
+        entries: Sequence[Entry],
+        snap: Snapshot,
+        history: History,
+        stages: dict[str, str | None] | None = None,
+    ) -> None:
         assert snap.data is not None
         last = {}
+        of_deal: dict[str, list[Entry]] = {}  # the round's events of each deal, in order
         for entry in entries:
             for deal in deal_ids(entry.rows or {}):
                 last[deal] = entry
+                of_deal.setdefault(deal, []).append(entry)
         stamps = [pd.Timestamp(e.occurred_at) for e in entries]
         stamps = [s.tz_convert(None) if s.tzinfo else s for s in stamps]
         # As of the latest event applied so far (never before an earlier round's: events sent
@@ -558,8 +630,7 @@ class LiveEvents:
         as_of = min(max(latest), max(_now(), snap.data.as_of))
         self._as_of = as_of
         wanted = [d for d in last if d in self._deal_pos]
-        if self._context is None or self._context_data is not snap.data:
-            self._context, self._context_data = LiveContext(snap.data.spec), snap.data
+        assert self._context is not None
         dirty = sorted(
             {
                 str(row["deal_id"])
@@ -568,11 +639,15 @@ class LiveEvents:
                 if str(row["deal_id"]) in wanted
             }
         )
+        mark = time.monotonic()
         features = self._context.rows(history, as_of, wanted, dirty)
+        mark = self._lap("rows", mark)
+        self._trace["path"] = self._context.last_path
         scored: list[LiveScore] = []
         if len(features):
             future = self.state.scorer.submit(features, snap.models, as_of, batchable=False)
             rows = future.result(timeout=60)
+            mark = self._lap("score", mark)
             stamp = _now().isoformat()
             for found in rows.to_dict(orient="records"):
                 deal = str(found["deal_id"])
@@ -608,7 +683,7 @@ class LiveEvents:
                             "previous": previous.score.row["point"]
                             if previous is not None
                             else None,
-                            "event": describe(entry),
+                            "event": describe_round(of_deal[deal], (stages or {}).get(deal)),
                         },
                     )
                 )
@@ -619,6 +694,7 @@ class LiveEvents:
         self._scored_seq = max(e.seq for e in entries)
         with self.scored:
             self.scored.notify_all()
+        mark = self._lap("publish", mark)
         # After the answers are out: the records' input hashes (provenance, not in the
         # answer), the journal's copy (a crash before it rescores these entries at the next
         # start, to the same rows), the context for the next round.
@@ -631,7 +707,28 @@ class LiveEvents:
         self._saved_seq = self._scored_seq
         with self.scored:
             self.scored.notify_all()
-        self._context.refresh(history, as_of)
+        mark = self._lap("save", mark)
+        self._context.refresh(history, as_of, wait=False)
+        self._lap("refresh", mark)
+
+    def _sync_context(self, snap: Snapshot) -> LiveContext:
+        """The one-deal context for the served data. At start-up and after a reload of the
+        data it is rebuilt on the builder thread (the rounds meanwhile are scored by
+        ``build_features``), so no round waits for it; kept across a reload of the same
+        feature spec (its costs measured so far stay)."""
+        assert snap.data is not None and self._history is not None
+        context = self._context
+        if context is not None and self._context_data is snap.data:
+            return context
+        if context is None or list(context.spec) != list(snap.data.spec):
+            context = LiveContext(snap.data.spec)
+        # As of the last round's (events are stamped as they happen: the next round's is
+        # about now); the context is moved to the round's as_of when nothing happens between.
+        now = max(_now(), snap.data.as_of)
+        as_of = self._as_of if self._as_of is not None else now
+        context.start_rebuild(self._history, as_of)
+        self._context, self._context_data = context, snap.data
+        return context
 
     def _publish(self) -> None:
         """Put the live answers on top of the served run (again, after a new run)."""
@@ -737,6 +834,51 @@ def describe(entry: Entry) -> str:
     elif entry.type == "activity.logged":
         detail = f" ({fields.get('type')})"
     return f"{entry.type}{detail} at {entry.occurred_at} (event {entry.event_id})"
+
+
+# A change summary names at most this many of a round's events of one deal (then "and N
+# more"), each id cut to ID_CHARS: the summary stays a line, however large the round.
+NAMED_EVENTS = 5
+ID_CHARS = 40
+STAGE_CHARS = 40
+
+
+def _cut(value: Any, limit: int) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _what(entry: Entry, before: str | None) -> tuple[str, str | None]:
+    """One event of a round in a few words, and the deal's stage after it."""
+    fields = entry.event.get("fields", {})
+    if entry.type == "deal.stage_changed" or "stage" in fields:
+        stage = fields.get("stage")
+        moved = f"{_cut(before, STAGE_CHARS)}->" if before not in (None, stage) else ""
+        return f"stage {moved}{_cut(stage, STAGE_CHARS)}", stage
+    if entry.type == "activity.logged":
+        return str(_cut(fields.get("type"), STAGE_CHARS)), before
+    named = sorted(k for k in fields if k != "deal_id")
+    if entry.type == "deal.updated" and named:
+        return f"{entry.type} ({_cut(', '.join(named), STAGE_CHARS)})", before
+    return entry.type, before
+
+
+def describe_round(entries: Sequence[Entry], stage: str | None = None) -> str:
+    """A deal's events of one round for its change summary: the event as ``describe`` puts
+    it when there is one; else every event, in order and bounded — "2 events: stage
+    Proposal->Negotiation (rv-1), call (rv-2)" (``stage``: the deal's stage before them)."""
+    if len(entries) == 1:
+        return describe(entries[0])
+    parts = []
+    for entry in entries:
+        text, stage = _what(entry, stage)
+        parts.append(f"{text} ({_cut(entry.event_id, ID_CHARS)})")
+    more = len(parts) - NAMED_EVENTS
+    shown = (
+        parts[:NAMED_EVENTS] if more <= 0 else [*parts[: NAMED_EVENTS - 1], f"and {more + 1} more"]
+    )
+    last = entries[-1]
+    return f"{len(entries)} events: {', '.join(shown)}; the last at {last.occurred_at}"
 
 
 def _change(prev: dict[str, Any], cur: dict[str, Any], drivers: Any, event: str) -> ScoreChange:

@@ -16,12 +16,21 @@ must then describe the current history at the round's as_of; per round it is
 * rebuilt otherwise (a new or closed deal, a changed owner, team, product or other deal field,
   a stage name the history lacks) — that round is scored by ``build_features`` as before.
 
+A rebuild never holds up a round: it runs on a builder thread from the history of the round
+that asked for it, while the next rounds are scored by ``build_features``; those rounds'
+deals (the journal's tail since that history) are remembered, and the first round after the
+build is done adopts the new context by checking and patching them too (the patch replaces
+a deal's stage rows by the history's, so a deal patched twice is patched once). A tail the
+new context cannot express (a new deal in it, say) starts another build.
+
 Activities are read per deal only, so an activity never changes the context.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 import weakref
 from collections import Counter
@@ -40,6 +49,8 @@ from features.build import build_features
 from features.history import History
 from features.single import DealContext, deal_context, deal_features
 from features.spec import Feature, flat_columns
+
+log = logging.getLogger("salesml.events")
 
 # Rounds after which a round that costs about as much one deal at a time as in one batch
 # takes the batch, to measure it again (``LiveContext._one_by_one``).
@@ -76,20 +87,84 @@ class LiveContext:
         self.patches = 0
         self.fallbacks: dict[str, int] = {}  # why a round could not use the context
         self.batched = 0  # rounds scored by build_features
+        self.adopted = 0  # built contexts taken over with a tail of rounds to patch in
         self._costs: dict[str, list[float]] = {"deal": [], "batch": []}  # seconds, recent
         self._since_batch = 0  # rounds since the batch cost was last measured
         self._since_deal = 0  # and the one-deal cost
+        self.last_path = ""  # how the last round's rows were made (for the round trace)
+        # The builder thread's context (built from some round's history), its boundaries,
+        # and the deals of the rounds scored since that history: the tail it must adopt.
+        self._build_lock = threading.Lock()
+        self._generation = 0  # of the builds started; only the latest one's context is kept
+        self._builder: threading.Thread | None = None
+        self._built: tuple[DealContext, np.ndarray] | None = None
+        self._tail_touched: set[str] = set()
+        self._tail_dirty: set[str] = set()
 
     # -- keeping the context current -------------------------------------------------------
     def rebuild(self, history: History, as_of: pd.Timestamp) -> None:
-        started = time.perf_counter()
-        self.context = deal_context(history, as_of, self.spec)
+        """Rebuild the context now, on this thread, from ``history`` at ``as_of``."""
+        with self._build_lock:
+            self._generation += 1  # a build running is superseded
+        self.context, self._bounds = self._make(history, as_of)
         self._base = history
-        self._bounds = _boundaries(history)
+        self._built = None
+        self._tail_touched, self._tail_dirty = set(), set()
+
+    def _make(self, history: History, as_of: pd.Timestamp) -> tuple[DealContext, np.ndarray]:
+        started = time.perf_counter()
+        made = deal_context(history, as_of, self.spec), _boundaries(history)
         self.rebuilds += 1
         if not self._costs["batch"]:
             # Reading the whole history once, like ``build_features``: its cost until measured.
             self._costs["batch"] = [time.perf_counter() - started]
+        return made
+
+    def start_rebuild(self, history: History, as_of: pd.Timestamp) -> None:
+        """Rebuild the context on the builder thread from ``history`` at ``as_of``; the rounds
+        scored meanwhile are the tail the new context adopts. A build already running is
+        superseded (its context is dropped)."""
+        with self._build_lock:
+            self._generation += 1
+            generation = self._generation
+            self.context, self._built = None, None
+            self._tail_touched, self._tail_dirty = set(), set()
+
+            def build() -> None:
+                try:
+                    made = self._make(history, as_of)
+                except Exception as exc:  # the next round that needs it starts another
+                    log.warning("rebuilding the live feature context failed (%s)", exc)
+                    return
+                with self._build_lock:
+                    if generation == self._generation:
+                        self._built = made
+
+            self._builder = threading.Thread(target=build, name="events-context", daemon=True)
+            self._builder.start()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the builder thread (tests, shutdown); whether no build is running."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+        return builder is None or not builder.is_alive()
+
+    def _adopt(self, touched: Sequence[str], dirty: Sequence[str]) -> tuple[list[str], list[str]]:
+        """Take the builder's context when it is done; the round's deals and dirty deals
+        with the tail's added (what the new context must check and patch)."""
+        if self.context is None:
+            with self._build_lock:
+                built, self._built = self._built, None
+            if built is None:
+                raise StaleContextError("rebuilding")
+            self.context, self._bounds = built
+            tail_touched, tail_dirty = self._tail_touched, self._tail_dirty
+            self._tail_touched, self._tail_dirty = set(), set()
+            extra = sorted((tail_touched | tail_dirty) - set(touched))
+            self.adopted += bool(tail_touched or tail_dirty)
+            return [*touched, *extra], sorted({*dirty, *tail_dirty})
+        return list(touched), list(dirty)
 
     def _advance(self, as_of: pd.Timestamp) -> DealContext:
         ctx = self.context
@@ -207,27 +282,51 @@ class LiveContext:
     ) -> pd.DataFrame:
         """Feature rows of ``touched`` (``dirty``: those whose stage rows changed) on
         ``history`` at ``as_of``: ``build_features(history, as_of, touched)``."""
+        touched = list(touched)
+        wanted, dirty_all = touched, list(dirty)
         try:
-            if self.context is None or self.context.state is None:
+            if self.context is None and self._builder is None and self._built is None:
                 raise StaleContextError("no context yet")
+            wanted, dirty_all = self._adopt(touched, dirty)
+            assert self.context is not None
+            if self.context.state is None:
+                raise StaleContextError("no context state")
             if "amount" not in {f.name for f in self.spec}:
                 raise StaleContextError("no amount feature to keep the open pipeline with")
             ctx = self._advance(as_of)
-            self._check_deals(ctx, history, touched)
-            if dirty:
-                ctx = self._patch(ctx, history, dirty)
-            if self._one_by_one(len(touched) + len(dirty)):
+            self._check_deals(ctx, history, wanted)
+            if dirty_all:
+                ctx = self._patch(ctx, history, dirty_all)
+            self.last_path = "patch+" if dirty_all else ""
+            if len(wanted) > len(touched):
+                self.last_path = f"adopt({len(wanted) - len(touched)})+{self.last_path}"
+            if self._one_by_one(len(wanted) + len(dirty_all)):
+                self.last_path += "deal"
                 started = time.perf_counter()
-                out, ctx = self._score(ctx, history, touched, dirty)
-                spent = (time.perf_counter() - started) / (len(touched) + len(dirty))
+                out, ctx = self._score(ctx, history, touched, dirty_all)
+                spent = (time.perf_counter() - started) / (len(touched) + len(dirty_all))
                 self._costs["deal"] = [*self._costs["deal"][-19:], spent]
                 self._since_deal = 0
             else:
-                out = self._build(history, as_of, touched)
-                ctx = _with_amounts(ctx, dirty, out)
+                self.last_path += "batch"
+                full = self._build(
+                    history, as_of, [*touched, *sorted(set(dirty_all) - set(touched))]
+                )
+                ctx = _with_amounts(ctx, dirty_all, full)
+                out = full.loc[[d for d in touched if d in full.index]]
         except StaleContextError as why:
+            self.last_path = f"fallback: {why}"
             self.fallbacks[str(why)] = self.fallbacks.get(str(why), 0) + 1
-            self.context = None  # rebuilt after the round's answers are out (``refresh``)
+            if str(why) == "rebuilding":
+                # the tail the builder's context will adopt
+                self._tail_touched.update(touched)
+                self._tail_dirty.update(dirty)
+            else:
+                # the round's history is the one to rebuild from (``refresh``)
+                with self._build_lock:
+                    self._generation += 1
+                    self.context, self._built, self._builder = None, None, None
+                self._tail_touched, self._tail_dirty = set(), set()
             return self._build(history, as_of, touched)
         self.context, self._base = ctx, history
         return out
@@ -257,10 +356,22 @@ class LiveContext:
             return not (self._since_batch >= PROBE_ROUNDS and 2 * one_by_one > whole)
         return self._since_deal >= PROBE_ROUNDS and one_by_one < 2 * whole
 
-    def refresh(self, history: History, as_of: pd.Timestamp) -> None:
-        """Rebuild the context when the last round could not use it."""
-        if self.context is None:
-            self.rebuild(history, as_of)
+    def refresh(self, history: History, as_of: pd.Timestamp, wait: bool = True) -> None:
+        """Rebuild the context when the last round could not use it: now (``wait``), or on
+        the builder thread (the applier: a rebuild never holds up the next round)."""
+        if self.context is not None:
+            return
+        if wait:
+            if self._built is None:
+                self.rebuild(history, as_of)
+            return
+        if self._built is None and not self.building:
+            self.start_rebuild(history, as_of)
+
+    @property
+    def building(self) -> bool:
+        """Whether the builder thread is at work."""
+        return self._builder is not None and self._builder.is_alive()
 
     def _score(
         self, ctx: DealContext, history: History, touched: Sequence[str], dirty: Sequence[str]

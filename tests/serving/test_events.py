@@ -106,6 +106,30 @@ def test_a_stage_change_is_scored_with_the_event_as_the_reason(served: Served) -
     assert stages in ([], ["Negotiation"])
 
 
+def test_a_round_of_several_events_names_every_one_of_them(served: Served) -> None:
+    """A stage change and a call of one deal, scored in one round: the change summary names
+    both, in order, with the stage they moved from — not only the last (a call)."""
+    deal_id = served.deals[2]
+    first = served.post({"events": [stage_change("rv-0", deal_id, "Proposal")]})
+    served.settle(first)
+    call = {
+        "event_id": "rv-2",
+        "type": "activity.logged",
+        "occurred_at": WHEN,
+        "activity": {"deal_id": deal_id, "type": "call"},
+    }
+    answer = served.post({"events": [stage_change("rv-1", deal_id, "Negotiation"), call]})
+    assert answer.status_code == 202, answer.text
+    served.settle(answer)
+    summary = served.deal(deal_id)["change"]["summary"]
+    assert "after 2 events: stage Proposal->Negotiation (rv-1), call (rv-2)" in summary
+    # and the round is traced: where its time went (docs/events.md, "Tracing the rounds")
+    traced = [r for r in served.live.rounds if r.get("events")]
+    assert traced and {"wait", "extend", "rows", "path", "score", "publish", "total"} <= set(
+        traced[-1]
+    )
+
+
 def test_replaying_the_same_events_changes_nothing(served: Served) -> None:
     deal_id = served.deals[1]
     events = [

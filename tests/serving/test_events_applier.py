@@ -19,13 +19,15 @@ from serving.api.live import (
     _only,
     _raw,
     _replaced,
+    describe,
+    describe_round,
     overlay,
     typed_rows,
 )
 from serving.api.live_context import deal_id_array
 from serving.changes import input_hashes
 from serving.events.checks import check_row
-from serving.events.journal import Journal, LiveScore
+from serving.events.journal import Entry, Journal, LiveScore
 from tests.features.histories import random_history
 
 
@@ -155,3 +157,34 @@ def test_the_grown_historys_deal_ids_are_handed_over_not_read_again() -> None:
         np.testing.assert_array_equal(deal_id_array(frame), expected)
     assert len(grown.stage_history) == len(history.stage_history)
     assert len(grown.activities) == len(history.activities) + 1
+
+
+def test_a_round_summary_names_its_events_in_order_and_stays_bounded() -> None:
+    """Every event of a deal's round is named (its kind and id), the stage moves chained from
+    the stage before the round; a large round names the first few and counts the rest, and
+    long ids are cut, so the summary stays one line."""
+
+    def entry(seq: int, kind: str, fields: dict[str, Any], event_id: str) -> Entry:
+        event = {"event_id": event_id, "type": kind, "fields": {"deal_id": "D1", **fields}}
+        return Entry(seq, event_id, kind, "canonical", "2026-04-01T10:00:00Z", event, None, False)
+
+    two = [
+        entry(1, "deal.stage_changed", {"stage": "Proposal"}, "a-1"),
+        entry(2, "deal.stage_changed", {"stage": "Negotiation"}, "a-2"),
+        entry(3, "activity.logged", {"type": "call"}, "a-3"),
+        entry(4, "deal.updated", {"amount": 5.0}, "a-4"),
+    ]
+    text = describe_round(two, "Discovery")
+    assert text.startswith(
+        "4 events: stage Discovery->Proposal (a-1), stage Proposal->Negotiation (a-2), "
+        "call (a-3), deal.updated (amount) (a-4)"
+    )
+    assert describe_round(two[:1], "Discovery") == describe(two[0])  # one event: as before
+    assert describe_round(two[:2], None).startswith("2 events: stage Proposal (a-1), stage ")
+    many = [
+        entry(n, "activity.logged", {"type": "email"}, f"evt-{n:04d}-" + "x" * 200)
+        for n in range(40)
+    ]
+    text = describe_round(many, "Discovery")
+    assert text.startswith("40 events: email (evt-0000-") and "and 36 more" in text
+    assert len(text) < 400

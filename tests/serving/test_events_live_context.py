@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -179,3 +180,47 @@ def test_the_chooser_measures_both_paths_again_now_and_then() -> None:
     live._since_deal = 0
     choices = [live._one_by_one(15) for _ in range(PROBE_ROUNDS)]
     assert choices == [False] * (PROBE_ROUNDS - 1) + [True]
+
+
+@pytest.mark.parametrize("path", ["one_by_one", "batch"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_rebuild_off_the_round_path_adopts_the_rounds_scored_meanwhile(
+    seed: int, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The applier rebuilds the context on a builder thread; the rounds scored meanwhile
+    (by build_features) are the tail the new context must take in when it is done. The
+    builder is held until the test lets it go, so the tail is never empty by luck of
+    timing: the rows stay the batch's round after round, and a tail the new context
+    cannot express (a new or won deal in it) starts another build."""
+    history = random_history(200 + seed, n_deals=40)
+    rng = np.random.default_rng(200 + seed)
+    as_of = history.exported_at
+    spec = feature_spec(history)
+    live = LiveContext(spec)
+    gate = threading.Event()
+    make = live._make
+
+    def held(history: History, as_of: pd.Timestamp) -> Any:
+        assert gate.wait(60)
+        return make(history, as_of)
+
+    monkeypatch.setattr(live, "_make", held)
+    live.start_rebuild(history, as_of)
+    ids = list(open_deal_ids(history, as_of))
+    for n in range(14):
+        _forced(live, path)
+        as_of = as_of + pd.Timedelta(seconds=int(rng.integers(1, 5)))
+        if n in (6, 10) and len(ids) > 2:
+            history, touched, dirty = _lifecycle(rng, history, as_of, ids, n)
+        else:
+            history, touched, dirty = _round(rng, history, as_of, ids)
+        if n % 3 == 2:  # the build in flight finishes before this round
+            gate.set()
+            assert live.join(60)
+            gate.clear()
+        _assert_rows_as_built(live, history, as_of, touched, dirty, spec)
+        live.refresh(history, as_of, wait=False)
+    gate.set()
+    assert live.join(60)
+    assert live.adopted >= 2
+    assert live.fallbacks.get("rebuilding", 0) >= 2  # rounds scored while it was building
