@@ -149,6 +149,8 @@ def _mutated(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         lambda r: r.__setitem__("win_probability", True),
         lambda r: r.__setitem__("expected_revenue", math.nan),
         lambda r: r.__setitem__("expected_revenue_basis", "other"),
+        lambda r: r.__setitem__("score_basis", rng.choice(["other", "base_rate", None, 3])),
+        lambda r: r.__setitem__("score_warning", rng.choice(["open 900 days", None, 2.5])),
         lambda r: r.__setitem__(
             "extra_column", rng.choice([1, 2.5, "x", None, True, [1], math.inf])
         ),
@@ -192,6 +194,7 @@ def test_fast_encoding_equals_the_pydantic_rows_on_random_requests(
     rows = [r for c in changes for r in _one_by_one(index, model, c)]
     plain = records(score_features(index.features.iloc[:40], model, index.as_of))
     fast = 0
+    assert all("score_basis" in r and "score_warning" in r for r in [*rows, *plain])
     for record in [*rows, *plain]:
         assert encode_row(record) == encode_score_row(record)
         fast += row_document(record) is not None
