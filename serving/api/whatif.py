@@ -515,4 +515,3 @@ def _new_deal_values(
             "expected_close_date": deal.expected_close_date,
         }
     return values, stage_row
-
