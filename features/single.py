@@ -427,9 +427,7 @@ def rows_frame(rows: Sequence[FeatureRow]) -> pd.DataFrame:
     """``pd.concat([row.frame() for row in rows])`` built once: one block per dtype for all the
     rows (a live scoring batch of 20 rows pays ~20 frames and a concat otherwise). Rows of one
     context whose categoricals share vocabularies; other rows are framed one by one."""
-    from pandas.api.internals import (  # type: ignore[import-not-found]  # no stubs yet
-        create_dataframe_from_blocks,
-    )
+    from pandas.api.internals import create_dataframe_from_blocks
 
     first = rows[0]
     context = first.context

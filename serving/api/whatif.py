@@ -239,8 +239,9 @@ def live_rows(index: DataIndex, changes: list[Change]) -> LiveRows:
 def framed(parts: list[LiveRows]) -> pd.DataFrame:
     """The parts' rows as one frame, in order (``pd.concat`` of their frames; one-deal rows of
     one context framed at once, ``features.single.rows_frame``)."""
-    if all(isinstance(p, list) for p in parts):
-        rows = rows_frame([r for p in parts for r in p])  # type: ignore[union-attr]
+    unframed = [p for p in parts if not isinstance(p, pd.DataFrame)]
+    if len(unframed) == len(parts):
+        rows = rows_frame([r for p in unframed for r in p])
         rows.index = rows.index.astype(str)
         return rows
     frames = [p if isinstance(p, pd.DataFrame) else framed([p]) for p in parts]
