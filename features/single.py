@@ -423,6 +423,44 @@ class FeatureRow:
         return frame
 
 
+def rows_frame(rows: Sequence[FeatureRow]) -> pd.DataFrame:
+    """``pd.concat([row.frame() for row in rows])`` built once: one block per dtype for all the
+    rows (a live scoring batch of 20 rows pays ~20 frames and a concat otherwise). Rows of one
+    context whose categoricals share vocabularies; other rows are framed one by one."""
+    from pandas.api.internals import create_dataframe_from_blocks
+
+    first = rows[0]
+    context = first.context
+    if len(rows) == 1 or any(
+        r.context is not context or r.vocabularies != first.vocabularies for r in rows[1:]
+    ):
+        return pd.concat([r.frame() for r in rows]) if len(rows) > 1 else first.frame()
+    layout = context.layout
+    dtypes = context.info_dtypes
+    blocks: list[tuple[Any, np.ndarray]] = [
+        (_values([r.info[i] for r in rows], dtypes[i]), np.array([i])) for i in range(len(dtypes))
+    ]
+    blocks.append((_values([r.stage for r in rows], _STR), np.array([3])))
+    numeric = np.stack([r.values[layout.numeric] for r in rows], axis=1)
+    blocks.append((numeric, layout.numeric + 4))
+    for i in layout.categorical.tolist():
+        name = context.spec[i].name
+        dtype = context.category_dtype(name, first.vocabularies[name])
+        codes_ = np.array([int(r.values[i]) for r in rows], dtype=np.int64)
+        blocks.append((pd.Categorical.from_codes(codes_, dtype=dtype), np.array([i + 4])))
+    index = pd.Index(_values([r.deal_id for r in rows], context.id_dtype), name="deal_id")
+    frame: pd.DataFrame = create_dataframe_from_blocks(blocks, index=index, columns=layout.columns)
+    return frame
+
+
+def _values(values: list[object], dtype: Any) -> Any:
+    """``_one_value`` of several values: an array of ``dtype``."""
+    if isinstance(dtype, np.dtype):
+        fill = np.nan if dtype.kind == "f" else None
+        return np.array([fill if fill is not None and _isna(v) else v for v in values], dtype)
+    return pd.array([None if _isna(v) else v for v in values], dtype=dtype)
+
+
 @dataclass(frozen=True)
 class _Layout:
     columns: pd.Index  # INFO_COLUMNS then the spec's names

@@ -24,7 +24,7 @@ from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifac
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle, to_score
 
-FEW_ROWS = 8  # up to this many rows, per-row lookups beat a vectorised pandas call
+FEW_ROWS = 64  # up to this many rows (a live scoring batch), per-row lookups beat pandas
 TIMING_DIR = "timing"  # the timing model's folder inside the win model's bundle folder
 
 

@@ -42,8 +42,8 @@ from serving.api.whatif import (
     Change,
     DataIndex,
     effective_team,
+    live_rows,
     plain_rows,
-    whatif_rows,
 )
 
 log = logging.getLogger("salesml.api")
@@ -388,7 +388,7 @@ async def _whatif_records(
                 snap.models,
                 data.as_of,
                 batchable=True,
-                build=functools.partial(whatif_rows, data, [changes[n] for n in group]),
+                build=functools.partial(live_rows, data, [changes[n] for n in group]),
                 as_records=True,
             ),
         )

@@ -66,10 +66,15 @@ def _plain(value: Any) -> Any:
     raise _UnsureError
 
 
-def _basis(value: Any) -> Any:
-    if value is None or value in ("amount", "list_price"):
-        return value
-    raise _UnsureError
+def _choice(*allowed: str) -> Any:
+    """The check of a ``Literal[...] | None`` field."""
+
+    def check(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value in allowed):
+            return value
+        raise _UnsureError
+
+    return check
 
 
 _ROW_FIELDS: dict[str, Any] = {
@@ -92,7 +97,9 @@ _ROW_FIELDS: dict[str, Any] = {
     "days_to_close_low": _float,
     "days_to_close_high": _float,
     "expected_revenue": _float,
-    "expected_revenue_basis": _basis,
+    "expected_revenue_basis": _choice("amount", "list_price"),
+    "score_basis": _choice("model", "base_rate", "beyond_observed_ages"),
+    "score_warning": _str,
 }
 
 

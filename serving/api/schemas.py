@@ -264,6 +264,15 @@ class ScoreRow(BaseModel):
     expected_revenue_basis: Literal["amount", "list_price"] | None = Field(
         default=None, description="What expected_revenue multiplies: amount or list_price."
     )
+    score_basis: Literal["model", "base_rate", "beyond_observed_ages"] | None = Field(
+        default=None,
+        description="What the win probability rests on: the model's reading of the deal, the "
+        "base rate (a constant model), or beyond_observed_ages (the deal has been open longer "
+        "than any training deal was when it closed: an extrapolation, see score_warning).",
+    )
+    score_warning: str | None = Field(
+        default=None, description="Why the score is not supported by the data, in words."
+    )
 
     @field_validator("drivers", "actions", mode="before")
     @classmethod

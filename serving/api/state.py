@@ -38,7 +38,7 @@ from salesml.scoring.scorer import score_columns
 from salesml.warehouse import connect, data_span
 from serving.api import models as registry
 from serving.api.schemas import ScoreRow
-from serving.api.whatif import DataIndex, build_index, position
+from serving.api.whatif import DataIndex, LiveRows, build_index, framed, position
 from serving.changes import input_hashes
 from serving.runs import HASH_COLUMN, RunInfo, RunStore, decode
 
@@ -48,17 +48,24 @@ log = logging.getLogger("salesml.api")
 # -- the scoring thread ----------------------------------------------------------------------
 @dataclass
 class _Job:
-    features: pd.DataFrame | None  # None until ``build`` has run (on the scoring thread)
+    features: LiveRows | None  # None until ``build`` has run (on the scoring thread)
     models: Any
     as_of: pd.Timestamp
     batchable: bool
     future: Future[Any] = field(default_factory=Future)
-    build: Callable[[], pd.DataFrame] | None = None
+    build: Callable[[], LiveRows] | None = None
     as_records: bool = False  # the result as ``records(rows)``, not a frame
 
     @property
     def rows(self) -> int:
         return 1 if self.features is None else len(self.features)
+
+    def ids(self) -> set[Any]:
+        """The deal ids of the job's rows (as the scored frame's index holds them)."""
+        assert self.features is not None
+        if isinstance(self.features, pd.DataFrame):
+            return set(self.features.index)
+        return {str(row.deal_id) for row in self.features}
 
     def ready(self) -> bool:
         """Build the features when the job carries a builder; False when that failed (the
@@ -79,7 +86,7 @@ def _batches(jobs: list[_Job]) -> list[list[_Job]]:
     for job in jobs:
         assert job.features is not None
         batches = groups.setdefault((id(job.models), job.as_of), [])
-        ids = set(job.features.index)
+        ids = job.ids()
         home = next((b for b in batches if not b[1] & ids), None)
         if home is None:
             batches.append(([job], ids))
@@ -105,7 +112,7 @@ class Scorer:
         as_of: pd.Timestamp,
         *,
         batchable: bool,
-        build: Callable[[], pd.DataFrame] | None = None,
+        build: Callable[[], LiveRows] | None = None,
         as_records: bool = False,
     ) -> Future[Any]:
         """Score ``features`` (or what ``build()`` gives, called on the scoring thread: a live
@@ -158,8 +165,8 @@ class Scorer:
     @staticmethod
     def _score(jobs: list[_Job]) -> None:
         try:
-            frames = [j.features for j in jobs if j.features is not None]
-            features = pd.concat(frames) if len(frames) > 1 else frames[0]
+            # One frame for the batch: the one-deal rows of live answers framed at once.
+            features = framed([j.features for j in jobs if j.features is not None])
             n_rows = len(features)
             # Records are read straight from the columns; a frame is built only for the jobs
             # that want one (the same values: tests/serving/test_live_answers.py).

@@ -19,7 +19,15 @@ from serving.api.encoding import encode_row, row_document
 from serving.api.problems import ProblemError
 from serving.api.schemas import DealOverrides, NewDeal
 from serving.api.state import Scorer, encode_score_row, records
-from serving.api.whatif import NEW_PREFIX, Change, DataIndex, build_index, whatif_rows
+from serving.api.whatif import (
+    NEW_PREFIX,
+    Change,
+    DataIndex,
+    build_index,
+    framed,
+    live_rows,
+    whatif_rows,
+)
 from tests.serving.conftest import Workspace
 
 SEED = 20261207  # fixed before looking at any result
@@ -87,7 +95,7 @@ def test_live_rows_built_and_batched_on_the_scoring_thread_equal_one_by_one(
 
     def held() -> pd.DataFrame:  # keeps the thread busy until every job is queued
         gate.wait(10)
-        return whatif_rows(index, [changes[0]])
+        return whatif_rows(index, [changes[0]])  # a frame, batched with the unframed rows
 
     scorer = Scorer()
     try:
@@ -98,7 +106,7 @@ def test_live_rows_built_and_batched_on_the_scoring_thread_equal_one_by_one(
                 model,
                 index.as_of,
                 batchable=True,
-                build=lambda c=c: whatif_rows(index, [c]),  # type: ignore[misc]
+                build=lambda c=c: live_rows(index, [c]),  # type: ignore[misc]
                 as_records=n % 2 == 0,  # half of them as records, read once per batch
             )
             for n, c in enumerate(changes[1:])
@@ -111,6 +119,23 @@ def test_live_rows_built_and_batched_on_the_scoring_thread_equal_one_by_one(
     assert got == expected
     assert max(batch_sizes) > 1, "the queued what-ifs were not scored together"
     assert sum(batch_sizes) == len(changes)
+
+
+def test_one_deal_rows_framed_at_once_equal_their_frames_concatenated(index: DataIndex) -> None:
+    """A scoring batch frames its one-deal rows at once (``framed``); the frame equals the
+    rows' own frames concatenated, whatever vocabularies the changes give (a new product, a
+    new deal) and mixed with rows given as frames."""
+    changes = _random_changes(index, random.Random(SEED + 3), 30)
+    parts = [live_rows(index, [c]) for c in changes]
+    assert sum(isinstance(p, list) for p in parts) >= 20, "few one-deal rows: nothing tested"
+    one_by_one = pd.concat([whatif_rows(index, [c]) for c in changes])
+    for got in (
+        framed(parts),
+        framed(parts[:12]),
+        framed([whatif_rows(index, [changes[0]]), *parts[1:]]),
+    ):
+        want = one_by_one.iloc[: len(got)]
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
 def test_a_live_row_that_cannot_be_built_fails_its_own_request_only(
@@ -149,6 +174,8 @@ def _mutated(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
         lambda r: r.__setitem__("win_probability", True),
         lambda r: r.__setitem__("expected_revenue", math.nan),
         lambda r: r.__setitem__("expected_revenue_basis", "other"),
+        lambda r: r.__setitem__("score_basis", rng.choice(["other", "base_rate", None, 3])),
+        lambda r: r.__setitem__("score_warning", rng.choice(["open 900 days", None, 2.5])),
         lambda r: r.__setitem__(
             "extra_column", rng.choice([1, 2.5, "x", None, True, [1], math.inf])
         ),
@@ -192,6 +219,7 @@ def test_fast_encoding_equals_the_pydantic_rows_on_random_requests(
     rows = [r for c in changes for r in _one_by_one(index, model, c)]
     plain = records(score_features(index.features.iloc[:40], model, index.as_of))
     fast = 0
+    assert all("score_basis" in r and "score_warning" in r for r in [*rows, *plain])
     for record in [*rows, *plain]:
         assert encode_row(record) == encode_score_row(record)
         fast += row_document(record) is not None
