@@ -162,12 +162,19 @@ def _measure(warehouse: Path, store_root: Path, run_id: str, changed: bool) -> d
 
     model = load_scorer("champion")
     store = RunStore(store_root)
+    phases: list[tuple[str, float]] = []
     with TreePeak() as peak:
         start = time.perf_counter()
         history = _load(warehouse)
         loaded = time.perf_counter() - start
         result = run_batch(
-            history, model, history.exported_at, store, run_id=run_id, changed=changed
+            history,
+            model,
+            history.exported_at,
+            store,
+            run_id=run_id,
+            changed=changed,
+            progress=lambda msg: phases.append((msg, time.perf_counter() - start)),
         )
         seconds = time.perf_counter() - start
     return {
@@ -181,7 +188,18 @@ def _measure(warehouse: Path, store_root: Path, run_id: str, changed: bool) -> d
         "worker_peak_bytes": peak.child_bytes,
         "workers": batch_workers(),
         "load_avg": os.getloadavg()[0],
+        "phases": _phase_seconds(phases, loaded, seconds),
     }
+
+
+def _phase_seconds(marks: list[tuple[str, float]], loaded: float, end: float) -> dict[str, float]:
+    """Seconds from each progress message of ``run_batch`` to the next (the first phase: the
+    history's load), keyed by the message's first word."""
+    out = {"load history": round(loaded, 1)}
+    times = [t for _, t in marks] + [end]
+    for (message, at), until in zip(marks, times[1:], strict=True):
+        out[message.split()[0]] = round(until - at, 1)
+    return out
 
 
 def _child(env: dict[str, str], *args: str) -> dict[str, Any]:

@@ -280,6 +280,7 @@ def run_batch(
     with store.writing():
         say("finding the open deals")
         open_ids = open_deal_ids(history, as_of)
+        say(f"hashing the inputs of {len(open_ids):,} open deals")
         # 8 bytes a deal for the whole run; their text is made slice by slice, when written.
         hashes = input_hash_codes(history, open_ids, as_of, version)
         keep: pd.Index = pd.Index([], dtype=object)
@@ -289,6 +290,7 @@ def run_batch(
             keep = plan_copies(store, previous, hashes, as_of, max_age_days)
         release_memory()  # the hashing's and the plan's working copies
         n_scored = len(open_ids) - len(keep)  # keep: open deals only (their hashes matched)
+        say("building the first feature slice")
         slices = _feature_slices(history, as_of, keep, feature_rows)
         head = [first] if (first := next(slices, None)) is not None else []
         json_columns = stored_json_columns(
@@ -316,6 +318,7 @@ def run_batch(
                     writer.write(table)
                     counts["copied"] += table.num_rows
             writer.close()
+            say("checking the written run")
 
         info = store.write(
             run_id,
