@@ -437,15 +437,16 @@ def plan_copy(
     position = changes_positions(ids, pd.Index(hashes.index))
     found = position >= 0
     if hashes.dtype == np.uint64:
-        current = hashes.to_numpy()
-    else:  # stored text (a caller's own hashes)
-        current, _ = parse_hash_text(pa.array(hashes.to_numpy(dtype=object), type=pa.string()))
+        current, known = hashes.to_numpy(), np.ones(len(hashes), dtype=bool)
+    else:  # stored text (a caller's own hashes; a missing one matches nothing)
+        text = pa.array(hashes.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        current, known = parse_hash_text(text)
     stored, valid = parse_hash_text(keys.column(HASH_COLUMN))
-    same = found & valid & (stored == current[np.maximum(position, 0)])
+    at = np.maximum(position, 0)
+    same = found & valid & known[at] & (stored == current[at])
     scored_at = pd.to_datetime(keys.column("as_of").to_pandas()).to_numpy("datetime64[us]")
-    age = (np.datetime64(pd.Timestamp(as_of).to_datetime64(), "us") - scored_at) / np.timedelta64(
-        86_400_000_000, "us"
-    )
+    now = pd.Timestamp(as_of).as_unit("us").to_datetime64()
+    age = (now - scored_at) / np.timedelta64(86_400_000_000, "us")
     with np.errstate(invalid="ignore"):
         fresh_enough = (age >= 0) & (age <= max_age_days)  # never rows from later; NaT: no
     rows = np.asarray(same & fresh_enough, dtype=bool)
