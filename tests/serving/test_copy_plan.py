@@ -105,6 +105,10 @@ def test_every_changed_input_is_rescored_and_the_rest_copied(
     stored = store.read(night.run)
     expected = stored[HASH_COLUMN].to_numpy() == current.reindex(stored["deal_id"]).to_numpy()
     assert plan.rows.tolist() == expected.tolist() and expected.all()
+    missing = current.astype(object)
+    missing.iloc[0] = None  # a deal without a current hash is never copied
+    flags = plan_copy(store, night.run, missing, as_of).rows
+    assert flags.tolist() == (stored["deal_id"] != missing.index[0]).tolist()
 
 
 def test_a_damaged_stored_hash_is_rescored(workspace: Workspace, tmp_path: Path) -> None:
