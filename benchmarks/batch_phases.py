@@ -3,11 +3,12 @@
 ``benchmarks/batch_run.py`` times ``run_batch`` as a whole (with its workers); this script runs
 its steps one at a time on the same replicated warehouse, with a worker's thread share (one
 thread a process on two cores): load the history, find the open deals, hash their inputs,
-build every feature slice, then score ``--rows`` deals in ``CHUNK_ROWS`` chunks, split into the
-model matrix, predict (margin and calibration), the contributions (TreeSHAP), the drivers
-(ranking and text), the actions (rules and their what-ifs), their JSON, the timing model, the
-stored form (``to_storable``) and the Parquet write. Seconds per phase, and for scoring
-microseconds per row.
+build every feature slice (and those of a ``--night`` share, the rest skipped), then score
+``--rows`` deals in ``CHUNK_ROWS`` chunks, split into the model matrix, predict (margin and
+calibration), the contributions (TreeSHAP), the drivers (ranking and text), the actions
+(rules and their what-ifs), their JSON, the timing model, the stored form (``to_storable``)
+and the Parquet write. Seconds per phase, and for scoring microseconds per row (use chunks
+of ``CHUNK_ROWS``: below ``NATIVE_BELOW`` rows the contributions take another engine).
 
 Usage: ``python -m benchmarks.batch_phases --warehouse W [--rows 40000] [--threads 1]``
 (a warehouse made by ``benchmarks.batch_run``; the champion from ``MLFLOW_TRACKING_URI``).
@@ -91,6 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--warehouse", type=Path, required=True)
     parser.add_argument("--rows", type=int, default=40_000, help="deals to score, in chunks")
     parser.add_argument("--threads", type=int, default=1, help="numeric threads (a worker's)")
+    parser.add_argument("--night", type=float, default=0.03, help="share a night rebuilds")
     args = parser.parse_args(argv)
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -125,6 +127,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if first is None:
             first = frame
     out["features (all slices)"] = time.perf_counter() - start
+    # An incremental night's features: every deal but a seeded share is skipped.
+    skip = open_ids[np.random.default_rng(0).random(len(open_ids)) >= args.night]
+    start = time.perf_counter()
+    night_rows = sum(len(f) for f in build_feature_slices(history, as_of, FEATURE_ROWS, skip=skip))
+    out["features (night: skipped deals left out)"] = time.perf_counter() - start
     assert first is not None
     first.index = first.index.astype(str)
     scoring: dict[str, float] = defaultdict(float)
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             writer.close()
     out = {k: round(v, 2) for k, v in out.items()}
     out["open_deals"] = len(open_ids)
+    out["night_rows"] = night_rows
     out["scored_rows"] = rows
     out["scoring_us_per_row"] = {k: round(v / rows * 1e6, 1) for k, v in scoring.items()}
     out["threads"] = args.threads
