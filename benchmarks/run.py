@@ -305,13 +305,16 @@ def batch_benchmark(ns: argparse.Namespace) -> list[Result]:
     """``salesml score``'s path end to end (``benchmarks.batch_run``: load the history, hash,
     build features, score, write the run), then an incremental night; memory is the whole
     process tree's, as the PSS sum (shared pages counted once), the RSS sum beside it."""
-    out = json_step("batch_run", ["--open", str(ns.batch_rows)])
+    out = json_step("batch_run", ["--open", str(ns.batch_rows), "--changed", str(ns.batch_changed)])
     rows = int(out["open_deals"])
 
     def peaks(step: str) -> str:
+        phases = out.get(f"{step}_phases") or {}
+        spent = ", ".join(f"{name} {float(sec):.0f} s" for name, sec in phases.items())
         return (
             f"PSS sum; RSS sum {int(out[f'{step}_tree_peak_bytes']) / GB:.2f} GB, "
             f"load average {float(out[f'{step}_load_avg']):.1f}"
+            + (f"; phases: {spent}" if spent else "")
         )
 
     return [
@@ -439,6 +442,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=50, help="forecast segments")
     parser.add_argument("--api-deals", type=int, default=5000, help="deals in the API workspace")
     parser.add_argument("--batch-rows", type=int, default=1_000_000, help="open deals to score")
+    parser.add_argument(
+        "--batch-changed",
+        type=float,
+        default=0.03,
+        help="share of the open deals that get a new activity before the incremental night",
+    )
     parser.add_argument("--driver-rows", type=int, default=1_000_000, help="rows to explain")
     parser.add_argument(
         "--peer-rows", type=int, default=20_000, help="rows shap.TreeExplainer is timed on"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features._context import (
     SIZE_BANDS,
@@ -73,7 +76,7 @@ def vocabularies(history: History, spec: Sequence[Feature]) -> dict[str, list[st
         if f.name == "account_size_band":
             values = list(SIZE_BANDS)
         elif f.name == "current_stage":
-            values = current_stage_vocabulary(history)
+            values = _once(history, "current_stages", lambda: current_stage_vocabulary(history))
         else:
             source = sources.get(f.name, history.deals.get(f.name))
             found = [] if source is None else list(source.dropna().astype(str).unique())
@@ -82,12 +85,44 @@ def vocabularies(history: History, spec: Sequence[Feature]) -> dict[str, list[st
     return out
 
 
+# What several steps of one ``frame_parts`` call read of the same history, computed once for
+# the call (the leakage screen of the deals table alone took a fifth of a batch's features):
+# history id -> {what: value}. Only set inside ``frame_parts``; a history is never changed
+# while its frame is computed.
+_CALL_MEMO: contextvars.ContextVar[dict[tuple[int, str], Any] | None] = contextvars.ContextVar(
+    "features_frame_memo", default=None
+)
+
+
+def _once(history: History, what: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, once per history and ``what`` inside one ``frame_parts`` call."""
+    memo = _CALL_MEMO.get()
+    if memo is None:
+        return compute()
+    key = (id(history), what)
+    if key not in memo:
+        memo[key] = compute()
+    return memo[key]
+
+
+def _flat_columns(history: History) -> dict[str, str]:
+    return dict(_once(history, "flat_columns", lambda: flat_columns(history)))
+
+
+def _flat_deals(history: History) -> np.ndarray:
+    return np.asarray(_once(history, "flat_deals", lambda: flat_deals(history)))
+
+
+def _stage_names(history: History) -> list[str]:
+    return list(_once(history, "stages", lambda: stage_vocabulary(history.stage_history)))
+
+
 def current_stage_vocabulary(history: History) -> list[str]:
     """The stage names ``current_stage`` may take: the stage history's, plus the deals table's
     stages of deals without stage history when the leakage screen keeps that column."""
-    names = set(stage_vocabulary(history.stage_history))
-    if "stage" in flat_columns(history):
-        names |= set(history.deals.loc[flat_deals(history), "stage"].dropna().astype(str))
+    names = set(_stage_names(history))
+    if "stage" in _flat_columns(history):
+        names |= set(history.deals.loc[_flat_deals(history), "stage"].dropna().astype(str))
     return sorted(names)
 
 
@@ -95,11 +130,11 @@ def with_flat_values(history: History, st: StageFeatures, q_deal: IntArray) -> S
     """``st`` with the deals table's amount, stage and expected close date filled in for the
     queried deals that have no stage history at all, for each column the leakage screen keeps
     (``features.spec.flat_columns``): a flat export's values are its creation-time values."""
-    kept = flat_columns(history)
+    kept = _flat_columns(history)
     if not kept:
         return st
     deals = history.deals
-    flat = flat_deals(history)[q_deal]
+    flat = _flat_deals(history)[q_deal]
     changes: dict[str, Any] = {}
     if "amount" in kept:
         amount = pd.to_numeric(deals["amount"], errors="coerce").to_numpy(dtype=np.float64)
@@ -108,8 +143,8 @@ def with_flat_values(history: History, st: StageFeatures, q_deal: IntArray) -> S
         expected = micros(deals["expected_close_date"])[q_deal]
         changes["expected_close"] = np.where(flat, expected, st.expected_close)
     if "stage" in kept:
-        old = stage_vocabulary(history.stage_history)
-        names = current_stage_vocabulary(history)
+        old = _stage_names(history)
+        names = _once(history, "current_stages", lambda: current_stage_vocabulary(history))
         remap = np.asarray([names.index(n) for n in old] + [-1], dtype=np.int64)
         stage = remap[np.where(st.stage >= 0, st.stage, len(old))]
         mine = codes(deals["stage"], pd.Index(names))[q_deal]
@@ -168,6 +203,22 @@ def frame_parts(
     pipeline: tuple[FloatArray, FloatArray] | None = None,
 ) -> FrameParts:
     """The values of ``feature_frame`` (same arguments), before assembly."""
+    token = _CALL_MEMO.set({})
+    try:
+        return _frame_parts(history, deals, dates, q_deal, q_date, spec, pipeline)
+    finally:
+        _CALL_MEMO.reset(token)
+
+
+def _frame_parts(
+    history: History,
+    deals: Deals,
+    dates: IntArray,
+    q_deal: IntArray,
+    q_date: IntArray,
+    spec: Sequence[Feature],
+    pipeline: tuple[FloatArray, FloatArray] | None,
+) -> FrameParts:
     fixed = {f.name for f in FIXED_FEATURES}
     unknown = [
         f.name for f in spec if f.name not in fixed and not f.name.startswith(ATTRIBUTE_PREFIX)
@@ -203,7 +254,8 @@ def frame_parts(
     }
     per_deal |= {k: v for k, v in profile.items() if k != "account_employees"}
     vocab = vocabularies(history, spec)
-    stages = vocab.get("current_stage", [*current_stage_vocabulary(history), MISSING])
+    current = _once(history, "current_stages", lambda: current_stage_vocabulary(history))
+    stages = vocab.get("current_stage", [*current, MISSING])
     categories = {}
     for f in spec:
         if f.kind == "numeric" or f.name == "current_stage":
@@ -276,8 +328,7 @@ def _activity_features(
     last_time = take_at(ev.time, ev.last_upto(q_deal, q_time), NAT)
     meeting = np.zeros(len(activities), dtype=bool)
     if "type" in activities.columns:
-        types = activities["type"].astype(object).where(activities["type"].notna(), "")
-        meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+        meeting = _meetings(activities["type"])
     meetings = EventIndex(
         np.where(queried[deal] & meeting, deal, -1),
         micros(activities["occurred_at"]),
@@ -292,3 +343,28 @@ def _activity_features(
         "engagement_trend": (2 * within[30] - within[60]).astype(np.float64),
         "meetings_total": meetings.count_upto(q_deal, q_time).astype(np.float64),
     }
+
+
+def _meetings(types: pd.Series) -> np.ndarray:
+    """Whether each activity's type is one of ``MEETING_TYPES`` (any case; missing: no). A
+    categorical column (the batch's compact history) is judged once per category."""
+    if isinstance(types.dtype, pd.CategoricalDtype):
+        categories = pd.Series(types.cat.categories)
+        flags = np.append(_meetings(categories.astype(object)), False)  # code -1: missing
+        return np.asarray(flags[types.cat.codes.to_numpy()], dtype=bool)
+    text = types.astype(object).where(types.notna(), "")
+    return text.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+
+
+def among(values: pd.Series, ids: pd.Index) -> np.ndarray:
+    """Whether each of ``values`` is one of ``ids`` (compared as text; missing: no), matched in
+    Arrow: pandas' ``isin`` on Arrow-backed text made a Python object a value (at a million
+    open deals, longer than building the features it skipped)."""
+    if len(values) == 0 or len(ids) == 0:
+        return np.zeros(len(values), dtype=bool)
+    found = pc.is_in(
+        pa.array(values.astype(str), type=pa.string(), from_pandas=True),
+        value_set=pa.array(pd.Index(ids).astype(str), type=pa.string(), from_pandas=True),
+        skip_nulls=True,
+    )
+    return np.asarray(pc.fill_null(found, False).to_numpy(zero_copy_only=False), dtype=bool)

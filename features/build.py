@@ -15,7 +15,14 @@ import pandas as pd
 
 from features._context import deal_arrays
 from features._events import NAT, days_between, micros, open_pairs
-from features._frame import INFO_COLUMNS, assemble, feature_frame, frame_parts, vocabularies
+from features._frame import (
+    INFO_COLUMNS,
+    among,
+    assemble,
+    feature_frame,
+    frame_parts,
+    vocabularies,
+)
 from features.history import History
 from features.spec import Feature, feature_spec
 from salesml.errors import ConfigError
@@ -100,7 +107,7 @@ def build_feature_slices(
     ids = deals_table["deal_id"]
     wanted = np.arange(len(q_deal))
     if skip is not None and len(skip):
-        wanted = wanted[~ids.take(q_deal).astype(str).isin(skip).to_numpy(dtype=bool)]
+        wanted = wanted[~among(ids.take(q_deal), skip)]
     for start in range(0, len(wanted), slice_deals):
         part = wanted[start : start + slice_deals]
         frame = assemble(deals_table, spec, q_deal[part], parts.take(part))

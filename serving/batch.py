@@ -29,6 +29,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from features.build import build_feature_slices, open_deal_ids
 from features.history import History
@@ -37,7 +39,8 @@ from salesml.explain import treeshap
 from salesml.scoring import SCORE_COLUMNS, score_features
 from salesml.settings import Settings
 from serving import runs
-from serving.changes import hash_text, input_hash_codes
+from serving.changes import hash_text, input_hash_codes, parse_hash_text
+from serving.changes import positions as changes_positions
 from serving.chunk import model_version, priced, score_chunk
 from serving.runs import HASH_COLUMN, RunInfo, RunStore, to_storable
 
@@ -280,15 +283,18 @@ def run_batch(
     with store.writing():
         say("finding the open deals")
         open_ids = open_deal_ids(history, as_of)
+        say(f"hashing the inputs of {len(open_ids):,} open deals")
         # 8 bytes a deal for the whole run; their text is made slice by slice, when written.
         hashes = input_hash_codes(history, open_ids, as_of, version)
-        keep: pd.Index = pd.Index([], dtype=object)
+        plan = CopyPlan.none()
         previous = store.latest() if changed else None
         if previous is not None:
             say(f"comparing with run {previous.run_id}")
-            keep = plan_copies(store, previous, hashes, as_of, max_age_days)
+            plan = plan_copy(store, previous, hashes, as_of, max_age_days)
+        keep = plan.deals
         release_memory()  # the hashing's and the plan's working copies
         n_scored = len(open_ids) - len(keep)  # keep: open deals only (their hashes matched)
+        say("building the first feature slice")
         slices = _feature_slices(history, as_of, keep, feature_rows)
         head = [first] if (first := next(slices, None)) is not None else []
         json_columns = stored_json_columns(
@@ -312,10 +318,11 @@ def run_batch(
                 counts["scored"] += len(part)
             if previous is not None and len(keep):
                 say(f"copying {len(keep):,} unchanged rows")
-                for table in store.iter_deals(previous, keep):
+                for table in plan.tables(previous):
                     writer.write(table)
                     counts["copied"] += table.num_rows
             writer.close()
+            say("checking the written run")
 
         info = store.write(
             run_id,
@@ -378,6 +385,80 @@ def _scored(
     yield from score_frames(frames, total, model, as_of, hashes)
 
 
+@dataclass(frozen=True)
+class CopyPlan:
+    """Which rows of a previous run an incremental night copies: ``deals`` (their ids) and
+    ``rows`` (one flag per row of that run, in its parts' and row groups' order)."""
+
+    deals: pd.Index
+    rows: np.ndarray
+
+    @classmethod
+    def none(cls) -> CopyPlan:
+        return cls(pd.Index([], dtype=object), np.zeros(0, dtype=bool))
+
+    def tables(self, run: RunInfo) -> Iterator[pa.Table]:
+        """The copied rows of ``run``, one row group at a time (Arrow tables, as stored):
+        each group's flags are a slice of ``rows``, so no deal id is matched again."""
+        start = 0
+        for path in _part_files(run):
+            parquet = pq.ParquetFile(path)
+            for group in range(parquet.num_row_groups):  # a row group per batch write
+                n = parquet.metadata.row_group(group).num_rows
+                flags = self.rows[start : start + n]
+                start += n
+                if not flags.any():
+                    continue
+                table = parquet.read_row_group(group)
+                yield table if flags.all() else table.filter(pa.array(flags))
+                del table
+        if start != len(self.rows):
+            raise runs.RunError(f"run {run.run_id} changed while its rows were copied")
+
+
+def plan_copy(
+    store: RunStore,
+    previous: RunInfo,
+    hashes: pd.Series,
+    as_of: pd.Timestamp,
+    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
+) -> CopyPlan:
+    """The rows of ``previous`` whose deal has the same input hash now (``hashes``: the
+    current ones, as text or ``input_hash_codes``) and that were scored at most
+    ``max_age_days`` before ``as_of`` (never after it): those rows are copied, every other
+    deal is scored. The run's keys are compared in Arrow and numpy (no Python object a row)."""
+    files = _part_files(previous)
+    if HASH_COLUMN not in previous.columns or not files or not len(hashes):
+        return CopyPlan.none()
+    keys = pa.concat_tables(
+        [pq.read_table(f, columns=["deal_id", HASH_COLUMN, "as_of"]) for f in files]
+    )
+    ids = pc.cast(keys.column("deal_id"), pa.string())
+    position = changes_positions(ids, pd.Index(hashes.index))
+    found = position >= 0
+    if hashes.dtype == np.uint64:
+        current, known = hashes.to_numpy(), np.ones(len(hashes), dtype=bool)
+    else:  # stored text (a caller's own hashes; a missing one matches nothing)
+        text = pa.array(hashes.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        current, known = parse_hash_text(text)
+    stored, valid = parse_hash_text(keys.column(HASH_COLUMN))
+    at = np.maximum(position, 0)
+    same = found & valid & known[at] & (stored == current[at])
+    scored_at = pd.to_datetime(keys.column("as_of").to_pandas()).to_numpy("datetime64[us]")
+    now = pd.Timestamp(as_of).as_unit("us").to_datetime64()
+    age = (now - scored_at) / np.timedelta64(86_400_000_000, "us")
+    with np.errstate(invalid="ignore"):
+        fresh_enough = (age >= 0) & (age <= max_age_days)  # never rows from later; NaT: no
+    rows = np.asarray(same & fresh_enough, dtype=bool)
+    deals = pd.Index(ids.filter(pa.array(rows)).to_numpy(zero_copy_only=False), dtype=object)
+    return CopyPlan(deals, rows)
+
+
+def _part_files(run: RunInfo) -> list[Path]:
+    """A run's Parquet parts in the order ``RunStore.read`` reads them."""
+    return sorted((run.path / runs.SCORES).glob("part-*.parquet"))
+
+
 def plan_copies(
     store: RunStore,
     previous: RunInfo,
@@ -385,20 +466,8 @@ def plan_copies(
     as_of: pd.Timestamp,
     max_age_days: float = DEFAULT_MAX_AGE_DAYS,
 ) -> pd.Index:
-    """The deals whose row ``previous`` holds with the same input hash (``hashes``: the
-    current ones), scored at most ``max_age_days`` before ``as_of`` (never after it): those
-    rows are copied, every other deal is scored."""
-    if HASH_COLUMN not in previous.columns:
-        return pd.Index([], dtype=object)
-    keys = store.read(previous, columns=["deal_id", HASH_COLUMN, "as_of"])
-    text = _part_hashes(hashes, pd.Index(keys["deal_id"].astype(str)))
-    assert text is not None
-    current = text.to_numpy()
-    age = (pd.Timestamp(as_of) - pd.to_datetime(keys["as_of"])).dt.total_seconds() / 86_400
-    fresh_enough = ((age >= 0) & (age <= max_age_days)).to_numpy()  # never rows from later
-    same = (keys[HASH_COLUMN].to_numpy() == current) & fresh_enough
-    kept: pd.Index = pd.Index(keys["deal_id"].astype(str)[same])
-    return kept
+    """The deals ``plan_copy`` copies (their ids)."""
+    return plan_copy(store, previous, hashes, as_of, max_age_days).deals
 
 
 def plan_incremental(

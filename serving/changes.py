@@ -89,10 +89,16 @@ def _positions(keys: pd.Series | pd.Index, index: pd.Index) -> np.ndarray:
         values = pd.Categorical(keys)
         found = np.append(_positions(pd.Index(values.categories), index), -1)
         return np.asarray(found[values.codes], dtype=np.int64)  # code -1 (missing): the -1
+    return positions(pa.array(keys, type=pa.string(), from_pandas=True), index)
+
+
+def positions(keys: pa.Array | pa.ChunkedArray, index: pd.Index) -> np.ndarray:
+    """Position of each key (Arrow text) in ``index`` (-1 when absent or missing), matched in
+    Arrow."""
+    if len(index) == 0 or len(keys) == 0:
+        return np.full(len(keys), -1, dtype=np.int64)
     found = pc.index_in(
-        pa.array(keys, type=pa.string(), from_pandas=True),
-        value_set=pa.array(index, type=pa.string(), from_pandas=True),
-        skip_nulls=True,
+        keys, value_set=pa.array(index, type=pa.string(), from_pandas=True), skip_nulls=True
     )
     return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
 
@@ -143,9 +149,46 @@ def input_hashes(
     return pd.Series(hash_text(codes.to_numpy()), index=codes.index, name="input_hash")
 
 
+# A byte's value as a digit of ``hash_text`` (lower-case hex), 255 where it is not one: text
+# that ``hash_text`` cannot have written parses as no hash, as it never equalled one.
+HEX_VALUE = np.full(256, 255, dtype=np.uint8)
+HEX_VALUE[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16)
+
+
 def hash_text(codes: np.ndarray) -> list[str]:
     """``input_hash_codes`` as the 16-hex-digit text a score run stores."""
     return [f"{int(v):016x}" for v in codes]
+
+
+def parse_hash_text(text: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Stored hash text (Arrow strings) back as ``input_hash_codes`` numbers, and whether each
+    value is one (16 hex digits; missing or malformed ones are not: such a row never matches).
+    Read from Arrow's buffers, without a Python string per row."""
+    array = pc.cast(text, pa.string())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks else pa.array([], type=pa.string())
+    n = len(array)
+    lengths = pc.fill_null(pc.binary_length(array), 0).to_numpy(zero_copy_only=False)
+    valid = np.asarray(lengths == 16, dtype=bool)
+    codes = np.zeros(n, dtype=np.uint64)
+    if not valid.any():
+        return codes, valid
+    buffers = array.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32)[array.offset : array.offset + n]
+    data = np.frombuffer(buffers[2], dtype=np.uint8)
+    start = int(offsets[0])
+    if valid.all():  # every value 16 bytes long: one block of text, no gaps
+        text_bytes = data[start : start + 16 * n].reshape(n, 16)
+    else:
+        text_bytes = data[offsets[valid][:, None] + np.arange(16)]
+    digits = HEX_VALUE[text_bytes]
+    hexadecimal = (digits != 255).all(axis=1)
+    octets = np.ascontiguousarray((digits[:, 0::2] << 4) | (digits[:, 1::2] & 15))
+    values = octets.view(">u8").reshape(-1).astype(np.uint64)
+    where = np.flatnonzero(valid)
+    codes[where] = np.where(hexadecimal, values, np.uint64(0))
+    valid[where] = hexadecimal
+    return codes, valid
 
 
 def input_hash_codes(

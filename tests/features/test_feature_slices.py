@@ -52,3 +52,15 @@ def test_skipped_deals_are_left_out_and_the_others_keep_their_values(seed: int) 
     rest = pd.concat(build_feature_slices(history, as_of, 4, skip=skip))
     pd.testing.assert_frame_equal(rest, whole.loc[~whole.index.isin(skip)])
     assert list(build_feature_slices(history, as_of, 4, skip=pd.Index(whole.index))) == []
+
+
+def test_meeting_flags_of_a_categorical_type_column_are_the_strings_flags() -> None:
+    """The batch loads activity types as categoricals and judges each category once."""
+    from features._frame import _meetings
+
+    values = ["Meeting", None, "call", "demo", "DEMO ", "meeting", "", "Demo", None, "email"]
+    text = pd.Series(values, dtype="str")
+    flags = _meetings(text)
+    assert flags.tolist() == [True, False, False, True, False, True, False, True, False, False]
+    assert _meetings(text.astype("category")).tolist() == flags.tolist()
+    assert _meetings(pd.Series([None, None], dtype="category")).tolist() == [False, False]
