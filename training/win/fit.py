@@ -159,16 +159,17 @@ def train_win_model(
         PEER_NAME: peer.bundle(seen_rate, metadata),
     }
     y = split.holdout["label_won"].to_numpy(dtype=float)
-    predicted = {
-        n: b.predict(split.holdout)["win_probability"].to_numpy() for n, b in candidates.items()
-    }
+    predicted = {n: _probabilities(b, split) for n, b in candidates.items()}
     scored = {n: binary_metrics(y, p) for n, p in predicted.items()}
     served = min(scored, key=lambda n: (_num(scored[n]["log_loss"]), _num(scored[n]["brier"])))
     chosen = main if served == MODEL_NAME else peer
     labelled = snapshots[snapshots["label_won"].notna() & (snapshots["as_of"] <= split.holdout_end)]
     extra = {"served": served if candidates[served].booster is not None else "base_rate"}
     bundle = _refit(chosen, candidates[served], split, labelled, spec, seed, extra)
-    result = _evaluate(bundle, full, split, spec, main, params, little_signal, history)
+    # The early-stopped model's own holdout scores (already predicted unless it was replaced
+    # by the base rate for little signal).
+    booster_p = predicted[MODEL_NAME] if not little_signal else _probabilities(full, split)
+    result = _evaluate(bundle, booster_p, split, spec, main, params, little_signal, history)
     result.served = str(extra["served"])
     result.dropped = dropped
     result.flat = flat_columns(history)
@@ -573,9 +574,13 @@ def _drift_metadata(check: DriftCheck, served: bool, as_of: pd.Timestamp) -> dic
     return {**check.as_dict(), "served": served, "at": f"{as_of:%Y-%m-%d}"}
 
 
+def _probabilities(bundle: WinBundle, split: TemporalSplit) -> np.ndarray:
+    return np.asarray(bundle.predict(split.holdout)["win_probability"].to_numpy(), dtype=float)
+
+
 def _evaluate(
     bundle: WinBundle,
-    full: WinBundle,
+    booster_p: np.ndarray,
     split: TemporalSplit,
     spec: list[Feature],
     main: Candidate,
@@ -588,7 +593,6 @@ def _evaluate(
     names = [f.name for f in spec]
     kinds: dict[str, str] = {f.name: f.kind for f in spec}
     y = split.holdout["label_won"].to_numpy(dtype=float)
-    booster_p = full.predict(split.holdout)["win_probability"].to_numpy()
     reliability: dict[str, pd.DataFrame] = {}
     baseline_metrics = {}
     for name, predict in fit_baselines(split.train, names, kinds).items():
