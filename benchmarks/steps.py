@@ -120,10 +120,11 @@ def train_ours(warehouse: Path, store: Path) -> None:
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     os.chdir(store)
     from training.win.fit import train_win_model
-    from training.win.register import log_and_register
+    from training.win.register import log_and_register, open_store_in_background
 
+    opening = open_store_in_background()  # as salesml train does
     result = train_win_model(_history(warehouse))
-    reg = log_and_register(result, None)
+    reg = log_and_register(result, None, store=opening)
     print(f"win model v{reg.version}: {result.holdout_metrics}", file=sys.stderr)
 
 

@@ -48,9 +48,6 @@ def train(
     baselines and backtests, and register them in MLflow.
 
     A history without a pipeline (a won-only order export) gets the forecast alone."""
-    import logging
-    import warnings
-
     from features.build import build_snapshots, weekly_as_of_dates
     from training.data import NotEnoughDataError
     from training.revenue.fit import train_forecast
@@ -58,11 +55,9 @@ def train(
     from training.timing.fit import train_timing_model
     from training.timing.register import log_timing
     from training.win.fit import train_win_model
-    from training.win.register import log_and_register
+    from training.win.register import log_and_register, open_store_in_background
 
-    logging.getLogger("mlflow").setLevel(logging.ERROR)
-    # MLflow's signature hints (integer columns in the input example) are for MLflow users.
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
+    _quiet_mlflow()
     wanted = {m.strip() for m in models.split(",") if m.strip()}
     unknown = wanted - {"win", "timing", "forecast"}
     if unknown or not wanted:
@@ -77,6 +72,7 @@ def train(
         history = _history(as_of)
         result, snapshots = None, None
         if "win" in wanted:
+            store = open_store_in_background()  # MLflow's set-up runs while LightGBM trains
             status.update("training the win model…")
             # Built once per history: the win and timing models read the same snapshots.
             snapshots = build_snapshots(history, weekly_as_of_dates(history))
@@ -90,7 +86,9 @@ def train(
                 status.update("training the close-timing model…")
                 timing = train_timing_model(history, seed=seed, snapshots=snapshots)
             status.update("logging to MLflow…")
-            reg = log_and_register(result, label, timing.bundle if timing is not None else None)
+            reg = log_and_register(
+                result, label, timing.bundle if timing is not None else None, store=store
+            )
             out["win_model"] = _win_summary(result, reg)
             if timing is not None:
                 log_timing(reg.run_id, timing)
@@ -117,6 +115,15 @@ def train(
         print_json(out)
         return
     _print_summary(out, result)
+
+
+def _quiet_mlflow() -> None:
+    import logging
+    import warnings
+
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    # MLflow's signature hints (integer columns in the input example) are for MLflow users.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
 
 
 @handle_errors

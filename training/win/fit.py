@@ -159,16 +159,17 @@ def train_win_model(
         PEER_NAME: peer.bundle(seen_rate, metadata),
     }
     y = split.holdout["label_won"].to_numpy(dtype=float)
-    predicted = {
-        n: b.predict(split.holdout)["win_probability"].to_numpy() for n, b in candidates.items()
-    }
+    predicted = {n: _probabilities(b, split) for n, b in candidates.items()}
     scored = {n: binary_metrics(y, p) for n, p in predicted.items()}
     served = min(scored, key=lambda n: (_num(scored[n]["log_loss"]), _num(scored[n]["brier"])))
     chosen = main if served == MODEL_NAME else peer
     labelled = snapshots[snapshots["label_won"].notna() & (snapshots["as_of"] <= split.holdout_end)]
     extra = {"served": served if candidates[served].booster is not None else "base_rate"}
     bundle = _refit(chosen, candidates[served], split, labelled, spec, seed, extra)
-    result = _evaluate(bundle, full, split, spec, main, params, little_signal, history)
+    # The early-stopped model's own holdout scores (already predicted unless it was replaced
+    # by the base rate for little signal).
+    booster_p = predicted[MODEL_NAME] if not little_signal else _probabilities(full, split)
+    result = _evaluate(bundle, booster_p, split, spec, main, params, little_signal, history)
     result.served = str(extra["served"])
     result.dropped = dropped
     result.flat = flat_columns(history)
@@ -235,8 +236,8 @@ def _fit_model(
     built: dict[tuple[str, ...], tuple[FeatureContract, lgb.Dataset]] = {}
 
     def early(
-        features: list[str], validation: pd.DataFrame, settings: dict[str, Any]
-    ) -> tuple[lgb.Booster, FeatureContract]:
+        features: list[str], validations: list[pd.DataFrame], settings: dict[str, Any]
+    ) -> tuple[list[lgb.Booster], FeatureContract]:
         if tuple(features) not in built:
             contract = _contract(spec, features, split.train)
             matrix = contract.matrix(split.train)
@@ -244,24 +245,19 @@ def _fit_model(
             built[tuple(features)] = contract, data
         contract, train_set = built[tuple(features)]
         p = {**settings, "monotone_constraints": [MONOTONE.get(n, 0) for n in features]}
-        y_val = validation["label_won"].to_numpy(dtype=float)
-        valid = lgb.Dataset(contract.matrix(validation), y_val, reference=train_set)
-        booster = lgb.train(
-            p,
-            train_set,
-            num_boost_round=2000,
-            valid_sets=[valid],
-            callbacks=[lgb.early_stopping(50, verbose=False)],
-        )
-        return booster, contract
+        return early_stopped(p, train_set, contract, validations), contract
 
     names = [f.name for f in spec]
-    tried: dict[int, tuple[float, list[Fold], dict[str, Any]]] = {}
+    # One boosting run per tree size serves both judging halves and the whole validation
+    # period: the trees do not depend on the rows that stop them, so each early stop is a
+    # prefix of the same run (``early_stopped``), as if fitted alone.
+    sets = [split.validation[in_half], split.validation[~in_half], split.validation]
+    tried: dict[int, tuple[float, list[Fold], dict[str, Any], lgb.Booster]] = {}
     for leaves in LEAVES:
         settings = {**params, "num_leaves": leaves}
+        boosters, contract = early(names, sets, settings)
         folds = []
-        for stop, judge in ((in_half, ~in_half), (~in_half, in_half)):
-            booster, contract = early(names, split.validation[stop], settings)
+        for booster, judge in ((boosters[0], ~in_half), (boosters[1], in_half)):
             rows = split.validation[judge]
             folds.append(
                 Fold(
@@ -271,12 +267,16 @@ def _fit_model(
                     rows["deal_id"].to_numpy(dtype=object),
                 )
             )
-        tried[leaves] = (judged_log_loss(folds), folds, settings)
-    _, folds, params = tried[min(tried, key=lambda leaves: tried[leaves][0])]
+        tried[leaves] = (judged_log_loss(folds), folds, settings, boosters[2])
+    _, folds, params, whole = tried[min(tried, key=lambda leaves: tried[leaves][0])]
     screened = screened_features(spec, contract)
     dropped = concept_screen(folds, names, concepts, seed, screened=screened)
     kept = [n for n in names if n not in dropped] or names
-    booster, contract = early(kept, split.validation, params)
+    if kept == names:  # the whole validation period's stop of the chosen run
+        booster = whole
+    else:
+        stopped, contract = early(kept, [split.validation], params)
+        booster = stopped[0]
     rounds = max(1, int(booster.best_iteration))
     fixed = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in kept]}
 
@@ -286,6 +286,80 @@ def _fit_model(
         return lgb.train(fixed, data, num_boost_round=rounds)
 
     return _calibrated(MODEL_NAME, contract, booster, rounds, fit, split), dropped, params
+
+
+# Early stopping: at most MAX_ROUNDS trees, stopped when the validation log loss has not
+# improved for STOPPING_ROUNDS rounds (as ``lgb.early_stopping(STOPPING_ROUNDS)``).
+MAX_ROUNDS = 2000
+STOPPING_ROUNDS = 50
+
+
+def early_stopped(
+    params: dict[str, Any],
+    train_set: lgb.Dataset,
+    contract: FeatureContract,
+    validations: list[pd.DataFrame],
+) -> list[lgb.Booster]:
+    """One booster per validation frame, each stopped early on that frame alone.
+
+    LightGBM's trees do not depend on the rows that only evaluate them, so one boosting run
+    evaluated on every frame, cut at each frame's own early stop, gives the boosters that
+    separate runs with ``lgb.early_stopping(STOPPING_ROUNDS)`` would (the same trees, the
+    same ``best_iteration``), for the cost of the longest of them.
+    """
+    valid = [
+        lgb.Dataset(contract.matrix(v), v["label_won"].to_numpy(dtype=float), reference=train_set)
+        for v in validations
+    ]
+    stops = _EachStops(len(valid), STOPPING_ROUNDS)
+    run = lgb.train(
+        params, train_set, num_boost_round=MAX_ROUNDS, valid_sets=valid, callbacks=[stops]
+    )
+    return [_cut(run, rounds) for rounds in stops.rounds]
+
+
+class _EachStops:
+    """``lgb.early_stopping``'s rule applied to each validation set on its own; the run ends
+    when every set has stopped (or at the last round). ``rounds[k]``: set k's best iteration
+    (1-based), as ``Booster.best_iteration`` after a run stopped on set k alone."""
+
+    order = 30  # where LightGBM runs its own early stopping among callbacks
+    before_iteration = False
+
+    def __init__(self, n_sets: int, stopping_rounds: int) -> None:
+        self.stopping_rounds = stopping_rounds
+        self.best_score = [np.inf] * n_sets
+        self.best_iter = [0] * n_sets
+        self.done = [False] * n_sets
+
+    @property
+    def rounds(self) -> list[int]:
+        return [i + 1 for i in self.best_iter]
+
+    def __call__(self, env: Any) -> None:
+        results = env.evaluation_result_list
+        if len(results) != len(self.done):
+            raise ValueError(f"expected one metric per validation set, got {len(results)}")
+        for k, result in enumerate(results):
+            if self.done[k]:
+                continue
+            # lgb.early_stopping: the first round is the best so far; later ones only when
+            # strictly lower; stopped once the best is ``stopping_rounds`` rounds old.
+            if env.iteration == env.begin_iteration or result[2] < self.best_score[k]:
+                self.best_score[k] = float(result[2])
+                self.best_iter[k] = env.iteration
+            last = env.iteration == env.end_iteration - 1
+            if env.iteration - self.best_iter[k] >= self.stopping_rounds or last:
+                self.done[k] = True
+        if all(self.done):
+            raise lgb.callback.EarlyStopException(env.iteration, [])
+
+
+def _cut(run: lgb.Booster, rounds: int) -> lgb.Booster:
+    """The first ``rounds`` trees of ``run`` (what ``lgb.train`` keeps after an early stop)."""
+    booster = lgb.Booster(model_str=run.model_to_string(num_iteration=rounds))
+    booster.best_iteration = rounds
+    return booster
 
 
 def oldest_close_age(history: History) -> float | None:
@@ -500,9 +574,13 @@ def _drift_metadata(check: DriftCheck, served: bool, as_of: pd.Timestamp) -> dic
     return {**check.as_dict(), "served": served, "at": f"{as_of:%Y-%m-%d}"}
 
 
+def _probabilities(bundle: WinBundle, split: TemporalSplit) -> np.ndarray:
+    return np.asarray(bundle.predict(split.holdout)["win_probability"].to_numpy(), dtype=float)
+
+
 def _evaluate(
     bundle: WinBundle,
-    full: WinBundle,
+    booster_p: np.ndarray,
     split: TemporalSplit,
     spec: list[Feature],
     main: Candidate,
@@ -515,7 +593,6 @@ def _evaluate(
     names = [f.name for f in spec]
     kinds: dict[str, str] = {f.name: f.kind for f in spec}
     y = split.holdout["label_won"].to_numpy(dtype=float)
-    booster_p = full.predict(split.holdout)["win_probability"].to_numpy()
     reliability: dict[str, pd.DataFrame] = {}
     baseline_metrics = {}
     for name, predict in fit_baselines(split.train, names, kinds).items():

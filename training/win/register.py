@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,16 +111,40 @@ def _num(value: float | None) -> float:
     return np.inf if value is None else float(value)
 
 
-def log_and_register(
-    result: WinTrainingResult, as_of: str | None, timing: TimingBundle | None = None
-) -> Registration:
-    """Log params, metrics, plots and the model card; register the scorer (the win bundle with
-    ``timing`` beside it); set the alias."""
+def open_store() -> None:
+    """Import MLflow and open the workspace store with the win experiment in it (the first use
+    creates the store's tables: seconds of single-threaded work, the same for every model)."""
     import mlflow
 
-    client = configure()
+    configure()
     if mlflow.get_experiment_by_name(WIN_EXPERIMENT) is None:
         mlflow.create_experiment(WIN_EXPERIMENT, artifact_location=artifact_root())
+
+
+def open_store_in_background() -> Future[None]:
+    """``open_store`` in a background thread, started before training so that it runs while
+    LightGBM boosts; hand the future to ``log_and_register``, which waits for it."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="mlflow-store")
+    future = pool.submit(open_store)
+    pool.shutdown(wait=False)  # the thread ends after its one task
+    return future
+
+
+def log_and_register(
+    result: WinTrainingResult,
+    as_of: str | None,
+    timing: TimingBundle | None = None,
+    store: Future[None] | None = None,
+) -> Registration:
+    """Log params, metrics, plots and the model card; register the scorer (the win bundle with
+    ``timing`` beside it); set the alias. ``store``: ``open_store_in_background``'s future,
+    when the store was opened during training (its error, if any, is raised here)."""
+    import mlflow
+
+    if store is not None:
+        store.result()
+    open_store()  # nothing left to do when the background opening finished it
+    client = configure()
     mlflow.set_experiment(WIN_EXPERIMENT)
     try:
         champion: WinBundle | None = load_scorer(CHAMPION).bundle
