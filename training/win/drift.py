@@ -32,27 +32,40 @@ and the model card either way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit
+from scipy.special import expit, logit
 from sklearn.linear_model import LogisticRegression
 
 from salesml.models.calibration import Calibrator, calibrator_from_params, select_calibrator
+from training.win.calibration_cohort import (
+    CycleLaw,
+    Shift,
+    States,
+    censored_log_loss,
+    fit_shift,
+    states_at,
+)
 
-# The candidates judged by the check: a trend over creation dates served at the as-of. The
-# recent window (``fit_candidate("recent", ...)``: the plain kind refitted on the newest
+# The candidates judged by the check: a trend over creation dates served at the as-of, and the
+# newest creation cohort's level read from its early closes (``cohort``: a Platt calibrator, or
+# a base rate, moved to the level ``training.win.calibration_cohort`` estimates). The recent
+# window (``fit_candidate("recent", ...)``: the plain kind refitted on the newest
 # ``RECENT_SHARE`` of the calibration rows by creation date) was judged too and is left out:
 # the newest matured rows and the cohort that judges them are censored alike (their long, more
 # often won deals have not closed yet), so it won the check on salesml/synth's history, which
 # does not drift, and on flat 303, where it made the scored deals' ECE worse (0.063 -> 0.066).
-CANDIDATES: tuple[str, ...] = ("trend",)
+CANDIDATES: tuple[str, ...] = ("trend", "cohort")
 RECENT_SHARE = 0.5
 # A candidate is kept when its log-loss gain per judged deal exceeds this many of its standard
-# errors (one-sided, about 2.3 % by chance when it gains nothing).
+# errors (one-sided, about 2.3 % by chance when it gains nothing); with several candidates the
+# larger gain must clear ``MIN_T_SEVERAL`` (about 1 % each, 2 % for two).
 MIN_T = 2.0
+MIN_T_SEVERAL = 2.3
 # Fewer judged deals than this (or either outcome under a tenth of it) and the check cannot
 # tell a trend from noise: the plain calibrator stays.
 MIN_JUDGED = 200
@@ -69,6 +82,9 @@ class DriftCheck:
     gain_per_deal: dict[str, float]  # per candidate: plain log loss - its log loss, mean
     slope_per_year: float | None  # the trend fitted in the check (log-odds per year)
     reason: str
+    # the cohort candidate's shift in the check (log-odds over the plain level) and its SE
+    cohort_shift: float | None = None
+    cohort_shift_se: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +158,97 @@ def recent_mask(rows: pd.DataFrame) -> np.ndarray:
 
 
 Fitted = Calibrator | float  # a calibrator of scores, or a base rate
+Scorer = Callable[[pd.DataFrame], np.ndarray]  # raw model scores of snapshot rows
+
+
+@dataclass(frozen=True)
+class Cohorts:
+    """Every deal as known at the training as-of, with its first snapshot (open deals too):
+    what the ``cohort`` candidate reads and the check judges on."""
+
+    deals: pd.DataFrame  # deal_id, created_at, closed_at, status
+    first: pd.DataFrame  # each deal's first snapshot, indexed by deal_id
+    maturity_days: float
+    as_of: pd.Timestamp
+
+    @classmethod
+    def of(
+        cls, deals: pd.DataFrame, snapshots: pd.DataFrame, maturity_days: float, as_of: pd.Timestamp
+    ) -> Cohorts:
+        first = snapshots.sort_values("as_of", kind="stable").drop_duplicates("deal_id")
+        columns = ["deal_id", "created_at", "closed_at", "status"]
+        return cls(deals[columns], first.set_index("deal_id"), float(maturity_days), as_of)
+
+    def law(self, at: pd.Timestamp) -> CycleLaw | None:
+        """The cycle law visible at ``at`` (deals created over two maturities before it)."""
+        return CycleLaw.at(self.deals, at, 2 * self.maturity_days)
+
+    def frame(
+        self, since: pd.Timestamp, until: pd.Timestamp, at: pd.Timestamp, score: Scorer | None
+    ) -> tuple[np.ndarray | None, States]:
+        """The deals created in ``(since, until]``: their first snapshots' raw scores (None
+        without ``score``) and their states at ``at``. A deal whose first snapshot is after
+        ``at`` (or that closed before any) gets the others' mean score: its state still
+        counts (dropping it would drop the quickest closers, mostly lost ones)."""
+        created = self.deals["created_at"]
+        chosen = self.deals[(created > since) & (created <= until)]
+        states = states_at(chosen, at)
+        if score is None:
+            return None, states
+        first = self.first.reindex(chosen["deal_id"])
+        visible = (first["as_of"] <= at).to_numpy()
+        scores = np.full(len(chosen), np.nan)
+        if visible.any():
+            scores[visible] = score(first[visible].reset_index())
+        scores[~visible] = float(np.mean(scores[visible])) if visible.any() else 0.0
+        return scores, states
+
+    def shift(self, base: Fitted, at: pd.Timestamp, score: Scorer | None) -> Shift | None:
+        """The level of the deals created in the last maturity before ``at``, relative to
+        ``base``, from their states at ``at`` (``calibration_cohort.fit_shift``)."""
+        law = self.law(at)
+        if law is None:
+            return None
+        since = at - pd.Timedelta(days=self.maturity_days)
+        scores, states = self.frame(since, at, at, None if isinstance(base, float) else score)
+        z = _logits(base, scores, len(states))
+        return fit_shift(z, states, law)
+
+
+def _logits(fitted: Fitted, scores: np.ndarray | None, n: int) -> np.ndarray:
+    p = np.clip(_predict(fitted, scores, n), 1e-6, 1 - 1e-6)
+    return np.asarray(logit(p), dtype=float)
+
+
+def shifted(base: Fitted, shift: float) -> Fitted:
+    """``base`` with ``shift`` added to its log-odds (a Platt calibrator's intercept)."""
+    if isinstance(base, float):
+        return float(expit(logit(np.clip(base, 1e-6, 1 - 1e-6)) + shift))
+    params = base.to_params()
+    assert params["kind"] == "platt"
+    return calibrator_from_params({**params, "b": float(params["b"]) + shift})
+
+
+def cohort_candidate(
+    rows: pd.DataFrame,
+    scores: np.ndarray | None,
+    weights: np.ndarray | None,
+    at: pd.Timestamp,
+    cohorts: Cohorts,
+    score: Scorer | None,
+) -> tuple[Fitted, Shift] | None:
+    """A Platt calibrator on labelled ``rows`` (a base rate without ``scores``), moved to the
+    level of the newest creation cohort at ``at`` (``Cohorts.shift``)."""
+    y = rows["label_won"].to_numpy(dtype=float)
+    if len(np.unique(y)) < 2:
+        return None
+    base: Fitted
+    if scores is None:
+        base = float(np.average(y, weights=weights))
+    else:
+        base = select_calibrator(scores, y, candidates=("platt",))[0]
+    found = cohorts.shift(base, at, score)
+    return None if found is None else (shifted(base, found.shift), found)
 
 
 def fit_candidate(
@@ -151,14 +258,22 @@ def fit_candidate(
     kind: str | None,
     weights: np.ndarray | None,
     at: pd.Timestamp,
+    cohorts: Cohorts | None = None,
+    score: Scorer | None = None,
 ) -> Fitted | None:
-    """Candidate ``name`` ("plain", "trend", "recent") fitted on labelled ``rows`` and served
-    at ``at``: a calibrator of the plain ``kind`` (``scores`` given), else a base rate
-    (``weights``: each deal once). None when it cannot be fitted."""
+    """Candidate ``name`` ("plain", "trend", "recent", "cohort") fitted on labelled ``rows``
+    and served at ``at``: a calibrator of the plain ``kind`` (``scores`` given), else a base
+    rate (``weights``: each deal once). ``cohorts`` and ``score`` (raw scores of snapshot
+    rows) are what "cohort" reads. None when it cannot be fitted."""
     y = rows["label_won"].to_numpy(dtype=float)
     keep = recent_mask(rows) if name == "recent" else np.ones(len(rows), dtype=bool)
     if len(np.unique(y[keep])) < 2:
         return None
+    if name == "cohort":
+        if cohorts is None:
+            return None
+        found = cohort_candidate(rows, scores, weights, at, cohorts, score)
+        return None if found is None else found[0]
     if name == "trend":
         trend = fit_trend(rows, scores, weights)
         if trend is None:
@@ -177,53 +292,61 @@ def _predict(fitted: Fitted, scores: np.ndarray | None, n: int) -> np.ndarray:
     return fitted.predict(scores)
 
 
-def _log_loss_rows(y: np.ndarray, p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)), dtype=float)
-
-
 def drift_check(
     older: pd.DataFrame,
     older_scores: np.ndarray | None,
-    newer: pd.DataFrame,
-    newer_scores: np.ndarray | None,
+    cohorts: Cohorts,
     inner_as_of: pd.Timestamp,
     plain_kind: str | None,
     older_weights: np.ndarray | None = None,
+    score: Scorer | None = None,
 ) -> DriftCheck:
     """The nested temporal check (module docstring). ``older``: the validation period's
-    snapshots with ``older_scores``; ``newer``: the holdout's, scored by the same fit;
-    ``plain_kind``: the plain calibrator's kind, or None for a base rate (scores then None;
-    ``older_weights``: each deal once)."""
-    judged = first_of_new_cohort(newer, inner_as_of)
-    y = newer["label_won"].to_numpy(dtype=float)[judged]
-    won = int(y.sum())
-    if len(judged) < MIN_JUDGED or min(won, len(y) - won) < MIN_JUDGED // 10:
-        return DriftCheck(None, len(judged), {}, {}, None, "too few new deals to judge")
-    s = None if newer_scores is None else newer_scores[judged]
-    fit = {
-        name: fit_candidate(name, older, older_scores, plain_kind, older_weights, inner_as_of)
-        for name in ("plain", *CANDIDATES)
-    }
-    plain = fit.pop("plain")
+    snapshots with ``older_scores`` (out-of-sample scores of the fit whose raw ``score`` of
+    snapshot rows judges); ``plain_kind``: the plain calibrator's kind, or None for a base rate
+    (scores then None; ``older_weights``: each deal once). Judged: the deals created after
+    ``inner_as_of``, each at its first snapshot, by the likelihood of their state at the
+    training as-of (won, lost, or still open at its age: ``censored_log_loss``)."""
+    s, states = cohorts.frame(inner_as_of, cohorts.as_of, cohorts.as_of, score)
+    law = cohorts.law(cohorts.as_of)
+    closed = states.state != -1
+    won = int((states.state == 1).sum())
+    if law is None or closed.sum() < MIN_JUDGED or min(won, closed.sum() - won) < MIN_JUDGED // 10:
+        return DriftCheck(None, len(states), {}, {}, None, "too few new deals to judge")
+    plain = fit_candidate("plain", older, older_scores, plain_kind, older_weights, inner_as_of)
     if plain is None:
-        return DriftCheck(None, len(judged), {}, {}, None, "no plain fit to compare with")
-    base = _log_loss_rows(y, _predict(plain, s, len(y)))
+        return DriftCheck(None, len(states), {}, {}, None, "no plain fit to compare with")
+    fit: dict[str, Fitted | None] = {}
+    found: Shift | None = None
+    for name in CANDIDATES:
+        if name == "cohort":
+            pair = cohort_candidate(older, older_scores, older_weights, inner_as_of, cohorts, score)
+            fit[name], found = (None, None) if pair is None else pair
+        else:
+            fit[name] = fit_candidate(
+                name, older, older_scores, plain_kind, older_weights, inner_as_of
+            )
+    base = censored_log_loss(_predict(plain, s, len(states)), states, law)
     t: dict[str, float] = {}
     gains: dict[str, float] = {}
     for name, fitted in fit.items():
         if fitted is None:
             continue
-        gain = base - _log_loss_rows(y, _predict(fitted, s, len(y)))
+        gain = base - censored_log_loss(_predict(fitted, s, len(states)), states, law)
         se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
         t[name] = float(gain.mean() / se) if se > 0 else 0.0
         gains[name] = float(gain.mean())
     trend = fit_trend(older, older_scores, older_weights)
-    slope = None if trend is None else trend.c
+    evidence = {
+        "slope_per_year": None if trend is None else trend.c,
+        "cohort_shift": None if found is None else found.shift,
+        "cohort_shift_se": None if found is None else found.se,
+    }
+    need = MIN_T if len(t) <= 1 else MIN_T_SEVERAL
     best = max(t, key=lambda n: t[n], default=None)
-    if best is None or t[best] <= MIN_T:
+    if best is None or t[best] <= need:
         shown = ", ".join(f"{n} {v:.1f}" for n, v in t.items()) or "none fitted"
-        reason = f"no candidate beats the plain calibrator by {MIN_T} standard errors ({shown})"
-        return DriftCheck(None, len(judged), t, gains, slope, reason)
-    reason = f"{best} beats the plain calibrator on the newest matured cohort by {t[best]:.1f} SE"
-    return DriftCheck(best, len(judged), t, gains, slope, reason)
+        reason = f"no candidate beats the plain calibrator by {need} standard errors ({shown})"
+        return DriftCheck(None, len(states), t, gains, reason=reason, **evidence)
+    reason = f"{best} beats the plain calibrator on the newest cohort by {t[best]:.1f} SE"
+    return DriftCheck(best, len(states), t, gains, reason=reason, **evidence)
