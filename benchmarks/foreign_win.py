@@ -226,8 +226,13 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
     peer = _peer(history, cut, newest)
     row = _row(case, trained, newest, y, ours, peer, scored)
     row["drift"] = _drift_verdict()
-    row.update(_censoring_weighted(case, deals, closed, cut, newest, y, ours, history.exported_at))
-    row["oracle_at_cut_ece"] = _oracle_at_cut_ece(case, closed, cut, newest, y)
+    # the deals table's last creation or close: a stage history may carry later stamps (flat
+    # 404 writes stage changes of open deals past its export date)
+    export = max(deals["created_at"].max(), closed["closed_at"].max())
+    row.update(_censoring_weighted(case, deals, closed, cut, newest, y, ours, export))
+    row["oracle_at_cut_ece"], row["oracle_cohort_ece"] = _oracle_at_cut_ece(
+        case, history, closed, cut, newest, y
+    )
     seen = _observable(case, history, newest)
     if seen is not None:
         from sklearn.metrics import roc_auc_score
@@ -247,22 +252,35 @@ def _drift_verdict() -> str:
     ts = ", ".join(f"{name} t {t:.1f}" for name, t in (check.get("t") or {}).items())
     slope = check.get("slope_per_year")
     trend = "" if slope is None else f"; trend {slope:+.2f}/yr"
+    shift, se = check.get("cohort_shift"), check.get("cohort_shift_se")
+    if shift is not None:
+        trend += f"; cohort shift {shift:+.2f}" + ("" if se is None else f" ± {se:.2f}")
     verdict = check.get("adopted") if check.get("served") else "off"
     return f"{verdict} ({ts or 'not judged'}{trend})"
 
 
 def _oracle_at_cut_ece(
-    case: Case, closed: pd.DataFrame, cut: pd.Timestamp, newest: pd.DataFrame, y: np.ndarray
-) -> float | None:
+    case: Case,
+    history: Any,
+    closed: pd.DataFrame,
+    cut: pd.Timestamp,
+    newest: pd.DataFrame,
+    y: np.ndarray,
+) -> tuple[float | None, float | None]:
     """The oracle under drift: the generator's true probabilities, Platt-calibrated on the
     deals closed by the cut (what anyone fitting at T sees), then judged by ECE on the scored
-    deals. What a model that ranks perfectly but is levelled at T scores against the bar."""
+    deals. What a model that ranks perfectly but is levelled at T scores against the bar.
+    Second: the same, then moved to the level of the deals created in the last maturity
+    before the cut as their states at the cut tell (``training.win.calibration_cohort``, as
+    the ``cohort`` drift candidate does): what that levelling reaches with perfect ranking."""
     if case.truth is None:
-        return None
-    from scipy.special import logit
+        return None, None
+    from scipy.special import expit, logit
     from sklearn.linear_model import LogisticRegression
 
     from salesml.models.evaluation import expected_calibration_error
+    from training.data import maturity_days, truncate_history
+    from training.win.calibration_cohort import CycleLaw, fit_shift, states_at
 
     known = closed[(closed["created_at"] < cut) & (closed["closed_at"] <= cut)]
     truth = case.truth.set_index("deal_id")["true_probability"]
@@ -272,7 +290,18 @@ def _oracle_at_cut_ece(
         return np.asarray(logit(np.clip(p, 1e-6, 1 - 1e-6)))[:, None]
 
     fitted = LogisticRegression(C=1e4).fit(x(known), (known["status"] == "won").to_numpy(float))
-    return expected_calibration_error(y, fitted.predict_proba(x(newest))[:, 1])
+    at_cut = expected_calibration_error(y, fitted.predict_proba(x(newest))[:, 1])
+    seen = truncate_history(history, cut).deals
+    maturity = maturity_days(truncate_history(history, cut))
+    law = CycleLaw.at(seen, cut, 2 * maturity)
+    recent = seen[seen["created_at"] > cut - pd.Timedelta(days=maturity)]
+    if law is None or recent.empty:
+        return at_cut, None
+    shift = fit_shift(fitted.decision_function(x(recent)), states_at(recent, cut), law)
+    if shift is None:
+        return at_cut, None
+    levelled = expit(fitted.decision_function(x(newest)) + shift.shift)
+    return at_cut, expected_calibration_error(y, levelled)
 
 
 def censoring_weights(
@@ -540,10 +569,11 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             "| Brier | peer Brier "
             "| ECE | peer ECE | ECE floor | oracle ECE | ECE vs truth | peer ECE vs truth "
             "| mean p | win rate | mean true p | noise in top 3 | drift calibration "
-            "| oracle at T ECE | ECE, censoring-weighted (deals) | mean p / win rate, weighted "
+            "| oracle at T ECE | oracle at T, cohort-levelled ECE "
+            "| ECE, censoring-weighted (deals) | mean p / win rate, weighted "
             "| mean true p, window | bar |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-            "---|---|---|---|",
+            "---|---|---|---|---|",
         ]
         if header
         else []
@@ -558,7 +588,8 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             f"{f(r['ece_floor'])} | {f(r['oracle_ece'])} | {f(r['ece_truth'])} | "
             f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | "
             f"{f(r.get('true_mean'))} | {noise} | {r.get('drift', '—')} | "
-            f"{f(r.get('oracle_at_cut_ece'))} | {_weighted_cell(r)} | "
+            f"{f(r.get('oracle_at_cut_ece'))} | {f(r.get('oracle_cohort_ece'))} | "
+            f"{_weighted_cell(r)} | "
             f"{f(r.get('mean_p_weighted'))} / {f(r.get('win_rate_weighted'))} | "
             f"{f(r.get('true_mean_window'))} | {'pass' if r['passes'] else 'FAIL'} |"
         )

@@ -93,7 +93,7 @@ def _check(
     ]
     cohorts = Cohorts.of(deals, rows, MATURITY, START + pd.Timedelta(days=1000))
     if base_rate:
-        check = drift_check(older, None, cohorts, inner, None, np.ones(len(older)))
+        check = drift_check(older, None, cohorts, inner, None)
     else:
         check = drift_check(older, _score(older), cohorts, inner, "platt", score=_score)
     return check.adopted, check.t, check.cohort_shift

@@ -292,51 +292,80 @@ def _predict(fitted: Fitted, scores: np.ndarray | None, n: int) -> np.ndarray:
     return fitted.predict(scores)
 
 
+def _deal_weights(rows: pd.DataFrame) -> np.ndarray:
+    """1 / (the deal's rows), mean 1: each deal once (as ``training.win.fit.deal_weights``)."""
+    counts = rows.groupby("deal_id")["deal_id"].transform("size").to_numpy(dtype=float)
+    return np.asarray((1.0 / counts) / np.mean(1.0 / counts), dtype=float)
+
+
+def origins(first: pd.Timestamp, as_of: pd.Timestamp, step_days: float) -> list[pd.Timestamp]:
+    """The check's inner as-ofs: ``first``, then every ``step_days`` while a whole step of
+    new deals was created before ``as_of`` (at least ``first``)."""
+    step = pd.Timedelta(days=step_days)
+    found = [first]
+    while found[-1] + 2 * step <= as_of:
+        found.append(found[-1] + step)
+    return found
+
+
 def drift_check(
-    older: pd.DataFrame,
-    older_scores: np.ndarray | None,
+    calibration: pd.DataFrame,
+    calibration_scores: np.ndarray | None,
     cohorts: Cohorts,
-    inner_as_of: pd.Timestamp,
+    first_origin: pd.Timestamp,
     plain_kind: str | None,
-    older_weights: np.ndarray | None = None,
     score: Scorer | None = None,
 ) -> DriftCheck:
-    """The nested temporal check (module docstring). ``older``: the validation period's
-    snapshots with ``older_scores`` (out-of-sample scores of the fit whose raw ``score`` of
-    snapshot rows judges); ``plain_kind``: the plain calibrator's kind, or None for a base rate
-    (scores then None; ``older_weights``: each deal once). Judged: the deals created after
-    ``inner_as_of``, each at its first snapshot, by the likelihood of their state at the
-    training as-of (won, lost, or still open at its age: ``censored_log_loss``)."""
-    s, states = cohorts.frame(inner_as_of, cohorts.as_of, cohorts.as_of, score)
+    """The nested temporal check (module docstring), at rolling inner as-ofs (``origins``:
+    one phase of a seasonal drift is not all of them). At each origin ``o`` every calibrator
+    is fitted on the ``calibration`` rows visible then (snapshots at least a maturity before
+    ``o``, closed by ``o``; ``calibration_scores``: out-of-sample scores of the fit whose raw
+    ``score`` of snapshot rows judges; None for a base rate, each deal once) and judged on the
+    deals created in the next maturity, each at its first snapshot, by the likelihood of its
+    state at the training as-of (won, lost, or still open at its age: ``censored_log_loss``).
+    The per-deal gains over the plain calibrator (``plain_kind``) are pooled over origins."""
     law = cohorts.law(cohorts.as_of)
-    closed = states.state != -1
-    won = int((states.state == 1).sum())
-    if law is None or closed.sum() < MIN_JUDGED or min(won, closed.sum() - won) < MIN_JUDGED // 10:
-        return DriftCheck(None, len(states), {}, {}, None, "too few new deals to judge")
-    plain = fit_candidate("plain", older, older_scores, plain_kind, older_weights, inner_as_of)
-    if plain is None:
-        return DriftCheck(None, len(states), {}, {}, None, "no plain fit to compare with")
-    fit: dict[str, Fitted | None] = {}
+    step = cohorts.maturity_days
+    losses: dict[str, list[np.ndarray]] = {"plain": [], **{n: [] for n in CANDIDATES}}
     found: Shift | None = None
-    for name in CANDIDATES:
-        if name == "cohort":
-            pair = cohort_candidate(older, older_scores, older_weights, inner_as_of, cohorts, score)
-            fit[name], found = (None, None) if pair is None else pair
-        else:
-            fit[name] = fit_candidate(
-                name, older, older_scores, plain_kind, older_weights, inner_as_of
-            )
-    base = censored_log_loss(_predict(plain, s, len(states)), states, law)
+    judged = closed = won = 0
+    for origin in origins(first_origin, cohorts.as_of, step):
+        until = min(origin + pd.Timedelta(days=step), cohorts.as_of)
+        s, states = cohorts.frame(origin, until, cohorts.as_of, score)
+        visible = (calibration["as_of"] <= origin - pd.Timedelta(days=step)).to_numpy() & (
+            calibration["closed_at"] <= origin
+        ).to_numpy()
+        rows = calibration[visible]
+        r_scores = None if calibration_scores is None else calibration_scores[visible]
+        weights = _deal_weights(rows) if r_scores is None and len(rows) else None
+        plain = fit_candidate("plain", rows, r_scores, plain_kind, weights, origin)
+        if plain is None or law is None or not len(states):
+            continue
+        judged += len(states)
+        closed += int((states.state != -1).sum())
+        won += int((states.state == 1).sum())
+        base = censored_log_loss(_predict(plain, s, len(states)), states, law)
+        losses["plain"].append(base)
+        for name in CANDIDATES:
+            fitted: Fitted | None
+            if name == "cohort":
+                pair = cohort_candidate(rows, r_scores, weights, origin, cohorts, score)
+                fitted, found = (None, found) if pair is None else pair
+            else:
+                fitted = fit_candidate(name, rows, r_scores, plain_kind, weights, origin)
+            p = _predict(plain if fitted is None else fitted, s, len(states))
+            losses[name].append(censored_log_loss(p, states, law))
+    if closed < MIN_JUDGED or min(won, closed - won) < MIN_JUDGED // 10:
+        return DriftCheck(None, judged, {}, {}, None, "too few new deals to judge")
+    base = np.concatenate(losses.pop("plain"))
     t: dict[str, float] = {}
     gains: dict[str, float] = {}
-    for name, fitted in fit.items():
-        if fitted is None:
-            continue
-        gain = base - censored_log_loss(_predict(fitted, s, len(states)), states, law)
+    for name, parts in losses.items():
+        gain = base - np.concatenate(parts)
         se = float(gain.std(ddof=1) / np.sqrt(len(gain)))
         t[name] = float(gain.mean() / se) if se > 0 else 0.0
         gains[name] = float(gain.mean())
-    trend = fit_trend(older, older_scores, older_weights)
+    trend = fit_trend(calibration, calibration_scores)
     evidence = {
         "slope_per_year": None if trend is None else trend.c,
         "cohort_shift": None if found is None else found.shift,
@@ -347,6 +376,6 @@ def drift_check(
     if best is None or t[best] <= need:
         shown = ", ".join(f"{n} {v:.1f}" for n, v in t.items()) or "none fitted"
         reason = f"no candidate beats the plain calibrator by {need} standard errors ({shown})"
-        return DriftCheck(None, len(states), t, gains, reason=reason, **evidence)
-    reason = f"{best} beats the plain calibrator on the newest cohort by {t[best]:.1f} SE"
-    return DriftCheck(best, len(states), t, gains, reason=reason, **evidence)
+        return DriftCheck(None, judged, t, gains, reason=reason, **evidence)
+    reason = f"{best} beats the plain calibrator on the newest cohorts by {t[best]:.1f} SE"
+    return DriftCheck(best, judged, t, gains, reason=reason, **evidence)

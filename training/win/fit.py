@@ -472,8 +472,8 @@ def _drift_rate(
 ) -> float:
     """The served base rate: each matured deal once, or the drift candidate the nested check
     keeps (``training.win.drift``); the check's figures go to ``metadata``."""
-    seen = pd.concat([split.train, split.validation])
-    check = drift_check(seen, None, cohorts, split.holdout_start, None, deal_weights(seen))
+    seen = pd.concat([split.train, split.validation, split.holdout])
+    check = drift_check(seen, None, cohorts, split.holdout_start, None)
     fitted = None
     if check.adopted is not None:
         weights = deal_weights(labelled)
@@ -496,9 +496,9 @@ def _drift_calibrator(
     holdout with the training-period fit, the one that scored the validation period."""
     inner = _scorer(chosen.booster, FeatureContract(chosen.features, chosen.kinds, chosen.vocab))
     kind = chosen.calibrator.name
-    check = drift_check(
-        split.validation, chosen.val_scores, cohorts, split.holdout_start, kind, score=inner
-    )
+    rows = pd.concat([split.validation, split.holdout])
+    out_of_sample = np.concatenate([chosen.val_scores, inner(split.holdout)])
+    check = drift_check(rows, out_of_sample, cohorts, split.holdout_start, kind, score=inner)
     fitted = None
     if check.adopted is not None:
         both = pd.concat([split.validation, split.holdout])
