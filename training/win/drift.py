@@ -237,8 +237,12 @@ def cohort_candidate(
     cohorts: Cohorts,
     score: Scorer | None,
 ) -> tuple[Fitted, Shift] | None:
-    """A Platt calibrator on labelled ``rows`` (a base rate without ``scores``), moved to the
-    level of the newest creation cohort at ``at`` (``Cohorts.shift``)."""
+    """A Platt calibrator on labelled ``rows`` (a base rate without ``scores``), moved by the
+    change in level from the deals it was fitted on to the newest creation cohort at ``at``:
+    the newest cohort's shift (``Cohorts.shift``, each deal at its first snapshot) minus the
+    same shift of the calibration deals, each at its first row there (all closed). A model
+    whose calibrator is off at a deal's first snapshot is off alike on both, and only the
+    drift between them moves the level (the calibrator serves deals of every age)."""
     y = rows["label_won"].to_numpy(dtype=float)
     if len(np.unique(y)) < 2:
         return None
@@ -248,7 +252,20 @@ def cohort_candidate(
     else:
         base = select_calibrator(scores, y, candidates=("platt",))[0]
     found = cohorts.shift(base, at, score)
-    return None if found is None else (shifted(base, found.shift), found)
+    if found is None:
+        return None
+    order = np.lexsort((rows["as_of"].to_numpy(), rows["deal_id"].to_numpy()))
+    ids = rows["deal_id"].to_numpy()[order]
+    first = order[np.r_[True, ids[1:] != ids[:-1]]]
+    states = States(np.where(y[first] == 1, 1, 0), np.zeros(len(first)))
+    z = _logits(base, None if scores is None else scores[first], len(first))
+    law = CycleLaw(np.zeros(1), np.zeros(1))  # unused: every calibration deal is closed
+    own = fit_shift(z, states, law)
+    if own is None:
+        return None
+    se = None if found.se is None or own.se is None else float(np.hypot(found.se, own.se))
+    drift = Shift(found.shift - own.shift, se, found.deals, found.closed)
+    return shifted(base, drift.shift), drift
 
 
 def fit_candidate(
