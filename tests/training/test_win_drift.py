@@ -23,7 +23,6 @@ from training.win.calibration_cohort import (
 )
 from training.win.drift import (
     MIN_T,
-    MIN_T_SEVERAL,
     Cohorts,
     drift_check,
     fit_candidate,
@@ -110,21 +109,21 @@ def _rising(years: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_no_drift_leaves_the_plain_calibrator(seed: int) -> None:
     adopted, t, shift = _check(_flat, seed)
-    assert adopted is None and set(t) == {"trend", "cohort"}
-    assert max(t.values()) <= MIN_T_SEVERAL
+    assert adopted is None and set(t) == {"cohort"}
+    assert max(t.values()) <= MIN_T
     assert shift is not None and abs(shift) < 0.3
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_a_rising_win_rate_turns_a_drift_calibration_on(seed: int) -> None:
     adopted, t, shift = _check(_rising, seed)
-    assert adopted is not None and t[adopted] > MIN_T_SEVERAL
+    assert adopted == "cohort" and t[adopted] > MIN_T
     assert shift is not None and shift > 0.2
 
 
 def test_a_base_rate_follows_the_newest_cohort_when_the_check_keeps_it() -> None:
     adopted, t, shift = _check(_rising, seed=4, base_rate=True)
-    assert adopted is not None and t[adopted] > MIN_T
+    assert adopted == "cohort" and t[adopted] > MIN_T
     assert shift is not None and shift > 0.2
 
 
