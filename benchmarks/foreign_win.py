@@ -63,6 +63,10 @@ MAVEN = Path("/work/shared/data/maven-crm")
 TRAIN_SHARE = 0.75
 # The bar of issue 16.
 AUC_MARGIN, BRIER_MARGIN, MAX_ECE, ORACLE_MARGIN, MAX_NOISE = 0.003, 0.001, 0.025, 0.02, 0.05
+# The censoring-weighted ECE (``censoring_weights``) reads the deals created after the cut and
+# at least this share of whose won and lost deals (by the cycles of the deals created before
+# the cut) had closed by the export: weights stay at most 1 / 0.8.
+MIN_CLOSED_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,13 @@ def run_case(case: Case, root: Path) -> dict[str, Any]:
     peer = _peer(history, cut, newest)
     row = _row(case, trained, newest, y, ours, peer, scored)
     row["drift"] = _drift_verdict()
-    row["oracle_at_cut_ece"] = _oracle_at_cut_ece(case, closed, cut, newest, y)
+    # the deals table's last creation or close: a stage history may carry later stamps (flat
+    # 404 writes stage changes of open deals past its export date)
+    export = max(deals["created_at"].max(), closed["closed_at"].max())
+    row.update(_censoring_weighted(case, deals, closed, cut, newest, y, ours, export))
+    row["oracle_at_cut_ece"], row["oracle_cohort_ece"] = _oracle_at_cut_ece(
+        case, history, closed, cut, newest, y
+    )
     seen = _observable(case, history, newest)
     if seen is not None:
         from sklearn.metrics import roc_auc_score
@@ -242,22 +252,35 @@ def _drift_verdict() -> str:
     ts = ", ".join(f"{name} t {t:.1f}" for name, t in (check.get("t") or {}).items())
     slope = check.get("slope_per_year")
     trend = "" if slope is None else f"; trend {slope:+.2f}/yr"
+    shift, se = check.get("cohort_shift"), check.get("cohort_shift_se")
+    if shift is not None:
+        trend += f"; cohort shift {shift:+.2f}" + ("" if se is None else f" ± {se:.2f}")
     verdict = check.get("adopted") if check.get("served") else "off"
     return f"{verdict} ({ts or 'not judged'}{trend})"
 
 
 def _oracle_at_cut_ece(
-    case: Case, closed: pd.DataFrame, cut: pd.Timestamp, newest: pd.DataFrame, y: np.ndarray
-) -> float | None:
+    case: Case,
+    history: Any,
+    closed: pd.DataFrame,
+    cut: pd.Timestamp,
+    newest: pd.DataFrame,
+    y: np.ndarray,
+) -> tuple[float | None, float | None]:
     """The oracle under drift: the generator's true probabilities, Platt-calibrated on the
     deals closed by the cut (what anyone fitting at T sees), then judged by ECE on the scored
-    deals. What a model that ranks perfectly but is levelled at T scores against the bar."""
+    deals. What a model that ranks perfectly but is levelled at T scores against the bar.
+    Second: the same, then moved to the level of the deals created in the last maturity
+    before the cut as their states at the cut tell (``training.win.calibration_cohort``, as
+    the ``cohort`` drift candidate does): what that levelling reaches with perfect ranking."""
     if case.truth is None:
-        return None
-    from scipy.special import logit
+        return None, None
+    from scipy.special import expit, logit
     from sklearn.linear_model import LogisticRegression
 
     from salesml.models.evaluation import expected_calibration_error
+    from training.data import maturity_days, truncate_history
+    from training.win.calibration_cohort import CycleLaw, fit_shift, states_at
 
     known = closed[(closed["created_at"] < cut) & (closed["closed_at"] <= cut)]
     truth = case.truth.set_index("deal_id")["true_probability"]
@@ -267,7 +290,93 @@ def _oracle_at_cut_ece(
         return np.asarray(logit(np.clip(p, 1e-6, 1 - 1e-6)))[:, None]
 
     fitted = LogisticRegression(C=1e4).fit(x(known), (known["status"] == "won").to_numpy(float))
-    return expected_calibration_error(y, fitted.predict_proba(x(newest))[:, 1])
+    at_cut = expected_calibration_error(y, fitted.predict_proba(x(newest))[:, 1])
+    seen = truncate_history(history, cut).deals
+    maturity = maturity_days(truncate_history(history, cut))
+    law = CycleLaw.at(seen, cut, 2 * maturity)
+    recent = seen[seen["created_at"] > cut - pd.Timedelta(days=maturity)]
+    if law is None or recent.empty:
+        return at_cut, None
+    shift = fit_shift(fitted.decision_function(x(recent)), states_at(recent, cut), law)
+    if shift is None:
+        return at_cut, None
+    levelled = expit(fitted.decision_function(x(newest)) + shift.shift)
+    return at_cut, expected_calibration_error(y, levelled)
+
+
+def censoring_weights(
+    closed: pd.DataFrame, cut: pd.Timestamp, newest: pd.DataFrame, export: pd.Timestamp
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-probability-of-censoring weights for the scored deals, and which ones count.
+
+    The scored deals are those created after the cut that *closed by the export*; a deal
+    created late is among them only if it closed fast, and won deals take longer (flat: 1.15
+    against 0.9 times the cycle), so the scored outcomes lean to losses whatever the model.
+    A scored deal with outcome ``o`` created ``a`` days before the export stands for
+    ``1 / G_o(a)`` deals of its creation cohort, ``G_o`` the share of the deals with outcome
+    ``o`` created before the cut that closed within ``a`` days. Only deals with both ``G`` at
+    least ``MIN_CLOSED_SHARE`` count (no deal weighs more than 1.25; the newest, hardly
+    observed, are left out). On Maven this estimates the deals that close at all (its stale
+    open deals never do)."""
+    ref = closed[closed["created_at"] < cut]
+    ref_cycle = (ref["closed_at"] - ref["created_at"]).dt.total_seconds().to_numpy() / 86400
+    ref_won = (ref["status"] == "won").to_numpy()
+    age = (export - newest["created_at"]).dt.total_seconds().to_numpy() / 86400
+    won = (newest["status"] == "won").to_numpy()
+    weights = np.ones(len(newest))
+    keep = np.ones(len(newest), dtype=bool)
+    for outcome in (True, False):
+        cycles = np.sort(ref_cycle[ref_won == outcome])
+        if not len(cycles):
+            return weights, np.zeros(len(newest), dtype=bool)
+        share = np.searchsorted(cycles, age, side="right") / len(cycles)
+        keep &= share >= MIN_CLOSED_SHARE
+        weights[won == outcome] = 1.0 / np.maximum(share[won == outcome], 1e-9)
+    return weights, keep
+
+
+def weighted_ece(y: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int = 10) -> float:
+    """ECE with weights: equal-mass bins of ``p`` (as ``expected_calibration_error``), each
+    bin's weighted win rate against its weighted mean prediction, weighted by bin weight."""
+    edges = np.percentile(p, np.linspace(0.0, 100.0, n_bins + 1))
+    bins = np.searchsorted(edges[1:-1], p)
+    total = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        gap = abs(np.average(y[m], weights=w[m]) - np.average(p[m], weights=w[m]))
+        total += float(w[m].sum()) * gap
+    return total / float(w.sum())
+
+
+def _censoring_weighted(
+    case: Case,
+    deals: pd.DataFrame,
+    closed: pd.DataFrame,
+    cut: pd.Timestamp,
+    newest: pd.DataFrame,
+    y: np.ndarray,
+    ours: np.ndarray,
+    export: pd.Timestamp,
+) -> dict[str, Any]:
+    """ECE and win rate of the scored deals with the benchmark's censoring undone
+    (``censoring_weights``), and the mean true probability of every deal created in the same
+    window, open ones included (where the truth is known)."""
+    w, keep = censoring_weights(closed, cut, newest, export)
+    if keep.sum() < 100:
+        return {"ece_weighted": None, "win_rate_weighted": None, "true_mean_window": None}
+    true_mean = None
+    if case.truth is not None:
+        last = newest.loc[keep, "created_at"].max()
+        window = deals[(deals["created_at"] >= cut) & (deals["created_at"] <= last)]
+        truth = case.truth.set_index("deal_id")["true_probability"]
+        true_mean = float(truth.reindex(window["deal_id"]).mean())
+    return {
+        "ece_weighted": weighted_ece(y[keep], ours[keep], w[keep]),
+        "win_rate_weighted": float(np.average(y[keep], weights=w[keep])),
+        "mean_p_weighted": float(np.average(ours[keep], weights=w[keep])),
+        "true_mean_window": true_mean,
+        "weighted_deals": int(keep.sum()),
+    }
 
 
 def _history(home: Path) -> Any:
@@ -460,9 +569,11 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             "| Brier | peer Brier "
             "| ECE | peer ECE | ECE floor | oracle ECE | ECE vs truth | peer ECE vs truth "
             "| mean p | win rate | mean true p | noise in top 3 | drift calibration "
-            "| oracle at T ECE | bar |",
+            "| oracle at T ECE | oracle at T, cohort-levelled ECE "
+            "| ECE, censoring-weighted (deals) | mean p / win rate, weighted "
+            "| mean true p, window | bar |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-            "---|",
+            "---|---|---|---|---|",
         ]
         if header
         else []
@@ -477,9 +588,18 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
             f"{f(r['ece_floor'])} | {f(r['oracle_ece'])} | {f(r['ece_truth'])} | "
             f"{f(r['peer_ece_truth'])} | {f(r['mean_p'])} | {f(r['win_rate'])} | "
             f"{f(r.get('true_mean'))} | {noise} | {r.get('drift', '—')} | "
-            f"{f(r.get('oracle_at_cut_ece'))} | {'pass' if r['passes'] else 'FAIL'} |"
+            f"{f(r.get('oracle_at_cut_ece'))} | {f(r.get('oracle_cohort_ece'))} | "
+            f"{_weighted_cell(r)} | "
+            f"{f(r.get('mean_p_weighted'))} / {f(r.get('win_rate_weighted'))} | "
+            f"{f(r.get('true_mean_window'))} | {'pass' if r['passes'] else 'FAIL'} |"
         )
     return "\n".join(lines)
+
+
+def _weighted_cell(r: dict[str, Any]) -> str:
+    if r.get("ece_weighted") is None:
+        return "—"
+    return f"{r['ece_weighted']:.3f} ({r['weighted_deals']:,})"
 
 
 def main() -> None:

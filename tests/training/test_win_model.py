@@ -119,7 +119,7 @@ def test_the_drift_check_is_recorded_and_stays_off_without_a_trend(
     and the bundle says what it judged (training.win.drift)."""
     result, history, _ = trained
     drift = result.bundle.metadata["calibration_drift"]
-    assert drift["judged_deals"] > 0 and set(drift["t"]) == {"trend"}
+    assert drift["judged_deals"] > 0 and set(drift["t"]) == {"cohort"}
     assert drift["adopted"] is None and not drift["served"] and drift["reason"]
     closed = history.deals[history.deals["closed_at"].notna()]
     oldest = (closed["closed_at"] - closed["created_at"]).dt.total_seconds().max() / 86400

@@ -39,7 +39,7 @@ from salesml.scoring import OLDEST_CLOSE_KEY
 from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
-from training.win.drift import DriftCheck, drift_check, fit_candidate
+from training.win.drift import Cohorts, DriftCheck, drift_check, fit_candidate
 from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
 from training.win.screening import Fold, concept_screen, judged_log_loss
 
@@ -165,7 +165,8 @@ def train_win_model(
     chosen = main if served == MODEL_NAME else peer
     labelled = snapshots[snapshots["label_won"].notna() & (snapshots["as_of"] <= split.holdout_end)]
     extra = {"served": served if candidates[served].booster is not None else "base_rate"}
-    bundle = _refit(chosen, candidates[served], split, labelled, spec, seed, extra)
+    cohorts = Cohorts.of(history.deals, snapshots, split.maturity_days, history.exported_at)
+    bundle = _refit(chosen, candidates[served], split, labelled, spec, seed, extra, cohorts)
     # The early-stopped model's own holdout scores (already predicted unless it was replaced
     # by the base rate for little signal).
     booster_p = predicted[MODEL_NAME] if not little_signal else _probabilities(full, split)
@@ -466,6 +467,7 @@ def _refit(
     spec: list[Feature],
     seed: int,
     extra: dict[str, Any],
+    cohorts: Cohorts,
 ) -> WinBundle:
     """The served model fitted again, with the chosen settings, on every matured snapshot up to
     the as-of (``labelled``: outcome known, at least the maturity before the export), so the
@@ -476,7 +478,7 @@ def _refit(
     rate = deal_rate(labelled)
     metadata = {**served.metadata, **extra, "refit_rows": len(labelled)}
     if served.booster is None:
-        rate = _drift_rate(split, labelled, as_of, metadata)
+        rate = _drift_rate(split, labelled, as_of, metadata, cohorts)
         bundle = WinBundle(
             served.features,
             served.kinds,
@@ -496,9 +498,11 @@ def _refit(
         scores = np.concatenate([chosen.val_scores, h_scores])
         y = np.concatenate([split.validation["label_won"].to_numpy(float), y_h])
         calibrator = select_calibrator(scores, y, candidates=(chosen.calibrator.name,))[0]
-        calibrator = _drift_calibrator(chosen, split, scores, as_of, metadata) or calibrator
         contract = _contract(spec, chosen.features, labelled)
         booster = chosen.fit(labelled, contract)
+        served_score = _scorer(booster, contract)
+        drift = _drift_calibrator(chosen, split, scores, as_of, metadata, cohorts, served_score)
+        calibrator = drift or calibrator
         bundle = WinBundle(
             list(contract.features),
             dict(contract.kinds),
@@ -522,18 +526,32 @@ def _refit(
     return bundle
 
 
+def _scorer(
+    booster: lgb.Booster, contract: FeatureContract
+) -> Callable[[pd.DataFrame], np.ndarray]:
+    """Raw scores of snapshot rows by ``booster`` (what the drift candidates calibrate)."""
+
+    def score(rows: pd.DataFrame) -> np.ndarray:
+        return np.asarray(booster.predict(contract.matrix(rows), raw_score=True), dtype=float)
+
+    return score
+
+
 def _drift_rate(
-    split: TemporalSplit, labelled: pd.DataFrame, as_of: pd.Timestamp, metadata: dict[str, Any]
+    split: TemporalSplit,
+    labelled: pd.DataFrame,
+    as_of: pd.Timestamp,
+    metadata: dict[str, Any],
+    cohorts: Cohorts,
 ) -> float:
     """The served base rate: each matured deal once, or the drift candidate the nested check
     keeps (``training.win.drift``); the check's figures go to ``metadata``."""
-    seen = pd.concat([split.train, split.validation])
-    check = drift_check(
-        seen, None, split.holdout, None, split.holdout_start, None, deal_weights(seen)
-    )
+    seen = pd.concat([split.train, split.validation, split.holdout])
+    check = drift_check(seen, None, cohorts, split.holdout_start, None)
     fitted = None
     if check.adopted is not None:
-        fitted = fit_candidate(check.adopted, labelled, None, None, deal_weights(labelled), as_of)
+        weights = deal_weights(labelled)
+        fitted = fit_candidate(check.adopted, labelled, None, None, weights, as_of, cohorts)
     metadata["calibration_drift"] = _drift_metadata(check, fitted is not None, as_of)
     return fitted if isinstance(fitted, float) else deal_rate(labelled)
 
@@ -544,26 +562,23 @@ def _drift_calibrator(
     scores: np.ndarray,
     as_of: pd.Timestamp,
     metadata: dict[str, Any],
+    cohorts: Cohorts,
+    served_score: Callable[[pd.DataFrame], np.ndarray],
 ) -> Calibrator | None:
     """The drift candidate the nested check keeps, fitted on the validation and holdout
     periods' out-of-sample ``scores`` (None: the plain calibrator stays); the check judges the
     holdout with the training-period fit, the one that scored the validation period."""
-    inner = FeatureContract(chosen.features, chosen.kinds, chosen.vocab)
-    inner_scores = np.asarray(
-        chosen.booster.predict(inner.matrix(split.holdout), raw_score=True), dtype=float
-    )
-    check = drift_check(
-        split.validation,
-        chosen.val_scores,
-        split.holdout,
-        inner_scores,
-        split.holdout_start,
-        chosen.calibrator.name,
-    )
+    inner = _scorer(chosen.booster, FeatureContract(chosen.features, chosen.kinds, chosen.vocab))
+    kind = chosen.calibrator.name
+    rows = pd.concat([split.validation, split.holdout])
+    out_of_sample = np.concatenate([chosen.val_scores, inner(split.holdout)])
+    check = drift_check(rows, out_of_sample, cohorts, split.holdout_start, kind, score=inner)
     fitted = None
     if check.adopted is not None:
         both = pd.concat([split.validation, split.holdout])
-        fitted = fit_candidate(check.adopted, both, scores, chosen.calibrator.name, None, as_of)
+        fitted = fit_candidate(
+            check.adopted, both, scores, kind, None, as_of, cohorts, served_score
+        )
     calibrator = None if fitted is None or isinstance(fitted, float) else fitted
     metadata["calibration_drift"] = _drift_metadata(check, calibrator is not None, as_of)
     return calibrator

@@ -152,16 +152,20 @@ def served_lines(result: WinTrainingResult) -> list[str]:
         ]
     drift = result.bundle.metadata.get("calibration_drift")
     if drift:
+        what = {
+            "trend": "carries the win rate's trend over creation dates",
+            "cohort": "is levelled to the newest creation cohort's early closes",
+        }.get(str(drift.get("adopted")), "carries the drift")
         verdict = (
-            f"served: the calibration carries the win rate's trend over creation dates up to "
-            f"{drift['at']}"
+            f"served: the calibration {what} up to {drift['at']}"
             if drift.get("served")
             else "not served: the plain calibrator stays"
         )
         lines += [
-            f"Calibration under drift (a trend over creation dates, checked on the newest "
-            f"matured cohort, {drift.get('judged_deals', 0):,} deals): {drift.get('reason')}; "
-            f"{verdict}.",
+            f"Calibration under drift (a trend over creation dates, or the newest creation "
+            f"cohort's level from its early closes; checked on the deals created after an "
+            f"earlier as-of, {drift.get('judged_deals', 0):,} deals, open ones counted by "
+            f"their age): {drift.get('reason')}; {verdict}.",
             "",
         ]
     leaves = result.params.get("num_leaves")
