@@ -17,8 +17,8 @@ every segment:
 
 All fits (backtests and the final models) run in one worker pool. The blend weights
 (scale-normalised non-negative least squares per step ahead, shrunk across steps) and the
-interval widths (the median ± a conformal quantile of the blend's out-of-fold absolute log
-errors) are learned on those records.
+interval widths (normalised split-conformal quantiles of the blend's out-of-fold log errors,
+``salesml.models.revenue.intervals``) are learned on those records.
 The figures reported for the blend are cross-fitted: each origin is scored with weights and
 widths learned only on the origins whose forecast periods do not overlap it (purged
 leave-one-origin-out), so the coverage quoted is out of sample.

@@ -10,9 +10,10 @@ year after. Seasonal naive is itself a candidate, so what is served never scores
 on the user's own backtest; when nothing beats the simple methods, the best simple one is
 served and the note says so.
 
-The served method's interval widths are split-conformal on its own backtest errors (absolute
-log errors per step ahead, as for the blend); each candidate's coverage is cross-fitted
-(purged leave-one-origin-out) so the figures logged and shown are out of sample.
+The served method's interval widths are normalised split-conformal on its own backtest log
+errors (``salesml.models.revenue.intervals``, the blend's rule); each candidate's coverage
+is cross-fitted (purged leave-one-origin-out) so the figures logged and shown are out of
+sample.
 """
 
 from __future__ import annotations

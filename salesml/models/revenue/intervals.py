@@ -90,7 +90,7 @@ def step_widths(err: np.ndarray, step: np.ndarray, steps: int) -> list[dict[str,
     q95 = max(conformal_quantile(standard, 0.95), Z_RATIO * q80)
     table = []
     for s in range(steps):
-        half80, half95 = q80 * scales[s], q95 * scales[s]
+        half80, half95 = float(q80 * scales[s]), float(q95 * scales[s])
         table.append(
             {"lower_95": -half95, "lower_80": -half80, "upper_80": half80, "upper_95": half95}
         )
