@@ -42,9 +42,9 @@ from features.history import History
 from features.spec import feature_spec
 from salesml.kpis.pipeline import list_prices as pipeline_prices
 from salesml.models.revenue.bundle import COMPONENTS as BLEND_PARTS
-from salesml.models.revenue.bundle import LEVELS, ForecastBundle, FreqModel, Served, key
+from salesml.models.revenue.bundle import ForecastBundle, FreqModel, Served, key
 from salesml.models.revenue.candidates import METHODS, SERIES
-from salesml.models.revenue.intervals import step_widths
+from salesml.models.revenue.intervals import LEVELS, step_widths
 from salesml.models.revenue.metrics import coverage, mase, wape
 from salesml.models.revenue.periods import (
     period_range,
