@@ -17,8 +17,8 @@ every segment:
 
 All fits (backtests and the final models) run in one worker pool. The blend weights
 (scale-normalised non-negative least squares per step ahead, shrunk across steps) and the
-interval widths (the median ± a conformal quantile of the blend's out-of-fold absolute log
-errors) are learned on those records.
+interval widths (normalised split-conformal quantiles of the blend's out-of-fold log errors,
+``salesml.models.revenue.intervals``) are learned on those records.
 The figures reported for the blend are cross-fitted: each origin is scored with weights and
 widths learned only on the origins whose forecast periods do not overlap it (purged
 leave-one-origin-out), so the coverage quoted is out of sample.
@@ -42,8 +42,9 @@ from features.history import History
 from features.spec import feature_spec
 from salesml.kpis.pipeline import list_prices as pipeline_prices
 from salesml.models.revenue.bundle import COMPONENTS as BLEND_PARTS
-from salesml.models.revenue.bundle import LEVELS, ForecastBundle, FreqModel, Served, key
+from salesml.models.revenue.bundle import ForecastBundle, FreqModel, Served, key
 from salesml.models.revenue.candidates import METHODS, SERIES
+from salesml.models.revenue.intervals import LEVELS, step_widths
 from salesml.models.revenue.metrics import coverage, mase, wape
 from salesml.models.revenue.periods import (
     period_range,
@@ -532,38 +533,20 @@ def error_offsets(records: pd.DataFrame) -> dict[str, float]:
 def log_error_quantiles(
     records: pd.DataFrame, blend: np.ndarray, offsets: dict[str, float], steps: int
 ) -> dict[str, list[dict[str, float]]]:
-    """Per group and step: bounds of log((actual + c) / (blend + c)), as quantiles.
+    """Per group and step: bounds of log((actual + c) / (blend + c)).
 
     The interval is centred on the blend point itself (log error 0), so it always contains
-    the forecast: the half-width of the ``1 − 2α`` interval is the ``(1 − 2α)(n + 1) / n``
-    quantile of the absolute errors (split conformal, with the finite-sample correction). A
-    biased blend gets a wider interval rather than one that sits beside its own point
-    (centring on the median error did that; bias-correcting the point instead made the
-    cross-fitted monthly WAPE worse). Pooling both tails into one absolute error doubles the
-    data each bound is read from: a handful of origins gives noisy, too narrow empirical tail
-    quantiles. Steps are pooled with their neighbours (widths grow with the horizon, but a
-    few origins per step are too few on their own)."""
+    the forecast: a biased blend gets a wider interval rather than one that sits beside its own
+    point (centring on the median error did that; bias-correcting the point instead made the
+    cross-fitted monthly WAPE worse). The widths are normalised split-conformal with a noise +
+    drift scale per step (``salesml.models.revenue.intervals.step_widths``), the same rule as
+    a served standard forecaster's."""
     groups = _group(records)
     out: dict[str, list[dict[str, float]]] = {}
     for g, c in offsets.items():
         mask = groups == g
         err = np.log((records["actual"].to_numpy()[mask] + c) / (np.maximum(blend[mask], 0) + c))
-        step = records["step"].to_numpy()[mask]
-        table = []
-        for s in range(steps):
-            near = np.abs(step - s) <= 1
-            values = err[near] if near.sum() >= 8 else err
-            if len(values) == 0:
-                table.append(dict.fromkeys(LEVELS, 0.0))
-                continue
-            spread = np.abs(values)
-            row = {}
-            for name, q in LEVELS.items():
-                level = min(abs(2 * q - 1) * (len(values) + 1) / len(values), 1.0)
-                half = float(np.quantile(spread, level))
-                row[name] = half if q > 0.5 else -half
-            table.append(row)
-        out[g] = table
+        out[g] = step_widths(err, records["step"].to_numpy()[mask], steps)
     return out
 
 

@@ -77,7 +77,7 @@ def forecast_card(result: ForecastTrainingResult) -> str:
         "# Revenue forecast",
         "",
         "Served per period length: the pipeline + series blend, a simple method (seasonal naive, "
-        "naive, the mean) or the mean of the best four standard forecasters on the backtest — "
+        "naive, the mean) or the mean of the best three standard forecasters on the backtest — "
         "never one standard forecaster alone (the best of a few origins is mostly the luckiest). "
         "Past the pipeline's horizon the blend's series component is one forecaster of the "
         "ensemble, not served alone. Weekly candidates include the monthly forecasters spread "

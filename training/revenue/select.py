@@ -10,9 +10,10 @@ year after. Seasonal naive is itself a candidate, so what is served never scores
 on the user's own backtest; when nothing beats the simple methods, the best simple one is
 served and the note says so.
 
-The served method's interval widths are split-conformal on its own backtest errors (absolute
-log errors per step ahead, as for the blend); each candidate's coverage is cross-fitted
-(purged leave-one-origin-out) so the figures logged and shown are out of sample.
+The served method's interval widths are normalised split-conformal on its own backtest log
+errors (``salesml.models.revenue.intervals``, the blend's rule); each candidate's coverage
+is cross-fitted (purged leave-one-origin-out) so the figures logged and shown are out of
+sample.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from salesml.models.revenue.bundle import LEVELS
 from salesml.models.revenue.candidates import (
     DAILY,
     ENSEMBLE,
@@ -38,6 +38,7 @@ from salesml.models.revenue.candidates import (
     candidate_forecasts,
     daily_won,
 )
+from salesml.models.revenue.intervals import step_widths
 from salesml.models.revenue.metrics import wape
 from salesml.models.revenue.periods import period_range, period_start, season_length
 
@@ -204,26 +205,11 @@ def long_origins(total: pd.Series, freq: str, horizon: int, every: int) -> list[
 def conformal_table(
     rows: pd.DataFrame, pred: np.ndarray, offset: float, steps: int
 ) -> list[dict[str, float]]:
-    """Per step ahead: the half-widths of the 80 % and 95 % log intervals, the split-conformal
-    quantiles of |log((actual + c) / (forecast + c))| (steps pooled with their neighbours)."""
-    err = np.abs(
-        np.log((rows["actual"].to_numpy(dtype=float) + offset) / (np.maximum(pred, 0) + offset))
-    )
-    step = rows["step"].to_numpy(dtype=int)
-    table = []
-    for s in range(steps):
-        near = np.abs(step - s) <= 1
-        values = err[near] if near.sum() >= 8 else err
-        row = {}
-        for name, q in LEVELS.items():
-            if len(values) == 0:
-                row[name] = 0.0
-                continue
-            level = min(abs(2 * q - 1) * (len(values) + 1) / len(values), 1.0)
-            half = float(np.quantile(values, level))
-            row[name] = half if q > 0.5 else -half
-        table.append(row)
-    return table
+    """Per step ahead: the 80 % and 95 % log bounds from |log((actual + c) / (forecast + c))|,
+    normalised split-conformal with a noise + drift scale per step
+    (``salesml.models.revenue.intervals.step_widths``)."""
+    err = np.log((rows["actual"].to_numpy(dtype=float) + offset) / (np.maximum(pred, 0) + offset))
+    return step_widths(err, rows["step"].to_numpy(dtype=int), steps)
 
 
 def cross_fitted_coverage(

@@ -43,6 +43,7 @@ import pandas as pd
 from salesml.errors import ConfigError, SalesmlError
 from salesml.jsonio import dumps_exact
 from salesml.models.contract import read_document
+from salesml.models.revenue.intervals import LEVELS, noise_and_drift
 from salesml.models.revenue.periods import check_freq, period_range, period_start, periods_ahead
 from salesml.models.revenue.pipeline import DIMENSIONS, PipelineForecast
 from salesml.models.revenue.prophet_model import SeriesModel
@@ -60,7 +61,6 @@ OUTPUT_COLUMNS = (
     "lower_95",
     "upper_95",
 )
-LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975}
 BOUNDS = ("lower_80", "upper_80", "lower_95", "upper_95")
 # Log-error quantiles when no period length has backtests: the part still to forecast may turn
 # out half to double (80 %), a third to three times (95 %) what is forecast.
@@ -400,19 +400,6 @@ def widened(table: list[dict[str, float]], step: int) -> dict[str, float]:
         grown = min(max(grown, abs(value)), abs(value) * math.sqrt((step + 1) / n))
         out[name] = math.copysign(grown, value)
     return out
-
-
-def noise_and_drift(squares: np.ndarray) -> tuple[float, float]:
-    """Non-negative least squares of ``squares[k − 1] ≈ a + b·k`` (k = 1 … n), in closed form."""
-    k = np.arange(1, len(squares) + 1, dtype=float)
-    if len(squares) < 2:
-        return 0.0, float(squares[0]) if len(squares) else 0.0
-    b, a = np.polyfit(k, squares, 1)
-    if b < 0:
-        return float(squares.mean()), 0.0
-    if a < 0:
-        return 0.0, float((k * squares).sum() / (k * k).sum())
-    return float(a), float(b)
 
 
 def reconcile_rest(total: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
