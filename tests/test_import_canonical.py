@@ -194,6 +194,18 @@ def test_missing_required_column_refuses_the_import_and_writes_nothing(tmp_path:
     assert con.execute("SELECT count(*) FROM deals").fetchone() == (0,)
 
 
+def test_missing_column_error_names_the_files_own_headers(tmp_path: Path) -> None:
+    src = tmp_path / "x"
+    src.mkdir()
+    write(src / "deals.csv", "Deal ID,status,Created Date,Seats", ["D1,open,2025-01-05,3"])
+    with pytest.raises(MissingColumnsError, match="created_at") as info:
+        do_import(src, tmp_path)
+    message = str(info.value)
+    assert "it has: Deal ID, status, Created Date, Seats" in message
+    assert "attr_" not in message
+    assert "rename the column" in message and "--format mapping" in message
+
+
 def test_a_failed_import_leaves_the_warehouse_as_it_was(tmp_path: Path) -> None:
     do_import(make_export(tmp_path / "x"), tmp_path)
     src = make_export(tmp_path / "y", [GOOD_DEALS[0].replace("1000", "7")])

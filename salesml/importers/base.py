@@ -125,6 +125,8 @@ class SourceTable:
             file (a GA4 line is a ``web_sessions`` row and a ``marketing_spend`` row): a line
             rejected in one of them is rejected in all of them, so no part of a bad line is
             imported on its own.
+        headers: column in ``data`` → its header as written in the source file, where they
+            differ (a renamed column, a custom attribute): messages name the file's own headers.
     """
 
     table: str
@@ -135,6 +137,7 @@ class SourceTable:
     hints: dict[str, str] = field(default_factory=dict)
     decimal_comma: frozenset[str] = frozenset()
     line_group: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -397,12 +400,23 @@ def with_source_rows(data: pa.Table, header_lines: int = 1) -> pa.Table:
     return data.append_column(SOURCE_ROW, pa.array(lines))
 
 
-def require_columns(path: str, data: SourceData, required: list[str], hint: str = "") -> None:
-    """Raise ``MissingColumnsError`` naming what is missing and what the file has."""
+def require_columns(
+    path: str,
+    data: SourceData,
+    required: list[str],
+    hint: str = "",
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Raise ``MissingColumnsError`` naming what is missing and what the file has.
+
+    ``headers`` maps a column of ``data`` to its header as written in the file, so the message
+    lists the file's own headers rather than internal names (``attr_...``)."""
     names = column_names(data)
     missing = [c for c in required if c not in names]
     if missing:
-        raise MissingColumnsError(path, missing, [n for n in names if n != SOURCE_ROW], hint)
+        shown = headers or {}
+        present = [shown.get(n, n) for n in names if n != SOURCE_ROW]
+        raise MissingColumnsError(path, missing, present, hint)
 
 
 def select_renamed(data: pa.Table, renames: dict[str, str]) -> pa.Table:

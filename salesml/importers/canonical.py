@@ -20,6 +20,11 @@ from salesml.importers.base import (
 )
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
 
+MISSING_HINT = (
+    "rename the column in the file's header to the canonical name (docs/data-model.md lists "
+    "them), or import with --format mapping and a mapping file that names your column"
+)
+
 
 def read_canonical(path: Path) -> ImportBatch:
     """Read ``deals.csv`` / ``deals.parquet`` and any other canonical tables in ``path``.
@@ -79,7 +84,8 @@ def read_canonical(path: Path) -> ImportBatch:
         else:
             data = with_source_rows(read_tabular(file))
         schema = TABLES[table]
-        data = _canonical_names(data, table, file, warnings)
+        headers = {c: c for c in column_names(data)}
+        data = _canonical_names(data, table, file, warnings, headers)
         extras = [c for c in column_names(data) if c not in schema.column_names and c != SOURCE_ROW]
         attributes: dict[str, AttributeKind | None] = {}
         if schema.allows_attributes:
@@ -89,6 +95,7 @@ def read_canonical(path: Path) -> ImportBatch:
                 renames[c] = name
                 attributes[name] = None
             data = _rename(data, renames)
+            headers = {renames.get(c, c): h for c, h in headers.items()}
         elif extras:
             warnings.append(
                 f"{file.name}: ignored column(s) {', '.join(extras)} (not part of {table}; only "
@@ -97,11 +104,23 @@ def read_canonical(path: Path) -> ImportBatch:
             data = (
                 data.without(extras) if isinstance(data, ParquetFile) else data.drop_columns(extras)
             )
-        sources.append(SourceTable(table, data, str(file), attributes=attributes))
+        shown = {c: h for c, h in headers.items() if c != h}
+        sources.append(
+            SourceTable(
+                table,
+                data,
+                str(file),
+                attributes=attributes,
+                hints={"_missing": MISSING_HINT},
+                headers=shown,
+            )
+        )
     return ImportBatch("canonical", str(path), sources, warnings)
 
 
-def _canonical_names(data: SourceData, table: str, file: Path, warnings: list[str]) -> SourceData:
+def _canonical_names(
+    data: SourceData, table: str, file: Path, warnings: list[str], headers: dict[str, str]
+) -> SourceData:
     """A column named as a canonical column but for case, spaces or punctuation (``Deal ID``,
     ``Created_At``, ``amount `` with a trailing space) is read as that column, with a warning,
     instead of becoming a custom attribute while the column is reported missing. When the
@@ -129,6 +148,8 @@ def _canonical_names(data: SourceData, table: str, file: Path, warnings: list[st
             + ", ".join(f"{c!r} as {t}" for c, t in renames.items())
             + " (canonical column names are lower case with underscores)"
         )
+    for column, target in renames.items():
+        headers[target] = headers.pop(column)
     return _rename(data, renames) if renames else data
 
 

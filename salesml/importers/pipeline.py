@@ -95,6 +95,7 @@ def run_import(
             source.data,
             list(schema.required_columns),
             source.hints.get("_missing", ""),
+            source.headers,
         )
         by_table.setdefault(source.table, []).append(source)
     import_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
