@@ -5,6 +5,7 @@ date it would be), a decimal comma names the separator and ``--decimal ,``; no f
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,13 @@ def test_decimal_comma_rejects_a_number_it_would_misread(tmp_path: Path, fmt: st
         reason = reasons[("deals", row, "amount")]
         assert value in reason and "would be misread" in reason, reason
     assert {r["value"] for r in imported.rejects()} == {"1234.5", "12.34", "$12,500.00"}
+
+
+@pytest.mark.parametrize("doc", ["importers.md", "mapping.md"])
+def test_docs_say_a_decimal_comma_rejects_what_it_would_misread(doc: str) -> None:
+    """The values the test above sees rejected are the ones the docs name as rejected."""
+    text = (Path(__file__).parents[1] / "docs" / doc).read_text(encoding="utf-8")
+    flat = " ".join(text.split())
+    said = re.search(r"rejected, not re-read: `1234\.5`, `12\.34` or `\$12,500\.00`", flat)
+    assert said, f"docs/{doc} does not say which values a decimal comma rejects"
+    assert 'decimal: ","' in flat and "--decimal ," in flat
