@@ -264,3 +264,26 @@ def test_a_zoho_owner_with_a_control_character_is_one_reject_line(tmp_path: Path
     assert "negative" in negative and "control characters" in control
     assert imported.first.tables["deals"].rejected == 2
     assert imported.query("SELECT owner_id FROM reps") == [("Priya Nair",)]
+
+
+def test_a_rejected_pipedrive_deals_owner_does_not_become_a_rep(tmp_path: Path) -> None:
+    """Reps come from accepted deals only (as for HubSpot, Zoho and Monday, which share the
+    rule): Bob owns only a rejected deal and gets no rep; Cara keeps hers."""
+    folder = tmp_path / "pd"
+    folder.mkdir()
+    (folder / "deals-1-1.csv").write_text(
+        "Deal - ID,Deal - Owner,Deal - Status,Deal - Deal created,Deal - Value\n"
+        "1,Ann Lee,open,2024-02-01 09:15:00,100\n"
+        "2,Bob Roy,open,2024-13-45 09:15:00,100\n"
+        "3,Cara Diaz,open,2024-02-02 09:15:00,lots\n"
+        "4,Cara Diaz,open,2024-02-03 09:15:00,100\n",
+        encoding="utf-8",
+    )
+    done = next(import_twice(reader(folder, "pipedrive"), tmp_path / "home"))
+    assert done.query("SELECT deal_id FROM deals ORDER BY deal_id") == [("1",), ("4",)]
+    assert done.query("SELECT owner_id FROM reps ORDER BY owner_id") == [
+        ("Ann Lee",),
+        ("Cara Diaz",),
+    ]
+    reps = done.first.tables["reps"]
+    assert reps.input == reps.imported + reps.updated + reps.unchanged + reps.rejected == 2

@@ -248,3 +248,26 @@ def test_closed_flags_never_guess_an_outcome(tmp_path: Path) -> None:
     reasons = done.reasons()
     assert "add Is Closed Won" in reasons[("deals", "2", "status")]
     assert "'Ja'" in reasons[("deals", "6", "status")]
+
+
+def test_a_rejected_deals_owner_does_not_become_a_rep(tmp_path: Path) -> None:
+    """Reps come from accepted deals only: Bob owns only a rejected deal (bad date) and gets no
+    rep; Cara owns a rejected and an accepted deal and keeps hers."""
+    file = tmp_path / "hubspot-deals.csv"
+    file.write_text(
+        "Record ID,Deal Stage,Create Date,Close Date,Deal owner\n"
+        "301,Appointment Scheduled,2024-01-02 10:00,2024-06-01 10:00,Ann Lee\n"
+        "302,Appointment Scheduled,31/13/2024 09:00,2024-06-01 10:00,Bob Roy\n"
+        "303,Appointment Scheduled,not a date,2024-06-01 10:00,Cara Diaz\n"
+        "304,Appointment Scheduled,2024-01-03 10:00,2024-06-01 10:00,Cara Diaz\n",
+        encoding="utf-8",
+    )
+    done = next(import_twice(lambda: read_hubspot(file), tmp_path / "home"))
+    assert done.query("SELECT deal_id FROM deals ORDER BY deal_id") == [("301",), ("304",)]
+    assert done.query("SELECT owner_id FROM reps ORDER BY owner_id") == [
+        ("Ann Lee",),
+        ("Cara Diaz",),
+    ]
+    reps = done.first.tables["reps"]
+    assert reps.input == reps.imported + reps.updated + reps.unchanged + reps.rejected == 2
+    assert done.first.tables["deals"].rejected == 2

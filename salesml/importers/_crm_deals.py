@@ -282,7 +282,11 @@ def _reps(
         {"owner_id": unique, "name": pc.take(names, first), SOURCE_ROW: pc.take(rows, first)}
     )
     return SourceTable(
-        "reps", reps, f"{file} [owners]", hints={"owner_id": f"{spec.product} {name_col!r}"}
+        "reps",
+        reps,
+        f"{file} [owners]",
+        hints={"owner_id": f"{spec.product} {name_col!r}"},
+        owners_of_deals=True,
     )
 
 

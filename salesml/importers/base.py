@@ -127,6 +127,9 @@ class SourceTable:
             imported on its own.
         headers: column in ``data`` → its header as written in the source file, where they
             differ (a renamed column, a custom attribute): messages name the file's own headers.
+        owners_of_deals: reps named after the deals' owners (the export has no reps table):
+            a rep is kept only when an accepted deal (of this import or already in the
+            warehouse) names its owner, never from a rejected deal's row alone.
     """
 
     table: str
@@ -138,6 +141,7 @@ class SourceTable:
     decimal_comma: frozenset[str] = frozenset()
     line_group: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    owners_of_deals: bool = False
 
 
 @dataclass(frozen=True)

@@ -359,4 +359,5 @@ def _reps(data: pa.Table, cols: dict[str, str | None], file: str) -> SourceTable
         reps,
         f"{file} [owners]",
         hints={"owner_id": f"HubSpot {cols['owner_id'] or name_col}"},
+        owners_of_deals=True,
     )

@@ -139,6 +139,7 @@ def run_import(
                     "valid_deals UNION SELECT deal_id FROM deals"
                 )
         resolve_line_groups(con, batch.tables, staged, TABLES)
+        _drop_reps_of_rejected_deals(con, batch.tables, staged)
         say("writing to the warehouse")
         con.execute("BEGIN TRANSACTION")
         try:
@@ -169,6 +170,27 @@ def run_import(
     finally:
         con.close()
     return summary
+
+
+def _drop_reps_of_rejected_deals(
+    con: duckdb.DuckDBPyConnection, sources: list[SourceTable], staged: dict[str, StagedTable]
+) -> None:
+    """Reps made from deal owners (``owners_of_deals``) come only from accepted deals: an owner
+    named only on rejected deal rows gets no rep (that row's reject already says what is
+    wrong; the rep is not an input row of its own, so it is not counted or rejected)."""
+    files = [s.source_file for s in sources if s.table == "reps" and s.owners_of_deals]
+    if not files or "reps" not in staged:
+        return
+    accepted = "SELECT owner_id FROM deals"
+    if "deals" in staged:
+        accepted += f" UNION ALL SELECT owner_id FROM {staged['deals'].valid_name}"
+    marks = ", ".join("?" for _ in files)
+    row = con.execute(
+        f"DELETE FROM {staged['reps'].valid_name} r WHERE r._source_file IN ({marks}) AND NOT "
+        f"EXISTS (SELECT 1 FROM ({accepted}) d WHERE d.owner_id = r.owner_id)",
+        files,
+    ).fetchone()
+    staged["reps"].input_rows -= int(row[0]) if row else 0
 
 
 def _require_deals_in_warehouse(con: duckdb.DuckDBPyConnection, source: str) -> None:
