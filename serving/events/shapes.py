@@ -578,7 +578,10 @@ def _sf_opportunity(values: dict[str, Any], occurred: str) -> dict[str, Any]:
     elif closed is False:
         fields["status"] = "open"
     if fields.get("status") in ("won", "lost"):
+        # As the Salesforce importer reads it: a closed opportunity's CloseDate is the day it
+        # closed, not an expectation; as expected_close_date it would leak the outcome's date.
         fields["closed_at"] = values.get("CloseDate") or occurred
+        fields["expected_close_date"] = None
     return fields
 
 

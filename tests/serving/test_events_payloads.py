@@ -12,6 +12,7 @@ import pytest
 
 from salesml.importers.validate import Limits
 from serving.events.checks import check_row, event_hint
+from serving.events.resolve import resolve
 from serving.events.shapes import (
     BodyError,
     Parsed,
@@ -248,3 +249,43 @@ def test_an_outbound_closed_opportunity_without_is_won_is_rejected_not_called_lo
     ):
         event = read_salesforce_outbound(message(fields)).events[0]
         assert isinstance(event, Parsed) and event.fields["status"] == status
+
+
+def test_a_closed_opportunitys_close_date_is_its_close_not_an_expected_close() -> None:
+    """As the Salesforce importer reads it: CloseDate is closed_at of a won or lost opportunity
+    and expected_close_date only of an open one (the close day is no expectation)."""
+    common = {"CreatedDate": "2026-10-01T08:00:00.000Z", "CloseDate": "2026-11-30"}
+    won = pubsub("Opportunity", "CREATE", OPPORTUNITY, IsClosed=True, IsWon=True, **common)
+    lost = pubsub("Opportunity", "UPDATE", OPPORTUNITY, StageName="Closed Lost", **common)
+    still_open = pubsub("Opportunity", "UPDATE", OPPORTUNITY, IsClosed=False, **common)
+    closed = [e for body in (won, lost) for e in read_json(body).events]
+    for event in closed:
+        assert isinstance(event, Parsed)
+        assert event.fields["closed_at"] == "2026-11-30"
+        assert event.fields["expected_close_date"] is None
+    (opened,) = read_json(still_open).events
+    assert isinstance(opened, Parsed) and opened.fields["status"] == "open"
+    assert opened.fields["expected_close_date"] == "2026-11-30"
+    assert "closed_at" not in opened.fields
+    # Applied to the open deal it closes, the row is the one the importer would write.
+    (event,) = read_json(lost).events
+    assert isinstance(event, Parsed)
+    current = {
+        "deal_id": OPPORTUNITY,
+        "status": "open",
+        "stage": "Proposal",
+        "created_at": "2026-10-01T08:00:00",
+        "expected_close_date": "2026-12-15",
+    }
+    applied = {
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "fields": event.fields,
+        "event_id": event.event_id,
+    }
+    (row,) = resolve(applied, current)["deals"]
+    assert (row["status"], row["closed_at"], row["expected_close_date"]) == (
+        "lost",
+        "2026-11-30",
+        None,
+    )
