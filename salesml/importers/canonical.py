@@ -76,46 +76,46 @@ def read_canonical(path: Path) -> ImportBatch:
                 f"ignored {entry.name}: not a canonical table name "
                 f"(expected files named {', '.join(TABLES)})"
             )
-    sources: list[SourceTable] = []
-    for table, file in files.items():
-        data: SourceData
-        if file.name.lower().endswith(".parquet"):
-            data = ParquetFile.open(file)
-        else:
-            data = with_source_rows(read_tabular(file))
-        schema = TABLES[table]
-        headers = {c: c for c in column_names(data)}
-        data = _canonical_names(data, table, file, warnings, headers)
-        extras = [c for c in column_names(data) if c not in schema.column_names and c != SOURCE_ROW]
-        attributes: dict[str, AttributeKind | None] = {}
-        if schema.allows_attributes:
-            renames = {}
-            for c in extras:
-                name = ATTRIBUTE_PREFIX + snake_case(c.removeprefix(ATTRIBUTE_PREFIX))
-                renames[c] = name
-                attributes[name] = None
-            data = _rename(data, renames)
-            headers = {renames.get(c, c): h for c, h in headers.items()}
-        elif extras:
-            warnings.append(
-                f"{file.name}: ignored column(s) {', '.join(extras)} (not part of {table}; only "
-                "deals keep extra columns, as custom attributes)"
-            )
-            data = (
-                data.without(extras) if isinstance(data, ParquetFile) else data.drop_columns(extras)
-            )
-        shown = {c: h for c, h in headers.items() if c != h}
-        sources.append(
-            SourceTable(
-                table,
-                data,
-                str(file),
-                attributes=attributes,
-                hints={"_missing": MISSING_HINT},
-                headers=shown,
-            )
-        )
+    sources = [_source(table, file, warnings) for table, file in files.items()]
     return ImportBatch("canonical", str(path), sources, warnings)
+
+
+def _source(table: str, file: Path, warnings: list[str]) -> SourceTable:
+    """One canonical table's file: columns named as the data model's, extras as attributes
+    (deals) or dropped with a warning; ``headers`` keeps the file's own names for messages."""
+    data: SourceData
+    if file.name.lower().endswith(".parquet"):
+        data = ParquetFile.open(file)
+    else:
+        data = with_source_rows(read_tabular(file))
+    schema = TABLES[table]
+    headers = {c: c for c in column_names(data)}
+    data = _canonical_names(data, table, file, warnings, headers)
+    extras = [c for c in column_names(data) if c not in schema.column_names and c != SOURCE_ROW]
+    attributes: dict[str, AttributeKind | None] = {}
+    if schema.allows_attributes:
+        renames = {}
+        for c in extras:
+            name = ATTRIBUTE_PREFIX + snake_case(c.removeprefix(ATTRIBUTE_PREFIX))
+            renames[c] = name
+            attributes[name] = None
+        data = _rename(data, renames)
+        headers = {renames.get(c, c): h for c, h in headers.items()}
+    elif extras:
+        warnings.append(
+            f"{file.name}: ignored column(s) {', '.join(extras)} (not part of {table}; only "
+            "deals keep extra columns, as custom attributes)"
+        )
+        data = data.without(extras) if isinstance(data, ParquetFile) else data.drop_columns(extras)
+    shown = {c: h for c, h in headers.items() if c != h}
+    return SourceTable(
+        table,
+        data,
+        str(file),
+        attributes=attributes,
+        hints={"_missing": MISSING_HINT},
+        headers=shown,
+    )
 
 
 def _canonical_names(

@@ -138,8 +138,7 @@ def run_import(
                     "CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM "
                     "valid_deals UNION SELECT deal_id FROM deals"
                 )
-        resolve_line_groups(con, batch.tables, staged, TABLES)
-        _drop_reps_of_rejected_deals(con, batch.tables, staged)
+        _settle(con, batch.tables, staged)
         say("writing to the warehouse")
         con.execute("BEGIN TRANSACTION")
         try:
@@ -170,6 +169,14 @@ def run_import(
     finally:
         con.close()
     return summary
+
+
+def _settle(
+    con: duckdb.DuckDBPyConnection, sources: list[SourceTable], staged: dict[str, StagedTable]
+) -> None:
+    """What is left to decide once every table is staged: whole lines, then derived reps."""
+    resolve_line_groups(con, sources, staged, TABLES)
+    _drop_reps_of_rejected_deals(con, sources, staged)
 
 
 def _drop_reps_of_rejected_deals(
