@@ -220,16 +220,20 @@ def changed_positions(
     leaves it as the state has it."""
     new = _first_entries(own, state.time)
     same_names = names is old_vocabulary or names == old_vocabulary
+    remap = (
+        None
+        if same_names
+        else np.searchsorted(
+            np.asarray(names, dtype=object), np.asarray(old_vocabulary, dtype=object)
+        )
+    )
     old: list[tuple[int, int]] = []
     if loc >= 0:
         lo, hi = np.searchsorted(state.fe_deal, [loc, loc + 1])
         mine = slice(int(lo), int(hi))
         counted = state.fe_time[mine] <= state.time
         old_stage = state.fe_stage[mine][counted]
-        if not same_names:
-            remap = np.searchsorted(
-                np.asarray(names, dtype=object), np.asarray(old_vocabulary, dtype=object)
-            )
+        if remap is not None:
             old_stage = remap[old_stage]
         old = list(zip(old_stage.tolist(), state.fe_rank[mine][counted].tolist(), strict=True))
     if same_names and new == old:
@@ -237,12 +241,9 @@ def changed_positions(
     n_ranks = max(state.stage_counts.shape[1], max((r for _, r in new), default=0) + 1)
     counts = np.zeros((len(names), n_ranks), dtype=np.int64)
     base = state.stage_counts
-    if same_names:
+    if remap is None:
         counts[:, : base.shape[1]] += base
     else:
-        remap = np.searchsorted(
-            np.asarray(names, dtype=object), np.asarray(old_vocabulary, dtype=object)
-        )
         counts[remap, : base.shape[1]] += base
     for stage, rank in old:
         counts[stage, rank] -= 1

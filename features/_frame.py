@@ -159,15 +159,12 @@ def feature_frame(
     q_deal: IntArray,
     q_date: IntArray,
     spec: Sequence[Feature],
-    pipeline: tuple[FloatArray, FloatArray] | None = None,
 ) -> pd.DataFrame:
     """INFO_COLUMNS then the features of ``spec``, one row per (q_deal, dates[q_date]) pair.
 
-    The pairs must include every deal open at each date (a rep's open pipeline counts them),
-    unless ``pipeline`` (``features._context.open_pipeline`` of all of them, taken at these
-    pairs) is given: then any subset of them gives the same rows as the whole.
+    The pairs must include every deal open at each date (a rep's open pipeline counts them).
     """
-    parts = frame_parts(history, deals, dates, q_deal, q_date, spec, pipeline)
+    parts = frame_parts(history, deals, dates, q_deal, q_date, spec)
     return assemble(history.deals, spec, q_deal, parts)
 
 
@@ -200,12 +197,11 @@ def frame_parts(
     q_deal: IntArray,
     q_date: IntArray,
     spec: Sequence[Feature],
-    pipeline: tuple[FloatArray, FloatArray] | None = None,
 ) -> FrameParts:
     """The values of ``feature_frame`` (same arguments), before assembly."""
     token = _CALL_MEMO.set({})
     try:
-        return _frame_parts(history, deals, dates, q_deal, q_date, spec, pipeline)
+        return _frame_parts(history, deals, dates, q_deal, q_date, spec)
     finally:
         _CALL_MEMO.reset(token)
 
@@ -217,7 +213,6 @@ def _frame_parts(
     q_deal: IntArray,
     q_date: IntArray,
     spec: Sequence[Feature],
-    pipeline: tuple[FloatArray, FloatArray] | None,
 ) -> FrameParts:
     fixed = {f.name for f in FIXED_FEATURES}
     unknown = [
@@ -240,7 +235,7 @@ def _frame_parts(
     }
     numeric |= _activity_features(history.activities, deals.index, q_deal, q_time)
     numeric |= product_features(history.products, deals, q_deal, q_time, st.amount)
-    numeric |= rep_features(history.reps, deals, q_deal, q_time, q_date, st.amount, pipeline)
+    numeric |= rep_features(history.reps, deals, q_deal, q_time, q_date, st.amount)
     numeric |= account_features(deals, q_deal, q_time)
     profile = account_profile(history.accounts, deals)
     numeric["account_employees"] = profile["account_employees"][q_deal]

@@ -74,14 +74,14 @@ def forecast_rows(
     (``salesml.models.revenue.coherence``), so a quarter is never below a month inside it."""
     bundle.model(freq)  # a clear error for a frequency the bundle lacks, before any work
     scored = _scored_pipeline(history, win, as_of)
-    rows = _rows(history, bundle, scored, freq, horizon, as_of, by, draws)
+    won = won_so_far(history, freq, as_of)
+    rows = _rows(bundle, scored, freq, horizon, as_of, by, draws, won)
     if freq != "quarter" or "month" not in bundle.freqs:
         return rows
     steps = min(horizon, COHERENT_QUARTERS)
     n_months = months_needed(as_of, steps)
-    months = _rows(history, bundle, scored, "month", n_months, as_of, by, draws)
-    quarter_won = won_so_far(history, "quarter", as_of)
-    month_won = won_so_far(history, "month", as_of)
+    quarter_won, month_won = won, won_so_far(history, "month", as_of)
+    months = _rows(bundle, scored, "month", n_months, as_of, by, draws, month_won)
     parts = []
     for level, (q_rows, m_rows) in enumerate(
         [
@@ -120,7 +120,6 @@ def _scored_pipeline(history: History, win: Scorer | None, as_of: pd.Timestamp) 
 
 
 def _rows(
-    history: History,
     bundle: ForecastBundle,
     scored: Scored,
     freq: str,
@@ -128,8 +127,10 @@ def _rows(
     as_of: pd.Timestamp,
     by: str | None,
     draws: int,
+    won: dict[str, float],
 ) -> pd.DataFrame:
-    """``ForecastBundle.forecast`` of one period length, with its pipeline component."""
+    """``ForecastBundle.forecast`` of one period length, with its pipeline component (``won``:
+    ``won_so_far`` of that period length)."""
     timing, features, probability, hazards = scored
     periods = period_range(as_of, horizon + 1, freq)
     pipeline = pipeline_forecast(
@@ -144,7 +145,7 @@ def _rows(
         draws=draws,
         hazards=hazards,
     )
-    return bundle.forecast(freq, horizon, as_of, pipeline, won_so_far(history, freq, as_of), by)
+    return bundle.forecast(freq, horizon, as_of, pipeline, won, by)
 
 
 _CACHE: dict[tuple[str, str], tuple[float, LoadedForecast]] = {}

@@ -58,8 +58,8 @@ from training.win.calibration_cohort import (
 # The candidates judged by the check: a trend over creation dates served at the as-of, and the
 # newest creation cohort's level read from its early closes (``cohort``: a Platt calibrator, or
 # a base rate, moved to the level ``training.win.calibration_cohort`` estimates). The recent
-# window (``fit_candidate("recent", ...)``: the plain kind refitted on the newest
-# ``RECENT_SHARE`` of the calibration rows by creation date) was judged too and is left out:
+# window (the plain kind refitted on the newest half of the calibration rows by creation
+# date) was judged too and is left out:
 # the newest matured rows and the cohort that judges them are censored alike (their long, more
 # often won deals have not closed yet), so it won the check on salesml/synth's history, which
 # does not drift, and on flat 303, where it made the scored deals' ECE worse (0.063 -> 0.066).
@@ -70,7 +70,6 @@ from training.win.calibration_cohort import (
 # a base rate of 0.420 against 0.613 observed (0.655 censoring-weighted), ECE 0.047 -> 0.193.
 # It stays in ``fit_candidate`` for analysis.
 CANDIDATES: tuple[str, ...] = ("cohort",)
-RECENT_SHARE = 0.5
 # A candidate is kept when its log-loss gain per judged deal exceeds this many of its standard
 # errors (one-sided, about 2.3 % by chance when it gains nothing); with several candidates the
 # larger gain must clear ``MIN_T_SEVERAL`` (about 1 % each, 2 % for two).
@@ -86,7 +85,7 @@ DAYS_PER_YEAR = 365.25
 class DriftCheck:
     """The nested check's verdict and its evidence (all JSON-ready)."""
 
-    adopted: str | None  # the candidate kept ("trend" / "recent"), None: the plain one stays
+    adopted: str | None  # the candidate kept (one of CANDIDATES), None: the plain one stays
     judged_deals: int
     t: dict[str, float]  # per candidate: its gain over the plain calibrator / standard error
     gain_per_deal: dict[str, float]  # per candidate: plain log loss - its log loss, mean
@@ -148,13 +147,6 @@ def fit_trend(
         return None
     b = None if scores is None else float(coef[0])
     return Trend(float(model.intercept_[0]), b, float(coef[-1]), origin)
-
-
-def recent_mask(rows: pd.DataFrame) -> np.ndarray:
-    """The recent window: rows of the deals created in the newest ``RECENT_SHARE`` of the
-    rows' creation dates."""
-    created = creation_dates(rows)
-    return np.asarray(created >= created.quantile(1 - RECENT_SHARE), dtype=bool)
 
 
 Fitted = Calibrator | float  # a calibrator of scores, or a base rate
@@ -278,13 +270,12 @@ def fit_candidate(
     cohorts: Cohorts | None = None,
     score: Scorer | None = None,
 ) -> Fitted | None:
-    """Candidate ``name`` ("plain", "trend", "recent", "cohort") fitted on labelled ``rows``
+    """Candidate ``name`` ("plain", "trend", "cohort") fitted on labelled ``rows``
     and served at ``at``: a calibrator of the plain ``kind`` (``scores`` given), else a base
     rate (``weights``: each deal once). ``cohorts`` and ``score`` (raw scores of snapshot
     rows) are what "cohort" reads. None when it cannot be fitted."""
     y = rows["label_won"].to_numpy(dtype=float)
-    keep = recent_mask(rows) if name == "recent" else np.ones(len(rows), dtype=bool)
-    if len(np.unique(y[keep])) < 2:
+    if len(np.unique(y)) < 2:
         return None
     if name == "cohort":
         if cohorts is None:
@@ -297,9 +288,9 @@ def fit_candidate(
             return None
         return trend.rate_at(at) if scores is None else trend.platt_at(at)
     if scores is None:
-        return float(np.average(y[keep], weights=None if weights is None else weights[keep]))
+        return float(np.average(y, weights=weights))
     assert kind is not None
-    return select_calibrator(scores[keep], y[keep], candidates=(kind,))[0]
+    return select_calibrator(scores, y, candidates=(kind,))[0]
 
 
 def _predict(fitted: Fitted, scores: np.ndarray | None, n: int) -> np.ndarray:
