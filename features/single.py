@@ -61,9 +61,9 @@ from features._events import (
 from features._frame import (
     ACTIVITY_WINDOWS,
     INFO_COLUMNS,
-    MEETING_TYPES,
     STATIC_COLUMNS,
     _category_dtype,
+    _meetings,
     with_flat_values,
 )
 from features._stages import CodedStages, StageFeatures, code_stages, coded_stage_features
@@ -189,8 +189,7 @@ class DealContext:
         order = order[deal[order] >= 0]
         meeting = np.zeros(len(acts), dtype=bool)
         if "type" in acts.columns:
-            types = acts["type"].astype(object).where(acts["type"].notna(), "")
-            meeting = types.astype(str).str.lower().isin(MEETING_TYPES).to_numpy(dtype=bool)
+            meeting = _meetings(acts["type"])
         starts = np.searchsorted(deal[order], np.arange(len(self.deals.index) + 1))
         return _Activities(micros(acts["occurred_at"])[order], meeting[order], starts)
 
@@ -540,7 +539,7 @@ def own_rows(stage_rows: pd.DataFrame, activities: pd.DataFrame, deal_id: object
     )
     meeting = np.zeros(len(activities), dtype=bool)
     if "type" in activities.columns and len(activities):
-        meeting = _meetings(activities["type"].to_numpy(dtype=object))
+        meeting = _meetings(activities["type"])
     return OwnRows(
         stage=[None if _isna(v) else v for v in stages.tolist()],
         changed_at=micros(stage_rows["changed_at"])[mine] if len(mine) else np.zeros(0, np.int64),
@@ -550,13 +549,6 @@ def own_rows(stage_rows: pd.DataFrame, activities: pd.DataFrame, deal_id: object
         ),
         activity_time=times[acts],
         meeting=meeting[acts],
-    )
-
-
-def _meetings(types: np.ndarray) -> np.ndarray:
-    """Whether each activity type is a meeting (``_activity_features``'s rule)."""
-    return np.asarray(
-        [not _isna(v) and str(v).lower() in MEETING_TYPES for v in types.tolist()], dtype=bool
     )
 
 

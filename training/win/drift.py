@@ -300,10 +300,12 @@ def _predict(fitted: Fitted, scores: np.ndarray | None, n: int) -> np.ndarray:
     return fitted.predict(scores)
 
 
-def _deal_weights(rows: pd.DataFrame) -> np.ndarray:
-    """1 / (the deal's rows), mean 1: each deal once (as ``training.win.fit.deal_weights``)."""
+def deal_weights(rows: pd.DataFrame) -> np.ndarray:
+    """1 / (the deal's snapshots among ``rows``), scaled to mean 1: every deal counts once,
+    however long it stayed open (a long deal's weekly rows are not that many outcomes)."""
     counts = rows.groupby("deal_id")["deal_id"].transform("size").to_numpy(dtype=float)
-    return np.asarray((1.0 / counts) / np.mean(1.0 / counts), dtype=float)
+    weights = 1.0 / counts
+    return np.asarray(weights / weights.mean(), dtype=float)
 
 
 def origins(first: pd.Timestamp, as_of: pd.Timestamp, step_days: float) -> list[pd.Timestamp]:
@@ -345,7 +347,7 @@ def drift_check(
         ).to_numpy()
         rows = calibration[visible]
         r_scores = None if calibration_scores is None else calibration_scores[visible]
-        weights = _deal_weights(rows) if r_scores is None and len(rows) else None
+        weights = deal_weights(rows) if r_scores is None and len(rows) else None
         plain = fit_candidate("plain", rows, r_scores, plain_kind, weights, origin)
         if plain is None or law is None or not len(states):
             continue

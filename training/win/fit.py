@@ -39,7 +39,7 @@ from salesml.scoring import OLDEST_CLOSE_KEY
 from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
-from training.win.drift import Cohorts, DriftCheck, drift_check, fit_candidate
+from training.win.drift import Cohorts, DriftCheck, deal_weights, drift_check, fit_candidate
 from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
 from training.win.screening import Fold, concept_screen, judged_log_loss
 
@@ -372,14 +372,6 @@ def oldest_close_age(history: History) -> float | None:
         return None
     days = (deals["closed_at"] - deals["created_at"]).dt.total_seconds() / 86400.0
     return float(days.max())
-
-
-def deal_weights(rows: pd.DataFrame) -> np.ndarray:
-    """1 / (the deal's snapshots among ``rows``), scaled to mean 1: every deal counts once,
-    however long it stayed open (a long deal's weekly rows are not that many outcomes)."""
-    counts = rows.groupby("deal_id")["deal_id"].transform("size").to_numpy(dtype=float)
-    weights = 1.0 / counts
-    return np.asarray(weights / weights.mean(), dtype=float)
 
 
 def deal_rate(rows: pd.DataFrame) -> float:
