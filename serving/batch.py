@@ -401,7 +401,7 @@ class CopyPlan:
         """The copied rows of ``run``, one row group at a time (Arrow tables, as stored):
         each group's flags are a slice of ``rows``, so no deal id is matched again."""
         start = 0
-        for path in _part_files(run):
+        for path in runs.part_files(run.path / runs.SCORES):
             parquet = pq.ParquetFile(path)
             for group in range(parquet.num_row_groups):  # a row group per batch write
                 n = parquet.metadata.row_group(group).num_rows
@@ -427,7 +427,7 @@ def plan_copy(
     current ones, as text or ``input_hash_codes``) and that were scored at most
     ``max_age_days`` before ``as_of`` (never after it): those rows are copied, every other
     deal is scored. The run's keys are compared in Arrow and numpy (no Python object a row)."""
-    files = _part_files(previous)
+    files = runs.part_files(previous.path / runs.SCORES)
     if HASH_COLUMN not in previous.columns or not files or not len(hashes):
         return CopyPlan.none()
     keys = pa.concat_tables(
@@ -452,11 +452,6 @@ def plan_copy(
     rows = np.asarray(same & fresh_enough, dtype=bool)
     deals = pd.Index(ids.filter(pa.array(rows)).to_numpy(zero_copy_only=False), dtype=object)
     return CopyPlan(deals, rows)
-
-
-def _part_files(run: RunInfo) -> list[Path]:
-    """A run's Parquet parts in the order ``RunStore.read`` reads them."""
-    return sorted((run.path / runs.SCORES).glob("part-*.parquet"))
 
 
 def plan_copies(

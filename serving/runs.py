@@ -203,7 +203,7 @@ class RunStore:
 
     def read(self, run: RunInfo, columns: Sequence[str] | None = None) -> pd.DataFrame:
         """The rows of a run (JSON columns left as text; see ``decode``)."""
-        files = sorted((run.path / SCORES).glob("part-*.parquet"))
+        files = part_files(run.path / SCORES)
         if not files:
             return pd.DataFrame(columns=list(columns or run.columns))
         wanted = list(columns) if columns is not None else None
@@ -212,7 +212,7 @@ class RunStore:
 
     def read_deals(self, run: RunInfo, deal_ids: pd.Index) -> pd.DataFrame:
         """The rows of ``run`` for ``deal_ids`` (filtered in Arrow, before pandas sees them)."""
-        files = sorted((run.path / SCORES).glob("part-*.parquet"))
+        files = part_files(run.path / SCORES)
         if not files:
             return pd.DataFrame(columns=list(run.columns))
         wanted = pa.array(pd.Index(deal_ids).astype(str).to_numpy(dtype=object), type=pa.string())
@@ -228,7 +228,7 @@ class RunStore:
         """``read_deals`` one part at a time (as Arrow tables: a copy of any size in bounded
         memory)."""
         wanted = pa.array(pd.Index(deal_ids).astype(str).to_numpy(dtype=object), type=pa.string())
-        for f in sorted((run.path / SCORES).glob("part-*.parquet")):
+        for f in part_files(run.path / SCORES):
             parquet = pq.ParquetFile(f)
             for group in range(parquet.num_row_groups):  # a row group per batch write
                 table = parquet.read_row_group(group)
@@ -240,7 +240,7 @@ class RunStore:
 
     def iter_parts(self, run: RunInfo) -> Iterator[pd.DataFrame]:
         """The rows of a run one part at a time (JSON columns as text)."""
-        for f in sorted((run.path / SCORES).glob("part-*.parquet")):
+        for f in part_files(run.path / SCORES):
             yield pd.read_parquet(f)
 
     def deal_history(self, deal_id: str, limit: int | None = None) -> pd.DataFrame:
@@ -250,7 +250,7 @@ class RunStore:
             runs = runs[-limit:]
         out = []
         for run in runs:
-            files = sorted((run.path / SCORES).glob("part-*.parquet"))
+            files = part_files(run.path / SCORES)
             for f in files:
                 rows = pd.read_parquet(f, filters=[("deal_id", "==", deal_id)])
                 if len(rows):
@@ -313,7 +313,7 @@ class RunStore:
         scores.mkdir(parents=True)
         try:
             write_parts(scores)
-            files = sorted(scores.glob("part-*.parquet"))
+            files = part_files(scores)
             ids = _written_ids(files)
             if not ids.is_unique:
                 twice = ids[ids.duplicated()][0]
@@ -382,6 +382,11 @@ class RunStore:
             return False
         self.set_latest(run_id)
         return True
+
+
+def part_files(folder: Path) -> list[Path]:
+    """The Parquet parts of a run's scores folder, in the one order every reader uses."""
+    return sorted(folder.glob("part-*.parquet"))
 
 
 def _write_text(path: Path, text: str) -> None:
