@@ -287,3 +287,38 @@ def test_a_rejected_pipedrive_deals_owner_does_not_become_a_rep(tmp_path: Path) 
     ]
     reps = done.first.tables["reps"]
     assert reps.input == reps.imported + reps.updated + reps.unchanged + reps.rejected == 2
+
+
+def test_the_monday_layout_warning_counts_the_title_and_each_group(tmp_path: Path) -> None:
+    """A board of one title and two groups: the first group's name sits above the first
+    header line, and is a group line, not a second title."""
+    file = tmp_path / "board.csv"
+    header = "Name,Item ID,Person,Deal Stage,Deal Value,Creation log"
+    file.write_text(
+        "\n".join(
+            [
+                "Sales Pipeline",
+                "",
+                "Active Deals",
+                header,
+                "Acme,1,Dana Lee,Negotiation,100,Dana Lee 2024-03-05 14:22:10",
+                "",
+                "Closed",
+                header,
+                "Globex,2,Dana Lee,Won,200,Dana Lee 2024-03-06 14:22:10",
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    batch = read_export(file, "monday")
+    layout = [w for w in batch.warnings if "title line" in w]
+    assert layout == [
+        "board.csv: left out 1 title line(s), 2 group line(s) and 2 header line(s) of the "
+        "board layout (not deals)"
+    ]
+    assert batch.tables[0].data.num_rows == 2
+    # a board whose title sits right above the header has a title and no group
+    file.write_text("Sales Pipeline\n" + header + "\nAcme,1,Dana Lee,New,1,2024-03-05\n")
+    layout = [w for w in read_export(file, "monday").warnings if "title line" in w]
+    assert "1 title line(s), 0 group line(s)" in layout[0]

@@ -169,8 +169,11 @@ def _board_table(file: Path, warnings: list[str]) -> pa.Table:
             continue
         subitems = None
         following = filled[i + 1][1] if i + 1 < len(filled) else []
-        if header is None or (_single_cell(cells) and _is_header(following)):
-            left_out["title" if header is None else "group"] += 1
+        opens_group = _single_cell(cells) and _is_header(following)
+        if header is None or opens_group:
+            # the first group's name is above the first header, after the board's title
+            group = opens_group and (header is not None or i > 0)
+            left_out["group" if group else "title"] += 1
             continue
         record = _record(file, number, header, cells)
         if record is not None:
