@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from features.history import History, _canonical, to_naive_utc
+from salesml.errors import WarehouseError
 from salesml.explain import attribute_change
 from salesml.importers.validate import Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
@@ -50,12 +51,14 @@ from serving.api.live_context import (
     positions_of,
     remember_deal_ids,
 )
+from serving.api.problems import ProblemError
 from serving.api.schemas import DealResponse, RunPoint, ScoreChange, ScoreRow
 from serving.api.state import EXPLAIN_COLUMNS, RunView, ServingState, Snapshot, dumps, jsonable
 from serving.changes import input_hashes
 from serving.events.checks import check_row, event_hint, parse_timestamp
 from serving.events.fold import fold
 from serving.events.journal import Entry, Journal, LiveScore
+from serving.events.leads import PendingLeads, warehouse_leads
 from serving.events.resolve import Unapplicable, deal_ids, resent, resolve
 from serving.events.shapes import BODY_KEY, Parsed, Reading, Unusable
 from serving.runs import HASH_COLUMN
@@ -272,6 +275,8 @@ class LiveEvents:
         self._deal_pos: dict[str, int] = {}
         # deal_id -> (journal seq, raw row): the newest journaled row of each deal
         self._pending: dict[str, tuple[int, dict[str, Any]]] = {}
+        # the newest journaled row of each lead not in the warehouse yet
+        self._leads = PendingLeads(self.journal.unfolded(limit=1_000_000))
         self._history_seq = 0  # the last journal entry in the history
         self._scored_seq = 0
         self._saved_seq = 0  # the last entry whose live scores are in the journal
@@ -310,6 +315,7 @@ class LiveEvents:
                 )
         if self._history is None:
             self.rebase()
+        leads = self._lead_lookup(parsed)
         with self._lock:
             known = self.journal.known([e.event_id for e in parsed])
             staged: dict[str, dict[str, Any]] = {}
@@ -326,7 +332,7 @@ class LiveEvents:
                     status, field, why = resent(event.event_id, stored, event.to_json(), source)
                     results[n] = EventResult(event.index, event.event_id, status, None, field, why)
                     continue
-                outcome = self._check(event, staged, limits, team)
+                outcome = self._check(event, staged, limits, team, leads)
                 if isinstance(outcome, EventResult):
                     results[n] = outcome
                     continue
@@ -334,11 +340,15 @@ class LiveEvents:
                 sent[event.event_id] = event.to_json()
                 for row in outcome.get("deals", []):
                     staged[str(row["deal_id"])] = row
+                for row in outcome.get("leads", []):
+                    leads.staged[str(row["lead_id"])] = row
                 accepted.append((n, {**event.to_json(), "rows": outcome}))
             seqs = self.journal.append([e for _, e in accepted], reading.source)
             for (n, event_json), seq in zip(accepted, seqs, strict=True):
                 event = reading.events[n]
                 rows = event_json["rows"]
+                if seq:
+                    self._leads.note(seq, rows.get("leads", []))
                 ids = sorted(deal_ids(rows))
                 results[n] = EventResult(
                     event.index,
@@ -358,8 +368,46 @@ class LiveEvents:
         self._wake.set()
         return [results[n] for n in order]
 
+    def _lead_lookup(self, events: Sequence[Parsed]) -> _Leads:
+        """The warehouse rows of the leads ``events`` name that have no journaled row pending
+        (read before the ingestion lock is taken: the read may wait out a fold)."""
+        folds = self._leads.folds
+        ids = {str(e.fields.get("lead_id")) for e in events if e.table == "leads"}
+        ids = {i for i in ids if i not in self._leads}
+        return _Leads(self._warehouse_leads(ids), ids, folds)
+
+    def _warehouse_leads(self, ids: set[str]) -> dict[str, dict[str, Any]]:
+        try:
+            return warehouse_leads(self.state.warehouse, ids)
+        except WarehouseError as exc:
+            raise ProblemError(
+                503,
+                f"a lead event is merged with the lead's row in the warehouse, which another "
+                f"process holds ({exc}); send the events again shortly",
+                field="body",
+                headers={"Retry-After": "5"},
+            ) from None
+
+    def _lead_as_it_stands(self, lead_id: str, leads: _Leads) -> dict[str, Any] | None:
+        """The lead's row: this request's, else its latest journaled event's, else the
+        warehouse's (read again when a fold happened since the lookup)."""
+        row = leads.staged.get(lead_id) or self._leads.get(lead_id)
+        if row is not None:
+            return dict(row)
+        if lead_id not in leads.asked or leads.folds != self._leads.folds:
+            leads.found.update(self._warehouse_leads({lead_id}))
+            leads.asked.add(lead_id)
+            leads.folds = self._leads.folds
+        found = leads.found.get(lead_id)
+        return None if found is None else dict(found)
+
     def _check(
-        self, event: Parsed, staged: dict[str, dict[str, Any]], limits: Limits, team: str | None
+        self,
+        event: Parsed,
+        staged: dict[str, dict[str, Any]],
+        limits: Limits,
+        team: str | None,
+        leads: _Leads,
     ) -> dict[str, list[dict[str, Any]]] | EventResult:
         where = f"{BODY_KEY[event.table]}"
         problem = _occurred_problem(event.occurred_at, limits)
@@ -369,9 +417,12 @@ class LiveEvents:
             )
         deal_id = str(event.fields.get("deal_id", "")) if event.table != "leads" else ""
         current = staged.get(deal_id) or self._current(deal_id) if deal_id else None
+        lead = None
+        if event.table == "leads":
+            lead = self._lead_as_it_stands(str(event.fields.get("lead_id")), leads)
         try:
             reps = self._history.reps if self._history is not None else None
-            rows = resolve(event.to_json(), current, reps)
+            rows = resolve(event.to_json(), current, reps, lead)
         except Unapplicable as exc:
             return EventResult(
                 event.index,
@@ -575,6 +626,7 @@ class LiveEvents:
             if summary is None:
                 return 0
             self.journal.mark_folded([e.seq for e in entries])
+            self._leads.folded(entries)
             log.debug(
                 "fold %s",
                 json.dumps(
@@ -683,6 +735,7 @@ class LiveEvents:
                             "previous": previous.score.row["point"]
                             if previous is not None
                             else None,
+                            "earlier": _earlier(previous.score.row) if previous else [],
                             "event": describe_round(of_deal[deal], (stages or {}).get(deal)),
                         },
                     )
@@ -809,6 +862,17 @@ def _occurred_problem(text: str, limits: Limits) -> str | None:
     return None
 
 
+@dataclass
+class _Leads:
+    """One request's leads: the warehouse rows looked up (``found``, for the ids ``asked``,
+    before fold number ``folds``) and the rows of its own accepted events (``staged``)."""
+
+    found: dict[str, dict[str, Any]]
+    asked: set[str]
+    folds: int
+    staged: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class _Known:
     """Deal ids an event may refer to (the history's, journaled and this request's)."""
@@ -833,7 +897,41 @@ def describe(entry: Entry) -> str:
         detail = f" to stage {fields.get('stage')}"
     elif entry.type == "activity.logged":
         detail = f" ({fields.get('type')})"
+    elif entry.type == "deal.updated" and _named(fields):
+        detail = f" ({_cut(', '.join(_named(fields)), STAGE_CHARS)})"
     return f"{entry.type}{detail} at {entry.occurred_at} (event {entry.event_id})"
+
+
+def _named(fields: dict[str, Any]) -> list[str]:
+    """The fields an update sent (its deal id aside), as a change summary names them."""
+    return sorted(k for k in fields if k != "deal_id")
+
+
+# A deal's answer keeps a point per event since the run, the last EVENT_POINTS of them (the
+# run's points come first); the earlier ones without their drivers (only the last two points'
+# drivers are read, for the change's attribution), so a busy deal's answer stays small.
+EVENT_POINTS = 20
+
+
+def _earlier(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event points before ``row``'s previous one, for the next event's live row: the
+    previous row's own earlier points and previous point, bounded, without drivers."""
+    older = list(row.get("earlier") or [])
+    if row.get("previous") is not None:
+        older.append({k: v for k, v in row["previous"].items() if k not in EXPLAIN_COLUMNS})
+    return older[-(EVENT_POINTS - 2) :]
+
+
+def _since_run(runs: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The event points a run has not covered (as_of after its latest point's): a run at the
+    event's time or later supersedes it, as it does the live answer (``_covered``)."""
+    if not runs or runs[-1].get("as_of") is None:
+        return events
+    try:
+        ran = pd.Timestamp(str(runs[-1]["as_of"]))
+        return [p for p in events if pd.Timestamp(str(p.get("as_of"))) > ran]
+    except (TypeError, ValueError):
+        return events
 
 
 # A change summary names at most this many of a round's events of one deal (then "and N
@@ -857,7 +955,7 @@ def _what(entry: Entry, before: str | None) -> tuple[str, str | None]:
         return f"stage {moved}{_cut(stage, STAGE_CHARS)}", stage
     if entry.type == "activity.logged":
         return str(_cut(fields.get("type"), STAGE_CHARS)), before
-    named = sorted(k for k in fields if k != "deal_id")
+    named = _named(fields)
     if entry.type == "deal.updated" and named:
         return f"{entry.type} ({_cut(', '.join(named), STAGE_CHARS)})", before
     return entry.type, before
@@ -933,8 +1031,10 @@ def live_answers(run: RunView, scores: Sequence[LiveScore]) -> dict[str, tuple[s
     pairs = {}
     for live in scores:
         points = run.history(live.deal_id, explained=True)
+        events = list(live.row.get("earlier") or [])
         if live.row.get("previous") is not None:
-            points.append(live.row["previous"])
+            events.append(live.row["previous"])
+        points += _since_run(points, events)
         points.append(live.row["point"])
         points_of[live.deal_id] = points
         if len(points) >= 2:

@@ -137,9 +137,34 @@ def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None, reps: An
     return rows
 
 
-def resolve(event: dict[str, Any], current_deal: dict[str, Any] | None, reps: Any = None) -> Rows:
-    """The rows ``event`` writes, given the deal it names as it stands (``None``: unknown)
-    and the reps table (a deal without a team takes its owner's team and region)."""
+def resolve_lead(event: dict[str, Any], current: dict[str, Any] | None) -> Rows:
+    """A lead event merged with the lead as it stands (``current``: its latest journaled row,
+    else the warehouse's; ``None``: unknown), as a deal event is: ``lead.updated`` carries the
+    fields that changed, so the merged row is what is checked and written. An update of a lead
+    the server does not know is refused unless it brings the lead's ``created_at``."""
+    fields = dict(event["fields"])
+    if current is None:
+        if event["type"] == "lead.updated" and fields.get("created_at") in (None, ""):
+            raise Unapplicable(
+                "lead_id",
+                f"lead {str(fields['lead_id'])!r} is not known; send a lead.created event (or "
+                "the lead's created_at) first",
+            )
+        row = {"created_at": event["occurred_at"], **fields}
+    else:
+        row = {**current, **fields}
+    return {"leads": [row]}
+
+
+def resolve(
+    event: dict[str, Any],
+    current_deal: dict[str, Any] | None,
+    reps: Any = None,
+    current_lead: dict[str, Any] | None = None,
+) -> Rows:
+    """The rows ``event`` writes, given the deal it names as it stands (``None``: unknown),
+    the reps table (a deal without a team takes its owner's team and region) and, for a lead
+    event, the lead as it stands (``None``: unknown)."""
     kind = event["type"]
     fields = dict(event["fields"])
     if kind.startswith("deal."):
@@ -148,10 +173,7 @@ def resolve(event: dict[str, Any], current_deal: dict[str, Any] | None, reps: An
         fields.setdefault("activity_id", event["event_id"])
         fields.setdefault("occurred_at", event["occurred_at"])
         return {"activities": [fields]}
-    if kind == "lead.created":
-        fields.setdefault("created_at", event["occurred_at"])
-    # lead.updated: merged with the lead's row when folded (``serving.events.fold``).
-    return {"leads": [fields]}
+    return resolve_lead(event, current_lead)
 
 
 def deal_ids(rows: Rows) -> set[str]:

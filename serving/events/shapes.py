@@ -229,11 +229,9 @@ def _ahead(delta: timedelta) -> str:
 
 
 def unknown_stages(reading: Reading, known: Any) -> dict[int, str]:
-    """Per position in ``reading.events``, a warning for an accepted-to-be event of a CRM
-    shape that moves an open deal to a stage the data (so the model) has never seen: its score
-    cannot read it, and would otherwise show "unchanged" without a word."""
-    if reading.source == "canonical":
-        return {}
+    """Per position in ``reading.events``, a warning for an accepted-to-be event (of any
+    source) that moves an open deal to a stage the data (so the model) has never seen: its
+    score cannot read it, and would otherwise show "unchanged" without a word."""
     out = {}
     for n, event in enumerate(reading.events):
         if not isinstance(event, Parsed) or not event.type.startswith("deal."):
@@ -247,11 +245,49 @@ def unknown_stages(reading: Reading, known: Any) -> dict[int, str]:
                 f"your export in $SALESML_HOME/events/{MAPPING_FILE} (docs/events.md)"
                 if reading.source == "hubspot"
                 else "check that the CRM sends the stage names the export has"
+                if reading.source != "canonical"
+                else "send the stage names the data has (a typo, or a stage renamed in the CRM?)"
             )
             out[n] = (
                 f"stage {stage!r} is not a stage of the data the model learned from, so the "
                 f"score cannot read it; {hint}"
             )
+    return out
+
+
+_OWNERS: weakref.WeakKeyDictionary[Any, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def known_owners(history: Any) -> frozenset[str]:
+    """The owner ids of a history's reps, once per history object."""
+    found = _OWNERS.get(history)
+    if found is None:
+        reps = history.reps
+        ids = reps["owner_id"].dropna().astype(str) if "owner_id" in reps else []
+        found = _OWNERS[history] = frozenset(ids)
+    return found
+
+
+def unknown_owners(reading: Reading, known: Any) -> dict[int, str]:
+    """Per position, a warning for a deal event whose ``owner_id`` is not a rep of the data:
+    stored, and (as an import does) the fold gives the owner a placeholder rep, without a name
+    or team — so the deal is in no team's KPIs until the reps table is imported."""
+    out = {}
+    for n, event in enumerate(reading.events):
+        if not isinstance(event, Parsed) or not event.type.startswith("deal."):
+            continue
+        owner = event.fields.get("owner_id")
+        if owner in (None, "") or str(owner).strip() in known:
+            continue
+        out[n] = (
+            f"owner_id {str(owner)!r} is not in reps; the deal is kept with a placeholder rep "
+            "(no name or team) — import the reps table to fill in its name and team"
+            + (
+                f", or map HubSpot owner ids in $SALESML_HOME/events/{MAPPING_FILE}"
+                if reading.source == "hubspot"
+                else ""
+            )
+        )
     return out
 
 
@@ -340,8 +376,31 @@ def _canonical_event(i: int, item: Any) -> Parsed:
     for name, value in body.items():
         if isinstance(value, dict | list):
             raise _Reject(f"{key}.{name}", f"{key}.{name} must be a plain value")
+        _check_word(key, name, value)
     _check_id(body.get(ID_FIELD[table]), f"{key}.{ID_FIELD[table]}")
     return Parsed(i, event_id, kind, occurred.strip(), dict(body))
+
+
+VOCABULARY = {
+    "deal": ("stage", "status", "currency", "deal_type", "lead_source"),
+    "activity": ("type",),
+    "lead": ("source",),
+}
+"""Fields whose values are words of a vocabulary (a stage, an activity type, a channel): a
+JSON number or boolean there is refused, never coerced — ``7`` is no activity type, and a
+sender that means the word "7" quotes it (as ``event_id`` must be a string)."""
+
+
+def _check_word(key: str, name: str, value: Any) -> None:
+    if name not in VOCABULARY.get(key, ()) or value is None or isinstance(value, str):
+        return
+    what = "boolean" if isinstance(value, bool) else "number"
+    shown = json.dumps(value)
+    raise _Reject(
+        f"{key}.{name}",
+        f"{key}.{name} must be a string (a word such as a stage or an activity type), got the "
+        f'{what} {shown}; send it quoted ("{shown}") if that is the word',
+    )
 
 
 def read_canonical(body: Any) -> Reading:
@@ -786,12 +845,34 @@ def detect(body: Any) -> str:
     """The source of a JSON body: HubSpot, Salesforce CDC or canonical."""
     first = body[0] if isinstance(body, list) and body else body
     if isinstance(first, dict):
-        if "subscriptionType" in first and "portalId" in first:
+        if _looks_like_hubspot(first):
             return "hubspot"
         payload, _ = _cdc_payload(first)
-        if isinstance(payload.get("ChangeEventHeader"), dict):
+        if isinstance(payload.get("ChangeEventHeader"), dict) or _looks_like_cdc(first):
             return "salesforce-cdc"
     return "canonical"
+
+
+HUBSPOT_KEYS = ("subscriptionType", "portalId", "eventId", "objectId", "occurredAt")
+CANONICAL_KEYS = ("events", "event_id", "type", "occurred_at", "deal", "activity", "lead")
+
+
+def _looks_like_hubspot(item: dict[str, Any]) -> bool:
+    """A HubSpot webhook event, even one missing a key (so its answer names that key, not a
+    canonical event's ``event_id``): ``subscriptionType``, or two of HubSpot's own keys and
+    none of the canonical shape's."""
+    if any(k in item for k in CANONICAL_KEYS):
+        return False
+    return "subscriptionType" in item or sum(k in item for k in HUBSPOT_KEYS) >= 2
+
+
+def _looks_like_cdc(item: dict[str, Any]) -> bool:
+    """A change event's wrapper (``payload`` object, or CometD's ``data.payload``) without a
+    ``ChangeEventHeader`` object: read as one, so the answer names the missing header."""
+    if any(k in item for k in CANONICAL_KEYS):
+        return False
+    inner = item["data"] if isinstance(item.get("data"), dict) else item
+    return isinstance(inner.get("payload"), dict) or "ChangeEventHeader" in inner
 
 
 def read_json(body: Any, source: str | None = None, mapping: CrmMapping | None = None) -> Reading:

@@ -28,9 +28,11 @@ from serving.events.shapes import (
     BodyError,
     Reading,
     future_events,
+    known_owners,
     known_stages,
     read_json,
     read_salesforce_outbound,
+    unknown_owners,
     unknown_stages,
     workspace_mapping,
 )
@@ -164,11 +166,16 @@ async def post_events(
     except BodyError as exc:
         raise ProblemError(exc.status, exc.reason, field=exc.field) from None
     results = await run_in_threadpool(live.ingest, reading, principal.team)
-    stages = known_stages(snap.data.history) if snap.data is not None else frozenset()
-    warnings = unknown_stages(reading, stages)
+    history = snap.data.history if snap.data is not None else None
     now = datetime.now(UTC).replace(tzinfo=None)
-    for n, text in future_events(reading, now).items():
-        warnings[n] = f"{warnings[n]}; {text}" if n in warnings else text
+    warnings: dict[int, str] = {}
+    for each in (
+        unknown_stages(reading, known_stages(history) if history is not None else frozenset()),
+        unknown_owners(reading, known_owners(history)) if history is not None else {},
+        future_events(reading, now),
+    ):
+        for n, text in each.items():
+            warnings[n] = f"{warnings[n]}; {text}" if n in warnings else text
     if reading.source == "salesforce-outbound":
         if warnings:
             log.warning("events stored with a warning: %s", sorted(warnings.values()))
