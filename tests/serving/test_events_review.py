@@ -18,6 +18,8 @@ from salesml.warehouse import connect
 from serving.api.app import create_app
 from serving.api.live import EVENT_POINTS, LiveEvents, _earlier, _since_run, describe
 from serving.events.journal import Entry
+from serving.events.leads import PendingLeads
+from serving.events.resolve import Unapplicable, resolve_lead
 from serving.events.shapes import Parsed, Unusable, detect, read_json
 from serving.keys import KeyStore
 from tests.serving.conftest import Workspace, make_app_settings
@@ -339,3 +341,44 @@ def test_a_canonical_update_names_its_fields_in_the_summary() -> None:
         False,
     )
     assert describe(entry) == f"deal.updated (amount, owner_id) at {WHEN} (event up-1)"
+
+
+def test_pending_leads_survive_a_restart_until_folded() -> None:
+    """The rows of lead events not folded yet are what a restarted server merges with (the
+    journal's unfolded entries); once folded they are read from the warehouse again, and a
+    later event's row of the same lead stays."""
+
+    def entry(seq: int, lead: str, **row: Any) -> Entry:
+        rows = {"leads": [{"lead_id": lead, **row}]}
+        return Entry(seq, f"e{seq}", "lead.updated", "canonical", WHEN, {}, rows, False)
+
+    first, second, other = (
+        entry(1, "L1", source="web"),
+        entry(3, "L1", source="ads"),
+        entry(2, "L2"),
+    )
+    pending = PendingLeads([first, other, second])
+    assert pending.get("L1") == {"lead_id": "L1", "source": "ads"}
+    pending.folded([first, other])
+    assert "L2" not in pending and pending.get("L1") == {"lead_id": "L1", "source": "ads"}
+    assert pending.folds == 1
+    pending.folded([second])
+    assert pending.get("L1") is None
+
+
+def test_a_known_leads_creation_is_merged_and_keeps_its_created_at() -> None:
+    known = {"lead_id": "L1", "created_at": "2025-01-01T00:00:00", "source": "web"}
+    again = {
+        "event_id": "c",
+        "type": "lead.created",
+        "occurred_at": WHEN,
+        "fields": {"lead_id": "L1", "owner_id": "R1"},
+    }
+    assert resolve_lead(again, known) == {"leads": [{**known, "owner_id": "R1"}]}
+    assert resolve_lead(again, None)["leads"][0]["created_at"] == WHEN
+    update = {**again, "type": "lead.updated"}
+    with pytest.raises(Unapplicable) as refused:
+        resolve_lead(update, None)
+    assert refused.value.field == "lead_id"
+    brought = {**update, "fields": {"lead_id": "L9", "created_at": "2026-01-01"}}
+    assert resolve_lead(brought, None)["leads"][0]["created_at"] == "2026-01-01"
