@@ -120,6 +120,20 @@ class DealContext:
         """Position of ``deal_id`` in the context's deal arrays (-1: a deal the history lacks)."""
         return self._positions.get(deal_id, -1)
 
+    def moved(self, **changes: Any) -> DealContext:
+        """``dataclasses.replace(self, **changes)`` keeping the lookups indexed so far (the
+        cached properties below) whose inputs are the very same objects in the new context:
+        a context kept up to date per round (``serving.api.live_context``) changes its as_of,
+        state or stage rows, and indexing the deals, vocabularies and accounts again would
+        cost each round more than its deals' rows."""
+        new = replace(self, **changes)
+        for name, inputs in _CACHE_INPUTS.items():
+            if name in self.__dict__ and all(
+                a is b for a, b in zip(inputs(self), inputs(new), strict=True)
+            ):
+                new.__dict__[name] = self.__dict__[name]
+        return new
+
     @functools.cached_property
     def _positions(self) -> dict[Any, int]:
         return {key: i for i, key in enumerate(self.deals.index)}
@@ -253,6 +267,30 @@ class DealContext:
         if base is not None and base[0] is vocab:
             return base[2]
         return _category_dtype(tuple(vocab))
+
+
+def _vocab_inputs(c: DealContext) -> tuple[object, ...]:
+    return (c.fixed_vocab, c.sources, c.values, c.stage_values)
+
+
+# Each cached property of ``DealContext`` -> the objects it is computed from (``moved`` keeps
+# it when they are the same objects). A property not named here is computed again.
+_CACHE_INPUTS: dict[str, Any] = {
+    "_positions": lambda c: (c.deals,),
+    "stage_names": lambda c: (c.history.stage_history,),
+    "group_codes": lambda c: (c.deals,),
+    "accounts": lambda c: (c.history.accounts,),
+    "columns": lambda c: (c.deals_table, c.sources, c.spec),
+    "activity_index": lambda c: (c.history.activities, c.deals),
+    "layout": lambda c: (c.spec,),
+    "positions_in_spec": lambda c: (c.spec,),
+    "info_dtypes": lambda c: (c.deals_table,),
+    "id_dtype": lambda c: (c.deals_table,),
+    "stage_code": lambda c: (c.stages.vocabulary,),
+    "base_stages": lambda c: (c.stage_values,),
+    "base_vocab": _vocab_inputs,
+    "_base_codes": _vocab_inputs,
+}
 
 
 @dataclass(frozen=True)
@@ -550,6 +588,66 @@ def own_rows(stage_rows: pd.DataFrame, activities: pd.DataFrame, deal_id: object
         activity_time=times[acts],
         meeting=meeting[acts],
     )
+
+
+def inputs_of(
+    deals: pd.DataFrame, stage_rows: pd.DataFrame, activities: pd.DataFrame
+) -> dict[str, tuple[dict[str, object], OwnRows]]:
+    """``fields_of`` and ``own_rows`` of every deal in ``deals`` (its first row), keyed by the
+    deal id as text, each column read once for all of them: a round of live events scores a
+    few deals, and a frame per deal costs more than their rows (``stage_rows`` and
+    ``activities``: those deals' rows, in the history's order)."""
+    n = len(deals)
+    columns: dict[str, Any] = {}
+    for column in deals.columns:
+        name = str(column)
+        values = deals[column]
+        if name in DATETIME_COLUMNS:
+            columns[name] = [int(v) for v in micros(values)]
+        else:
+            # what ``values.iat[i]`` gives: the numpy array's scalar, or the extension array's
+            columns[name] = (
+                values.to_numpy() if isinstance(values.dtype, np.dtype) else values.array
+            )
+    fields: dict[str, dict[str, object]] = {}
+    for i in range(n):
+        key = deals["deal_id"].iat[i]
+        if _isna(key) or str(key) in fields:
+            continue
+        fields[str(key)] = {name: values[i] for name, values in columns.items()}
+    stage_at = _positions_by_deal(stage_rows, fields)
+    act_at = _positions_by_deal(activities, fields)
+    stages = stage_rows["stage"].to_numpy(dtype=object)
+    changed = micros(stage_rows["changed_at"]) if len(stage_rows) else np.zeros(0, np.int64)
+    amount = stage_rows["amount"].to_numpy(dtype=np.float64)
+    close = micros(stage_rows["expected_close_date"]) if len(stage_rows) else np.zeros(0, np.int64)
+    times = micros(activities["occurred_at"]) if len(activities) else np.zeros(0, np.int64)
+    meeting = np.zeros(len(activities), dtype=bool)
+    if "type" in activities.columns and len(activities):
+        meeting = _meetings(activities["type"])
+    empty = np.zeros(0, np.int64)
+    out = {}
+    for key, row in fields.items():
+        mine, acts = stage_at.get(key, empty), act_at.get(key, empty)
+        own = OwnRows(
+            stage=[None if _isna(v) else v for v in stages[mine].tolist()],
+            changed_at=changed[mine],
+            amount=amount[mine],
+            expected_close=close[mine],
+            activity_time=times[acts],
+            meeting=meeting[acts],
+        )
+        out[key] = (row, own)
+    return out
+
+
+def _positions_by_deal(frame: pd.DataFrame, keys: Any) -> dict[str, IntArray]:
+    """``deal_id as text -> its rows' positions in frame`` (in frame order), for ``keys``."""
+    found: dict[str, list[int]] = {}
+    for i, v in enumerate(frame["deal_id"].to_numpy(dtype=object).tolist()):
+        if not _isna(v) and str(v) in keys:
+            found.setdefault(str(v), []).append(i)
+    return {k: np.asarray(p, dtype=np.int64) for k, p in found.items()}
 
 
 def known_deal(context: DealContext, deal_id: object) -> tuple[dict[str, object], OwnRows]:

@@ -97,6 +97,8 @@ def _lifespan(
             state.start(settings.poll_seconds, load_now=False)
         else:
             await run_in_threadpool(state.start, settings.poll_seconds, True)
+            # loaded before serving: the events' feature context too (readiness, docs/events.md)
+            await run_in_threadpool(app.state.events.prepare)
         app.state.events.start()
         try:
             yield

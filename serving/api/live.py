@@ -48,6 +48,7 @@ from serving.api.answers import probability_move
 from serving.api.live_context import (
     LiveContext,
     deal_id_array,
+    deal_id_hashes,
     positions_of,
     remember_deal_ids,
 )
@@ -66,6 +67,10 @@ from serving.runs import HASH_COLUMN
 log = logging.getLogger("salesml.events")
 # While the applier is behind, the warehouse fold waits up to this many fold intervals.
 FOLD_DEFER = 5
+# /readyz waits at most this long (from the data being loaded) for the first live feature
+# context; past it, or when the build failed, the server is ready and events are scored by
+# build_features until a context is built.
+WARM_SECONDS = 60.0
 HISTORY_TABLES = ("deals", "stage_history", "activities")
 KEYS = {
     "deals": ("deal_id",),
@@ -141,11 +146,15 @@ def overlay(history: History, rows: dict[str, list[dict[str, Any]]]) -> History:
         keys = [k for k in KEYS[name] if k in base.columns] or ["deal_id", "occurred_at", "type"]
         added = _last_per_key(added, keys)
         replaced = _replaced(base, added, keys)
-        ids = deal_id_array(base)
+        ids, hashes = deal_id_array(base), deal_id_hashes(base)
         if replaced.any():
-            base, ids = base[~replaced], ids[~replaced]
+            base, ids, hashes = base[~replaced], ids[~replaced], hashes[~replaced]
         tables[name] = pd.concat([base, added], ignore_index=True)
-        remember_deal_ids(tables[name], np.concatenate([ids, deal_id_array(added)]))
+        remember_deal_ids(
+            tables[name],
+            np.concatenate([ids, deal_id_array(added)]),
+            np.concatenate([hashes, deal_id_hashes(added)]),
+        )
     return replace(
         history,
         deals=tables["deals"],
@@ -296,6 +305,8 @@ class LiveEvents:
         # The last rounds, for tracing where a round's time goes (also logged at DEBUG).
         self.rounds: deque[dict[str, Any]] = deque(maxlen=500)
         self._trace: dict[str, Any] = {}
+        self._warm = False  # the first context was built (or given up on): readiness stops waiting
+        self._warm_since: float | None = None  # when readiness first found the data loaded
 
     # -- ingestion ------------------------------------------------------------------------
     def ingest(self, reading: Reading, team: str | None = None) -> list[EventResult]:
@@ -538,6 +549,43 @@ class LiveEvents:
         # The warehouse fold on its own thread: a slow or busy warehouse never holds up scores.
         self._folder = threading.Thread(target=self._fold_loop, name="events-fold", daemon=True)
         self._folder.start()
+
+    def prepare(self, timeout: float = WARM_SECONDS) -> None:
+        """Build the live feature context for the served data now (start-up, the data loaded
+        in the foreground, before ``start``): the first events are then applied at the
+        one-deal path's speed, not by ``build_features`` while the context is being built."""
+        snap = self.state.snapshot()
+        if not snap.ready or snap.data is None:
+            return
+        try:
+            self.rebase()
+            self._sync_context(snap).join(timeout)
+        except Exception as exc:  # readiness and the rounds fall back to build_features
+            log.warning("building the live feature context at start-up failed (%s)", exc)
+
+    @property
+    def warming(self) -> bool:
+        """Whether ``/readyz`` should wait for the live feature context: the applier is running
+        on loaded data and its first context is still being built (for at most WARM_SECONDS).
+        Once built, failed or given up on, never again: a rebuild after a reload of the data
+        does not take a serving server out of rotation."""
+        if self._warm:
+            return False
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False  # no applier (or a dead one): nothing to wait for
+        context = self._context
+        if context is not None and (context.usable or not context.building):
+            self._warm = True  # built, or the build ended without one (failed)
+            return False
+        now = time.monotonic()
+        if self._warm_since is None:
+            self._warm_since = now
+        if now - self._warm_since > WARM_SECONDS:
+            self._warm = True
+            log.warning("the live feature context is not built after %.0f s", WARM_SECONDS)
+            return False
+        return True
 
     def stop(self) -> None:
         self._stop.set()

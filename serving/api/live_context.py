@@ -2,9 +2,10 @@
 
 Rescoring the deals an event touches with ``build_features`` reads the whole history every
 round. ``LiveContext`` keeps a ``features.single.DealContext`` instead and scores each touched
-deal with ``deal_features`` (the what-if path), which gives exactly the row
-``build_features(history, as_of, [deal])`` gives (``features.single``'s contract). The context
-must then describe the current history at the round's as_of; per round it is
+deal with ``deal_features``'s parts (the what-if path: the round's deals' rows read once,
+``inputs_of``, then ``deal_row`` per deal and one frame, ``rows_frame``), which gives exactly
+the row ``build_features(history, as_of, [deal])`` gives (``features.single``'s contract). The
+context must then describe the current history at the round's as_of; per round it is
 
 * moved to the new as_of when nothing in its history happens in between (no deal created or
   closed, no stage change, no closing entering or leaving the rep window): every aggregate it
@@ -47,7 +48,14 @@ from features._events import MICROS_PER_DAY, NAT, micros
 from features._stages import CodedStages, code_stages
 from features.build import build_features
 from features.history import History
-from features.single import DealContext, deal_context, deal_features
+from features.single import (
+    DealContext,
+    FeatureRow,
+    deal_context,
+    deal_row,
+    inputs_of,
+    rows_frame,
+)
 from features.spec import Feature, flat_columns
 
 log = logging.getLogger("salesml.events")
@@ -57,6 +65,10 @@ log = logging.getLogger("salesml.events")
 PROBE_ROUNDS = 10
 # Deal columns an event may move without touching the context (the stage history carries them).
 STAGE_COLUMNS = ("stage", "amount", "expected_close_date")
+# The applier gives the event loop the GIL between deals once it has held it this long (the
+# interpreter's own switch interval is 5 ms; yielding after every ~1 ms deal let a busy event
+# loop take most of a round's wall time).
+YIELD_SECONDS = 0.004
 
 
 class StaleContextError(Exception):
@@ -179,8 +191,7 @@ class LiveContext:
             raise StaleContextError("the history changes between the two as_of dates")
         state = ctx.state
         assert state is not None
-        return replace(
-            ctx,
+        return ctx.moved(
             as_of=as_of,
             dates=np.array([t], dtype=np.int64),
             state=replace(state, time=t),
@@ -227,8 +238,7 @@ class LiveContext:
         self._bounds = np.sort(np.concatenate([self._bounds, coded.time[coded.time != NAT]]))
         state = replace(state, **_stage_state(stages, n, int(ctx.dates[0])))  # type: ignore[arg-type]
         self.patches += 1
-        return replace(
-            ctx,
+        return ctx.moved(
             history=replace(ctx.history, stage_history=stage_history),
             stages=stages,
             stage_counts=+names,
@@ -369,6 +379,11 @@ class LiveContext:
             self.start_rebuild(history, as_of)
 
     @property
+    def usable(self) -> bool:
+        """Whether a context is ready for the next round (kept, or built and to be adopted)."""
+        return self.context is not None or self._built is not None
+
+    @property
     def building(self) -> bool:
         """Whether the builder thread is at work."""
         return self._builder is not None and self._builder.is_alive()
@@ -377,19 +392,25 @@ class LiveContext:
         self, ctx: DealContext, history: History, touched: Sequence[str], dirty: Sequence[str]
     ) -> tuple[pd.DataFrame, DealContext]:
         wanted = sorted({*touched, *dirty})
-        tables = (history.deals, history.stage_history, history.activities)
-        rows_of = [_rows_by_deal(table, wanted) for table in tables]
-        empty = np.zeros(0, np.int64)
-
-        def one(deal_id: str) -> pd.DataFrame:
-            deal, stage_rows, activities = (
-                table.iloc[found.get(deal_id, empty)]
-                for table, found in zip(tables, rows_of, strict=True)
+        inputs = inputs_of(
+            *(
+                t.iloc[positions_of(t, wanted)]
+                for t in (history.deals, history.stage_history, history.activities)
             )
-            row = deal_features(ctx, deal, stage_rows, activities)
+        )
+        yielded = time.perf_counter()
+
+        def one(deal_id: str) -> FeatureRow:
+            nonlocal yielded
+            found = inputs.get(deal_id)
+            if found is None:
+                raise StaleContextError("a new deal")
+            row = deal_row(ctx, *found)
             if row is None:
                 raise StaleContextError("a deal not open at as_of")
-            time.sleep(0)  # let the event loop answer between deals
+            if time.perf_counter() - yielded > YIELD_SECONDS:
+                time.sleep(0)  # let the event loop answer between deals
+                yielded = time.perf_counter()
             return row
 
         # The dirty deals' amounts at as_of first (the open pipeline of their owners reads
@@ -399,24 +420,27 @@ class LiveContext:
             amounts = ctx.open_amount.copy()
             locs = ctx.deals.index.get_indexer(pd.Index(list(rows)))
             slots = np.searchsorted(ctx.open_deal, locs)
+            at = ctx.positions_in_spec["amount"]
             for slot, row in zip(slots, rows.values(), strict=True):
-                amounts[slot] = row["amount"].to_numpy(dtype=np.float64)[0]
-            ctx = replace(ctx, open_amount=amounts)
+                amounts[slot] = row.values[at]
+            ctx = ctx.moved(open_amount=amounts)
             owners = ctx.deals.owner[locs]
             shared = {int(o) for o, c in Counter(owners.tolist()).items() if c > 1}
+            # a deal alone among the dirty ones of its owner read no other changed amount:
+            # its row stands on the context with the amounts (framed with the others)
             rows = {
-                d: r
+                d: replace(r, context=ctx)
                 for d, r, o in zip(rows, rows.values(), owners, strict=True)
                 if int(o) not in shared
             }
-        frames = [rows[d] if d in rows else one(d) for d in touched]
-        out = pd.concat(frames)
+        out = rows_frame([rows[d] if d in rows else one(d) for d in touched])
         out.index = out.index.astype(str)
         return out, ctx
 
 
-# id(frame) -> (a weak reference to the frame, its deal_id column as text objects)
-_DEAL_IDS: dict[int, tuple[weakref.ref[pd.DataFrame], np.ndarray]] = {}
+# id(frame) -> (a weak reference to the frame, its deal_id column as text objects, their
+# hashes)
+_DEAL_IDS: dict[int, tuple[weakref.ref[pd.DataFrame], np.ndarray, np.ndarray]] = {}
 
 
 def deal_id_array(frame: pd.DataFrame) -> np.ndarray:
@@ -424,34 +448,59 @@ def deal_id_array(frame: pd.DataFrame) -> np.ndarray:
     while the frame lives: the applier reads the same history's ids several times a round,
     and turning an Arrow string column of the whole history into objects costs more than
     the round's own work (``remember_deal_ids`` hands over a grown frame's ids)."""
+    return _deal_ids(frame)[0]
+
+
+def deal_id_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """The ``hash`` of each of ``deal_id_array(frame)`` (int64), kept with them: finding a
+    few deals' rows compares integers, not the history's strings (``positions_of``)."""
+    return _deal_ids(frame)[1]
+
+
+def _deal_ids(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     found = _DEAL_IDS.get(id(frame))
     if found is not None and found[0]() is frame:
-        return found[1]
+        return found[1], found[2]
     values = frame["deal_id"].to_numpy(dtype=object)
     ids = np.asarray(
         [v if isinstance(v, str) else None if _missing(v) else str(v) for v in values], object
     )
-    remember_deal_ids(frame, ids)
-    return ids
+    hashes = _hashes(ids)
+    remember_deal_ids(frame, ids, hashes)
+    return ids, hashes
 
 
-def remember_deal_ids(frame: pd.DataFrame, ids: np.ndarray) -> None:
-    """Keep ``ids`` as ``frame``'s (``deal_id_array``); entries of dead frames are dropped."""
-    for key in [k for k, (ref, _) in _DEAL_IDS.items() if ref() is None]:
+def _hashes(ids: Any) -> np.ndarray:
+    values = list(ids)
+    return np.fromiter((hash(v) for v in values), np.int64, len(values))
+
+
+def remember_deal_ids(
+    frame: pd.DataFrame, ids: np.ndarray, hashes: np.ndarray | None = None
+) -> None:
+    """Keep ``ids`` (and their hashes, computed when not given) as ``frame``'s
+    (``deal_id_array``); entries of dead frames are dropped."""
+    for key in [k for k, (ref, _, _) in _DEAL_IDS.items() if ref() is None]:
         del _DEAL_IDS[key]
-    _DEAL_IDS[id(frame)] = (weakref.ref(frame), ids)
+    _DEAL_IDS[id(frame)] = (weakref.ref(frame), ids, _hashes(ids) if hashes is None else hashes)
 
 
 def positions_of(frame: pd.DataFrame, deals: Sequence[str]) -> np.ndarray:
-    """Row positions of ``frame`` whose ``deal_id`` is one of ``deals``, in frame order (on
-    plain object arrays: pandas' isin on Arrow-backed strings is slow, ``features.spec``)."""
-    ids = pd.Series(deal_id_array(frame), copy=False)
-    return np.flatnonzero(ids.isin(list(deals)).to_numpy(dtype=bool))
+    """Row positions of ``frame`` whose ``deal_id`` is one of ``deals``, in frame order: the
+    rows whose id hash is one of theirs, then those whose id is (a hash may collide)."""
+    ids, hashes = _deal_ids(frame)
+    wanted = set(deals)
+    if not wanted or not len(ids):
+        return np.zeros(0, np.int64)
+    maybe = np.flatnonzero(np.isin(hashes, _hashes(wanted)))
+    exact = np.fromiter((ids[i] in wanted for i in maybe.tolist()), bool, len(maybe))
+    found: np.ndarray = maybe[exact]
+    return found
 
 
 def _texts(frame: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> list[tuple[Any, ...]]:
     """The values of ``frame``'s ``rows`` in ``columns`` as text (None where missing)."""
-    part = frame[columns].take(rows)
+    part = frame.take(rows)[columns]  # the rows first: selecting columns copies the frame
     values = [part[c].to_numpy(dtype=object) for c in columns]
     return [
         tuple(None if _missing(v) else str(v) for v in row) for row in zip(*values, strict=True)
@@ -460,16 +509,6 @@ def _texts(frame: pd.DataFrame, rows: np.ndarray, columns: list[str]) -> list[tu
 
 def _missing(value: Any) -> bool:
     return value is None or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
-
-
-def _rows_by_deal(frame: pd.DataFrame, deals: Sequence[str]) -> dict[str, np.ndarray]:
-    """``deal_id -> its row positions in frame`` (in frame order) for ``deals``."""
-    found = positions_of(frame, deals)
-    ids = deal_id_array(frame)[found].astype(str)
-    out: dict[str, list[int]] = {}
-    for position, deal_id in zip(found.tolist(), ids.tolist(), strict=True):
-        out.setdefault(deal_id, []).append(position)
-    return {d: np.asarray(p, dtype=np.int64) for d, p in out.items()}
 
 
 def _with_amounts(ctx: DealContext, dirty: Sequence[str], rows: pd.DataFrame) -> DealContext:
@@ -481,4 +520,4 @@ def _with_amounts(ctx: DealContext, dirty: Sequence[str], rows: pd.DataFrame) ->
     amounts = ctx.open_amount.copy()
     slots = np.searchsorted(ctx.open_deal, ctx.deals.index.get_indexer(pd.Index(dirty)))
     amounts[slots] = rows.loc[list(dirty), "amount"].to_numpy(dtype=np.float64)
-    return replace(ctx, open_amount=amounts)
+    return ctx.moved(open_amount=amounts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -283,3 +284,65 @@ def test_new_deals_with_and_without_activities_on_plain_inputs(seed: int) -> Non
                 str(rng.choice(STAGES)), created, float(rng.integers(1, 900)), now + 5 * day, None
             )
         _check(context, history, fields, own)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of the same type (NaN and missing equal to themselves)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
+    if type(a) is not type(b):
+        return False
+    return bool(a is b or a == b or (pd.isna(a) and pd.isna(b)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_inputs_of_many_deals_are_each_deals_fields_and_own_rows(seed: int) -> None:
+    """``inputs_of`` reads each column once for a few deals; per deal it gives what
+    ``fields_of`` and ``own_rows`` give of that deal's rows alone — values and their types."""
+    from features.single import fields_of, inputs_of, own_rows
+
+    history = random_history(seed)
+    rng = np.random.default_rng(seed)
+    ids = history.deals["deal_id"].astype(str).tolist()
+    wanted = sorted({str(d) for d in rng.choice(ids, size=12)})
+    tables = (history.deals, history.stage_history, history.activities)
+    parts = [t[t["deal_id"].astype(str).isin(wanted)] for t in tables]
+    got = inputs_of(*parts)
+    assert sorted(got) == wanted
+    for deal_id in wanted:
+        mine = [p[p["deal_id"].astype(str) == deal_id] for p in parts]
+        fields, own = got[deal_id]
+        expected = fields_of(mine[0])
+        assert list(fields) == list(expected)
+        assert all(_same(fields[k], v) for k, v in expected.items()), deal_id
+        theirs = own_rows(mine[1], mine[2], deal_id)
+        for name in ("stage", "changed_at", "amount", "expected_close", "activity_time"):
+            assert _same(np.asarray(getattr(own, name)), np.asarray(getattr(theirs, name)))
+        assert np.array_equal(own.meeting, theirs.meeting)
+
+
+def test_a_moved_context_keeps_the_lookups_whose_inputs_it_shares() -> None:
+    """``DealContext.moved`` is ``replace`` that keeps the cached lookups of unchanged inputs
+    (a live round moves the as_of and patches stage rows: indexing the deals again would cost
+    more than its rows) and drops the others; every cached property is accounted for."""
+    import functools
+
+    from features.single import _CACHE_INPUTS
+
+    cached = {n for n, v in vars(DealContext).items() if isinstance(v, functools.cached_property)}
+    assert cached == set(_CACHE_INPUTS)
+    history = random_history(5)
+    context = deal_context(history, history.exported_at)
+    for name in cached:
+        getattr(context, name)
+    moved = context.moved(as_of=context.as_of)
+    assert all(moved.__dict__[n] is context.__dict__[n] for n in cached)
+    sh = history.stage_history.iloc[:-1]
+    patched = context.moved(history=replace(context.history, stage_history=sh))
+    assert "stage_names" not in patched.__dict__  # its input changed: computed again
+    assert len(patched.stage_names) == len(sh)
+    assert patched.__dict__["_positions"] is context.__dict__["_positions"]
+    assert patched.__dict__["accounts"] is context.__dict__["accounts"]
+    redone = context.moved(stage_values=[*context.stage_values])  # equal, not the same
+    assert "base_vocab" not in redone.__dict__ and "_base_codes" not in redone.__dict__
+    assert redone.base_vocab == context.base_vocab

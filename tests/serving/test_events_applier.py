@@ -24,7 +24,7 @@ from serving.api.live import (
     overlay,
     typed_rows,
 )
-from serving.api.live_context import deal_id_array
+from serving.api.live_context import deal_id_array, deal_id_hashes, positions_of
 from serving.changes import input_hashes
 from serving.events.checks import check_row
 from serving.events.journal import Entry, Journal, LiveScore
@@ -155,8 +155,31 @@ def test_the_grown_historys_deal_ids_are_handed_over_not_read_again() -> None:
         frame = getattr(grown, table)
         expected = [None if pd.isna(v) else v for v in frame["deal_id"].to_numpy(dtype=object)]
         np.testing.assert_array_equal(deal_id_array(frame), expected)
+        np.testing.assert_array_equal(deal_id_hashes(frame), [hash(v) for v in expected])
     assert len(grown.stage_history) == len(history.stage_history)
     assert len(grown.activities) == len(history.activities) + 1
+
+
+@pytest.mark.parametrize("collide", [False, True])
+def test_a_few_deals_rows_are_found_by_id_hash_then_by_id(
+    collide: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``positions_of`` compares the ids' hashes first; a hash shared by other ids (forced
+    here: every hash the same) never lets another deal's rows in."""
+    from serving.api import live_context
+
+    if collide:
+        monkeypatch.setattr(live_context, "_hashes", lambda ids: np.zeros(len(list(ids)), np.int64))
+    history = random_history(7, n_deals=30)
+    rng = np.random.default_rng(7)
+    for table in HISTORY_TABLES:
+        frame = getattr(history, table).copy()  # a frame not seen before
+        ids = frame["deal_id"].astype(str).to_numpy()
+        for size in (0, 1, 5):
+            wanted = [str(v) for v in rng.choice(np.unique(ids), size=size, replace=False)]
+            expected = np.flatnonzero(np.isin(ids, [*wanted, "no-such-deal"]))
+            got = positions_of(frame, [*wanted, "no-such-deal"])
+            np.testing.assert_array_equal(got, expected)
 
 
 def test_a_round_summary_names_its_events_in_order_and_stays_bounded() -> None:
