@@ -18,7 +18,7 @@ import pandas as pd
 
 from salesml.actions.catalogue import BY_ID, RULES, Rule
 from salesml.errors import SalesmlError
-from salesml.models.contract import object_values
+from salesml.models.contract import column_arrays, column_values, float_column, object_values
 
 if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
@@ -42,10 +42,7 @@ class ActionError(SalesmlError):
 def _col(features: pd.DataFrame, name: str) -> FloatArray:
     if name not in features:
         return np.full(len(features), np.nan)
-    column = features[name]
-    if column.dtype == np.float64:  # the feature frames' numerics: no conversion to pay for
-        return np.array(column.to_numpy(), dtype=np.float64)
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return float_column(features, name)  # the feature frames' numerics: copied, not converted
 
 
 def few_values(column: pd.Series) -> npt.NDArray[Any]:
@@ -56,20 +53,41 @@ def few_values(column: pd.Series) -> npt.NDArray[Any]:
     if (
         len(column) <= FEW_ROWS
         and isinstance(dtype, pd.CategoricalDtype)
-        and (dtype.categories.dtype == object or pd.api.types.is_string_dtype(dtype.categories))
+        and _string_categories(dtype)
     ):
-        categories = dtype.categories
-        return np.array(
-            [np.nan if code < 0 else categories[code] for code in column.array.codes.tolist()],
-            dtype=object,
-        )
+        return _by_code(column.array)
     return object_values(column)
+
+
+def frame_values(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
+    """``few_values(features[name])``; a few rows of a string categorical read from the
+    frame's stored values (no Series built)."""
+    values = column_values(features, name)
+    if (
+        isinstance(values, pd.Categorical)
+        and len(values) <= FEW_ROWS
+        and _string_categories(values.dtype)
+    ):
+        return _by_code(values)
+    return few_values(features[name])
+
+
+def _string_categories(dtype: pd.CategoricalDtype) -> bool:
+    return dtype.categories.dtype == object or pd.api.types.is_string_dtype(dtype.categories)
+
+
+def _by_code(values: pd.Categorical) -> npt.NDArray[Any]:
+    categories = values.dtype.categories
+    return np.array(
+        [np.nan if code < 0 else categories[code] for code in values.codes.tolist()],
+        dtype=object,
+    )
 
 
 def _text(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
     if name not in features:
         return np.full(len(features), None, dtype=object)
-    values = few_values(features[name])
+    values = frame_values(features, name)
     values[pd.isna(values)] = None
     return values
 
@@ -148,7 +166,13 @@ class _Context:
         """The features' column → dtype, read once (every what-if checks it)."""
         if self._dtypes is None:
             features = self.features
-            self._dtypes = dict(zip(features.columns, features.dtypes, strict=True))
+            # Each column's stored values carry its dtype (``features.dtypes`` builds a Series).
+            arrays = column_arrays(features)
+            self._dtypes = (
+                {name: values.dtype for name, values in arrays.items()}
+                if len(arrays) == features.shape[1]
+                else dict(zip(features.columns, features.dtypes, strict=True))
+            )
         return self._dtypes
 
     def text(self, name: str) -> npt.NDArray[Any]:
