@@ -190,10 +190,21 @@ Changes = dict[str, npt.NDArray[Any]]
 Firing = tuple[npt.NDArray[np.bool_], list[str], list[str], Changes | None]
 
 
+def _zero_nan(values: FloatArray) -> FloatArray:
+    """``np.nan_to_num(values)`` of a float array (NaN → 0; ±inf → the largest finite
+    floats, left to ``nan_to_num``): a few ufuncs instead of its ~10 us a call, which the
+    rules pay ~20 times a live answer."""
+    out = np.array(values, dtype=np.float64)
+    if np.isinf(out).any():
+        return np.asarray(np.nan_to_num(out), dtype=np.float64)
+    out[np.isnan(out)] = 0.0
+    return out
+
+
 def _activity_changes(c: _Context, rows: npt.NDArray[np.bool_], added: FloatArray) -> Changes:
     out: Changes = {"days_since_last_activity": np.zeros(int(rows.sum()))}
     for name in ACTIVITY:
-        out[name] = np.nan_to_num(c.col(name)[rows]) + added[rows]
+        out[name] = _zero_nan(c.col(name)[rows]) + added[rows]
     return out
 
 
@@ -242,7 +253,7 @@ def _no_recent_activity(c: _Context) -> Firing:
 
 
 def _few_activities(c: _Context) -> Firing:
-    total = np.nan_to_num(c.col("activities_total"))
+    total = _zero_nan(c.col("activities_total"))
     p25 = _stage_stat(c.bundle, c.stage, "activities_total", "p25")
     median = _stage_stat(c.bundle, c.stage, "activities_total", "median")
     rows = total < p25
@@ -260,7 +271,7 @@ def _few_activities(c: _Context) -> Firing:
 
 def _engagement_fading(c: _Context) -> Firing:
     trend = c.col("engagement_trend")
-    recent = np.nan_to_num(c.col("activities_30d"))
+    recent = _zero_nan(c.col("activities_30d"))
     p25 = c.won_stat("activities_30d", "p25")
     median = c.won_stat("activities_30d", "median")
     rows = (trend < 0) & (recent < p25)

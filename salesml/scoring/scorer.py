@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesml.actions.engine import frame_values
 from salesml.explain.api import explain_arrays
 from salesml.kpis.pipeline import list_prices as product_list_prices
 from salesml.models.contract import float_column, object_values
@@ -143,11 +144,14 @@ class ListPrices:
         """Each row's list price: its ``product`` column's when the rows carry one (a what-if
         may change it), else its deal's product's; NaN where there is none."""
         if "product" in features and len(self.by_product):
-            product = features["product"].astype("object")
-            if len(product) <= FEW_ROWS:  # a live answer's row: a lookup, not a Series.map
+            if len(features) <= FEW_ROWS:  # a live answer's row: a lookup, not a Series.map
                 price = self._price_of
+                # the values ``astype("object")`` gives, read by code from a categorical
+                product = frame_values(features, "product")
                 return np.asarray([price.get(v, np.nan) for v in product], dtype="float64")
-            return product.map(self.by_product).to_numpy(dtype="float64")
+            return (
+                features["product"].astype("object").map(self.by_product).to_numpy(dtype="float64")
+            )
         if not len(self.by_deal):
             return np.full(len(features), np.nan)
         return self.by_deal.reindex(features.index.astype(str)).to_numpy(dtype="float64")
