@@ -18,6 +18,7 @@ import pandas as pd
 
 from salesml.actions.catalogue import BY_ID, RULES, Rule
 from salesml.errors import SalesmlError
+from salesml.models.contract import FEW_ROWS as OBJECT_ROWS
 from salesml.models.contract import column_arrays, column_values, float_column, object_values
 
 if TYPE_CHECKING:
@@ -60,15 +61,17 @@ def few_values(column: pd.Series) -> npt.NDArray[Any]:
 
 
 def frame_values(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
-    """``few_values(features[name])``; a few rows of a string categorical read from the
-    frame's stored values (no Series built)."""
+    """``few_values(features[name])``, on a few rows read from the frame's stored values (no
+    Series built): a string categorical by its codes, any other column by its values'
+    ``tolist`` (what ``Series.tolist`` calls)."""
     values = column_values(features, name)
-    if (
-        isinstance(values, pd.Categorical)
-        and len(values) <= FEW_ROWS
-        and _string_categories(values.dtype)
-    ):
-        return _by_code(values)
+    if values is None:
+        return few_values(features[name])
+    if isinstance(values, pd.Categorical):
+        if len(values) <= FEW_ROWS and _string_categories(values.dtype):
+            return _by_code(values)
+    elif len(values) <= OBJECT_ROWS:
+        return np.array(values.tolist(), dtype=object)  # ``object_values`` of the Series
     return few_values(features[name])
 
 
