@@ -309,7 +309,7 @@ class TimingBundle:
         # Every row's CDF at the same days: one broadcast per side, not one call per window
         # (``_cdf_at`` elementwise, the same numbers).
         out = _cdf_at_days(grid, cdf, hi_days) - _cdf_at_days(grid, cdf, lo_days)
-        return np.clip(out, 0.0, 1.0)
+        return np.asarray(np.clip(out, 0.0, 1.0))
 
     def _calendar_warp(
         self, as_of: pd.Timestamp | None, last_day: float
