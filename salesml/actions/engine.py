@@ -18,7 +18,8 @@ import pandas as pd
 
 from salesml.actions.catalogue import BY_ID, RULES, Rule
 from salesml.errors import SalesmlError
-from salesml.models.contract import object_values
+from salesml.models.contract import FEW_ROWS as OBJECT_ROWS
+from salesml.models.contract import column_arrays, column_values, float_column, object_values
 
 if TYPE_CHECKING:
     from salesml.models.win.bundle import WinBundle
@@ -42,10 +43,7 @@ class ActionError(SalesmlError):
 def _col(features: pd.DataFrame, name: str) -> FloatArray:
     if name not in features:
         return np.full(len(features), np.nan)
-    column = features[name]
-    if column.dtype == np.float64:  # the feature frames' numerics: no conversion to pay for
-        return np.array(column.to_numpy(), dtype=np.float64)
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return float_column(features, name)  # the feature frames' numerics: copied, not converted
 
 
 def few_values(column: pd.Series) -> npt.NDArray[Any]:
@@ -56,20 +54,43 @@ def few_values(column: pd.Series) -> npt.NDArray[Any]:
     if (
         len(column) <= FEW_ROWS
         and isinstance(dtype, pd.CategoricalDtype)
-        and (dtype.categories.dtype == object or pd.api.types.is_string_dtype(dtype.categories))
+        and _string_categories(dtype)
     ):
-        categories = dtype.categories
-        return np.array(
-            [np.nan if code < 0 else categories[code] for code in column.array.codes.tolist()],
-            dtype=object,
-        )
+        return _by_code(column.array)
     return object_values(column)
+
+
+def frame_values(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
+    """``few_values(features[name])``, on a few rows read from the frame's stored values (no
+    Series built): a string categorical by its codes, any other column by its values'
+    ``tolist`` (what ``Series.tolist`` calls)."""
+    values = column_values(features, name)
+    if values is None:
+        return few_values(features[name])
+    if isinstance(values, pd.Categorical):
+        if len(values) <= FEW_ROWS and _string_categories(values.dtype):
+            return _by_code(values)
+    elif len(values) <= OBJECT_ROWS:
+        return np.array(values.tolist(), dtype=object)  # ``object_values`` of the Series
+    return few_values(features[name])
+
+
+def _string_categories(dtype: pd.CategoricalDtype) -> bool:
+    return dtype.categories.dtype == object or pd.api.types.is_string_dtype(dtype.categories)
+
+
+def _by_code(values: pd.Categorical) -> npt.NDArray[Any]:
+    categories = values.dtype.categories
+    return np.array(
+        [np.nan if code < 0 else categories[code] for code in values.codes.tolist()],
+        dtype=object,
+    )
 
 
 def _text(features: pd.DataFrame, name: str) -> npt.NDArray[Any]:
     if name not in features:
         return np.full(len(features), None, dtype=object)
-    values = few_values(features[name])
+    values = frame_values(features, name)
     values[pd.isna(values)] = None
     return values
 
@@ -148,7 +169,13 @@ class _Context:
         """The features' column → dtype, read once (every what-if checks it)."""
         if self._dtypes is None:
             features = self.features
-            self._dtypes = dict(zip(features.columns, features.dtypes, strict=True))
+            # Each column's stored values carry its dtype (``features.dtypes`` builds a Series).
+            arrays = column_arrays(features)
+            self._dtypes = (
+                {name: values.dtype for name, values in arrays.items()}
+                if len(arrays) == features.shape[1]
+                else dict(zip(features.columns, features.dtypes, strict=True))
+            )
         return self._dtypes
 
     def text(self, name: str) -> npt.NDArray[Any]:
@@ -166,10 +193,21 @@ Changes = dict[str, npt.NDArray[Any]]
 Firing = tuple[npt.NDArray[np.bool_], list[str], list[str], Changes | None]
 
 
+def _zero_nan(values: FloatArray) -> FloatArray:
+    """``np.nan_to_num(values)`` of a float array (NaN → 0; ±inf → the largest finite
+    floats, left to ``nan_to_num``): a few ufuncs instead of its ~10 us a call, which the
+    rules pay ~20 times a live answer."""
+    out = np.array(values, dtype=np.float64)
+    if np.isinf(out).any():
+        return np.asarray(np.nan_to_num(out), dtype=np.float64)
+    out[np.isnan(out)] = 0.0
+    return out
+
+
 def _activity_changes(c: _Context, rows: npt.NDArray[np.bool_], added: FloatArray) -> Changes:
     out: Changes = {"days_since_last_activity": np.zeros(int(rows.sum()))}
     for name in ACTIVITY:
-        out[name] = np.nan_to_num(c.col(name)[rows]) + added[rows]
+        out[name] = _zero_nan(c.col(name)[rows]) + added[rows]
     return out
 
 
@@ -218,7 +256,7 @@ def _no_recent_activity(c: _Context) -> Firing:
 
 
 def _few_activities(c: _Context) -> Firing:
-    total = np.nan_to_num(c.col("activities_total"))
+    total = _zero_nan(c.col("activities_total"))
     p25 = _stage_stat(c.bundle, c.stage, "activities_total", "p25")
     median = _stage_stat(c.bundle, c.stage, "activities_total", "median")
     rows = total < p25
@@ -236,7 +274,7 @@ def _few_activities(c: _Context) -> Firing:
 
 def _engagement_fading(c: _Context) -> Firing:
     trend = c.col("engagement_trend")
-    recent = np.nan_to_num(c.col("activities_30d"))
+    recent = _zero_nan(c.col("activities_30d"))
     p25 = c.won_stat("activities_30d", "p25")
     median = c.won_stat("activities_30d", "median")
     rows = (trend < 0) & (recent < p25)

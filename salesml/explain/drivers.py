@@ -11,6 +11,7 @@ decreases, so ``r ≥ 0``).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import numpy.typing as npt
 import orjson
 import pandas as pd
 
-from salesml.actions.engine import few_values
+from salesml.actions.engine import frame_values
 from salesml.explain import text
 
 if TYPE_CHECKING:
@@ -42,10 +43,24 @@ class Contributions:
     """
 
     base: float  # probability points of the "average" deal (g of the expected margin)
-    values: pd.DataFrame  # rows = deals (index of the features), columns = model features
+    points: FloatArray  # (deals, model features): ``values`` as an array
     probability: FloatArray  # the calibrated win probability each deal shows (0–1)
-    log_odds: pd.DataFrame  # the raw TreeSHAP values (margin units)
+    phi: FloatArray  # (deals, model features): ``log_odds`` as an array
     expected_margin: float
+    index: pd.Index  # the features' index (the frames' rows)
+    features: list[str]  # the model features (the frames' columns)
+
+    # The frames are built when read: the score path reads the arrays only (two one-row
+    # frames cost ~0.5 ms a live answer).
+    @functools.cached_property
+    def values(self) -> pd.DataFrame:
+        """Rows = deals (index of the features), columns = model features."""
+        return pd.DataFrame(self.points, index=self.index, columns=self.features)
+
+    @functools.cached_property
+    def log_odds(self) -> pd.DataFrame:
+        """The raw TreeSHAP values (margin units), as ``values``."""
+        return pd.DataFrame(self.phi, index=self.index, columns=self.features)
 
     def by_concept(self, concepts: dict[str, str]) -> pd.DataFrame:
         """Sum of the contributions per concept (columns in first-seen feature order)."""
@@ -115,9 +130,17 @@ def contributions(
     (``matrix``: their ``bundle.model_matrix``, ``margin``: their ``bundle.raw_score``, when
     the caller has them)."""
     if bundle.booster is None:
-        zero = pd.DataFrame(0.0, index=features.index, columns=bundle.features)
+        zero = np.zeros((len(features), len(bundle.features)))
         p = np.full(len(features), bundle.base_rate)
-        return Contributions(bundle.base_rate * POINTS, zero, p, zero.copy(), 0.0)
+        return Contributions(
+            bundle.base_rate * POINTS,
+            zero,
+            p,
+            zero.copy(),
+            0.0,
+            features.index,
+            list(bundle.features),
+        )
     phi = log_odds_contributions(bundle, features, engine, matrix)
     expected = float(phi[0, -1]) if len(phi) else _expected(bundle)
     if margin is None:
@@ -125,11 +148,10 @@ def contributions(
     shown = bundle.calibrator.predict(margin) if len(phi) else np.zeros(0)
     slope = secant_slopes(bundle, margin, shown, expected)
     base = float(bundle.calibrator.predict(np.array([expected]))[0])
-    values = pd.DataFrame(
-        phi[:, :-1] * slope[:, None] * POINTS, index=features.index, columns=bundle.features
+    points = phi[:, :-1] * slope[:, None] * POINTS
+    return Contributions(
+        base * POINTS, points, shown, phi[:, :-1], expected, features.index, list(bundle.features)
     )
-    log_odds = pd.DataFrame(phi[:, :-1], index=features.index, columns=bundle.features)
-    return Contributions(base * POINTS, values, shown, log_odds, expected)
 
 
 def _expected(bundle: WinBundle) -> float:
@@ -174,7 +196,7 @@ def _stages(features: pd.DataFrame) -> np.ndarray:
     stage = np.full(len(features), None, dtype=object)
     for column in ("stage", "current_stage"):  # the later one wins where it is known
         if column in features:
-            values = few_values(features[column])
+            values = frame_values(features, column)
             known = pd.notna(values) & (values != "missing")
             stage[known] = values[known]
     return stage
@@ -202,7 +224,7 @@ def explain(
     for i, name in enumerate(names):
         groups.setdefault(concepts[name], []).append(i)
     labels = list(groups)
-    values = c.values.to_numpy()
+    values = c.points
     totals = np.column_stack([values[:, idx].sum(axis=1) for idx in groups.values()])
     order = np.argsort(-np.abs(totals), axis=1, kind="stable")
     keep = (order if top is None else order[:, :top]).tolist()
@@ -227,7 +249,7 @@ def explain(
             total = totals_list[row][g]
             feature = names[lead[row][g]]
             if feature not in raw:
-                raw[feature] = few_values(features[feature])
+                raw[feature] = frame_values(features, feature)
             value = _json_value(raw[feature][row])
             key = (feature, stage if isinstance(stage, str) else None)
             if key not in typical:

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from salesml.actions.engine import frame_values
 from salesml.explain.api import explain_arrays
 from salesml.kpis.pipeline import list_prices as product_list_prices
-from salesml.models.contract import object_values
+from salesml.models.contract import float_column, object_values
 from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifact
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle, to_score
@@ -143,11 +144,14 @@ class ListPrices:
         """Each row's list price: its ``product`` column's when the rows carry one (a what-if
         may change it), else its deal's product's; NaN where there is none."""
         if "product" in features and len(self.by_product):
-            product = features["product"].astype("object")
-            if len(product) <= FEW_ROWS:  # a live answer's row: a lookup, not a Series.map
+            if len(features) <= FEW_ROWS:  # a live answer's row: a lookup, not a Series.map
                 price = self._price_of
+                # the values ``astype("object")`` gives, read by code from a categorical
+                product = frame_values(features, "product")
                 return np.asarray([price.get(v, np.nan) for v in product], dtype="float64")
-            return product.map(self.by_product).to_numpy(dtype="float64")
+            return (
+                features["product"].astype("object").map(self.by_product).to_numpy(dtype="float64")
+            )
         if not len(self.by_deal):
             return np.full(len(features), np.nan)
         return self.by_deal.reindex(features.index.astype(str)).to_numpy(dtype="float64")
@@ -211,7 +215,7 @@ def score_basis(features: pd.DataFrame, bundle: WinBundle) -> tuple[np.ndarray, 
     oldest = bundle.metadata.get(OLDEST_CLOSE_KEY)
     if oldest is None or "age_days" not in features or n == 0:
         return basis, warning
-    age = pd.to_numeric(features["age_days"], errors="coerce").to_numpy(dtype=float)
+    age = float_column(features, "age_days")
     beyond = np.flatnonzero(age > float(oldest))  # NaN ages compare False: not flagged
     basis[beyond] = BASIS_BEYOND
     for i in beyond:
@@ -263,11 +267,7 @@ def score_columns(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) ->
     timing = model.timing
     if timing is None or n == 0:
         return rows
-    amount = (
-        pd.to_numeric(features["amount"], errors="coerce").to_numpy(dtype=float)
-        if "amount" in features
-        else np.full(n, np.nan)
-    )
+    amount = float_column(features, "amount") if "amount" in features else np.full(n, np.nan)
     basis = np.full(len(amount), None, dtype=object)
     basis[~np.isnan(amount)] = BASIS_AMOUNT
     if model.prices is not None:

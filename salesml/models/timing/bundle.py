@@ -31,7 +31,7 @@ import pandas as pd
 from scipy.special import softmax
 
 from salesml.jsonio import dumps_exact
-from salesml.models.contract import FeatureContract, codes_match, read_document
+from salesml.models.contract import FeatureContract, codes_match, float_column, read_document
 
 # 2: the bin features are listed (format 1 had the original six); 3: per-bin starting scores
 # and calendar weights (both optional when reading).
@@ -306,13 +306,10 @@ class TimingBundle:
         warp = self._calendar_warp(as_of, grid[-1])
         if warp is not None:
             grid, lo_days, hi_days = warp(grid), warp(lo_days), warp(hi_days)
-        n = len(cdf)
-        out = np.empty((n, len(lo_days)))
-        for k, (lo, hi) in enumerate(zip(lo_days, hi_days, strict=True)):
-            at_hi = _cdf_at(grid, cdf, np.full(n, float(hi)))
-            at_lo = _cdf_at(grid, cdf, np.full(n, float(lo)))
-            out[:, k] = at_hi - at_lo
-        return np.clip(out, 0.0, 1.0)
+        # Every row's CDF at the same days: one broadcast per side, not one call per window
+        # (``_cdf_at`` elementwise, the same numbers).
+        out = _cdf_at_days(grid, cdf, hi_days) - _cdf_at_days(grid, cdf, lo_days)
+        return np.asarray(np.clip(out, 0.0, 1.0))
 
     def _calendar_warp(
         self, as_of: pd.Timestamp | None, last_day: float
@@ -568,7 +565,7 @@ def _bin_extra(
 def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
     if name not in rows:
         return np.full(len(rows), np.nan)
-    return pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
+    return float_column(rows, name)
 
 
 def _quarter_ends_between(start_at: pd.DatetimeIndex, width: np.ndarray) -> np.ndarray:
@@ -666,6 +663,16 @@ def _cdf_at(grid: np.ndarray, cdf: np.ndarray, days: np.ndarray) -> np.ndarray:
     j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
     rows = np.arange(len(cdf))
     lo, hi = cdf[rows, j], cdf[rows, j + 1]
+    frac = (x - grid[j]) / (grid[j + 1] - grid[j])
+    return np.asarray(lo + frac * (hi - lo))
+
+
+def _cdf_at_days(grid: np.ndarray, cdf: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """(rows, len(days)): ``_cdf_at`` of every row at each of ``days`` (the same days for
+    every row), the same operations elementwise."""
+    x = np.clip(np.asarray(days, dtype=float), grid[0], grid[-1])
+    j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
+    lo, hi = cdf[:, j], cdf[:, j + 1]
     frac = (x - grid[j]) / (grid[j + 1] - grid[j])
     return np.asarray(lo + frac * (hi - lo))
 
