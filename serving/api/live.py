@@ -326,7 +326,7 @@ class LiveEvents:
                     status, field, why = resent(event.event_id, stored, event.to_json(), source)
                     results[n] = EventResult(event.index, event.event_id, status, None, field, why)
                     continue
-                outcome = self._check(event, staged, limits, team)
+                outcome = self._check(event, staged, limits, team, source)
                 if isinstance(outcome, EventResult):
                     results[n] = outcome
                     continue
@@ -359,7 +359,12 @@ class LiveEvents:
         return [results[n] for n in order]
 
     def _check(
-        self, event: Parsed, staged: dict[str, dict[str, Any]], limits: Limits, team: str | None
+        self,
+        event: Parsed,
+        staged: dict[str, dict[str, Any]],
+        limits: Limits,
+        team: str | None,
+        source: str,
     ) -> dict[str, list[dict[str, Any]]] | EventResult:
         where = f"{BODY_KEY[event.table]}"
         problem = _occurred_problem(event.occurred_at, limits)
@@ -371,7 +376,7 @@ class LiveEvents:
         current = staged.get(deal_id) or self._current(deal_id) if deal_id else None
         try:
             reps = self._history.reps if self._history is not None else None
-            rows = resolve(event.to_json(), current, reps)
+            rows = resolve(event.to_json(), current, reps, source)
         except Unapplicable as exc:
             return EventResult(
                 event.index,
