@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from salesml.cli import app
-from salesml.errors import MissingColumnsError
+from salesml.errors import MissingColumnsError, WrongFileError
 from salesml.importers import read_export
 from salesml.kpis import compute_kpis
+from salesml.warehouse import connect
 from tests.importing import Imported, import_twice
 
 GA4 = Path(__file__).parent / "fixtures" / "ga4" / "ga4_traffic_acquisition_2024q2.csv"
@@ -329,3 +330,38 @@ def test_fractional_key_events_are_kept_and_summed_exactly(tmp_path: Path) -> No
     organic = web["google / organic"]["key_events"]
     assert organic == 7 and isinstance(organic, int)
     assert "bing / cpc" not in web
+
+
+def test_a_repeated_column_is_refused_and_a_semicolon_download_is_read(tmp_path: Path) -> None:
+    """Two "Sessions" columns would be read as one (the last, 999 sessions) without a word:
+    the download is refused naming the column, as the other importers refuse it. A download
+    re-saved by a European spreadsheet (``;``-separated, decimal commas) is read with its
+    separator, and ``--decimal ,`` reads its numbers."""
+    home = tmp_path / "home"
+    deals = write_deals(tmp_path / "crm")
+    from salesml.importers import run_import
+
+    run_import(read_export(deals, "canonical"), home / "w.duckdb", home / "rejects")
+    twice = tmp_path / "twice.csv"
+    twice.write_text(
+        "# Start date: 20240401\nSession source / medium,Date,Sessions,Key events,Sessions\n"
+        "google / cpc,20240401,100,2,999\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(WrongFileError, match="Sessions appear twice"):
+        read_export(twice, "ga4")
+    semi = tmp_path / "semi.csv"
+    semi.write_text(
+        "# Start date: 20240401\nSession source / medium;Date;Sessions;Key events;Ads cost\n"
+        "google / cpc;20240401;1.240;2,5;940,50\n",
+        encoding="utf-8",
+    )
+    summary = run_import(read_export(semi, "ga4", decimal=","), home / "w.duckdb", home / "rej")
+    assert summary.tables["web_sessions"].imported == 1
+    con = connect(home / "w.duckdb", read_only=True)
+    try:
+        row = con.execute("SELECT channel, sessions, key_events FROM web_sessions").fetchone()
+        spend = con.execute("SELECT amount FROM marketing_spend").fetchone()
+    finally:
+        con.close()
+    assert row == ("google / cpc", 1240, 2.5) and spend == (940.5,)
