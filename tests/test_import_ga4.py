@@ -306,7 +306,8 @@ def test_fractional_key_events_are_kept_and_summed_exactly(tmp_path: Path) -> No
         "bing / cpc,20240403,10,inf\n"
         "bing / cpc,20240404,10,1e309\n"
         "bing / cpc,20240405,inf,1\n"
-        "bing / cpc,20240406,1e20,1\n",
+        "bing / cpc,20240406,1e20,1\n"
+        "bing / cpc,20240407,10,-inf\n",
         encoding="utf-8",
     )
     done = next(import_twice(lambda: read_export(file, "ga4"), home))
@@ -320,6 +321,8 @@ def test_fractional_key_events_are_kept_and_summed_exactly(tmp_path: Path) -> No
     assert "lots" in reasons[("web_sessions", "8", "key_events")]
     for line in ("9", "10"):
         assert "not a finite number" in reasons[("web_sessions", line, "key_events")]
+    minus_inf = reasons[("web_sessions", "13", "key_events")]  # one reason, not two
+    assert "not a finite number" in minus_inf and "negative" not in minus_inf
     for line, value in (("11", "inf"), ("12", "1e20")):  # no whole number: unreadable
         assert f"could not read '{value}'" in reasons[("web_sessions", line, "sessions")]
     assert done.second.tables["web_sessions"].unchanged == 5

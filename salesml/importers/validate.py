@@ -347,7 +347,8 @@ def _checks(
         if col.minimum is not None:
             checks.append(
                 Check(
-                    f"{q} < {col.minimum}",
+                    # -inf is reported once, as not finite (as an event's check reports it)
+                    f"{q} < {col.minimum} AND {q} > CAST('-inf' AS DOUBLE)",
                     name,
                     raw(name),
                     _lit(f"{name} is negative (")
