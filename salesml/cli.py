@@ -369,6 +369,15 @@ def _print_kpis(result: dict[str, Any]) -> None:
         err.print(f"[yellow]warning:[/] {shown(str(warning))}", highlight=False)
 
 
+def _key_events(value: float | None) -> str:
+    """Key events as counted: whole (39) or, attributed in parts (GA4), to 6 decimals."""
+    if value is None:
+        return "—"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.6f}".rstrip("0").rstrip(".")
+
+
 def _print_web_traffic(rows: list[dict[str, Any]] | None) -> None:
     """Web traffic by channel (only when web analytics were imported, e.g. --format ga4)."""
     if not rows:
@@ -382,7 +391,7 @@ def _print_web_traffic(rows: list[dict[str, Any]] | None) -> None:
         table.add_row(
             str(row["channel"]),
             f"{row['sessions']:,}",
-            "—" if key_events is None else f"{key_events:,}",
+            _key_events(key_events),
             _pct(row["key_event_rate"]),
             "—" if new is None else f"{new:,}",
             _pct(row["session_to_customer_rate"]),

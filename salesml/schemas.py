@@ -359,8 +359,9 @@ WEB_SESSIONS = TableSchema(
         ),
         Column(
             "key_events",
-            "int",
-            "Key events (conversions) in the period; empty when not exported",
+            "float",
+            "Key events (conversions) in the period, fractional when the analytics tool "
+            "attributes them in parts (GA4: 0.5); empty when not exported",
             minimum=0,
             example=31,
         ),

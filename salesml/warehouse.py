@@ -32,11 +32,19 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+WIDENED = {("BIGINT", "DOUBLE")}
+"""Column type changes a warehouse made before takes on its next write connection (a whole
+number column that became a number: ``web_sessions.key_events``, fractional in GA4). Values
+are kept; a narrower column would otherwise round every new value it is given."""
+
+
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every canonical table (and the bookkeeping tables) if missing."""
+    """Create every canonical table (and the bookkeeping tables) if missing, and widen the
+    columns of an older warehouse whose type the schema widened (``WIDENED``)."""
     for table in TABLES.values():
         cols = ", ".join(f"{quote(c.name)} {c.duckdb_type}" for c in table.columns)
         con.execute(f"CREATE TABLE IF NOT EXISTS {table.name} ({cols}, _row_hash UBIGINT)")
+    _widen(con)
     con.execute(
         "CREATE TABLE IF NOT EXISTS _attributes (table_name VARCHAR, name VARCHAR, "
         "kind VARCHAR, source_column VARCHAR)"
@@ -45,6 +53,18 @@ def create_schema(con: duckdb.DuckDBPyConnection) -> None:
         "CREATE TABLE IF NOT EXISTS _imports (import_id VARCHAR, started_at TIMESTAMP, "
         "format VARCHAR, source VARCHAR, summary JSON)"
     )
+
+
+def _widen(con: duckdb.DuckDBPyConnection) -> None:
+    wanted = {(t.name, c.name): c.duckdb_type for t in TABLES.values() for c in t.columns}
+    found = con.execute(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_catalog = current_database()"
+    ).fetchall()
+    for table, column, kind in found:
+        target = wanted.get((str(table), str(column)))
+        if target is not None and (str(kind), target) in WIDENED:
+            con.execute(f"ALTER TABLE {quote(table)} ALTER {quote(column)} TYPE {target}")
 
 
 LOCK_WAIT_SECONDS = 20.0

@@ -322,3 +322,22 @@ def test_the_monday_layout_warning_counts_the_title_and_each_group(tmp_path: Pat
     file.write_text("Sales Pipeline\n" + header + "\nAcme,1,Dana Lee,New,1,2024-03-05\n")
     layout = [w for w in read_export(file, "monday").warnings if "title line" in w]
     assert "1 title line(s), 0 group line(s)" in layout[0]
+
+
+def test_a_zoho_reps_name_comes_from_an_accepted_line(tmp_path: Path) -> None:
+    """With Deal Owner.id, the rep of owner z77 is named after its first accepted deal, not the
+    rejected line above it (a name the CRM spelled otherwise there, or a wrong one)."""
+    (tmp_path / "Deals.csv").write_text(
+        "Record Id,Deal Name,Deal Owner,Deal Owner.id,Stage,Amount,Created Time,Closing Date\n"
+        "1,A,Mallory Wrong,z77,Qualification,lots,2024-01-02 10:00:00,2024-06-01\n"
+        "2,B,Priya Nair,z77,Qualification,100,2024-01-02 10:00:00,2024-06-01\n"
+        "3,C,Ann Lee,z78,Qualification,100,2024-01-03 10:00:00,2024-06-01\n",
+        encoding="utf-8",
+    )
+    done = next(import_twice(reader(tmp_path / "Deals.csv", "zoho"), tmp_path / "home"))
+    assert done.query("SELECT owner_id, name FROM reps ORDER BY owner_id") == [
+        ("z77", "Priya Nair"),
+        ("z78", "Ann Lee"),
+    ]
+    assert done.first.tables["deals"].rejected == 1
+    assert done.second.tables["reps"].unchanged == 2

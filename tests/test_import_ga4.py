@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from salesml.cli import app
-from salesml.errors import MissingColumnsError
+from salesml.errors import MissingColumnsError, WrongFileError
 from salesml.importers import read_export
 from salesml.kpis import compute_kpis
+from salesml.warehouse import connect
 from tests.importing import Imported, import_twice
 
 GA4 = Path(__file__).parent / "fixtures" / "ga4" / "ga4_traffic_acquisition_2024q2.csv"
@@ -268,3 +269,102 @@ def test_a_zero_cost_in_any_locale_is_no_spend_row(tmp_path: Path) -> None:
     sessions, spend = read_export(file, "ga4").tables
     assert sessions.data.num_rows == 3
     assert spend.data.column("amount").to_pylist() == ["12.50"]
+
+
+def test_fractional_key_events_are_kept_and_summed_exactly(tmp_path: Path) -> None:
+    """GA4 attributes a conversion in parts (0.5, 0.1): such key events are imported as they
+    are and summed exactly (0.1 + 0.2 + 0.25 is 0.55, not 0.5499999…; whole totals stay whole),
+    while negative, non-numeric and infinite ones reject their line, each with its reason (as
+    infinite or huge sessions do, rather than failing the import). A
+    warehouse made when key_events was a whole-number column takes fractions too, not rounded."""
+    from datetime import datetime
+
+    import duckdb
+
+    home = tmp_path / "home"
+    deals = write_deals(tmp_path / "crm")
+    from salesml.importers import run_import
+
+    home.mkdir()
+    old = duckdb.connect(str(home / "w.duckdb"))  # the column as an earlier salesml made it
+    old.execute(
+        "CREATE TABLE web_sessions (period DATE, channel VARCHAR, sessions BIGINT, "
+        "key_events BIGINT, _row_hash UBIGINT)"
+    )
+    old.close()
+    run_import(read_export(deals, "canonical"), home / "w.duckdb", home / "rejects")
+    file = tmp_path / "ga4.csv"
+    file.write_text(
+        "Session source / medium,Date,Sessions,Key events\n"
+        "google / cpc,20240401,100,0.1\n"
+        "google / cpc,20240402,100,0.2\n"
+        "google / cpc,20240403,100,0.25\n"
+        "google / organic,20240401,50,3\n"
+        "google / organic,20240402,50,4\n"
+        "bing / cpc,20240401,10,-0.5\n"
+        "bing / cpc,20240402,10,lots\n"
+        "bing / cpc,20240403,10,inf\n"
+        "bing / cpc,20240404,10,1e309\n"
+        "bing / cpc,20240405,inf,1\n"
+        "bing / cpc,20240406,1e20,1\n"
+        "bing / cpc,20240407,10,-inf\n",
+        encoding="utf-8",
+    )
+    done = next(import_twice(lambda: read_export(file, "ga4"), home))
+    assert done.query("SELECT key_events FROM web_sessions ORDER BY channel, period")[:3] == [
+        (0.1,),
+        (0.2,),
+        (0.25,),
+    ]
+    reasons = done.reasons()
+    assert "negative" in reasons[("web_sessions", "7", "key_events")]
+    assert "lots" in reasons[("web_sessions", "8", "key_events")]
+    for line in ("9", "10"):
+        assert "not a finite number" in reasons[("web_sessions", line, "key_events")]
+    minus_inf = reasons[("web_sessions", "13", "key_events")]  # one reason, not two
+    assert "not a finite number" in minus_inf and "negative" not in minus_inf
+    for line, value in (("11", "inf"), ("12", "1e20")):  # no whole number: unreadable
+        assert f"could not read '{value}'" in reasons[("web_sessions", line, "sessions")]
+    assert done.second.tables["web_sessions"].unchanged == 5
+    overall = compute_kpis(done.con, as_of=datetime(2024, 6, 30))["overall"]
+    web = {row["channel"]: row for row in overall["web_traffic"]}
+    assert web["google / cpc"]["key_events"] == 0.55
+    assert web["google / cpc"]["key_event_rate"] == round(0.55 / 300, 4)
+    organic = web["google / organic"]["key_events"]
+    assert organic == 7 and isinstance(organic, int)
+    assert "bing / cpc" not in web
+
+
+def test_a_repeated_column_is_refused_and_a_semicolon_download_is_read(tmp_path: Path) -> None:
+    """Two "Sessions" columns would be read as one (the last, 999 sessions) without a word:
+    the download is refused naming the column, as the other importers refuse it. A download
+    re-saved by a European spreadsheet (``;``-separated, decimal commas) is read with its
+    separator, and ``--decimal ,`` reads its numbers."""
+    home = tmp_path / "home"
+    deals = write_deals(tmp_path / "crm")
+    from salesml.importers import run_import
+
+    run_import(read_export(deals, "canonical"), home / "w.duckdb", home / "rejects")
+    twice = tmp_path / "twice.csv"
+    twice.write_text(
+        "# Start date: 20240401\nSession source / medium,Date,Sessions,Key events,Sessions\n"
+        "google / cpc,20240401,100,2,999\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(WrongFileError, match="Sessions appear twice"):
+        read_export(twice, "ga4")
+    semi = tmp_path / "semi.csv"
+    semi.write_text(
+        "# Start date: 20240401\nSession source / medium;Date;Sessions;Key events;Ads cost\n"
+        "google / cpc;20240401;1.240;2,5;940,50\n",
+        encoding="utf-8",
+    )
+    summary = run_import(read_export(semi, "ga4", decimal=","), home / "w.duckdb", home / "rej")
+    assert summary.tables["web_sessions"].imported == 1
+    con = connect(home / "w.duckdb", read_only=True)
+    try:
+        row = con.execute("SELECT channel, sessions, key_events FROM web_sessions").fetchone()
+        spend = con.execute("SELECT amount FROM marketing_spend").fetchone()
+    finally:
+        con.close()
+    assert row == ("google / cpc", 1240, 2.5) and spend == (940.5,)

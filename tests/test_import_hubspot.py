@@ -271,3 +271,30 @@ def test_a_rejected_deals_owner_does_not_become_a_rep(tmp_path: Path) -> None:
     reps = done.first.tables["reps"]
     assert reps.input == reps.imported + reps.updated + reps.unchanged + reps.rejected == 2
     assert done.first.tables["deals"].rejected == 2
+
+
+def test_a_reps_name_never_comes_from_a_rejected_line(tmp_path: Path) -> None:
+    """With owner ids and names, the rep is named after the first accepted line of its owner,
+    not the first line (301 is rejected); a later export whose only line of an owner is
+    rejected changes nothing of that rep."""
+    header = "Record ID,Deal Stage,Create Date,Close Date,Deal owner,hubspot_owner_id\n"
+    file = tmp_path / "hubspot-deals.csv"
+    file.write_text(
+        header + "301,Appointment Scheduled,not a date,2024-06-01 10:00,Mallory Wrong,77\n"
+        "302,Appointment Scheduled,2024-01-03 10:00,2024-06-01 10:00,Alice Right,77\n"
+        "303,Appointment Scheduled,2024-01-04 10:00,2024-06-01 10:00,Alice R.,77\n",
+        encoding="utf-8",
+    )
+    done = next(import_twice(lambda: read_hubspot(file), tmp_path / "home", twice=False))
+    assert done.query("SELECT owner_id, name FROM reps") == [("77", "Alice Right")]
+    assert done.first.tables["reps"].input == 1
+    done.con.close()
+    later = tmp_path / "later" / "hubspot-deals.csv"
+    later.parent.mkdir()
+    later.write_text(
+        header + "304,Appointment Scheduled,31/31/2024,2024-06-01 10:00,Mallory Wrong,77\n",
+        encoding="utf-8",
+    )
+    again = next(import_twice(lambda: read_hubspot(later), tmp_path / "home", twice=False))
+    assert again.query("SELECT owner_id, name FROM reps") == [("77", "Alice Right")]
+    assert "reps" not in again.first.tables or again.first.tables["reps"].input == 0

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from salesml.errors import MissingColumnsError
 from salesml.importers import _recode as rc
-from salesml.importers.base import SOURCE_ROW, AttributeKind, SourceTable
+from salesml.importers.base import SOURCE_ROW, AttributeKind, SourceTable, owner_reps
 from salesml.importers.validate import ID_CONTROL, Limits
 from salesml.schemas import ATTRIBUTE_PREFIX
 
@@ -258,7 +258,8 @@ def _hints(spec: DealsSpec, cols: dict[str, str | None]) -> dict[str, str]:
 def _reps(
     data: pa.Table, cols: dict[str, str | None], spec: DealsSpec, file: str
 ) -> SourceTable | None:
-    """One rep per owner whose name the export gives (first row wins)."""
+    """One rep per owner whose name the export gives (``owner_reps``: named after the first
+    accepted line)."""
     name_col = cols["owner"]
     if name_col is None:
         return None
@@ -276,18 +277,7 @@ def _reps(
         return None
     ids, names = pc.filter(ids, known), pc.filter(names, known)
     rows = pc.filter(data.column(SOURCE_ROW), known)
-    unique = pc.unique(ids)
-    first = pc.index_in(unique, ids)
-    reps = pa.table(
-        {"owner_id": unique, "name": pc.take(names, first), SOURCE_ROW: pc.take(rows, first)}
-    )
-    return SourceTable(
-        "reps",
-        reps,
-        f"{file} [owners]",
-        hints={"owner_id": f"{spec.product} {name_col!r}"},
-        owners_of_deals=True,
-    )
+    return owner_reps(ids, names, rows, file, {"owner_id": f"{spec.product} {name_col!r}"})
 
 
 def labelled_status(

@@ -20,6 +20,7 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -128,8 +129,11 @@ class SourceTable:
         headers: column in ``data`` → its header as written in the source file, where they
             differ (a renamed column, a custom attribute): messages name the file's own headers.
         owners_of_deals: reps named after the deals' owners (the export has no reps table):
-            a rep is kept only when an accepted deal (of this import or already in the
-            warehouse) names its owner, never from a rejected deal's row alone.
+            a rep is kept only when an accepted deal line of this import names its owner,
+            and takes its name from the first such line — never from a rejected deal's line
+            (``owner_reps``).
+        owner_lines: for ``owners_of_deals``, every line naming an owner: ``owner_id``,
+            ``name``, ``_source_row`` and the deals file (``_source_file``) it is a line of.
     """
 
     table: str
@@ -142,6 +146,41 @@ class SourceTable:
     line_group: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     owners_of_deals: bool = False
+    owner_lines: pa.Table | None = None
+
+
+def owner_reps(
+    ids: pa.ChunkedArray | pa.Array,
+    names: pa.ChunkedArray | pa.Array,
+    rows: pa.ChunkedArray | pa.Array,
+    deals_file: str,
+    hints: dict[str, str],
+) -> SourceTable:
+    """Reps named after a deals file's owners (``ids``, ``names`` and ``rows``: the lines
+    naming one). One row per owner, first line first; the import keeps a rep only when an
+    accepted line names its owner and names it after the first accepted one
+    (``pipeline._reps_of_accepted_deals``), so nothing of a rejected line makes or names a rep."""
+    unique = pc.unique(ids)
+    first = pc.index_in(unique, ids)
+    reps = pa.table(
+        {"owner_id": unique, "name": pc.take(names, first), SOURCE_ROW: pc.take(rows, first)}
+    )
+    lines = pa.table(
+        {
+            "owner_id": ids,
+            "name": names,
+            SOURCE_ROW: rows,
+            "_source_file": pa.array([deals_file] * len(ids), pa.string()),
+        }
+    )
+    return SourceTable(
+        "reps",
+        reps,
+        f"{deals_file} [owners]",
+        hints=hints,
+        owners_of_deals=True,
+        owner_lines=lines,
+    )
 
 
 @dataclass(frozen=True)

@@ -167,11 +167,33 @@ def _csv_file(path: Path) -> Path:
     )
 
 
+def _delimiter(header: str) -> str:
+    """The header line's most frequent of ``, ; TAB |`` (a download re-saved by a spreadsheet
+    in a European locale is separated by ``;``), as ``base.sniff_delimiter`` reads a file
+    whose first line is its header."""
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] > 0 else ","
+
+
+def _unique_header(file: Path, header: list[str]) -> None:
+    """Two columns of one name would be read as one (the last), silently: refused, as the
+    other importers refuse them."""
+    dupes = sorted({n for n in header if n and header.count(n) > 1})
+    if dupes:
+        raise WrongFileError(
+            str(file),
+            "a CSV with unique column names",
+            f"column(s) {', '.join(dupes)} appear twice; rename one of them",
+        )
+
+
 def _table(file: Path, warnings: list[str]) -> tuple[pa.Table, str | None]:
     """The table under GA4's comment block (lines as text, ``_source_row`` = line), and the
     ``# Start date`` of that block."""
     start: str | None = None
     header: list[str] | None = None
+    delimiter = ","
     rows: list[list[str]] = []
     lines: list[int] = []
     totals: list[int] = []
@@ -186,9 +208,12 @@ def _table(file: Path, warnings: list[str]) -> tuple[pa.Table, str | None]:
                     if match and header is None:
                         start = match.group(1)
                     continue
-                cells = next(csv.reader([raw]))
+                if header is None:
+                    delimiter = _delimiter(raw)
+                cells = next(csv.reader([raw], delimiter=delimiter))
                 if header is None:
                     header = [c.strip() for c in cells]
+                    _unique_header(file, header)
                 elif rc.header_key(cells[0]) in TOTALS:
                     totals.append(number)
                 elif len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):

@@ -40,6 +40,7 @@ from salesml.importers.base import (
     AttributeKind,
     ImportBatch,
     SourceTable,
+    owner_reps,
     read_tabular,
     with_source_rows,
 )
@@ -334,7 +335,8 @@ def _deal_type(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _reps(data: pa.Table, cols: dict[str, str | None], file: str) -> SourceTable | None:
-    """One rep per owner whose name the export gives (first row wins)."""
+    """One rep per owner whose name the export gives (``owner_reps``: named after the first
+    accepted line)."""
     name_col = cols["owner_name"]
     if name_col is None:
         return None
@@ -345,19 +347,6 @@ def _reps(data: pa.Table, cols: dict[str, str | None], file: str) -> SourceTable
         return None
     ids, names = pc.filter(ids, known), pc.filter(names, known)
     rows = pc.filter(data.column(SOURCE_ROW), known)
-    unique = pc.unique(ids)
-    first = pc.index_in(unique, ids)
-    reps = pa.table(
-        {
-            "owner_id": unique,
-            "name": pc.take(names, first),
-            SOURCE_ROW: pc.take(rows, first),
-        }
-    )
-    return SourceTable(
-        "reps",
-        reps,
-        f"{file} [owners]",
-        hints={"owner_id": f"HubSpot {cols['owner_id'] or name_col}"},
-        owners_of_deals=True,
+    return owner_reps(
+        ids, names, rows, file, {"owner_id": f"HubSpot {cols['owner_id'] or name_col}"}
     )

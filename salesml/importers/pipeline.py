@@ -19,9 +19,10 @@ import duckdb
 
 from salesml import jsonio
 from salesml.errors import ImportFailedError
-from salesml.importers.base import ImportBatch, SourceTable, require_columns
+from salesml.importers.base import SOURCE_ROW, ImportBatch, SourceTable, require_columns
 from salesml.importers.validate import (
     REJECTS_DDL,
+    TEXT_CONTROL,
     Limits,
     StagedTable,
     line_grouped_tables,
@@ -138,7 +139,7 @@ def run_import(
                     "CREATE OR REPLACE TEMP TABLE _known_deals AS SELECT deal_id FROM "
                     "valid_deals UNION SELECT deal_id FROM deals"
                 )
-        _settle(con, batch.tables, staged)
+        _settle(con, batch.tables, staged, limits)
         say("writing to the warehouse")
         con.execute("BEGIN TRANSACTION")
         try:
@@ -172,32 +173,66 @@ def run_import(
 
 
 def _settle(
-    con: duckdb.DuckDBPyConnection, sources: list[SourceTable], staged: dict[str, StagedTable]
+    con: duckdb.DuckDBPyConnection,
+    sources: list[SourceTable],
+    staged: dict[str, StagedTable],
+    limits: Limits,
 ) -> None:
     """What is left to decide once every table is staged: whole lines, then derived reps."""
     resolve_line_groups(con, sources, staged, TABLES)
-    _drop_reps_of_rejected_deals(con, sources, staged)
+    _reps_of_accepted_deals(con, sources, staged, limits)
 
 
-def _drop_reps_of_rejected_deals(
-    con: duckdb.DuckDBPyConnection, sources: list[SourceTable], staged: dict[str, StagedTable]
+def _reps_of_accepted_deals(
+    con: duckdb.DuckDBPyConnection,
+    sources: list[SourceTable],
+    staged: dict[str, StagedTable],
+    limits: Limits,
 ) -> None:
-    """Reps made from deal owners (``owners_of_deals``) come only from accepted deals: an owner
-    named only on rejected deal rows gets no rep (that row's reject already says what is
-    wrong; the rep is not an input row of its own, so it is not counted or rejected)."""
-    files = [s.source_file for s in sources if s.table == "reps" and s.owners_of_deals]
-    if not files or "reps" not in staged:
+    """Reps made from deal owners (``owners_of_deals``) come only from accepted deal lines: an
+    owner named only on rejected lines gets no rep, and a kept rep takes its name from the
+    first accepted line naming it, never from a rejected one (that line's reject already says
+    what is wrong; the rep is not an input row of its own, so it is not counted or rejected).
+    A replacement name breaking the text rules leaves the validated one."""
+    owned = [s for s in sources if s.table == "reps" and s.owners_of_deals]
+    if not owned or "reps" not in staged:
         return
-    accepted = "SELECT owner_id FROM deals"
-    if "deals" in staged:
-        accepted += f" UNION ALL SELECT owner_id FROM {staged['deals'].valid_name}"
-    marks = ", ".join("?" for _ in files)
-    row = con.execute(
-        f"DELETE FROM {staged['reps'].valid_name} r WHERE r._source_file IN ({marks}) AND NOT "
-        f"EXISTS (SELECT 1 FROM ({accepted}) d WHERE d.owner_id = r.owner_id)",
-        files,
-    ).fetchone()
-    staged["reps"].input_rows -= int(row[0]) if row else 0
+    reps = staged["reps"].valid_name
+    deals = staged["deals"].valid_name if "deals" in staged else None
+    for source in owned:
+        if deals is None or source.owner_lines is None:
+            row = con.execute(
+                f"DELETE FROM {reps} WHERE _source_file = ?", [source.source_file]
+            ).fetchone()
+            staged["reps"].input_rows -= int(row[0]) if row else 0
+            continue
+        con.register("_owner_lines", source.owner_lines)
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _owner_first AS SELECT o.owner_id, "
+                f"arg_min(o.name, o.{SOURCE_ROW}) AS name, min(o.{SOURCE_ROW}) AS line "
+                f"FROM _owner_lines o JOIN {deals} d ON d._source_file = o._source_file AND "
+                f"d.{SOURCE_ROW} = o.{SOURCE_ROW} GROUP BY o.owner_id"
+            )
+        finally:
+            con.unregister("_owner_lines")
+        row = con.execute(
+            f"DELETE FROM {reps} r WHERE r._source_file = ? AND NOT EXISTS "
+            "(SELECT 1 FROM _owner_first f WHERE f.owner_id = r.owner_id)",
+            [source.source_file],
+        ).fetchone()
+        staged["reps"].input_rows -= int(row[0]) if row else 0
+        con.execute(
+            f"UPDATE {reps} r SET name = f.name, {SOURCE_ROW} = f.line FROM _owner_first f "
+            f"WHERE r._source_file = ? AND f.owner_id = r.owner_id AND r.{SOURCE_ROW} <> f.line "
+            f"AND length(f.name) <= {int(limits.max_text_chars)} AND NOT "
+            f"regexp_matches(f.name, {_sql_text(TEXT_CONTROL)})",
+            [source.source_file],
+        )
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _require_deals_in_warehouse(con: duckdb.DuckDBPyConnection, source: str) -> None:

@@ -178,7 +178,9 @@ def _parse_expr(
             )
             number = f"TRY_CAST({grouped} AS DOUBLE)"
         if kind == "int":
-            return f"CASE WHEN {number} = round({number}) THEN CAST({number} AS BIGINT) END"
+            # TRY_CAST: an infinite or huge whole number ("inf", "1e309", "1e20") is no
+            # BIGINT, so the value is unreadable (rejected) rather than the import failing
+            return f"CASE WHEN {number} = round({number}) THEN TRY_CAST({number} AS BIGINT) END"
         return number
     if pa.types.is_boolean(arrow_type):
         return raw
@@ -345,7 +347,8 @@ def _checks(
         if col.minimum is not None:
             checks.append(
                 Check(
-                    f"{q} < {col.minimum}",
+                    # -inf is reported once, as not finite (as an event's check reports it)
+                    f"{q} < {col.minimum} AND {q} > CAST('-inf' AS DOUBLE)",
                     name,
                     raw(name),
                     _lit(f"{name} is negative (")

@@ -79,7 +79,7 @@ class Facts:
     leads: dict[str | None, list[LeadRow]]
     leads_by_group: bool
     funnel: Funnel
-    web: dict[str, tuple[int, int | None]] | None = None
+    web: dict[str, tuple[int, float | None]] | None = None
 
 
 def _nps_score(agg: NpsAgg | None) -> float | None:

@@ -6,6 +6,7 @@ Each of these tables is optional: when missing or empty the figures come back em
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -46,19 +47,32 @@ def marketing_spend(
 
 def web_traffic(
     cur: duckdb.DuckDBPyConnection, tables: set[str], as_of: datetime
-) -> dict[str, tuple[int, int | None]] | None:
+) -> dict[str, tuple[int, float | None]] | None:
     """Sessions and key events per channel up to as_of (key events None where the export
-    had none); None when there is no web analytics data."""
+    had none); None when there is no web analytics data.
+
+    Key events may be fractional (GA4 attributes a conversion in parts): they are summed as
+    decimals of ``KEY_EVENT_DECIMALS`` places, so 0.1 + 0.2 is 0.3 and not a binary float's
+    0.30000000000000004, and a whole total comes back as a whole number."""
     if "web_sessions" not in tables:
         return None
     rows = cur.execute(
-        "SELECT channel, sum(sessions), sum(key_events), count(key_events) FROM web_sessions "
-        "WHERE period <= $as_of::DATE GROUP BY channel ORDER BY channel",
+        "SELECT channel, sum(sessions), "
+        f"sum(CAST(key_events AS DECIMAL(38, {KEY_EVENT_DECIMALS}))), count(key_events) "
+        "FROM web_sessions WHERE period <= $as_of::DATE GROUP BY channel ORDER BY channel",
         {"as_of": as_of},
     ).fetchall()
     if not rows:
         return None
-    return {str(c): (int(n), int(k) if int(filled) else None) for c, n, k, filled in rows}
+    return {str(c): (int(n), _exact(k) if int(filled) else None) for c, n, k, filled in rows}
+
+
+KEY_EVENT_DECIMALS = 6
+
+
+def _exact(total: Decimal) -> float:
+    """A decimal total as a number: whole totals as whole numbers (39, not 39.0)."""
+    return int(total) if total == total.to_integral_value() else float(total)
 
 
 def nps(

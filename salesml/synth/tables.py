@@ -136,7 +136,7 @@ def web_sessions_columns(web: WebSessions, timeline: Timeline) -> dict[str, pa.A
         "period": timeline.dates(web.month_start),
         "channel": categorical(web.channel, catalog.CHANNELS),
         "sessions": pa.array(web.sessions, type=pa.int64()),
-        "key_events": pa.array(web.key_events, type=pa.int64()),
+        "key_events": pa.array(web.key_events, type=pa.float64()),  # a number (GA4: fractional)
     }
 
 

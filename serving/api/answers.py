@@ -41,6 +41,7 @@ from serving.api.whatif import (
     NEW_PREFIX,
     Change,
     DataIndex,
+    change_problems,
     effective_team,
     live_rows,
     plain_rows,
@@ -258,6 +259,23 @@ class _Plan:
     order: list[tuple[str, int]] = field(default_factory=list)
 
 
+class _Problems:
+    """The problems found in a score request's deals: all of them, so one answer names every
+    bad deal and field (``ProblemError.of_all``)."""
+
+    def __init__(self) -> None:
+        self.found: list[ProblemError] = []
+
+    def check(self, rule: Any, *args: Any) -> bool:
+        """Apply ``rule``; False (and the problem kept) when it raised one."""
+        try:
+            rule(*args)
+        except ProblemError as exc:
+            self.found.append(exc)
+            return False
+        return True
+
+
 def _check_owner(data: DataIndex, principal: Principal, owner_id: str | None, where: str) -> None:
     """A team-bound key names reps of its own team only (403, the same for unknown reps);
     another key gets 422 for a rep the data does not know."""
@@ -276,11 +294,7 @@ def _check_stage(data: DataIndex, stage: str | None, where: str) -> None:
         raise ProblemError(422, f"unknown stage {stage!r} (known: {known})", field=f"{where}.stage")
 
 
-def _known_item(
-    plan: _Plan, data: DataIndex, principal: Principal, item: KnownDeal, i: int
-) -> None:
-    where = f"body.deals[{i}]"
-    deal_id = item.deal_id
+def _check_known(data: DataIndex, principal: Principal, deal_id: str, where: str) -> None:
     if not data.knows(deal_id) or not principal.sees_team(data.team_of(deal_id)):
         raise not_found("deal", deal_id, f"{where}.deal_id")
     if deal_id not in data.features.index:
@@ -289,24 +303,36 @@ def _known_item(
             f"deal {deal_id!r} is {data.status_of(deal_id)}; only open deals are scored",
             field=f"{where}.deal_id",
         )
+
+
+def _known_item(
+    plan: _Plan, data: DataIndex, principal: Principal, item: KnownDeal, i: int, bad: _Problems
+) -> None:
+    where = f"body.deals[{i}]"
+    deal_id = item.deal_id
+    if not bad.check(_check_known, data, principal, deal_id, where):
+        return
     overrides = item.overrides
     if overrides is None or all(v in (None, {}) for v in overrides.model_dump().values()):
         plan.order.append(("plain", len(plan.plain)))
         plan.plain.append(deal_id)
         return
-    _check_owner(data, principal, overrides.owner_id, f"{where}.overrides")
-    _check_stage(data, overrides.stage, f"{where}.overrides")
+    owner = bad.check(_check_owner, data, principal, overrides.owner_id, f"{where}.overrides")
+    bad.check(_check_stage, data, overrides.stage, f"{where}.overrides")
     change = Change(deal_id, deal_id, where, overrides=overrides)
-    if not principal.sees_team(effective_team(data, change)):
-        raise ProblemError(
-            403, "this key cannot move a deal to another team", field=f"{where}.overrides.team"
+    if owner and not principal.sees_team(effective_team(data, change)):
+        bad.found.append(
+            ProblemError(
+                403, "this key cannot move a deal to another team", field=f"{where}.overrides.team"
+            )
         )
+    bad.found.extend(change_problems(data, change))
     plan.order.append(("whatif", len(plan.changes)))
     plan.changes.append(change)
 
 
 def _new_item(
-    plan: _Plan, data: DataIndex, principal: Principal, item: NewDealItem, i: int
+    plan: _Plan, data: DataIndex, principal: Principal, item: NewDealItem, i: int, bad: _Problems
 ) -> None:
     where = f"body.deals[{i}]"
     deal = item.deal
@@ -317,40 +343,49 @@ def _new_item(
         and data.knows(deal.deal_id)
         and (principal.team is None or data.team_of(deal.deal_id) == principal.team)
     ):
-        raise ProblemError(
-            409,
-            f'deal {deal.deal_id!r} already exists; score it as {{"deal_id": ...}}',
-            field=f"{where}.deal.deal_id",
+        bad.found.append(
+            ProblemError(
+                409,
+                f'deal {deal.deal_id!r} already exists; score it as {{"deal_id": ...}}',
+                field=f"{where}.deal.deal_id",
+            )
         )
-    _check_owner(data, principal, deal.owner_id, f"{where}.deal")
-    _check_stage(data, deal.stage, f"{where}.deal")
+    owner = bad.check(_check_owner, data, principal, deal.owner_id, f"{where}.deal")
+    bad.check(_check_stage, data, deal.stage, f"{where}.deal")
     client_id = deal.deal_id or f"new-{i + 1}"
     # A key of its own (never shown): new deals of concurrent requests are scored together,
     # and a scoring batch holds each key once.
     change = Change(f"{NEW_PREFIX}{next(_NEW_KEYS)}", client_id, where, new=deal)
-    team = effective_team(data, change)
-    if principal.team is not None:
+    team = effective_team(data, change) if owner else None
+    if principal.team is not None and owner:
         if team is None:
             deal = deal.model_copy(update={"team": principal.team})
             change = Change(change.key, client_id, where, new=deal)
         elif team != principal.team:
-            raise ProblemError(
-                403, "this key scores deals of its own team only", field=f"{where}.deal.team"
+            bad.found.append(
+                ProblemError(
+                    403, "this key scores deals of its own team only", field=f"{where}.deal.team"
+                )
             )
+    bad.found.extend(change_problems(data, change))
     plan.order.append(("whatif", len(plan.changes)))
     plan.changes.append(change)
 
 
 def _plan(body: ScoreRequest, principal: Principal, data: DataIndex, max_batch: int) -> _Plan:
-    """The request's deals checked (404, 403, 409, 422 for what was asked wrongly)."""
+    """The request's deals checked (404, 403, 409, 422 for what was asked wrongly): every
+    problem of every deal in one answer (``ProblemError.of_all``)."""
     if len(body.deals) > max_batch:
         raise ProblemError(422, f"at most {max_batch} deals per request", field="body.deals")
     plan = _Plan()
+    bad = _Problems()
     for i, item in enumerate(body.deals):
         if isinstance(item, KnownDeal):
-            _known_item(plan, data, principal, item, i)
+            _known_item(plan, data, principal, item, i, bad)
         else:
-            _new_item(plan, data, principal, item, i)
+            _new_item(plan, data, principal, item, i, bad)
+    if bad.found:
+        raise ProblemError.of_all(bad.found, "deals")
     return plan
 
 

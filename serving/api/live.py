@@ -343,7 +343,7 @@ class LiveEvents:
                     status, field, why = resent(event.event_id, stored, event.to_json(), source)
                     results[n] = EventResult(event.index, event.event_id, status, None, field, why)
                     continue
-                outcome = self._check(event, staged, limits, team, leads)
+                outcome = self._check(event, staged, limits, team, leads, source)
                 if isinstance(outcome, EventResult):
                     results[n] = outcome
                     continue
@@ -419,6 +419,7 @@ class LiveEvents:
         limits: Limits,
         team: str | None,
         leads: _Leads,
+        source: str,
     ) -> dict[str, list[dict[str, Any]]] | EventResult:
         where = f"{BODY_KEY[event.table]}"
         problem = _occurred_problem(event.occurred_at, limits)
@@ -433,7 +434,7 @@ class LiveEvents:
             lead = self._lead_as_it_stands(str(event.fields.get("lead_id")), leads)
         try:
             reps = self._history.reps if self._history is not None else None
-            rows = resolve(event.to_json(), current, reps, lead)
+            rows = resolve(event.to_json(), current, reps, current_lead=lead, source=source)
         except Unapplicable as exc:
             return EventResult(
                 event.index,

@@ -91,6 +91,23 @@ class ProblemError(Exception):
         self.errors = [FieldError(field=field, message=detail)] if field else None
         self.headers = headers or {}
 
+    @classmethod
+    def of_all(cls, problems: Sequence[ProblemError], items: str) -> ProblemError:
+        """One answer naming every problem of ``problems`` (of a request's ``items``, such as
+        "deals"): one problem answers as itself; several answer with all their fields — with
+        their status when they share one, else 403 when one is (the key may not do part of
+        it), else 422."""
+        if len(problems) == 1:
+            return problems[0]
+        statuses = {p.status for p in problems}
+        status = statuses.pop() if len(statuses) == 1 else 403 if 403 in statuses else 422
+        errors = [e for p in problems for e in (p.errors or [])]
+        shown = "; ".join(f"{e.field}: {e.message}" for e in errors[:3])
+        more = f" (and {len(errors) - 3} more in errors)" if len(errors) > 3 else ""
+        out = cls(status, f"{len(errors)} problems with the {items} asked: {shown}{more}")
+        out.errors = errors
+        return out
+
 
 def problem_response(
     request: Request | None,

@@ -463,14 +463,10 @@ def _new_deal(index: DataIndex, change: Change) -> tuple[pd.DataFrame, dict[str,
     return row, stage_row
 
 
-def _new_deal_values(
-    index: DataIndex, change: Change
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """A new deal's row of the deals table (a value per column) and its stage row."""
-    deal = change.new
-    assert deal is not None
-    history = index.history
-    created = pd.Timestamp(deal.created_at)
+def _new_deal_created(index: DataIndex, change: Change) -> pd.Timestamp:
+    """A new deal's created_at in naive UTC; 422 when it is after the scoring time."""
+    assert change.new is not None
+    created = pd.Timestamp(change.new.created_at)
     created = created.tz_convert("UTC").tz_localize(None) if created.tzinfo else created
     if created > index.as_of:
         raise ProblemError(
@@ -478,6 +474,55 @@ def _new_deal_values(
             f"created_at {created.isoformat()} is after the scoring time {index.as_of.isoformat()}",
             field=f"{change.where}.deal.created_at",
         )
+    return created
+
+
+def _new_deal_stage(change: Change) -> None:
+    """422 for a new deal with an amount or expected close date and no stage."""
+    deal = change.new
+    assert deal is not None
+    if deal.stage is None and any(getattr(deal, n) is not None for n in STAGE_FIELDS):
+        raise ProblemError(
+            422,
+            "a new deal with an amount or expected_close_date needs its stage",
+            field=f"{change.where}.deal.stage",
+        )
+
+
+def change_problems(index: DataIndex, change: Change) -> list[ProblemError]:
+    """Every problem ``live_rows`` would raise on ``change`` (the first one), checked before
+    scoring so that one answer names every bad deal and field of a request."""
+    found: list[ProblemError] = []
+
+    def attempt(check: Any, *args: Any) -> None:
+        try:
+            check(*args)
+        except ProblemError as exc:
+            found.append(exc)
+
+    if change.new is not None:
+        attempt(_new_deal_created, index, change)
+        for name, value in (change.new.attributes or {}).items():
+            attempt(_attribute_column, index, name, value, f"{change.where}.deal")
+        attempt(_new_deal_stage, change)
+        return found
+    assert change.overrides is not None
+    given = change.overrides.model_dump(exclude_none=True)
+    for name, value in (given.get("attributes") or {}).items():
+        attempt(_attribute_column, index, name, value, f"{change.where}.overrides")
+    if any(name in given for name in STAGE_FIELDS):
+        attempt(_stage_change, index, change.key, given, change.where)
+    return found
+
+
+def _new_deal_values(
+    index: DataIndex, change: Change
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A new deal's row of the deals table (a value per column) and its stage row."""
+    deal = change.new
+    assert deal is not None
+    history = index.history
+    created = _new_deal_created(index, change)
     values: dict[str, Any] = {c: None for c in history.deals.columns}
     for column in history.deals.columns:
         if column.startswith(ATTRIBUTE_PREFIX):
@@ -502,12 +547,7 @@ def _new_deal_values(
         values[column] = _attribute_value(index, name, value)
     stage_row = None
     if any(getattr(deal, name) is not None for name in STAGE_FIELDS):
-        if deal.stage is None:
-            raise ProblemError(
-                422,
-                "a new deal with an amount or expected_close_date needs its stage",
-                field=f"{change.where}.deal.stage",
-            )
+        _new_deal_stage(change)
         stage_row = {
             "deal_id": change.key,
             "stage": deal.stage,

@@ -116,7 +116,8 @@ def parse_value(col: Column, value: Any) -> tuple[Any, bool]:
         if number is None:
             return None, False
         if col.kind == "int":
-            return (int(number), True) if number == round(number) else (None, False)
+            whole = math.isfinite(number) and number == round(number)
+            return (int(number), True) if whole else (None, False)
         return number, True
     lowered = text.lower()
     if lowered in TRUE_TEXT:

@@ -8,16 +8,27 @@ event's time — the stage history is where the features read time-varying field
 not. An activity gets the event id as its ``activity_id`` when it has none, so the same
 activity sent twice is one row.
 
-``resolve`` is pure: the same event and the same current deal give the same rows.
+A CRM's close date (Salesforce ``CloseDate``, HubSpot ``closedate``, sent as
+``expected_close_date``) is read against the deal as it stands when the event arrives: the
+expected close of an open deal, ``closed_at`` of a won or lost one (``_crm_close_date``).
+
+``resolve`` is pure: the same event, current deal and source give the same rows.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import date, timedelta
 from typing import Any
 
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
 
 STAGE_FIELDS = ("stage", "amount", "expected_close_date")
+CRM_SOURCES = ("hubspot", "salesforce-cdc", "salesforce-outbound")
+"""Sources whose deal events carry the CRM's one close date (Salesforce ``CloseDate``, HubSpot
+``closedate``) as ``expected_close_date``: the expected close of an open deal, the close of a
+closed one (as the importers read it)."""
+ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 DEAL_COLUMNS = frozenset(TABLES["deals"].column_names)
 
 Rows = dict[str, list[dict[str, Any]]]
@@ -37,7 +48,7 @@ def _same(name: str, a: Any, b: Any) -> bool:
     if name == "amount":
         try:
             return float(a) == float(b)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # 10**400 is no double: compare as sent
             return str(a) == str(b)
     if name == "expected_close_date":
         return str(a).strip()[:10] == str(b).strip()[:10]
@@ -93,8 +104,54 @@ def _owner_defaults(row: dict[str, Any], reps: Any) -> None:
             row[column] = value
 
 
-def resolve_deal(event: dict[str, Any], current: dict[str, Any] | None, reps: Any = None) -> Rows:
-    fields = _deal_fields(event["fields"])
+def _close_day(value: Any, created: Any) -> Any:
+    """A CRM close date as ``closed_at``, as the importers read it
+    (``salesml.importers._recode.day_after_created``): a bare date on the day the deal was
+    created (or the day before, as UTC shifts it) is its creation time, not a close before it."""
+    text, made = str(value or "").strip(), str(created or "").strip()
+    if not ISO_DAY.fullmatch(text) or not ISO_DAY.match(made[:10]):
+        return value
+    try:
+        day, made_day = date.fromisoformat(text), date.fromisoformat(made[:10])
+    except ValueError:
+        return value
+    return created if made_day - timedelta(days=1) <= day <= made_day else value
+
+
+def _crm_close_date(
+    fields: dict[str, Any], current: dict[str, Any] | None, source: str
+) -> dict[str, Any]:
+    """A CRM event's close date read against the deal it applies to (in place, returned).
+
+    A change event sends what changed: a CloseDate (HubSpot ``closedate``) alone, for a deal
+    that is won or lost when the event arrives, is the day it closed — ``closed_at``, never an
+    expected close date (which would spell out the outcome's date). For a deal that is open when
+    it arrives it is the expected close date, whatever happens to the deal later. A closing
+    event's own close date (``status`` won/lost with ``closed_at``) is read the same way."""
+    if source not in CRM_SOURCES:
+        return fields
+    created = fields.get("created_at") or (current or {}).get("created_at")
+    if "status" in fields:
+        if fields["status"] in ("won", "lost") and fields.get("closed_at") not in (None, ""):
+            fields["closed_at"] = _close_day(fields["closed_at"], created)
+        return fields
+    if current is None or current.get("status") not in ("won", "lost"):
+        return fields
+    if "expected_close_date" not in fields:
+        return fields
+    value = fields.pop("expected_close_date")
+    if value not in (None, ""):  # a close date cleared on a closed deal leaves its close as is
+        fields["closed_at"] = _close_day(value, created)
+    return fields
+
+
+def resolve_deal(
+    event: dict[str, Any],
+    current: dict[str, Any] | None,
+    reps: Any = None,
+    source: str = "canonical",
+) -> Rows:
+    fields = _crm_close_date(_deal_fields(event["fields"]), current, source)
     kind, occurred = event["type"], event["occurred_at"]
     deal_id = str(fields["deal_id"])
     if kind == "deal.stage_changed" and fields.get("stage") in (None, ""):
@@ -160,15 +217,18 @@ def resolve(
     event: dict[str, Any],
     current_deal: dict[str, Any] | None,
     reps: Any = None,
+    *,
     current_lead: dict[str, Any] | None = None,
+    source: str = "canonical",
 ) -> Rows:
     """The rows ``event`` writes, given the deal it names as it stands (``None``: unknown),
-    the reps table (a deal without a team takes its owner's team and region) and, for a lead
-    event, the lead as it stands (``None``: unknown)."""
+    the reps table (a deal without a team takes its owner's team and region), for a lead
+    event the lead as it stands (``None``: unknown), and the body's source (a CRM's close date
+    is read against the deal's status: ``_crm_close_date``)."""
     kind = event["type"]
     fields = dict(event["fields"])
     if kind.startswith("deal."):
-        return resolve_deal(event, current_deal, reps)
+        return resolve_deal(event, current_deal, reps, source)
     if kind == "activity.logged":
         fields.setdefault("activity_id", event["event_id"])
         fields.setdefault("occurred_at", event["occurred_at"])

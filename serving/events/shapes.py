@@ -21,6 +21,7 @@ map — with the reason).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import weakref
@@ -615,7 +616,9 @@ def _cdc_numeric_dates(values: dict[str, Any]) -> dict[str, Any]:
     for name in SF_DATES:
         number = _whole_number(values.get(name))
         if number is not None and abs(number) < 3_000_000:
-            out[name] = (date(1970, 1, 1) + timedelta(days=number)).isoformat()
+            # beyond year 9999 (or before 1): left as sent, and rejected as unreadable
+            with contextlib.suppress(OverflowError):
+                out[name] = (date(1970, 1, 1) + timedelta(days=number)).isoformat()
     return out
 
 
@@ -623,11 +626,16 @@ def _sf_bool(value: Any) -> bool | None:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    return {"true": True, "false": False}.get(text)
+    return {"true": True, "false": False, "1": True, "0": False}.get(text)
 
 
 def _sf_opportunity(values: dict[str, Any], occurred: str) -> dict[str, Any]:
     fields = {SF_OPPORTUNITY[k]: v for k, v in values.items() if k in SF_OPPORTUNITY}
+    for flag in ("IsWon", "IsClosed"):
+        value = values.get(flag)
+        if value not in (None, "") and _sf_bool(value) is None:
+            # as the importer rejects it: an unreadable flag is no "not closed"
+            raise _Reject(flag, f"{flag} must be true or false, got {value!r}")
     won, closed = _sf_bool(values.get("IsWon")), _sf_bool(values.get("IsClosed"))
     stage = str(values.get("StageName", "")).strip().lower()
     if won or stage == "closed won":

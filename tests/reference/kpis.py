@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -462,7 +463,9 @@ def _web_rows(ctx: _Context, sub: pd.DataFrame) -> list[dict[str, Any]] | None:
     for ch, part in sorted(ctx.web.groupby("channel"), key=lambda kv: str(kv[0])):
         sessions = int(part["sessions"].sum())
         filled = part["key_events"].dropna()
-        key_events = int(filled.sum()) if len(filled) else None
+        # fractional key events (GA4) summed exactly, in decimal: whole totals stay whole
+        total = sum((Decimal(repr(float(v))) for v in filled), Decimal(0))
+        key_events = (int(total) if total == int(total) else float(total)) if len(filled) else None
         n = int(per_ch.get(ch, 0)) if matched else None
         amount = float(spend[ch]) if ch in spend.index else None
         rows.append(

@@ -165,6 +165,46 @@ def test_semantic_errors(workspace: Workspace, client: TestClient) -> None:
     assert problem["errors"][0]["field"] == "query.colour"  # type: ignore[index]
 
 
+def test_every_bad_deal_of_a_batch_is_named_in_one_answer(
+    workspace: Workspace, client: TestClient
+) -> None:
+    """A batch answers every bad deal and field at once (index, field, reason), not the first
+    one only; the good deals of it are not scored. Problems of one status keep it (two unknown
+    deals: 404); of several statuses the answer is 422."""
+    h = headers(workspace, "writer")
+    good, other = _open(workspace)["deal_id"].iloc[:2]
+    closed = workspace.history.deals.query("status != 'open'")["deal_id"].iloc[0]
+    body = {
+        "deals": [
+            {"deal_id": good},
+            {"deal_id": "NOPE-1"},
+            {"deal_id": other, "overrides": {"stage": "Nowhere", "attributes": {"nope": 1}}},
+            {"deal_id": closed},
+            {"deal": {"created_at": "2030-01-01T00:00:00Z", "amount": 5.0, "owner_id": "ghost"}},
+        ]
+    }
+    problem = _problem(client.post("/v1/deals/score", json=body, headers=h), 422)
+    fields = [e["field"] for e in problem["errors"]]  # type: ignore[attr-defined]
+    assert fields == [
+        "body.deals[1].deal_id",
+        "body.deals[2].overrides.stage",
+        "body.deals[2].overrides.attributes.nope",
+        "body.deals[3].deal_id",
+        "body.deals[4].deal.owner_id",
+        "body.deals[4].deal.created_at",
+        "body.deals[4].deal.stage",
+    ]
+    messages = [e["message"] for e in problem["errors"]]  # type: ignore[attr-defined]
+    assert "no deal 'NOPE-1'" in messages[0] and "only open deals" in messages[3]
+    assert str(problem["detail"]).startswith("7 problems with the deals asked: body.deals[1]")
+    two = {"deals": [{"deal_id": "NOPE-1"}, {"deal_id": good}, {"deal_id": "NOPE-2"}]}
+    problem = _problem(client.post("/v1/deals/score", json=two, headers=h), 404)
+    assert [e["field"] for e in problem["errors"]] == [  # type: ignore[attr-defined]
+        "body.deals[0].deal_id",
+        "body.deals[2].deal_id",
+    ]
+
+
 def test_unknown_deal_and_route_are_404(workspace: Workspace, client: TestClient) -> None:
     problem = _problem(client.get("/v1/deals/NOPE", headers=headers(workspace, "reader")), 404)
     assert problem["errors"][0]["field"] == "path.deal_id"  # type: ignore[index]
@@ -428,6 +468,12 @@ def test_hot_path_answers_like_the_fastapi_routes(workspace: Workspace) -> None:
         ],
         ("POST", "/v1/deals/score", team, {"deals": [{"deal_id": other}]}),
         ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": closed}]}),
+        (
+            "POST",
+            "/v1/deals/score",
+            team,
+            {"deals": [{"deal_id": other}, {"deal_id": closed}, {"deal_id": "NOPE"}]},
+        ),
         ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": deals[0]}] * 2}),
         ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": d} for d in deals * 40]}),
         ("POST", "/v1/deals/score", admin, {"deals": [{"deal_id": deals[0], "colour": 1}]}),

@@ -551,3 +551,72 @@ def test_an_outbound_retry_carrying_newer_fields_is_acknowledged_and_recorded(
     assert answer.status_code == 200 and b"<Ack>true</Ack>" in answer.content
     rows = [r for r in outbound_rejects(served.home) if r["notification_id"].endswith("C1AAAU")]
     assert [r["status"] for r in rows] == ["conflict"] and "750" in rows[0]["reason"]
+
+
+def _ms(stamp: str) -> int:
+    return int(datetime.fromisoformat(stamp).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def test_a_crm_close_date_is_read_against_the_deal_as_it_stands(served: Served) -> None:
+    """A CloseDate (HubSpot ``closedate``) sent alone is the expected close of a deal that is
+    open when it arrives and the close (``closed_at`` only) of one that is won or lost by then
+    — whichever the order of the events, each is read against the deal as the earlier ones
+    left it, in one body or across bodies."""
+    hub, sf = served.deals[8], served.deals[9]
+
+    def prop(n: int, deal: str, name: str, value: Any, at: str) -> dict[str, Any]:
+        return {
+            "eventId": 7100 + n,
+            "portalId": 62515,
+            "occurredAt": _ms(at),
+            "subscriptionType": "deal.propertyChange",
+            "objectId": deal,
+            "propertyName": name,
+            "propertyValue": value,
+        }
+
+    first = served.post(
+        [
+            prop(0, hub, "closedate", _ms("2026-05-15T00:00:00"), "2026-04-01T09:00:00"),
+            prop(1, hub, "dealstage", "closedwon", "2026-04-02T09:00:00"),
+            prop(2, hub, "closedate", _ms("2026-04-02T00:00:00"), "2026-04-02T09:00:01"),
+        ]
+    )
+    assert first.status_code == 202, first.text
+    later = served.post([prop(3, hub, "closedate", "1775347200000", "2026-04-03T09:00:00")])
+    assert later.status_code == 202, later.text
+    rows = [served.live.journal.entry(f"hubspot-62515-{7100 + n}").rows for n in range(4)]
+    deal = [r["deals"][0] for r in rows]  # type: ignore[index]
+    assert deal[0]["expected_close_date"].startswith("2026-05-15") and "stage_history" in rows[0]
+    assert deal[0]["status"] == "open" and deal[0].get("closed_at") in (None, "")
+    assert deal[1]["status"] == "won" and deal[1]["closed_at"].startswith("2026-04-02T09:00")
+    for row, day in ((deal[2], "2026-04-02"), (deal[3], "2026-04-05")):
+        assert row["closed_at"].startswith(day), row
+        assert row["expected_close_date"].startswith("2026-05-15")  # the open deal's, as it was
+    assert all("stage_history" not in r for r in rows[2:])  # type: ignore[operator]
+
+    def cdc(n: int, at: str, **fields: Any) -> dict[str, Any]:
+        header = {
+            "entityName": "Opportunity",
+            "recordIds": [sf],
+            "changeType": "UPDATE",
+            "transactionKey": f"tk-close-{n}",
+            "sequenceNumber": 1,
+            "commitTimestamp": _ms(at),
+            "nulledFields": [],
+        }
+        return {"payload": {"ChangeEventHeader": header, **fields}}
+
+    body = [
+        cdc(0, "2026-04-01T09:00:00", CloseDate="2026-06-30"),
+        cdc(1, "2026-04-02T09:00:00", StageName="Closed Lost", IsClosed=True, IsWon=False),
+        cdc(2, "2026-04-02T10:00:00", CloseDate="2026-04-02"),
+    ]
+    answer = served.post(body)
+    assert answer.status_code == 202, answer.text
+    keys = [f"sfcdc-tk-close-{n}-1-{sf}" for n in range(3)]
+    opened, closing, closed = (served.live.journal.entry(k).rows["deals"][0] for k in keys)  # type: ignore[index]
+    assert opened["expected_close_date"] == "2026-06-30" and opened["status"] == "open"
+    assert closing["status"] == "lost" and closing["closed_at"].startswith("2026-04-02T09:00")
+    assert closed["closed_at"] == "2026-04-02"
+    assert closed["expected_close_date"] is None  # as the closing event left it, not the close

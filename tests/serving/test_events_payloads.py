@@ -289,3 +289,27 @@ def test_a_closed_opportunitys_close_date_is_its_close_not_an_expected_close() -
         "2026-11-30",
         None,
     )
+
+
+def test_out_of_range_values_are_rejected_on_their_field_not_a_crash() -> None:
+    """A CDC day number past year 9999, an unreadable IsClosed, and an amount too large for a
+    double on a deal that has one: each a rejection naming its field (these raised
+    OverflowError, a 500, or were taken as "not closed")."""
+    far = pubsub("Opportunity", "UPDATE", OPPORTUNITY, CloseDate=2_999_999)
+    (event,) = read_json(far).events
+    assert isinstance(event, Parsed) and event.fields["expected_close_date"] == 2_999_999
+    row = {"status": "open", "created_at": "2026-01-01", **event.fields}
+    _, problems = check_row("deals", row, LIMITS)
+    assert [p.field for p in problems] == ["expected_close_date"]
+    for flag in ("IsClosed", "IsWon"):
+        unsure = pubsub("Opportunity", "UPDATE", OPPORTUNITY, StageName="X", **{flag: "maybe"})
+        (bad,) = read_json(unsure).events
+        assert isinstance(bad, Unusable) and bad.status == "rejected" and bad.field == flag
+    (one,) = read_json(pubsub("Opportunity", "UPDATE", OPPORTUNITY, IsClosed="1", IsWon="0")).events
+    assert isinstance(one, Parsed) and one.fields["status"] == "lost"
+    huge = 10**400
+    current = {"deal_id": "D1", "status": "open", "created_at": "2026-01-01", "amount": 5.0}
+    update = {"event_id": "e", "type": "deal.updated", "occurred_at": "2026-04-01T10:00:00Z"}
+    rows = resolve({**update, "fields": {"deal_id": "D1", "amount": huge}}, current)
+    _, problems = check_row("deals", rows["deals"][0], LIMITS)
+    assert problems[0].field == "amount" and "not a finite number" in problems[0].reason

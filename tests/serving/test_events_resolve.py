@@ -70,3 +70,38 @@ def test_a_new_deal_without_a_team_takes_its_owners_team_and_region() -> None:
     teamless = event("deal.created", owner_id="R7")
     (deal,) = resolve(teamless, None, reps)["deals"]
     assert deal.get("team") is None and deal["region"] == "West"
+
+
+def test_a_crm_close_date_of_a_closed_deal_is_its_close() -> None:
+    """A CRM's close date sent alone (Salesforce CloseDate, HubSpot closedate: both arrive as
+    expected_close_date) for a deal lost by then is its closed_at, not an expected close; a
+    bare date on the day the deal was created is its creation time (as the importers read it,
+    so it is not a close before the creation). A canonical event names its column itself."""
+    for source in ("salesforce-cdc", "salesforce-outbound", "hubspot"):
+        (row,) = resolve(
+            event("deal.updated", expected_close_date="2024-05-02"), LOST, None, source=source
+        )["deals"]
+        assert (row["closed_at"], row["expected_close_date"]) == ("2024-05-02", "2024-04-30")
+        same_day = resolve(
+            event("deal.updated", expected_close_date="2024-01-02"), LOST, None, source=source
+        )
+        assert same_day["deals"][0]["closed_at"] == LOST["created_at"]
+        cleared = resolve(
+            event("deal.updated", expected_close_date=None), LOST, None, source=source
+        )
+        assert cleared["deals"][0]["closed_at"] == LOST["closed_at"]
+    opened = {**LOST, "status": "open", "closed_at": None}
+    rows = resolve(
+        event("deal.updated", expected_close_date="2024-05-02"), opened, None, source="hubspot"
+    )
+    assert rows["deals"][0]["expected_close_date"] == "2024-05-02" and "stage_history" in rows
+    (canonical,) = resolve(event("deal.updated", expected_close_date="2024-05-02"), LOST)["deals"]
+    assert (canonical["closed_at"], canonical["expected_close_date"]) == (
+        LOST["closed_at"],
+        "2024-05-02",
+    )
+    closing = event("deal.updated", status="won", closed_at="2024-01-02")
+    (won,) = resolve(closing, {**opened, "created_at": "2024-01-02T15:00:00"}, None, "hubspot")[
+        "deals"
+    ]
+    assert won["closed_at"] == "2024-01-02T15:00:00"
