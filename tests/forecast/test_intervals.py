@@ -8,13 +8,7 @@ import numpy as np
 import pytest
 
 from salesml.models.revenue.bundle import widened
-from salesml.models.revenue.intervals import (
-    Z_RATIO,
-    conformal_quantile,
-    noise_and_drift,
-    step_scales,
-    step_widths,
-)
+from salesml.models.revenue.intervals import Z_RATIO, conformal_quantile, step_widths
 
 
 def _errors(
@@ -79,21 +73,3 @@ def test_no_errors_give_zero_widths_and_the_quantile_caps_at_the_maximum() -> No
     table = step_widths(np.array([]), np.array([], dtype=int), 3)
     assert table == [dict.fromkeys(("lower_95", "lower_80", "upper_80", "upper_95"), 0.0)] * 3
     assert conformal_quantile(np.array([1.0, 2.0, 3.0]), 0.95) == 3.0
-
-
-def test_a_step_with_more_errors_weighs_more_in_the_scale_fit() -> None:
-    """Backtest origins whose horizons end at the export reach fewer steps ahead the later
-    they are: the far steps rest on one or two errors. Each step's squared mean |error|
-    weighs by its count, as if every error were a point of its own: the fit equals the
-    unweighted one with each step repeated count times."""
-    rng = np.random.default_rng(5)
-    counts = np.array([12, 12, 12, 12, 6, 3, 1, 1])
-    step = np.repeat(np.arange(8), counts)
-    err = rng.normal(size=len(step)) * np.sqrt(0.01 + 0.004 * (step + 1))
-    scales = step_scales(err, step, 8)
-    squares = np.array([np.mean(np.abs(err[step == s])) ** 2 for s in range(8)])
-    a, b = noise_and_drift(np.repeat(squares, counts), np.repeat(np.arange(1.0, 9.0), counts))
-    assert scales == pytest.approx(np.sqrt(a + b * np.arange(1, 9)), rel=1e-9)
-    plain = noise_and_drift(squares)
-    assert (a, b) != pytest.approx(plain, rel=1e-3)  # the counts change the fit here
-    assert noise_and_drift(squares, weights=np.full(8, 3.0)) == pytest.approx(plain)

@@ -32,9 +32,7 @@ from training.revenue.select import (
     BLEND,
     LONG_ORIGINS,
     MIN_LONG_ORIGINS,
-    candidate_records,
     conformal_table,
-    far_step_widths,
     long_origins,
     select,
 )
@@ -360,39 +358,3 @@ def test_widths_past_the_backtest_grow_with_the_drift_not_with_the_noise() -> No
     assert mixed[-1]["upper_80"] < grown < mixed[-1]["upper_80"] * np.sqrt(12 / 3)
     assert grown == pytest.approx(np.sqrt(0.04 + 0.01 * 12))
     assert widened(mixed, 1) == mixed[1]  # inside the table: the table's own row
-
-
-# --- widths of the far steps from the served method's own far errors -----------------------------
-
-
-def test_far_widths_come_from_the_choices_own_errors_at_the_far_steps() -> None:
-    """A choice judged on 3-month backtests that carries a year: its widths past step 3 are
-    read from its own errors there (the same origins, every complete month after them), not
-    extrapolated from the near steps. Naive on a steadily growing series errs in proportion to
-    the steps ahead, which a noise + drift fit to the first three steps underestimates."""
-    idx = pd.date_range("2021-01-01", periods=36, freq="MS")
-    rng = np.random.default_rng(11)
-    total = pd.Series(1000.0 * 1.04 ** np.arange(36) * np.exp(0.02 * rng.normal(size=36)), idx)
-    origins = list(idx[-10:-3])
-    rows = candidate_records(pd.DataFrame(), total, "month", origins, 3, ["naive", "mean"])
-    rows["blend"] = rows["naive"] * 1.5  # loses: naive is served
-    choice = select(rows, 3, ["blend", "naive", "mean"])
-    assert choice.champion == "naive" and len(choice.log_errors) == 3
-    table = far_step_widths(choice, pd.DataFrame(), total, "month", origins)
-    assert len(table) == 10  # the earliest origin has 10 complete months from it on
-    assert table[0]["upper_80"] > 0
-    for k in (5, 8):  # the real error there is larger than the near steps' extrapolation
-        assert table[k]["upper_80"] > 1.2 * widened(choice.log_errors, k)["upper_80"]
-    # an origin set that reaches no further than the near steps leaves the table as it was
-    assert far_step_widths(choice, pd.DataFrame(), total, "month", idx[-3:-2]) is choice.log_errors
-
-
-def test_a_choice_without_season_long_backtests_gets_widths_past_its_near_steps(
-    trained: tf.ForecastTrainingResult,
-) -> None:
-    """Three years of months: no season-long backtests, so what carries the far steps was
-    chosen on 3-month backtests; its widths reach past them from its own errors."""
-    last = trained.choices["month"][-1]
-    assert last.champion not in (BLEND, "series")
-    assert len(last.log_errors) > tf.HORIZON["month"]
-    assert trained.bundle.model("month").served[-1].errors == last.log_errors

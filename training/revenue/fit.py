@@ -70,7 +70,6 @@ from training.revenue.select import (
     MIN_LONG_ORIGINS,
     Choice,
     candidate_records,
-    far_step_widths,
     long_origins,
     select,
     served_path,
@@ -800,10 +799,6 @@ def choose_served(
         # near ones (fitted on nearly the whole history) choose what carries the far steps
         # (a served ensemble or simple method carries them itself).
         choices.append(select(rows, h, [SERIES, *METHODS], serve_from=h))
-    if len(starts) < MIN_LONG_ORIGINS and choices[-1].champion not in (BLEND, SERIES):
-        # What carries the far steps was judged on the near steps only: its widths there come
-        # from its own errors at those steps after the same origins, not an extrapolation.
-        choices[-1].log_errors = far_step_widths(choices[-1], history.deals, full, freq, origins)
     for choice in choices:
         if choice.champion not in (BLEND, SERIES):
             choice.path, choice.path_from = served_path(

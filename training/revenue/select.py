@@ -202,30 +202,6 @@ def long_origins(total: pd.Series, freq: str, horizon: int, every: int) -> list[
     return [pd.Timestamp(total.index[i]) for i in sorted(picks)]
 
 
-def far_step_widths(
-    choice: Choice,
-    deals: pd.DataFrame,
-    total: pd.Series,
-    freq: str,
-    origins: Sequence[pd.Timestamp],
-) -> list[dict[str, float]]:
-    """The widths of a choice that carries the steps past its near backtest, from its own
-    errors at those steps: each of the near ``origins`` is forecast up to a season ahead
-    (``LONG_HORIZON``) by the choice's own members and scored on every complete period of
-    ``total`` after it (the latest origins reach fewest steps). The near steps' errors are the
-    near backtest's; the far steps' replace an extrapolation from the near ones. Unchanged
-    table when no origin reaches past the near steps or a member does not run."""
-    rows = candidate_records(deals, total, freq, origins, LONG_HORIZON[freq], choice.members)
-    if rows.empty or any(m not in rows or rows[m].isna().any() for m in choice.members):
-        return choice.log_errors
-    rows = rows[rows["period_start"].isin(total.index)].reset_index(drop=True)
-    steps = int(rows["step"].max()) + 1 if len(rows) else 0
-    if steps <= len(choice.log_errors):
-        return choice.log_errors
-    pred = np.mean([rows[m].to_numpy(dtype=float) for m in choice.members], axis=0)
-    return conformal_table(rows, pred, choice.offset, steps)
-
-
 def conformal_table(
     rows: pd.DataFrame, pred: np.ndarray, offset: float, steps: int
 ) -> list[dict[str, float]]:

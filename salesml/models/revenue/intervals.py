@@ -9,9 +9,7 @@ nearly coincided), and nothing at all past the backtested steps. So the widths a
 
 1. the error's scale grows with the step ahead as noise + drift, ``s(k)² = a + b·k`` (step
    ``k`` 1-based, ``a, b ≥ 0``), fitted by least squares to each step's squared mean absolute
-   error (a mean of absolute errors: one wild origin moves it less than a mean of squares),
-   each step weighted by its number of errors (a backtest whose later origins reach fewer
-   steps ahead has few errors at its far steps; with equal counts, plain least squares);
+   error (a mean of absolute errors: one wild origin moves it less than a mean of squares);
 2. every error is divided by its step's scale and the standardised errors of **all** steps are
    pooled: one quantile is read from all of them, with the finite-sample ``(n + 1) / n``
    correction (the maximum when that level passes 1);
@@ -35,32 +33,29 @@ LEVELS = {"lower_95": 0.025, "lower_80": 0.1, "upper_80": 0.9, "upper_95": 0.975
 Z_RATIO = float(norm.ppf(0.975) / norm.ppf(0.9))
 
 
-def noise_and_drift(
-    squares: np.ndarray, k: np.ndarray | None = None, weights: np.ndarray | None = None
-) -> tuple[float, float]:
-    """Non-negative (weighted) least squares of ``squares ≈ a + b·k`` (``k`` defaults to
-    1 … n, ``weights`` to equal), in closed form."""
+def noise_and_drift(squares: np.ndarray, k: np.ndarray | None = None) -> tuple[float, float]:
+    """Non-negative least squares of ``squares ≈ a + b·k`` (``k`` defaults to 1 … n), in
+    closed form."""
     squares = np.asarray(squares, dtype=float)
     k = np.arange(1, len(squares) + 1, dtype=float) if k is None else np.asarray(k, float)
-    w = np.ones(len(squares)) if weights is None else np.asarray(weights, dtype=float)
     if len(squares) < 2:
         return 0.0, float(squares[0] / k[0]) if len(squares) else 0.0
-    b, a = np.polyfit(k, squares, 1, w=np.sqrt(w))
+    b, a = np.polyfit(k, squares, 1)
     if b < 0:
-        return float(np.average(squares, weights=w)), 0.0
+        return float(squares.mean()), 0.0
     if a < 0:
-        return 0.0, float((w * k * squares).sum() / (w * k * k).sum())
+        return 0.0, float((k * squares).sum() / (k * k).sum())
     return float(a), float(b)
 
 
 def step_scales(err: np.ndarray, step: np.ndarray, steps: int) -> np.ndarray:
     """``s(k) = √(a + b·k)`` for k = 1 … ``steps``, fitted to the squared mean absolute error
-    of each step that has errors (0-based ``step``; k = step + 1), weighted by their count."""
-    seen, counts = np.unique(step, return_counts=True)
+    of each step that has errors (0-based ``step``; k = step + 1)."""
+    seen = np.unique(step)
     if len(seen) == 0:
         return np.zeros(steps)
     squares = np.array([float(np.mean(np.abs(err[step == s]))) ** 2 for s in seen])
-    a, b = noise_and_drift(squares, seen + 1.0, counts)
+    a, b = noise_and_drift(squares, seen + 1.0)
     grid = np.arange(1, steps + 1, dtype=float)
     return np.sqrt(np.maximum(a + b * grid, 0.0))
 
