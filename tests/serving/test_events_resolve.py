@@ -101,7 +101,7 @@ def test_a_crm_close_date_of_a_closed_deal_is_its_close() -> None:
         "2024-05-02",
     )
     closing = event("deal.updated", status="won", closed_at="2024-01-02")
-    (won,) = resolve(closing, {**opened, "created_at": "2024-01-02T15:00:00"}, None, "hubspot")[
-        "deals"
-    ]
+    (won,) = resolve(
+        closing, {**opened, "created_at": "2024-01-02T15:00:00"}, None, source="hubspot"
+    )["deals"]
     assert won["closed_at"] == "2024-01-02T15:00:00"
