@@ -61,13 +61,6 @@ SIGNAL_MARGIN = 0.005
 MODEL_NAME = "lightgbm"
 # Rows of the holdout on which the global driver importance is measured (logged to MLflow).
 IMPORTANCE_ROWS = 20_000
-# Weekly snapshots of one deal a booster is fitted on at most (``thinned``): a deal's rows share
-# one outcome and carry weight 1/n each, yet every row costs a full pass in each round's
-# histograms, so a deal open for a year cost 52 rows for one outcome. A seeded draw of this
-# many of its weeks, weighted 1/4 each, keeps each deal's total weight and the ages it is seen
-# at in expectation. Fixed at 4 before any metric was read (issue 18 item 3: ~2.3x fewer rows
-# on salesml/synth's 30k history; docs/benchmarks.md has the before/after metrics).
-ROWS_PER_DEAL = 4
 
 
 @dataclass
@@ -142,7 +135,7 @@ def train_win_model(
     if snapshots is None:
         snapshots = build_snapshots(history, weekly_as_of_dates(history))
     split = temporal_split(snapshots, history)
-    params = lgb_params(len(thinned(split.train, seed)), seed)  # leaf sizes: rows fitted
+    params = lgb_params(len(split.train), seed)
     main, dropped, params = _fit_model(spec, split, params, seed)
     peer = _fit_peer(spec, split, seed, dropped)
     y_val = split.validation["label_won"].to_numpy(dtype=float)
@@ -233,13 +226,12 @@ def _fit_model(
     them would flatter every feature, noise included). The tree size (``LEAVES``) is chosen on
     the same cross-fit: the lower log loss per deal on the judging halves."""
     concepts = {f.name: f.concept for f in spec}
-    train = thinned(split.train, seed)  # every training deal, at most ROWS_PER_DEAL weeks
-    y_train = train["label_won"].to_numpy(dtype=float)
+    y_train = split.train["label_won"].to_numpy(dtype=float)
     deals = split.validation["deal_id"].unique()
     half = set(np.random.default_rng(seed).permutation(deals)[: len(deals) // 2])
     in_half = split.validation["deal_id"].isin(half).to_numpy()
 
-    weights = deal_weights(train)
+    weights = deal_weights(split.train)
     # The training rows binned once per feature set: every candidate (tree size, judging
     # half) reads the same bins, so building them again would only repeat the same work.
     built: dict[tuple[str, ...], tuple[FeatureContract, lgb.Dataset]] = {}
@@ -248,8 +240,8 @@ def _fit_model(
         features: list[str], validations: list[pd.DataFrame], settings: dict[str, Any]
     ) -> tuple[list[lgb.Booster], FeatureContract]:
         if tuple(features) not in built:
-            contract = _contract(spec, features, split.train)  # every level seen in training
-            matrix = contract.matrix(train)
+            contract = _contract(spec, features, split.train)
+            matrix = contract.matrix(split.train)
             data = lgb.Dataset(matrix, y_train, weight=weights, free_raw_data=False)
             built[tuple(features)] = contract, data
         contract, train_set = built[tuple(features)]
@@ -290,7 +282,6 @@ def _fit_model(
     fixed = {**params, "monotone_constraints": [MONOTONE.get(n, 0) for n in kept]}
 
     def fit(rows: pd.DataFrame, on: FeatureContract) -> lgb.Booster:
-        rows = thinned(rows, seed)  # every deal, as the rounds were chosen on
         y = rows["label_won"].to_numpy(dtype=float)
         data = lgb.Dataset(on.matrix(rows), y, weight=deal_weights(rows))
         return lgb.train(fixed, data, num_boost_round=rounds)
@@ -389,19 +380,6 @@ def deal_rate(rows: pd.DataFrame) -> float:
     won (Maven: 0.704 over snapshots against 0.660 over deals)."""
     y = rows["label_won"].to_numpy(dtype=float)
     return float(np.average(y, weights=deal_weights(rows)))
-
-
-def thinned(rows: pd.DataFrame, seed: int = 0, cap: int = ROWS_PER_DEAL) -> pd.DataFrame:
-    """Every deal of ``rows`` with at most ``cap`` of its snapshots, drawn at random (seeded),
-    in their original order. ``deal_weights`` of the result still gives each deal weight 1
-    (1/min(n, cap) per row), so the weighted loss is the same in expectation."""
-    if rows.empty:
-        return rows
-    draw = pd.DataFrame(
-        {"deal": rows["deal_id"].to_numpy(), "u": np.random.default_rng(seed).random(len(rows))}
-    )
-    rank = draw.groupby("deal", sort=False)["u"].rank(method="first").to_numpy()
-    return rows[rank <= cap]
 
 
 def one_row_per_deal(rows: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
