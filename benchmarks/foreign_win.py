@@ -525,9 +525,41 @@ def _row(
         "true_mean": None if oracle is None else float(np.mean(true_p)),
         "win_rate": float(np.mean(y)),
         "noise_top3": noise,
+        # ECE taken apart, for ours, the peer and the oracle alike (``calibration_decomposition``)
+        "decomposition": {
+            "ours": calibration_decomposition(y, ours),
+            "peer": calibration_decomposition(y, peer),
+            **({} if oracle is None else {"oracle": calibration_decomposition(y, true_p)}),
+        },
     }
     row["passes"] = _passes(row)
     return row
+
+
+def calibration_decomposition(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Where a model's ECE comes from, on the same deals: calibration in the large (mean
+    prediction minus win rate), the logistic recalibration ``logit P(won) = a + b logit p``
+    fitted on these outcomes (``a`` 0 and ``b`` 1 when calibrated; ``b`` above 1: too timid,
+    below: too bold), and the ECE left once the level alone is corrected (every prediction
+    moved by one log-odds shift so that the mean prediction equals the win rate). An ECE that
+    falls to about the floor when levelled is a miss in the large; one that does not is the
+    slope's (or the shape's)."""
+    from scipy.optimize import brentq
+    from scipy.special import expit, logit
+    from sklearn.linear_model import LogisticRegression
+
+    from salesml.models.evaluation import expected_calibration_error
+
+    z = np.asarray(logit(np.clip(p, 1e-6, 1 - 1e-6)), dtype=float)
+    fitted = LogisticRegression(C=1e6).fit(z[:, None], y)
+    shift = brentq(lambda d: float(np.mean(expit(z + d)) - np.mean(y)), -10.0, 10.0)
+    return {
+        "in_the_large": float(np.mean(p) - np.mean(y)),
+        "intercept": float(fitted.intercept_[0]),
+        "slope": float(fitted.coef_[0, 0]),
+        "level_shift": float(shift),
+        "ece_levelled": expected_calibration_error(y, expit(z + shift)),
+    }
 
 
 def _passes(r: dict[str, Any]) -> bool:
@@ -596,6 +628,26 @@ def markdown(rows: list[dict[str, Any]], header: bool = True) -> str:
     return "\n".join(lines)
 
 
+def decomposition_markdown(rows: list[dict[str, Any]]) -> str:
+    """Per case and model (ours, peer, oracle): ECE, mean prediction minus win rate, the
+    logistic recalibration's intercept and slope, and the ECE left when levelled
+    (``calibration_decomposition``)."""
+    lines = [
+        "| case | model | ECE | mean p − win rate | recalibration a | recalibration b "
+        "| level shift | ECE levelled |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ece = {"ours": r["ece"], "peer": r["peer_ece"], "oracle": r.get("oracle_ece")}
+        for name, d in r.get("decomposition", {}).items():
+            lines.append(
+                f"| {r['case']} | {name} | {ece[name]:.3f} | {d['in_the_large']:+.3f} | "
+                f"{d['intercept']:+.2f} | {d['slope']:.2f} | {d['level_shift']:+.2f} | "
+                f"{d['ece_levelled']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def _weighted_cell(r: dict[str, Any]) -> str:
     if r.get("ece_weighted") is None:
         return "—"
@@ -611,6 +663,7 @@ def main() -> None:
     seeds = tuple(int(s) for s in args.seeds.split(","))
     rows = foreign_rows(seeds, args.deals, args.only)
     print("\n" + markdown(rows))
+    print("\n" + decomposition_markdown(rows))
 
 
 if __name__ == "__main__":
