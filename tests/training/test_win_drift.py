@@ -24,11 +24,9 @@ from training.win.calibration_cohort import (
 from training.win.drift import (
     MIN_T,
     Cohorts,
-    deal_weights,
     drift_check,
     fit_candidate,
     fit_trend,
-    snapshot_weights,
 )
 
 START = pd.Timestamp("2024-01-01")
@@ -194,34 +192,3 @@ def test_the_cohort_candidate_is_a_platt_calibrator_moved_to_the_cohorts_level()
     assert not isinstance(plain, float) and not isinstance(moved, float)
     assert moved.to_params()["a"] == pytest.approx(plain.to_params()["a"])
     assert moved.to_params()["b"] > plain.to_params()["b"] + 0.2
-
-
-def test_snapshot_weights_keep_each_ages_win_rate_and_a_long_deal_near_one_deal() -> None:
-    """Won deals stay open longer. Weighted by ``snapshot_weights`` the rows at every position
-    (age) keep their own win rate, so the booster learns the odds at that age; weighted by
-    ``deal_weights`` (1 / the deal's own count) the won deals' rows weigh less at every age.
-    A long deal's rows weigh less than as many new deals (more than one deal, though)."""
-    rng = np.random.default_rng(0)
-    n = 2000
-    won = rng.random(n) < 0.5
-    count = np.where(won, rng.integers(4, 13, n), rng.integers(1, 7, n))
-    start = pd.Timestamp("2025-01-06")
-    weeks = np.concatenate([np.arange(c) for c in count])
-    frame = pd.DataFrame(
-        {
-            "deal_id": np.repeat(np.arange(n), count),
-            "as_of": start + pd.to_timedelta(7 * weeks, "D"),
-            "label_won": np.repeat(won.astype(float), count),
-        }
-    ).sample(frac=1.0, random_state=0)  # row order must not matter
-    position = frame.groupby("deal_id")["as_of"].rank(method="first").to_numpy() - 1
-    y = frame["label_won"].to_numpy()
-    ours, per_deal = snapshot_weights(frame), deal_weights(frame)
-    for k in (0, 2, 5):
-        at = position == k
-        assert np.average(y[at], weights=ours[at]) == pytest.approx(y[at].mean(), abs=1e-12)
-    first = position == 0
-    assert np.average(y[first], weights=per_deal[first]) < y[first].mean() - 0.1
-    ids = frame["deal_id"].to_numpy()
-    long_deal = ids == np.argmax(np.bincount(ids))  # 12 rows
-    assert ours[long_deal].sum() < 0.75 * long_deal.sum() * ours[first].mean()

@@ -308,34 +308,6 @@ def deal_weights(rows: pd.DataFrame) -> np.ndarray:
     return np.asarray(weights / weights.mean(), dtype=float)
 
 
-def snapshot_weights(rows: pd.DataFrame) -> np.ndarray:
-    """Training weights of snapshot rows that keep every deal counting about once *without*
-    reading how long it stayed open: a row that is its deal's ``k``-th snapshot (0-based, by
-    ``as_of``) weighs ``1 / E[n | n > k]``, the mean snapshot count among ``rows``' deals with
-    more than ``k`` of them; scaled to mean 1.
-
-    ``deal_weights`` (1 / the deal's own count) uses the deal's whole life, and so its outcome:
-    won deals stay open longer, so at any age their rows weigh less than the lost deals' rows
-    beside them and a booster fitted with them learns odds too low at every age (about the
-    ratio of won to lost cycle lengths: -0.25 on the log-odds at a deal's first week on the
-    flat generator, where won deals take 1.15 and lost 0.9 times the cycle). These weights
-    depend on the row's position alone (its age, a feature), so the probability of a win
-    given the features at that age is learnt without that bias. A long deal's rows weigh less
-    the older it is (the ``k``-th row ``E[n] / E[n | n > k]`` of a first row), but more than
-    one deal in all: a deal of 12 weekly rows among deals of 6.4 on average weighs about 8
-    first rows (12 unweighted; exactly one deal with ``deal_weights``)."""
-    if not len(rows):
-        return np.ones(0)
-    position = rows.groupby("deal_id", sort=False)["as_of"].rank(method="first").to_numpy() - 1
-    counts = np.sort(rows.groupby("deal_id", sort=False).size().to_numpy(dtype=float))
-    # mean of the counts above k: suffix sums over the sorted counts
-    above = np.concatenate([np.cumsum(counts[::-1])[::-1], [0.0]])
-    first = np.searchsorted(counts, position, side="right")
-    expected = above[first] / np.maximum(len(counts) - first, 1)
-    weights = 1.0 / expected
-    return np.asarray(weights / weights.mean(), dtype=float)
-
-
 def origins(first: pd.Timestamp, as_of: pd.Timestamp, step_days: float) -> list[pd.Timestamp]:
     """The check's inner as-ofs: ``first``, then every ``step_days`` while a whole step of
     new deals was created before ``as_of`` (at least ``first``)."""

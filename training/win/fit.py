@@ -39,14 +39,7 @@ from salesml.scoring import OLDEST_CLOSE_KEY
 from salesml.settings import Settings
 from training.data import TemporalSplit, temporal_split
 from training.win.baselines import fit_baselines
-from training.win.drift import (
-    Cohorts,
-    DriftCheck,
-    deal_weights,
-    drift_check,
-    fit_candidate,
-    snapshot_weights,
-)
+from training.win.drift import Cohorts, DriftCheck, deal_weights, drift_check, fit_candidate
 from training.win.peer import PEER_NAME, PEER_TREES, fit_peer, peer_features
 from training.win.screening import Fold, concept_screen, judged_log_loss
 
@@ -238,7 +231,7 @@ def _fit_model(
     half = set(np.random.default_rng(seed).permutation(deals)[: len(deals) // 2])
     in_half = split.validation["deal_id"].isin(half).to_numpy()
 
-    weights = snapshot_weights(split.train)
+    weights = deal_weights(split.train)
     # The training rows binned once per feature set: every candidate (tree size, judging
     # half) reads the same bins, so building them again would only repeat the same work.
     built: dict[tuple[str, ...], tuple[FeatureContract, lgb.Dataset]] = {}
@@ -290,7 +283,7 @@ def _fit_model(
 
     def fit(rows: pd.DataFrame, on: FeatureContract) -> lgb.Booster:
         y = rows["label_won"].to_numpy(dtype=float)
-        data = lgb.Dataset(on.matrix(rows), y, weight=snapshot_weights(rows))
+        data = lgb.Dataset(on.matrix(rows), y, weight=deal_weights(rows))
         return lgb.train(fixed, data, num_boost_round=rounds)
 
     return _calibrated(MODEL_NAME, contract, booster, rounds, fit, split), dropped, params
