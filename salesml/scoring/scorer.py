@@ -263,11 +263,13 @@ def _unseen_words(bundle: WinBundle, unknown: Unknown) -> dict[int, str]:
             shown = text.fmt(feature, float(typical))
             said = f"{name} unknown (no training deal lacked it): read as typical, {shown}"
         else:
-            reading = (
-                "as training deals without one"
-                if typical == MISSING_CATEGORY
-                else f"as the most common, '{typical}'"
-            )
+            if typical == MISSING_CATEGORY:
+                reading = "as training deals without one"
+            elif feature in seen.shares and bundle.codes_match_booster:
+                kinds = len(seen.shares[feature])
+                reading = f"at the middle of the deal's scores over the {kinds} values training saw"
+            else:
+                reading = f"as the most common, '{typical}'"
             said = (
                 f"{name} '{value}' was never seen in training: read as unknown ({reading})"
                 if value is not None

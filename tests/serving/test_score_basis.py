@@ -61,10 +61,13 @@ def test_the_api_answer_flags_a_deal_older_than_any_closed_one(
     as_of = workspace.history.exported_at
     old = as_of - pd.Timedelta(days=oldest + 30)
     young = as_of - pd.Timedelta(days=2)
+    # A product and a stage, as every training deal had (else the score says so too:
+    # tests/serving/test_unseen_inputs.py).
+    known = {"product": str(workspace.history.deals["product"].iloc[0]), "stage": "Discovery"}
     body = {
         "deals": [
-            {"deal": {"deal_id": "OLD-1", "created_at": f"{old:%Y-%m-%dT00:00:00}"}},
-            {"deal": {"deal_id": "NEW-1", "created_at": f"{young:%Y-%m-%dT00:00:00}"}},
+            {"deal": {"deal_id": "OLD-1", "created_at": f"{old:%Y-%m-%dT00:00:00}"} | known},
+            {"deal": {"deal_id": "NEW-1", "created_at": f"{young:%Y-%m-%dT00:00:00}"} | known},
         ]
     }
     response = client.post("/v1/deals/score", json=body, headers=headers(workspace, "writer"))

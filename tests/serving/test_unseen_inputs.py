@@ -12,12 +12,19 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
+from salesml.explain import text
 from salesml.models.calibration import PlattCalibrator
 from salesml.models.contract import FeatureContract
 from salesml.models.win.bundle import WinBundle
 from salesml.models.win.seen import SEEN_KEY, SeenInputs
 from salesml.scoring import BASIS_UNSEEN, Scorer, score_basis
+from serving.api.app import create_app
+from serving.api.schemas import NewDeal
+from serving.api.whatif import Change, build_index, whatif_rows
+from serving.keys import KeyStore
+from tests.serving.conftest import Workspace, headers, make_app_settings
 
 STAGES = ["Discovery", "Proposal", "Negotiation"]
 FEATURES = ["current_stage", "amount_vs_list_price", "lead_source", "days_since_last_activity"]
@@ -34,7 +41,7 @@ def _training_rows(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarr
     last activity sometimes NaN (no activity yet): wins rise with the stage, fall with the
     price ratio and with silence."""
     rng = np.random.default_rng(seed)
-    stage = rng.choice(STAGES, n, p=[0.5, 0.3, 0.2])
+    stage = rng.choice(STAGES, n, p=[0.4, 0.3, 0.3])
     ratio = rng.uniform(0.5, 1.5, n)
     source = rng.choice(["Web", "Referral", "missing"], n, p=[0.5, 0.3, 0.2])
     silence = np.where(rng.random(n) < 0.15, np.nan, rng.exponential(10, n))
@@ -119,20 +126,26 @@ def test_a_numeric_input_never_missing_in_training_is_read_as_its_median_not_zer
     assert str(warning[0]).startswith("amount vs list price unknown (no training deal lacked it)")
 
 
-def test_an_unseen_stage_is_read_as_the_most_common_and_named_in_the_warning(
+def test_an_unseen_stage_is_read_at_the_middle_of_the_deals_readings_and_named(
     bundles: tuple[WinBundle, WinBundle, pd.DataFrame],
 ) -> None:
-    new, old, _ = bundles
+    new, old, frame = bundles
     banana = _row(current_stage="Banana")
-    # Without the record an unseen stage goes right at every split: here, with Negotiation.
-    assert _p(old, banana) != _p(old, _row(current_stage="Discovery"))
-    assert _p(new, banana) == _p(new, _row(current_stage="Discovery"))
+    by_stage = {s: _p(new, _row(current_stage=s)) for s in STAGES}
+    # Training's shares (about 40 / 30 / 30 %) and the stage's effect rising from Discovery
+    # to Negotiation put the weighted median of the deal's readings at Proposal: neither the
+    # most common stage (Discovery, the lowest reading) nor, as LightGBM alone reads an unseen
+    # category, whichever stages its splits send right.
+    assert by_stage["Discovery"] < by_stage["Proposal"] < by_stage["Negotiation"]
+    assert (frame["current_stage"] == "Discovery").mean() < 0.5
+    assert _p(new, banana) == by_stage["Proposal"]
     basis, warning = score_basis(banana, new)
     assert basis.tolist() == [BASIS_UNSEEN]
     assert warning[0] == (
-        "stage 'Banana' was never seen in training: read as unknown (as the most common, "
-        "'Discovery')"
+        "stage 'Banana' was never seen in training: read as unknown (at the middle of the "
+        "deal's scores over the 3 values training saw)"
     )
+    assert score_basis(banana, old)[0].tolist() == ["model"]
 
 
 def test_an_unseen_category_is_read_as_missing_where_training_had_missing_values(
@@ -156,7 +169,8 @@ def test_several_unknown_inputs_are_named_together(
     assert basis.tolist() == [BASIS_UNSEEN]
     said = str(warning[0]).split("; ")
     assert said == [
-        "stage unknown (no training deal lacked one): read as the most common, 'Discovery'",
+        "stage unknown (no training deal lacked one): read at the middle of the deal's scores "
+        "over the 3 values training saw",
         "amount vs list price unknown (no training deal lacked it): read as typical, "
         f"{new.seen.typical['amount_vs_list_price']:.2f}×",  # type: ignore[union-attr]
     ]
@@ -187,10 +201,11 @@ def test_a_bundle_without_the_record_flags_nothing(
 def test_the_frame_path_reads_unknown_inputs_as_the_matrix_path_does(
     bundles: tuple[WinBundle, WinBundle, pd.DataFrame],
 ) -> None:
+    """(A booster coding categoricals otherwise is handed the frame; it reads an unseen stage
+    as the most common, having no float matrix to read the deal's scores on.)"""
     new, _, _ = bundles
     rows = pd.concat(
         [
-            _row(current_stage="Banana"),
             _row(amount_vs_list_price=np.nan),
             _row(lead_source="Webinar"),
             _row(),
@@ -214,3 +229,88 @@ def test_the_record_survives_a_save_and_load(
     assert loaded.seen == new.seen
     assert _p(loaded, row) == _p(new, row)
     assert replace(loaded, metadata={}).seen is None
+
+
+# --- the trained workspace: the API's new deal and a CRM event -------------------------------
+
+
+def _new_deal(workspace: Workspace, product: str | None) -> dict[str, object]:
+    deal: dict[str, object] = {
+        "created_at": f"{workspace.history.exported_at - pd.Timedelta(days=3):%Y-%m-%dT00:00:00}",
+        "owner_id": str(workspace.history.reps["owner_id"].iloc[0]),
+        "stage": "Discovery",
+        "amount": 20000.0,
+    }
+    return deal if product is None else deal | {"product": product}
+
+
+def test_a_new_deal_without_a_product_is_read_as_typical_and_flagged(
+    workspace: Workspace, client: TestClient
+) -> None:
+    bundle = workspace.model.bundle
+    seen = bundle.seen
+    assert seen is not None, "train records what the model saw"
+    assert seen.missing["product"] == 0  # every training deal had a product
+    product = str(workspace.history.deals["product"].dropna().iloc[0])
+    body = {"deals": [{"deal": _new_deal(workspace, p)} for p in (product, None)]}
+    response = client.post("/v1/deals/score", json=body, headers=headers(workspace, "writer"))
+    assert response.status_code == 200, response.text
+    priced, bare = response.json()["scores"]
+    assert priced["score_basis"] == "model" and priced["score_warning"] is None
+    assert bare["score_basis"] == BASIS_UNSEEN
+    assert (
+        "product unknown (no training deal lacked one): read as the most common"
+        in (bare["score_warning"])
+    )
+    # The score is the model's on the deal read with the typical values, not on a ratio of 0.
+    index = build_index(workspace.history)
+    new = NewDeal.model_validate(_new_deal(workspace, None))
+    rows = whatif_rows(index, [Change("\x00new-0", "n", "x", new=new)])
+    typical = rows.copy()
+    for name in bundle.features:
+        value = rows[name].iloc[0]
+        unseen = (
+            value not in bundle.vocabularies[name]
+            if bundle.kinds[name] == "categorical"
+            else pd.isna(value)
+        )
+        if unseen and name in seen.typical:
+            typical[name] = seen.typical[name]
+            if bundle.kinds[name] == "numeric":  # every such input is named
+                assert f"{text.label(name).lower()} unknown" in bare["score_warning"].lower()
+    unread = replace(bundle, metadata={})  # LightGBM's own reading: no record
+    assert bare["win_probability"] == pytest.approx(
+        float(Scorer(unread).predict(typical)["win_probability"].iloc[0]), abs=1e-12
+    )
+    ratio = [d for d in bare["drivers"] if d["feature"] == "amount_vs_list_price"]
+    assert all(d["text"].startswith("Amount vs list price unknown") for d in ratio)
+
+
+def test_a_stage_the_model_never_saw_by_event_is_read_as_unknown_and_flagged(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    home = workspace.copy_home(tmp_path / "home")
+    key = KeyStore.for_home(home).add("crm", ["events:write", "scores:read"])[1]
+    app = create_app(make_app_settings(home))
+    auth = {"X-API-Key": key}
+    with TestClient(app) as client:
+        deal_id = sorted(app.state.serving.snapshot().data.features.index)[1]
+        event = {
+            "event_id": "banana-1",
+            "type": "deal.stage_changed",
+            "occurred_at": "2026-04-01T10:00:00Z",
+            "deal": {"deal_id": deal_id, "stage": "Banana"},
+        }
+        answer = client.post("/v1/events", headers=auth, json={"events": [event]})
+        assert answer.status_code == 202, answer.text
+        seq = answer.json()["results"][0]["seq"]
+        assert app.state.events.wait_scored(seq, timeout=60, saved=True)
+        found = client.get(f"/v1/deals/{deal_id}", headers=auth)
+    assert found.status_code == 200, found.text
+    score = found.json()["score"]
+    assert found.json()["run_id"] == "event:banana-1"
+    assert score["score_basis"] in (BASIS_UNSEEN, "beyond_observed_ages")
+    assert "stage 'Banana' was never seen in training: read as unknown" in score["score_warning"]
+    stage = [d for d in score["drivers"] if d["feature"] == "current_stage"]
+    assert all(d["value"] is None and d["text"].startswith("Stage unknown") for d in stage)
+    assert not any("Banana" in d["text"] for d in score["drivers"])

@@ -97,7 +97,9 @@ class WinBundle:
     def read(self, matrix: np.ndarray) -> np.ndarray:
         """``FeatureContract.model_matrix`` rows with every input the model never saw in
         training read as typical (``SeenInputs.read``; unchanged without the record)."""
-        return matrix if self.seen is None else self.seen.read(matrix)
+        if self.seen is None:
+            return matrix
+        return self.seen.read(matrix, self.margin if self.booster is not None else None)
 
     def encode(self, name: str, column: pd.Series) -> np.ndarray:
         """One column of ``model_matrix`` (``FeatureContract.encode``)."""

@@ -12,7 +12,12 @@ unknown one is read as (``SeenInputs.fit``; the bundle's metadata, ``SEEN_KEY``)
 
 - a numeric feature never missing: its training median;
 - a categorical one: the category ``"missing"`` when training deals lacked a value (the model
-  learned what that means), else its most common category.
+  learned what that means); else, deal by deal, the category at the weighted median of the
+  deal's scores over every category training saw (weights: their training rows) — the deal
+  in the middle of its possible readings. The most common category would move it as far as
+  that category does (an unknown stage read as the most common, an early one: −20 points);
+  the median reading keeps an unknown from being a large driver either way. (A bundle whose
+  booster codes categoricals otherwise than its contract reads the most common category.)
 
 ``SeenInputs.read`` writes those readings into a model matrix before the booster, TreeSHAP and
 the actions' what-ifs see it (``WinBundle.model_matrix``), so every path scores one row alike;
@@ -23,6 +28,7 @@ the warning). A bundle without the record reads every value as LightGBM does.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +69,7 @@ class SeenInputs:
 
     missing: dict[str, int]
     typical: dict[str, Any]
+    shares: dict[str, dict[str, int]] = field(default_factory=dict)
     contract: FeatureContract | None = field(default=None, compare=False)
 
     @classmethod
@@ -70,6 +77,7 @@ class SeenInputs:
         """The record of the training ``rows`` a booster on ``contract`` was fitted on."""
         missing: dict[str, int] = {}
         typical: dict[str, Any] = {}
+        shares: dict[str, dict[str, int]] = {}
         for name in contract.features:
             column = rows[name]
             if contract.kinds[name] == "categorical":
@@ -85,17 +93,18 @@ class SeenInputs:
                     # The most common; ties go to the first in vocabulary order.
                     top = counts[counts == counts.max()].index
                     typical[name] = min(top, key=vocabulary.index)
+                    shares[name] = {str(k): int(v) for k, v in counts.items()}
             else:
                 values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
                 known = ~np.isnan(values)
                 missing[name] = int((~known).sum())
                 if missing[name] == 0 and known.any():
                     typical[name] = float(np.median(values[known]))
-        return cls(missing, typical, contract)
+        return cls(missing, typical, shares, contract)
 
     def as_dict(self) -> dict[str, Any]:
         """The record as plain JSON values (the bundle's ``metadata[SEEN_KEY]``)."""
-        return {"missing": dict(self.missing), "typical": dict(self.typical)}
+        return {"missing": self.missing, "typical": self.typical, "shares": self.shares}
 
     @classmethod
     def of(cls, metadata: dict[str, Any], contract: FeatureContract) -> SeenInputs | None:
@@ -103,7 +112,8 @@ class SeenInputs:
         doc = metadata.get(SEEN_KEY)
         if not isinstance(doc, dict):
             return None
-        return cls(dict(doc.get("missing", {})), dict(doc.get("typical", {})), contract)
+        shares = {k: dict(v) for k, v in doc.get("shares", {}).items()}
+        return cls(dict(doc.get("missing", {})), dict(doc.get("typical", {})), shares, contract)
 
     @functools.cached_property
     def _fill(self) -> tuple[np.ndarray, np.ndarray]:
@@ -123,9 +133,31 @@ class SeenInputs:
             columns.append(i)
         return np.asarray(columns, dtype=np.int64), np.asarray(values, dtype=np.float64)
 
-    def read(self, matrix: np.ndarray) -> np.ndarray:
+    @functools.cached_property
+    def _spread(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Column → the codes of the categories training saw and their row counts, for each
+        categorical feature no training row lacked (``read`` with a margin)."""
+        assert self.contract is not None
+        out = {}
+        for i, name in enumerate(self.contract.features):
+            vocabulary = self.contract.vocabularies.get(name, [])
+            counts = {k: v for k, v in self.shares.get(name, {}).items() if k in vocabulary}
+            if counts:
+                codes = np.asarray([vocabulary.index(k) for k in counts], dtype=np.float64)
+                out[i] = codes, np.asarray(list(counts.values()), dtype=np.float64)
+        return out
+
+    def read(
+        self, matrix: np.ndarray, margin: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
         """``matrix`` (``FeatureContract.model_matrix`` rows) with every value the model never
-        saw replaced by its typical reading; the same array when there is none."""
+        saw replaced by its typical reading; the same array when there is none.
+
+        With ``margin`` (the booster's, on such rows), a categorical feature no training row
+        lacked is read, row by row, as the category at the weighted median of the row's
+        margins over every category training saw (weights: their training rows): the deal at
+        the middle of its readings, where the most common category could move it far (an
+        early stage read for an unknown one: −20 points)."""
         columns, values = self._fill
         if not columns.size or not len(matrix):
             return matrix
@@ -134,7 +166,13 @@ class SeenInputs:
         if not unknown.any():
             return matrix
         out = matrix.copy()
+        spread = self._spread if margin is not None else {}
+        # The most common first, so each categorical is then read with the others read.
         out[:, columns] = np.where(unknown, values, block)
+        for j in [j for j, col in enumerate(columns.tolist()) if col in spread]:
+            rows = np.flatnonzero(unknown[:, j])
+            if rows.size and margin is not None:
+                out[rows, columns[j]] = _median_reading(out[rows], int(columns[j]), spread, margin)
         return out
 
     def read_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
@@ -173,3 +211,22 @@ def _value(value: Any) -> Any:
     if isinstance(value, str) and value == MISSING_CATEGORY:
         return None
     return value
+
+
+def _median_reading(
+    rows: np.ndarray,
+    column: int,
+    spread: dict[int, tuple[np.ndarray, np.ndarray]],
+    margin: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """Per row: the code at the weighted median of its margins over ``spread[column]``."""
+    codes, weights = spread[column]
+    k = len(codes)
+    stacked = np.repeat(rows, k, axis=0)
+    stacked[:, column] = np.tile(codes, len(rows))
+    margins = np.asarray(margin(stacked), dtype=np.float64).reshape(len(rows), k)
+    order = np.argsort(margins, axis=1, kind="stable")
+    cumulative = np.cumsum(weights[order], axis=1)
+    at = np.argmax(cumulative >= cumulative[:, -1:] / 2, axis=1)
+    chosen: np.ndarray = codes[order[np.arange(len(rows)), at]]
+    return chosen
