@@ -235,12 +235,20 @@ def test_the_record_survives_a_save_and_load(
 
 
 def _new_deal(workspace: Workspace, product: str | None) -> dict[str, object]:
+    """A new deal with every field an open deal of the history has (its owner, account, team,
+    region, source, type), created three days ago, with or without a product."""
+    history = workspace.history
+    deals = history.deals
+    like = deals[(deals["status"] == "open") & deals["account_id"].notna()].iloc[0]
     deal: dict[str, object] = {
-        "created_at": f"{workspace.history.exported_at - pd.Timedelta(days=3):%Y-%m-%dT00:00:00}",
-        "owner_id": str(workspace.history.reps["owner_id"].iloc[0]),
+        "created_at": f"{history.exported_at - pd.Timedelta(days=3):%Y-%m-%dT00:00:00}",
         "stage": "Discovery",
         "amount": 20000.0,
+        "expected_close_date": f"{history.exported_at + pd.Timedelta(days=30):%Y-%m-%d}",
     }
+    for name in ("owner_id", "account_id", "team", "region", "lead_source", "deal_type"):
+        if pd.notna(like[name]):
+            deal[name] = str(like[name])
     return deal if product is None else deal | {"product": product}
 
 
@@ -256,11 +264,10 @@ def test_a_new_deal_without_a_product_is_read_as_typical_and_flagged(
     response = client.post("/v1/deals/score", json=body, headers=headers(workspace, "writer"))
     assert response.status_code == 200, response.text
     priced, bare = response.json()["scores"]
-    assert priced["score_basis"] == "model" and priced["score_warning"] is None
+    assert priced["score_basis"] == "model", priced["score_warning"]
     assert bare["score_basis"] == BASIS_UNSEEN
-    assert (
-        "product unknown (no training deal lacked one): read as the most common"
-        in (bare["score_warning"])
+    assert bare["score_warning"].startswith(
+        "product unknown (no training deal lacked one): read at the middle of the deal's scores"
     )
     # The score is the model's on the deal read with the typical values, not on a ratio of 0.
     index = build_index(workspace.history)
@@ -278,9 +285,19 @@ def test_a_new_deal_without_a_product_is_read_as_typical_and_flagged(
             typical[name] = seen.typical[name]
             if bundle.kinds[name] == "numeric":  # every such input is named
                 assert f"{text.label(name).lower()} unknown" in bare["score_warning"].lower()
+    # The product: the one at the weighted median of the deal's scores over every product
+    # training saw (weights: their training rows).
     unread = replace(bundle, metadata={})  # LightGBM's own reading: no record
-    assert bare["win_probability"] == pytest.approx(
-        float(Scorer(unread).predict(typical)["win_probability"].iloc[0]), abs=1e-12
+    shares = seen.shares["product"]
+    tried = pd.concat([typical.assign(product=name) for name in shares])
+    scores = Scorer(unread).predict(tried)["win_probability"].to_numpy()
+    order = np.argsort(scores, kind="stable")
+    weights = np.asarray(list(shares.values()), dtype=float)[order]
+    middle = scores[order][np.argmax(np.cumsum(weights) >= weights.sum() / 2)]
+    assert bare["win_probability"] == pytest.approx(float(middle), abs=1e-12)
+    # Not LightGBM's reading of the same row (product NaN: right at every product split).
+    assert bare["win_probability"] != pytest.approx(
+        float(Scorer(unread).predict(rows)["win_probability"].iloc[0]), abs=1e-9
     )
     ratio = [d for d in bare["drivers"] if d["feature"] == "amount_vs_list_price"]
     assert all(d["text"].startswith("Amount vs list price unknown") for d in ratio)
