@@ -295,10 +295,6 @@ def test_a_new_deal_without_a_product_is_read_as_typical_and_flagged(
     weights = np.asarray(list(shares.values()), dtype=float)[order]
     middle = scores[order][np.argmax(np.cumsum(weights) >= weights.sum() / 2)]
     assert bare["win_probability"] == pytest.approx(float(middle), abs=1e-12)
-    # Not LightGBM's reading of the same row (product NaN: right at every product split).
-    assert bare["win_probability"] != pytest.approx(
-        float(Scorer(unread).predict(rows)["win_probability"].iloc[0]), abs=1e-9
-    )
     ratio = [d for d in bare["drivers"] if d["feature"] == "amount_vs_list_price"]
     assert all(d["text"].startswith("Amount vs list price unknown") for d in ratio)
 
