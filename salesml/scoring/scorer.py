@@ -101,7 +101,7 @@ class Scorer:
                 # ``take`` gives ``features[names]`` at a fifth of its cost on a live row.
                 features = features.take(read, axis=1)
             if matrix is not encoded:  # some input was read as typical
-                features = _unseen_as_unknown(bundle, features, encoded)
+                features = unseen_as_unknown(bundle, features, encoded)
             out |= explain_arrays(bundle, features, top=top, matrix=matrix, margin=margin)
         return out, encoded
 
@@ -279,7 +279,7 @@ def _unseen_words(bundle: WinBundle, unknown: Unknown) -> dict[int, str]:
     return {row: "; ".join(said) for row, said in parts.items()}
 
 
-def _unseen_as_unknown(
+def unseen_as_unknown(
     bundle: WinBundle, features: pd.DataFrame, encoded: np.ndarray | None
 ) -> pd.DataFrame:
     """``features`` with each category the model never saw blanked, so the drivers say the
