@@ -100,9 +100,14 @@ class Scorer:
             if len(read) < len(features.columns):
                 # ``take`` gives ``features[names]`` at a fifth of its cost on a live row.
                 features = features.take(read, axis=1)
+            given = matrix
             if matrix is not encoded:  # some input was read as typical
                 features = unseen_as_unknown(bundle, features, encoded)
-            out |= explain_arrays(bundle, features, top=top, matrix=matrix, margin=margin)
+                # The actions' rules read the deal's values from a matrix they are given (an
+                # unknown close date, read as typical, would not ask for one): they and the
+                # drivers read the frame, which ``model_matrix`` reads as this matrix is.
+                given = None
+            out |= explain_arrays(bundle, features, top=top, matrix=given, margin=margin)
         return out, encoded
 
     def save(self, path: Path) -> Path:
