@@ -105,7 +105,8 @@ def phrase(
 
 def _statement(feature: str, value: Any, typical: Mapping[str, Any] | None) -> str:
     if isinstance(value, str) or (value is None and typical and "mode" in typical):
-        text = f"{label(feature)}: {value if value is not None else 'missing'}"
+        # No value (or one the model never saw, blanked by the scorer): say it is unknown.
+        text = f"{label(feature)}: {value}" if value is not None else f"{label(feature)} unknown"
         if typical and "mode" in typical:
             rate = typical.get("win_rate", {}).get(str(value))
             extra = f"win rate {rate:.0%}; " if rate is not None else ""

@@ -6,6 +6,7 @@
 
 from salesml.scoring.scorer import (
     BASIS_BEYOND,
+    BASIS_UNSEEN,
     DRIVERS_SHOWN,
     EXPLAIN_COLUMNS,
     OLDEST_CLOSE_KEY,
@@ -20,6 +21,7 @@ from salesml.scoring.scorer import (
 
 __all__ = [
     "BASIS_BEYOND",
+    "BASIS_UNSEEN",
     "DRIVERS_SHOWN",
     "EXPLAIN_COLUMNS",
     "OLDEST_CLOSE_KEY",

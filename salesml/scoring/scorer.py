@@ -18,12 +18,14 @@ import numpy as np
 import pandas as pd
 
 from salesml.actions.engine import frame_values
+from salesml.explain import text
 from salesml.explain.api import explain_arrays
 from salesml.kpis.pipeline import list_prices as product_list_prices
 from salesml.models.contract import float_column, object_values
 from salesml.models.registry import CHAMPION, WIN_MODEL_NAME, registered_artifact
 from salesml.models.timing.bundle import TimingBundle
 from salesml.models.win.bundle import WinBundle, to_score
+from salesml.models.win.seen import MISSING_CATEGORY, Unknown
 
 FEW_ROWS = 64  # up to this many rows (a live scoring batch), per-row lookups beat pandas
 TIMING_DIR = "timing"  # the timing model's folder inside the win model's bundle folder
@@ -74,12 +76,15 @@ class Scorer:
     def _columns(
         self, features: pd.DataFrame, explain: bool, top: int | None
     ) -> tuple[dict[str, Any], np.ndarray | None]:
-        """``columns``, and the rows' model matrix when one was built (the timing model
-        re-uses its columns)."""
+        """``columns``, and the rows' model matrix as encoded, before inputs the model never
+        saw are read as typical, when one was built (the timing model re-uses its columns,
+        ``score_basis`` finds those inputs in it)."""
         bundle = self.bundle
         # One model matrix (and one margin) for the score, the contributions and the actions'
-        # what-ifs.
-        matrix = bundle.model_matrix(features) if bundle.codes_match_booster else None
+        # what-ifs; inputs the model never saw in training read as typical (``WinBundle.read``).
+        # The timing model is handed the matrix as encoded, before that reading.
+        encoded = bundle.contract.model_matrix(features) if bundle.codes_match_booster else None
+        matrix = None if encoded is None else bundle.read(encoded)
         margin = None
         if bundle.booster is None:
             probability = np.full(len(features), bundle.base_rate)
@@ -96,8 +101,15 @@ class Scorer:
             if len(read) < len(features.columns):
                 # ``take`` gives ``features[names]`` at a fifth of its cost on a live row.
                 features = features.take(read, axis=1)
-            out |= explain_arrays(bundle, features, top=top, matrix=matrix, margin=margin)
-        return out, matrix
+            given = matrix
+            if matrix is not encoded:  # some input was read as typical
+                features = unseen_as_unknown(bundle, features, encoded)
+                # The actions' rules read the deal's values from a matrix they are given (an
+                # unknown close date, read as typical, would not ask for one): they and the
+                # drivers read the frame, which ``model_matrix`` reads as this matrix is.
+                given = None
+            out |= explain_arrays(bundle, features, top=top, matrix=given, margin=margin)
+        return out, encoded
 
     def save(self, path: Path) -> Path:
         """Write the win bundle into ``path`` and the timing model into ``path/timing``."""
@@ -201,30 +213,98 @@ BASIS_AMOUNT, BASIS_LIST_PRICE = "amount", "list_price"
 # rate (a constant model), or nothing the data supports — the deal has been open longer than
 # any training deal was when it closed, an age no outcome was ever observed at
 # (``score_warning`` then says so in words). The model stores that age at training
-# (``OLDEST_CLOSE_KEY`` in its metadata); a model without it flags nothing.
+# (``OLDEST_CLOSE_KEY`` in its metadata); a model without it flags nothing. Or the model
+# read an input it never saw in training — an unseen category, or no value where every training
+# deal had one — as typical (``salesml.models.win.seen``): ``unseen_input``, the warning naming
+# those inputs (an age beyond the observed ones takes the basis; the warning names both).
 SCORE_BASIS_COLUMNS = ["score_basis", "score_warning"]
 BASIS_MODEL, BASIS_BASE_RATE, BASIS_BEYOND = "model", "base_rate", "beyond_observed_ages"
+BASIS_UNSEEN = "unseen_input"
 OLDEST_CLOSE_KEY = "oldest_close_age_days"
 
 
-def score_basis(features: pd.DataFrame, bundle: WinBundle) -> tuple[np.ndarray, np.ndarray]:
-    """``score_basis`` and ``score_warning`` per row of ``features`` (see ``BASIS_BEYOND``)."""
+def score_basis(
+    features: pd.DataFrame, bundle: WinBundle, matrix: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``score_basis`` and ``score_warning`` per row of ``features`` (see ``BASIS_BEYOND``,
+    ``BASIS_UNSEEN``); ``matrix``: their ``bundle.contract.model_matrix``, when the caller
+    has it."""
     n = len(features)
     basis = np.full(n, BASIS_MODEL if bundle.booster is not None else BASIS_BASE_RATE, object)
     warning = np.full(n, None, dtype=object)
+    if n == 0:
+        return basis, warning
+    if bundle.booster is not None and bundle.seen is not None:
+        if matrix is None:
+            matrix = bundle.contract.model_matrix(features)
+        unknown = bundle.seen.unknown(matrix, features)
+        for row, words in _unseen_words(bundle, unknown).items():
+            basis[row] = BASIS_UNSEEN
+            warning[row] = words
     oldest = bundle.metadata.get(OLDEST_CLOSE_KEY)
-    if oldest is None or "age_days" not in features or n == 0:
+    if oldest is None or "age_days" not in features:
         return basis, warning
     age = float_column(features, "age_days")
     beyond = np.flatnonzero(age > float(oldest))  # NaN ages compare False: not flagged
-    basis[beyond] = BASIS_BEYOND
     for i in beyond:
-        warning[i] = (
+        words = (
             f"open {age[i]:.0f} days, longer than any training deal lasted before it closed "
             f"({float(oldest):.0f} days): no outcome was observed at this age, so the win "
             "probability is an extrapolation the data does not support"
         )
+        warning[i] = words if basis[i] != BASIS_UNSEEN else f"{words}; {warning[i]}"
+    basis[beyond] = BASIS_BEYOND
     return basis, warning
+
+
+def _unseen_words(bundle: WinBundle, unknown: Unknown) -> dict[int, str]:
+    """Row → the warning naming the inputs of ``unknown`` and how each was read."""
+    seen = bundle.seen
+    assert seen is not None
+    parts: dict[int, list[str]] = {}
+    for row, feature, value in zip(
+        unknown.rows.tolist(), unknown.features, unknown.values, strict=True
+    ):
+        name = text.label(feature)
+        name = name[0].lower() + name[1:]
+        typical = seen.typical[feature]
+        if bundle.kinds[feature] != "categorical":
+            shown = text.fmt(feature, float(typical))
+            said = f"{name} unknown (no training deal lacked it): read as typical, {shown}"
+        else:
+            if typical == MISSING_CATEGORY:
+                reading = "as training deals without one"
+            elif feature in seen.shares and bundle.codes_match_booster:
+                kinds = len(seen.shares[feature])
+                reading = f"at the middle of the deal's scores over the {kinds} values training saw"
+            else:
+                reading = f"as the most common, '{typical}'"
+            said = (
+                f"{name} '{value}' was never seen in training: read as unknown ({reading})"
+                if value is not None
+                else f"{name} unknown (no training deal lacked one): read {reading}"
+            )
+        parts.setdefault(row, []).append(said)
+    return {row: "; ".join(said) for row, said in parts.items()}
+
+
+def unseen_as_unknown(
+    bundle: WinBundle, features: pd.DataFrame, encoded: np.ndarray | None
+) -> pd.DataFrame:
+    """``features`` with each category the model never saw blanked, so the drivers say the
+    value is unknown (the model reads it as typical, not as the deal's own value)."""
+    if encoded is None or bundle.seen is None:
+        return features
+    unknown = bundle.seen.unknown(encoded, features)
+    blanked: dict[str, np.ndarray] = {}
+    for row, feature, value in zip(
+        unknown.rows.tolist(), unknown.features, unknown.values, strict=True
+    ):
+        if value is not None and bundle.kinds[feature] == "categorical":
+            blanked.setdefault(feature, np.zeros(len(features), dtype=bool))[row] = True
+    if not blanked:
+        return features
+    return features.assign(**{f: features[f].mask(rows) for f, rows in blanked.items()})
 
 
 def score_features(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -254,7 +334,7 @@ def score_columns(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) ->
     rows["score"] = np.asarray(predicted["score"])
     rows["model_version"] = model.version
     rows["as_of"] = as_of
-    basis, warning = score_basis(features, model.bundle)
+    basis, warning = score_basis(features, model.bundle, matrix)
     # Text columns as pandas' str dtype whatever their content: a slice without any warning
     # must give the same column as one with some (batch slices, workers, score runs).
     rows["score_basis"], rows["score_warning"] = pd.array(basis, "str"), pd.array(warning, "str")

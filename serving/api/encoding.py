@@ -98,7 +98,7 @@ _ROW_FIELDS: dict[str, Any] = {
     "days_to_close_high": _float,
     "expected_revenue": _float,
     "expected_revenue_basis": _choice("amount", "list_price"),
-    "score_basis": _choice("model", "base_rate", "beyond_observed_ages"),
+    "score_basis": _choice("model", "base_rate", "beyond_observed_ages", "unseen_input"),
     "score_warning": _str,
 }
 

@@ -264,11 +264,16 @@ class ScoreRow(BaseModel):
     expected_revenue_basis: Literal["amount", "list_price"] | None = Field(
         default=None, description="What expected_revenue multiplies: amount or list_price."
     )
-    score_basis: Literal["model", "base_rate", "beyond_observed_ages"] | None = Field(
-        default=None,
-        description="What the win probability rests on: the model's reading of the deal, the "
-        "base rate (a constant model), or beyond_observed_ages (the deal has been open longer "
-        "than any training deal was when it closed: an extrapolation, see score_warning).",
+    score_basis: Literal["model", "base_rate", "beyond_observed_ages", "unseen_input"] | None = (
+        Field(
+            default=None,
+            description="What the win probability rests on: the model's reading of the deal, "
+            "the base rate (a constant model), beyond_observed_ages (the deal has been open "
+            "longer than any training deal was when it closed: an extrapolation) or "
+            "unseen_input (an input the model never saw in training, such as an unseen stage "
+            "or no product where every training deal had one, read as typical); see "
+            "score_warning.",
+        )
     )
     score_warning: str | None = Field(
         default=None, description="Why the score is not supported by the data, in words."

@@ -21,6 +21,7 @@ from salesml.explain import (
 )
 from salesml.explain.drivers import log_odds_contributions
 from salesml.models.win.bundle import WinBundle
+from salesml.models.win.seen import SEEN_KEY
 from salesml.scoring import Scorer
 from tests.helpers.history import synthetic_workspace
 from training.win.fit import WinTrainingResult, train_win_model
@@ -60,9 +61,12 @@ def test_contributions_add_up_to_the_shown_probability(
 def test_fast_engine_equals_lightgbm_pred_contrib(
     trained: tuple[WinTrainingResult, History], scoring: pd.DataFrame
 ) -> None:
-    bundle = trained[0].bundle
+    # Without the training record, unseen categories and missing values reach the trees and
+    # take their default paths (with it they are read as typical before: SeenInputs).
+    meta = {k: v for k, v in trained[0].bundle.metadata.items() if k != SEEN_KEY}
+    bundle = replace(trained[0].bundle, metadata=meta)
     rows = pd.concat([trained[0].split.holdout.head(1500), scoring])
-    odd = rows.head(50).copy()  # unseen categories and missing values take the default paths
+    odd = rows.head(50).copy()
     odd["product"] = "never seen"
     odd["days_since_last_activity"] = np.nan
     odd["amount"] = 0.0

@@ -154,7 +154,7 @@ def test_every_answer_is_typed_in_the_openapi_schema(client: TestClient) -> None
     assert row["actions"]["anyOf"][0]["items"] == {"$ref": "#/components/schemas/Action"}
     assert {"concept", "contribution", "text"} <= set(schemas["Driver"]["properties"])
     basis = row["score_basis"]["anyOf"][0]
-    assert basis["enum"] == ["model", "base_rate", "beyond_observed_ages"]
+    assert basis["enum"] == ["model", "base_rate", "beyond_observed_ages", "unseen_input"]
     assert row["score_warning"]["anyOf"][0] == {"type": "string"}
     kpis = schemas["KpiResponse"]["properties"]
     assert kpis["groups"]["items"] == {"$ref": "#/components/schemas/KpiBlock"}

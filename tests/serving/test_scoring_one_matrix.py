@@ -24,6 +24,7 @@ from salesml.scoring.scorer import (
     EXPLAIN_INFO,
     Scorer,
     score_columns,
+    unseen_as_unknown,
 )
 from serving.api.whatif import DataIndex, build_index, whatif_rows
 from tests.serving.conftest import Workspace
@@ -57,7 +58,10 @@ def _frame_by_frame(features: pd.DataFrame, model: Scorer, as_of: pd.Timestamp) 
     probability = bundle.predict(features)["win_probability"].to_numpy()
     read = [c for c in features.columns if c in bundle.features or c in EXPLAIN_INFO]
     out = {"win_probability": probability}
-    out |= explain_arrays(bundle, features[read], top=DRIVERS_SHOWN)
+    # Categories the model never saw are blanked for the drivers and actions (they are read
+    # as unknown: docs/win-model.md step 9), as ``score_columns`` does.
+    shown = unseen_as_unknown(bundle, features[read], bundle.contract.model_matrix(features))
+    out |= explain_arrays(bundle, shown, top=DRIVERS_SHOWN)
     amount = features["amount"].to_numpy(dtype=float)
     basis = np.where(np.isnan(amount), None, BASIS_AMOUNT).astype(object)
     if model.prices is not None:

@@ -34,6 +34,7 @@ from salesml.models.calibration import Calibrator, select_calibrator
 from salesml.models.contract import FeatureContract
 from salesml.models.evaluation import binary_metrics, reliability_curve
 from salesml.models.win.bundle import WinBundle
+from salesml.models.win.seen import SEEN_KEY, SeenInputs
 from salesml.schemas import ATTRIBUTE_PREFIX
 from salesml.scoring import OLDEST_CLOSE_KEY
 from salesml.settings import Settings
@@ -492,6 +493,8 @@ def _refit(
         calibrator = select_calibrator(scores, y, candidates=(chosen.calibrator.name,))[0]
         contract = _contract(spec, chosen.features, labelled)
         booster = chosen.fit(labelled, contract)
+        # What the served booster saw: a score reads an input it never saw as typical.
+        metadata[SEEN_KEY] = SeenInputs.fit(labelled, contract).as_dict()
         served_score = _scorer(booster, contract)
         drift = _drift_calibrator(chosen, split, scores, as_of, metadata, cohorts, served_score)
         calibrator = drift or calibrator

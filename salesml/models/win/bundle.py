@@ -23,6 +23,7 @@ import pandas as pd
 from salesml.jsonio import dumps_exact
 from salesml.models.calibration import Calibrator, calibrator_from_params
 from salesml.models.contract import FeatureContract, read_document
+from salesml.models.win.seen import SeenInputs
 
 BUNDLE_FORMAT = 1
 BUNDLE_JSON = "bundle.json"
@@ -77,13 +78,28 @@ class WinBundle:
         """The feature contract the booster was trained on."""
         return FeatureContract(self.features, self.kinds, self.vocabularies, self.spec_version)
 
+    @functools.cached_property
+    def seen(self) -> SeenInputs | None:
+        """What the model saw in training (``salesml.models.win.seen``; None: not recorded)."""
+        return SeenInputs.of(self.metadata, self.contract)
+
     def matrix(self, features: pd.DataFrame) -> pd.DataFrame:
-        """The model's input (``FeatureContract.matrix``)."""
-        return self.contract.matrix(features)
+        """The model's input (``FeatureContract.matrix``), inputs it never saw read as typical
+        (``SeenInputs.read``)."""
+        frame = self.contract.matrix(features)
+        return frame if self.seen is None else self.seen.read_frame(frame)
 
     def model_matrix(self, features: pd.DataFrame) -> np.ndarray:
-        """The model's input as LightGBM sees it (``FeatureContract.model_matrix``)."""
-        return self.contract.model_matrix(features)
+        """The model's input as LightGBM sees it (``FeatureContract.model_matrix``), inputs it
+        never saw read as typical (``read``)."""
+        return self.read(self.contract.model_matrix(features))
+
+    def read(self, matrix: np.ndarray) -> np.ndarray:
+        """``FeatureContract.model_matrix`` rows with every input the model never saw in
+        training read as typical (``SeenInputs.read``; unchanged without the record)."""
+        if self.seen is None:
+            return matrix
+        return self.seen.read(matrix, self.margin if self.booster is not None else None)
 
     def encode(self, name: str, column: pd.Series) -> np.ndarray:
         """One column of ``model_matrix`` (``FeatureContract.encode``)."""
