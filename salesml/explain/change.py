@@ -28,6 +28,63 @@ def _drivers(text: Any) -> dict[str, float]:
     return {str(d["concept"]): float(d["contribution"]) for d in items}
 
 
+def _attributed(d: dict[str, Any], with_base: bool, top: int | None) -> dict[str, Any]:
+    """One deal's row of ``attribute_change`` from its merged record (``<column>_old`` and
+    ``<column>_new``; ``drivers_base_*`` read when ``with_base``)."""
+    change = (d["win_probability_new"] - d["win_probability_old"]) * 100
+    model_changed = str(d["model_version_old"]) != str(d["model_version_new"])
+    before, after = _drivers(d["drivers_old"]), _drivers(d["drivers_new"])
+    parts = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in dict.fromkeys([*after, *before])}
+    items = sorted(parts.items(), key=lambda kv: -abs(kv[1]))
+    kept = items if top is None else items[:top]
+    attribution = [{"driver": k, "change_points": v} for k, v in kept]
+    explained = sum(v for _, v in kept)
+    if model_changed and with_base:
+        base = float(d["drivers_base_new"]) - float(d["drivers_base_old"])
+        attribution.append({"driver": MODEL_CHANGE, "change_points": base})
+        explained += base
+    rest = change - explained
+    if abs(rest) > 1e-9:
+        label = MODEL_CHANGE if model_changed and not with_base else OTHER
+        attribution.append({"driver": label, "change_points": rest})
+    return {
+        "deal_id": d["deal_id"],
+        "old_probability": d["win_probability_old"],
+        "new_probability": d["win_probability_new"],
+        "change_points": change,
+        "model_changed": model_changed,
+        "attribution": attribution,
+    }
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def attribute_pairs(
+    pairs: dict[str, tuple[dict[str, Any], dict[str, Any]]], top: int | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """``deal_id -> attribution`` of each deal's (old row, new row) pair (dicts with the
+    columns of ``attribute_change``'s frames): ``attribute_change`` of the frames those rows
+    make, without the frames — a few pairs, where the DataFrame work costs more than the
+    values. As there: ``drivers_base`` is read only when every row has one, and a pair
+    without both probabilities is left out."""
+    with_base = all(
+        not _missing(row.get("drivers_base")) for pair in pairs.values() for row in pair
+    )
+    out = {}
+    for deal, (old, new) in pairs.items():
+        if _missing(old.get("win_probability")) or _missing(new.get("win_probability")):
+            continue
+        merged = {"deal_id": deal}
+        for column in ("win_probability", "model_version", "drivers", "drivers_base"):
+            merged[f"{column}_old"], merged[f"{column}_new"] = old.get(column), new.get(column)
+        for side in ("old", "new"):
+            merged[f"win_probability_{side}"] = float(merged[f"win_probability_{side}"])
+        out[deal] = _attributed(merged, with_base, top)["attribution"]
+    return out
+
+
 def attribute_change(old: pd.DataFrame, new: pd.DataFrame, top: int | None = 3) -> pd.DataFrame:
     """One row per deal in both runs.
 
@@ -41,36 +98,7 @@ def attribute_change(old: pd.DataFrame, new: pd.DataFrame, top: int | None = 3) 
     both = old[cols + extra].merge(
         new[cols + extra], on="deal_id", suffixes=("_old", "_new"), validate="one_to_one"
     )
-    rows = []
-    for d in both.to_dict("records"):
-        change = (d["win_probability_new"] - d["win_probability_old"]) * 100
-        model_changed = str(d["model_version_old"]) != str(d["model_version_new"])
-        before, after = _drivers(d["drivers_old"]), _drivers(d["drivers_new"])
-        parts = {
-            k: after.get(k, 0.0) - before.get(k, 0.0) for k in dict.fromkeys([*after, *before])
-        }
-        items = sorted(parts.items(), key=lambda kv: -abs(kv[1]))
-        kept = items if top is None else items[:top]
-        attribution = [{"driver": k, "change_points": v} for k, v in kept]
-        explained = sum(v for _, v in kept)
-        if model_changed and extra:
-            base = float(d["drivers_base_new"]) - float(d["drivers_base_old"])
-            attribution.append({"driver": MODEL_CHANGE, "change_points": base})
-            explained += base
-        rest = change - explained
-        if abs(rest) > 1e-9:
-            label = MODEL_CHANGE if model_changed and not extra else OTHER
-            attribution.append({"driver": label, "change_points": rest})
-        rows.append(
-            {
-                "deal_id": d["deal_id"],
-                "old_probability": d["win_probability_old"],
-                "new_probability": d["win_probability_new"],
-                "change_points": change,
-                "model_changed": model_changed,
-                "attribution": attribution,
-            }
-        )
+    rows = [_attributed(d, bool(extra), top) for d in both.to_dict("records")]
     return pd.DataFrame(
         rows,
         columns=[

@@ -41,7 +41,7 @@ import pandas as pd
 
 from features.history import History, _canonical, to_naive_utc
 from salesml.errors import WarehouseError
-from salesml.explain import attribute_change
+from salesml.explain import attribute_pairs
 from salesml.importers.validate import Limits
 from salesml.schemas import ATTRIBUTE_PREFIX, TABLES
 from serving.api.answers import probability_move
@@ -1054,23 +1054,11 @@ def _attributions(pairs: dict[str, tuple[dict[str, Any], dict[str, Any]]]) -> di
     """Driver attribution of each deal's change, in one call for all of them."""
     if not pairs:
         return {}
-    cols = ["win_probability", "model_version", "drivers", "drivers_base"]
-    old = pd.DataFrame(
-        [{"deal_id": d, **{c: p.get(c) for c in cols}} for d, (p, _) in pairs.items()]
-    )
-    new = pd.DataFrame(
-        [{"deal_id": d, **{c: q.get(c) for c in cols}} for d, (_, q) in pairs.items()]
-    )
-    if old["drivers_base"].isna().any() or new["drivers_base"].isna().any():
-        old, new = old.drop(columns="drivers_base"), new.drop(columns="drivers_base")
-    old = old.dropna(subset=["win_probability"])
-    new = new.dropna(subset=["win_probability"])
-    try:
-        table = attribute_change(old, new, top=None)
+    try:  # the pairs' dicts as they are: a few deals, where frames cost more than the values
+        return attribute_pairs(pairs, top=None)
     except Exception:  # an attribution failure must not hold back the score
         log.warning("driver attribution failed for live scores")
         return {}
-    return dict(zip(table["deal_id"], table["attribution"], strict=True))
 
 
 def live_answers(run: RunView, scores: Sequence[LiveScore]) -> dict[str, tuple[str | None, bytes]]:
