@@ -544,13 +544,16 @@ def _bin_extra(
         if isinstance(as_of, pd.Series)
         else np.full(len(row), pd.Timestamp(as_of).to_datetime64().astype("datetime64[us]"))
     )
-    start_at = pd.DatetimeIndex(when + (starts * 86_400e6).astype("timedelta64[us]"))
-    mid_at = start_at + pd.to_timedelta(widths / 2, unit="D")
+    start = when + (starts * 86_400e6).astype("timedelta64[us]")
+    start_at = pd.DatetimeIndex(start)
+    # In numpy's datetime64 (the same instants: the edges are whole days), not pandas'
+    # DatetimeIndex arithmetic, whose fixed cost is most of a one-row score's.
+    mid = start + (widths / 2 * 86_400e6).astype("timedelta64[us]")
     extra = {
         "bin_start": starts,
         "bin_width": widths,
         "bin_age_days": _column(features, "age_days")[row] + starts,
-        "bin_month": mid_at.month.to_numpy(dtype=float),
+        "bin_month": _month_of(mid),
         "bin_quarter_ends": _quarter_ends_between(start_at, widths),
         "bin_days_to_expected_close": _column(features, "days_to_expected_close")[row] - starts,
         "bin_quarter_last_month_share": _last_month_share(start_at, widths, 3),
@@ -570,10 +573,18 @@ def _column(rows: pd.DataFrame, name: str) -> np.ndarray:
 
 def _quarter_ends_between(start_at: pd.DatetimeIndex, width: np.ndarray) -> np.ndarray:
     """Quarter ends (first day of Jan/Apr/Jul/Oct) falling in [start, start + width)."""
-    start_q = start_at.year * 4 + (start_at.month - 1) // 3
-    end_at = start_at + pd.to_timedelta(width, unit="D")
-    end_q = end_at.year * 4 + (end_at.month - 1) // 3
-    return np.asarray(end_q - start_q, dtype=float)
+    # Quarters since 1970 (a quarter start): floor(months since 1970-01 / 3).
+    start = start_at.to_numpy("datetime64[us]")
+    end = start + (np.asarray(width, dtype=float) * 86_400e6).astype("timedelta64[us]")
+    start_q = start.astype("datetime64[M]").astype(np.int64) // 3
+    end_q = end.astype("datetime64[M]").astype(np.int64) // 3
+    return np.where(np.isnat(start), np.nan, (end_q - start_q).astype(float))
+
+
+def _month_of(at: np.ndarray) -> np.ndarray:
+    """``DatetimeIndex(at).month`` as floats (NaN where ``at`` is NaT), in numpy."""
+    month = at.astype("datetime64[M]").astype(np.int64) % 12 + 1
+    return np.where(np.isnat(at), np.nan, month.astype(float))
 
 
 def _last_month_share(start_at: pd.DatetimeIndex, width: np.ndarray, months: int) -> np.ndarray:
