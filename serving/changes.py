@@ -209,7 +209,12 @@ def input_hash_codes(
         combined = (combined * MIX) ^ _table_sums(table, ids, stamp, as_of)
     accounts = history.accounts
     if len(accounts) and "account_id" in deals:
-        account_ids = pd.Index(accounts["account_id"].astype(str))
+        account_text = accounts["account_id"].astype(str)
+        if len(deals) < len(accounts):  # a few deals (the live applier's): their accounts only
+            theirs = pd.Index(pd.unique(deals["account_id"].astype(str).to_numpy(dtype=object)))
+            kept = _positions(account_text, theirs) >= 0  # in order: the first row of each
+            accounts, account_text = accounts[kept], account_text[kept]
+        account_ids = pd.Index(account_text)
         unique = ~account_ids.duplicated()
         account_of = pd.Series(deals["account_id"].astype(str).to_numpy(), index=deal_ids).reindex(
             ids

@@ -64,3 +64,33 @@ def test_row_hashes_are_pandas_hashes() -> None:
     for frame in [*frames, mixed, mixed.iloc[:0]]:
         expected = pd.util.hash_pandas_object(frame, index=False).to_numpy()
         np.testing.assert_array_equal(changes._row_hashes(frame), expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_few_deals_hashes_are_their_rows_of_every_deals(seed: int) -> None:
+    """A few deals hash their own accounts only (the live applier's rounds): the numbers of
+    the whole pass, with an account listed twice (its first row counts), a deal without an
+    account and a deal whose account is not listed."""
+    history = random_history(seed, n_deals=40)
+    rng = np.random.default_rng(seed)
+    accounts = history.accounts
+    assert len(accounts) > 1
+    twice = accounts.iloc[[0]].assign(**{accounts.columns[-1]: accounts.iloc[1, -1]})
+    deals = history.deals.copy()
+    deals["account_id"] = deals["account_id"].astype(object)
+    deals.loc[deals.index[1], "account_id"] = None
+    deals.loc[deals.index[2], "account_id"] = "NOT-LISTED"
+    deals.loc[deals.index[3], "account_id"] = accounts["account_id"].iloc[0]
+    deals["account_id"] = deals["account_id"].astype(history.deals["account_id"].dtype)
+    history = replace(history, deals=deals, accounts=pd.concat([accounts, twice]))
+    all_ids = pd.Index(history.deals["deal_id"].astype(str))
+    assert len(all_ids) >= len(history.accounts)  # the whole pass reads every account
+    every = changes.input_hashes(history, all_ids, history.exported_at, "2")
+    for few in (
+        all_ids[[1]],
+        all_ids[[2]],
+        all_ids[[3]],
+        all_ids[rng.choice(40, 5, replace=False)],
+    ):
+        got = changes.input_hashes(history, few, history.exported_at, "2")
+        pd.testing.assert_series_equal(got, every.loc[few])
