@@ -521,7 +521,10 @@ class LiveEvents:
         if not new:
             return self._history
         history = overlay(self._history, self._typed(new))
-        positions = _positions(history)
+        # A round without deal rows keeps the deals frame (overlay reuses it): its positions
+        # stand (a dict of every deal, not rebuilt each round).
+        same = history.deals is self._history.deals
+        positions = self._deal_pos if same else _positions(history)
         with self._lock:
             self._history, self._deal_pos = history, positions
             self._history_seq = new[-1].seq
