@@ -12,6 +12,7 @@ flags (``model_changed``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ def _drivers(text: Any) -> dict[str, float]:
     return {str(d["concept"]): float(d["contribution"]) for d in items}
 
 
-def _attributed(d: dict[str, Any], with_base: bool, top: int | None) -> dict[str, Any]:
+def _attributed(d: Mapping[Any, Any], with_base: bool, top: int | None) -> dict[str, Any]:
     """One deal's row of ``attribute_change`` from its merged record (``<column>_old`` and
     ``<column>_new``; ``drivers_base_*`` read when ``with_base``)."""
     change = (d["win_probability_new"] - d["win_probability_old"]) * 100
@@ -76,7 +77,7 @@ def attribute_pairs(
     for deal, (old, new) in pairs.items():
         if _missing(old.get("win_probability")) or _missing(new.get("win_probability")):
             continue
-        merged = {"deal_id": deal}
+        merged: dict[str, Any] = {"deal_id": deal}
         for column in ("win_probability", "model_version", "drivers", "drivers_base"):
             merged[f"{column}_old"], merged[f"{column}_new"] = old.get(column), new.get(column)
         for side in ("old", "new"):
