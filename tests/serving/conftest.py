@@ -9,13 +9,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from features.history import History
 from salesml.scoring import Scorer, load_scorer
+from salesml.warehouse import connect
 from serving.api.app import create_app
+from serving.api.live import LiveEvents
 from serving.api.settings import ApiSettings
 from serving.batch import run_batch
 from serving.keys import KeyStore
@@ -120,3 +124,56 @@ def _workspace_environment(request: pytest.FixtureRequest, monkeypatch: pytest.M
         ws: Workspace = request.getfixturevalue("workspace")
         monkeypatch.setenv("MLFLOW_TRACKING_URI", ws.tracking_uri)
         monkeypatch.setenv("SALESML_HOME", str(ws.home))
+
+
+@dataclass
+class Served:
+    """A served copy of the workspace with a key holding events:write and scores:read (the
+    events tests' client)."""
+
+    client: TestClient
+    app: FastAPI
+    home: Path
+    headers: dict[str, str]
+    deals: list[str]  # open deals of the first run, for tests to take apart
+
+    @property
+    def live(self) -> LiveEvents:
+        live: LiveEvents = self.app.state.events
+        return live
+
+    def post(self, body: Any, **kwargs: Any) -> Any:
+        return self.client.post("/v1/events", headers=self.headers, json=body, **kwargs)
+
+    def settle(self, response: Any) -> None:
+        """Wait until every accepted event of ``response`` is scored, published and its live
+        score written to the journal (the applier writes it after publishing)."""
+        seqs = [r["seq"] for r in response.json()["results"] if r.get("seq")]
+        if seqs:
+            assert self.live.wait_scored(max(seqs), timeout=60, saved=True)
+
+    def deal(self, deal_id: str) -> dict[str, Any]:
+        found = self.client.get(f"/v1/deals/{deal_id}", headers=self.headers)
+        assert found.status_code == 200, found.text
+        out: dict[str, Any] = found.json()
+        return out
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        con = connect(self.home / "warehouse.duckdb", read_only=True)
+        try:
+            rows: list[tuple[Any, ...]] = con.execute(sql).fetchall()
+            return rows
+        finally:
+            con.close()
+
+
+def serve_events(
+    workspace: Workspace, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> Iterator[Served]:
+    """A module fixture's body: the workspace copied under ``name``, served, with its key."""
+    home = workspace.copy_home(tmp_path_factory.mktemp(name) / "home")
+    key = KeyStore.for_home(home).add("crm", ["events:write", "scores:read"])[1]
+    app = create_app(make_app_settings(home))
+    with TestClient(app) as client:
+        snap = app.state.serving.snapshot()
+        yield Served(client, app, home, {"X-API-Key": key}, sorted(snap.data.features.index))

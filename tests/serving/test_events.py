@@ -6,69 +6,28 @@ import csv
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from features.history import load_history
 from salesml.importers.validate import Limits
 from salesml.warehouse import connect
-from serving.api.app import create_app
-from serving.api.live import LiveEvents
 from serving.changes import input_hashes
 from serving.events.fold import fold
 from serving.keys import KeyStore
 from serving.runs import RunStore
-from tests.serving.conftest import Workspace, make_app_settings
+from tests.serving.conftest import Served, Workspace, serve_events
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "events"
 WHEN = "2026-04-01T10:00:00Z"
 
 
-@dataclass
-class Served:
-    client: TestClient
-    app: FastAPI
-    home: Path
-    headers: dict[str, str]
-    deals: list[str]  # open deals of the first run, for tests to take apart
-
-    @property
-    def live(self) -> LiveEvents:
-        live: LiveEvents = self.app.state.events
-        return live
-
-    def post(self, body: Any, **kwargs: Any) -> Any:
-        return self.client.post("/v1/events", headers=self.headers, json=body, **kwargs)
-
-    def settle(self, response: Any) -> None:
-        """Wait until every accepted event of ``response`` is scored, published and its live
-        score written to the journal (the applier writes it after publishing)."""
-        seqs = [r["seq"] for r in response.json()["results"] if r.get("seq")]
-        if seqs:
-            assert self.live.wait_scored(max(seqs), timeout=60, saved=True)
-
-    def deal(self, deal_id: str) -> dict[str, Any]:
-        found = self.client.get(f"/v1/deals/{deal_id}", headers=self.headers)
-        assert found.status_code == 200, found.text
-        out: dict[str, Any] = found.json()
-        return out
-
-
 @pytest.fixture(scope="module")
 def served(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    home = workspace.copy_home(tmp_path_factory.mktemp("events") / "home")
-    key = KeyStore.for_home(home).add("crm", ["events:write", "scores:read"])[1]
-    app = create_app(make_app_settings(home))
-    with TestClient(app) as client:
-        snap = app.state.serving.snapshot()
-        deals = sorted(snap.data.features.index)
-        yield Served(client, app, home, {"X-API-Key": key}, deals)
+    yield from serve_events(workspace, tmp_path_factory, "events")
 
 
 def stage_change(event_id: str, deal_id: str, stage: str, when: str = WHEN) -> dict[str, Any]:

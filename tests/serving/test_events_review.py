@@ -6,71 +6,24 @@ the change summary of a canonical update."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
-from salesml.warehouse import connect
-from serving.api.app import create_app
-from serving.api.live import EVENT_POINTS, LiveEvents, _earlier, _since_run, describe
+from serving.api.live import EVENT_POINTS, _earlier, _since_run, describe
 from serving.events.journal import Entry
 from serving.events.leads import PendingLeads
 from serving.events.resolve import Unapplicable, resolve_lead
 from serving.events.shapes import Parsed, Unusable, detect, read_json
-from serving.keys import KeyStore
-from tests.serving.conftest import Workspace, make_app_settings
+from tests.serving.conftest import Served, Workspace, serve_events
 
 WHEN = "2026-04-01T10:00:00Z"
 WHEN_MS = 1775037600000  # 2026-04-01T10:00:00Z
 
 
-@dataclass
-class Served:
-    client: TestClient
-    app: FastAPI
-    home: Path
-    headers: dict[str, str]
-    deals: list[str]  # open deals of the first run
-
-    @property
-    def live(self) -> LiveEvents:
-        live: LiveEvents = self.app.state.events
-        return live
-
-    def post(self, body: Any) -> Any:
-        return self.client.post("/v1/events", headers=self.headers, json=body)
-
-    def settle(self, response: Any) -> None:
-        seqs = [r["seq"] for r in response.json()["results"] if r.get("seq")]
-        if seqs:
-            assert self.live.wait_scored(max(seqs), timeout=60, saved=True)
-
-    def deal(self, deal_id: str) -> dict[str, Any]:
-        found = self.client.get(f"/v1/deals/{deal_id}", headers=self.headers)
-        assert found.status_code == 200, found.text
-        out: dict[str, Any] = found.json()
-        return out
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        con = connect(self.home / "warehouse.duckdb", read_only=True)
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
-
-
 @pytest.fixture(scope="module")
 def served(workspace: Workspace, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    home = workspace.copy_home(tmp_path_factory.mktemp("review") / "home")
-    key = KeyStore.for_home(home).add("crm", ["events:write", "scores:read"])[1]
-    app = create_app(make_app_settings(home))
-    with TestClient(app) as client:
-        snap = app.state.serving.snapshot()
-        yield Served(client, app, home, {"X-API-Key": key}, sorted(snap.data.features.index))
+    yield from serve_events(workspace, tmp_path_factory, "review")
 
 
 def imported_leads(served: Served, n: int) -> list[str]:
