@@ -17,7 +17,7 @@ from typing import Any
 
 from salesml.explain import score_change as attribute_change
 from serving.api.encoding import encode_row
-from serving.api.problems import ProblemError
+from serving.api.problems import ProblemError, Problems
 from serving.api.schemas import (
     DealResponse,
     KnownDeal,
@@ -259,23 +259,6 @@ class _Plan:
     order: list[tuple[str, int]] = field(default_factory=list)
 
 
-class _Problems:
-    """The problems found in a score request's deals: all of them, so one answer names every
-    bad deal and field (``ProblemError.of_all``)."""
-
-    def __init__(self) -> None:
-        self.found: list[ProblemError] = []
-
-    def check(self, rule: Any, *args: Any) -> bool:
-        """Apply ``rule``; False (and the problem kept) when it raised one."""
-        try:
-            rule(*args)
-        except ProblemError as exc:
-            self.found.append(exc)
-            return False
-        return True
-
-
 def _check_owner(data: DataIndex, principal: Principal, owner_id: str | None, where: str) -> None:
     """A team-bound key names reps of its own team only (403, the same for unknown reps);
     another key gets 422 for a rep the data does not know."""
@@ -306,7 +289,7 @@ def _check_known(data: DataIndex, principal: Principal, deal_id: str, where: str
 
 
 def _known_item(
-    plan: _Plan, data: DataIndex, principal: Principal, item: KnownDeal, i: int, bad: _Problems
+    plan: _Plan, data: DataIndex, principal: Principal, item: KnownDeal, i: int, bad: Problems
 ) -> None:
     where = f"body.deals[{i}]"
     deal_id = item.deal_id
@@ -332,7 +315,7 @@ def _known_item(
 
 
 def _new_item(
-    plan: _Plan, data: DataIndex, principal: Principal, item: NewDealItem, i: int, bad: _Problems
+    plan: _Plan, data: DataIndex, principal: Principal, item: NewDealItem, i: int, bad: Problems
 ) -> None:
     where = f"body.deals[{i}]"
     deal = item.deal
@@ -378,7 +361,7 @@ def _plan(body: ScoreRequest, principal: Principal, data: DataIndex, max_batch: 
     if len(body.deals) > max_batch:
         raise ProblemError(422, f"at most {max_batch} deals per request", field="body.deals")
     plan = _Plan()
-    bad = _Problems()
+    bad = Problems()
     for i, item in enumerate(body.deals):
         if isinstance(item, KnownDeal):
             _known_item(plan, data, principal, item, i, bad)

@@ -109,6 +109,23 @@ class ProblemError(Exception):
         return out
 
 
+class Problems:
+    """Problems gathered instead of raised one by one, so one answer names every bad item and
+    field of a request (``ProblemError.of_all``)."""
+
+    def __init__(self) -> None:
+        self.found: list[ProblemError] = []
+
+    def check(self, rule: Any, *args: Any) -> bool:
+        """Apply ``rule``; False (and the problem kept) when it raised one."""
+        try:
+            rule(*args)
+        except ProblemError as exc:
+            self.found.append(exc)
+            return False
+        return True
+
+
 def problem_response(
     request: Request | None,
     status: int,

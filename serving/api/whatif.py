@@ -38,7 +38,7 @@ from features.single import (
 from features.spec import Feature, feature_spec
 from salesml.schemas import ATTRIBUTE_PREFIX
 from salesml.scoring.scorer import ListPrices
-from serving.api.problems import ProblemError
+from serving.api.problems import ProblemError, Problems
 from serving.api.schemas import DealOverrides, NewDeal
 
 STAGE_FIELDS = ("stage", "amount", "expected_close_date")
@@ -492,27 +492,21 @@ def _new_deal_stage(change: Change) -> None:
 def change_problems(index: DataIndex, change: Change) -> list[ProblemError]:
     """Every problem ``live_rows`` would raise on ``change`` (the first one), checked before
     scoring so that one answer names every bad deal and field of a request."""
-    found: list[ProblemError] = []
-
-    def attempt(check: Any, *args: Any) -> None:
-        try:
-            check(*args)
-        except ProblemError as exc:
-            found.append(exc)
-
+    problems = Problems()
+    attempt = problems.check
     if change.new is not None:
         attempt(_new_deal_created, index, change)
         for name, value in (change.new.attributes or {}).items():
             attempt(_attribute_column, index, name, value, f"{change.where}.deal")
         attempt(_new_deal_stage, change)
-        return found
+        return problems.found
     assert change.overrides is not None
     given = change.overrides.model_dump(exclude_none=True)
     for name, value in (given.get("attributes") or {}).items():
         attempt(_attribute_column, index, name, value, f"{change.where}.overrides")
     if any(name in given for name in STAGE_FIELDS):
         attempt(_stage_change, index, change.key, given, change.where)
-    return found
+    return problems.found
 
 
 def _new_deal_values(
